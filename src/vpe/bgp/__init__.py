@@ -1,0 +1,1 @@
+"""BGP speaker: sans-IO wire codec (``wire``), pure FSM (``fsm``), asyncio glue."""
