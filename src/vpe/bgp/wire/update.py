@@ -158,9 +158,14 @@ def _fatal(subcode: int, reason: str, data: bytes = b"") -> BGPError:
     return BGPError(ErrorCode.UPDATE_MESSAGE, subcode, data, reason)
 
 
-def _decode_nlri_field(family: Family, data: bytes, ctx: CodecContext, where: str) -> list[Nlri]:
+def _decode_nlri_field(
+    family: Family, data: bytes, ctx: CodecContext, where: str, withdrawn: bool = False
+) -> list[Nlri]:
+    codec = NLRI_CODECS[family]
     try:
-        return NLRI_CODECS[family].decode(data, family in ctx.addpath)
+        if withdrawn:
+            return codec.decode_withdrawn(data, family in ctx.addpath)
+        return codec.decode(data, family in ctx.addpath)
     except NlriError as e:
         raise _fatal(UpdateSubcode.INVALID_NETWORK_FIELD, f"{where}: {e}") from None
 
@@ -374,7 +379,7 @@ def _decode_mp_unreach(value: bytes, ctx: CodecContext) -> MpUnreach:
             UpdateSubcode.OPTIONAL_ATTRIBUTE_ERROR,
             f"MP_UNREACH_NLRI for AFI {afi} SAFI {safi}, which this speaker does not support",
         )
-    routes = _decode_nlri_field(family, value[3:], ctx, f"MP_UNREACH_NLRI {family}")
+    routes = _decode_nlri_field(family, value[3:], ctx, f"MP_UNREACH_NLRI {family}", withdrawn=True)
     return MpUnreach(family, routes)
 
 
@@ -398,7 +403,7 @@ def encode_update_body(u: Update, ctx: CodecContext) -> bytes:
         parts.append(encode_attribute(AttrFlag.OPTIONAL, AttrCode.MP_REACH_NLRI, _mp_reach_value(mp, nl)))
     if u.mp_unreach is not None:
         mu = u.mp_unreach
-        nl = NLRI_CODECS[mu.family].encode(mu.nlri, mu.family in ctx.addpath)
+        nl = NLRI_CODECS[mu.family].encode_withdrawn(mu.nlri, mu.family in ctx.addpath)
         val = struct.pack("!HB", mu.family.afi, mu.family.safi) + nl
         parts.append(encode_attribute(AttrFlag.OPTIONAL, AttrCode.MP_UNREACH_NLRI, val))
     attrs = encode_path_attributes(u.attributes, ctx)
@@ -474,7 +479,7 @@ def pack_withdrawals(family: Family, routes: Iterable[Nlri], ctx: CodecContext) 
     """Whole UPDATE messages withdrawing ``routes``, as few as fit."""
     codec = NLRI_CODECS[family]
     addpath = family in ctx.addpath
-    encoded = [codec.encode_one(r, addpath) for r in routes]
+    encoded = [codec.encode_withdrawn_one(r, addpath) for r in routes]
     if not encoded:
         return []
     limit = ctx.max_message_len

@@ -73,6 +73,20 @@ class NlriCodec:
         enc = self.encode_one
         return b"".join(enc(n, addpath) for n in nlris)
 
+    def decode_withdrawn(self, data: bytes, addpath: bool) -> list[Nlri]:
+        """NLRI of MP_UNREACH_NLRI. Same as :meth:`decode` except for families whose
+        withdrawals differ on the wire: labeled and VPN families carry one 3-octet
+        compatibility field instead of the label stack (RFC 8277 section 2.4)."""
+        return self.decode(data, addpath)
+
+    def encode_withdrawn_one(self, nlri: Nlri, addpath: bool) -> bytes:
+        """Wire form of ``nlri`` in MP_UNREACH_NLRI (see :meth:`decode_withdrawn`)."""
+        return self.encode_one(nlri, addpath)
+
+    def encode_withdrawn(self, nlris: Iterable[Nlri], addpath: bool) -> bytes:
+        enc = self.encode_withdrawn_one
+        return b"".join(enc(n, addpath) for n in nlris)
+
     def decode_nexthop(self, data: bytes, ctx: CodecContext) -> tuple[IPAddress | None, IPAddress | None]:
         """(next hop, IPv6 link-local or None) from MP_REACH's next hop field.
 

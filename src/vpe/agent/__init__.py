@@ -1,0 +1,1 @@
+"""The vpe agent: daemon wiring, configuration, state store, metrics."""

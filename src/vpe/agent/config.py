@@ -1,0 +1,173 @@
+"""Agent configuration: a TOML file validated with pydantic.
+
+An invalid file is refused at start with the file, the key and the reason
+(:class:`ConfigError`), never a traceback.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ..bgp.wire.constants import FAMILY_BY_NAME, Family
+
+AddPathMode = Literal["receive", "send", "both"]
+
+
+class ConfigError(Exception):
+    """A configuration file that cannot be used; the message names file, key and reason."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_ip(value: str, what: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError(f"{what} {value!r} is not an IP address") from None
+
+
+def _check_families(names: list[str]) -> list[str]:
+    for n in names:
+        if n not in FAMILY_BY_NAME:
+            raise ValueError(f"unknown family {n!r} (known: {', '.join(sorted(FAMILY_BY_NAME))})")
+    return names
+
+
+class AddPathConfig(_Strict):
+    """ADD-PATH (RFC 7911) per family: direction, and what to send."""
+
+    family: str
+    mode: AddPathMode = "both"
+    #: what to send when sending: "best", "all", or a number N (best-N)
+    send: Literal["best", "all"] | int = "all"
+
+    @field_validator("family")
+    @classmethod
+    def _family(cls, v: str) -> str:
+        return _check_families([v])[0]
+
+
+class NeighborConfig(_Strict):
+    address: str
+    remote_as: int | None = Field(default=None, ge=1, le=4294967295)
+    port: int = Field(default=179, ge=1, le=65535)
+    local_address: str | None = None
+    passive: bool = False
+    hold_time: int = Field(default=90, ge=0, le=65535)
+    connect_retry: float = Field(default=5.0, gt=0, le=3600)
+    families: list[str] = Field(default_factory=lambda: ["vpnv4", "vpnv6"])
+    md5_password: str | None = Field(default=None, max_length=80)
+    gtsm_hops: int | None = Field(default=None, ge=1, le=254)
+    add_path: list[AddPathConfig] = Field(default_factory=list)
+    route_reflector_client: bool = False
+    graceful_restart: bool = True
+    max_prefixes: int | None = Field(default=None, ge=1)
+    description: str = ""
+
+    @field_validator("address", "local_address")
+    @classmethod
+    def _addr(cls, v: str | None) -> str | None:
+        return None if v is None else _check_ip(v, "address")
+
+    @field_validator("families")
+    @classmethod
+    def _fams(cls, v: list[str]) -> list[str]:
+        return _check_families(v)
+
+    @field_validator("hold_time")
+    @classmethod
+    def _hold(cls, v: int) -> int:
+        if v in (1, 2):
+            raise ValueError("hold time must be 0 or at least 3 seconds (RFC 4271 section 4.2)")
+        return v
+
+    def family_set(self) -> frozenset[Family]:
+        return frozenset(FAMILY_BY_NAME[f] for f in self.families)
+
+
+class BgpConfig(_Strict):
+    local_as: int = Field(ge=1, le=4294967295)
+    router_id: str
+    listen: list[str] = Field(default_factory=list)
+    port: int = Field(default=179, ge=1, le=65535)
+    cluster_id: str | None = None
+
+    @field_validator("router_id", "cluster_id")
+    @classmethod
+    def _rid(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        v = _check_ip(v, "router id")
+        if ipaddress.ip_address(v).version != 4 or v == "0.0.0.0":
+            raise ValueError(f"{v!r} must be a non-zero IPv4 address")
+        return v
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: list[str]) -> list[str]:
+        return [_check_ip(a, "listen address") for a in v]
+
+
+class ApiConfig(_Strict):
+    socket: str = "/run/vpe/vpe.sock"
+    tcp: str | None = None
+    token: str | None = None
+
+    @model_validator(mode="after")
+    def _token_for_tcp(self) -> ApiConfig:
+        if self.tcp and not self.token:
+            raise ValueError("api.tcp is set but api.token is missing: a TCP API requires a bearer token")
+        return self
+
+
+class AgentConfig(_Strict):
+    bgp: BgpConfig
+    neighbors: list[NeighborConfig] = Field(default_factory=list)
+    api: ApiConfig = Field(default_factory=ApiConfig)
+    dataplane: Literal["none", "userspace"] = "none"
+    state_dir: str = "/var/lib/vpe"
+
+    @model_validator(mode="after")
+    def _unique_neighbors(self) -> AgentConfig:
+        seen: set[str] = set()
+        for n in self.neighbors:
+            if n.address in seen:
+                raise ValueError(f"neighbor {n.address} is configured twice")
+            seen.add(n.address)
+        return self
+
+
+def _format_errors(path: str, err: ValidationError) -> str:
+    lines = [f"{path}: invalid configuration"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ")
+        lines.append(f"  {key}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_config(text: str, path: str = "<config>") -> AgentConfig:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    try:
+        return AgentConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_errors(path, e)) from None
+
+
+def load_config(path: str | Path) -> AgentConfig:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read: {e.strerror}") from None
+    return parse_config(text, str(p))

@@ -1,0 +1,617 @@
+"""asyncio driver of one BGP peer: sockets and timers around the pure FSM.
+
+A :class:`Peer` owns one :class:`~vpe.bgp.fsm.BgpFsm` and at most one TCP
+connection. Everything that touches the FSM runs in one task (``_run``) fed
+by a bounded queue: bytes read by the reader task arrive there as whole
+messages and are decoded with the codec context in force *at that point*
+(so UPDATEs after the OPEN exchange are decoded with the negotiated
+ADD-PATH and 4-octet-AS settings). The queue is bounded, so a peer that
+sends faster than we process is slowed down by TCP itself.
+
+Routes leave through :meth:`Peer.send_messages`, which blocks on the
+transport's high-water mark (back-pressure), while keepalives keep flowing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from typing import Any, Protocol
+
+from . import transport
+from .fsm import (
+    BgpFsm,
+    Connect,
+    Disconnect,
+    Event,
+    FsmConfig,
+    Keep,
+    ManualStart,
+    ManualStartPassive,
+    ManualStop,
+    OpenCollisionDump,
+    SendMessage,
+    SessionDown,
+    SessionUp,
+    State,
+    StateChanged,
+    TcpConnectionConfirmed,
+    TcpConnectionFails,
+    TcpCrAcked,
+    event_for_error,
+    event_for_message,
+    resolve_collision,
+)
+from .wire.capabilities import (
+    AddPath,
+    Capability,
+    EnhancedRouteRefresh,
+    ExtendedMessage,
+    GracefulRestart,
+    Multiprotocol,
+    RouteRefresh,
+)
+from .wire.constants import CeaseSubcode, ErrorCode, Family, MessageType
+from .wire.context import DEFAULT_CONTEXT, CodecContext
+from .wire.errors import BGPError
+from .wire.header import MessageReader
+from .wire.message import decode_message, encode_message
+from .wire.notification import Notification
+from .wire.open import Negotiated
+from .wire.update import Update
+
+log = logging.getLogger("vpe.bgp.session")
+
+_QUEUE_DEPTH = 256  # messages read ahead of processing, per peer
+_READ_CHUNK = 256 * 1024
+
+
+class SessionHandler(Protocol):
+    """What the layer above (the RIB) implements to hear from a peer."""
+
+    def session_up(self, peer: Peer) -> None: ...
+
+    def session_down(self, peer: Peer, reason: str) -> None: ...
+
+    def update_received(self, peer: Peer, update: Update) -> None: ...
+
+    def refresh_requested(self, peer: Peer, family: Family, subtype: int) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PeerSettings:
+    """Everything one session needs, independent of the config file format."""
+
+    address: str
+    local_as: int
+    router_id: IPv4Address
+    remote_as: int | None = None
+    port: int = 179
+    local_address: str | None = None
+    passive: bool = False
+    hold_time: int = 90
+    connect_retry: float = 5.0
+    families: frozenset[Family] = frozenset()
+    add_path: tuple[tuple[Family, int], ...] = ()
+    md5_password: str | None = None
+    gtsm_hops: int | None = None
+    graceful_restart_time: int | None = 120
+    route_reflector_client: bool = False
+    extended_message: bool = True
+    connect_timeout: float = 5.0
+
+    @property
+    def ibgp(self) -> bool:
+        return self.remote_as == self.local_as
+
+    def capabilities(self) -> tuple[Capability, ...]:
+        caps: list[Capability] = [Multiprotocol(f.afi, f.safi) for f in sorted(self.families)]
+        caps += [RouteRefresh(), EnhancedRouteRefresh()]
+        if self.extended_message:
+            caps.append(ExtendedMessage())
+        if self.add_path:
+            caps.append(AddPath(tuple(self.add_path)))
+        if self.graceful_restart_time is not None:
+            caps.append(
+                GracefulRestart(
+                    time=self.graceful_restart_time,
+                    families=tuple((f, False) for f in sorted(self.families)),
+                )
+            )
+        return tuple(caps)
+
+
+# Internal events of the driver (not FSM events).
+@dataclass(slots=True)
+class _Connected:
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    outgoing: bool
+    first: tuple[int, bytes] | None = None  # an OPEN already read (collision case)
+    framer: MessageReader | None = None
+
+
+@dataclass(slots=True)
+class _Message:
+    conn: int
+    msg_type: int
+    body: bytes
+
+
+@dataclass(slots=True)
+class _ConnLost:
+    conn: int
+    reason: str
+
+
+@dataclass(slots=True)
+class _Stop:
+    communication: str | None
+
+
+class Peer:
+    """One configured neighbor."""
+
+    def __init__(
+        self,
+        settings: PeerSettings,
+        handler: SessionHandler,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.address = settings.address
+        self.handler = handler
+        self._clock = clock
+        self.fsm = BgpFsm(
+            FsmConfig(
+                local_as=settings.local_as,
+                router_id=settings.router_id,
+                peer_as=settings.remote_as,
+                hold_time=settings.hold_time,
+                passive=settings.passive,
+                capabilities=settings.capabilities(),
+                connect_retry_time=settings.connect_retry,
+                connect_retry_max=max(settings.connect_retry, 60.0),
+                idle_hold_time=min(settings.connect_retry, 5.0),
+            ),
+            now=clock(),
+        )
+        self.negotiated: Negotiated | None = None
+        self.rx_ctx: CodecContext = DEFAULT_CONTEXT
+        self.tx_ctx: CodecContext = DEFAULT_CONTEXT
+        self.last_error = ""
+        self.established_at: float | None = None
+        self.counters: dict[str, int] = {
+            "messages_in": 0,
+            "messages_out": 0,
+            "updates_in": 0,
+            "updates_out": 0,
+            "notifications_in": 0,
+            "notifications_out": 0,
+            "treat_as_withdraw": 0,
+            "established_transitions": 0,
+        }
+        self._events: asyncio.Queue[Any] = asyncio.Queue(_QUEUE_DEPTH)
+        self._task: asyncio.Task[None] | None = None
+        self._connect_task: asyncio.Task[None] | None = None
+        self._reader_task: asyncio.Task[None] | None = None
+        self._writer: transport.BoundedWriter | None = None
+        self._conn_id = 0
+        self._side_tasks: set[asyncio.Task[Any]] = set()
+        self._send_lock = asyncio.Lock()
+
+    # -- public --------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        return self.fsm.state
+
+    @property
+    def established(self) -> bool:
+        return self.fsm.state is State.ESTABLISHED
+
+    @property
+    def ibgp(self) -> bool:
+        if self.negotiated is not None:
+            return self.negotiated.peer_asn == self.settings.local_as
+        return self.settings.ibgp
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"bgp-{self.address}")
+
+    async def stop(self, communication: str | None = None) -> None:
+        """Send a Cease (Administrative Shutdown) if up, close, and end the task."""
+        if self._task is None:
+            return
+        await self._events.put(_Stop(communication))
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._task), 5.0)
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+    def incoming(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """A connection from this neighbor was accepted by a listener."""
+        self._post_nowait(_Connected(reader, writer, outgoing=False))
+
+    async def send_messages(self, messages: Iterable[bytes]) -> int:
+        """Send framed messages (UPDATEs from the adj-RIB-out) with back-pressure.
+
+        Returns how many were written; stops early if the session went down.
+        """
+        sent = 0
+        async with self._send_lock:
+            for m in messages:
+                w = self._writer
+                if w is None or not self.established:
+                    break
+                try:
+                    w.send(m)
+                    if w.must_wait:
+                        await w.drain_if_needed()
+                except (ConnectionError, OSError) as e:
+                    self._post_nowait(_ConnLost(self._conn_id, f"write failed: {e}"))
+                    break
+                sent += 1
+        self.counters["messages_out"] += sent
+        self.counters["updates_out"] += sent
+        return sent
+
+    def to_json(self) -> dict[str, Any]:
+        n = self.negotiated
+        return {
+            "address": self.address,
+            "port": self.settings.port,
+            "remote_as": self.settings.remote_as,
+            "state": self.fsm.state.value,
+            "uptime": round(self._clock() - self.established_at, 1) if self.established_at else None,
+            "families": sorted(f.name for f in n.families) if n else [],
+            "peer_router_id": str(n.peer_id) if n else None,
+            "hold_time": n.hold_time if n else self.settings.hold_time,
+            "addpath_receive": sorted(f.name for f in n.addpath_receive) if n else [],
+            "addpath_send": sorted(f.name for f in n.addpath_send) if n else [],
+            "last_error": self.last_error,
+            "counters": dict(self.counters),
+        }
+
+    # -- the driver task -----------------------------------------------------
+
+    def _post_nowait(self, ev: Any) -> None:
+        try:
+            self._events.put_nowait(ev)
+        except asyncio.QueueFull:
+            t = asyncio.get_running_loop().create_task(self._events.put(ev))
+            self._side_tasks.add(t)
+            t.add_done_callback(self._side_tasks.discard)
+
+    async def _run(self) -> None:
+        start: Event = ManualStartPassive() if self.settings.passive else ManualStart()
+        try:
+            await self._perform(self.fsm.handle(start, self._clock()))
+            while True:
+                deadline = self.fsm.next_deadline()
+                ev: Any
+                try:
+                    ev = self._events.get_nowait()
+                except asyncio.QueueEmpty:
+                    timeout = None if deadline is None else max(0.0, deadline - self._clock())
+                    try:
+                        ev = await asyncio.wait_for(self._events.get(), timeout)
+                    except TimeoutError:
+                        await self._perform(self.fsm.poll(self._clock()))
+                        continue
+                if isinstance(ev, _Stop):
+                    await self._perform(self.fsm.handle(ManualStop(ev.communication), self._clock()))
+                    return
+                await self._on_event(ev)
+                if deadline is not None and deadline <= self._clock():
+                    await self._perform(self.fsm.poll(self._clock()))
+        finally:
+            self._close_connection()
+            for t in (self._connect_task, *self._side_tasks):
+                if t is not None:
+                    t.cancel()
+
+    async def _on_event(self, ev: Any) -> None:
+        now = self._clock()
+        if isinstance(ev, _Message):
+            if ev.conn != self._conn_id:
+                return  # from a connection already dropped
+            await self._on_message(ev.msg_type, ev.body)
+        elif isinstance(ev, _Connected):
+            await self._on_connected(ev)
+        elif isinstance(ev, _ConnLost):
+            if ev.conn != self._conn_id or self._writer is None:
+                return
+            self._close_connection()
+            await self._perform(self.fsm.handle(TcpConnectionFails(ev.reason), now))
+        elif isinstance(ev, _ConnectFailed):
+            if self._writer is None and self.fsm.state is State.CONNECT:
+                await self._perform(self.fsm.handle(TcpConnectionFails(ev.reason), now))
+        elif isinstance(ev, _HeaderError):
+            if ev.conn == self._conn_id:
+                self.last_error = ev.error.describe()
+                await self._perform(self.fsm.handle(event_for_error(ev.error), now))
+        elif isinstance(ev, Event):
+            await self._perform(self.fsm.handle(ev, now))
+
+    async def _on_message(self, msg_type: int, body: bytes) -> None:
+        self.counters["messages_in"] += 1
+        try:
+            msg = decode_message(msg_type, body, self.rx_ctx)
+        except BGPError as err:
+            log.error(
+                "peer %s: malformed %s message: %s; offending message: %s",
+                self.address,
+                _type_name(msg_type),
+                err.describe(),
+                body.hex(),
+            )
+            self.last_error = err.describe()
+            await self._perform(self.fsm.handle(event_for_error(err), self._clock()))
+            return
+        if msg_type == MessageType.UPDATE:
+            self.counters["updates_in"] += 1
+            if msg.action:
+                if msg.action >= 2:
+                    self.counters["treat_as_withdraw"] += 1
+                log.warning(
+                    "peer %s: UPDATE handled per RFC 7606 (%s): %s; message: %s",
+                    self.address,
+                    msg.action.name.lower(),
+                    "; ".join(msg.errors),
+                    body.hex(),
+                )
+        elif msg_type == MessageType.NOTIFICATION:
+            self.counters["notifications_in"] += 1
+            log.warning("peer %s: NOTIFICATION received: %s", self.address, _describe_notification(msg))
+            self.last_error = f"received {_describe_notification(msg)}"
+        was_established = self.established
+        await self._perform(self.fsm.handle(event_for_message(msg), self._clock()))
+        if was_established and self.established:
+            if msg_type == MessageType.UPDATE:
+                self.handler.update_received(self, msg)
+            elif msg_type == MessageType.ROUTE_REFRESH:
+                self.handler.refresh_requested(self, Family(msg.afi, msg.safi), msg.subtype)
+
+    async def _on_connected(self, ev: _Connected) -> None:
+        now = self._clock()
+        state = self.fsm.state
+        if self._writer is None and state in (State.CONNECT, State.ACTIVE):
+            if self._connect_task is not None:
+                self._connect_task.cancel()
+                self._connect_task = None
+            self._attach(ev)
+            await self._perform(self.fsm.handle(TcpCrAcked() if ev.outgoing else TcpConnectionConfirmed(), now))
+            if ev.first is not None:
+                await self._on_message(*ev.first)
+            return
+        if ev.outgoing or state is State.IDLE or state is State.ESTABLISHED or self._writer is None:
+            # Nobody needs this connection (Established keeps the old one:
+            # CollisionDetectEstablishedState is off).
+            if not ev.outgoing and state is State.ESTABLISHED:
+                _refuse(ev.writer, "connection collision with an established session")
+            else:
+                ev.writer.close()
+            return
+        # Collision in OpenSent/OpenConfirm: read the newcomer's OPEN, then decide.
+        if ev.first is None:
+            t = asyncio.get_running_loop().create_task(self._read_collision_open(ev))
+            self._side_tasks.add(t)
+            t.add_done_callback(self._side_tasks.discard)
+            return
+        try:
+            remote_open = decode_message(ev.first[0], ev.first[1], DEFAULT_CONTEXT)
+        except BGPError:
+            ev.writer.close()
+            return
+        keep = resolve_collision(
+            self.settings.router_id, remote_open.bgp_id, self.settings.local_as, remote_open.asn
+        )
+        existing_is_ours = bool(self.fsm.outgoing)
+        keep_existing = (keep is Keep.OUTGOING) == existing_is_ours
+        log.info(
+            "peer %s: connection collision, keeping the %s connection",
+            self.address,
+            "existing" if keep_existing else "new",
+        )
+        if keep_existing:
+            _refuse(ev.writer, "connection collision resolved in favour of the other connection")
+            return
+        await self._perform(self.fsm.handle(OpenCollisionDump(), now))
+        self._close_connection()
+        await self._perform(self.fsm.handle(ManualStartPassive(), now))
+        self._attach(ev)
+        await self._perform(self.fsm.handle(TcpConnectionConfirmed(), now))
+        await self._on_message(*ev.first)
+
+    async def _read_collision_open(self, ev: _Connected) -> None:
+        framer = MessageReader()
+        try:
+            async with asyncio.timeout(10):
+                while True:
+                    m = framer.next_message()
+                    if m is not None:
+                        break
+                    data = await ev.reader.read(4096)
+                    if not data:
+                        raise ConnectionError("closed")
+                    framer.feed(data)
+        except (TimeoutError, ConnectionError, OSError, BGPError):
+            ev.writer.close()
+            return
+        if m[0] != MessageType.OPEN:
+            ev.writer.close()
+            return
+        ev.first = m
+        ev.framer = framer
+        await self._events.put(ev)
+
+    def _attach(self, ev: _Connected) -> None:
+        self._conn_id += 1
+        self._writer = transport.BoundedWriter(ev.writer)
+        framer = ev.framer or MessageReader()
+        self._reader_task = asyncio.get_running_loop().create_task(
+            self._read_loop(self._conn_id, ev.reader, framer), name=f"bgp-read-{self.address}"
+        )
+
+    def _close_connection(self) -> None:
+        if self._reader_task is not None:
+            self._reader_task.cancel()
+            self._reader_task = None
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.writer.close()
+            self._writer = None
+        self._conn_id += 1
+
+    async def _read_loop(self, conn: int, reader: asyncio.StreamReader, framer: MessageReader) -> None:
+        put = self._events.put
+        reason = "connection closed by peer"
+        try:
+            while True:
+                while True:
+                    try:
+                        m = framer.next_message()
+                    except BGPError as err:
+                        log.error(
+                            "peer %s: bad message header: %s; bytes: %s",
+                            self.address,
+                            err.describe(),
+                            bytes(framer._buf[framer._pos : framer._pos + 19]).hex(),
+                        )
+                        await put(_HeaderError(conn, err))
+                        return
+                    if m is None:
+                        break
+                    await put(_Message(conn, m[0], m[1]))
+                data = await reader.read(_READ_CHUNK)
+                if not data:
+                    break
+                framer.feed(data)
+        except (ConnectionError, OSError) as e:
+            reason = f"connection lost: {e}"
+        await put(_ConnLost(conn, reason))
+
+    # -- actions -------------------------------------------------------------
+
+    async def _perform(self, actions: list[Any]) -> None:
+        for a in actions:
+            if isinstance(a, SendMessage):
+                self._write_message(a.message)
+            elif isinstance(a, Connect):
+                self._start_connect()
+            elif isinstance(a, Disconnect):
+                self._close_connection()
+            elif isinstance(a, StateChanged):
+                log.info("peer %s: %s -> %s", self.address, a.old.value, a.new.value)
+            elif isinstance(a, SessionUp):
+                self._session_up(a.negotiated)
+            elif isinstance(a, SessionDown):
+                self._session_down(a)
+
+    def _write_message(self, msg: Any) -> None:
+        w = self._writer
+        if w is None:
+            return
+        if isinstance(msg, Notification):
+            self.counters["notifications_out"] += 1
+            log.warning("peer %s: sending NOTIFICATION: %s", self.address, _describe_notification(msg))
+        try:
+            w.send(encode_message(msg, self.tx_ctx))
+            self.counters["messages_out"] += 1
+        except (ConnectionError, OSError) as e:
+            self._post_nowait(_ConnLost(self._conn_id, f"write failed: {e}"))
+
+    def _start_connect(self) -> None:
+        if self._connect_task is not None and not self._connect_task.done():
+            return
+        s = self.settings
+        conn_id = self._conn_id
+
+        async def attempt() -> None:
+            try:
+                reader, writer = await transport.open_connection(
+                    s.address,
+                    s.port,
+                    local_addr=s.local_address,
+                    md5=s.md5_password,
+                    gtsm=s.gtsm_hops,
+                    timeout=s.connect_timeout,
+                )
+            except (OSError, ValueError) as e:
+                self.last_error = str(e)
+                await self._events.put(_ConnectFailed(conn_id, str(e)))
+                return
+            await self._events.put(_Connected(reader, writer, outgoing=True))
+
+        self._connect_task = asyncio.get_running_loop().create_task(attempt())
+
+    def _session_up(self, negotiated: Negotiated) -> None:
+        self.negotiated = negotiated
+        ibgp = negotiated.peer_asn == self.settings.local_as
+        self.rx_ctx = negotiated.rx_context(ibgp)
+        self.tx_ctx = negotiated.tx_context(ibgp)
+        self.established_at = self._clock()
+        self.counters["established_transitions"] += 1
+        self.last_error = ""
+        log.info(
+            "peer %s: session established (AS %d, id %s, families %s)",
+            self.address,
+            negotiated.peer_asn,
+            negotiated.peer_id,
+            ", ".join(sorted(f.name for f in negotiated.families)),
+        )
+        self.handler.session_up(self)
+
+    def _session_down(self, a: SessionDown) -> None:
+        self.last_error = a.reason
+        log.warning("peer %s: session down: %s", self.address, a.reason)
+        was = a.established
+        self.negotiated = None
+        self.rx_ctx = DEFAULT_CONTEXT
+        self.tx_ctx = DEFAULT_CONTEXT
+        self.established_at = None
+        if was:
+            self.handler.session_down(self, a.reason)
+
+
+@dataclass(slots=True)
+class _ConnectFailed:
+    conn: int
+    reason: str
+
+
+@dataclass(slots=True)
+class _HeaderError:
+    conn: int
+    error: BGPError
+
+
+def _refuse(writer: asyncio.StreamWriter, why: str) -> None:
+    """Send Cease / Connection Collision Resolution on a connection we drop."""
+    note = Notification(ErrorCode.CEASE, CeaseSubcode.CONNECTION_COLLISION, b"")
+    with contextlib.suppress(Exception):
+        writer.write(encode_message(note, DEFAULT_CONTEXT))
+        writer.close()
+    log.info("refused a connection: %s", why)
+
+
+def _type_name(t: int) -> str:
+    try:
+        return MessageType(t).name
+    except ValueError:
+        return f"type-{t}"
+
+
+def _describe_notification(n: Any) -> str:
+    reason = getattr(n, "reason", None)
+    return str(reason) if reason else f"code {n.code} subcode {n.subcode}"
+

@@ -1,0 +1,1 @@
+"""The `vpe` command line (typer + rich)."""

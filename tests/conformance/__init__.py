@@ -1,0 +1,1 @@
+"""Conformance tests: external test vectors decoded with vpe's codec."""
