@@ -106,9 +106,7 @@ def wait_until(
 
 def _run(cmd: Sequence[str], timeout: float = 10.0, check: bool = True) -> str:
     """Run a control command (gobgp, vtysh, birdc) and return stdout."""
-    proc = subprocess.run(
-        list(cmd), capture_output=True, text=True, timeout=timeout, check=False
-    )
+    proc = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout, check=False)
     if check and proc.returncode != 0:
         raise DaemonError(
             f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}"
@@ -209,7 +207,9 @@ class Daemon:
             wait_until(self._ready_or_dead, timeout, f"{self.name} on {self.address}:{self.port}")
         except DaemonError:
             self.stop()
-            raise DaemonError(f"{self.name} did not become ready; log:\n{self.log_tail()}") from None
+            raise DaemonError(
+                f"{self.name} did not become ready; log:\n{self.log_tail()}"
+            ) from None
         return self
 
     def environment(self) -> dict[str, str]:
@@ -261,7 +261,9 @@ class Daemon:
     def wait_established(self, neighbor: str, timeout: float = 30.0) -> None:
         """Block until the session with ``neighbor`` is Established."""
         try:
-            wait_until(lambda: self.established(neighbor), timeout, f"{self.name} session to {neighbor}")
+            wait_until(
+                lambda: self.established(neighbor), timeout, f"{self.name} session to {neighbor}"
+            )
         except DaemonError as exc:
             raise DaemonError(f"{exc}; {self.name} log:\n{self.log_tail()}") from None
 
@@ -701,7 +703,11 @@ class BIRD(Daemon):
                 if addpath != "off":
                     body.append(f"add paths {addpath};")
                 options = self.channel_options.get(fam)
-                if options is None and fam in ("vpnv6", "ipv6", "ipv6-labeled") and ":" not in n.address:
+                if (
+                    options is None
+                    and fam in ("vpnv6", "ipv6", "ipv6-labeled")
+                    and ":" not in n.address
+                ):
                     options = f"next hop address 2001:db8:ffff::{self.address.rsplit('.', 1)[-1]};"
                 if options:
                     body.append(options)

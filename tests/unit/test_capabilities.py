@@ -119,6 +119,13 @@ def test_addpath_invalid_mode_is_treated_as_not_understood() -> None:
     assert cap == c.UnknownCapability(69, tlv("0001 01 07"))
 
 
+def test_addpath_mode_zero_is_kept_as_none() -> None:
+    # FRR 8.4 sends mode 0 for families where it neither sends nor receives.
+    (cap,) = c.decode_capabilities(tlv("45 08 0001 80 00 0002 80 00"))
+    assert cap == c.AddPath(((VPNV4, 0), (VPNV6, 0)))
+    assert cap.to_json()["families"][0] == {"family": "vpnv4", "mode": "none"}
+
+
 def test_addpath_mode_lookup() -> None:
     ap = c.AddPath(((VPNV4, 3),))
     assert ap.mode(VPNV4) == 3
@@ -173,7 +180,7 @@ capability_values = st.one_of(
     ),
     st.builds(c.FourOctetAS, st.integers(0, 0xFFFFFFFF)),
     st.builds(
-        c.AddPath, st.lists(st.tuples(families, st.integers(1, 3)), max_size=8).map(tuple)
+        c.AddPath, st.lists(st.tuples(families, st.integers(0, 3)), max_size=8).map(tuple)
     ),
     st.builds(
         c.LongLivedGracefulRestart,

@@ -53,7 +53,7 @@ def test_short_body_is_a_length_error() -> None:
 
 def test_shutdown_communication() -> None:
     n = Notification.cease(CeaseSubcode.ADMIN_SHUTDOWN, "maintenance until 14:00, ticket #42")
-    text = "maintenance until 14:00, ticket #42".encode()
+    text = b"maintenance until 14:00, ticket #42"
     assert n.data == bytes([len(text)]) + text
     back = Notification.decode(n.encode(CTX), CTX)
     assert back.communication == "maintenance until 14:00, ticket #42"

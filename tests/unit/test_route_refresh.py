@@ -34,7 +34,9 @@ def test_through_the_reader() -> None:
     wire = encode_message(RouteRefresh.for_family(VPNV4, RefreshSubtype.EORR))
     r = MessageReader()
     r.feed(wire)
-    t, body = r.next_message()  # type: ignore[misc]
+    got = r.next_message()
+    assert got is not None
+    t, body = got
     m = decode_message(t, body)
     assert m.family == VPNV4 and m.subtype == RefreshSubtype.EORR
     assert m.to_json() == {"family": "vpnv4", "subtype": "eorr"}

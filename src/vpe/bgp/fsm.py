@@ -434,14 +434,16 @@ class BgpFsm:
         return out
 
     def poll(self, now: float) -> list[Action]:
-        """Fire every timer whose deadline has passed; return the actions."""
+        """Fire, in deadline order, each timer whose deadline has passed; return the actions.
+
+        Each timer fires at most once per call; one stopped or restarted by
+        an earlier expiry in the same call does not fire.
+        """
         out: list[Action] = []
-        for _ in range(len(Timer)):
-            due = [t for t, d in self.deadlines.items() if d <= now]
-            if not due:
-                break
-            first = min(due, key=lambda t: self.deadlines[t])
-            out.extend(self.handle(_EXPIRY[first](), now))
+        due = sorted((d, t) for t, d in self.deadlines.items() if d <= now)
+        for deadline, timer in due:
+            if self.deadlines.get(timer) == deadline:
+                out.extend(self.handle(_EXPIRY[timer](), now))
         return out
 
     def next_deadline(self) -> float | None:

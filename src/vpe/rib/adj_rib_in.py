@@ -1,17 +1,24 @@
 """Adj-RIB-In: the routes one peer sent in one family, as received (after import policy).
 
 Routes are indexed by :func:`route_key`: the NLRI key alone when the path id
-is 0 (the common case, no tuple per route), ``(key, path_id)`` with add-path
+is 0 (the common case: no tuple per route), ``(key, path_id)`` with add-path
 (RFC 7911). The two forms never collide since bytes never equal a tuple.
+The table maps each route key to its NLRI; the route's source (attributes,
+next hop) is found through the family's Loc-RIB, which holds every route
+exactly once (see :mod:`vpe.rib.loc_rib`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from ..bgp.wire.constants import Family
 from ..bgp.wire.nlri.base import Nlri
-from .path import STALE, Path, PeerInfo
+from .path import Path, PeerInfo
+
+if TYPE_CHECKING:
+    from .loc_rib import LocRib
 
 RouteKey = bytes | tuple[bytes, int]
 
@@ -26,35 +33,40 @@ def nlri_route_key(nlri: Nlri) -> RouteKey:
 
 
 class AdjRibIn:
-    """Paths from one peer in one family. Written only through :class:`vpe.rib.rib.Rib`."""
+    """Routes from one peer in one family. Written only through :class:`vpe.rib.rib.Rib`."""
 
-    __slots__ = ("peer", "family", "routes", "stale_deadline")
+    __slots__ = ("peer", "family", "loc", "routes", "stale", "stale_deadline")
 
-    def __init__(self, peer: PeerInfo, family: Family) -> None:
+    def __init__(self, peer: PeerInfo, family: Family, loc: LocRib) -> None:
         self.peer = peer
         self.family = family
-        #: route_key -> Path
-        self.routes: dict[RouteKey, Path] = {}
-        #: when stale paths are swept if no End-of-RIB came first (caller's clock); None: no stale
+        self.loc = loc
+        #: route_key -> NLRI as last received
+        self.routes: dict[RouteKey, Nlri] = {}
+        #: route keys still STALE since the last graceful restart (RFC 4724)
+        self.stale: set[RouteKey] = set()
+        #: when stale routes are swept if no End-of-RIB came first (caller's clock)
         self.stale_deadline: float | None = None
 
     def __len__(self) -> int:
         return len(self.routes)
 
-    def __iter__(self) -> Iterator[Path]:
-        return iter(self.routes.values())
+    def __contains__(self, rk: object) -> bool:
+        return rk in self.routes
 
     def get(self, key: bytes, path_id: int = 0) -> Path | None:
-        return self.routes.get((key, path_id) if path_id else key)
+        n = self.routes.get((key, path_id) if path_id else key)
+        return None if n is None else self.loc.path_of(self, n)
 
-    def mark_stale(self) -> int:
-        """Flag every path STALE (RFC 4724 4.2); returns how many."""
-        for p in self.routes.values():
-            p.flags |= STALE
-        return len(self.routes)
+    def __iter__(self) -> Iterator[Path]:
+        path_of = self.loc.path_of
+        for n in list(self.routes.values()):
+            p = path_of(self, n)
+            if p is not None:
+                yield p
 
-    def stale_paths(self) -> list[Path]:
-        return [p for p in self.routes.values() if p.flags & STALE]
+    def nlris(self) -> Iterator[Nlri]:
+        return iter(self.routes.values())
 
     def __repr__(self) -> str:
         return f"AdjRibIn({self.peer.address}, {self.family}, {len(self.routes)} routes)"

@@ -20,13 +20,15 @@ from ..bgp.wire.attributes.base import PathAttributes
 from ..bgp.wire.constants import Family
 from ..bgp.wire.nlri.base import Nlri
 from ..bgp.wire.update import Update
-from .adj_rib_in import AdjRibIn
+from .adj_rib_in import AdjRibIn, RouteKey
 from .decision import DecisionOptions
-from .loc_rib import LocRib
-from .path import STALE, IPAddress, Path, PathSource, PeerInfo
+from .loc_rib import Destination, LocRib
+from .path import STALE, IPAddress, Path, PathSource, PeerInfo, same_nlri
 from .reflection import inbound_loop
 
-_NOT_STALE = ~STALE
+
+def _all_keys(adj: AdjRibIn) -> list[tuple[bytes, int]]:
+    return [(n.key, n.path_id) for n in adj.routes.values()]
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +92,7 @@ class Rib:
             by_fam = self._adj[peer.address] = {}
         adj = by_fam.get(family)
         if adj is None:
-            adj = by_fam[family] = AdjRibIn(peer, family)
+            adj = by_fam[family] = AdjRibIn(peer, family, self.loc_rib(family))
         elif adj.peer is not peer:
             adj.peer = peer
         return adj
@@ -187,14 +189,17 @@ class Rib:
         next_hop: IPAddress | None,
         nlris: Iterable[Nlri],
     ) -> list[bytes]:
-        # The hot loop of a full-table load: keep it flat, locals only.
+        # The hot loop of a full-table load: flat, locals only, and in the
+        # common case (path id 0, eligible next hop, no other path yet) two
+        # dict insertions and no allocation per route.
         adj = self._adj_for(peer, family)
-        loc = self.loc_rib(family)
-        src = PathSource(peer, attrs, next_hop)
-        fast = loc.rank(src) is not None
+        loc = adj.loc
+        src = PathSource(peer, attrs, next_hop, adj)
+        eligible = loc.rank(src) is not None
         routes = adj.routes
+        stale = adj.stale
         dests = loc.dests
-        update = loc.update
+        change = loc.change
         changed: list[bytes] = []
         append = changed.append
         last_src: PathSource | None = None
@@ -202,24 +207,48 @@ class Rib:
         for n in nlris:
             k = n.key
             pid = n.path_id
-            rk = (k, pid) if pid else k
-            p = Path(n, src)
-            old = routes.setdefault(rk, p)
-            if old is p:
-                if (fast and dests.setdefault(k, p) is p) or update(k, p, None):
+            if pid:
+                rk: RouteKey = (k, pid)
+                old = routes.get(rk)
+                routes[rk] = n
+            else:
+                rk = k
+                old = routes.setdefault(k, n)
+                if old is n:
+                    old = None
+                    if eligible and dests.setdefault(k, src) is src:
+                        append(k)
+                        continue
+                else:
+                    routes[k] = n
+            if old is None:
+                if change(k, adj, None, Path(n, src)):
                     append(k)
                 continue
-            # a replacement: an unchanged re-announcement keeps the old path
-            # (a graceful restart's refresh then only clears STALE)
-            osrc = old.source
-            if osrc is not last_src:
-                last_src = osrc
-                last_same = osrc.same(src)
-            if last_same and (old.nlri is n or old.nlri == n):
-                old.flags &= _NOT_STALE
-                continue
-            routes[rk] = p
-            if update(k, p, old):
+            # A replacement. An unchanged re-announcement keeps the old route:
+            # no event, and after a graceful restart it just stops being stale.
+            cur = dests.get(k)
+            osrc = cur if type(cur) is PathSource and cur.adj is adj and not pid else None
+            if osrc is None:
+                old_path = loc.path_of(adj, old)
+                osrc = old_path.source if old_path is not None else None
+            if osrc is not None:
+                if osrc is not last_src:
+                    last_src = osrc
+                    last_same = osrc.same(src)
+                if last_same and same_nlri(old, n):
+                    routes[rk] = old
+                    if stale and rk in stale:
+                        stale.discard(rk)
+                        loc.set_flags(k, adj, old, 0)
+                    continue
+            if stale:
+                stale.discard(rk)
+            if eligible and osrc is cur and cur is not None:
+                # sole path replaced by an eligible one: still sole, new best
+                dests[k] = src
+                append(k)
+            elif change(k, adj, old, Path(n, src)):
                 append(k)
         return changed
 
@@ -228,40 +257,30 @@ class Rib:
         adj = self._adj.get(addr, {}).get(family)
         if adj is None:
             return []
-        loc = self.loc_rib(family)
+        return self._remove(adj, ((n.key, n.path_id) for n in nlris))
+
+    def _remove(self, adj: AdjRibIn, keys: Iterable[tuple[bytes, int]]) -> list[bytes]:
+        """Remove ``adj``'s routes (key, path id); unknown ones are skipped. Changed keys."""
         routes = adj.routes
+        stale = adj.stale
+        loc = adj.loc
         dests = loc.dests
+        change = loc.change
         changed: list[bytes] = []
-        for n in nlris:
-            k = n.key
-            pid = n.path_id
-            old = routes.pop((k, pid) if pid else k, None)
+        for k, pid in keys:
+            rk: RouteKey = (k, pid) if pid else k
+            old = routes.pop(rk, None)
             if old is None:
                 continue
-            if dests.get(k) is old:
-                del dests[k]
-                changed.append(k)
-            elif loc.update(k, None, old):
-                changed.append(k)
-        return changed
-
-    def _remove_paths(self, adj: AdjRibIn, paths: Iterable[Path]) -> list[bytes]:
-        loc = self.loc_rib(adj.family)
-        routes = adj.routes
-        dests = loc.dests
-        changed: list[bytes] = []
-        for p in paths:
-            n = p.nlri
-            k = n.key
-            pid = n.path_id
-            rk = (k, pid) if pid else k
-            if routes.get(rk) is not p:
-                continue
-            del routes[rk]
-            if dests.get(k) is p:
-                del dests[k]
-                changed.append(k)
-            elif loc.update(k, None, p):
+            if stale:
+                stale.discard(rk)
+            if not pid:
+                cur = dests.get(k)
+                if type(cur) is PathSource and cur.adj is adj:
+                    del dests[k]
+                    changed.append(k)
+                    continue
+            if change(k, adj, old, None):
                 changed.append(k)
         return changed
 
@@ -278,7 +297,7 @@ class Rib:
             if adj is None:
                 continue
             adj.stale_deadline = None
-            change = self._emit(fam, self._remove_paths(adj, list(adj.routes.values())))
+            change = self._emit(fam, self._remove(adj, _all_keys(adj)))
             if change is not None:
                 out.append(change)
         if not by_fam:
@@ -294,15 +313,22 @@ class Rib:
         are swept at End-of-RIB (:meth:`end_of_rib`) or when :meth:`sweep_expired`
         is called at or after ``deadline`` (the restart, later the stale,
         timer; the caller's clock). Families the peer did not preserve should
-        be passed to :meth:`peer_down` instead. Returns the number of paths.
+        be passed to :meth:`peer_down` instead. Best paths do not change, so
+        there is no event. Returns the number of routes marked.
         """
         by_fam = self._adj.get(peer, {})
         n = 0
         for fam in list(by_fam) if families is None else list(families):
             adj = by_fam.get(fam)
-            if adj is not None:
-                n += adj.mark_stale()
-                adj.stale_deadline = deadline
+            if adj is None:
+                continue
+            adj.stale = set(adj.routes)
+            adj.stale_deadline = deadline
+            n += len(adj.stale)
+            dests = adj.loc.dests
+            for nlri in adj.routes.values():
+                if type(dests.get(nlri.key)) is Destination:
+                    adj.loc.set_flags(nlri.key, adj, nlri, STALE)
         return n
 
     def set_stale_deadline(self, peer: IPAddress, family: Family, deadline: float) -> None:
@@ -312,30 +338,39 @@ class Rib:
             adj.stale_deadline = deadline
 
     def end_of_rib(self, peer: IPAddress, family: Family) -> list[bytes]:
-        """End-of-RIB from ``peer``: paths still STALE are withdrawn. Changed keys."""
+        """End-of-RIB from ``peer``: routes still STALE are withdrawn. Changed keys."""
         adj = self.adj_rib_in(peer, family)
         if adj is None:
             return []
-        adj.stale_deadline = None
-        keys = self._remove_paths(adj, adj.stale_paths())
+        keys = self._sweep(adj)
         self._emit(family, keys)
         return keys
 
     sweep_stale = end_of_rib
 
+    def _sweep(self, adj: AdjRibIn) -> list[bytes]:
+        adj.stale_deadline = None
+        gone = [rk if isinstance(rk, tuple) else (rk, 0) for rk in adj.stale]
+        adj.stale = set()
+        return self._remove(adj, gone)
+
     def next_stale_deadline(self) -> float | None:
         """The earliest pending sweep deadline, for the caller's timer."""
-        ds = [a.stale_deadline for fams in self._adj.values() for a in fams.values() if a.stale_deadline is not None]
+        ds = [
+            a.stale_deadline
+            for fams in self._adj.values()
+            for a in fams.values()
+            if a.stale_deadline is not None
+        ]
         return min(ds) if ds else None
 
     def sweep_expired(self, now: float) -> list[RibChange]:
-        """Sweep the stale paths of every (peer, family) whose deadline is <= ``now``."""
+        """Sweep the stale routes of every (peer, family) whose deadline is <= ``now``."""
         out: list[RibChange] = []
         for fams in list(self._adj.values()):
             for fam, adj in list(fams.items()):
                 if adj.stale_deadline is not None and adj.stale_deadline <= now:
-                    adj.stale_deadline = None
-                    change = self._emit(fam, self._remove_paths(adj, adj.stale_paths()))
+                    change = self._emit(fam, self._sweep(adj))
                     if change is not None:
                         out.append(change)
         return out

@@ -306,12 +306,17 @@ class FourOctetAS(Capability):
 
 
 class AddPathMode:
-    """RFC 7911 Send/Receive field values (bit flags)."""
+    """RFC 7911 Send/Receive field values (bit flags).
 
+    0 is outside RFC 7911 but FRR sends it for families where it does
+    neither; it is kept (as "none") since its meaning is unambiguous.
+    """
+
+    NONE = 0
     RECEIVE = 1
     SEND = 2
     BOTH = 3
-    NAMES: ClassVar[dict[int, str]] = {1: "receive", 2: "send", 3: "both"}
+    NAMES: ClassVar[dict[int, str]] = {0: "none", 1: "receive", 2: "send", 3: "both"}
 
 
 @register
@@ -335,7 +340,7 @@ class AddPath(Capability):
         entries = []
         for i in range(0, n, 4):
             afi, safi, mode = struct.unpack_from("!HBB", value, i)
-            if mode not in AddPathMode.NAMES:
+            if mode > AddPathMode.BOTH:
                 # RFC 7911 section 4: treat the capability as not understood.
                 return UnknownCapability(cls.CODE, bytes(value))
             entries.append((Family(afi, safi), mode))
