@@ -133,7 +133,7 @@ def test_addpath_mode_lookup() -> None:
 
 
 def test_extended_nexthop_families() -> None:
-    enh = c.ExtendedNextHop(((1, 1, 2), (1, 128, 2), (2, 1, 1)))
+    enh = c.ExtendedNextHop(((1, 1, 2), (1, 128, 2), (2, 1, 1), (2, 128, 2)))
     assert enh.families() == {IPV4_UNICAST, VPNV4}
 
 

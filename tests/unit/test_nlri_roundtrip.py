@@ -115,7 +115,7 @@ def mcast(draw: st.DrawFn, cls: type, pid: bool) -> Nlri:
         grp = draw(st.none() | addresses)
         return cls.s_pmsi_ad(rd, src, grp, draw(addresses), path_id)
     rtype = draw(st.integers(0, 255).filter(lambda t: t not in (1, 3)))
-    return cls.opaque(rtype, draw(st.binary(max_size=255)), path_id)
+    return cls.opaque(rtype, draw(st.binary(max_size=48)), path_id)
 
 
 def routes(family: Family, pid: bool) -> st.SearchStrategy[Nlri]:

@@ -114,10 +114,12 @@ def test_add_path_keeps_both_path_ids_of_one_peer() -> None:
     assert adj.get(p1.key, 1).labels == (100,)  # type: ignore[union-attr]
     assert adj.get(p1.key, 2).labels == (101,)  # type: ignore[union-attr]
     assert adj.get(p1.key) is None
-    # replace path 2 only, then withdraw path 1: path 2 stays
-    rib.announce(A, VPNV4, attrs(300), NH, [vpn("198.51.100.0/24", 102, 2)])
+    # replace path 2 only (now better: path 1 leaves the multipath set),
+    # then withdraw path 1: not a change, path 2 stays
+    assert rib.announce(A, VPNV4, attrs(300), NH, [vpn("198.51.100.0/24", 102, 2)]) == [p1.key]
     assert loc.best(p1.key).path_id == 2  # type: ignore[union-attr]
-    assert rib.withdraw(A, VPNV4, [vpn("198.51.100.0/24", 0, 1)]) == [p1.key]
+    assert len(loc.multipath(p1.key)) == 1
+    assert rib.withdraw(A, VPNV4, [vpn("198.51.100.0/24", 0, 1)]) == []
     assert [p.labels for p in loc.paths(p1.key)] == [(102,)]
 
 

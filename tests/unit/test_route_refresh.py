@@ -42,7 +42,7 @@ def test_through_the_reader() -> None:
     assert m.to_json() == {"family": "vpnv4", "subtype": "eorr"}
 
 
-@pytest.mark.parametrize("body", ["000100", "0001008000", "", "00010180ffff"])
+@pytest.mark.parametrize("body", ["000100", "", "0001018000", "00010280ffff"])
 def test_bad_length_carries_the_whole_message(body: str) -> None:
     raw = bytes.fromhex(body)
     with pytest.raises(BGPError) as ei:
@@ -61,7 +61,23 @@ def test_unknown_subtype_is_decoded_but_flagged_for_ignoring() -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.integers(0, 0xFFFF), st.integers(0, 255), st.integers(0, 255))
-def test_round_trip(afi: int, safi: int, sub: int) -> None:
-    m = RouteRefresh(afi, safi, sub)
+@given(st.integers(0, 0xFFFF), st.integers(0, 255), st.integers(0, 255), st.binary(max_size=20))
+def test_round_trip(afi: int, safi: int, sub: int, orf: bytes) -> None:
+    m = RouteRefresh(afi, safi, sub, b"" if sub in (1, 2) else orf)
     assert RouteRefresh.decode(m.encode(CTX), CTX) == m
+
+
+def test_normal_request_with_orf_entries_is_kept() -> None:
+    # RFC 5291: when-to-refresh, ORF type 64 (address prefix), length, entries
+    orf = bytes.fromhex("01 40 0009 00 00000001 0a 18 c00002".replace(" ", ""))
+    body = bytes.fromhex("00010001") + orf
+    m = RouteRefresh.decode(body, CTX)
+    assert (m.afi, m.safi, m.subtype, m.orf) == (1, 1, 0, orf)
+    assert m.encode(CTX) == body
+    assert m.to_json()["orf"] == orf.hex()
+
+
+def test_borr_with_trailing_octets_names_the_subtype() -> None:
+    with pytest.raises(BGPError) as ei:
+        RouteRefresh.decode(bytes.fromhex("0001018000"), CTX)
+    assert ei.value.reason == "ROUTE-REFRESH body of 5 octets, must be 4 for subtype 1"

@@ -278,38 +278,25 @@ def tshark_messages(name: str) -> list[dict[str, Any]]:
     return out
 
 
-def fields(obj: Any, key: str) -> list[Any]:
+def fields(obj: Any, key: str, _depth: int = 0) -> list[Any]:
     """Every value stored under ``key`` anywhere inside a tshark JSON object, in document order.
 
     tshark nests fields under subtree keys that are sometimes labels
     (``"BGP Prefix"``) and turns repeated keys into lists; walking by field
     name sidesteps both.
     """
+    if _depth > 64:
+        raise VectorError("tshark JSON nested deeper than 64 levels")
     found: list[Any] = []
-    stack: list[Any] = [obj]
-    budget = 1_000_000  # bounded walk
-    while stack and budget:
-        budget -= 1
-        cur = stack.pop()
-        if isinstance(cur, dict):
-            items = list(cur.items())
-            for k, v in reversed(items):
-                stack.append(v)
-                if k == key:
-                    stack.append(_Found(v))
-        elif isinstance(cur, list):
-            stack.extend(reversed(cur))
-        elif isinstance(cur, _Found):
-            if isinstance(cur.value, list):
-                found.extend(cur.value)
-            else:
-                found.append(cur.value)
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if k == key:
+                found.extend(v if isinstance(v, list) else [v])
+            found.extend(fields(v, key, _depth + 1))
+    elif isinstance(obj, list):
+        for item in obj:
+            found.extend(fields(item, key, _depth + 1))
     return found
-
-
-@dataclass(frozen=True, slots=True)
-class _Found:
-    value: Any
 
 
 def rib_views(name: str) -> dict[str, Any]:

@@ -129,7 +129,7 @@ class LocRib:
                 return Path(nlri, d, STALE if key in adj.stale else 0)
             return None
         for p in d.paths:  # type: ignore[union-attr]
-            if p.nlri is nlri:
+            if p.nlri is nlri and p.source.adj is adj:
                 return p
         return None
 

@@ -204,17 +204,20 @@ class Rib:
         append = changed.append
         last_src: PathSource | None = None
         last_same = False
+        maybe_dup = False  # a key may be reported twice (add-path, repeated NLRI)
         for n in nlris:
             k = n.key
             pid = n.path_id
             if pid:
+                maybe_dup = True
                 rk: RouteKey = (k, pid)
                 old = routes.get(rk)
                 routes[rk] = n
             else:
                 rk = k
+                size = len(routes)
                 old = routes.setdefault(k, n)
-                if old is n:
+                if len(routes) != size:  # (not "old is n": n may be re-sent as is)
                     old = None
                     if eligible and dests.setdefault(k, src) is src:
                         append(k)
@@ -232,6 +235,8 @@ class Rib:
             if osrc is None:
                 old_path = loc.path_of(adj, old)
                 osrc = old_path.source if old_path is not None else None
+            if osrc is src:
+                maybe_dup = True
             if osrc is not None:
                 if osrc is not last_src:
                     last_src = osrc
@@ -250,7 +255,7 @@ class Rib:
                 append(k)
             elif change(k, adj, old, Path(n, src)):
                 append(k)
-        return changed
+        return list(dict.fromkeys(changed)) if maybe_dup else changed
 
     def _withdraw(self, peer: PeerInfo | IPAddress, family: Family, nlris: Iterable[Nlri]) -> list[bytes]:
         addr = peer.address if isinstance(peer, PeerInfo) else peer
@@ -267,7 +272,10 @@ class Rib:
         dests = loc.dests
         change = loc.change
         changed: list[bytes] = []
+        maybe_dup = False
         for k, pid in keys:
+            if pid:
+                maybe_dup = True
             rk: RouteKey = (k, pid) if pid else k
             old = routes.pop(rk, None)
             if old is None:
@@ -282,7 +290,7 @@ class Rib:
                     continue
             if change(k, adj, old, None):
                 changed.append(k)
-        return changed
+        return list(dict.fromkeys(changed)) if maybe_dup else changed
 
     # -- peers, graceful restart ------------------------------------------------
 
@@ -350,7 +358,8 @@ class Rib:
 
     def _sweep(self, adj: AdjRibIn) -> list[bytes]:
         adj.stale_deadline = None
-        gone = [rk if isinstance(rk, tuple) else (rk, 0) for rk in adj.stale]
+        stale = adj.stale
+        gone = [(n.key, n.path_id) for rk, n in adj.routes.items() if rk in stale]  # in table order
         adj.stale = set()
         return self._remove(adj, gone)
 
@@ -366,13 +375,16 @@ class Rib:
 
     def sweep_expired(self, now: float) -> list[RibChange]:
         """Sweep the stale routes of every (peer, family) whose deadline is <= ``now``."""
-        out: list[RibChange] = []
+        per_family: dict[Family, list[bytes]] = {}
         for fams in list(self._adj.values()):
             for fam, adj in list(fams.items()):
                 if adj.stale_deadline is not None and adj.stale_deadline <= now:
-                    change = self._emit(fam, self._sweep(adj))
-                    if change is not None:
-                        out.append(change)
+                    per_family.setdefault(fam, []).extend(self._sweep(adj))
+        out: list[RibChange] = []
+        for fam, keys in per_family.items():
+            change = self._emit(fam, list(dict.fromkeys(keys)))
+            if change is not None:
+                out.append(change)
         return out
 
     # -- next hops -----------------------------------------------------------

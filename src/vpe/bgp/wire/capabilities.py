@@ -209,8 +209,12 @@ class ExtendedNextHop(Capability):
         return b"".join(struct.pack("!HHH", a, s, nh) for a, s, nh in self.entries)
 
     def families(self, nh_afi: int = AFI.IPV6) -> frozenset[Family]:
-        """Families for which next hops of ``nh_afi`` are accepted."""
-        return frozenset(Family(a, s) for a, s, nh in self.entries if nh == nh_afi)
+        """Families of another AFI for which next hops of ``nh_afi`` are accepted.
+
+        Entries whose NLRI AFI equals the next-hop AFI (GoBGP sends
+        (2, 128, 2)) say nothing beyond the default and are left out.
+        """
+        return frozenset(Family(a, s) for a, s, nh in self.entries if nh == nh_afi and a != nh)
 
     def _json_fields(self) -> dict[str, Any]:
         return {

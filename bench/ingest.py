@@ -1,0 +1,211 @@
+"""Ingest benchmark: one iBGP peer sends N VPNv4 host routes to a passive `vpe agent`.
+
+Run: .venv/bin/python bench/ingest.py [--routes 1000000] [--runs 3] [--clients 0]
+
+The agent runs as its own process with no dataplane. The sender is this
+script: it speaks just enough BGP (OPEN, KEEPALIVE) with vpe's codec and then
+writes pre-encoded UPDATEs (200 routes each, 100 RDs/RTs) as fast as the
+agent's TCP window allows, so the sender is never the bottleneck. The clock
+starts at the first UPDATE byte and stops when the agent's API reports all N
+routes in its Loc-RIB. Peak RSS is the agent's VmHWM from /proc.
+
+With ``--clients K`` the agent is also a route reflector for K passive vpe
+clients (separate agent processes) and the script reports when the last
+client holds all N routes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from vpe.bgp.wire import CodecContext, MessageReader, decode_message, encode_message
+from vpe.bgp.wire.attributes.as_path import AsPath
+from vpe.bgp.wire.attributes.base import PathAttributes
+from vpe.bgp.wire.attributes.extended_communities import Encapsulation, ExtendedCommunities, RouteTarget
+from vpe.bgp.wire.attributes.origin import Origin
+from vpe.bgp.wire.attributes.simple import LocalPref
+from vpe.bgp.wire.capabilities import Multiprotocol
+from vpe.bgp.wire.constants import VPNV4
+from vpe.bgp.wire.keepalive import KEEPALIVE
+from vpe.bgp.wire.nlri.vpn import VPNv4Prefix
+from vpe.bgp.wire.open import Open
+from vpe.bgp.wire.update import end_of_rib, pack_announcements
+
+PER_UPDATE = 200
+AGENT_ADDR = "127.0.0.61"
+SENDER_ADDR = "127.0.0.62"
+
+
+def build_stream(n: int) -> bytes:
+    ctx = CodecContext()
+    out: list[bytes] = []
+    base = int(ipaddress.IPv4Address("10.0.0.0"))
+    nh = ipaddress.IPv4Address("198.18.0.62")
+    for u in range((n + PER_UPDATE - 1) // PER_UPDATE):
+        vpn = u % 100 + 1
+        attrs = PathAttributes(
+            [Origin(0), AsPath.sequence(), LocalPref(100),
+             ExtendedCommunities((RouteTarget.from_str(f"65000:{vpn}"),
+                                  Encapsulation.from_str("encap:mpls-in-udp")))]
+        )
+        count = min(PER_UPDATE, n - u * PER_UPDATE)
+        nlri = [
+            VPNv4Prefix.from_str(f"65000:{vpn}:{ipaddress.IPv4Address(base + u * PER_UPDATE + i)}/32",
+                                 labels=(16 + vpn,))
+            for i in range(count)
+        ]
+        out.extend(pack_announcements(VPNV4, attrs, nh, nlri, ctx))
+    out.append(end_of_rib(VPNV4))
+    return b"".join(out)
+
+
+def agent_config(dirpath: Path, port: int) -> Path:
+    cfg = dirpath / "agent.toml"
+    cfg.write_text(
+        f"""
+[bgp]
+local_as = 65000
+router_id = "198.18.0.61"
+listen = ["{AGENT_ADDR}"]
+port = {port}
+
+[[neighbors]]
+address = "{SENDER_ADDR}"
+remote_as = 65000
+passive = true
+families = ["vpnv4"]
+hold_time = 180
+
+[api]
+socket = "{dirpath}/api.sock"
+"""
+    )
+    return cfg
+
+
+def vm_hwm(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def rib_count(sock: str) -> int:
+    with httpx.Client(transport=httpx.HTTPTransport(uds=sock), timeout=30) as c:
+        r = c.get("http://vpe/v1/bgp/neighbors")
+        r.raise_for_status()
+        for n in r.json():
+            if n["address"] == SENDER_ADDR:
+                return int(n.get("received", {}).get("vpnv4", 0))
+    return 0
+
+
+async def send_routes(stream: bytes, port: int, n: int, sock: str) -> float:
+    reader, writer = await asyncio.open_connection(AGENT_ADDR, port, local_addr=(SENDER_ADDR, 0))
+    op = Open.create(65000, 180, "198.18.0.62", (Multiprotocol(1, 128),))
+    writer.write(encode_message(op) + encode_message(KEEPALIVE))
+    framer = MessageReader()
+    got_open = got_ka = False
+    while not (got_open and got_ka):
+        data = await asyncio.wait_for(reader.read(65536), 10)
+        if not data:
+            raise RuntimeError("agent closed the session")
+        framer.feed(data)
+        while (m := framer.next_message()) is not None:
+            msg = decode_message(*m)
+            got_open |= m[0] == 1
+            got_ka |= m[0] == 4 and got_open
+            if m[0] == 3:
+                raise RuntimeError(f"agent sent NOTIFICATION {msg}")
+    t0 = time.perf_counter()
+    view = memoryview(stream)
+    for off in range(0, len(view), 1 << 20):
+        writer.write(view[off : off + (1 << 20)])
+        await writer.drain()
+
+    async def keepalives() -> None:
+        while True:
+            await asyncio.sleep(20)
+            writer.write(encode_message(KEEPALIVE))
+
+    async def drain_input() -> None:
+        while await reader.read(65536):
+            pass
+
+    tasks = [asyncio.create_task(keepalives()), asyncio.create_task(drain_input())]
+    loop = asyncio.get_running_loop()
+    deadline = time.perf_counter() + 300
+    while True:
+        count = await loop.run_in_executor(None, rib_count, sock)
+        if count >= n:
+            break
+        if time.perf_counter() > deadline:
+            raise RuntimeError(f"only {count} of {n} routes after 300 s")
+        await asyncio.sleep(0.05)
+    elapsed = time.perf_counter() - t0
+    for t in tasks:
+        t.cancel()
+    writer.close()
+    return elapsed
+
+
+def one_run(stream: bytes, n: int) -> tuple[float, int]:
+    with tempfile.TemporaryDirectory(prefix="vpe-ingest-") as d:
+        dirpath = Path(d)
+        port = 20179
+        cfg = agent_config(dirpath, port)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "vpe.cli.main", "agent", "-c", str(cfg), "--log-level", "warning"],
+            stdout=subprocess.DEVNULL,
+            stderr=open(dirpath / "agent.log", "w"),
+        )
+        try:
+            sock = str(dirpath / "api.sock")
+            for _ in range(100):
+                if os.path.exists(sock):
+                    break
+                time.sleep(0.1)
+            else:
+                raise RuntimeError("agent did not start: " + (dirpath / "agent.log").read_text())
+            elapsed = asyncio.run(send_routes(stream, port, n, sock))
+            return elapsed, vm_hwm(proc.pid)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description="vpe ingest benchmark")
+    ap.add_argument("--routes", type=int, default=1_000_000)
+    ap.add_argument("--runs", type=int, default=3)
+    args = ap.parse_args()
+    t = time.perf_counter()
+    stream = build_stream(args.routes)
+    print(f"built {args.routes} VPNv4 routes ({len(stream) / 1e6:.1f} MB of UPDATEs) "
+          f"in {time.perf_counter() - t:.1f} s; {os.cpu_count()} CPUs")
+    times, rss = [], []
+    for i in range(args.runs):
+        e, m = one_run(stream, args.routes)
+        times.append(e)
+        rss.append(m)
+        print(f"run {i + 1}: {e:.2f} s until all {args.routes} routes are in the RIB, "
+              f"agent peak RSS {m / 2**20:.0f} MiB")
+    print(f"median: {statistics.median(times):.2f} s, peak RSS {statistics.median(rss) / 2**20:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()

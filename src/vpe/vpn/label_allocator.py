@@ -1,0 +1,299 @@
+"""MPLS label allocation for VPN routes (RFC 4364 section 4.3.2, RFC 3032 label range).
+
+Labels 0-15 are reserved (RFC 3032); the allocator hands out 16..2^20-1.
+An *owner* is a hashable key saying what a label means: ``("vrf", name)``
+for a per-VRF aggregate label, ``("prefix", vrf, prefix)`` or
+``("endpoint", vrf, endpoint)`` for the other modes (see
+:func:`label_owner`). Owners made of strings survive :meth:`dump` /
+:meth:`restore` as JSON.
+
+A label must not mean something new while a remote PE may still send
+traffic with it, so a released label goes through two gates before reuse:
+
+1. *pending*: the caller has not yet confirmed that the withdrawal (or the
+   replacing announcement) was sent - :meth:`confirm_withdrawn`;
+2. *hold-down*: ``hold_down`` seconds from that confirmation (time is passed
+   in; nothing here reads a clock).
+
+Allocation is deterministic and O(1): fresh labels are taken in increasing
+order first (so reuse happens as late as possible), then matured labels in
+the order they matured. An owner that asks again while its old label is
+still pending or held down gets that same label back (a flapping prefix
+keeps its label - same meaning, no risk). :meth:`reserve` re-takes a
+specific label, which is how a restarted agent keeps "the same labels where
+possible".
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Hashable, Iterable
+from typing import Any
+
+MIN_LABEL = 16
+MAX_LABEL = (1 << 20) - 1
+
+LabelOwner = Hashable
+
+
+class LabelSpaceExhausted(RuntimeError):
+    """Every label of the range is in use, pending or held down."""
+
+
+def label_owner(mode: str, vrf: str, item: str | None = None) -> tuple[str, ...]:
+    """The owner key of a label: ``("vrf", vrf)`` or ``(mode, vrf, item)``."""
+    if mode == "vrf" or item is None:
+        return ("vrf", vrf)
+    return (mode, vrf, item)
+
+
+class LabelAllocator:
+    """Labels in ``[low, high]`` bound to owners, with withdraw-confirmed hold-down."""
+
+    __slots__ = (
+        "low",
+        "high",
+        "hold_down",
+        "_next",
+        "_by_owner",
+        "_owner_of",
+        "_pending",
+        "_cooling",
+        "_last_deadline",
+        "_free",
+        "_ahead",
+        "_state",
+    )
+
+    # label states in _state (absent: fresh, never used)
+    _USED = 1
+    _PENDING = 2
+    _COOLING = 3
+    _FREE = 4
+
+    def __init__(self, hold_down: float = 60.0, low: int = MIN_LABEL, high: int = MAX_LABEL) -> None:
+        if not MIN_LABEL <= low <= high <= MAX_LABEL:
+            raise ValueError(
+                f"label range {low}..{high}: must lie within {MIN_LABEL}..{MAX_LABEL} and low <= high"
+            )
+        if hold_down < 0:
+            raise ValueError(f"hold-down: {hold_down} seconds is negative")
+        self.low = low
+        self.high = high
+        self.hold_down = float(hold_down)
+        self._next = low  # first never-used label
+        self._by_owner: dict[LabelOwner, int] = {}
+        self._owner_of: dict[int, LabelOwner] = {}  # used, pending and cooling labels
+        self._pending: dict[int, None] = {}  # released, withdraw not yet confirmed
+        self._cooling: deque[tuple[float, int]] = deque()  # (reusable at, label), sorted
+        self._last_deadline = float("-inf")
+        self._free: deque[int] = deque()  # matured; may hold stale entries (lazy delete)
+        self._ahead: set[int] = set()  # labels >= _next taken by reserve()
+        self._state: dict[int, int] = {}
+
+    # -- queries ------------------------------------------------------------
+
+    def label_of(self, owner: LabelOwner) -> int | None:
+        """The label ``owner`` holds now (not one it released)."""
+        lab = self._by_owner.get(owner)
+        if lab is not None and self._state.get(lab) == self._USED:
+            return lab
+        return None
+
+    def owner_of(self, label: int) -> LabelOwner | None:
+        """Who holds ``label`` (in use), else None."""
+        if self._state.get(label) == self._USED:
+            return self._owner_of[label]
+        return None
+
+    def in_use(self) -> dict[int, LabelOwner]:
+        return {lab: o for lab, o in self._owner_of.items() if self._state.get(lab) == self._USED}
+
+    def state_of(self, label: int) -> str:
+        """"used", "pending", "hold-down", "free" or "fresh" (for errors and tests)."""
+        return {
+            self._USED: "used",
+            self._PENDING: "pending",
+            self._COOLING: "hold-down",
+            self._FREE: "free",
+        }.get(self._state.get(label, 0), "fresh")
+
+    # -- allocation ---------------------------------------------------------
+
+    def allocate(self, owner: LabelOwner, now: float = 0.0) -> int:
+        """The label of ``owner``: its current one, its own released one, or a new one."""
+        lab = self._by_owner.get(owner)
+        if lab is not None:
+            st = self._state.get(lab)
+            if st == self._USED:
+                return lab
+            if st in (self._PENDING, self._COOLING) and self._owner_of.get(lab) == owner:
+                self._pending.pop(lab, None)  # cooling entry is skipped lazily
+                self._state[lab] = self._USED
+                return lab
+        lab = self._take(now)
+        self._bind(owner, lab)
+        return lab
+
+    def reserve(self, label: int, owner: LabelOwner) -> int:
+        """Take exactly ``label`` for ``owner`` (restart: same labels where possible).
+
+        ``ValueError`` if the label is outside the range or held by someone else
+        (in use, pending or in hold-down for another owner).
+        """
+        if type(label) is not int or not self.low <= label <= self.high:
+            raise ValueError(f"label: {label!r} is outside {self.low}..{self.high}")
+        st = self._state.get(label, 0)
+        if st in (self._USED, self._PENDING, self._COOLING):
+            if self._owner_of.get(label) == owner:
+                if st != self._USED:
+                    self._pending.pop(label, None)
+                    self._state[label] = self._USED
+                    self._by_owner[owner] = label
+                return label
+            raise ValueError(
+                f"label: {label} is {self.state_of(label)} for {self._owner_of.get(label)!r}, "
+                f"cannot reserve it for {owner!r}"
+            )
+        if owner in self._by_owner and self.label_of(owner) is not None:
+            raise ValueError(f"label owner {owner!r} already holds label {self._by_owner[owner]}")
+        if st == 0 and label >= self._next:
+            if label == self._next:
+                self._advance()
+            else:
+                self._ahead.add(label)
+        # st == _FREE: its entry in _free is skipped lazily by _take
+        self._bind(owner, label)
+        return label
+
+    def release(self, owner: LabelOwner) -> int | None:
+        """``owner`` no longer needs its label: it becomes pending; returns it."""
+        lab = self.label_of(owner)
+        if lab is None:
+            return None
+        self._state[lab] = self._PENDING
+        self._pending[lab] = None
+        return lab
+
+    def confirm_withdrawn(self, labels: Iterable[int], now: float) -> None:
+        """The withdrawals of ``labels`` were sent at ``now``: start their hold-down."""
+        for lab in labels:
+            if self._state.get(lab) != self._PENDING:
+                continue
+            del self._pending[lab]
+            deadline = max(now + self.hold_down, self._last_deadline)  # keep the deque sorted
+            self._last_deadline = deadline
+            self._state[lab] = self._COOLING
+            self._cooling.append((deadline, lab))
+
+    def pending(self) -> list[int]:
+        """Released labels whose withdrawal is not yet confirmed."""
+        return list(self._pending)
+
+    # -- internals ----------------------------------------------------------
+
+    def _bind(self, owner: LabelOwner, lab: int) -> None:
+        # a released label the owner held before keeps maturing; only the newest counts
+        self._by_owner[owner] = lab
+        prev = self._owner_of.get(lab)
+        if prev is not None and prev != owner and self._by_owner.get(prev) == lab:
+            del self._by_owner[prev]
+        self._owner_of[lab] = owner
+        self._state[lab] = self._USED
+
+    def _advance(self) -> None:
+        n = self._next + 1
+        ahead = self._ahead
+        while n in ahead:
+            ahead.discard(n)
+            n += 1
+        self._next = n
+
+    def _mature(self, now: float) -> None:
+        cooling = self._cooling
+        while cooling and cooling[0][0] <= now:
+            _, lab = cooling.popleft()
+            if self._state.get(lab) != self._COOLING:
+                continue  # revived by its owner meanwhile
+            self._state[lab] = self._FREE
+            owner = self._owner_of.pop(lab, None)
+            if owner is not None and self._by_owner.get(owner) == lab:
+                del self._by_owner[owner]
+            self._free.append(lab)
+
+    def _take(self, now: float) -> int:
+        if self._next <= self.high:
+            lab = self._next
+            self._advance()
+            return lab
+        self._mature(now)
+        free = self._free
+        while free:
+            lab = free.popleft()
+            if self._state.get(lab) == self._FREE:
+                return lab
+        raise LabelSpaceExhausted(
+            f"no MPLS label left in {self.low}..{self.high}: {len(self._pending)} pending "
+            f"withdrawal, {len(self._cooling)} in hold-down"
+        )
+
+    # -- persistence ----------------------------------------------------------
+
+    def dump(self, now: float) -> dict[str, Any]:
+        """JSON-able state; hold-downs are stored as seconds remaining at ``now``."""
+        self._mature(now)
+
+        def jowner(o: LabelOwner) -> Any:
+            return list(o) if isinstance(o, tuple) else o
+
+        st = self._state
+        return {
+            "low": self.low,
+            "high": self.high,
+            "hold_down": self.hold_down,
+            "next": self._next,
+            "ahead": sorted(self._ahead),
+            "used": [[lab, jowner(o)] for lab, o in self._owner_of.items() if st.get(lab) == self._USED],
+            "pending": [[lab, jowner(self._owner_of[lab])] for lab in self._pending],
+            "cooling": [
+                [lab, jowner(self._owner_of[lab]), max(0.0, d - now)]
+                for d, lab in self._cooling
+                if st.get(lab) == self._COOLING
+            ],
+            "free": [lab for lab in self._free if st.get(lab) == self._FREE],
+        }
+
+    @classmethod
+    def restore(cls, state: dict[str, Any], now: float) -> LabelAllocator:
+        """The allocator :meth:`dump` described, hold-downs resumed from ``now``.
+
+        ``ValueError`` naming the field on a state that does not fit together.
+        """
+
+        def owner(o: Any) -> LabelOwner:
+            return tuple(o) if isinstance(o, list) else o
+
+        try:
+            a = cls(float(state["hold_down"]), int(state["low"]), int(state["high"]))
+            a._next = int(state["next"])
+            a._ahead = {int(x) for x in state["ahead"]}
+            for lab, o in state["used"]:
+                a._bind(owner(o), int(lab))
+            for lab, o in state["pending"]:
+                a._bind(owner(o), int(lab))
+                a._state[int(lab)] = cls._PENDING
+                a._pending[int(lab)] = None
+            for lab, o, remaining in state["cooling"]:
+                a._bind(owner(o), int(lab))
+                a._state[int(lab)] = cls._COOLING
+                d = max(now + float(remaining), a._last_deadline)
+                a._last_deadline = d
+                a._cooling.append((d, int(lab)))
+            for lab in state["free"]:
+                a._state[int(lab)] = cls._FREE
+                a._free.append(int(lab))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"label allocator state: {e!r}") from None
+        if not a.low <= a._next <= a.high + 1:
+            raise ValueError(f"label allocator state: next {a._next} outside {a.low}..{a.high + 1}")
+        return a

@@ -1,0 +1,433 @@
+"""A VRF: its configuration (RD, RTs, label mode, multipath) and its IPv4/IPv6 tables.
+
+Tables are keyed by IP prefix only (RFC 4364 section 4.3.1: the RD is
+stripped on import), as the canonical unicast key ``prefix-length octet +
+minimal prefix octets`` - the VPN NLRI key without its 8 RD octets, so
+import is two slices and no ``ipaddress`` object. Each prefix holds a list
+of :class:`VrfRoute` entries from several sources (local attachment,
+imports from remote or local VPN routes, leaks), kept sorted best first.
+
+The *forwarding set* of a prefix is the best entry plus the entries of equal
+rank after it, up to the VRF's multipath limit; that is what a
+:class:`~vpe.vpn.events.VrfTableChange` carries to the FIB. Rank: local
+before imported before leaked, then the BGP attributes that make a VPN path
+preferable once the RIB has chosen per RD (higher LOCAL_PREF, shorter
+AS_PATH, lower ORIGIN, lower MED); ties are ECMP candidates.
+
+Changes are collected, not emitted one by one: :meth:`Vrf.add_route` and
+:meth:`Vrf.remove_route` remember each touched prefix with its forwarding set
+before the batch, and :meth:`Vrf.flush` reports only prefixes whose set
+really changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from enum import IntEnum, StrEnum
+from ipaddress import IPv4Network, IPv6Network, ip_network
+from typing import Any, NamedTuple
+
+from ..bgp.wire.attributes.base import PathAttributes
+from ..bgp.wire.attributes.extended_communities import Encapsulation, ExtendedCommunities
+from ..bgp.wire.attributes.tunnel_types import tunnel_name
+from ..bgp.wire.constants import AttrCode
+from ..bgp.wire.nlri.base import IPAddress, Nlri
+from ..bgp.wire.nlri.prefix import PLEN_BYTE, format_prefix, make_network
+from ..bgp.wire.nlri.rd import RouteDistinguisher
+from .events import VrfTableChange
+from .route_target import RouteTargets, format_route_targets
+
+IPNetwork = IPv4Network | IPv6Network
+
+
+class LabelMode(StrEnum):
+    """How labels are allocated for the routes a VRF exports.
+
+    ``per-vrf``: one aggregate label whose lookup is an IP lookup in the VRF
+    (RFC 4364 section 4.3.2, R10.3). ``per-prefix``: one label per exported
+    prefix (the label alone picks the egress). ``per-endpoint``: one label per
+    attached endpoint (all host routes of one VM interface share it).
+    """
+
+    PER_VRF = "per-vrf"
+    PER_PREFIX = "per-prefix"
+    PER_ENDPOINT = "per-endpoint"
+
+
+def parse_label_mode(value: str | LabelMode, field: str = "label-mode") -> LabelMode:
+    try:
+        return LabelMode(value)
+    except ValueError:
+        allowed = ", ".join(m.value for m in LabelMode)
+        raise ValueError(f"{field}: {value!r} is not a label mode (expected one of {allowed})") from None
+
+
+class RouteSource(IntEnum):
+    """Where a VRF entry came from; also the first element of its rank."""
+
+    LOCAL = 0
+    IMPORTED = 1
+    LEAKED = 2
+
+
+class RouteKind(StrEnum):
+    """What a local route is; imported entries have the kind ``vpn``."""
+
+    HOST = "host"  # an attached endpoint's address
+    STATIC = "static"  # configured, via a next hop inside the VRF
+    SUBNET = "subnet"  # an attached segment
+    AGGREGATE = "aggregate"  # a summary: label triggers an IP lookup (R10.3)
+    VPN = "vpn"  # imported from a VPN route
+
+
+def parse_route_kind(value: str | RouteKind, field: str = "kind") -> RouteKind:
+    try:
+        kind = RouteKind(value)
+    except ValueError:
+        kind = RouteKind.VPN
+        value = f"{value!r}"
+    if kind is RouteKind.VPN:
+        allowed = ", ".join(k.value for k in RouteKind if k is not RouteKind.VPN)
+        raise ValueError(f"{field}: {value} is not a local route kind (expected one of {allowed})")
+    return kind
+
+
+class Leak(NamedTuple):
+    """Origin of a leaked entry: the source VRF and its entry that was copied."""
+
+    vrf: str
+    route: VrfRoute
+
+
+class VrfRoute(NamedTuple):
+    """One entry of a VRF table.
+
+    ``next_hop`` is the remote vPE/PE for imported entries, the in-VRF next
+    hop of a static route, or None (deliver locally / IP lookup). ``labels``
+    is the stack to push toward ``next_hop`` for imported entries, and the
+    label this vPE allocated for local ones (empty if not exported).
+    ``encapsulation`` lists tunnel types (RFC 9012 numbers) the next hop
+    accepts. ``origin`` says where the entry came from: the VPN NLRI
+    (imported), the endpoint name or None (local), a :class:`Leak` (leaked).
+    """
+
+    version: int
+    prefix: bytes
+    next_hop: IPAddress | None
+    labels: tuple[int, ...]
+    encapsulation: tuple[int, ...]
+    source: RouteSource
+    origin: Nlri | Leak | str | None
+    attributes: PathAttributes | None
+    rank: tuple[int, ...]
+    kind: RouteKind
+
+    @property
+    def network(self) -> IPNetwork:
+        return make_network(self.prefix[1:], self.prefix[0], self.version)
+
+    @property
+    def prefix_text(self) -> str:
+        return format_prefix(self.prefix[1:], self.prefix[0], self.version)
+
+    @property
+    def ident(self) -> tuple[Any, ...]:
+        """Identity within one prefix of one VRF: a new entry with the same
+        identity replaces the old one."""
+        src = self.source
+        o = self.origin
+        if src is RouteSource.IMPORTED:
+            assert isinstance(o, Nlri)
+            return (1, o.key, o.path_id, self.next_hop)
+        if src is RouteSource.LEAKED:
+            assert isinstance(o, Leak)
+            return (2, o.vrf, o.route.ident)
+        return (0,)
+
+    @property
+    def leaked_from(self) -> str | None:
+        o = self.origin
+        return o.vrf if isinstance(o, Leak) else None
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "prefix": self.prefix_text,
+            "source": self.source.name.lower(),
+            "kind": self.kind.value,
+            "next_hop": str(self.next_hop) if self.next_hop is not None else None,
+            "labels": list(self.labels),
+            "encapsulation": [tunnel_name(t) for t in self.encapsulation],
+        }
+        o = self.origin
+        if isinstance(o, Leak):
+            d["leaked_from"] = o.vrf
+            d["leaked_route"] = o.route.to_json()
+        elif isinstance(o, Nlri):
+            d["vpn_route"] = str(o)
+        elif o is not None:
+            d["endpoint"] = o
+        if self.attributes is not None:
+            d["attributes"] = self.attributes.to_json()
+        return d
+
+
+# -- prefixes -------------------------------------------------------------------
+
+
+def prefix_key(prefix: str | IPNetwork, field: str = "prefix") -> tuple[int, bytes]:
+    """(IP version, table key) of ``"192.0.2.0/24"`` or a network.
+
+    ``ValueError`` names ``field`` and the value (host bits set is an error:
+    ``192.0.2.1/24`` would silently mean another prefix).
+    """
+    try:
+        net = ip_network(prefix, strict=True) if isinstance(prefix, str) else prefix
+    except ValueError as e:
+        raise ValueError(f"{field}: {prefix!r} is not an IP prefix ({e})") from None
+    if not isinstance(net, IPv4Network | IPv6Network):
+        raise ValueError(f"{field}: {prefix!r} is not an IP prefix")
+    plen = net.prefixlen
+    return net.version, PLEN_BYTE[plen] + net.network_address.packed[: (plen + 7) >> 3]
+
+
+def key_text(version: int, key: bytes) -> str:
+    return format_prefix(key[1:], key[0], version)
+
+
+# -- rank -------------------------------------------------------------------------
+
+
+def bgp_rank(source: RouteSource, attributes: PathAttributes | None) -> tuple[int, ...]:
+    """Sort key of an entry (lower is better); see the module docstring."""
+    if attributes is None:
+        return (int(source), 0, 0, 0, 0)
+    lp = attributes.get(AttrCode.LOCAL_PREF)
+    asp = attributes.get(AttrCode.AS_PATH)
+    org = attributes.get(AttrCode.ORIGIN)
+    med = attributes.get(AttrCode.MULTI_EXIT_DISC)
+    return (
+        int(source),
+        -(lp.value if lp is not None else 100),
+        asp.length() if asp is not None else 0,
+        int(org.value) if org is not None else 0,
+        med.value if med is not None else 0,
+    )
+
+
+def encapsulations_of(attributes: PathAttributes | None) -> tuple[int, ...]:
+    """Tunnel types named by Encapsulation extended communities (RFC 9012 4.1)."""
+    if attributes is None:
+        return ()
+    ec = attributes.get(AttrCode.EXTENDED_COMMUNITIES)
+    if ec is None:
+        return ()
+    assert isinstance(ec, ExtendedCommunities)
+    return tuple(e.tunnel_type for e in ec.of_type(Encapsulation))
+
+
+def _nh_sort(nh: IPAddress | None) -> bytes:
+    return b"" if nh is None else nh.packed
+
+
+def _order(r: VrfRoute) -> tuple[Any, ...]:
+    o = r.origin
+    if isinstance(o, Nlri):
+        tie: bytes = o.key + o.path_id.to_bytes(4, "big")
+    elif isinstance(o, Leak):
+        tie = o.vrf.encode()
+    else:
+        tie = b""
+    return (r.rank, _nh_sort(r.next_hop), tie)
+
+
+# -- the VRF ------------------------------------------------------------------------
+
+
+class Vrf:
+    """One VRF of this vPE. Configuration is changed through
+    :class:`~vpe.vpn.service.VpnService`, which keeps the RT index, RD and
+    label allocators, exports and leaks consistent with it."""
+
+    __slots__ = (
+        "name",
+        "rd",
+        "rd_auto",
+        "import_rts",
+        "export_rts",
+        "label_mode",
+        "multipath",
+        "tenant",
+        "tables",
+        "_dirty",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        rd: RouteDistinguisher,
+        *,
+        rd_auto: bool = False,
+        import_rts: RouteTargets = frozenset(),
+        export_rts: RouteTargets = frozenset(),
+        label_mode: LabelMode = LabelMode.PER_VRF,
+        multipath: int = 1,
+        tenant: str | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not name or len(name) > 64 or not name.isprintable():
+            raise ValueError(f"name: {name!r} is not a VRF name (1-64 printable characters)")
+        if type(multipath) is not int or not 1 <= multipath <= 64:
+            raise ValueError(f"multipath: {multipath!r} is not a path count in 1..64")
+        self.name = name
+        self.rd = rd
+        self.rd_auto = rd_auto
+        self.import_rts = import_rts
+        self.export_rts = export_rts
+        self.label_mode = label_mode
+        self.multipath = multipath
+        self.tenant = tenant
+        self.tables: dict[int, dict[bytes, list[VrfRoute]]] = {4: {}, 6: {}}
+        self._dirty: dict[int, dict[bytes, tuple[VrfRoute, ...]]] = {4: {}, 6: {}}
+
+    def __repr__(self) -> str:
+        return f"Vrf({self.name!r}, rd={self.rd}, routes={len(self)})"
+
+    def __len__(self) -> int:
+        return len(self.tables[4]) + len(self.tables[6])
+
+    # -- reading ---------------------------------------------------------------
+
+    def _key(self, prefix: str | IPNetwork | tuple[int, bytes]) -> tuple[int, bytes]:
+        return prefix if isinstance(prefix, tuple) else prefix_key(prefix)
+
+    def routes(self, prefix: str | IPNetwork | tuple[int, bytes]) -> tuple[VrfRoute, ...]:
+        """Every entry of ``prefix``, best first."""
+        v, k = self._key(prefix)
+        return tuple(self.tables[v].get(k, ()))
+
+    def active(self, prefix: str | IPNetwork | tuple[int, bytes]) -> tuple[VrfRoute, ...]:
+        """The forwarding set of ``prefix`` (best, plus equal-rank paths up to multipath)."""
+        v, k = self._key(prefix)
+        entries = self.tables[v].get(k)
+        return self._select(entries) if entries else ()
+
+    def prefixes(self, version: int = 4) -> Iterator[str]:
+        for k in self.tables[version]:
+            yield key_text(version, k)
+
+    def entries(self) -> Iterator[VrfRoute]:
+        for table in self.tables.values():
+            for lst in table.values():
+                yield from lst
+
+    def snapshot(self) -> dict[str, list[VrfRoute]]:
+        """``{"192.0.2.0/24": [entries]}`` of both tables (for tests and the API)."""
+        out: dict[str, list[VrfRoute]] = {}
+        for v, table in self.tables.items():
+            for k, lst in table.items():
+                out[key_text(v, k)] = list(lst)
+        return out
+
+    def _select(self, entries: list[VrfRoute]) -> tuple[VrfRoute, ...]:
+        if len(entries) == 1:
+            return (entries[0],)
+        best = entries[0]
+        out = [best]
+        limit = self.multipath if best.source is not RouteSource.LOCAL else 1
+        rank = best.rank
+        for e in entries[1:]:
+            if len(out) >= limit or e.rank != rank:
+                break
+            out.append(e)
+        return tuple(out)
+
+    # -- writing ---------------------------------------------------------------
+
+    def add_route(self, route: VrfRoute) -> None:
+        """Add ``route``, replacing an entry of the same identity."""
+        p = route.prefix
+        table = self.tables[route.version]
+        dirty = self._dirty[route.version]
+        entries = table.get(p)
+        if entries is None:
+            table[p] = [route]
+            if p not in dirty:
+                dirty[p] = ()
+            return
+        if p not in dirty:
+            dirty[p] = self._select(entries)
+        ident = route.ident
+        for i, e in enumerate(entries):
+            if e.ident == ident:
+                entries[i] = route
+                break
+        else:
+            entries.append(route)
+        entries.sort(key=_order)
+
+    def remove_route(self, version: int, prefix: bytes, ident: tuple[Any, ...]) -> VrfRoute | None:
+        """Remove the entry of identity ``ident``; return it (None if absent)."""
+        return self.remove_where(version, prefix, lambda e: e.ident == ident)
+
+    def remove_where(
+        self, version: int, prefix: bytes, pred: Callable[[VrfRoute], bool]
+    ) -> VrfRoute | None:
+        """Remove the first entry of ``prefix`` matching ``pred``; return it."""
+        table = self.tables[version]
+        entries = table.get(prefix)
+        if not entries:
+            return None
+        for i, e in enumerate(entries):
+            if pred(e):
+                break
+        else:
+            return None
+        dirty = self._dirty[version]
+        if prefix not in dirty:
+            dirty[prefix] = self._select(entries)
+        del entries[i]
+        if not entries:
+            del table[prefix]
+        return e
+
+    def clear(self) -> None:
+        """Drop every entry (the VRF is being deleted)."""
+        for v, table in self.tables.items():
+            dirty = self._dirty[v]
+            for k, entries in table.items():
+                if k not in dirty:
+                    dirty[k] = self._select(entries)
+            table.clear()
+
+    def flush(self) -> list[VrfTableChange]:
+        """Changes of forwarding sets since the last flush, in the order first touched."""
+        out: list[VrfTableChange] = []
+        name = self.name
+        for v, dirty in self._dirty.items():
+            if not dirty:
+                continue
+            table = self.tables[v]
+            select = self._select
+            for k, old in dirty.items():
+                entries = table.get(k)
+                new = select(entries) if entries else ()
+                if new != old:
+                    out.append(VrfTableChange(name, v, k, new))
+            dirty.clear()
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "rd": str(self.rd),
+            "rd_auto": self.rd_auto,
+            "import_rts": format_route_targets(self.import_rts),
+            "export_rts": format_route_targets(self.export_rts),
+            "label_mode": self.label_mode.value,
+            "multipath": self.multipath,
+            "tenant": self.tenant,
+            "routes": {"ipv4": len(self.tables[4]), "ipv6": len(self.tables[6])},
+        }
+
+
+def vrf_names(vrfs: Iterable[Vrf]) -> list[str]:
+    return [v.name for v in vrfs]
