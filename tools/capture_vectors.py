@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,12 +143,17 @@ def tshark_decode(pcap: Path, port: int) -> list[dict[str, Any]]:
         timeout=60,
         check=True,
     ).stdout
+    nlri_texts = iter(tshark_nlri_text(pcap, port))
     frames: list[dict[str, Any]] = []
     for pkt in json.loads(out or "[]"):
         layers = pkt["_source"]["layers"]
         bgp = layers.get("bgp", [])
         if isinstance(bgp, dict):
             bgp = [bgp]
+        for msg in bgp:
+            text = next(nlri_texts)
+            if text:
+                msg["_nlri_text"] = text
         ip = layers.get("ip", {})
         tcp = layers.get("tcp", {})
         frames.append(
@@ -159,6 +165,47 @@ def tshark_decode(pcap: Path, port: int) -> list[dict[str, Any]]:
             }
         )
     return frames
+
+
+_NLRI_CONTAINERS = {
+    "bgp.update.path_attribute.mp_reach_nlri": "mp_reach",
+    "bgp.update.path_attribute.mp_unreach_nlri": "mp_unreach",
+    "bgp.update.nlri": "nlri",
+    "bgp.update.withdrawn_routes": "withdrawn",
+}
+
+
+def tshark_nlri_text(pcap: Path, port: int) -> list[dict[str, list[str]]]:
+    """Per BGP message, tshark's one-line summary of each NLRI, from PDML.
+
+    Why: for some families (VPNv6, labeled unicast) tshark 4.0 puts the RD and
+    prefix only into the display text of the NLRI item, which ``-T json``
+    drops; PDML keeps it as ``showname``. Returns one dict per BGP message in
+    capture order: ``{"mp_reach": ["Label Stack=110 (bottom) RD=65000:100,
+    IPv6=2001:db8:100::/48"], ...}`` (empty dict when there is no NLRI).
+    """
+    pdml = subprocess.run(
+        ["tshark", "-r", str(pcap), "-d", f"tcp.port=={port},bgp", "-Y", "bgp", "-T", "pdml"],
+        capture_output=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    root = ET.fromstring(pdml)
+    out: list[dict[str, list[str]]] = []
+    for packet in root.iter("packet"):
+        for proto in packet.findall("proto"):
+            if proto.get("name") != "bgp":
+                continue
+            found: dict[str, list[str]] = {}
+            for field in proto.iter("field"):
+                kind = _NLRI_CONTAINERS.get(field.get("name", ""))
+                if kind is None:
+                    continue
+                for child in field.findall("field"):
+                    text = child.get("showname") or child.get("show") or ""
+                    found.setdefault(kind, []).append(text.strip())
+            out.append(found)
+    return out
 
 
 _TYPE_NAMES = {1: "OPEN", 2: "UPDATE", 3: "NOTIFICATION", 4: "KEEPALIVE", 5: "ROUTE-REFRESH"}
@@ -297,6 +344,14 @@ def scenario_gobgp_frr_vpn(work: Path, port: int) -> dict[str, Any]:
                 " exit-address-family",
                 " address-family ipv6 vpn",
                 "  network 2001:db8:200::/48 rd 65000:200 label 210 route-map RT200",
+                " exit-address-family",
+                # Keep a real-world oddity on record: with disable-addpath-rx FRR 8.4
+                # still sends the ADD-PATH capability, with send/receive = 0.
+                " address-family ipv4 vpn",
+                "  neighbor 127.0.0.21 disable-addpath-rx",
+                " exit-address-family",
+                " address-family ipv6 vpn",
+                "  neighbor 127.0.0.21 disable-addpath-rx",
                 " exit-address-family",
             ]
         ),

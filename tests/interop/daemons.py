@@ -479,7 +479,11 @@ class FRR(Daemon):
 
     Without zebra, bgpd cannot resolve next hops through a kernel table, so
     labeled unicast (which needs zebra for label/next-hop binding) is not
-    usable; VPN families and plain unicast work. ``extra_config`` is appended
+    usable; VPN families and plain unicast work. FRR always advertises
+    ADD-PATH receive (its default); ``addpath_receive=False`` does not turn
+    that off -- add ``neighbor X disable-addpath-rx`` through
+    ``extra_config`` for that (FRR 8.4 then still sends the ADD-PATH
+    capability, with send/receive = 0 per family). ``extra_config`` is appended
     inside ``router bgp`` (e.g. ``address-family ipv4 vpn`` + ``network``
     lines); ``extra_global`` goes before it.
     """
@@ -534,8 +538,6 @@ class FRR(Daemon):
                     out.append(f"  neighbor {n.address} route-reflector-client")
                 if n.addpath_send:
                     out.append(f"  neighbor {n.address} addpath-tx-all-paths")
-                if not n.addpath_receive:
-                    out.append(f"  neighbor {n.address} disable-addpath-rx")
             out.append(" exit-address-family")
         if self.extra_config:
             out.append(self.extra_config)
@@ -818,7 +820,7 @@ _EXABGP_FAMILY = {
     "ipv6": "ipv6 unicast",
     "vpnv4": "ipv4 mpls-vpn",
     "vpnv6": "ipv6 mpls-vpn",
-    "rtc": "ipv4 rtc",
+    # no "rtc": ExaBGP 4.2 decodes RT-constraint NLRI but cannot negotiate the family
     "ipv4-labeled": "ipv4 nlri-mpls",
     "ipv6-labeled": "ipv6 nlri-mpls",
 }
@@ -883,7 +885,7 @@ class ExaBGP(Daemon):
         script = self.workdir / "api.py"
         out = [
             "process api {",
-            f"  run {sys.executable if _python_ok() else '/usr/bin/python3'} {script} {self.workdir};",
+            f"  run {sys.executable or '/usr/bin/python3'} {script} {self.workdir};",
             "  encoder json;",
             "}",
         ]
@@ -985,8 +987,3 @@ class ExaBGP(Daemon):
                 if peer.get("address", {}).get("peer") == neighbor:
                     state = peer.get("state", "")
         return state == "up"
-
-
-def _python_ok() -> bool:
-    """ExaBGP's API script only needs the stdlib; any python3 works."""
-    return bool(sys.executable)

@@ -26,24 +26,27 @@ PEERS = [
     for i in range(3)
 ]
 ATTRS = [
-    PathAttributes([Origin(OriginType.IGP), AsPath.sequence(65001), LocalPref(lp), Med(med)])
+    PathAttributes([Origin(OriginType.IGP), AsPath.sequence(asn), LocalPref(lp), Med(med)])
     for lp in (100, 200)
     for med in (0, 5)
+    for asn in (65001, 65002)  # two neighbour ASes: MED compared only within each
 ]
 NHS = [ip_address("192.0.2.1"), ip_address("192.0.2.2"), ip_address("192.0.2.3")]
 PREFIXES = ["198.51.100.0/24", "198.51.100.1/32", "203.0.113.0/24"]
-UNREACHABLE = NHS[2]
 
 
-def cost(nh: Any) -> int | None:
-    return None if nh == UNREACHABLE else (1 if nh == NHS[0] else 2)
+#: IGP views: next hop -> cost (absent: unreachable); the "igp" step switches views
+IGP = [
+    {NHS[0]: 1, NHS[1]: 2},
+    {NHS[0]: 2, NHS[1]: 1, NHS[2]: 1},
+]
 
 
 op = st.one_of(
     st.tuples(
         st.just("announce"),
         st.integers(0, 2),  # peer
-        st.integers(0, 3),  # attrs
+        st.integers(0, 7),  # attrs
         st.integers(0, 2),  # next hop
         st.lists(st.tuples(st.integers(0, 2), st.sampled_from([0, 0, 1, 2]), st.integers(16, 18)), max_size=4),
     ),
@@ -52,6 +55,7 @@ op = st.one_of(
     st.tuples(st.just("eor"), st.integers(0, 2)),
     st.tuples(st.just("down"), st.integers(0, 2)),
     st.tuples(st.just("expire"),),
+    st.tuples(st.just("igp"),),
 )
 
 
@@ -75,7 +79,8 @@ def test_rib_matches_model(ops: list[tuple], max_paths: int, reuse: bool) -> Non
             n = cache[(xi, pid, label)] = VPNv4Prefix.from_str(f"65000:1:{PREFIXES[xi]}", (label,), pid)
         return n
 
-    options = DecisionOptions(max_paths=max_paths, igp_cost=cost)
+    view = [0]
+    options = DecisionOptions(max_paths=max_paths, igp_cost=lambda nh: IGP[view[0]].get(nh))
     rib = Rib(options)
     loc = rib.loc_rib(VPNV4)
     ref = LocRib(VPNV4, options)  # used only for its rank cache
@@ -132,6 +137,10 @@ def test_rib_matches_model(ops: list[tuple], max_paths: int, reuse: bool) -> Non
                 reported.extend(c.keys)
             for k in [k for k in model if k[0] == pi]:
                 del model[k]
+        elif kind == "igp":
+            view[0] ^= 1
+            for c in rib.reevaluate():
+                reported.extend(c.keys)
         else:
             for c in rib.sweep_expired(10.0):
                 reported.extend(c.keys)

@@ -224,3 +224,14 @@ def test_per_family_options() -> None:
     rib = Rib(family_options={VPNV4: DecisionOptions(max_paths=4)})
     assert rib.loc_rib(VPNV4).options.max_paths == 4
     assert rib.loc_rib(IPV4_UNICAST).options.max_paths == 1
+
+
+def test_apply_update_treat_as_withdraw() -> None:
+    from vpe.bgp.wire.errors import UpdateAction
+
+    rib = Rib()
+    nv = vpn("198.51.100.0/24")
+    rib.apply_update(A, Update(attributes=attrs(), mp_reach=MpReach(VPNV4, NH, [nv])))
+    bad = Update(attributes=attrs(), mp_reach=MpReach(VPNV4, NH, [nv]), action=UpdateAction.TREAT_AS_WITHDRAW)
+    assert rib.apply_update(A, bad) == [RibChange(VPNV4, (nv.key,))]
+    assert len(rib.loc_rib(VPNV4)) == 0

@@ -274,7 +274,9 @@ def tshark_messages(name: str) -> list[dict[str, Any]]:
     out = []
     for frame in tshark(name)["frames"]:
         for msg in frame["bgp"]:
-            out.append({**msg, "_frame": frame["frame"], "_src": frame["src"], "_dst": frame["dst"]})
+            out.append(
+                {**msg, "_frame": frame["frame"], "_src": frame["src"], "_dst": frame["dst"]}
+            )
     return out
 
 

@@ -18,11 +18,13 @@ from rich.console import Console
 from rich.table import Table
 
 from ..agent.config import ConfigError, load_config
+from ..lab.cli import lab_app
 
 app = typer.Typer(help="vpe: a virtual Provider Edge for BGP/MPLS IP VPNs.", no_args_is_help=True)
 show = typer.Typer(help="Look at the running agent.", no_args_is_help=True)
 show_bgp = typer.Typer(help="BGP sessions and routes.", no_args_is_help=True)
 app.add_typer(show, name="show")
+app.add_typer(lab_app, name="lab")
 show.add_typer(show_bgp, name="bgp")
 
 DEFAULT_SOCKET = os.environ.get("VPE_SOCKET", "/run/vpe/vpe.sock")

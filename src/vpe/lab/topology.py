@@ -21,10 +21,19 @@ from ipaddress import (
     IPv6Network,
 )
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from ..bgp.wire.constants import FAMILY_BY_NAME
 from ..bgp.wire.nlri.rd import RouteDistinguisher, parse_admin_pair
 
 # -- the test bed's address plan ---------------------------------------------
@@ -102,13 +111,17 @@ def _route_target(text: Any) -> str:
     if not isinstance(text, str):
         text = str(text)
     body = text.removeprefix("target:")
-    kind, six = parse_admin_pair(body, f"route target {text!r}")
+    kind, six = parse_admin_pair(body, "route target")
     if kind == 1:
         return f"{'.'.join(str(b) for b in six[:4])}:{int.from_bytes(six[4:], 'big')}"
     if kind == 0:
         return f"{int.from_bytes(six[:2], 'big')}:{int.from_bytes(six[2:], 'big')}"
     asn = int.from_bytes(six[:4], "big")
     return f"{asn}{'L' if asn <= 0xFFFF else ''}:{int.from_bytes(six[4:], 'big')}"
+
+
+#: a route target in a list: each item checked on its own, so errors name the index
+RouteTarget = Annotated[str, BeforeValidator(_route_target)]
 
 
 # -- the model ---------------------------------------------------------------
@@ -201,8 +214,8 @@ class VpnConfig(_Strict):
 
     name: str
     rd: str | None = None
-    import_: list[str] = Field(default_factory=list, alias="import")
-    export: list[str] = Field(default_factory=list)
+    import_: list[RouteTarget] = Field(default_factory=list, alias="import")
+    export: list[RouteTarget] = Field(default_factory=list)
 
     @field_validator("name")
     @classmethod
@@ -218,12 +231,8 @@ class VpnConfig(_Strict):
 
     @field_validator("import_", "export", mode="before")
     @classmethod
-    def _rts(cls, v: Any) -> list[str]:
-        if isinstance(v, str):
-            v = [v]
-        if not isinstance(v, list):
-            raise ValueError(f"expected a list of route targets, got {v!r}")
-        return [_route_target(x) for x in v]
+    def _rts(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
 
     @model_validator(mode="after")
     def _some_rt(self) -> VpnConfig:
@@ -344,6 +353,8 @@ class Topology(_Strict):
 
     prefix: str | None = None
     asn: int = Field(default=65000, ge=1, le=4294967295)
+    #: address families of the BGP sessions (agent names: vpnv4, vpnv6, rtc, ...)
+    families: list[str] = Field(default_factory=lambda: ["vpnv4", "vpnv6"], min_length=1)
     underlay: UnderlayConfig = Field(default_factory=UnderlayConfig)
     route_reflector: RouteReflectorConfig | None = None
     hosts: list[HostConfig] = Field(min_length=1)
@@ -355,6 +366,14 @@ class Topology(_Strict):
     def _prefix(cls, v: str | None) -> str | None:
         if v is not None:
             check_prefix(v)
+        return v
+
+    @field_validator("families")
+    @classmethod
+    def _families(cls, v: list[str]) -> list[str]:
+        for f in v:
+            if f not in FAMILY_BY_NAME:
+                raise ValueError(f"unknown family {f!r} (known: {', '.join(sorted(FAMILY_BY_NAME))})")
         return v
 
     @model_validator(mode="after")

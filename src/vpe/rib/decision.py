@@ -1,19 +1,20 @@
-"""The BGP decision process (RFC 4271 9.1.2.2, RFC 4456 9) as ranks and eliminations.
+"""The BGP decision process (RFC 4271 9.1.2.2, RFC 4456 9) as one sort key per source.
 
-9.1.2.2 is written as a sequence of eliminations, and all but one step is a
-plain "keep the minimum of some value". So each :class:`PathSource` gets one
-:data:`Rank` tuple, computed once for all routes of an UPDATE, and selection
-is a few ``min`` passes over the candidates' ranks:
+Each :class:`PathSource` gets one :class:`Rank`, computed once for all
+routes of an UPDATE: the steps of 9.1.2.2 as a tuple, in order:
 
-1. ``pre``: highest LOCAL_PREF, shortest AS_PATH (optional), lowest ORIGIN;
-2. MED: lowest MULTI_EXIT_DISC among routes from the same neighbour AS (or
-   among all with ``always_compare_med``). This step is not a total order,
-   which is why the rank keeps it apart instead of folding it into a key;
-3. ``post``: eBGP (and locally originated) over iBGP, lowest IGP cost to the
-   next hop;
-4. ``tie``: lowest router id (ORIGINATOR_ID when present), shortest
-   CLUSTER_LIST, lowest peer address; then lowest path id, so add-path
-   routes from one peer order deterministically.
+1. highest LOCAL_PREF, shortest AS_PATH (optional), lowest ORIGIN;
+2. lowest MULTI_EXIT_DISC, compared only among routes from the same
+   neighbour AS (or among all with ``always_compare_med``);
+3. eBGP (and locally originated) over iBGP, lowest IGP cost to the next hop;
+4. lowest router id (ORIGINATOR_ID when present), shortest CLUSTER_LIST,
+   lowest peer address; then lowest path id, so add-path routes from one
+   peer order deterministically.
+
+Step 2 is not a total order: when the candidates come from several
+neighbour ASes, selection falls back to the RFC's elimination, step by step.
+Otherwise (the usual case: one neighbour AS, or always-compare-med) the best
+path is simply the smallest key.
 
 The multipath set is what survives steps 1-3, best first, cut to
 ``max_paths``. A next hop the IGP cannot reach (``igp_cost`` returns None)
@@ -61,13 +62,18 @@ class DecisionOptions:
 
 
 class Rank(NamedTuple):
-    """A source's position in each elimination step; smaller wins everywhere."""
+    """A source's sort key; smaller wins.
 
-    pre: tuple[int, int, int]
+    ``key`` = (-LOCAL_PREF, AS_PATH length, ORIGIN, MED, iBGP?, IGP cost,
+    router id, CLUSTER_LIST length, address family, peer address): when all
+    candidates share one MED group, 9.1.2.2 is exactly the lexicographic
+    order of ``key``. ``mp`` is ``key`` up to the router id (multipath
+    equality). ``med_group`` is the neighbour AS (0 with always-compare-med).
+    """
+
+    key: tuple[int, ...]
+    mp: tuple[int, ...]
     med_group: int | None
-    med: int
-    post: tuple[int, int]
-    tie: tuple[int, int, int, int]
 
 
 def compute_rank(source: PathSource, options: DecisionOptions) -> Rank | None:
@@ -82,50 +88,83 @@ def compute_rank(source: PathSource, options: DecisionOptions) -> Rank | None:
         med = MED_WORST if options.med_missing_as_worst else 0
     rid = d.originator_id if d.originator_id is not None else int(peer.router_id)
     addr = peer.address
-    return Rank(
-        (-d.local_pref, 0 if options.ignore_as_path_length else d.as_path_len, d.origin),
-        0 if options.always_compare_med else d.neighbor_as,
+    mp = (
+        -d.local_pref,
+        0 if options.ignore_as_path_length else d.as_path_len,
+        d.origin,
         med,
-        (1 if peer.ibgp and not peer.local else 0, cost),
-        (rid, d.cluster_list_len, addr.version, int(addr)),
+        1 if peer.ibgp and not peer.local else 0,
+        cost,
     )
+    key = (*mp, rid, d.cluster_list_len, addr.version, int(addr))
+    return Rank(key, mp, 0 if options.always_compare_med else d.neighbor_as)
 
 
 def select(
     paths: Sequence[Path], rank_of: Callable[[PathSource], Rank | None], max_paths: int = 1
 ) -> tuple[Path | None, tuple[Path, ...]]:
     """(best, multipath set) among ``paths``; (None, ()) when none is eligible."""
-    cands: list[tuple[Rank, Path]] = []
-    for p in paths:
+    if len(paths) == 2:  # two route reflectors: the common case, without the lists
+        a, b = paths
+        ra = rank_of(a.source)
+        rb = rank_of(b.source)
+        if ra is not None and rb is not None and ra.med_group == rb.med_group:
+            ka, kb = ra.key, rb.key
+            if ka < kb or (ka == kb and a.nlri.path_id <= b.nlri.path_id):
+                return a, ((a, b) if max_paths > 1 and ra.mp == rb.mp else (a,))
+            return b, ((b, a) if max_paths > 1 and ra.mp == rb.mp else (b,))
+    # (sort key, path id, position, rank, path): the position keeps tuples
+    # from ever comparing ranks or paths.
+    cands: list[tuple[tuple[int, ...], int, int, Rank, Path]] = []
+    group: object = _NO_GROUP
+    mixed = False
+    for i, p in enumerate(paths):
         r = rank_of(p.source)
-        if r is not None:
-            cands.append((r, p))
-    if len(cands) <= 1:
-        if not cands:
+        if r is None:
+            continue
+        if group is _NO_GROUP:
+            group = r.med_group
+        elif r.med_group != group:
+            mixed = True
+        cands.append((r.key, p.nlri.path_id, i, r, p))
+    n = len(cands)
+    if n <= 1:
+        if not n:
             return None, ()
-        p = cands[0][1]
+        p = cands[0][4]
         return p, (p,)
-    # 1. LOCAL_PREF, AS_PATH length, ORIGIN
-    m = min(c[0].pre for c in cands)
-    cands = [c for c in cands if c[0].pre == m]
-    # 2. MED, per neighbour AS (RFC 4271 9.1.2.2 c: remove a route if another
-    #    route from the same neighbour AS has a lower MED).
-    if len(cands) > 1:
-        lowest: dict[int | None, int] = {}
-        for r, _ in cands:
-            g = r.med_group
-            cur = lowest.get(g)
-            if cur is None or r.med < cur:
-                lowest[g] = r.med
-        cands = [c for c in cands if c[0].med == lowest[c[0].med_group]]
-    # 3. eBGP over iBGP, IGP cost
-    if len(cands) > 1:
-        m2 = min(c[0].post for c in cands)
-        cands = [c for c in cands if c[0].post == m2]
-    # 4. router id, CLUSTER_LIST length, peer address, path id
-    if len(cands) > 1:
-        cands.sort(key=lambda c: (c[0].tie, c[1].nlri.path_id))
-    best = cands[0][1]
+    if mixed:
+        return _select_by_elimination(cands, max_paths)
     if max_paths == 1:
-        return best, (best,)
-    return best, tuple(c[1] for c in cands[:max_paths])
+        p = min(cands)[4]
+        return p, (p,)
+    cands.sort()
+    mp = cands[0][3].mp
+    return cands[0][4], tuple(c[4] for c in cands[:max_paths] if c[3].mp == mp)
+
+
+_NO_GROUP = object()
+
+
+def _select_by_elimination(
+    cands: list[tuple[tuple[int, ...], int, int, Rank, Path]], max_paths: int
+) -> tuple[Path | None, tuple[Path, ...]]:
+    """9.1.2.2 step by step, for candidates from several neighbour ASes (MED groups)."""
+    # a) to c) LOCAL_PREF, AS_PATH length, ORIGIN
+    m = min(c[0][:3] for c in cands)
+    cands = [c for c in cands if c[0][:3] == m]
+    # c) MED: remove a route when another from the same neighbour AS has a lower MED
+    lowest: dict[int | None, int] = {}
+    for c in cands:
+        g = c[3].med_group
+        med = c[0][3]
+        cur = lowest.get(g)
+        if cur is None or med < cur:
+            lowest[g] = med
+    cands = [c for c in cands if c[0][3] == lowest[c[3].med_group]]
+    # d) onwards: eBGP over iBGP, IGP cost, then the tie-breakers
+    cands.sort(key=lambda c: (c[0][4:], c[1], c[2]))
+    best = cands[0]
+    post = best[0][4:6]
+    mp = tuple(c[4] for c in cands if c[0][4:6] == post)
+    return best[4], mp[:max_paths]

@@ -18,6 +18,7 @@ from ipaddress import IPv4Address
 
 from ..bgp.wire.attributes.base import PathAttributes
 from ..bgp.wire.constants import Family
+from ..bgp.wire.errors import UpdateAction
 from ..bgp.wire.nlri.base import Nlri
 from ..bgp.wire.update import Update
 from .adj_rib_in import AdjRibIn, RouteKey
@@ -153,12 +154,17 @@ class Rib:
         for fam, n in update.withdrawn_routes():
             withdrawn.setdefault(fam, []).append(n)
         announced: dict[tuple[Family, IPAddress | None], list[Nlri]] = {}
-        for fam, n, nh in update.announced():
-            announced.setdefault((fam, nh), []).append(n)
+        mp = update.mp_reach
+        if mp is not None and not update.nlri and update.action < UpdateAction.TREAT_AS_WITHDRAW:
+            if mp.nlri:  # the bulk case: one family, the decoder's list as is
+                announced[(mp.family, mp.next_hop)] = mp.nlri
+        else:
+            for fam, n, nh in update.announced():
+                announced.setdefault((fam, nh), []).append(n)
         attrs = update.attributes
         if announced and self._loops(peer, attrs):
             for (fam, _), ns in announced.items():
-                withdrawn.setdefault(fam, []).extend(ns)
+                withdrawn.setdefault(fam, []).extend(ns)  # new lists: the UPDATE is untouched
             announced = {}
         for fam, ns in withdrawn.items():
             per_family.setdefault(fam, []).extend(self._withdraw(peer, fam, ns))

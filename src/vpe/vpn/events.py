@@ -28,8 +28,10 @@ from ..bgp.wire.nlri.prefix import format_prefix, make_network
 if TYPE_CHECKING:
     from .vrf import VrfRoute
 
-#: identity of a VPN path: (NLRI key, path id, next hop)
-PathIdent = tuple[bytes, int, "IPAddress | None"]
+#: identity of a VPN path: (NLRI key, path id, packed next hop or b"").
+#: Bytes, not address objects: they hash once (cached) and leave the tuple
+#: untracked by the garbage collector.
+PathIdent = tuple[bytes, int, bytes]
 
 
 class VpnPath(NamedTuple):
@@ -43,7 +45,8 @@ class VpnPath(NamedTuple):
 
     @property
     def ident(self) -> PathIdent:
-        return (self.nlri.key, self.nlri.path_id, self.next_hop)
+        nh = self.next_hop
+        return (self.nlri.key, self.nlri.path_id, nh.packed if nh is not None else b"")
 
 
 class BestPathLike(Protocol):

@@ -22,7 +22,7 @@ really changed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from enum import IntEnum, StrEnum
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Any, NamedTuple
@@ -222,7 +222,7 @@ def encapsulations_of(attributes: PathAttributes | None) -> tuple[int, ...]:
     if ec is None:
         return ()
     assert isinstance(ec, ExtendedCommunities)
-    return tuple(e.tunnel_type for e in ec.of_type(Encapsulation))
+    return tuple(e.tunnel_type for e in ec.values if isinstance(e, Encapsulation))
 
 
 def _nh_sort(nh: IPAddress | None) -> bytes:
@@ -285,13 +285,14 @@ class Vrf:
         self.label_mode = label_mode
         self.multipath = multipath
         self.tenant = tenant
-        self.tables: dict[int, dict[bytes, list[VrfRoute]]] = {4: {}, 6: {}}
+        self.tables: dict[int, dict[bytes, VrfRoute | list[VrfRoute]]] = {4: {}, 6: {}}
         self._dirty: dict[int, dict[bytes, tuple[VrfRoute, ...]]] = {4: {}, 6: {}}
 
     def __repr__(self) -> str:
         return f"Vrf({self.name!r}, rd={self.rd}, routes={len(self)})"
 
     def __len__(self) -> int:
+        """Number of prefixes in both tables."""
         return len(self.tables[4]) + len(self.tables[6])
 
     # -- reading ---------------------------------------------------------------
@@ -302,66 +303,88 @@ class Vrf:
     def routes(self, prefix: str | IPNetwork | tuple[int, bytes]) -> tuple[VrfRoute, ...]:
         """Every entry of ``prefix``, best first."""
         v, k = self._key(prefix)
-        return tuple(self.tables[v].get(k, ()))
+        return _entries(self.tables[v].get(k))
 
     def active(self, prefix: str | IPNetwork | tuple[int, bytes]) -> tuple[VrfRoute, ...]:
         """The forwarding set of ``prefix`` (best, plus equal-rank paths up to multipath)."""
         v, k = self._key(prefix)
-        entries = self.tables[v].get(k)
-        return self._select(entries) if entries else ()
+        return self._select(self.tables[v].get(k))
 
     def prefixes(self, version: int = 4) -> Iterator[str]:
         for k in self.tables[version]:
             yield key_text(version, k)
 
+    def keys(self, version: int) -> list[bytes]:
+        return list(self.tables[version])
+
+    def items(self, version: int) -> Iterator[tuple[bytes, tuple[VrfRoute, ...]]]:
+        """(table key, entries best first) of every prefix of one IP version."""
+        for k, val in self.tables[version].items():
+            yield k, _entries(val)
+
     def entries(self) -> Iterator[VrfRoute]:
         for table in self.tables.values():
-            for lst in table.values():
-                yield from lst
+            for val in table.values():
+                yield from _entries(val)
 
     def snapshot(self) -> dict[str, list[VrfRoute]]:
         """``{"192.0.2.0/24": [entries]}`` of both tables (for tests and the API)."""
         out: dict[str, list[VrfRoute]] = {}
         for v, table in self.tables.items():
-            for k, lst in table.items():
-                out[key_text(v, k)] = list(lst)
+            for k, val in table.items():
+                out[key_text(v, k)] = list(_entries(val))
         return out
 
-    def _select(self, entries: list[VrfRoute]) -> tuple[VrfRoute, ...]:
-        if len(entries) == 1:
-            return (entries[0],)
-        best = entries[0]
+    def _select(self, val: VrfRoute | list[VrfRoute] | None) -> tuple[VrfRoute, ...]:
+        if val is None:
+            return ()
+        if type(val) is not list:
+            return (val,)  # type: ignore[return-value]
+        best = val[0]
         out = [best]
         limit = self.multipath if best.source is not RouteSource.LOCAL else 1
         rank = best.rank
-        for e in entries[1:]:
+        for e in val[1:]:
             if len(out) >= limit or e.rank != rank:
                 break
             out.append(e)
         return tuple(out)
 
     # -- writing ---------------------------------------------------------------
+    #
+    # A prefix with one entry maps to the VrfRoute itself, with several to a
+    # list sorted best first: a million single-entry prefixes then cost no
+    # list each (less memory, less for the garbage collector to walk).
 
     def add_route(self, route: VrfRoute) -> None:
         """Add ``route``, replacing an entry of the same identity."""
         p = route.prefix
         table = self.tables[route.version]
         dirty = self._dirty[route.version]
-        entries = table.get(p)
-        if entries is None:
-            table[p] = [route]
+        val = table.get(p)
+        if val is None:
+            table[p] = route
             if p not in dirty:
                 dirty[p] = ()
             return
         if p not in dirty:
-            dirty[p] = self._select(entries)
+            dirty[p] = self._select(val)
         ident = route.ident
-        for i, e in enumerate(entries):
-            if e.ident == ident:
-                entries[i] = route
-                break
+        entries: list[VrfRoute]
+        if isinstance(val, list):
+            entries = val
+            for i, e in enumerate(entries):
+                if e.ident == ident:
+                    entries[i] = route
+                    break
+            else:
+                entries.append(route)
         else:
-            entries.append(route)
+            if val.ident == ident:
+                table[p] = route
+                return
+            entries = [val, route]
+            table[p] = entries
         entries.sort(key=_order)
 
     def remove_route(self, version: int, prefix: bytes, ident: tuple[Any, ...]) -> VrfRoute | None:
@@ -373,45 +396,63 @@ class Vrf:
     ) -> VrfRoute | None:
         """Remove the first entry of ``prefix`` matching ``pred``; return it."""
         table = self.tables[version]
-        entries = table.get(prefix)
-        if not entries:
+        val = table.get(prefix)
+        if val is None:
             return None
-        for i, e in enumerate(entries):
-            if pred(e):
-                break
-        else:
+        entries = _entries(val)
+        i = next((j for j, e in enumerate(entries) if pred(e)), -1)
+        if i < 0:
             return None
         dirty = self._dirty[version]
         if prefix not in dirty:
-            dirty[prefix] = self._select(entries)
-        del entries[i]
-        if not entries:
+            dirty[prefix] = self._select(val)
+        e = entries[i]
+        if len(entries) == 1:
             del table[prefix]
+        elif len(entries) == 2:
+            table[prefix] = entries[1 - i]
+        else:
+            del val[i]  # type: ignore[union-attr]
         return e
+
+    def touch_all(self) -> None:
+        """Mark every prefix as possibly changed (e.g. the multipath limit changed)."""
+        for v, table in self.tables.items():
+            dirty = self._dirty[v]
+            for k, val in table.items():
+                if k not in dirty:
+                    dirty[k] = self._select(val)
 
     def clear(self) -> None:
         """Drop every entry (the VRF is being deleted)."""
-        for v, table in self.tables.items():
-            dirty = self._dirty[v]
-            for k, entries in table.items():
-                if k not in dirty:
-                    dirty[k] = self._select(entries)
+        self.touch_all()
+        for table in self.tables.values():
             table.clear()
+
+    def has_changes(self) -> bool:
+        d = self._dirty
+        return bool(d[4] or d[6])
 
     def flush(self) -> list[VrfTableChange]:
         """Changes of forwarding sets since the last flush, in the order first touched."""
         out: list[VrfTableChange] = []
+        app = out.append
         name = self.name
+        new_change = tuple.__new__
         for v, dirty in self._dirty.items():
             if not dirty:
                 continue
             table = self.tables[v]
             select = self._select
             for k, old in dirty.items():
-                entries = table.get(k)
-                new = select(entries) if entries else ()
+                val = table.get(k)
+                if val is None:
+                    if old:
+                        app(new_change(VrfTableChange, (name, v, k, ())))
+                    continue
+                new = (val,) if type(val) is not list else select(val)
                 if new != old:
-                    out.append(VrfTableChange(name, v, k, new))
+                    app(new_change(VrfTableChange, (name, v, k, new)))
             dirty.clear()
         return out
 
@@ -429,5 +470,10 @@ class Vrf:
         }
 
 
-def vrf_names(vrfs: Iterable[Vrf]) -> list[str]:
-    return [v.name for v in vrfs]
+def _entries(val: VrfRoute | list[VrfRoute] | None) -> tuple[VrfRoute, ...]:
+    """The entries of a table value (see :meth:`Vrf.add_route`)."""
+    if val is None:
+        return ()
+    if type(val) is list:
+        return tuple(val)
+    return (val,)  # type: ignore[return-value]

@@ -1,0 +1,478 @@
+"""The driver interface: what a control plane programs into a forwarder.
+
+Everything here is a plain frozen value (``slots=True``): ports, next hops,
+routes, label entries, replication lists, peers, and a :class:`Batch` of
+changes. The same values drive the userspace forwarder in-process
+(:class:`vpe.dataplane.pipeline.Forwarder`) and cross the FIB channel
+(:mod:`vpe.dataplane.channel`) as JSON-shaped dicts (``to_json`` /
+``from_json``), so a future kernel driver can take exactly the same input.
+
+Strings are accepted wherever an address, prefix or MAC is expected and are
+normalised once here, at the boundary: a bad value raises
+:class:`DriverError` naming the field and the value, never a bare
+``ValueError`` from deep inside the forwarder.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+
+Encap = Literal["mpls-in-udp", "mpls-in-gre"]
+EcmpMode = Literal["per-flow", "per-packet", "per-prefix"]
+ENCAPS: tuple[str, ...] = ("mpls-in-udp", "mpls-in-gre")
+ECMP_MODES: tuple[str, ...] = ("per-flow", "per-packet", "per-prefix")
+
+#: ECMP fan-out the forwarder accepts for one route (R12.2: "hundreds").
+MAX_NEXT_HOPS = 512
+#: Labels 0-15 are reserved (RFC 3032); a forwarder never allocates them.
+MIN_LABEL = 16
+MAX_LABEL = (1 << 20) - 1
+
+_MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+
+
+class DriverError(ValueError):
+    """A driver value or batch is invalid; the message names field and value."""
+
+
+def _mac(value: object, what: str) -> str:
+    if not isinstance(value, str) or not _MAC_RE.match(value):
+        raise DriverError(f"{what}: {value!r} is not a MAC address (aa:bb:cc:dd:ee:ff)")
+    return value.lower()
+
+
+def _addr(value: object, what: str) -> IPAddress:
+    if isinstance(value, ipaddress.IPv4Address | ipaddress.IPv6Address):
+        return value
+    try:
+        return ipaddress.ip_address(str(value))
+    except ValueError:
+        raise DriverError(f"{what}: {value!r} is not an IP address") from None
+
+
+def _net(value: object, what: str) -> IPNetwork:
+    if isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network):
+        return value
+    try:
+        return ipaddress.ip_network(str(value), strict=True)
+    except ValueError as exc:
+        raise DriverError(f"{what}: {value!r} is not a prefix ({exc})") from None
+
+
+def _iface(value: object, what: str) -> IPInterface:
+    if isinstance(value, ipaddress.IPv4Interface | ipaddress.IPv6Interface):
+        return value
+    try:
+        return ipaddress.ip_interface(str(value))
+    except ValueError:
+        raise DriverError(f"{what}: {value!r} is not an address/prefix-length") from None
+
+
+def _label(value: object, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_LABEL:
+        raise DriverError(f"{what}: {value!r} is not an MPLS label (0..{MAX_LABEL})")
+    return value
+
+
+def _set(obj: object, name: str, value: object) -> None:
+    object.__setattr__(obj, name, value)
+
+
+@dataclass(frozen=True, slots=True)
+class AddressPair:
+    """An allowed address pair (R13.1): extra source prefix (and MAC) a VM may use.
+
+    ``mac`` None means "the port's own MAC". Used for VIPs (keepalived) and
+    appliances that route traffic of other hosts (service chains).
+    """
+
+    prefix: IPNetwork
+    mac: str | None = None
+
+    def __post_init__(self) -> None:
+        _set(self, "prefix", _net(self.prefix, "allowed address pair prefix"))
+        if self.mac is not None:
+            _set(self, "mac", _mac(self.mac, "allowed address pair mac"))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"prefix": str(self.prefix), "mac": self.mac}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> AddressPair:
+        return cls(d["prefix"], d.get("mac"))
+
+
+@dataclass(frozen=True, slots=True)
+class Port:
+    """A VM interface attached to a VRF: the host side ``ifname`` of its veth.
+
+    ``mac`` and ``ips`` are the endpoint's (the VM's) own; ``gateway_ips`` are
+    the first-hop router addresses the forwarder answers for, with
+    ``gateway_mac`` (a stable per-port MAC the VM sees as its router).
+    """
+
+    name: str
+    ifname: str
+    vrf: str
+    mac: str
+    ips: tuple[IPInterface, ...] = ()
+    gateway_ips: tuple[IPAddress, ...] = ()
+    allowed_pairs: tuple[AddressPair, ...] = ()
+    gateway_mac: str = "02:00:5e:00:00:01"
+    mtu: int = 1500
+
+    def __post_init__(self) -> None:
+        for f in ("name", "ifname", "vrf"):
+            v = getattr(self, f)
+            if not isinstance(v, str) or not v:
+                raise DriverError(f"port {f}: {v!r} must be a non-empty string")
+        if len(self.ifname) > 15:
+            raise DriverError(f"port ifname: {self.ifname!r} is longer than 15 characters")
+        _set(self, "mac", _mac(self.mac, f"port {self.name} mac"))
+        _set(self, "gateway_mac", _mac(self.gateway_mac, f"port {self.name} gateway_mac"))
+        _set(self, "ips", tuple(_iface(i, f"port {self.name} ips") for i in self.ips))
+        _set(
+            self,
+            "gateway_ips",
+            tuple(_addr(i, f"port {self.name} gateway_ips") for i in self.gateway_ips),
+        )
+        pairs = tuple(
+            p if isinstance(p, AddressPair) else AddressPair(*p) if isinstance(p, tuple)
+            else AddressPair(p)
+            for p in self.allowed_pairs
+        )
+        _set(self, "allowed_pairs", pairs)
+        if not isinstance(self.mtu, int) or not 576 <= self.mtu <= 65535:
+            raise DriverError(f"port {self.name} mtu: {self.mtu!r} is not in 576..65535")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "ifname": self.ifname,
+            "vrf": self.vrf,
+            "mac": self.mac,
+            "ips": [str(i) for i in self.ips],
+            "gateway_ips": [str(i) for i in self.gateway_ips],
+            "allowed_pairs": [p.to_json() for p in self.allowed_pairs],
+            "gateway_mac": self.gateway_mac,
+            "mtu": self.mtu,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Port:
+        return cls(
+            name=d["name"],
+            ifname=d["ifname"],
+            vrf=d["vrf"],
+            mac=d["mac"],
+            ips=tuple(d.get("ips", ())),
+            gateway_ips=tuple(d.get("gateway_ips", ())),
+            allowed_pairs=tuple(AddressPair.from_json(p) for p in d.get("allowed_pairs", ())),
+            gateway_mac=d.get("gateway_mac", "02:00:5e:00:00:01"),
+            mtu=d.get("mtu", 1500),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class NextHop:
+    """Either a local port (``port``) or a remote tunnel (``endpoint`` + ``label``).
+
+    ``endpoint`` is the remote vPE's underlay address (IPv4 or IPv6); the
+    label is the one that vPE advertised; ``encap`` the encapsulation it
+    signalled (R7.1).
+    """
+
+    port: str | None = None
+    endpoint: IPAddress | None = None
+    label: int | None = None
+    encap: Encap = "mpls-in-udp"
+
+    def __post_init__(self) -> None:
+        if (self.port is None) == (self.endpoint is None):
+            raise DriverError(
+                f"next hop: exactly one of port / endpoint must be set "
+                f"(port={self.port!r}, endpoint={self.endpoint!r})"
+            )
+        if self.endpoint is not None:
+            _set(self, "endpoint", _addr(self.endpoint, "next hop endpoint"))
+            if self.label is None:
+                raise DriverError(f"next hop to {self.endpoint}: a remote next hop needs a label")
+            _label(self.label, f"next hop to {self.endpoint} label")
+            if self.encap not in ENCAPS:
+                raise DriverError(f"next hop to {self.endpoint} encap: {self.encap!r} not in {ENCAPS}")
+
+    @classmethod
+    def local(cls, port: str) -> NextHop:
+        return cls(port=port)
+
+    @classmethod
+    def remote(cls, endpoint: str | IPAddress, label: int, encap: Encap = "mpls-in-udp") -> NextHop:
+        return cls(endpoint=_addr(endpoint, "next hop endpoint"), label=label, encap=encap)
+
+    @property
+    def is_local(self) -> bool:
+        return self.port is not None
+
+    def to_json(self) -> dict[str, Any]:
+        if self.port is not None:
+            return {"port": self.port}
+        return {"endpoint": str(self.endpoint), "label": self.label, "encap": self.encap}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> NextHop:
+        if "port" in d and d["port"] is not None:
+            return cls(port=d["port"])
+        return cls(endpoint=d.get("endpoint"), label=d.get("label"), encap=d.get("encap", "mpls-in-udp"))
+
+
+@dataclass(frozen=True, slots=True)
+class RouteKey:
+    """Identity of a route in a forwarder: (VRF, prefix)."""
+
+    vrf: str
+    prefix: IPNetwork
+
+    def __post_init__(self) -> None:
+        _set(self, "prefix", _net(self.prefix, f"route in {self.vrf} prefix"))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"vrf": self.vrf, "prefix": str(self.prefix)}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> RouteKey:
+        return cls(d["vrf"], d["prefix"])
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A FIB entry: prefix in a VRF, 1..512 next hops, and how to spread over them."""
+
+    vrf: str
+    prefix: IPNetwork
+    next_hops: tuple[NextHop, ...]
+    ecmp: EcmpMode = "per-flow"
+
+    def __post_init__(self) -> None:
+        _set(self, "prefix", _net(self.prefix, f"route in {self.vrf} prefix"))
+        nhs = tuple(self.next_hops)
+        _set(self, "next_hops", nhs)
+        if not nhs:
+            raise DriverError(f"route {self.vrf} {self.prefix}: needs at least one next hop")
+        if len(nhs) > MAX_NEXT_HOPS:
+            raise DriverError(
+                f"route {self.vrf} {self.prefix}: {len(nhs)} next hops, at most {MAX_NEXT_HOPS}"
+            )
+        if self.ecmp not in ECMP_MODES:
+            raise DriverError(f"route {self.vrf} {self.prefix} ecmp: {self.ecmp!r} not in {ECMP_MODES}")
+
+    @property
+    def key(self) -> RouteKey:
+        return RouteKey(self.vrf, self.prefix)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "vrf": self.vrf,
+            "prefix": str(self.prefix),
+            "next_hops": [n.to_json() for n in self.next_hops],
+            "ecmp": self.ecmp,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Route:
+        return cls(
+            d["vrf"],
+            d["prefix"],
+            tuple(NextHop.from_json(n) for n in d["next_hops"]),
+            d.get("ecmp", "per-flow"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LabelEntry:
+    """What a locally allocated label means on decapsulation.
+
+    ``kind`` "vrf": IP lookup of the inner packet in VRF ``target`` (aggregate
+    label, R10.3); "port": hand the inner packet to port ``target`` directly.
+    """
+
+    label: int
+    kind: Literal["vrf", "port"]
+    target: str
+
+    def __post_init__(self) -> None:
+        _label(self.label, "label entry label")
+        if self.label < MIN_LABEL:
+            raise DriverError(f"label entry: label {self.label} is reserved (0..15)")
+        if self.kind not in ("vrf", "port"):
+            raise DriverError(f"label entry {self.label} kind: {self.kind!r} not 'vrf' or 'port'")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"label": self.label, "kind": self.kind, "target": self.target}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> LabelEntry:
+        return cls(d["label"], d["kind"], d["target"])
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicationList:
+    """Ingress replication (R3.2): remote vPEs that get one copy of VRF broadcast."""
+
+    vrf: str
+    members: tuple[NextHop, ...]
+
+    def __post_init__(self) -> None:
+        nhs = tuple(self.members)
+        _set(self, "members", nhs)
+        for m in nhs:
+            if m.is_local:
+                raise DriverError(f"replication list of {self.vrf}: member {m.port!r} is not remote")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"vrf": self.vrf, "members": [m.to_json() for m in self.members]}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> ReplicationList:
+        return cls(d["vrf"], tuple(NextHop.from_json(m) for m in d["members"]))
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """A remote vPE whose underlay address may send us tunnelled traffic (R13.2).
+
+    Endpoints named by routes and replication lists are trusted implicitly;
+    a Peer entry adds one that we have no route toward (one-way traffic).
+    """
+
+    endpoint: IPAddress
+
+    def __post_init__(self) -> None:
+        _set(self, "endpoint", _addr(self.endpoint, "peer endpoint"))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"endpoint": str(self.endpoint)}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Peer:
+        return cls(d["endpoint"])
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """A set of changes applied atomically: all of it, or (on error) none of it.
+
+    Removals are applied before additions, so "remove X, add X" in one batch
+    replaces X. Adding an existing key replaces it too. Removing an absent key
+    is not an error (the control plane may be resyncing).
+    """
+
+    add_ports: tuple[Port, ...] = ()
+    remove_ports: tuple[str, ...] = ()
+    add_routes: tuple[Route, ...] = ()
+    remove_routes: tuple[RouteKey, ...] = ()
+    add_labels: tuple[LabelEntry, ...] = ()
+    remove_labels: tuple[int, ...] = ()
+    set_replication: tuple[ReplicationList, ...] = ()
+    remove_replication: tuple[str, ...] = ()
+    add_peers: tuple[Peer, ...] = ()
+    remove_peers: tuple[IPAddress, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        for f in self.__dataclass_fields__:
+            _set(self, f, tuple(getattr(self, f)))
+        _set(
+            self,
+            "remove_routes",
+            tuple(k if isinstance(k, RouteKey) else RouteKey(*k) for k in self.remove_routes),
+        )
+        _set(self, "remove_peers", tuple(_addr(p, "remove peer") for p in self.remove_peers))
+
+    def __len__(self) -> int:
+        return sum(len(getattr(self, f)) for f in self.__dataclass_fields__)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "add_ports": [p.to_json() for p in self.add_ports],
+            "remove_ports": list(self.remove_ports),
+            "add_routes": [r.to_json() for r in self.add_routes],
+            "remove_routes": [k.to_json() for k in self.remove_routes],
+            "add_labels": [e.to_json() for e in self.add_labels],
+            "remove_labels": list(self.remove_labels),
+            "set_replication": [r.to_json() for r in self.set_replication],
+            "remove_replication": list(self.remove_replication),
+            "add_peers": [p.to_json() for p in self.add_peers],
+            "remove_peers": [str(p) for p in self.remove_peers],
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Batch:
+        try:
+            return cls(
+                add_ports=tuple(Port.from_json(p) for p in d.get("add_ports", ())),
+                remove_ports=tuple(d.get("remove_ports", ())),
+                add_routes=tuple(Route.from_json(r) for r in d.get("add_routes", ())),
+                remove_routes=tuple(RouteKey.from_json(k) for k in d.get("remove_routes", ())),
+                add_labels=tuple(LabelEntry.from_json(e) for e in d.get("add_labels", ())),
+                remove_labels=tuple(d.get("remove_labels", ())),
+                set_replication=tuple(
+                    ReplicationList.from_json(r) for r in d.get("set_replication", ())
+                ),
+                remove_replication=tuple(d.get("remove_replication", ())),
+                add_peers=tuple(Peer.from_json(p) for p in d.get("add_peers", ())),
+                remove_peers=tuple(d.get("remove_peers", ())),
+            )
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise DriverError(f"batch: malformed ({type(exc).__name__}: {exc})") from None
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    """Everything a forwarder holds; ``full_sync(state)`` replaces all of it."""
+
+    ports: tuple[Port, ...] = ()
+    routes: tuple[Route, ...] = ()
+    labels: tuple[LabelEntry, ...] = ()
+    replication: tuple[ReplicationList, ...] = ()
+    peers: tuple[Peer, ...] = ()
+
+    def __post_init__(self) -> None:
+        for f in self.__dataclass_fields__:
+            _set(self, f, tuple(getattr(self, f)))
+
+    def as_batch(self) -> Batch:
+        return Batch(
+            add_ports=self.ports,
+            add_routes=self.routes,
+            add_labels=self.labels,
+            set_replication=self.replication,
+            add_peers=self.peers,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ports": [p.to_json() for p in self.ports],
+            "routes": [r.to_json() for r in self.routes],
+            "labels": [e.to_json() for e in self.labels],
+            "replication": [r.to_json() for r in self.replication],
+            "peers": [p.to_json() for p in self.peers],
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> State:
+        try:
+            return cls(
+                ports=tuple(Port.from_json(p) for p in d.get("ports", ())),
+                routes=tuple(Route.from_json(r) for r in d.get("routes", ())),
+                labels=tuple(LabelEntry.from_json(e) for e in d.get("labels", ())),
+                replication=tuple(ReplicationList.from_json(r) for r in d.get("replication", ())),
+                peers=tuple(Peer.from_json(p) for p in d.get("peers", ())),
+            )
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise DriverError(f"state: malformed ({type(exc).__name__}: {exc})") from None

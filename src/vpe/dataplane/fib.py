@@ -1,0 +1,245 @@
+"""Per-VRF longest-prefix match and ECMP next-hop selection.
+
+Two LPM tables share one small interface (``insert`` / ``remove`` /
+``lookup`` / ``exact`` / ``__len__``), keyed by integers:
+
+* :class:`DictLpm` - one ``dict`` per prefix length that holds routes, probed
+  from the longest length down. A lookup costs one mask and one dict probe per
+  *populated* length; tenant FIBs have few distinct lengths (host routes, the
+  subnet, a default), so this is a handful of C-level operations.
+* :class:`TrieLpm` - pytricia's C patricia trie, keyed by packed addresses.
+
+``bench/dataplane_pipeline.py --lpm`` measures both; :data:`DEFAULT_LPM` is the
+one measured faster for lookups (see docs/dataplane.md for the numbers).
+
+ECMP (R12.2): a :class:`FibEntry` spreads over up to 512 next hops per flow
+(a 5-tuple hash that is the same for both directions of a flow, so forward
+and reverse traffic of a session pick the same instance: R12.3), per packet
+(round robin) or per prefix (hash of the destination prefix, fixed at
+install time). The hash is CRC-32 of a canonical key: deterministic across
+processes and hosts, unlike Python's salted ``hash()``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+import zlib
+from collections.abc import Iterator
+from typing import Any, Generic, Protocol, TypeVar
+
+import pytricia
+
+from .packets import IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP
+
+V = TypeVar("V")
+
+_II = struct.Struct("!II")
+_HH = struct.Struct("!HH")
+_KEY4 = struct.Struct("!IIBHH")
+_PORTED = frozenset((IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP))
+
+
+class Lpm(Protocol[V]):
+    """What the pipeline needs from a longest-prefix-match table."""
+
+    bits: int
+
+    def insert(self, net: int, plen: int, value: V) -> None: ...
+    def remove(self, net: int, plen: int) -> bool: ...
+    def lookup(self, addr: int) -> V | None: ...
+    def exact(self, net: int, plen: int) -> V | None: ...
+    def __len__(self) -> int: ...
+
+
+class DictLpm(Generic[V]):
+    """Longest-prefix match as one dict per populated prefix length."""
+
+    __slots__ = ("bits", "_tables", "_scan", "_count")
+
+    def __init__(self, bits: int) -> None:
+        self.bits = bits
+        self._tables: dict[int, dict[int, V]] = {}
+        self._scan: tuple[tuple[int, dict[int, V]], ...] = ()
+        self._count = 0
+
+    def _mask(self, plen: int) -> int:
+        full = (1 << self.bits) - 1
+        return full ^ ((1 << (self.bits - plen)) - 1)
+
+    def _rebuild(self) -> None:
+        self._scan = tuple(
+            (self._mask(plen), self._tables[plen]) for plen in sorted(self._tables, reverse=True)
+        )
+
+    def insert(self, net: int, plen: int, value: V) -> None:
+        table = self._tables.get(plen)
+        if table is None:
+            table = self._tables[plen] = {}
+            self._rebuild()
+        key = net & self._mask(plen)
+        if key not in table:
+            self._count += 1
+        table[key] = value
+
+    def remove(self, net: int, plen: int) -> bool:
+        table = self._tables.get(plen)
+        if table is None or table.pop(net & self._mask(plen), None) is None:
+            return False
+        self._count -= 1
+        if not table:
+            del self._tables[plen]
+            self._rebuild()
+        return True
+
+    def lookup(self, addr: int) -> V | None:
+        for mask, table in self._scan:
+            value = table.get(addr & mask)
+            if value is not None:
+                return value
+        return None
+
+    def exact(self, net: int, plen: int) -> V | None:
+        table = self._tables.get(plen)
+        return None if table is None else table.get(net & self._mask(plen))
+
+    def __len__(self) -> int:
+        return self._count
+
+    def items(self) -> Iterator[tuple[int, int, V]]:
+        for plen, table in self._tables.items():
+            for net, value in table.items():
+                yield net, plen, value
+
+
+class TrieLpm(Generic[V]):
+    """Longest-prefix match in pytricia's patricia trie (C extension)."""
+
+    __slots__ = ("bits", "_trie", "_width")
+
+    def __init__(self, bits: int) -> None:
+        self.bits = bits
+        self._width = bits // 8
+        self._trie: Any = pytricia.PyTricia(bits)
+
+    def _key(self, net: int, plen: int) -> str:
+        addr = ipaddress.IPv4Address(net) if self.bits == 32 else ipaddress.IPv6Address(net)
+        return f"{addr}/{plen}"
+
+    def insert(self, net: int, plen: int, value: V) -> None:
+        self._trie.insert(self._key(net, plen), value)
+
+    def remove(self, net: int, plen: int) -> bool:
+        key = self._key(net, plen)
+        if not self._trie.has_key(key):
+            return False
+        self._trie.delete(key)
+        return True
+
+    def lookup(self, addr: int) -> V | None:
+        value: V | None = self._trie.get(addr.to_bytes(self._width, "big"))
+        return value
+
+    def lookup_packed(self, addr: bytes) -> V | None:
+        value: V | None = self._trie.get(addr)
+        return value
+
+    def exact(self, net: int, plen: int) -> V | None:
+        key = self._key(net, plen)
+        if not self._trie.has_key(key):
+            return None
+        value: V = self._trie[key]
+        return value
+
+    def __len__(self) -> int:
+        return len(self._trie)
+
+
+#: The LPM the forwarder uses (chosen by measurement, see module docstring).
+DEFAULT_LPM: type[DictLpm[Any]] | type[TrieLpm[Any]] = DictLpm
+
+
+# ------------------------------------------------------------------------ hashing
+
+
+def flow_hash(pkt: Any, off: int = 0) -> int:
+    """Symmetric 5-tuple hash of the IP packet at ``off`` (either direction, same value).
+
+    Addresses and ports are each put in canonical (smaller first) order; ports
+    are left out for fragments and protocols without them, so all fragments
+    of a datagram hash alike.
+    """
+    first = pkt[off]
+    if first >> 4 == 4:
+        hl = (first & 0x0F) * 4
+        proto = pkt[off + 9]
+        a, b = _II.unpack_from(pkt, off + 12)
+        pa = pb = 0
+        if proto in _PORTED and not (_HH.unpack_from(pkt, off + 6)[0] & 0x3FFF) and len(pkt) >= off + hl + 4:
+            pa, pb = _HH.unpack_from(pkt, off + hl)
+        if a > b:
+            a, b = b, a
+        if pa > pb:
+            pa, pb = pb, pa
+        return zlib.crc32(_KEY4.pack(a, b, proto, pa, pb))
+    proto = pkt[off + 6]
+    sa = bytes(pkt[off + 8 : off + 24])
+    da = bytes(pkt[off + 24 : off + 40])
+    pa = pb = 0
+    if proto in _PORTED and len(pkt) >= off + 44:
+        pa, pb = _HH.unpack_from(pkt, off + 40)
+    if sa > da:
+        sa, da = da, sa
+    if pa > pb:
+        pa, pb = pb, pa
+    return zlib.crc32(sa + da + struct.pack("!BHH", proto, pa, pb))
+
+
+def prefix_hash(net: int, plen: int, bits: int) -> int:
+    return zlib.crc32(net.to_bytes(bits // 8, "big") + bytes((plen,)))
+
+
+PER_FLOW = 0
+PER_PACKET = 1
+PER_PREFIX = 2
+ECMP_CODES = {"per-flow": PER_FLOW, "per-packet": PER_PACKET, "per-prefix": PER_PREFIX}
+
+
+class FibEntry:
+    """A compiled route: next-hop adjacencies and the ECMP state to pick one."""
+
+    __slots__ = ("route", "adjs", "n", "mode", "rr", "prefix_index", "local_adjs", "endpoints")
+
+    def __init__(self, route: Any, adjs: tuple[Any, ...], mode: int, phash: int) -> None:
+        self.route = route
+        self.adjs = adjs
+        self.n = len(adjs)
+        self.mode = mode
+        self.rr = 0
+        self.prefix_index = phash % self.n
+        self.local_adjs = tuple(a for a in adjs if getattr(a, "is_local", False))
+        self.endpoints = frozenset(a.endpoint for a in adjs if not getattr(a, "is_local", False))
+
+    def pick(self, pkt: Any, off: int) -> tuple[Any, int]:
+        """(adjacency, flow hash or -1 when it was not needed to choose)."""
+        n = self.n
+        if n == 1:
+            return self.adjs[0], -1
+        mode = self.mode
+        if mode == PER_FLOW:
+            fh = flow_hash(pkt, off)
+            return self.adjs[fh % n], fh
+        if mode == PER_PACKET:
+            i = self.rr
+            self.rr = i + 1 if i + 1 < n else 0
+            return self.adjs[i], -1
+        return self.adjs[self.prefix_index], -1
+
+    def pick_local(self, pkt: Any, off: int) -> Any | None:
+        """A local adjacency for traffic that already crossed the underlay (R8.1)."""
+        local = self.local_adjs
+        if not local:
+            return None
+        if len(local) == 1:
+            return local[0]
+        return local[flow_hash(pkt, off) % len(local)]

@@ -1,0 +1,416 @@
+"""The userspace forwarder as its own process: sockets around the pure pipeline.
+
+    python -m vpe.dataplane.process --underlay-if IF --underlay-ip IP \\
+        --socket PATH [--underlay-ip IP6] [--listen-tcp HOST:PORT] [--underlay-mtu N]
+
+* one AF_PACKET socket per port, on the host side of the VM's veth, opened
+  and closed as ports are programmed (promiscuous: frames addressed to the
+  gateway MAC are not the veth's own);
+* per underlay address family: a UDP socket bound to ``IP:6635`` receiving
+  MPLS-in-UDP, a raw IP socket of protocol 47 for GRE (both directions), and
+  a raw UDP socket used only to send (so the source port can carry the flow
+  entropy of RFC 7510; a one-instruction BPF filter keeps it from queueing
+  copies of received UDP). The kernel adds outer IP headers and routes in
+  the underlay, bound to ``--underlay-if``;
+* a selector loop, single-threaded: packets and the FIB channel
+  (:mod:`vpe.dataplane.channel`) share it, so a batch is applied between two
+  packets, never during one.
+
+The forwarder keeps forwarding with its tables when the control plane
+disconnects; the next control plane sends a full sync.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import errno
+import ipaddress
+import logging
+import os
+import selectors
+import signal
+import socket
+import struct
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from . import packets as P
+from .channel import ServerConnection
+from .driver import Batch, DriverError, Port, State
+from .pipeline import Forwarder, Output, ToPort
+
+log = logging.getLogger("vpe.dataplane")
+
+ETH_P_ALL = 0x0003
+SOL_PACKET = 263
+PACKET_ADD_MEMBERSHIP = 1
+PACKET_MR_PROMISC = 1
+PACKET_IGNORE_OUTGOING = 23
+PACKET_OUTGOING = 4
+SO_ATTACH_FILTER = 26
+IPV6_CHECKSUM = getattr(socket, "IPV6_CHECKSUM", 7)
+IP_MTU_DISCOVER = getattr(socket, "IP_MTU_DISCOVER", 10)
+IPV6_MTU_DISCOVER = getattr(socket, "IPV6_MTU_DISCOVER", 23)
+PMTUDISC_DONT = 0
+#: Packets read from one socket before the loop looks at the others (fairness).
+BURST = 64
+RCVBUF = 4 * 1024 * 1024
+
+
+def _drop_all_filter(sock: socket.socket) -> None:
+    """Attach classic BPF ``ret #0``: the socket never queues a received packet."""
+    insn = (ctypes.c_ubyte * 8).from_buffer_copy(struct.pack("HBBI", 0x06, 0, 0, 0))
+    prog = struct.pack("HL", 1, ctypes.addressof(insn))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, prog)
+
+
+def open_port_socket(ifname: str) -> socket.socket:
+    """AF_PACKET socket on ``ifname``: every frame in, our own transmissions not looped."""
+    ifindex = socket.if_nametoindex(ifname)
+    # Protocol 0 at creation, ETH_P_ALL at bind: no frames of other interfaces
+    # arrive in between.
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    try:
+        sock.bind((ifname, ETH_P_ALL))
+        try:
+            sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+        except OSError:  # kernel < 4.20: outgoing frames are skipped by pkttype
+            pass
+        mreq = struct.pack("iHH8s", ifindex, PACKET_MR_PROMISC, 0, b"")
+        sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class UnderlayIO:
+    """The sockets of one underlay address family."""
+
+    def __init__(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address, ifname: str) -> None:
+        self.ip = ip
+        fam = socket.AF_INET if ip.version == 4 else socket.AF_INET6
+        self.family = fam
+        addr = str(ip)
+        dev = ifname.encode()
+        self.sockets: list[socket.socket] = []
+        try:
+            self.udp_rx = self._new(fam, socket.SOCK_DGRAM, 0)
+            if ip.version == 6:
+                self.udp_rx.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            self.udp_rx.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.udp_rx.bind((addr, P.MPLS_UDP_PORT))
+            self.udp_tx = self._new(fam, socket.SOCK_RAW, socket.IPPROTO_UDP)
+            self.udp_tx.bind((addr, 0))
+            _drop_all_filter(self.udp_tx)
+            self.gre = self._new(fam, socket.SOCK_RAW, P.IPPROTO_GRE)
+            self.gre.bind((addr, 0))
+            for s in (self.udp_tx, self.gre):
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, dev)
+                if ip.version == 4:
+                    s.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, PMTUDISC_DONT)
+                else:
+                    s.setsockopt(socket.IPPROTO_IPV6, IPV6_MTU_DISCOVER, PMTUDISC_DONT)
+            if ip.version == 6:
+                # The kernel fills the UDP checksum (mandatory over IPv6) at offset 6.
+                self.udp_tx.setsockopt(socket.IPPROTO_IPV6, IPV6_CHECKSUM, 6)
+        except OSError:
+            self.close()
+            raise
+
+    def _new(self, fam: int, kind: int, proto: int) -> socket.socket:
+        s = socket.socket(fam, kind, proto)
+        self.sockets.append(s)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+        s.setblocking(False)
+        return s
+
+    def close(self) -> None:
+        for s in self.sockets:
+            s.close()
+
+
+class ForwarderProcess:
+    """Owns the sockets, the selector loop and the FIB channel of one forwarder."""
+
+    def __init__(
+        self,
+        underlay_if: str,
+        underlay_ips: list[str],
+        socket_path: str | None,
+        underlay_mtu: int | None = None,
+        listen_tcp: tuple[str, int] | None = None,
+    ) -> None:
+        ips = [ipaddress.ip_address(a) for a in underlay_ips]
+        if len({a.version for a in ips}) != len(ips):
+            raise SystemExit("at most one --underlay-ip per address family")
+        if underlay_mtu is None:
+            try:
+                underlay_mtu = int(Path(f"/sys/class/net/{underlay_if}/mtu").read_text())
+            except (OSError, ValueError):
+                underlay_mtu = 1500
+        self.forwarder = Forwarder(ips, underlay_mtu)
+        self.generation = 0
+        self.io_errors: dict[str, int] = {}
+        self.sel = selectors.DefaultSelector()
+        self._stop = False
+        self._buf = bytearray(65536 + 128)
+        self._view = memoryview(self._buf)
+        self.port_socks: dict[str, tuple[str, socket.socket]] = {}
+        self.underlay: dict[int, UnderlayIO] = {}
+        self._tx: dict[tuple[int, int], socket.socket] = {}
+        for ip in ips:
+            u = UnderlayIO(ip, underlay_if)
+            self.underlay[ip.version] = u
+            self._tx[(ip.version, P.IPPROTO_UDP)] = u.udp_tx
+            self._tx[(ip.version, P.IPPROTO_GRE)] = u.gre
+            self.sel.register(u.udp_rx, selectors.EVENT_READ, self._on_udp)
+            self.sel.register(u.gre, selectors.EVENT_READ, self._on_gre)
+        self.socket_path = socket_path
+        self.listeners: list[socket.socket] = []
+        if socket_path:
+            try:
+                os.unlink(socket_path)
+            except FileNotFoundError:
+                pass
+            lsn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            lsn.bind(socket_path)
+            os.chmod(socket_path, 0o600)
+            self._listen(lsn)
+        if listen_tcp:
+            lsn = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            lsn.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            lsn.bind(listen_tcp)
+            self._listen(lsn)
+
+    def _listen(self, lsn: socket.socket) -> None:
+        lsn.listen(8)
+        lsn.setblocking(False)
+        self.listeners.append(lsn)
+        self.sel.register(lsn, selectors.EVENT_READ, self._on_accept)
+
+    # ------------------------------------------------------- channel handler API
+
+    def _open_ports(self, ports: list[Port]) -> dict[str, socket.socket]:
+        """Open sockets for ports that are new or moved to another ifname, all or none."""
+        opened: dict[str, socket.socket] = {}
+        try:
+            for p in ports:
+                cur = self.port_socks.get(p.name)
+                if cur is None or cur[0] != p.ifname:
+                    opened[p.name] = open_port_socket(p.ifname)
+        except OSError as exc:
+            for s in opened.values():
+                s.close()
+            raise DriverError(f"port {p.name}: cannot open {p.ifname!r}: {exc.strerror}") from None
+        return opened
+
+    def _commit_ports(self, opened: dict[str, socket.socket], keep: set[str]) -> None:
+        for name in list(self.port_socks):
+            if name not in keep or name in opened:
+                _ifname, s = self.port_socks.pop(name)
+                self.sel.unregister(s)
+                s.close()
+        for name, s in opened.items():
+            self.port_socks[name] = (self.forwarder.ports[name].ifname, s)
+            self.sel.register(s, selectors.EVENT_READ, self._port_reader(name))
+
+    def sync(self, state: State) -> None:
+        opened = self._open_ports(list(state.ports))
+        try:
+            self.forwarder.full_sync(state)
+        except DriverError:
+            for s in opened.values():
+                s.close()
+            raise
+        self._commit_ports(opened, {p.name for p in state.ports})
+        self.generation += 1
+        log.info("full sync: %d ports, %d routes, %d labels", len(state.ports),
+                 len(state.routes), len(state.labels))
+
+    def apply(self, batch: Batch) -> None:
+        self.forwarder.check(batch)
+        opened = self._open_ports(list(batch.add_ports))
+        self.forwarder.apply(batch)
+        self._commit_ports(opened, set(self.forwarder.ports))
+        self.generation += 1
+
+    def counters(self) -> dict[str, Any]:
+        c = self.forwarder.counters()
+        c["io_errors"] = dict(self.io_errors)
+        c["generation"] = self.generation
+        return c
+
+    def state(self) -> State:
+        return self.forwarder.state()
+
+    # ------------------------------------------------------------------ I/O
+
+    def _on_accept(self, lsn: socket.socket) -> None:
+        try:
+            conn, _ = lsn.accept()
+        except BlockingIOError:
+            return
+        conn.setblocking(False)
+        sc = ServerConnection(self, lambda: self.generation)
+        self.sel.register(conn, selectors.EVENT_READ, self._channel_reader(sc))
+        log.info("control plane connected")
+
+    def _channel_reader(self, sc: ServerConnection) -> Callable[[socket.socket], None]:
+        def read(conn: socket.socket) -> None:
+            try:
+                data = conn.recv(1 << 20)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            reply = sc.receive(data) if data else b""
+            if reply:
+                try:
+                    conn.setblocking(True)
+                    conn.settimeout(10.0)
+                    conn.sendall(reply)
+                    conn.setblocking(False)
+                except OSError:
+                    sc.closed = True
+            if not data or sc.closed:
+                self.sel.unregister(conn)
+                conn.close()
+                log.info("control plane disconnected; keeping the FIB")
+
+        return read
+
+    def _port_reader(self, name: str) -> Callable[[socket.socket], None]:
+        fwd = self.forwarder
+        view = self._view
+        buf = self._buf
+
+        def read(sock: socket.socket) -> None:
+            for _ in range(BURST):
+                try:
+                    n, addr = sock.recvfrom_into(buf)
+                except BlockingIOError:
+                    return
+                except OSError as exc:
+                    self._io_error(exc)
+                    return
+                if addr[2] == PACKET_OUTGOING:
+                    continue
+                self._send(fwd.from_port(name, view[:n]))
+
+        return read
+
+    def _on_udp(self, sock: socket.socket) -> None:
+        fwd = self.forwarder
+        for _ in range(BURST):
+            try:
+                n, addr = sock.recvfrom_into(self._buf)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                self._io_error(exc)
+                return
+            self._send(fwd.from_underlay(self._view[:n], addr[0], "mpls-in-udp"))
+
+    def _on_gre(self, sock: socket.socket) -> None:
+        fwd = self.forwarder
+        v4 = sock.family == socket.AF_INET
+        for _ in range(BURST):
+            try:
+                n, addr = sock.recvfrom_into(self._buf)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                self._io_error(exc)
+                return
+            off = (self._buf[0] & 0x0F) * 4 if v4 and n else 0  # IPv4 raw sockets include the header
+            self._send(fwd.from_underlay(self._view[off:n], addr[0], "mpls-in-gre"))
+
+    def _send(self, outs: list[Output]) -> None:
+        for where, data in outs:
+            try:
+                if type(where) is ToPort:
+                    entry = self.port_socks.get(where.name)
+                    if entry is None:
+                        self.io_errors["port-not-open"] = self.io_errors.get("port-not-open", 0) + 1
+                        continue
+                    entry[1].send(data)
+                else:
+                    sock = self._tx.get((where.family, where.proto))
+                    if sock is None:
+                        self.io_errors["no-underlay"] = self.io_errors.get("no-underlay", 0) + 1
+                        continue
+                    sock.sendto(data, (where.endpoint, 0))
+            except OSError as exc:
+                self._io_error(exc)
+
+    def _io_error(self, exc: OSError) -> None:
+        name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+        self.io_errors[name] = self.io_errors.get(name, 0) + 1
+
+    def stop(self, *_: object) -> None:
+        self._stop = True
+
+    def run(self) -> None:
+        while not self._stop:
+            for key, _mask in self.sel.select(timeout=0.5):
+                key.data(key.fileobj)
+
+    def close(self) -> None:
+        for key in list(self.sel.get_map().values()):
+            fobj: Any = key.fileobj
+            self.sel.unregister(fobj)
+            fobj.close()
+        for u in self.underlay.values():
+            u.close()
+        self.sel.close()
+        if self.socket_path:
+            try:
+                os.unlink(self.socket_path)
+            except FileNotFoundError:
+                pass
+
+
+def _hostport(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m vpe.dataplane.process", description=__doc__.split("\n")[0])
+    ap.add_argument("--underlay-if", required=True, help="underlay interface (outer packets use it)")
+    ap.add_argument("--underlay-ip", required=True, action="append",
+                    help="this host's underlay address (once per family)")
+    ap.add_argument("--socket", help="Unix socket path of the FIB channel")
+    ap.add_argument("--listen-tcp", type=_hostport, help="also serve the FIB channel on HOST:PORT")
+    ap.add_argument("--underlay-mtu", type=int, help="default: the MTU of --underlay-if")
+    ap.add_argument("--log-level", default="INFO")
+    args = ap.parse_args(argv)
+    if not args.socket and not args.listen_tcp:
+        ap.error("one of --socket / --listen-tcp is required")
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        proc = ForwarderProcess(args.underlay_if, args.underlay_ip, args.socket,
+                                args.underlay_mtu, args.listen_tcp)
+    except (OSError, ValueError) as exc:
+        print(f"vpe forwarder: cannot start: {exc}", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, proc.stop)
+    signal.signal(signal.SIGINT, proc.stop)
+    log.info("forwarding: underlay %s %s mtu %d", args.underlay_if,
+             ",".join(args.underlay_ip), proc.forwarder.underlay_mtu)
+    try:
+        proc.run()
+    finally:
+        proc.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

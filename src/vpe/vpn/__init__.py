@@ -1,0 +1,82 @@
+"""The VPN service layer: VRFs, route targets, import/export, labels, RDs, leaking.
+
+Pure code (no sockets, no clock). :class:`VpnService` is the entry point;
+see ``docs/vpn.md`` for the model and worked extranet / hub-and-spoke
+examples. Inputs are :class:`VpnPathsChanged` batches from the RIB and
+configuration calls; outputs are :class:`VpnOutput` values (VRF table
+changes for the FIB, VPN routes for the speaker, labels to confirm).
+"""
+
+from .events import (
+    ExportedRoute,
+    PathIdent,
+    VpnOutput,
+    VpnPath,
+    VpnPathsChanged,
+    VrfTableChange,
+    vpn_path_of,
+)
+from .exporter import Exporter, LocalRoute
+from .importer import Importer
+from .label_allocator import MAX_LABEL, MIN_LABEL, LabelAllocator, LabelSpaceExhausted, label_owner
+from .leaking import Leaker, LeakPolicy, PrefixListEntry
+from .rd_allocator import RdAllocator, parse_rd
+from .route_target import (
+    RouteTargetIndex,
+    RouteTargets,
+    format_route_targets,
+    matches,
+    parse_route_target,
+    parse_route_targets,
+    route_targets_of,
+)
+from .service import VpnService
+from .vrf import (
+    LabelMode,
+    Leak,
+    RouteKind,
+    RouteSource,
+    Vrf,
+    VrfRoute,
+    parse_label_mode,
+    prefix_key,
+)
+
+__all__ = [
+    "MAX_LABEL",
+    "MIN_LABEL",
+    "ExportedRoute",
+    "Exporter",
+    "Importer",
+    "LabelAllocator",
+    "LabelMode",
+    "LabelSpaceExhausted",
+    "Leak",
+    "LeakPolicy",
+    "Leaker",
+    "LocalRoute",
+    "PathIdent",
+    "PrefixListEntry",
+    "RdAllocator",
+    "RouteKind",
+    "RouteSource",
+    "RouteTargetIndex",
+    "RouteTargets",
+    "Vrf",
+    "VrfRoute",
+    "VpnOutput",
+    "VpnPath",
+    "VpnPathsChanged",
+    "VpnService",
+    "VrfTableChange",
+    "format_route_targets",
+    "label_owner",
+    "matches",
+    "parse_label_mode",
+    "parse_rd",
+    "parse_route_target",
+    "parse_route_targets",
+    "prefix_key",
+    "route_targets_of",
+    "vpn_path_of",
+]

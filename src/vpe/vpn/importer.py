@@ -1,0 +1,242 @@
+"""Import: VPN paths into every VRF whose import RTs they carry (RFC 4364 section 4.3.1).
+
+The importer keeps every VPN path it has been given (by identity
+``(NLRI key, path id, next hop)``), grouped by attribute set. That is what
+lets a VRF's import RTs change at run time: :meth:`Importer.reimport` walks
+the groups, decides per group (all routes of a group carry the same RTs)
+whether the VRF now imports them or no longer does, and adds or removes
+just those entries. Removing a path removes it from every VRF that has it,
+because the set of importing VRFs is a function of the attributes and the
+RT index, both of which the importer keeps consistent.
+
+Two feeds, one logic:
+
+* :meth:`Importer.apply` - paths from the RIB. Paths whose next hop is one
+  of this vPE's own addresses are ours coming back (via a route reflector);
+  they are ignored here because the exporter feeds them directly.
+* :meth:`Importer.apply_local` - the VPN routes this vPE exports, with the
+  VRF they come from. They are imported into every *other* VRF whose import
+  RTs match (extranet on one host), never into the VRF they came from: the
+  route is already there as a local entry.
+
+The hot loop does per route: one identity tuple, two dictionary stores, two
+slices for the table key, and one :class:`~vpe.vpn.vrf.VrfRoute` tuple per
+importing VRF; anything per attribute set (importing VRFs, rank,
+encapsulations) is looked up once per run of routes sharing that set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from ipaddress import IPv4Address, IPv6Address
+from typing import Any
+
+from ..bgp.wire.attributes.base import PathAttributes
+from ..bgp.wire.constants import AFI, VPNV4, VPNV6
+from .events import PathIdent, VpnPath, VpnPathsChanged
+from .route_target import RouteTargetIndex, RouteTargets, matches, route_targets_of
+from .vrf import RouteKind, RouteSource, Vrf, VrfRoute, bgp_rank, encapsulations_of
+
+_IMPORTED = RouteSource.IMPORTED
+_VPN = RouteKind.VPN
+_VPN_FAMILIES = (VPNV4, VPNV6)
+_CACHE_MAX = 65536
+_NOTHING = object()
+_tuple_new = tuple.__new__  # VrfRoute without its Python-level __new__: hot loop
+
+
+class Importer:
+    """Every known VPN path, and the VRF entries imported from them."""
+
+    __slots__ = ("index", "_own", "_own_packed", "_paths", "_groups", "_origin", "_info")
+
+    def __init__(
+        self,
+        index: RouteTargetIndex[Vrf],
+        local_next_hops: Iterable[IPv4Address | IPv6Address] = (),
+    ) -> None:
+        self.index = index
+        self._own: frozenset[IPv4Address | IPv6Address] = frozenset()
+        self._own_packed: frozenset[bytes] = frozenset()
+        self.local_next_hops = frozenset(local_next_hops)
+        self._paths: dict[PathIdent, VpnPath] = {}
+        self._groups: dict[PathAttributes, dict[PathIdent, None]] = {}
+        self._origin: dict[PathIdent, str] = {}  # paths fed by the exporter: their VRF
+        self._info: dict[PathAttributes, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+
+    @property
+    def local_next_hops(self) -> frozenset[IPv4Address | IPv6Address]:
+        """This vPE's own addresses: RIB paths with these next hops are not imported."""
+        return self._own
+
+    @local_next_hops.setter
+    def local_next_hops(self, addrs: Iterable[IPv4Address | IPv6Address]) -> None:
+        self._own = frozenset(addrs)
+        self._own_packed = frozenset(a.packed for a in self._own)
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+    def paths(self) -> list[VpnPath]:
+        return list(self._paths.values())
+
+    def origin_of(self, path: VpnPath) -> str | None:
+        """The local VRF a path was exported from (None: a remote path)."""
+        return self._origin.get(path.ident)
+
+    # -- feeds --------------------------------------------------------------
+
+    def apply(self, change: VpnPathsChanged) -> None:
+        """Paths from the RIB: removes first, then adds (an add replaces its identity).
+
+        Paths of other families, and paths whose next hop is this vPE's own
+        (our exports reflected back), are ignored."""
+        if change.removes:
+            self._remove_many(change.removes, True)
+        if change.adds:
+            self._add_many(change.adds, None, True)
+
+    def apply_local(self, origin: str, adds: Iterable[VpnPath], removes: Iterable[VpnPath]) -> None:
+        """Routes the exporter originates for VRF ``origin``."""
+        self._remove_many(list(removes), False)
+        self._add_many(list(adds), origin, False)
+
+    # -- add / remove ---------------------------------------------------------
+
+    def _attr_info(self, attrs: PathAttributes) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        info = self._info.get(attrs)
+        if info is None:
+            if len(self._info) >= _CACHE_MAX:
+                self._info.clear()
+            info = self._info[attrs] = (bgp_rank(_IMPORTED, attrs), encapsulations_of(attrs))
+        return info
+
+    def _add_many(self, adds: list[VpnPath], origin: str | None, filtered: bool) -> None:
+        """The hot loop. Everything derived from the attribute set, the family or
+        the next hop is recomputed only when that object changes from one
+        route to the next (routes of one UPDATE share all three)."""
+        paths = self._paths
+        groups = self._groups
+        members_for = self.index.members_for
+        origins = self._origin
+        own = self._own_packed
+        new = _tuple_new
+        fams = _VPN_FAMILIES
+        last_attrs: PathAttributes | None = None
+        last_family = None
+        last_nh: object = _NOTHING
+        nhk = b""
+        fam_ok = nh_ok = True
+        version = 4
+        targets: list[tuple[Vrf, dict[bytes, Any], dict[bytes, Any]]] = []
+        rank: tuple[int, ...] = ()
+        encaps: tuple[int, ...] = ()
+        group: dict[PathIdent, None] = {}
+        for p in adds:
+            family = p.family
+            if family is not last_family:
+                last_family = family
+                fam_ok = family in fams
+                version = 4 if family.afi == AFI.IPV4 else 6
+                last_attrs = None
+            nh = p.next_hop
+            if nh is not last_nh:
+                last_nh = nh
+                nhk = nh.packed if nh is not None else b""
+                nh_ok = not (filtered and nhk in own)
+            if not (fam_ok and nh_ok):
+                continue
+            nlri = p.nlri
+            key = nlri.key
+            ident = (key, nlri.path_id, nhk)
+            if ident in paths:
+                self._remove_one(ident)
+                last_attrs = None  # the group dict may have been deleted
+            attrs = p.attributes
+            if attrs is not last_attrs:
+                last_attrs = attrs
+                rank, encaps = self._attr_info(attrs)
+                targets = [
+                    (vrf, vrf.tables[version], vrf._dirty[version])
+                    for vrf in members_for(attrs)
+                    if vrf.name != origin
+                ]
+                g = groups.get(attrs)
+                if g is None:
+                    g = groups[attrs] = {}
+                group = g
+            paths[ident] = p
+            group[ident] = None
+            if origin is not None:
+                origins[ident] = origin
+            if not targets:
+                continue
+            prefix = key[:1] + key[9:]
+            labels = p.labels
+            for vrf, table, dirty in targets:
+                r = new(VrfRoute, (version, prefix, nh, labels, encaps, _IMPORTED, nlri, attrs, rank, _VPN))
+                if prefix in table:
+                    vrf.add_route(r)
+                else:
+                    table[prefix] = r
+                    dirty.setdefault(prefix, ())
+
+    def _remove_many(self, removes: Iterable[VpnPath], filtered: bool) -> None:
+        paths = self._paths
+        own = self._own_packed
+        for p in removes:
+            nh = p.next_hop
+            nhk = nh.packed if nh is not None else b""
+            if filtered and nhk in own:
+                continue
+            ident = (p.nlri.key, p.nlri.path_id, nhk)
+            if ident in paths:
+                self._remove_one(ident)
+
+    def _remove_one(self, ident: PathIdent) -> None:
+        p = self._paths.pop(ident)
+        attrs = p.attributes
+        group = self._groups[attrs]
+        del group[ident]
+        if not group:
+            del self._groups[attrs]
+        origin = self._origin.pop(ident, None)
+        key = ident[0]
+        prefix = key[:1] + key[9:]
+        version = 4 if p.family.afi == AFI.IPV4 else 6
+        rid = (1, key, ident[1], p.next_hop)
+        for vrf in self.index.members_for(attrs):
+            if vrf.name != origin:
+                vrf.remove_route(version, prefix, rid)
+
+    # -- configuration changes -------------------------------------------------
+
+    def reimport(self, vrf: Vrf, old_rts: RouteTargets, new_rts: RouteTargets) -> None:
+        """``vrf``'s import RTs changed from ``old_rts`` to ``new_rts`` (the index
+        already says ``new_rts``): add what it now imports, drop what it no longer does."""
+        name = vrf.name
+        origins = self._origin
+        paths = self._paths
+        for attrs, group in self._groups.items():
+            rts = route_targets_of(attrs)
+            was = matches(old_rts, rts)
+            now = matches(new_rts, rts)
+            if was == now:
+                continue
+            rank, encaps = self._attr_info(attrs)
+            for ident in group:
+                if origins.get(ident) == name:
+                    continue
+                p = paths[ident]
+                key, pid, nh = ident[0], ident[1], p.next_hop
+                prefix = key[:1] + key[9:]
+                version = 4 if p.family.afi == AFI.IPV4 else 6
+                if now:
+                    vrf.add_route(
+                        VrfRoute(
+                            version, prefix, nh, p.labels, encaps, _IMPORTED,
+                            p.nlri, attrs, rank, _VPN,
+                        )
+                    )
+                else:
+                    vrf.remove_route(version, prefix, (1, key, pid, nh))

@@ -1,0 +1,365 @@
+"""The VPN service: VRFs, import, export, labels and leaks kept consistent.
+
+:class:`VpnService` is the one writer of the VPN layer's state and its only
+entry point. Every operation returns a :class:`~vpe.vpn.events.VpnOutput`:
+the VRF table changes for the FIB channel, the VPN routes to announce and
+withdraw through the speaker, and the labels whose withdrawal the caller
+must confirm with :meth:`VpnService.labels_withdrawn` once it was sent.
+Nothing here does I/O or reads a clock: times are passed in (``now``,
+seconds on any monotonic scale).
+
+Flow of one local route (R4.x): ``add_local_route`` -> the VRF gets a local
+entry -> the exporter makes the VPN route (RD, export RTs, label, encap) ->
+``announce`` -> the same route is handed to the importer, which puts it into
+every *other* local VRF importing one of its RTs. Flow of a remote route:
+``apply(VpnPathsChanged)`` from the RIB -> importer -> VRF tables -> leaks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable
+from ipaddress import IPv4Address, IPv6Address, ip_address
+from typing import Any
+
+from ..bgp.wire.attributes.tunnel_types import parse_tunnel_type
+from ..bgp.wire.nlri.base import IPAddress
+from .events import VpnOutput, VpnPathsChanged, VrfTableChange
+from .exporter import Export, Exporter, LocalRoute, vpn_path
+from .importer import Importer
+from .label_allocator import MAX_LABEL, MIN_LABEL, LabelAllocator
+from .leaking import Leaker, LeakPolicy
+from .rd_allocator import RdAllocator, parse_rd
+from .route_target import RouteTargetIndex, parse_route_targets
+from .vrf import (
+    IPNetwork,
+    LabelMode,
+    Vrf,
+    key_text,
+    parse_label_mode,
+    parse_route_kind,
+    prefix_key,
+)
+from .vrf import RouteKind as RouteKind
+
+_MAX_LEAK_ROUNDS = 8
+
+
+def _ip(value: Any, field: str) -> IPAddress:
+    if isinstance(value, IPv4Address | IPv6Address):
+        return value
+    try:
+        return ip_address(value)
+    except ValueError:
+        raise ValueError(f"{field}: {value!r} is not an IP address") from None
+
+
+class VpnService:
+    """VRFs of one vPE and everything derived from them.
+
+    ``router_id`` makes automatic RDs (``router-id:n``); ``next_hop`` is the
+    underlay address exported routes carry (default: the router id);
+    ``encapsulations`` are the tunnel types of the local forwarder, advertised
+    as Encapsulation extended communities; ``local_next_hops`` are further
+    addresses of this vPE (paths from the RIB with these next hops are our
+    own, and are not imported again).
+    """
+
+    def __init__(
+        self,
+        router_id: IPv4Address | str,
+        *,
+        next_hop: IPAddress | str | None = None,
+        encapsulations: Iterable[str | int] = ("mpls-in-udp",),
+        local_next_hops: Iterable[IPAddress | str] = (),
+        label_hold_down: float = 60.0,
+        label_range: tuple[int, int] = (MIN_LABEL, MAX_LABEL),
+        local_pref: int = 100,
+        state: dict[str, Any] | None = None,
+        now: float = 0.0,
+    ) -> None:
+        self.rds = RdAllocator(router_id)
+        nh = _ip(next_hop if next_hop is not None else str(self.rds.router_id), "next-hop")
+        encaps: list[int] = []
+        for e in encapsulations:
+            try:
+                encaps.append(e if isinstance(e, int) else parse_tunnel_type(e))
+            except ValueError as err:
+                raise ValueError(f"encapsulations: {e!r} ({err})") from None
+        if state is not None:
+            self.labels = LabelAllocator.restore(state.get("labels", {}), now)
+            self.rds.restore(state.get("rds", {}))
+        else:
+            self.labels = LabelAllocator(label_hold_down, *label_range)
+        self.vrfs: dict[str, Vrf] = {}
+        self.index: RouteTargetIndex[Vrf] = RouteTargetIndex()
+        own = {nh, *(_ip(a, "local-next-hops") for a in local_next_hops)}
+        self.importer = Importer(self.index, own)
+        self.exporter = Exporter(self.labels, nh, encaps, local_pref)
+        self.leaker = Leaker()
+        self._locals: dict[str, dict[tuple[int, bytes], LocalRoute]] = {}
+
+    # -- reading ------------------------------------------------------------------
+
+    def vrf(self, name: str) -> Vrf:
+        v = self.vrfs.get(name)
+        if v is None:
+            raise ValueError(f"vrf: {name!r} does not exist")
+        return v
+
+    def label_bindings(self) -> dict[int, Hashable]:
+        """label -> what it means, for the FIB's MPLS table (see the exporter)."""
+        return self.exporter.label_bindings()
+
+    def dump_state(self, now: float) -> dict[str, Any]:
+        """What must survive a restart to keep the same RDs and labels."""
+        return {"labels": self.labels.dump(now), "rds": self.rds.dump()}
+
+    # -- VRFs -----------------------------------------------------------------------
+
+    def add_vrf(
+        self,
+        name: str,
+        *,
+        rd: str | None = "auto",
+        import_rts: Iterable[str] = (),
+        export_rts: Iterable[str] = (),
+        route_targets: Iterable[str] = (),
+        label_mode: str | LabelMode = LabelMode.PER_VRF,
+        multipath: int = 1,
+        tenant: str | None = None,
+    ) -> VpnOutput:
+        """Create a VRF; it imports the VPN routes already known at once.
+
+        ``route_targets`` are both imported and exported. ``rd="auto"`` (or
+        None) allocates ``router-id:n``.
+        """
+        if name in self.vrfs:
+            raise ValueError(f"name: VRF {name!r} already exists")
+        both = parse_route_targets(route_targets, "route-targets")
+        imp = parse_route_targets(import_rts, "import-rts") | both
+        exp = parse_route_targets(export_rts, "export-rts") | both
+        mode = parse_label_mode(label_mode)
+        auto = rd is None or rd == "auto"
+        rd_value = None if auto else parse_rd(rd, "rd")  # type: ignore[arg-type]
+        vrf = Vrf(
+            name,
+            rd_value or parse_rd("0:0"),
+            rd_auto=auto,
+            import_rts=imp,
+            export_rts=exp,
+            label_mode=mode,
+            multipath=multipath,
+            tenant=tenant,
+        )
+        vrf.rd = self.rds.allocate(name) if rd_value is None else self.rds.claim(name, rd_value)
+        self.vrfs[name] = vrf
+        self._locals[name] = {}
+        self.index.set(vrf, imp)
+        self.importer.reimport(vrf, frozenset(), imp)
+        return self._finish(VpnOutput())
+
+    def remove_vrf(self, name: str, now: float = 0.0) -> VpnOutput:
+        """Delete a VRF: withdraw its exports, drop its leaks, empty its tables."""
+        vrf = self.vrf(name)
+        out = VpnOutput()
+        pairs = set()
+        for policy in self.leaker.involving(name):
+            self.leaker.remove(policy.name)
+            pairs.add((policy.source, policy.destination))
+        for src, dst in sorted(pairs):
+            if src == name:  # no policy left for the pair: its leaked entries go
+                self.leaker.resync_pair(src, dst, self.vrfs)
+        for v, prefix in list(self._locals[name]):
+            self._remove_local(vrf, v, prefix, out)
+        self.index.remove(vrf)
+        vrf.clear()
+        changes = vrf.flush()
+        self.rds.release(name)
+        del self.vrfs[name]
+        del self._locals[name]
+        self.exporter.drop_vrf(name)
+        out.table_changes.extend(changes)
+        return self._finish(out)
+
+    def set_import_rts(self, name: str, rts: Iterable[str]) -> VpnOutput:
+        """Change what a VRF imports; known VPN routes are re-evaluated at once."""
+        vrf = self.vrf(name)
+        new = parse_route_targets(rts, "import-rts")
+        old = self.index.set(vrf, new)
+        vrf.import_rts = new
+        self.importer.reimport(vrf, old, new)
+        return self._finish(VpnOutput())
+
+    def set_export_rts(self, name: str, rts: Iterable[str], now: float = 0.0) -> VpnOutput:
+        vrf = self.vrf(name)
+        vrf.export_rts = parse_route_targets(rts, "export-rts")
+        return self._reexport(vrf, now)
+
+    def set_rd(self, name: str, rd: str | None, now: float = 0.0) -> VpnOutput:
+        """New RD: the old VPN routes are withdrawn and the new ones announced."""
+        vrf = self.vrf(name)
+        if rd is None or rd == "auto":
+            self.rds.release(name)
+            vrf.rd, vrf.rd_auto = self.rds.allocate(name), True
+        else:
+            vrf.rd, vrf.rd_auto = self.rds.claim(name, parse_rd(rd, "rd")), False
+        return self._reexport(vrf, now)
+
+    def set_label_mode(self, name: str, mode: str | LabelMode, now: float = 0.0) -> VpnOutput:
+        vrf = self.vrf(name)
+        vrf.label_mode = parse_label_mode(mode)
+        return self._reexport(vrf, now)
+
+    def set_multipath(self, name: str, multipath: int) -> VpnOutput:
+        vrf = self.vrf(name)
+        if type(multipath) is not int or not 1 <= multipath <= 64:
+            raise ValueError(f"multipath: {multipath!r} is not a path count in 1..64")
+        vrf.touch_all()
+        vrf.multipath = multipath
+        return self._finish(VpnOutput())
+
+    # -- local routes --------------------------------------------------------------
+
+    def add_local_route(
+        self,
+        vrf: str,
+        prefix: str | IPNetwork,
+        *,
+        kind: str | RouteKind = RouteKind.HOST,
+        endpoint: str | None = None,
+        next_hop: IPAddress | str | None = None,
+        now: float = 0.0,
+    ) -> VpnOutput:
+        """Originate ``prefix`` in ``vrf`` (replacing its previous local route)."""
+        v = self.vrf(vrf)
+        version, key = prefix_key(prefix)
+        k = parse_route_kind(kind)
+        nh = _ip(next_hop, "next-hop") if next_hop is not None else None
+        if k is RouteKind.HOST and key[0] != (32 if version == 4 else 128):
+            raise ValueError(f"prefix: host route {prefix!r} must be a /32 or /128")
+        if k is RouteKind.STATIC and nh is None:
+            raise ValueError(f"next-hop: static route {prefix!r} needs a next hop")
+        if nh is not None and nh.version != version:
+            raise ValueError(f"next-hop: {nh} is not an IPv{version} address like {prefix!r}")
+        route = LocalRoute(version, key, k, endpoint, nh)
+        self._locals[vrf][(version, key)] = route
+        out = VpnOutput()
+        self._apply_export(v, self.exporter.export(v, route, now), out)
+        return self._finish(out)
+
+    def remove_local_route(self, vrf: str, prefix: str | IPNetwork, now: float = 0.0) -> VpnOutput:
+        v = self.vrf(vrf)
+        version, key = prefix_key(prefix)
+        if (version, key) not in self._locals[vrf]:
+            raise ValueError(f"prefix: {prefix!r} is not a local route of VRF {vrf!r}")
+        out = VpnOutput()
+        self._remove_local(v, version, key, out)
+        return self._finish(out)
+
+    def local_routes(self, vrf: str) -> list[LocalRoute]:
+        self.vrf(vrf)
+        return list(self._locals[vrf].values())
+
+    def _remove_local(self, vrf: Vrf, version: int, key: bytes, out: VpnOutput) -> None:
+        del self._locals[vrf.name][(version, key)]
+        old, released = self.exporter.unexport(vrf.name, version, key)
+        vrf.remove_route(version, key, (0,))
+        if old is not None:
+            out.withdraw.append(old)
+            self.importer.apply_local(vrf.name, (), (vpn_path(old),))
+        out.released_labels.extend(released)
+
+    def _apply_export(self, vrf: Vrf, exp: Export, out: VpnOutput) -> None:
+        vrf.add_route(exp.local_entry)
+        old, new = exp.old, exp.new
+        if old is not None and (new is None or old.nlri.key != new.nlri.key):
+            out.withdraw.append(old)
+        if new is not None and new != old:
+            out.announce.append(new)
+        if old != new:
+            self.importer.apply_local(
+                vrf.name,
+                (vpn_path(new),) if new is not None else (),
+                (vpn_path(old),) if old is not None else (),
+            )
+        out.released_labels.extend(exp.released_labels)
+
+    def _reexport(self, vrf: Vrf, now: float) -> VpnOutput:
+        out = VpnOutput()
+        for route in list(self._locals[vrf.name].values()):
+            self._apply_export(vrf, self.exporter.export(vrf, route, now), out)
+        return self._finish(out)
+
+    # -- remote routes ---------------------------------------------------------------
+
+    def apply(self, change: VpnPathsChanged) -> VpnOutput:
+        """Best-path changes of VPN destinations from the RIB."""
+        self.importer.apply(change)
+        return self._finish(VpnOutput())
+
+    # -- labels ------------------------------------------------------------------------
+
+    def labels_withdrawn(self, labels: Iterable[int], now: float) -> None:
+        """The UPDATEs that stopped using ``labels`` were sent at ``now``."""
+        self.labels.confirm_withdrawn(labels, now)
+
+    def release_unclaimed_labels(self) -> list[int]:
+        """After a restart and config replay: free restored labels nobody re-took."""
+        bound = set(self.exporter.label_bindings())
+        out = []
+        for lab, owner in self.labels.in_use().items():
+            if lab not in bound:
+                self.labels.release(owner)
+                out.append(lab)
+        return out
+
+    # -- leaking ---------------------------------------------------------------------
+
+    def add_leak_policy(self, policy: LeakPolicy) -> VpnOutput:
+        src, dst = self.vrf(policy.source), self.vrf(policy.destination)
+        if src.tenant is not None and dst.tenant is not None and src.tenant != dst.tenant:
+            raise ValueError(
+                f"leak policy {policy.name!r}: VRF {src.name!r} (tenant {src.tenant!r}) and "
+                f"VRF {dst.name!r} (tenant {dst.tenant!r}) belong to different tenants"
+            )
+        self.leaker.add(policy)
+        self.leaker.resync_pair(policy.source, policy.destination, self.vrfs)
+        return self._finish(VpnOutput())
+
+    def remove_leak_policy(self, name: str) -> VpnOutput:
+        policy = self.leaker.remove(name)
+        self.leaker.resync_pair(policy.source, policy.destination, self.vrfs)
+        return self._finish(VpnOutput())
+
+    # -- change collection ---------------------------------------------------------------
+
+    def _finish(self, out: VpnOutput) -> VpnOutput:
+        """Flush every VRF's changes, let leaks follow them, merge per prefix."""
+        if not self.leaker.policies:
+            for vrf in self.vrfs.values():
+                if vrf.has_changes():
+                    out.table_changes.extend(vrf.flush())
+            return out
+        merged: dict[tuple[str, int, bytes], VrfTableChange] = {
+            (c.vrf, c.version, c.prefix): c for c in out.table_changes
+        }
+        for _ in range(_MAX_LEAK_ROUNDS):
+            changes: list[VrfTableChange] = []
+            for vrf in self.vrfs.values():
+                changes.extend(vrf.flush())
+            if not changes:
+                break
+            for c in changes:
+                merged[(c.vrf, c.version, c.prefix)] = c
+            self.leaker.on_changes(changes, self.vrfs)
+        out.table_changes = list(merged.values())
+        return out
+
+    def describe(self, name: str) -> dict[str, Any]:
+        """A VRF's configuration and table, as JSON values (API / CLI)."""
+        vrf = self.vrf(name)
+        d = vrf.to_json()
+        d["table"] = {p: [r.to_json() for r in rs] for p, rs in vrf.snapshot().items()}
+        d["local_routes"] = [key_text(r.version, r.prefix) for r in self.local_routes(name)]
+        return d
+
