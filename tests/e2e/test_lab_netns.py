@@ -1,8 +1,9 @@
 """`vpe lab` end to end: real namespaces, veths, a bridge, processes, and a clean `down`.
 
 Each lab gets a unique per-run prefix and is removed in teardown, also when
-a test fails. The forwarder is left out (VPE_LAB_FORWARDER=off): these tests
-are about the lab's wiring; forwarding has its own e2e tests.
+a test fails. Hosts run what `vpe lab up` runs by default: the agent, and
+the userspace forwarder when its module exists (forwarding itself has its
+own e2e tests; here it only has to start).
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ pytestmark = [
     pytest.mark.skipif(_why is not None, reason=f"vpe lab needs root and `ip netns`: {_why}"),
 ]
 
-ENV = dict(os.environ, VPE_LAB_FORWARDER="off")
+ENV = dict(os.environ)
+ENV.pop("VPE_LAB_FORWARDER", None)
 
 
 def new_prefix() -> str:
@@ -104,9 +106,12 @@ def test_up_creates_namespaces_and_processes(two_hosts: str) -> None:
     p = two_hosts
     assert lab_namespaces(p) == sorted(f"{p}-{n}" for n in ("underlay", "h1", "h2", "blue1", "blue2"))
     st = json.loads(vpe("lab", "status", "--prefix", p, "--json").stdout)
-    agents = {pr["node"]: pr for pr in st["processes"] if pr["name"] == "agent"}
-    assert set(agents) == {"h1", "h2"}
-    assert all(pr["alive"] for pr in agents.values()), agents
+    procs = {(pr["node"], pr["name"]): pr["alive"] for pr in st["processes"]}
+    expected = {("h1", "agent"), ("h2", "agent")}
+    if build.forwarder_available():
+        expected |= {("h1", "forwarder"), ("h2", "forwarder")}
+    assert set(procs) == expected
+    assert all(procs.values()), st["processes"]
     # the host end of each VM port is named after the VM
     assert netns.link_exists(f"{p}-h1", "vm-blue1") and netns.link_exists(f"{p}-h2", "vm-blue2")
     assert sorted(st["attachments"]) == ["blue1", "blue2"]
@@ -161,7 +166,7 @@ def test_down_leaves_nothing_and_is_idempotent() -> None:
     try:
         vpe("lab", "up", str(TWO_HOSTS), "--prefix", prefix)
         pids = [int(x.read_text()) for x in (build.STATE_ROOT / prefix).glob("*/*.pid")]
-        assert len(pids) == 2
+        assert len(pids) >= 2
         vpe("lab", "down", "--prefix", prefix)
         assert lab_namespaces(prefix) == []
         assert not (build.STATE_ROOT / prefix).exists()
@@ -214,5 +219,23 @@ def test_down_after_processes_fail_to_start() -> None:
         vpe("lab", "down", "--prefix", prefix)
         assert lab_namespaces(prefix) == []
         assert not (build.STATE_ROOT / prefix).exists()
+    finally:
+        teardown_lab(prefix)
+
+
+def test_up_with_a_smaller_topology_removes_the_rest(tmp_path: Path) -> None:
+    prefix = new_prefix()
+    smaller = tmp_path / "one-vm.yaml"
+    text = TWO_HOSTS.read_text()
+    smaller.write_text(text[: text.index("  - name: blue2")])
+    try:
+        vpe("lab", "up", str(TWO_HOSTS), "--prefix", prefix, "--no-processes")
+        assert f"{prefix}-blue2" in lab_namespaces(prefix)
+        r = vpe("lab", "up", str(smaller), "--prefix", prefix, "--no-processes")
+        assert "1 removed" in r.stdout
+        assert f"{prefix}-blue2" not in lab_namespaces(prefix)
+        assert not netns.link_exists(f"{prefix}-h2", "vm-blue2")
+        st = json.loads(vpe("lab", "status", "--prefix", prefix, "--json").stdout)
+        assert st["attachments"] == ["blue1"]
     finally:
         teardown_lab(prefix)

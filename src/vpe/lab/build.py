@@ -252,24 +252,26 @@ def _vpe_argv(*args: str) -> tuple[str, ...]:
     return (sys.executable, "-m", "vpe.cli.main", *args)
 
 
-def forwarder_argv(lab: Lab, host: HostConfig) -> tuple[str, ...]:
-    """Command line of the userspace forwarder of ``host``.
+def forwarder_socket(lab: Lab, host: HostConfig) -> Path:
+    """Where the host's forwarder serves its FIB channel (the agent connects there)."""
+    return lab.node_dir(host.name) / "forwarder.sock"
 
-    The forwarder's command-line interface is being written in parallel:
-    this is the one place to adapt when it settles. It is given the host's
-    name, its underlay interface and address, its VM ports, and a directory
-    for its socket and state.
+
+def forwarder_argv(lab: Lab, host: HostConfig) -> tuple[str, ...]:
+    """Command line of the userspace forwarder of ``host`` (src/vpe/dataplane/process.py).
+
+    It forwards between the host's VM ports (opened as they are programmed
+    over the FIB channel) and the underlay interface ``ul0``.
     """
-    d = lab.node_dir(host.name)
-    ports = ",".join(f"vm-{vm.name}" for vm in lab.topology.vms_on(host.name))
-    return (
+    argv = [
         sys.executable, "-m", "vpe.dataplane.process",
-        "--name", host.name,
-        "--underlay-interface", UNDERLAY_IF,
-        "--underlay-address", str(host.address),
-        "--ports", ports,
-        "--state-dir", str(d / "forwarder"),
-    )
+        "--underlay-if", UNDERLAY_IF,
+        "--underlay-ip", str(host.address),
+    ]
+    if host.address6 is not None:
+        argv += ["--underlay-ip", str(host.address6)]
+    argv += ["--socket", str(forwarder_socket(lab, host))]
+    return tuple(argv)
 
 
 def default_host_processes(lab: Lab, host: HostConfig) -> list[ProcessSpec]:
@@ -446,6 +448,8 @@ def _wire_vm(lab: Lab, vm: VmConfig) -> None:
 class UpResult:
     lab: Lab
     created_namespaces: list[str]
+    #: namespaces of nodes no longer in the topology, removed by this ``up``
+    removed_namespaces: list[str]
     processes: list[runner.ProcessState]
     attachments: list[str]
 
@@ -473,6 +477,7 @@ def up(
     _write_state(lab)
     t = lab.topology
 
+    pruned = _prune(lab)
     created = [ns for ns in lab.namespaces() if netns.netns_add(ns)]
     for ns in lab.namespaces():
         netns.sysctl_set(ns, _NS_DEFAULTS)
@@ -501,7 +506,31 @@ def up(
     for vm in t.vms:
         attach(lab, vm)
         attached.append(vm.name)
-    return UpResult(lab, created, started, attached)
+    return UpResult(lab, created, pruned, started, attached)
+
+
+def _prune(lab: Lab) -> list[str]:
+    """Remove what an earlier ``up`` built for nodes the topology no longer has."""
+    wanted = set(lab.namespaces())
+    nodes = {h.name for h in lab.topology.hosts} | ({"rr"} if lab.rr_ns else set())
+    if lab.state_dir.is_dir():
+        for d in sorted(p for p in lab.state_dir.iterdir() if p.is_dir()):
+            ours = any(d.glob("*.pid")) or any(d.glob("*.toml")) or any(d.glob("*.log"))
+            if ours and d.name not in nodes:
+                for proc in runner.list_processes(d):
+                    runner.stop(d, proc.name)
+                shutil.rmtree(d, ignore_errors=True)
+        vms = {vm.name for vm in lab.topology.vms}
+        for f in (lab.state_dir / "attachments").glob("*.json"):
+            if f.stem not in vms:
+                f.unlink()
+    removed = []
+    for ns in prefix_namespaces(lab.prefix):
+        if ns not in wanted:
+            runner.kill_namespace_processes(ns)
+            if netns.netns_delete(ns):
+                removed.append(ns)
+    return removed
 
 
 def _check_started(lab: Lab, started: list[runner.ProcessState]) -> None:

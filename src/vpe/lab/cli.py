@@ -77,7 +77,8 @@ def up_cmd(
         raise _fail(f"{e}\n(the partial lab stays; remove it with `vpe lab down --prefix {lab.prefix}`)") from None
     console.print(
         f"lab [bold]{lab.prefix}[/bold] up: {len(lab.namespaces())} namespaces "
-        f"({len(res.created_namespaces)} new), {len(res.processes)} processes, "
+        f"({len(res.created_namespaces)} new, {len(res.removed_namespaces)} removed), "
+        f"{len(res.processes)} processes, "
         f"{len(res.attachments)} VMs; state in {lab.state_dir}",
         highlight=False,
     )
@@ -86,6 +87,9 @@ def up_cmd(
 @lab_app.command("down")
 def down_cmd(prefix: str = PrefixOpt, state_dir: Path = StateOpt) -> None:
     """Stop the lab's processes, delete its namespaces and state dir; harmless when already gone."""
+    if not (prefix or os.environ.get("VPE_LAB_PREFIX")) and not build.known_prefixes():
+        console.print("no lab found: nothing to do")
+        return
     p = _pick_prefix(prefix)
     try:
         res = build.down(p, state_dir)

@@ -119,9 +119,11 @@ def link_exists(ns: str, ifname: str) -> bool:
 
 
 def bridge_add(ns: str, name: str) -> None:
-    """A Linux bridge without STP and without forward delay: ports forward at once."""
+    """A Linux bridge without STP and forward delay (ports forward at once) and without
+    multicast snooping (no querier on a lab segment, so snooping could starve IPv6 ND)."""
     if not link_exists(ns, name):
-        run(["ip", "-n", ns, "link", "add", name, "type", "bridge", "forward_delay", "0", "stp_state", "0"])
+        run(["ip", "-n", ns, "link", "add", name, "type", "bridge",
+             "forward_delay", "0", "stp_state", "0", "mcast_snooping", "0"])
     run(["ip", "-n", ns, "link", "set", name, "up"])
 
 

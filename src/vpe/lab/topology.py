@@ -386,12 +386,13 @@ class Topology(_Strict):
     def _cross_problems(self) -> Iterable[tuple[str, str]]:
         ul = self.underlay
         seen_nodes: dict[str, str] = {}
-        for kind, items in (("hosts", self.hosts), ("vms", self.vms)):
-            for i, node in enumerate(items):
-                if node.name in seen_nodes:
-                    yield f"{kind}[{i}].name", f"duplicate name {node.name!r} (already {seen_nodes[node.name]})"
-                else:
-                    seen_nodes[node.name] = f"{kind}[{i}]"
+        named = [("hosts", i, h.name) for i, h in enumerate(self.hosts)]
+        named += [("vms", i, vm.name) for i, vm in enumerate(self.vms)]
+        for kind, i, name in named:
+            if name in seen_nodes:
+                yield f"{kind}[{i}].name", f"duplicate name {name!r} (already {seen_nodes[name]})"
+            else:
+                seen_nodes[name] = f"{kind}[{i}]"
 
         used4: dict[IPv4Address, str] = {}
         used6: dict[IPv6Address, str] = {}

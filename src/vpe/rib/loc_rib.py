@@ -179,20 +179,28 @@ class LocRib:
 
     # -- writes --------------------------------------------------------------
 
-    def change(self, key: bytes, adj: AdjRibIn, old: Nlri | None, new: Path | None) -> bool:
-        """Among ``key``'s paths, replace the one ``adj`` held as ``old`` by ``new``.
+    def change(
+        self,
+        key: bytes,
+        adj: AdjRibIn,
+        old: Nlri | None,
+        new: Nlri | None = None,
+        source: PathSource | None = None,
+    ) -> bool:
+        """Among ``key``'s paths, replace the one ``adj`` held as ``old`` by ``new`` from ``source``.
 
-        Either may be None (a new route, a withdrawal). ``adj.routes`` must
-        already hold ``new``'s NLRI. True if best or multipath changed.
+        ``old`` or ``new`` may be None (a new route, a withdrawal).
+        ``adj.routes`` must already hold ``new``. True if best or multipath
+        changed.
         """
         dests = self.dests
         cur = dests.get(key)
         old_best: Path | None
         old_mp: tuple[Path, ...]
         if cur is None:
-            if new is None:
+            if new is None or source is None:
                 return False
-            d = Destination((new,))
+            d = Destination((Path(new, source),))
             old_best, old_mp = None, ()
         elif type(cur) is Destination:
             d = cur
@@ -202,15 +210,15 @@ class LocRib:
                     if p.nlri is old and p.source.adj is adj:
                         del d[i]
                         break
-            if new is not None:
-                d.append(new)
+            if new is not None and source is not None:
+                d.append(Path(new, source))
             if not d:
                 del dests[key]
                 return old_best is not None
         else:
             srcs: tuple[PathSource, ...] = (cur,) if type(cur) is PathSource else cur  # type: ignore[assignment]
-            if (old is None or old.path_id == 0) and (new is None or new.nlri.path_id == 0):
-                r = self._change_ranked(key, srcs, adj, old, new)
+            if (old is None or old.path_id == 0) and (new is None or new.path_id == 0):
+                r = self._change_ranked(key, srcs, adj, old, source if new is not None else None)
                 if r is not None:
                     return r
             # the result does not fit the light forms: go through Path objects
@@ -221,8 +229,8 @@ class LocRib:
             old_best, old_mp = paths[0], tuple(paths[: self._mp_count(srcs)])
             if old is not None:
                 paths = [p for p in paths if p.nlri is not old or p.source.adj is not adj]
-            if new is not None:
-                paths.append(new)
+            if new is not None and source is not None:
+                paths.append(Path(new, source))
             if not paths:
                 del dests[key]
                 return True
@@ -235,7 +243,7 @@ class LocRib:
         srcs: tuple[PathSource, ...],
         adj: AdjRibIn,
         old: Nlri | None,
-        new: Path | None,
+        new: PathSource | None,
     ) -> bool | None:
         """:meth:`change` staying within the light forms; None if the result does not fit."""
         k_before = self._mp_count(srcs)
@@ -249,7 +257,7 @@ class LocRib:
             else:
                 return None
         if new is not None:
-            left.append(new.source)
+            left.append(new)
         if not left:
             del self.dests[key]
             return True
@@ -330,16 +338,20 @@ class LocRib:
 
     def reevaluate(self) -> list[bytes]:
         """Rerun the decision everywhere (IGP costs or options changed); changed keys."""
+        # multipath sizes of the ranked entries under the old ranks, taken before
+        # any source (shared by many entries) is re-ranked
+        entries = list(self.dests.items())
+        old_counts = {k: self._mp_count(c) for k, c in entries if type(c) is tuple}
         self._token = object()
         changed: list[bytes] = []
-        for key, cur in list(self.dests.items()):
+        for key, cur in entries:
             if isinstance(cur, PathSource):
                 if self.rank(cur) is None:
                     self.dests[key] = Destination((self._sole(key, cur),))
                     changed.append(key)
             elif isinstance(cur, tuple):
                 paths = self._ranked(key, cur)  # ordered by the old ranks
-                old_mp = tuple(paths[: self._mp_count(cur)])
+                old_mp = tuple(paths[: old_counts[key]])
                 if self._decide(key, Destination(paths), paths[0], old_mp):
                     changed.append(key)
             elif self._decide(key, cur, cur.best, cur.multipath):

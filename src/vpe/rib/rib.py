@@ -24,7 +24,7 @@ from ..bgp.wire.update import Update
 from .adj_rib_in import AdjRibIn, RouteKey
 from .decision import DecisionOptions
 from .loc_rib import Destination, LocRib
-from .path import STALE, IPAddress, Path, PathSource, PeerInfo, same_nlri
+from .path import STALE, IPAddress, PathSource, PeerInfo, same_nlri
 from .reflection import inbound_loop
 
 
@@ -231,7 +231,7 @@ class Rib:
                 else:
                     routes[k] = n
             if old is None:
-                if change(k, adj, None, Path(n, src)):
+                if change(k, adj, None, n, src):
                     append(k)
                 continue
             # A replacement. An unchanged re-announcement keeps the old route:
@@ -259,7 +259,7 @@ class Rib:
                 # sole path replaced by an eligible one: still sole, new best
                 dests[k] = src
                 append(k)
-            elif change(k, adj, old, Path(n, src)):
+            elif change(k, adj, old, n, src):
                 append(k)
         return list(dict.fromkeys(changed)) if maybe_dup else changed
 

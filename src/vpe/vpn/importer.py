@@ -1,11 +1,11 @@
 """Import: VPN paths into every VRF whose import RTs they carry (RFC 4364 section 4.3.1).
 
-The importer keeps every VPN path it has been given (by identity
-``(NLRI key, path id, next hop)``), grouped by attribute set. That is what
-lets a VRF's import RTs change at run time: :meth:`Importer.reimport` walks
-the groups, decides per group (all routes of a group carry the same RTs)
-whether the VRF now imports them or no longer does, and adds or removes
-just those entries. Removing a path removes it from every VRF that has it,
+The importer keeps every VPN path it has been given, by identity
+``(NLRI key, path id, next hop)``. That is what lets a VRF's import RTs
+change at run time: :meth:`Importer.reimport` walks the known paths,
+decides once per run of paths sharing an attribute set (they carry the same
+RTs) whether the VRF now imports them or no longer does, and adds or
+removes just those entries (a million known paths take well under a second). Removing a path removes it from every VRF that has it,
 because the set of importing VRFs is a function of the attributes and the
 RT index, both of which the importer keeps consistent.
 
@@ -19,20 +19,21 @@ Two feeds, one logic:
   RTs match (extranet on one host), never into the VRF they came from: the
   route is already there as a local entry.
 
-The hot loop does per route: one identity tuple, two dictionary stores, two
-slices for the table key, and one :class:`~vpe.vpn.vrf.VrfRoute` tuple per
+The hot loop does per route: one dictionary store keyed by the NLRI's own
+key bytes (their hash is cached), a slice and a concatenation for the table key, and one :class:`~vpe.vpn.vrf.VrfRoute` tuple per
 importing VRF; anything per attribute set (importing VRFs, rank,
 encapsulations) is looked up once per run of routes sharing that set.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
 from ..bgp.wire.attributes.base import PathAttributes
 from ..bgp.wire.constants import AFI, VPNV4, VPNV6
+from ..bgp.wire.nlri.prefix import PLEN_BYTE
 from .events import PathIdent, VpnPath, VpnPathsChanged
 from .route_target import RouteTargetIndex, RouteTargets, matches, route_targets_of
 from .vrf import RouteKind, RouteSource, Vrf, VrfRoute, bgp_rank, encapsulations_of
@@ -45,10 +46,14 @@ _NOTHING = object()
 _tuple_new = tuple.__new__  # VrfRoute without its Python-level __new__: hot loop
 
 
+def _packed(nh: IPv4Address | IPv6Address | None) -> bytes:
+    return nh.packed if nh is not None else b""
+
+
 class Importer:
     """Every known VPN path, and the VRF entries imported from them."""
 
-    __slots__ = ("index", "_own", "_own_packed", "_paths", "_groups", "_origin", "_info")
+    __slots__ = ("index", "_own", "_own_packed", "_paths", "_origin", "_info")
 
     def __init__(
         self,
@@ -59,8 +64,8 @@ class Importer:
         self._own: frozenset[IPv4Address | IPv6Address] = frozenset()
         self._own_packed: frozenset[bytes] = frozenset()
         self.local_next_hops = frozenset(local_next_hops)
-        self._paths: dict[PathIdent, VpnPath] = {}
-        self._groups: dict[PathAttributes, dict[PathIdent, None]] = {}
+        #: VPN NLRI key -> its path, or {(path id, packed next hop): path} if several
+        self._paths: dict[bytes, VpnPath | dict[tuple[int, bytes], VpnPath]] = {}
         self._origin: dict[PathIdent, str] = {}  # paths fed by the exporter: their VRF
         self._info: dict[PathAttributes, tuple[tuple[int, ...], tuple[int, ...]]] = {}
 
@@ -75,10 +80,10 @@ class Importer:
         self._own_packed = frozenset(a.packed for a in self._own)
 
     def __len__(self) -> int:
-        return len(self._paths)
+        return sum(len(v) if isinstance(v, dict) else 1 for v in self._paths.values())
 
     def paths(self) -> list[VpnPath]:
-        return list(self._paths.values())
+        return [p for _, p in self._iter_paths()]
 
     def origin_of(self, path: VpnPath) -> str | None:
         """The local VRF a path was exported from (None: a remote path)."""
@@ -116,11 +121,10 @@ class Importer:
         the next hop is recomputed only when that object changes from one
         route to the next (routes of one UPDATE share all three)."""
         paths = self._paths
-        groups = self._groups
         members_for = self.index.members_for
-        origins = self._origin
         own = self._own_packed
         new = _tuple_new
+        plen_byte = PLEN_BYTE
         fams = _VPN_FAMILIES
         last_attrs: PathAttributes | None = None
         last_family = None
@@ -131,7 +135,6 @@ class Importer:
         targets: list[tuple[Vrf, dict[bytes, Any], dict[bytes, Any]]] = []
         rank: tuple[int, ...] = ()
         encaps: tuple[int, ...] = ()
-        group: dict[PathIdent, None] = {}
         for p in adds:
             family = p.family
             if family is not last_family:
@@ -148,10 +151,11 @@ class Importer:
                 continue
             nlri = p.nlri
             key = nlri.key
-            ident = (key, nlri.path_id, nhk)
-            if ident in paths:
-                self._remove_one(ident)
-                last_attrs = None  # the group dict may have been deleted
+            prev = paths.setdefault(key, p)
+            if prev is not p:  # another path of this RD+prefix, or a new version of one
+                self._store_more(key, prev, p, nhk)
+            if origin is not None:
+                self._origin[(key, nlri.path_id, nhk)] = origin
             attrs = p.attributes
             if attrs is not last_attrs:
                 last_attrs = attrs
@@ -161,17 +165,9 @@ class Importer:
                     for vrf in members_for(attrs)
                     if vrf.name != origin
                 ]
-                g = groups.get(attrs)
-                if g is None:
-                    g = groups[attrs] = {}
-                group = g
-            paths[ident] = p
-            group[ident] = None
-            if origin is not None:
-                origins[ident] = origin
             if not targets:
                 continue
-            prefix = key[:1] + key[9:]
+            prefix = plen_byte[key[0]] + key[9:]
             labels = p.labels
             for vrf, table, dirty in targets:
                 r = new(VrfRoute, (version, prefix, nh, labels, encaps, _IMPORTED, nlri, attrs, rank, _VPN))
@@ -181,33 +177,66 @@ class Importer:
                     table[prefix] = r
                     dirty.setdefault(prefix, ())
 
+    def _store_more(self, key: bytes, prev: VpnPath | dict[tuple[int, bytes], VpnPath], p: VpnPath, nhk: bytes) -> None:
+        """Slow path of :meth:`_add_many`: ``key`` already has path(s). One path of a
+        key is stored bare; several as ``{(path id, packed next hop): path}``."""
+        sub = (p.nlri.path_id, nhk)
+        if isinstance(prev, dict):
+            old = prev.get(sub)
+            if old is not None:
+                self._unimport(old, (key, *sub))
+            prev[sub] = p
+            return
+        prev_sub = (prev.nlri.path_id, _packed(prev.next_hop))
+        if prev_sub == sub:
+            self._unimport(prev, (key, *sub))
+            self._paths[key] = p
+        else:
+            self._paths[key] = {prev_sub: prev, sub: p}
+
     def _remove_many(self, removes: Iterable[VpnPath], filtered: bool) -> None:
         paths = self._paths
         own = self._own_packed
         for p in removes:
-            nh = p.next_hop
-            nhk = nh.packed if nh is not None else b""
+            nhk = _packed(p.next_hop)
             if filtered and nhk in own:
                 continue
-            ident = (p.nlri.key, p.nlri.path_id, nhk)
-            if ident in paths:
-                self._remove_one(ident)
+            key = p.nlri.key
+            val = paths.get(key)
+            if val is None:
+                continue
+            sub = (p.nlri.path_id, nhk)
+            if isinstance(val, dict):
+                old = val.pop(sub, None)
+                if old is None:
+                    continue
+                if len(val) == 1:
+                    paths[key] = next(iter(val.values()))
+            else:
+                if (val.nlri.path_id, _packed(val.next_hop)) != sub:
+                    continue
+                old = val
+                del paths[key]
+            self._unimport(old, (key, *sub))
 
-    def _remove_one(self, ident: PathIdent) -> None:
-        p = self._paths.pop(ident)
-        attrs = p.attributes
-        group = self._groups[attrs]
-        del group[ident]
-        if not group:
-            del self._groups[attrs]
+    def _unimport(self, p: VpnPath, ident: PathIdent) -> None:
+        """Take a path that is no longer known out of every VRF that imported it."""
         origin = self._origin.pop(ident, None)
         key = ident[0]
-        prefix = key[:1] + key[9:]
+        prefix = PLEN_BYTE[key[0]] + key[9:]
         version = 4 if p.family.afi == AFI.IPV4 else 6
         rid = (1, key, ident[1], p.next_hop)
-        for vrf in self.index.members_for(attrs):
+        for vrf in self.index.members_for(p.attributes):
             if vrf.name != origin:
                 vrf.remove_route(version, prefix, rid)
+
+    def _iter_paths(self) -> Iterator[tuple[PathIdent, VpnPath]]:
+        for key, val in self._paths.items():
+            if isinstance(val, dict):
+                for (pid, nhk), p in val.items():
+                    yield (key, pid, nhk), p
+            else:
+                yield (key, val.nlri.path_id, _packed(val.next_hop)), val
 
     # -- configuration changes -------------------------------------------------
 
@@ -216,27 +245,29 @@ class Importer:
         already says ``new_rts``): add what it now imports, drop what it no longer does."""
         name = vrf.name
         origins = self._origin
-        paths = self._paths
-        for attrs, group in self._groups.items():
-            rts = route_targets_of(attrs)
-            was = matches(old_rts, rts)
-            now = matches(new_rts, rts)
-            if was == now:
+        last_attrs: PathAttributes | None = None
+        was = now = False
+        rank: tuple[int, ...] = ()
+        encaps: tuple[int, ...] = ()
+        for ident, p in self._iter_paths():
+            attrs = p.attributes
+            if attrs is not last_attrs:
+                last_attrs = attrs
+                rts = route_targets_of(attrs)
+                was = matches(old_rts, rts)
+                now = matches(new_rts, rts)
+                rank, encaps = self._attr_info(attrs)
+            if was == now or origins.get(ident) == name:
                 continue
-            rank, encaps = self._attr_info(attrs)
-            for ident in group:
-                if origins.get(ident) == name:
-                    continue
-                p = paths[ident]
-                key, pid, nh = ident[0], ident[1], p.next_hop
-                prefix = key[:1] + key[9:]
-                version = 4 if p.family.afi == AFI.IPV4 else 6
-                if now:
-                    vrf.add_route(
-                        VrfRoute(
-                            version, prefix, nh, p.labels, encaps, _IMPORTED,
-                            p.nlri, attrs, rank, _VPN,
-                        )
+            key = ident[0]
+            prefix = PLEN_BYTE[key[0]] + key[9:]
+            version = 4 if p.family.afi == AFI.IPV4 else 6
+            if now:
+                vrf.add_route(
+                    VrfRoute(
+                        version, prefix, p.next_hop, p.labels, encaps, _IMPORTED,
+                        p.nlri, attrs, rank, _VPN,
                     )
-                else:
-                    vrf.remove_route(version, prefix, (1, key, pid, nh))
+                )
+            else:
+                vrf.remove_route(version, prefix, (1, key, ident[1], p.next_hop))

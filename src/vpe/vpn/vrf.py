@@ -450,7 +450,11 @@ class Vrf:
                     if old:
                         app(new_change(VrfTableChange, (name, v, k, ())))
                     continue
-                new = (val,) if type(val) is not list else select(val)
+                if type(val) is not list:
+                    if not old or old[0] is not val or len(old) != 1:
+                        app(new_change(VrfTableChange, (name, v, k, (val,))))
+                    continue
+                new = select(val)
                 if new != old:
                     app(new_change(VrfTableChange, (name, v, k, new)))
             dirty.clear()
