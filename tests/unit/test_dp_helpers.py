@@ -36,15 +36,28 @@ def a6(s: str) -> bytes:
     return ipaddress.IPv6Address(s).packed
 
 
-def udp4(src: str, dst: str, sport: int = 1234, dport: int = 5678, payload: bytes = b"x" * 32,
-         ttl: int = 64, df: bool = False) -> bytes:
+def udp4(
+    src: str,
+    dst: str,
+    sport: int = 1234,
+    dport: int = 5678,
+    payload: bytes = b"x" * 32,
+    ttl: int = 64,
+    df: bool = False,
+) -> bytes:
     """An IPv4/UDP packet (UDP checksum left 0)."""
     udp = P.build_udp(sport, dport, len(payload)) + payload
     return P.build_ipv4_header(a4(src), a4(dst), P.IPPROTO_UDP, len(udp), ttl=ttl, df=df) + udp
 
 
-def udp6(src: str, dst: str, sport: int = 1234, dport: int = 5678, payload: bytes = b"y" * 32,
-         hlim: int = 64) -> bytes:
+def udp6(
+    src: str,
+    dst: str,
+    sport: int = 1234,
+    dport: int = 5678,
+    payload: bytes = b"y" * 32,
+    hlim: int = 64,
+) -> bytes:
     udp = P.build_udp(sport, dport, len(payload)) + payload
     return P.build_ipv6_header(a6(src), a6(dst), P.IPPROTO_UDP, len(udp), hlim=hlim) + udp
 
@@ -56,7 +69,8 @@ def eth(src_mac: str, ip_packet: bytes, dst_mac: str = GW_MAC) -> bytes:
 
 def arp_request(src_mac: str, spa: str, tpa: str) -> bytes:
     return P.eth_header(P.BROADCAST_MAC, mac(src_mac), P.ETH_P_ARP) + P.build_arp(
-        1, mac(src_mac), a4(spa), b"\0" * 6, a4(tpa))
+        1, mac(src_mac), a4(spa), b"\0" * 6, a4(tpa)
+    )
 
 
 def neighbor_solicit(src_mac: str, src: str, target: str) -> bytes:
@@ -69,11 +83,25 @@ def neighbor_solicit(src_mac: str, src: str, target: str) -> bytes:
 
 def state() -> State:
     """VRF red: vm1, vm2 local; .20 via UDP to 198.18.0.2, .30 via GRE to 198.18.0.3."""
-    vm1 = Port("vm1", "vp1", "red", VM1_MAC, ips=("192.0.2.10/24", "2001:db8:1::10/64"),
-               gateway_ips=("192.0.2.1", "2001:db8:1::1", "fe80::1"), gateway_mac=GW_MAC,
-               allowed_pairs=(AddressPair("203.0.113.0/28", PAIR_MAC),))
-    vm2 = Port("vm2", "vp2", "red", VM2_MAC, ips=("192.0.2.11/24",),
-               gateway_ips=("192.0.2.1",), gateway_mac=GW_MAC)
+    vm1 = Port(
+        "vm1",
+        "vp1",
+        "red",
+        VM1_MAC,
+        ips=("192.0.2.10/24", "2001:db8:1::10/64"),
+        gateway_ips=("192.0.2.1", "2001:db8:1::1", "fe80::1"),
+        gateway_mac=GW_MAC,
+        allowed_pairs=(AddressPair("203.0.113.0/28", PAIR_MAC),),
+    )
+    vm2 = Port(
+        "vm2",
+        "vp2",
+        "red",
+        VM2_MAC,
+        ips=("192.0.2.11/24",),
+        gateway_ips=("192.0.2.1",),
+        gateway_mac=GW_MAC,
+    )
     udp = NextHop.remote("198.18.0.2", 2000, "mpls-in-udp")
     gre = NextHop.remote("198.18.0.3", 3000, "mpls-in-gre")
     udp6_nh = NextHop.remote("2001:db8:ffff::2", 2001, "mpls-in-udp")
@@ -89,8 +117,13 @@ def state() -> State:
     )
     labels = (LabelEntry(1000, "vrf", "red"), LabelEntry(1001, "port", "vm1"))
     repl = (ReplicationList("red", (udp, gre)),)
-    return State(ports=(vm1, vm2), routes=routes, labels=labels, replication=repl,
-                 peers=(Peer("198.18.0.9"),))
+    return State(
+        ports=(vm1, vm2),
+        routes=routes,
+        labels=labels,
+        replication=repl,
+        peers=(Peer("198.18.0.9"),),
+    )
 
 
 def forwarder() -> Forwarder:

@@ -140,8 +140,9 @@ def test_r7_2_local_delivery_rewrites_macs_and_decrements_ttl() -> None:
 
 def test_r7_2_gateway_answers_echo() -> None:
     fwd = forwarder()
-    echo = P.build_icmp4_packet(a4("192.0.2.10"), a4("192.0.2.1"), P.ICMP_ECHO, 0,
-                                b"\x12\x34\x00\x01", b"hello")
+    echo = P.build_icmp4_packet(
+        a4("192.0.2.10"), a4("192.0.2.1"), P.ICMP_ECHO, 0, b"\x12\x34\x00\x01", b"hello"
+    )
     out = fwd.from_port("vm1", eth(VM1_MAC, echo))
     ip = dpkt.ip.IP(bytes(out[0][1])[14:])
     assert ip.src == a4("192.0.2.1") and ip.dst == a4("192.0.2.10")
@@ -189,8 +190,9 @@ def test_no_route_returns_destination_unreachable() -> None:
 
 def test_no_icmp_error_about_an_icmp_error() -> None:
     fwd = forwarder()
-    err = P.build_icmp4_packet(a4("192.0.2.10"), a4("203.0.113.200"), P.ICMP_UNREACH, 1,
-                               b"\0" * 4, b"q" * 28)
+    err = P.build_icmp4_packet(
+        a4("192.0.2.10"), a4("203.0.113.200"), P.ICMP_UNREACH, 1, b"\0" * 4, b"q" * 28
+    )
     assert fwd.from_port("vm1", eth(VM1_MAC, err)) == []
 
 
@@ -251,7 +253,7 @@ def test_r7_1_mpls_in_gre_encap_header_bytes() -> None:
     p = bytes(payload)
     assert p[:4] == b"\x00\x00\x88\x47"
     assert P.parse_mpls(p, 4) == (3000, 0, True, 63)
-    assert p[8:] [8] == 63 and p[8 + 20 :] == pkt[20:]
+    assert p[8:][8] == 63 and p[8 + 20 :] == pkt[20:]
 
 
 def test_r7_1_ipv6_inner_over_ipv6_underlay() -> None:
@@ -283,8 +285,10 @@ def test_outer_ip_headers_for_both_underlays() -> None:
 def test_decap_vrf_label_ip_lookup_and_local_delivery() -> None:
     fwd = forwarder()
     inner = udp4("192.0.2.20", "192.0.2.10", ttl=5)
-    for out in (fwd.from_underlay(mpls_udp_payload(1000, inner), "198.18.0.2", "mpls-in-udp"),
-                fwd.from_underlay(mpls_gre_payload(1000, inner), "198.18.0.3", "mpls-in-gre")):
+    for out in (
+        fwd.from_underlay(mpls_udp_payload(1000, inner), "198.18.0.2", "mpls-in-udp"),
+        fwd.from_underlay(mpls_gre_payload(1000, inner), "198.18.0.3", "mpls-in-gre"),
+    ):
         assert len(out) == 1 and out[0][0].name == "vm1"
         frame = bytes(out[0][1])
         assert frame[0:6] == mac(VM1_MAC) and frame[6:12] == mac(GW_MAC)
@@ -339,11 +343,22 @@ def test_r8_1_decap_never_sends_back_into_the_underlay() -> None:
 
 def test_decap_garbage_is_counted_not_raised() -> None:
     fwd = forwarder()
-    for data in (b"", b"\x00", b"\x00\x3e\x81", mpls_udp_payload(1000, b"\x45\x00"),
-                 mpls_udp_payload(1000, b"\x99" * 40), b"\x00\x00\x08\x00" + b"\0" * 30):
+    for data in (
+        b"",
+        b"\x00",
+        b"\x00\x3e\x81",
+        mpls_udp_payload(1000, b"\x45\x00"),
+        mpls_udp_payload(1000, b"\x99" * 40),
+        b"\x00\x00\x08\x00" + b"\0" * 30,
+    ):
         assert fwd.from_underlay(data, "198.18.0.2", "mpls-in-udp") == []
         assert fwd.from_underlay(data, "198.18.0.3", "mpls-in-gre") == []
-    for frame in (b"", b"\x01" * 13, eth(VM1_MAC, b"\x45" + b"\0" * 10), eth(VM1_MAC, b"\x60" * 30)):
+    for frame in (
+        b"",
+        b"\x01" * 13,
+        eth(VM1_MAC, b"\x45" + b"\0" * 10),
+        eth(VM1_MAC, b"\x60" * 30),
+    ):
         assert fwd.from_port("vm1", frame) == []
     assert fwd.from_port("nope", b"\0" * 60) == []
 
@@ -386,7 +401,9 @@ def test_r3_2_decapped_broadcast_flooded_to_local_ports() -> None:
 
 def test_r12_2_ecmp_symmetric_per_flow_hash() -> None:
     fwd = forwarder()
-    nhs = tuple(NextHop.remote(f"198.18.{1 + i // 250}.{1 + i % 250}", 5000 + i) for i in range(512))
+    nhs = tuple(
+        NextHop.remote(f"198.18.{1 + i // 250}.{1 + i % 250}", 5000 + i) for i in range(512)
+    )
     fwd.apply(Batch(add_routes=(Route("red", "198.51.100.0/24", nhs, "per-flow"),)))
     fwd.apply(Batch(add_routes=(Route("red", "192.0.2.10/32", nhs[:1] + (NextHop.local("vm1"),)),)))
     chosen = set()
@@ -404,13 +421,23 @@ def test_r12_2_ecmp_symmetric_per_flow_hash() -> None:
 def test_r12_2_per_packet_and_per_prefix_modes() -> None:
     fwd = forwarder()
     nhs = tuple(NextHop.remote(f"198.18.0.{10 + i}", 6000 + i) for i in range(4))
-    fwd.apply(Batch(add_routes=(Route("red", "198.51.100.0/25", nhs, "per-packet"),
-                                Route("red", "198.51.100.128/25", nhs, "per-prefix"))))
+    fwd.apply(
+        Batch(
+            add_routes=(
+                Route("red", "198.51.100.0/25", nhs, "per-packet"),
+                Route("red", "198.51.100.128/25", nhs, "per-prefix"),
+            )
+        )
+    )
     pkt = udp4("192.0.2.10", "198.51.100.7")
     seen = [fwd.from_port("vm1", eth(VM1_MAC, pkt))[0][0].endpoint for _ in range(8)]
     assert seen[:4] == [f"198.18.0.{10 + i}" for i in range(4)] and seen[4:] == seen[:4]
-    dests = {fwd.from_port("vm1", eth(VM1_MAC, udp4("192.0.2.10", f"198.51.100.{d}", sport=d)))[0][0]
-             .endpoint for d in range(130, 250)}
+    dests = {
+        fwd.from_port("vm1", eth(VM1_MAC, udp4("192.0.2.10", f"198.51.100.{d}", sport=d)))[0][
+            0
+        ].endpoint
+        for d in range(130, 250)
+    }
     assert len(dests) == 1
 
 
@@ -427,8 +454,9 @@ def test_batch_is_atomic_and_errors_name_the_value() -> None:
     fwd.apply(Batch(add_routes=(good,), add_labels=(LabelEntry(100, "vrf", "red"),)))
     fwd.apply(Batch(remove_routes=(RouteKey("red", "192.0.2.0/24"),), remove_labels=(100,)))
     assert fwd.routes == {} and fwd.labels == {}
-    assert fwd.from_underlay(mpls_udp_payload(100, udp4("192.0.2.1", "192.0.2.2")),
-                             "198.18.0.2") == []
+    assert (
+        fwd.from_underlay(mpls_udp_payload(100, udp4("192.0.2.1", "192.0.2.2")), "198.18.0.2") == []
+    )
     assert fwd.drops["underlay-unknown-source"] == 1  # route gone: peer no longer trusted
 
 
@@ -455,7 +483,9 @@ def test_driver_values_validate_and_round_trip() -> None:
     with pytest.raises(DriverError, match="mac"):
         Port("p", "veth0", "red", "nope")
     with pytest.raises(DriverError, match="513 next hops"):
-        Route("red", "192.0.2.0/24", tuple(NextHop.remote("198.18.0.2", 16 + i) for i in range(513)))
+        Route(
+            "red", "192.0.2.0/24", tuple(NextHop.remote("198.18.0.2", 16 + i) for i in range(513))
+        )
     with pytest.raises(DriverError, match="reserved"):
         LabelEntry(3, "vrf", "red")
     with pytest.raises(DriverError, match="prefix"):

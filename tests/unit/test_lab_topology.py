@@ -67,8 +67,7 @@ def test_minimal_topology_and_defaults() -> None:
     assert vm.vpns == ["red"]  # `vpn: x` is short for `vpns: [x]`
     # an unquoted 65000:1 stays a route target (YAML 1.1 would read base 60: 3900001)
     assert topo.vpn("red").import_ == ["65000:1"]
-    assert topo.effective_rd("red", "h1") == "198.18.0.11:1"  # per-host type 1 RD
-    assert topo.effective_rd("blue", "h1") == "65000:2"
+    assert topo.vpn("blue").rd == "65000:2" and topo.vpn("red").rd is None
 
 
 # -- address ranges -----------------------------------------------------------
@@ -248,6 +247,14 @@ def test_lab_names_and_generated_configs(tmp_path: Path) -> None:
         assert cfg.bgp.router_id == str(h.address)
         assert [n.address for n in cfg.neighbors] == ["198.18.0.2"]
         assert cfg.api.socket == str(tmp_path / h.name / "vpe.sock")
+        assert cfg.dataplane.fib_socket == str(tmp_path / h.name / "forwarder.sock")
+        assert cfg.dataplane.underlay_address == str(h.address)
+    h1 = parse_config(build.agent_toml(lab, topo.host("h1")))
+    vrfs = {v.name: v for v in h1.vrfs}
+    assert sorted(vrfs) == ["green", "red"]  # the VPNs of h1's VMs, nothing else
+    assert vrfs["red"].rd == "65000:101"
+    assert vrfs["red"].import_rts == ["65000:101", "65000:900"]
+    assert vrfs["red"].export_rts == ["65000:101", "65000:191"]
     rr = parse_config(build.rr_agent_toml(lab))
     assert sorted(n.address for n in rr.neighbors) == ["198.18.0.11", "198.18.0.12", "198.18.0.13"]
     assert all(n.passive and n.route_reflector_client for n in rr.neighbors)
@@ -300,3 +307,12 @@ def test_pid_liveness_uses_start_time() -> None:
     assert st is not None
     assert runner.pid_alive(me, st)
     assert not runner.pid_alive(me, st + 1)  # a recycled pid is not "ours"
+
+
+def test_vm_in_two_vpns_gets_one_vrf_with_the_union(tmp_path: Path) -> None:
+    topo = parse_topology(BASE.replace("vpn: red", "vpns: [red, blue]"))
+    lab = build.make_lab(topo, "x1", tmp_path)
+    (vrf,) = parse_config(build.agent_toml(lab, topo.host("h1"))).vrfs
+    assert vrf.name == "red_blue" and vrf.rd == "auto"
+    assert vrf.import_rts == ["65000:1", "65000:2"]
+    assert build.vm_record(lab, topo.vms[0])["vrf"] == "red_blue"

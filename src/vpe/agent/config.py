@@ -127,11 +127,64 @@ class ApiConfig(_Strict):
         return self
 
 
+class StaticRouteConfig(_Strict):
+    """A route originated in a VRF: a subnet/aggregate (``next_hop`` unset) or a static route."""
+
+    prefix: str
+    next_hop: str | None = None
+    kind: Literal["subnet", "aggregate", "static", "host"] = "subnet"
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        try:
+            return str(ipaddress.ip_network(v, strict=True))
+        except ValueError as e:
+            raise ValueError(f"prefix {v!r}: {e}") from None
+
+    @field_validator("next_hop")
+    @classmethod
+    def _nh(cls, v: str | None) -> str | None:
+        return None if v is None else _check_ip(v, "next hop")
+
+
+class VrfConfig(_Strict):
+    """A VPN instance (VRF) of this vPE; RTs in any of the three formats."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    rd: str = "auto"
+    import_rts: list[str] = Field(default_factory=list)
+    export_rts: list[str] = Field(default_factory=list)
+    route_targets: list[str] = Field(default_factory=list)
+    label_mode: Literal["per-vrf", "per-prefix", "per-endpoint"] = "per-vrf"
+    multipath: int = Field(default=1, ge=1, le=64)
+    routes: list[StaticRouteConfig] = Field(default_factory=list)
+
+
+class DataplaneConfig(_Strict):
+    """How this vPE forwards: ``none`` (a pure route reflector/controller) or the userspace forwarder."""
+
+    driver: Literal["none", "userspace"] = "none"
+    #: underlay address of this vPE: the next hop of exported routes (default: router id)
+    underlay_address: str | None = None
+    encapsulations: list[Literal["mpls-in-udp", "mpls-in-gre"]] = Field(
+        default_factory=lambda: ["mpls-in-udp", "mpls-in-gre"]
+    )
+    #: FIB channel of the forwarder process
+    fib_socket: str = "/run/vpe/fib.sock"
+
+    @field_validator("underlay_address")
+    @classmethod
+    def _ua(cls, v: str | None) -> str | None:
+        return None if v is None else _check_ip(v, "underlay address")
+
+
 class AgentConfig(_Strict):
     bgp: BgpConfig
     neighbors: list[NeighborConfig] = Field(default_factory=list)
+    vrfs: list[VrfConfig] = Field(default_factory=list)
     api: ApiConfig = Field(default_factory=ApiConfig)
-    dataplane: Literal["none", "userspace"] = "none"
+    dataplane: DataplaneConfig = Field(default_factory=DataplaneConfig)
     state_dir: str = "/var/lib/vpe"
 
     @model_validator(mode="after")
@@ -141,6 +194,11 @@ class AgentConfig(_Strict):
             if n.address in seen:
                 raise ValueError(f"neighbor {n.address} is configured twice")
             seen.add(n.address)
+        names: set[str] = set()
+        for v in self.vrfs:
+            if v.name in names:
+                raise ValueError(f"vrf {v.name!r} is configured twice")
+            names.add(v.name)
         return self
 
 

@@ -98,8 +98,9 @@ class ServerConnection:
     is still returned so the peer learns why).
     """
 
-    def __init__(self, handler: Handler, generation: Callable[[], int], name: str = "vpe-forwarder"
-                 ) -> None:
+    def __init__(
+        self, handler: Handler, generation: Callable[[], int], name: str = "vpe-forwarder"
+    ) -> None:
         self._handler = handler
         self._generation = generation
         self._name = name
@@ -121,8 +122,15 @@ class ServerConnection:
         return bytes(out)
 
     def _ack(self, mid: Any, error: str | None = None) -> bytes:
-        return encode({"type": "ack", "id": mid, "ok": error is None, "error": error,
-                       "generation": self._generation()})
+        return encode(
+            {
+                "type": "ack",
+                "id": mid,
+                "ok": error is None,
+                "error": error,
+                "generation": self._generation(),
+            }
+        )
 
     def _one(self, msg: dict[str, Any]) -> bytes:
         kind = msg["type"]
@@ -133,11 +141,20 @@ class ServerConnection:
                 return self._ack(mid, f"expected hello first, got {kind!r}")
             if msg.get("version") != PROTOCOL_VERSION:
                 self.closed = True
-                return self._ack(mid, f"protocol version {msg.get('version')!r} not supported, "
-                                      f"this forwarder speaks {PROTOCOL_VERSION}")
+                return self._ack(
+                    mid,
+                    f"protocol version {msg.get('version')!r} not supported, "
+                    f"this forwarder speaks {PROTOCOL_VERSION}",
+                )
             self.hello_done = True
-            return encode({"type": "hello", "version": PROTOCOL_VERSION, "server": self._name,
-                           "generation": self._generation()})
+            return encode(
+                {
+                    "type": "hello",
+                    "version": PROTOCOL_VERSION,
+                    "server": self._name,
+                    "generation": self._generation(),
+                }
+            )
         try:
             if kind == "sync":
                 self._handler.sync(State.from_json(msg.get("state") or {}))
@@ -148,8 +165,9 @@ class ServerConnection:
             if kind == "counters":
                 return encode({"type": "counters", "id": mid, "counters": self._handler.counters()})
             if kind == "state":
-                return encode({"type": "state", "id": mid,
-                               "state": self._handler.state().to_json()})
+                return encode(
+                    {"type": "state", "id": mid, "state": self._handler.state().to_json()}
+                )
         except (DriverError, OSError) as exc:
             return self._ack(mid, str(exc))
         return self._ack(mid, f"unknown message type {kind!r}")

@@ -144,7 +144,10 @@ class Port:
             tuple(_addr(i, f"port {self.name} gateway_ips") for i in self.gateway_ips),
         )
         pairs = tuple(
-            p if isinstance(p, AddressPair) else AddressPair(*p) if isinstance(p, tuple)
+            p
+            if isinstance(p, AddressPair)
+            else AddressPair(*p)
+            if isinstance(p, tuple)
             else AddressPair(p)
             for p in self.allowed_pairs
         )
@@ -206,7 +209,9 @@ class NextHop:
                 raise DriverError(f"next hop to {self.endpoint}: a remote next hop needs a label")
             _label(self.label, f"next hop to {self.endpoint} label")
             if self.encap not in ENCAPS:
-                raise DriverError(f"next hop to {self.endpoint} encap: {self.encap!r} not in {ENCAPS}")
+                raise DriverError(
+                    f"next hop to {self.endpoint} encap: {self.encap!r} not in {ENCAPS}"
+                )
 
     @classmethod
     def local(cls, port: str) -> NextHop:
@@ -229,7 +234,9 @@ class NextHop:
     def from_json(cls, d: dict[str, Any]) -> NextHop:
         if "port" in d and d["port"] is not None:
             return cls(port=d["port"])
-        return cls(endpoint=d.get("endpoint"), label=d.get("label"), encap=d.get("encap", "mpls-in-udp"))
+        return cls(
+            endpoint=d.get("endpoint"), label=d.get("label"), encap=d.get("encap", "mpls-in-udp")
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,7 +277,9 @@ class Route:
                 f"route {self.vrf} {self.prefix}: {len(nhs)} next hops, at most {MAX_NEXT_HOPS}"
             )
         if self.ecmp not in ECMP_MODES:
-            raise DriverError(f"route {self.vrf} {self.prefix} ecmp: {self.ecmp!r} not in {ECMP_MODES}")
+            raise DriverError(
+                f"route {self.vrf} {self.prefix} ecmp: {self.ecmp!r} not in {ECMP_MODES}"
+            )
 
     @property
     def key(self) -> RouteKey:
@@ -333,7 +342,9 @@ class ReplicationList:
         _set(self, "members", nhs)
         for m in nhs:
             if m.is_local:
-                raise DriverError(f"replication list of {self.vrf}: member {m.port!r} is not remote")
+                raise DriverError(
+                    f"replication list of {self.vrf}: member {m.port!r} is not remote"
+                )
 
     def to_json(self) -> dict[str, Any]:
         return {"vrf": self.vrf, "members": [m.to_json() for m in self.members]}

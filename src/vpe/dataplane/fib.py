@@ -9,8 +9,10 @@ Two LPM tables share one small interface (``insert`` / ``remove`` /
   subnet, a default), so this is a handful of C-level operations.
 * :class:`TrieLpm` - pytricia's C patricia trie, keyed by packed addresses.
 
-``bench/dataplane_pipeline.py --lpm`` measures both; :data:`DEFAULT_LPM` is the
-one measured faster for lookups (see docs/dataplane.md for the numbers).
+``bench/dataplane_pipeline.py`` measures both. Neither wins everywhere: the
+dict scheme is faster while few lengths are populated, the trie beyond that,
+so :data:`DEFAULT_LPM` is :class:`AdaptiveLpm`, which switches between them
+(numbers in docs/dataplane.md).
 
 ECMP (R12.2): a :class:`FibEntry` spreads over up to 512 next hops per flow
 (a 5-tuple hash that is the same for both directions of a flow, so forward
@@ -155,8 +157,64 @@ class TrieLpm(Generic[V]):
         return len(self._trie)
 
 
+class AdaptiveLpm(Generic[V]):
+    """DictLpm while few prefix lengths are populated, pytricia beyond that.
+
+    Measured (bench/dataplane_pipeline.py, docs/dataplane.md): with 3 lengths
+    the dict scheme does ~1.4 M lookups/s against pytricia's ~0.85 M, but its
+    cost grows with every populated length (25 lengths: ~0.15 M/s) while the
+    trie's does not. Above :attr:`MAX_DICT_LENGTHS` lengths a trie mirror is
+    kept and answers lookups; the dict stays the source of truth.
+    """
+
+    MAX_DICT_LENGTHS = 6
+    __slots__ = ("bits", "_dict", "_trie", "lookup")
+
+    def __init__(self, bits: int) -> None:
+        self.bits = bits
+        self._dict: DictLpm[V] = DictLpm(bits)
+        self._trie: TrieLpm[V] | None = None
+        self.lookup: Any = self._dict.lookup
+
+    def _adapt(self) -> None:
+        many = len(self._dict._tables) > self.MAX_DICT_LENGTHS
+        if many and self._trie is None:
+            trie: TrieLpm[V] = TrieLpm(self.bits)
+            for net, plen, value in self._dict.items():
+                trie.insert(net, plen, value)
+            self._trie = trie
+            self.lookup = trie.lookup
+        elif not many and self._trie is not None:
+            self._trie = None
+            self.lookup = self._dict.lookup
+
+    def insert(self, net: int, plen: int, value: V) -> None:
+        self._dict.insert(net, plen, value)
+        if self._trie is not None:
+            self._trie.insert(net & self._dict._mask(plen), plen, value)
+        self._adapt()
+
+    def remove(self, net: int, plen: int) -> bool:
+        if not self._dict.remove(net, plen):
+            return False
+        if self._trie is not None:
+            self._trie.remove(net & self._dict._mask(plen), plen)
+        self._adapt()
+        return True
+
+    def exact(self, net: int, plen: int) -> V | None:
+        return self._dict.exact(net, plen)
+
+    def __len__(self) -> int:
+        return len(self._dict)
+
+    @property
+    def uses_trie(self) -> bool:
+        return self._trie is not None
+
+
 #: The LPM the forwarder uses (chosen by measurement, see module docstring).
-DEFAULT_LPM: type[DictLpm[Any]] | type[TrieLpm[Any]] = DictLpm
+DEFAULT_LPM: type[AdaptiveLpm[Any]] = AdaptiveLpm
 
 
 # ------------------------------------------------------------------------ hashing
@@ -175,7 +233,11 @@ def flow_hash(pkt: Any, off: int = 0) -> int:
         proto = pkt[off + 9]
         a, b = _II.unpack_from(pkt, off + 12)
         pa = pb = 0
-        if proto in _PORTED and not (_HH.unpack_from(pkt, off + 6)[0] & 0x3FFF) and len(pkt) >= off + hl + 4:
+        if (
+            proto in _PORTED
+            and not (_HH.unpack_from(pkt, off + 6)[0] & 0x3FFF)
+            and len(pkt) >= off + hl + 4
+        ):
             pa, pb = _HH.unpack_from(pkt, off + hl)
         if a > b:
             a, b = b, a

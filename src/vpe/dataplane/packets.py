@@ -195,8 +195,9 @@ def build_ipv4_header(
     tos: int = 0,
 ) -> bytes:
     hdr = bytearray(
-        _IPV4.pack(0x45, tos, IPV4_LEN + payload_len, ident, 0x4000 if df else 0, ttl, proto, 0,
-                   src, dst)
+        _IPV4.pack(
+            0x45, tos, IPV4_LEN + payload_len, ident, 0x4000 if df else 0, ttl, proto, 0, src, dst
+        )
     )
     _H.pack_into(hdr, 10, checksum(hdr))
     return bytes(hdr)
@@ -225,7 +226,12 @@ def parse_ipv6(pkt: Buffer, off: int = 0) -> tuple[int, int, int, bytes, bytes]:
 
 
 def build_ipv6_header(
-    src: bytes, dst: bytes, nh: int, payload_len: int, hlim: int = 64, tclass: int = 0,
+    src: bytes,
+    dst: bytes,
+    nh: int,
+    payload_len: int,
+    hlim: int = 64,
+    tclass: int = 0,
     flow: int = 0,
 ) -> bytes:
     return _IPV6.pack((6 << 28) | (tclass << 20) | flow, payload_len, nh, hlim, src, dst)
@@ -273,7 +279,9 @@ def build_icmp4_packet(
     return build_ipv4_header(src, dst, IPPROTO_ICMP, len(msg), ttl=ttl) + msg
 
 
-def build_icmp6(src: bytes, dst: bytes, icmp_type: int, code: int, rest: bytes, body: Buffer) -> bytes:
+def build_icmp6(
+    src: bytes, dst: bytes, icmp_type: int, code: int, rest: bytes, body: Buffer
+) -> bytes:
     msg = bytearray(struct.pack("!BBH", icmp_type, code, 0) + rest)
     msg += body
     total = pseudo_sum_v6(src, dst, IPPROTO_ICMPV6, len(msg)) + ones_sum(msg)
@@ -282,7 +290,12 @@ def build_icmp6(src: bytes, dst: bytes, icmp_type: int, code: int, rest: bytes, 
 
 
 def build_icmp6_packet(
-    src: bytes, dst: bytes, icmp_type: int, code: int, rest: bytes, body: Buffer,
+    src: bytes,
+    dst: bytes,
+    icmp_type: int,
+    code: int,
+    rest: bytes,
+    body: Buffer,
     hlim: int = 64,
 ) -> bytes:
     msg = build_icmp6(src, dst, icmp_type, code, rest, body)
@@ -297,7 +310,11 @@ def icmp6_checksum_ok(pkt: Buffer, off: int = 0) -> bool:
 
 
 def build_neighbor_advert(
-    src: bytes, dst: bytes, target: bytes, target_mac: bytes, router: bool = True,
+    src: bytes,
+    dst: bytes,
+    target: bytes,
+    target_mac: bytes,
+    router: bool = True,
     solicited: bool = True,
 ) -> bytes:
     """IPv6 packet with an NA (override set) and a target link-layer address option."""

@@ -135,9 +135,7 @@ class _TunnelAdj:
         self.is_udp = encap == "mpls-in-udp"
         proto = P.IPPROTO_UDP if self.is_udp else P.IPPROTO_GRE
         self.out = ToUnderlay(self.endpoint, proto, endpoint.version)
-        self.template = (
-            P.udp_encap_template(label) if self.is_udp else P.gre_encap_template(label)
-        )
+        self.template = P.udp_encap_template(label) if self.is_udp else P.gre_encap_template(label)
         self.tlen = len(self.template)
         self.max_inner = underlay_mtu - P.tunnel_overhead(encap, endpoint.version == 6)
 
@@ -146,9 +144,25 @@ class _PortRt:
     """A port compiled for the fast path: addresses as ints, headers prebuilt."""
 
     __slots__ = (
-        "port", "name", "vrf", "out", "mac", "gw_mac", "eth_v4", "eth_v6", "pair_macs",
-        "own4", "own6", "pairs4", "pairs6", "gw4", "gw6", "gw4_first", "gw6_first",
-        "mtu", "counters",
+        "port",
+        "name",
+        "vrf",
+        "out",
+        "mac",
+        "gw_mac",
+        "eth_v4",
+        "eth_v6",
+        "pair_macs",
+        "own4",
+        "own6",
+        "pairs4",
+        "pairs6",
+        "gw4",
+        "gw6",
+        "gw4_first",
+        "gw6_first",
+        "mtu",
+        "counters",
     )
 
     def __init__(self, port: Port, counters: PortCounters) -> None:
@@ -164,14 +178,22 @@ class _PortRt:
         self.own4 = frozenset(int(i.ip) for i in port.ips if i.version == 4)
         self.own6 = frozenset(int(i.ip) for i in port.ips if i.version == 6)
         self.pairs4 = tuple(
-            (int(p.prefix.network_address), int(p.prefix.netmask),
-             P.mac_bytes(p.mac) if p.mac else self.mac)
-            for p in port.allowed_pairs if p.prefix.version == 4
+            (
+                int(p.prefix.network_address),
+                int(p.prefix.netmask),
+                P.mac_bytes(p.mac) if p.mac else self.mac,
+            )
+            for p in port.allowed_pairs
+            if p.prefix.version == 4
         )
         self.pairs6 = tuple(
-            (int(p.prefix.network_address), int(p.prefix.netmask),
-             P.mac_bytes(p.mac) if p.mac else self.mac)
-            for p in port.allowed_pairs if p.prefix.version == 6
+            (
+                int(p.prefix.network_address),
+                int(p.prefix.netmask),
+                P.mac_bytes(p.mac) if p.mac else self.mac,
+            )
+            for p in port.allowed_pairs
+            if p.prefix.version == 6
         )
         self.gw4 = frozenset(int(a) for a in port.gateway_ips if a.version == 4)
         self.gw6 = frozenset(int(a) for a in port.gateway_ips if a.version == 6)
@@ -183,8 +205,9 @@ class _PortRt:
         self.mtu = port.mtu
         self.counters = counters
 
-    def source_ok(self, src: int, mac: Any, pairs: tuple[tuple[int, int, bytes], ...],
-                  own: frozenset[int]) -> bool:
+    def source_ok(
+        self, src: int, mac: Any, pairs: tuple[tuple[int, int, bytes], ...], own: frozenset[int]
+    ) -> bool:
         """R13.1: (source IP, source MAC) belongs to this port's endpoint or a pair."""
         if src in own and mac == self.mac:
             return True
@@ -312,14 +335,34 @@ class Forwarder:
     def full_sync(self, state: State) -> None:
         """Replace everything with ``state`` (atomic: checked before anything changes)."""
         batch = state.as_batch()
-        saved = (self.ports, self.routes, self.labels, self.replication, self.peers, self._prt,
-                 self._vrfs, self._adj_cache, self._ep_refs, self._known)
+        saved = (
+            self.ports,
+            self.routes,
+            self.labels,
+            self.replication,
+            self.peers,
+            self._prt,
+            self._vrfs,
+            self._adj_cache,
+            self._ep_refs,
+            self._known,
+        )
         self._reset()
         try:
             self.check(batch)
         except DriverError:
-            (self.ports, self.routes, self.labels, self.replication, self.peers, self._prt,
-             self._vrfs, self._adj_cache, self._ep_refs, self._known) = saved
+            (
+                self.ports,
+                self.routes,
+                self.labels,
+                self.replication,
+                self.peers,
+                self._prt,
+                self._vrfs,
+                self._adj_cache,
+                self._ep_refs,
+                self._known,
+            ) = saved
             raise
         self.apply(batch)
 
@@ -363,7 +406,9 @@ class Forwarder:
         plen = route.prefix.prefixlen
         bits = route.prefix.max_prefixlen
         entry = FibEntry(
-            route, tuple(self._adj(nh) for nh in route.next_hops), ECMP_CODES[route.ecmp],
+            route,
+            tuple(self._adj(nh) for nh in route.next_hops),
+            ECMP_CODES[route.ecmp],
             prefix_hash(net, plen, bits),
         )
         (vrf.lpm4 if bits == 32 else vrf.lpm6).insert(net, plen, entry)
@@ -393,7 +438,9 @@ class Forwarder:
         vrf.ports = tuple(p.name for p in members)
         vrf.bcast4 = frozenset(
             int(i.network.broadcast_address)
-            for p in members for i in p.ips if i.version == 4 and i.network.prefixlen < 31
+            for p in members
+            for i in p.ips
+            if i.version == 4 and i.network.prefixlen < 31
         )
         rl = self.replication.get(name)
         vrf.replication = tuple(self._adj(m) for m in rl.members) if rl else ()
@@ -415,8 +462,9 @@ class Forwarder:
             "underlay": dict(self.underlay),
         }
 
-    def _drop(self, reason: str, prt: _PortRt | None = None, vrf: _VrfRt | None = None
-              ) -> list[Output]:
+    def _drop(
+        self, reason: str, prt: _PortRt | None = None, vrf: _VrfRt | None = None
+    ) -> list[Output]:
         self.drops[reason] = self.drops.get(reason, 0) + 1
         if prt is not None:
             prt.counters.drops += 1
@@ -509,12 +557,14 @@ class Forwarder:
             return self._replicate(prt, vrf, frame, total)
         ttl = frame[22]
         if ttl <= 1:
-            return self._icmp4_error(prt, vrf, frame, total, P.ICMP_TIME_EXCEEDED, 0, b"\0" * 4,
-                                     "ttl-expired")
+            return self._icmp4_error(
+                prt, vrf, frame, total, P.ICMP_TIME_EXCEEDED, 0, b"\0" * 4, "ttl-expired"
+            )
         entry = vrf.lpm4.lookup(dst)
         if entry is None:
-            return self._icmp4_error(prt, vrf, frame, total, P.ICMP_UNREACH, P.ICMP_UNREACH_NET,
-                                     b"\0" * 4, "no-route")
+            return self._icmp4_error(
+                prt, vrf, frame, total, P.ICMP_UNREACH, P.ICMP_UNREACH_NET, b"\0" * 4, "no-route"
+            )
         adj, fh = entry.pick(frame, 14)
         out: list[Output] = []
         if adj.is_local:
@@ -523,9 +573,16 @@ class Forwarder:
                 return self._drop("port-down", prt, vrf)
             if total > op.mtu:
                 if frame[20] & 0x40:
-                    return self._icmp4_error(prt, vrf, frame, total, P.ICMP_UNREACH,
-                                             P.ICMP_UNREACH_NEEDFRAG, _H.pack(0) + _H.pack(op.mtu),
-                                             "too-big")
+                    return self._icmp4_error(
+                        prt,
+                        vrf,
+                        frame,
+                        total,
+                        P.ICMP_UNREACH,
+                        P.ICMP_UNREACH_NEEDFRAG,
+                        _H.pack(0) + _H.pack(op.mtu),
+                        "too-big",
+                    )
                 return self._drop("too-big", prt, vrf)
             buf = bytearray(frame[: P.ETH_LEN + total])
             buf[0:14] = op.eth_v4
@@ -534,9 +591,16 @@ class Forwarder:
             self._tx(op, buf, out)
             return out
         if total > adj.max_inner and frame[20] & 0x40:
-            return self._icmp4_error(prt, vrf, frame, total, P.ICMP_UNREACH,
-                                     P.ICMP_UNREACH_NEEDFRAG, _H.pack(0) + _H.pack(adj.max_inner),
-                                     "too-big")
+            return self._icmp4_error(
+                prt,
+                vrf,
+                frame,
+                total,
+                P.ICMP_UNREACH,
+                P.ICMP_UNREACH_NEEDFRAG,
+                _H.pack(0) + _H.pack(adj.max_inner),
+                "too-big",
+            )
         t = adj.tlen
         buf = bytearray(adj.template)
         buf += frame[P.ETH_LEN : P.ETH_LEN + total]
@@ -558,21 +622,40 @@ class Forwarder:
             return self._drop("to-gateway", prt)
         src = bytes(frame[30:34])
         dst = bytes(frame[26:30])
-        pkt = P.build_icmp4_packet(src, dst, P.ICMP_ECHO_REPLY, 0, bytes(frame[off + 4 : off + 8]),
-                                   frame[off + 8 : P.ETH_LEN + total])
+        pkt = P.build_icmp4_packet(
+            src,
+            dst,
+            P.ICMP_ECHO_REPLY,
+            0,
+            bytes(frame[off + 4 : off + 8]),
+            frame[off + 8 : P.ETH_LEN + total],
+        )
         out: list[Output] = []
         self._tx(prt, prt.eth_v4 + pkt, out)
         return out
 
-    def _icmp4_error(self, prt: _PortRt, vrf: _VrfRt, frame: Any, total: int, icmp_type: int,
-                     code: int, rest: bytes, reason: str) -> list[Output]:
+    def _icmp4_error(
+        self,
+        prt: _PortRt,
+        vrf: _VrfRt,
+        frame: Any,
+        total: int,
+        icmp_type: int,
+        code: int,
+        rest: bytes,
+        reason: str,
+    ) -> list[Output]:
         """Drop the packet (counted by ``reason``) and return an ICMP error to the sender."""
         self._drop(reason, prt, vrf)
         gw = prt.gw4_first
         if gw is None:
             return []
         icmp_off = P.ETH_LEN + (frame[14] & 0x0F) * 4
-        if frame[23] == P.IPPROTO_ICMP and icmp_off < len(frame) and frame[icmp_off] in _ICMP4_ERRORS:
+        if (
+            frame[23] == P.IPPROTO_ICMP
+            and icmp_off < len(frame)
+            and frame[icmp_off] in _ICMP4_ERRORS
+        ):
             return []  # never an error about an error (RFC 1122 3.2.2)
         if P.ipv4_is_fragment(frame, P.ETH_LEN) and (_H.unpack_from(frame, 20)[0] & 0x1FFF):
             return []
@@ -609,12 +692,14 @@ class Forwarder:
             return self._replicate(prt, vrf, frame, total)
         hlim = frame[21]
         if hlim <= 1:
-            return self._icmp6_error(prt, vrf, frame, total, P.ICMP6_TIME_EXCEEDED, 0, b"\0" * 4,
-                                     "ttl-expired")
+            return self._icmp6_error(
+                prt, vrf, frame, total, P.ICMP6_TIME_EXCEEDED, 0, b"\0" * 4, "ttl-expired"
+            )
         entry = vrf.lpm6.lookup(dst)
         if entry is None:
-            return self._icmp6_error(prt, vrf, frame, total, P.ICMP6_UNREACH, 0, b"\0" * 4,
-                                     "no-route")
+            return self._icmp6_error(
+                prt, vrf, frame, total, P.ICMP6_UNREACH, 0, b"\0" * 4, "no-route"
+            )
         adj, fh = entry.pick(frame, 14)
         out: list[Output] = []
         if adj.is_local:
@@ -622,8 +707,16 @@ class Forwarder:
             if op is None:
                 return self._drop("port-down", prt, vrf)
             if total > op.mtu:
-                return self._icmp6_error(prt, vrf, frame, total, P.ICMP6_PACKET_TOO_BIG, 0,
-                                         struct.pack("!I", op.mtu), "too-big")
+                return self._icmp6_error(
+                    prt,
+                    vrf,
+                    frame,
+                    total,
+                    P.ICMP6_PACKET_TOO_BIG,
+                    0,
+                    struct.pack("!I", op.mtu),
+                    "too-big",
+                )
             buf = bytearray(frame[: P.ETH_LEN + total])
             buf[0:14] = op.eth_v6
             buf[21] = hlim - 1
@@ -631,8 +724,16 @@ class Forwarder:
             self._tx(op, buf, out)
             return out
         if total > adj.max_inner:
-            return self._icmp6_error(prt, vrf, frame, total, P.ICMP6_PACKET_TOO_BIG, 0,
-                                     struct.pack("!I", adj.max_inner), "too-big")
+            return self._icmp6_error(
+                prt,
+                vrf,
+                frame,
+                total,
+                P.ICMP6_PACKET_TOO_BIG,
+                0,
+                struct.pack("!I", adj.max_inner),
+                "too-big",
+            )
         t = adj.tlen
         buf = bytearray(adj.template)
         buf += frame[P.ETH_LEN : P.ETH_LEN + total]
@@ -647,8 +748,9 @@ class Forwarder:
         self._tx_under(adj, buf, out)
         return out
 
-    def _port_nd(self, prt: _PortRt, frame: Any, total: int, src: int, icmp_type: int
-                 ) -> list[Output]:
+    def _port_nd(
+        self, prt: _PortRt, frame: Any, total: int, src: int, icmp_type: int
+    ) -> list[Output]:
         """Neighbor Discovery from a VM: answer NS for the gateway or routed targets."""
         if icmp_type != P.ND_NEIGHBOR_SOLICIT:
             return self._drop("nd-ignored" if icmp_type not in P.MLD_TYPES else "mld", prt)
@@ -678,14 +780,29 @@ class Forwarder:
             return self._drop("to-gateway", prt)
         src = bytes(frame[38:54])
         dst = bytes(frame[22:38])
-        pkt = P.build_icmp6_packet(src, dst, P.ICMP6_ECHO_REPLY, 0, bytes(frame[off + 4 : off + 8]),
-                                   frame[off + 8 : P.ETH_LEN + total])
+        pkt = P.build_icmp6_packet(
+            src,
+            dst,
+            P.ICMP6_ECHO_REPLY,
+            0,
+            bytes(frame[off + 4 : off + 8]),
+            frame[off + 8 : P.ETH_LEN + total],
+        )
         out: list[Output] = []
         self._tx(prt, prt.eth_v6 + pkt, out)
         return out
 
-    def _icmp6_error(self, prt: _PortRt, vrf: _VrfRt, frame: Any, total: int, icmp_type: int,
-                     code: int, rest: bytes, reason: str) -> list[Output]:
+    def _icmp6_error(
+        self,
+        prt: _PortRt,
+        vrf: _VrfRt,
+        frame: Any,
+        total: int,
+        icmp_type: int,
+        code: int,
+        rest: bytes,
+        reason: str,
+    ) -> list[Output]:
         self._drop(reason, prt, vrf)
         gw = prt.gw6_first
         if gw is None:
@@ -740,8 +857,9 @@ class Forwarder:
             return self.from_underlay(mv, addr, "mpls-in-udp")
         return self.from_underlay(mv, addr, "mpls-in-gre")
 
-    def from_underlay(self, data: bytes | bytearray | memoryview, src_underlay_ip: str,
-                      encap: str = "mpls-in-udp") -> list[Output]:
+    def from_underlay(
+        self, data: bytes | bytearray | memoryview, src_underlay_ip: str, encap: str = "mpls-in-udp"
+    ) -> list[Output]:
         """Decapsulate one tunnel payload from ``src_underlay_ip``.
 
         ``data`` starts at the MPLS label stack for "mpls-in-udp" (what a UDP
@@ -815,8 +933,9 @@ class Forwarder:
         if mcast or (version == 4 and dst in vrf_rt.bcast4):
             out: list[Output] = []
             for name in vrf_rt.ports:
-                out.extend(self._deliver(self._prt[name], vrf_rt, data, off, total, version,
-                                         True, dst))
+                out.extend(
+                    self._deliver(self._prt[name], vrf_rt, data, off, total, version, True, dst)
+                )
             return out
         lpm = vrf_rt.lpm4 if version == 4 else vrf_rt.lpm6
         fe = lpm.lookup(dst)
@@ -830,8 +949,17 @@ class Forwarder:
             return self._drop("port-down", None, vrf_rt)
         return self._deliver(prt, vrf_rt, data, off, total, version, False, dst)
 
-    def _deliver(self, prt: _PortRt, vrf: _VrfRt, data: Any, off: int, total: int, version: int,
-                 mcast: bool, dst: int) -> list[Output]:
+    def _deliver(
+        self,
+        prt: _PortRt,
+        vrf: _VrfRt,
+        data: Any,
+        off: int,
+        total: int,
+        version: int,
+        mcast: bool,
+        dst: int,
+    ) -> list[Output]:
         """Hand a decapsulated inner packet to a local port (TTL - 1 unless flooded)."""
         if total > prt.mtu:
             return self._drop("too-big", prt, vrf)

@@ -23,6 +23,7 @@ disconnects; the next control plane sends a full sync.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import errno
 import ipaddress
@@ -75,10 +76,9 @@ def open_port_socket(ifname: str) -> socket.socket:
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
     try:
         sock.bind((ifname, ETH_P_ALL))
-        try:
+        # Kernels < 4.20 lack the option: outgoing frames are then skipped by pkttype.
+        with contextlib.suppress(OSError):
             sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
-        except OSError:  # kernel < 4.20: outgoing frames are skipped by pkttype
-            pass
         mreq = struct.pack("iHH8s", ifindex, PACKET_MR_PROMISC, 0, b"")
         sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
@@ -174,10 +174,8 @@ class ForwarderProcess:
         self.socket_path = socket_path
         self.listeners: list[socket.socket] = []
         if socket_path:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(socket_path)
-            except FileNotFoundError:
-                pass
             lsn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             lsn.bind(socket_path)
             os.chmod(socket_path, 0o600)
@@ -230,8 +228,12 @@ class ForwarderProcess:
             raise
         self._commit_ports(opened, {p.name for p in state.ports})
         self.generation += 1
-        log.info("full sync: %d ports, %d routes, %d labels", len(state.ports),
-                 len(state.routes), len(state.labels))
+        log.info(
+            "full sync: %d ports, %d routes, %d labels",
+            len(state.ports),
+            len(state.routes),
+            len(state.labels),
+        )
 
     def apply(self, batch: Batch) -> None:
         self.forwarder.check(batch)
@@ -328,13 +330,15 @@ class ForwarderProcess:
             except OSError as exc:
                 self._io_error(exc)
                 return
-            off = (self._buf[0] & 0x0F) * 4 if v4 and n else 0  # IPv4 raw sockets include the header
+            off = (
+                (self._buf[0] & 0x0F) * 4 if v4 and n else 0
+            )  # IPv4 raw sockets include the header
             self._send(fwd.from_underlay(self._view[off:n], addr[0], "mpls-in-gre"))
 
     def _send(self, outs: list[Output]) -> None:
         for where, data in outs:
             try:
-                if type(where) is ToPort:
+                if isinstance(where, ToPort):
                     entry = self.port_socks.get(where.name)
                     if entry is None:
                         self.io_errors["port-not-open"] = self.io_errors.get("port-not-open", 0) + 1
@@ -370,10 +374,8 @@ class ForwarderProcess:
             u.close()
         self.sel.close()
         if self.socket_path:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.socket_path)
-            except FileNotFoundError:
-                pass
 
 
 def _hostport(text: str) -> tuple[str, int]:
@@ -382,10 +384,18 @@ def _hostport(text: str) -> tuple[str, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m vpe.dataplane.process", description=__doc__.split("\n")[0])
-    ap.add_argument("--underlay-if", required=True, help="underlay interface (outer packets use it)")
-    ap.add_argument("--underlay-ip", required=True, action="append",
-                    help="this host's underlay address (once per family)")
+    ap = argparse.ArgumentParser(
+        prog="python -m vpe.dataplane.process", description=__doc__.split("\n")[0]
+    )
+    ap.add_argument(
+        "--underlay-if", required=True, help="underlay interface (outer packets use it)"
+    )
+    ap.add_argument(
+        "--underlay-ip",
+        required=True,
+        action="append",
+        help="this host's underlay address (once per family)",
+    )
     ap.add_argument("--socket", help="Unix socket path of the FIB channel")
     ap.add_argument("--listen-tcp", type=_hostport, help="also serve the FIB channel on HOST:PORT")
     ap.add_argument("--underlay-mtu", type=int, help="default: the MTU of --underlay-if")
@@ -393,18 +403,26 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if not args.socket and not args.listen_tcp:
         ap.error("one of --socket / --listen-tcp is required")
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
     try:
-        proc = ForwarderProcess(args.underlay_if, args.underlay_ip, args.socket,
-                                args.underlay_mtu, args.listen_tcp)
+        proc = ForwarderProcess(
+            args.underlay_if, args.underlay_ip, args.socket, args.underlay_mtu, args.listen_tcp
+        )
     except (OSError, ValueError) as exc:
         print(f"vpe forwarder: cannot start: {exc}", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, proc.stop)
     signal.signal(signal.SIGINT, proc.stop)
-    log.info("forwarding: underlay %s %s mtu %d", args.underlay_if,
-             ",".join(args.underlay_ip), proc.forwarder.underlay_mtu)
+    log.info(
+        "forwarding: underlay %s %s mtu %d",
+        args.underlay_if,
+        ",".join(args.underlay_ip),
+        proc.forwarder.underlay_mtu,
+    )
     try:
         proc.run()
     finally:

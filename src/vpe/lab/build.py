@@ -14,359 +14,61 @@ and every namespace the lab may have created; written *before* anything is
 created so that ``down`` can clean a half-built lab), one directory per
 host / RR with the agent TOML, pid files and logs, and ``attachments/``.
 
-Which processes run on a host is pluggable (:data:`ProcessFactory`), and
-so is how a VM is attached to its host's agent (:func:`attach_vm`, for now
-recording intent only, until the attach API exists).
+Which processes run on a host is pluggable
+(:data:`~vpe.lab.processes.ProcessFactory`), and so is how a VM is attached
+to its host's agent (:func:`~vpe.lab.attach.attach_vm`, for now recording
+intent only, until the attach API exists). The names below are re-exported
+so that ``build`` is the one module callers import.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import importlib.util
 import json
-import os
 import shutil
-import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import netns, runner
-from .runner import ProcessSpec
-from .topology import DEFAULT_PREFIX, HostConfig, Topology, VmConfig, check_prefix
+from .attach import AttachHook, attach_vm, vm_record
+from .configs import (
+    agent_toml,
+    forwarder_available,
+    forwarder_socket,
+    gobgp_toml,
+    host_vrfs,
+    rr_agent_toml,
+    vrf_name,
+)
+from .layout import (
+    BRIDGE,
+    STARTUP_GRACE,
+    STATE_FILE,
+    STATE_ROOT,
+    UNDERLAY_IF,
+    VM_IF,
+    Lab,
+    LabError,
+    default_state_dir,
+    make_lab,
+)
+from .processes import (
+    ProcessFactory,
+    default_host_processes,
+    forwarder_argv,
+    route_reflector_processes,
+)
+from .topology import VmConfig, check_prefix
 
-STATE_ROOT = Path(os.environ.get("VPE_LAB_ROOT", "/run/vpe-lab"))
-STATE_FILE = "lab.json"
-BRIDGE = "br0"
-UNDERLAY_IF = "ul0"
-VM_IF = "eth0"
-AGENT_PORT = 179
-#: how long ``up`` watches fresh processes for an immediate crash
-STARTUP_GRACE = 0.7
-
-
-class LabError(Exception):
-    """``up``/``down``/``exec`` cannot do what was asked; the message says why."""
-
-
-@dataclass(frozen=True, slots=True)
-class Lab:
-    """A topology placed under a prefix, with its state dir."""
-
-    topology: Topology
-    prefix: str
-    state_dir: Path
-
-    def ns(self, name: str) -> str:
-        return f"{self.prefix}-{name}"
-
-    @property
-    def underlay_ns(self) -> str:
-        return self.ns("underlay")
-
-    @property
-    def rr_ns(self) -> str | None:
-        return self.ns("rr") if self.topology.route_reflector is not None else None
-
-    def namespaces(self) -> list[str]:
-        """Every namespace of the lab, underlay first (creation order)."""
-        out = [self.underlay_ns]
-        if self.rr_ns is not None:
-            out.append(self.rr_ns)
-        out += [self.ns(h.name) for h in self.topology.hosts]
-        out += [self.ns(vm.name) for vm in self.topology.vms]
-        return out
-
-    def node_dir(self, name: str) -> Path:
-        return self.state_dir / name
-
-    def vm_mac(self, vm: VmConfig) -> str:
-        """A stable, locally administered unicast MAC for the VM's ``eth0``."""
-        h = hashlib.sha256(f"{self.prefix}/{vm.name}".encode()).digest()
-        return "02:" + ":".join(f"{b:02x}" for b in h[:5])
-
-
-def default_state_dir(prefix: str) -> Path:
-    return STATE_ROOT / prefix
-
-
-def make_lab(topology: Topology, prefix: str | None = None, state_dir: Path | None = None) -> Lab:
-    p = check_prefix(prefix or topology.prefix or DEFAULT_PREFIX)
-    return Lab(topology, p, Path(state_dir) if state_dir else default_state_dir(p))
-
-
-# -- processes per host (pluggable) --------------------------------------------
-
-ProcessFactory = Callable[[Lab, HostConfig], list[ProcessSpec]]
-
-
-def _toml_str(v: str) -> str:
-    return json.dumps(v)  # a JSON string is a valid TOML basic string
-
-
-def _families(lab: Lab) -> str:
-    return "[" + ", ".join(_toml_str(f) for f in lab.topology.families) + "]"
-
-
-def agent_toml(lab: Lab, host: HostConfig) -> str:
-    """The ``vpe agent`` configuration of one host (src/vpe/agent/config.py)."""
-    t = lab.topology
-    d = lab.node_dir(host.name)
-    lines = [
-        f"# vpe lab {lab.prefix}: host {host.name} (generated; edits are overwritten by `vpe lab up`)",
-        f"dataplane = {_toml_str('userspace' if forwarder_available() else 'none')}",
-        f"state_dir = {_toml_str(str(d / 'agent-state'))}",
-        "",
-        "[bgp]",
-        f"local_as = {t.asn}",
-        f"router_id = {_toml_str(str(host.address))}",
-        f"listen = [{_toml_str(str(host.address))}]",
-        f"port = {AGENT_PORT}",
-        "",
-        "[api]",
-        f"socket = {_toml_str(str(d / 'vpe.sock'))}",
-    ]
-    if t.route_reflector is not None:
-        peers = [(str(t.route_reflector.address), "route reflector")]
-    else:  # full mesh among the hosts
-        peers = [(str(h.address), f"host {h.name}") for h in t.hosts if h.name != host.name]
-    for addr, desc in peers:
-        lines += [
-            "",
-            "[[neighbors]]",
-            f"address = {_toml_str(addr)}",
-            f"remote_as = {t.asn}",
-            f"port = {AGENT_PORT}",
-            f"local_address = {_toml_str(str(host.address))}",
-            f"families = {_families(lab)}",
-            "connect_retry = 2.0",
-            f"description = {_toml_str(desc)}",
-        ]
-    return "\n".join(lines) + "\n"
-
-
-def rr_agent_toml(lab: Lab) -> str:
-    """A ``vpe agent`` acting as route reflector: every host a passive RR client."""
-    t = lab.topology
-    rr = t.route_reflector
-    assert rr is not None
-    d = lab.node_dir("rr")
-    lines = [
-        f"# vpe lab {lab.prefix}: route reflector (generated)",
-        f"state_dir = {_toml_str(str(d / 'agent-state'))}",
-        "",
-        "[bgp]",
-        f"local_as = {t.asn}",
-        f"router_id = {_toml_str(str(rr.address))}",
-        f"cluster_id = {_toml_str(str(rr.address))}",
-        f"listen = [{_toml_str(str(rr.address))}]",
-        f"port = {AGENT_PORT}",
-        "",
-        "[api]",
-        f"socket = {_toml_str(str(d / 'vpe.sock'))}",
-    ]
-    for h in t.hosts:
-        lines += [
-            "",
-            "[[neighbors]]",
-            f"address = {_toml_str(str(h.address))}",
-            f"remote_as = {t.asn}",
-            f"local_address = {_toml_str(str(rr.address))}",
-            "passive = true",
-            "route_reflector_client = true",
-            f"families = {_families(lab)}",
-            f"description = {_toml_str('host ' + h.name)}",
-        ]
-    return "\n".join(lines) + "\n"
-
-
-_GOBGP_FAMILIES = {"vpnv4": "l3vpn-ipv4-unicast", "vpnv6": "l3vpn-ipv6-unicast", "rtc": "rtc",
-                   "ipv4-unicast": "ipv4-unicast", "ipv6-unicast": "ipv6-unicast",
-                   "ipv4-labeled-unicast": "ipv4-labelled-unicast",
-                   "ipv6-labeled-unicast": "ipv6-labelled-unicast"}
-
-
-def gobgp_toml(lab: Lab) -> str:
-    """gobgpd as VPN route reflector for every host (TESTBED.md's recipe)."""
-    t = lab.topology
-    rr = t.route_reflector
-    assert rr is not None
-    a = str(rr.address)
-    lines = [
-        f"# vpe lab {lab.prefix}: gobgpd route reflector (generated)",
-        "[global.config]",
-        f"  as = {t.asn}",
-        f"  router-id = {_toml_str(a)}",
-        f"  port = {AGENT_PORT}",
-        f"  local-address-list = [{_toml_str(a)}]",
-    ]
-    for h in t.hosts:
-        lines += [
-            "[[neighbors]]",
-            "  [neighbors.config]",
-            f"    neighbor-address = {_toml_str(str(h.address))}",
-            f"    peer-as = {t.asn}",
-            "  [neighbors.transport.config]",
-            "    passive-mode = true",
-            f"    local-address = {_toml_str(a)}",
-            "  [neighbors.route-reflector.config]",
-            "    route-reflector-client = true",
-            f"    route-reflector-cluster-id = {_toml_str(a)}",
-        ]
-        for f in t.families:
-            if f in _GOBGP_FAMILIES:
-                lines += [
-                    "  [[neighbors.afi-safis]]",
-                    "    [neighbors.afi-safis.config]",
-                    f"      afi-safi-name = {_toml_str(_GOBGP_FAMILIES[f])}",
-                ]
-    return "\n".join(lines) + "\n"
-
-
-def forwarder_available() -> bool:
-    """Whether hosts run the userspace forwarder.
-
-    ``VPE_LAB_FORWARDER``: ``auto`` (default) runs it once its module
-    exists, ``off`` never (labs that test wiring or BGP only), ``on``
-    always (an error when the module is missing).
-    """
-    mode = os.environ.get("VPE_LAB_FORWARDER", "auto").lower()
-    if mode not in ("auto", "on", "off"):
-        raise LabError(f"VPE_LAB_FORWARDER={mode!r}: expected auto, on or off")
-    if mode == "off":
-        return False
-    try:
-        found = importlib.util.find_spec("vpe.dataplane.process") is not None
-    except (ImportError, ValueError):
-        found = False
-    if mode == "on" and not found:
-        raise LabError("VPE_LAB_FORWARDER=on but the module vpe.dataplane.process does not exist")
-    return found
-
-
-def _vpe_argv(*args: str) -> tuple[str, ...]:
-    # the interpreter running the lab, so a venv install needs no PATH setup
-    return (sys.executable, "-m", "vpe.cli.main", *args)
-
-
-def forwarder_socket(lab: Lab, host: HostConfig) -> Path:
-    """Where the host's forwarder serves its FIB channel (the agent connects there)."""
-    return lab.node_dir(host.name) / "forwarder.sock"
-
-
-def forwarder_argv(lab: Lab, host: HostConfig) -> tuple[str, ...]:
-    """Command line of the userspace forwarder of ``host`` (src/vpe/dataplane/process.py).
-
-    It forwards between the host's VM ports (opened as they are programmed
-    over the FIB channel) and the underlay interface ``ul0``.
-    """
-    argv = [
-        sys.executable, "-m", "vpe.dataplane.process",
-        "--underlay-if", UNDERLAY_IF,
-        "--underlay-ip", str(host.address),
-    ]
-    if host.address6 is not None:
-        argv += ["--underlay-ip", str(host.address6)]
-    argv += ["--socket", str(forwarder_socket(lab, host))]
-    return tuple(argv)
-
-
-def default_host_processes(lab: Lab, host: HostConfig) -> list[ProcessSpec]:
-    """``vpe agent`` with its generated TOML, plus the forwarder when it exists."""
-    d = lab.node_dir(host.name)
-    cfg = d / "agent.toml"
-    specs = [
-        ProcessSpec(
-            name="agent",
-            argv=_vpe_argv("agent", "--config", str(cfg)),
-            config_path=cfg,
-            config=agent_toml(lab, host),
-        )
-    ]
-    if forwarder_available():
-        specs.append(ProcessSpec(name="forwarder", argv=forwarder_argv(lab, host)))
-    return specs
-
-
-def route_reflector_processes(lab: Lab) -> list[ProcessSpec]:
-    rr = lab.topology.route_reflector
-    if rr is None:
-        return []
-    d = lab.node_dir("rr")
-    if rr.kind == "gobgp":
-        gobgpd = shutil.which("gobgpd")
-        if gobgpd is None:
-            raise LabError("route_reflector.kind is gobgp but gobgpd is not installed (apt-get install gobgpd)")
-        cfg = d / "gobgpd.toml"
-        # the API port is on the RR namespace's own loopback
-        argv = (gobgpd, "-f", str(cfg), "--api-hosts", "127.0.0.1:50051", "--pprof-disable", "-p")
-        return [ProcessSpec(name="gobgpd", argv=argv, config_path=cfg, config=gobgp_toml(lab))]
-    cfg = d / "agent.toml"
-    return [
-        ProcessSpec(
-            name="agent",
-            argv=_vpe_argv("agent", "--config", str(cfg)),
-            config_path=cfg,
-            config=rr_agent_toml(lab),
-        )
-    ]
-
-
-# -- VM attachment (pluggable) ----------------------------------------------------
-
-
-def vm_record(lab: Lab, vm: VmConfig) -> dict[str, Any]:
-    """Everything the attach call will need about one VM, as JSON."""
-    t = lab.topology
-    gw4, gw6 = vm.gateway_v4(), vm.gateway_v6()
-    return {
-        "vm": vm.name,
-        "host": vm.host,
-        "host_namespace": lab.ns(vm.host),
-        "namespace": lab.ns(vm.name),
-        "port": f"vm-{vm.name}",
-        "vm_interface": VM_IF,
-        "mac": lab.vm_mac(vm),
-        "ipv4": None if vm.ipv4 is None else str(vm.ipv4),
-        "gateway": None if gw4 is None else str(gw4),
-        "ipv6": None if vm.ipv6 is None else str(vm.ipv6),
-        "gateway6": None if gw6 is None else str(gw6),
-        "agent_socket": str(lab.node_dir(vm.host) / "vpe.sock"),
-        "vpns": [
-            {
-                "name": name,
-                "tenant": t.tenant_of(name).name,
-                "rd": t.effective_rd(name, vm.host),
-                "import": t.vpn(name).import_,
-                "export": t.vpn(name).export,
-            }
-            for name in vm.vpns
-        ],
-    }
-
-
-def attach_vm(lab: Lab, vm: VmConfig) -> Path:
-    """Attach ``vm`` to its host's agent. For now: record the intent.
-
-    The agent's attach API comes later; then this calls it (the record has
-    the agent's socket, the port, MAC, addresses and VPNs). Until then the
-    record in ``attachments/<vm>.json`` is what the demo and tests read.
-    """
-    d = lab.state_dir / "attachments"
-    d.mkdir(parents=True, exist_ok=True)
-    path = d / f"{vm.name}.json"
-    text = json.dumps(vm_record(lab, vm), indent=2) + "\n"
-    with contextlib.suppress(OSError):
-        if path.read_text() == text:
-            return path
-    path.write_text(text)
-    return path
-
-
-AttachHook = Callable[[Lab, VmConfig], object]
+__all__ = [
+    "AttachHook", "DownResult", "Lab", "LabError", "ProcessFactory", "STATE_ROOT", "UpResult",
+    "agent_toml", "attach_vm", "default_host_processes", "default_state_dir", "down",
+    "forwarder_argv", "forwarder_available", "forwarder_socket", "gobgp_toml", "host_vrfs",
+    "known_prefixes", "make_lab", "prefix_namespaces", "resolve_namespace", "route_reflector_processes",
+    "rr_agent_toml", "status", "up", "vm_record", "vrf_name",
+]
 
 
 # -- up ----------------------------------------------------------------------------

@@ -81,6 +81,7 @@ def up_cmd(
         f"{len(res.processes)} processes, "
         f"{len(res.attachments)} VMs; state in {lab.state_dir}",
         highlight=False,
+        soft_wrap=True,
     )
 
 
@@ -99,6 +100,7 @@ def down_cmd(prefix: str = PrefixOpt, state_dir: Path = StateOpt) -> None:
         f"lab [bold]{p}[/bold] down: {len(res.stopped)} processes stopped, "
         f"{len(res.deleted_namespaces)} namespaces deleted",
         highlight=False,
+        soft_wrap=True,
     )
 
 

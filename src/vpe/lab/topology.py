@@ -490,18 +490,6 @@ class Topology(_Strict):
     def vms_on(self, host: str) -> list[VmConfig]:
         return [vm for vm in self.vms if vm.host == host]
 
-    def effective_rd(self, vpn_name: str, host: str) -> str:
-        """The VPN's RD, or a per-host type 1 RD ``<host address>:<VPN index>`` when none is set.
-
-        Per-host RDs keep paths from different hosts distinct at a route
-        reflector (RFC 4364 section 4.2), which multihoming needs.
-        """
-        names = [v.name for _, v in self.vpns()]
-        vpn = self.vpn(vpn_name)
-        if vpn.rd is not None:
-            return vpn.rd
-        return f"{self.host(host).address}:{names.index(vpn_name) + 1}"
-
 
 # -- loading -----------------------------------------------------------------
 

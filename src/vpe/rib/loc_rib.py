@@ -9,7 +9,7 @@ An entry takes the lightest of three forms that can hold it:
 * a tuple of sources, best first: several such paths in one MED group
   (two route reflectors). Still no Path objects; the order is the rank order.
 * a :class:`Destination` of :class:`Path` objects: anything else (add-path,
-  unreachable next hops, several neighbour ASes, stale flags to keep).
+  unreachable next hops, several neighbour ASes).
 
 Every write recomputes the selection and moves the entry to the lightest
 form that fits; reads make Path objects on demand.

@@ -1,0 +1,209 @@
+"""Configuration files the lab generates: host agents, the route reflector, gobgpd.
+
+Each is plain TOML text, so ``up`` can compare it with what is on disk and
+restart a process only when its configuration really changed. What a host
+agent gets: BGP to the route reflector (or a full mesh), the data plane
+(the forwarder's FIB socket when the forwarder runs), and one VRF per VPN
+set of the VMs on that host.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .layout import AGENT_PORT, Lab, LabError
+from .topology import HostConfig, VmConfig
+
+
+def forwarder_available() -> bool:
+    """Whether hosts run the userspace forwarder.
+
+    ``VPE_LAB_FORWARDER``: ``auto`` (default) runs it once its module
+    exists, ``off`` never (labs that test wiring or BGP only), ``on``
+    always (an error when the module is missing).
+    """
+    mode = os.environ.get("VPE_LAB_FORWARDER", "auto").lower()
+    if mode not in ("auto", "on", "off"):
+        raise LabError(f"VPE_LAB_FORWARDER={mode!r}: expected auto, on or off")
+    if mode == "off":
+        return False
+    try:
+        found = importlib.util.find_spec("vpe.dataplane.process") is not None
+    except (ImportError, ValueError):
+        found = False
+    if mode == "on" and not found:
+        raise LabError("VPE_LAB_FORWARDER=on but the module vpe.dataplane.process does not exist")
+    return found
+
+
+def forwarder_socket(lab: Lab, host: HostConfig) -> Path:
+    """Where the host's forwarder serves its FIB channel (the agent connects there)."""
+    return lab.node_dir(host.name) / "forwarder.sock"
+
+
+def _toml_str(v: str) -> str:
+    return json.dumps(v)  # a JSON string is a valid TOML basic string
+
+
+def _families(lab: Lab) -> str:
+    return "[" + ", ".join(_toml_str(f) for f in lab.topology.families) + "]"
+
+
+def agent_toml(lab: Lab, host: HostConfig) -> str:
+    """The ``vpe agent`` configuration of one host (src/vpe/agent/config.py)."""
+    t = lab.topology
+    d = lab.node_dir(host.name)
+    lines = [
+        f"# vpe lab {lab.prefix}: host {host.name} (generated; edits are overwritten by `vpe lab up`)",
+        f"state_dir = {_toml_str(str(d / 'agent-state'))}",
+        "",
+        "[bgp]",
+        f"local_as = {t.asn}",
+        f"router_id = {_toml_str(str(host.address))}",
+        f"listen = [{_toml_str(str(host.address))}]",
+        f"port = {AGENT_PORT}",
+        "",
+        "[api]",
+        f"socket = {_toml_str(str(d / 'vpe.sock'))}",
+    ]
+    if t.route_reflector is not None:
+        peers = [(str(t.route_reflector.address), "route reflector")]
+    else:  # full mesh among the hosts
+        peers = [(str(h.address), f"host {h.name}") for h in t.hosts if h.name != host.name]
+    lines += [
+        "",
+        "[dataplane]",
+        f"driver = {_toml_str('userspace' if forwarder_available() else 'none')}",
+        f"underlay_address = {_toml_str(str(host.address))}",
+        f"fib_socket = {_toml_str(str(forwarder_socket(lab, host)))}",
+    ]
+    for addr, desc in peers:
+        lines += [
+            "",
+            "[[neighbors]]",
+            f"address = {_toml_str(addr)}",
+            f"remote_as = {t.asn}",
+            f"port = {AGENT_PORT}",
+            f"local_address = {_toml_str(str(host.address))}",
+            f"families = {_families(lab)}",
+            "connect_retry = 2.0",
+            f"description = {_toml_str(desc)}",
+        ]
+    for vrf in host_vrfs(lab, host):
+        lines += [
+            "",
+            "[[vrfs]]",
+            f"name = {_toml_str(vrf['name'])}",
+            f"rd = {_toml_str(vrf['rd'])}",
+            "import_rts = [" + ", ".join(_toml_str(x) for x in vrf["import"]) + "]",
+            "export_rts = [" + ", ".join(_toml_str(x) for x in vrf["export"]) + "]",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def vrf_name(vm: VmConfig) -> str:
+    """The VRF a VM's port belongs to: its VPN, or ``a_b`` for a VM in VPNs a and b."""
+    return "_".join(vm.vpns)
+
+
+def host_vrfs(lab: Lab, host: HostConfig) -> list[dict[str, Any]]:
+    """One VRF per distinct VPN set of the VMs on ``host``.
+
+    A VM in several VPNs sits in one VRF that imports and exports the union
+    of their route targets. The RD is the VPN's when it has one (and the VRF
+    serves one VPN), else ``auto``: the agent picks a per-host RD.
+    """
+    t = lab.topology
+    out: dict[str, dict[str, Any]] = {}
+    for vm in t.vms_on(host.name):
+        name = vrf_name(vm)
+        if name in out:
+            continue
+        vpns = [t.vpn(v) for v in vm.vpns]
+        imp = list(dict.fromkeys(rt for v in vpns for rt in v.import_))
+        exp = list(dict.fromkeys(rt for v in vpns for rt in v.export))
+        rd = vpns[0].rd if len(vpns) == 1 and vpns[0].rd else "auto"
+        out[name] = {"name": name, "rd": rd, "import": imp, "export": exp, "vpns": list(vm.vpns)}
+    return list(out.values())
+
+
+def rr_agent_toml(lab: Lab) -> str:
+    """A ``vpe agent`` acting as route reflector: every host a passive RR client."""
+    t = lab.topology
+    rr = t.route_reflector
+    assert rr is not None
+    d = lab.node_dir("rr")
+    lines = [
+        f"# vpe lab {lab.prefix}: route reflector (generated)",
+        f"state_dir = {_toml_str(str(d / 'agent-state'))}",
+        "",
+        "[bgp]",
+        f"local_as = {t.asn}",
+        f"router_id = {_toml_str(str(rr.address))}",
+        f"cluster_id = {_toml_str(str(rr.address))}",
+        f"listen = [{_toml_str(str(rr.address))}]",
+        f"port = {AGENT_PORT}",
+        "",
+        "[api]",
+        f"socket = {_toml_str(str(d / 'vpe.sock'))}",
+    ]
+    for h in t.hosts:
+        lines += [
+            "",
+            "[[neighbors]]",
+            f"address = {_toml_str(str(h.address))}",
+            f"remote_as = {t.asn}",
+            f"local_address = {_toml_str(str(rr.address))}",
+            "passive = true",
+            "route_reflector_client = true",
+            f"families = {_families(lab)}",
+            f"description = {_toml_str('host ' + h.name)}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+_GOBGP_FAMILIES = {"vpnv4": "l3vpn-ipv4-unicast", "vpnv6": "l3vpn-ipv6-unicast", "rtc": "rtc",
+                   "ipv4-unicast": "ipv4-unicast", "ipv6-unicast": "ipv6-unicast",
+                   "ipv4-labeled-unicast": "ipv4-labelled-unicast",
+                   "ipv6-labeled-unicast": "ipv6-labelled-unicast"}
+
+
+def gobgp_toml(lab: Lab) -> str:
+    """gobgpd as VPN route reflector for every host (TESTBED.md's recipe)."""
+    t = lab.topology
+    rr = t.route_reflector
+    assert rr is not None
+    a = str(rr.address)
+    lines = [
+        f"# vpe lab {lab.prefix}: gobgpd route reflector (generated)",
+        "[global.config]",
+        f"  as = {t.asn}",
+        f"  router-id = {_toml_str(a)}",
+        f"  port = {AGENT_PORT}",
+        f"  local-address-list = [{_toml_str(a)}]",
+    ]
+    for h in t.hosts:
+        lines += [
+            "[[neighbors]]",
+            "  [neighbors.config]",
+            f"    neighbor-address = {_toml_str(str(h.address))}",
+            f"    peer-as = {t.asn}",
+            "  [neighbors.transport.config]",
+            "    passive-mode = true",
+            f"    local-address = {_toml_str(a)}",
+            "  [neighbors.route-reflector.config]",
+            "    route-reflector-client = true",
+            f"    route-reflector-cluster-id = {_toml_str(a)}",
+        ]
+        for f in t.families:
+            if f in _GOBGP_FAMILIES:
+                lines += [
+                    "  [[neighbors.afi-safis]]",
+                    "    [neighbors.afi-safis.config]",
+                    f"      afi-safi-name = {_toml_str(_GOBGP_FAMILIES[f])}",
+                ]
+    return "\n".join(lines) + "\n"
