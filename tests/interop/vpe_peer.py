@@ -86,7 +86,9 @@ def attrs(*rts: str, encap: bool = True) -> PathAttributes:
     ext: list[Any] = [RouteTarget.from_str(rt) for rt in rts]
     if encap:
         ext.append(Encapsulation.from_str("encap:mpls-in-udp"))
-    return PathAttributes([Origin(0), AsPath.sequence(), LocalPref(100), ExtendedCommunities(tuple(ext))])
+    return PathAttributes(
+        [Origin(0), AsPath.sequence(), LocalPref(100), ExtendedCommunities(tuple(ext))]
+    )
 
 
 def ext_communities(route: Route) -> list[str]:

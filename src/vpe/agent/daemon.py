@@ -7,6 +7,7 @@ socket (TCP only when configured, and then with a bearer token).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 from pathlib import Path
@@ -14,27 +15,23 @@ from pathlib import Path
 import uvicorn
 
 from ..api.app import create_app
-from ..bgp.speaker import Speaker, settings_from_config
 from .config import AgentConfig
+from .engine import Engine
 
 log = logging.getLogger("vpe.agent")
 
 
-def build_speaker(cfg: AgentConfig) -> Speaker:
-    speaker = Speaker(cfg.bgp.listen, cfg.bgp.port)
-    for n in cfg.neighbors:
-        speaker.add_peer(settings_from_config(cfg.bgp, n))
-    return speaker
-
-
 async def run_agent(cfg: AgentConfig) -> None:
-    speaker = build_speaker(cfg)
-    await speaker.start()
+    # Large route tables are millions of small acyclic objects: collect the
+    # young generation rarely, so the collector does not dominate ingest.
+    gc.set_threshold(200_000, 50, 1000)
+    engine = Engine(cfg)
+    await engine.start()
     sock = Path(cfg.api.socket)
     sock.parent.mkdir(parents=True, exist_ok=True)
     if sock.exists() or sock.is_socket():
         sock.unlink()
-    app = create_app(speaker)
+    app = create_app(engine)
     server = uvicorn.Server(
         uvicorn.Config(app, uds=str(sock), log_level="warning", lifespan="off", access_log=False)
     )
@@ -48,7 +45,7 @@ async def run_agent(cfg: AgentConfig) -> None:
     try:
         await server.serve()
     finally:
-        await speaker.stop()
+        await engine.stop()
         if sock.exists():
             os.unlink(sock)
         log.info("vpe agent stopped")

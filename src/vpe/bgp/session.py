@@ -98,6 +98,8 @@ class PeerSettings:
     connect_retry: float = 5.0
     families: frozenset[Family] = frozenset()
     add_path: tuple[tuple[Family, int], ...] = ()
+    #: with ADD-PATH send: how many paths per prefix (0: all)
+    addpath_send_count: int = 0
     md5_password: str | None = None
     gtsm_hops: int | None = None
     graceful_restart_time: int | None = 120

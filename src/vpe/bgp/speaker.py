@@ -18,7 +18,7 @@ from ipaddress import IPv4Address, ip_address
 from typing import Any
 
 from . import transport
-from .session import Peer, PeerSettings
+from .session import Peer, PeerSettings, SessionHandler
 from .wire.attributes.base import PathAttributes
 from .wire.capabilities import AddPathMode
 from .wire.constants import FAMILY_BY_NAME, Family
@@ -69,6 +69,8 @@ def settings_from_config(bgp: Any, n: Any) -> PeerSettings:
         connect_retry=n.connect_retry,
         families=n.family_set(),
         add_path=tuple((FAMILY_BY_NAME[a.family], _ADDPATH_MODES[a.mode]) for a in n.add_path),
+        addpath_send_count=next((0 if a.send == "all" else 1 if a.send == "best" else int(a.send)
+                                 for a in n.add_path if a.mode != "receive"), 0),
         md5_password=n.md5_password,
         gtsm_hops=n.gtsm_hops,
         graceful_restart_time=120 if n.graceful_restart else None,
@@ -79,7 +81,12 @@ def settings_from_config(bgp: Any, n: Any) -> PeerSettings:
 class Speaker:
     """Sessions to every neighbor plus a table of routes to announce."""
 
-    def __init__(self, listen: Iterable[str] = (), port: int = 179) -> None:
+    def __init__(
+        self, listen: Iterable[str] = (), port: int = 179, handler: SessionHandler | None = None
+    ) -> None:
+        """``handler`` receives the sessions' events; without one the speaker keeps
+        its own simple Adj-RIB-In and table of originated routes (standalone mode)."""
+        self.handler: SessionHandler = handler if handler is not None else self
         self.listen = list(listen)
         self.port = port
         self.peers: dict[str, Peer] = {}
@@ -95,7 +102,7 @@ class Speaker:
     def add_peer(self, settings: PeerSettings) -> Peer:
         if settings.address in self.peers:
             raise ValueError(f"neighbor {settings.address} already exists")
-        peer = Peer(settings, self)
+        peer = Peer(settings, self.handler)
         self.peers[settings.address] = peer
         self.adj_rib_in[settings.address] = {}
         for lst in self._listeners:
@@ -170,6 +177,11 @@ class Speaker:
         for (attrs, nh), nlris in groups.items():
             out.extend(pack_announcements(family, attrs, nh, nlris, peer.tx_ctx))
         return out
+
+    def send(self, peer: Peer, messages: list[bytes]) -> None:
+        """Queue framed messages to ``peer``; sent in call order, with back-pressure."""
+        if messages:
+            self._spawn(peer.send_messages(messages))
 
     def _spawn(self, coro: Any) -> None:
         t = asyncio.get_running_loop().create_task(coro)

@@ -75,10 +75,11 @@ def agent(
     run(cfg)
 
 
-def _get(socket: str, path: str, **params: Any) -> Any:
+def _call(socket: str, method: str, path: str, body: Any = None, **params: Any) -> Any:
     try:
-        with httpx.Client(transport=httpx.HTTPTransport(uds=socket), timeout=10.0) as c:
-            r = c.get(f"http://vpe{path}", params={k: v for k, v in params.items() if v is not None})
+        with httpx.Client(transport=httpx.HTTPTransport(uds=socket), timeout=30.0) as c:
+            r = c.request(method, f"http://vpe{path}", json=body,
+                          params={k: v for k, v in params.items() if v is not None})
     except (httpx.ConnectError, FileNotFoundError, httpx.TransportError) as e:
         err.print(f"error: cannot reach the vpe agent at {socket}: {e} (is `vpe agent` running?)")
         raise typer.Exit(EXIT_UNREACHABLE) from None
@@ -87,9 +88,17 @@ def _get(socket: str, path: str, **params: Any) -> Any:
             detail = r.json().get("detail", r.text)
         except ValueError:
             detail = r.text
-        err.print(f"error: {detail}")
+        if isinstance(detail, list):  # pydantic validation errors
+            detail = "; ".join(
+                f"{'.'.join(str(x) for x in d.get('loc', [])[1:])}: {d.get('msg')}" for d in detail
+            )
+        err.print(f"error: {detail}", highlight=False)
         raise typer.Exit(EXIT_REFUSED if r.status_code != 422 else EXIT_USAGE)
-    return r.json()
+    return r.json() if r.content else None
+
+
+def _get(socket: str, path: str, **params: Any) -> Any:
+    return _call(socket, "GET", path, **params)
 
 
 SocketOpt = typer.Option(DEFAULT_SOCKET, "--socket", help="the agent's API socket (env VPE_SOCKET)")
@@ -158,6 +167,124 @@ def bgp_routes(
             " ".join(str(x) for x in ext) if isinstance(ext, list) else "",
         )
     console.print(t)
+
+
+vpn = typer.Typer(help="VPN instances (VRFs) of this vPE.", no_args_is_help=True)
+app.add_typer(vpn, name="vpn")
+
+
+def _print_vrf(d: dict[str, Any]) -> None:
+    console.print(f"[bold]VRF {d['name']}[/bold]  rd {d.get('rd')}  label mode {d.get('label_mode')}",
+                  highlight=False)
+    console.print(f"  import RTs: {', '.join(d.get('import_rts', [])) or '-'}", highlight=False)
+    console.print(f"  export RTs: {', '.join(d.get('export_rts', [])) or '-'}", highlight=False)
+    console.print(f"  ports: {', '.join(d.get('ports', [])) or '-'}", highlight=False)
+    t = Table("Prefix", "Next hop", "Labels", "Source")
+    for prefix, routes in sorted(d.get("table", {}).items()):
+        for r in routes:
+            t.add_row(prefix, str(r.get("next_hop") or "local"),
+                      ",".join(str(x) for x in r.get("labels", [])) or "-", str(r.get("source")))
+    console.print(t)
+
+
+@vpn.command("create")
+def vpn_create(
+    name: str,
+    rt: list[str] = typer.Option([], "--rt", help="route target imported and exported (repeat)"),
+    import_rt: list[str] = typer.Option([], "--import-rt"),
+    export_rt: list[str] = typer.Option([], "--export-rt"),
+    rd: str = typer.Option("auto", "--rd"),
+    label_mode: str = typer.Option("per-vrf", "--label-mode"),
+    socket: str = SocketOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Create a VPN instance."""
+    d = _call(socket, "POST", "/v1/vpns", {"name": name, "rd": rd, "route_targets": rt,
+                                           "import_rts": import_rt, "export_rts": export_rt,
+                                           "label_mode": label_mode})
+    print(json.dumps(d, indent=2)) if as_json else _print_vrf(d)
+
+
+@vpn.command("list")
+def vpn_list(socket: str = SocketOpt, as_json: bool = JsonOpt) -> None:
+    data = _get(socket, "/v1/vpns")
+    if as_json:
+        print(json.dumps(data, indent=2))
+        return
+    t = Table("Name", "RD", "Import RTs", "Export RTs", "Routes", "Ports")
+    for d in data:
+        t.add_row(d["name"], str(d.get("rd")), ", ".join(d.get("import_rts", [])),
+                  ", ".join(d.get("export_rts", [])), str(len(d.get("table", {}))),
+                  ", ".join(d.get("ports", [])))
+    console.print(t)
+
+
+@vpn.command("show")
+def vpn_show(name: str, socket: str = SocketOpt, as_json: bool = JsonOpt) -> None:
+    d = _get(socket, f"/v1/vpns/{name}")
+    print(json.dumps(d, indent=2)) if as_json else _print_vrf(d)
+
+
+@vpn.command("delete")
+def vpn_delete(name: str, force: bool = typer.Option(False, "--force"), socket: str = SocketOpt) -> None:
+    _call(socket, "DELETE", f"/v1/vpns/{name}", force=str(force).lower())
+    console.print(f"deleted VPN instance {name}")
+
+
+@show.command("vrf")
+def show_vrf(name: str = typer.Argument(None), socket: str = SocketOpt, as_json: bool = JsonOpt) -> None:
+    """A VRF's RTs and table (or all VRFs)."""
+    data = _get(socket, f"/v1/vpns/{name}") if name else _get(socket, "/v1/vpns")
+    if as_json:
+        print(json.dumps(data, indent=2))
+        return
+    for d in data if isinstance(data, list) else [data]:
+        _print_vrf(d)
+
+
+@show.command("fib")
+def show_fib(socket: str = SocketOpt, as_json: bool = JsonOpt) -> None:
+    """The forwarder state as programmed by this agent."""
+    d = _get(socket, "/v1/fib")
+    if as_json or d.get("driver") == "none":
+        print(json.dumps(d, indent=2))
+        return
+    console.print(f"forwarder {d['socket']}: connected={d['connected']} batches={d['batches_sent']}")
+    t = Table("VRF", "Prefix", "Next hops")
+    for r in d["routes"]:
+        hops = "; ".join(
+            f"port {h['port']}" if h.get("port") else f"{h['endpoint']} label {h['label']} {h['encap']}"
+            for h in r["next_hops"]
+        )
+        t.add_row(r["vrf"], r["prefix"], hops)
+    console.print(t)
+
+
+@app.command("attach")
+def attach(
+    name: str,
+    vpn_name: str = typer.Option(..., "--vpn"),
+    ifname: str = typer.Option(..., "--ifname"),
+    mac: str = typer.Option(..., "--mac"),
+    ip: list[str] = typer.Option(..., "--ip", help="address/prefix-length (repeat)"),
+    gateway: list[str] = typer.Option([], "--gateway"),
+    allowed: list[str] = typer.Option([], "--allowed-pair"),
+    advertise: str = typer.Option("host", "--advertise"),
+    socket: str = SocketOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Attach an endpoint (VM interface) to a VPN instance."""
+    d = _call(socket, "POST", "/v1/ports", {"name": name, "vpn": vpn_name, "ifname": ifname, "mac": mac,
+                                            "ips": ip, "gateways": gateway, "allowed_pairs": allowed,
+                                            "advertise": advertise})
+    print(json.dumps(d, indent=2)) if as_json else console.print(f"attached {name} to {vpn_name}")
+
+
+@app.command("detach")
+def detach(name: str, socket: str = SocketOpt) -> None:
+    """Detach an endpoint."""
+    _call(socket, "DELETE", f"/v1/ports/{name}")
+    console.print(f"detached {name}")
 
 
 if __name__ == "__main__":

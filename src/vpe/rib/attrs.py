@@ -13,10 +13,12 @@ from __future__ import annotations
 from ipaddress import IPv4Address
 from typing import NamedTuple
 
-from ..bgp.wire.attributes.base import PathAttributes
+from ..bgp.wire.attributes.as_path import AsPath
+from ..bgp.wire.attributes.base import PathAttribute, PathAttributes, UnknownAttribute
 from ..bgp.wire.attributes.cluster_list import ClusterList
 from ..bgp.wire.attributes.extended_communities import RouteTarget
-from ..bgp.wire.attributes.simple import OriginatorId
+from ..bgp.wire.attributes.next_hop import NextHop
+from ..bgp.wire.attributes.simple import LocalPref, OriginatorId
 from ..bgp.wire.constants import AttrCode
 
 _ORIGIN = int(AttrCode.ORIGIN)
@@ -144,3 +146,70 @@ def decision_attrs(attrs: PathAttributes) -> DecisionAttrs:
             _DECISION_CACHE.clear()
         _DECISION_CACHE[attrs] = d
     return d
+
+
+# -- outbound (Adj-RIB-Out) ------------------------------------------------------
+#
+# Adj-RIB-Out rewrites attribute sets on the way out. These are the only places
+# it touches attribute classes; it caches the results per interned set.
+
+_NEXT_HOP = int(AttrCode.NEXT_HOP)
+
+
+def route_target_octets(attrs: PathAttributes) -> tuple[bytes, ...]:
+    """The Route Targets of ``attrs`` as 8 wire octets each (what RTC matches on)."""
+    return tuple(rt.encode() for rt in route_targets(attrs))
+
+
+def is_originated_in_as(attrs: PathAttributes) -> bool:
+    """True when the route entered no neighbouring AS: AS_PATH empty or absent
+    (confederation segments aside). Such a route's MED is ours to send on."""
+    return neighbor_as(attrs) is None and as_path_len(attrs) == 0
+
+
+def for_external_peer(attrs: PathAttributes, local_asn: int, keep_med: bool) -> PathAttributes:
+    """``attrs`` as sent over eBGP (RFC 4271 5.1.2, 5.1.4, 5.1.5; RFC 4456 8).
+
+    The local AS is prepended to AS_PATH (created if absent); LOCAL_PREF,
+    ORIGINATOR_ID and CLUSTER_LIST, which mean something only inside our AS,
+    are dropped, and so is MED unless ``keep_med``.
+    """
+    drop = [_LOCAL_PREF, _ORIGINATOR_ID, _CLUSTER_LIST]
+    if not keep_med:
+        drop.append(_MED)
+    path = attrs.get(_AS_PATH)
+    new_path = AsPath.sequence(local_asn) if path is None else path.prepend(local_asn)
+    return attrs.without(*drop).replace(new_path)
+
+
+def with_default_local_pref(attrs: PathAttributes, value: int = 100) -> PathAttributes:
+    """``attrs`` with LOCAL_PREF ``value`` unless one is present (RFC 4271 5.1.5)."""
+    if attrs.get(_LOCAL_PREF) is not None:
+        return attrs
+    return attrs.replace(LocalPref(value))
+
+
+def with_next_hop(attrs: PathAttributes, next_hop: IPv4Address | None) -> PathAttributes:
+    """``attrs`` with the NEXT_HOP attribute ``next_hop``; None removes it (MP families
+    carry the next hop in MP_REACH_NLRI and must not send the attribute)."""
+    if next_hop is None:
+        return attrs.without(_NEXT_HOP) if attrs.get(_NEXT_HOP) is not None else attrs
+    cur = attrs.get(_NEXT_HOP)
+    if cur is not None and cur.address == next_hop:
+        return attrs
+    return attrs.replace(NextHop(next_hop))
+
+
+def with_partial_unknowns(attrs: PathAttributes) -> PathAttributes:
+    """Unrecognised optional transitive attributes get the Partial bit when passed on
+    (RFC 4271 5): a speaker on the path did not understand them."""
+    changed = False
+    out: list[PathAttribute] = []
+    for a in attrs:
+        if isinstance(a, UnknownAttribute):
+            b = a.propagated()
+            changed = changed or b is not a
+            out.append(b)
+        else:
+            out.append(a)
+    return PathAttributes(out) if changed else attrs

@@ -1,0 +1,137 @@
+"""Benchmark: Adj-RIB-Out for 1,000,000 VPNv4 destinations to 4 iBGP RR clients.
+
+The routes come from one non-client iBGP peer (so they are reflected to
+the clients: ORIGINATOR_ID and CLUSTER_LIST are added), in batches of 200
+sharing an attribute set, as a full-table load looks. The four clients
+have the same outbound policy, so they form one update group.
+
+Two things are timed, each the median of ``--runs``:
+
+* ``on_change``: the clients are up with an empty table, the routes are
+  loaded into the RIB (not timed), then one :class:`RibChange` naming every
+  destination is handed to :meth:`AdjRibOut.on_change`: diff, outbound
+  attributes and encoding, once for the group;
+* ``peer_up``: the table is loaded and the four clients come up one after
+  the other (the first builds and encodes the group view, the others reuse
+  it after checking split horizon).
+
+    .venv/bin/python bench/rib_out.py [--routes N] [--batch 200] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import struct
+import time
+from ipaddress import IPv4Address, ip_address
+
+from vpe.bgp.wire.attributes import (
+    AsPath,
+    ExtendedCommunities,
+    LocalPref,
+    Med,
+    Origin,
+    OriginType,
+    PathAttributes,
+    RouteTarget,
+)
+from vpe.bgp.wire.constants import VPNV4
+from vpe.bgp.wire.context import CodecContext
+from vpe.bgp.wire.nlri.base import Nlri
+from vpe.bgp.wire.nlri.vpn import VPNV4_CODEC
+from vpe.rib import PeerInfo, Rib, RibChange
+from vpe.rib.adj_rib_out import AdjRibOut, OutPeer
+
+Batch = tuple[PathAttributes, IPv4Address, list[Nlri]]
+
+SOURCE = PeerInfo(ip_address("127.0.0.9"), IPv4Address("192.0.2.9"), 65000, ibgp=True)
+CLIENTS = [
+    PeerInfo(ip_address(f"127.0.0.{i}"), IPv4Address(f"192.0.2.{i}"), 65000, ibgp=True, rr_client=True)
+    for i in range(2, 6)
+]
+
+
+def make_batches(n_routes: int, batch: int) -> list[Batch]:
+    """Decoded UPDATE contents: /32s of 198.18.0.0/15 under RDs 65000:0..k, a label per route."""
+    base = int(IPv4Address("198.18.0.0"))
+    rt = RouteTarget.from_str("65000:1")
+    out: list[Batch] = []
+    for start in range(0, n_routes, batch):
+        wire = bytearray()
+        for i in range(start, min(start + batch, n_routes)):
+            rd = struct.pack("!HHI", 0, 65000, i >> 17)
+            label = ((16 + (i & 0xFFFF)) << 4) | 1
+            wire += bytes((24 + 64 + 32,)) + label.to_bytes(3, "big") + rd
+            wire += struct.pack("!I", base + (i & 0x1FFFF))
+        nlris = VPNV4_CODEC.decode(bytes(wire), False)
+        b = start // batch
+        attrs = PathAttributes(
+            [Origin(OriginType.IGP), AsPath.sequence(), LocalPref(100), Med(b), ExtendedCommunities((rt,))]
+        )
+        out.append((attrs, IPv4Address(f"192.0.2.{1 + b % 200}"), nlris))
+    return out
+
+
+def out_peers() -> list[OutPeer]:
+    ctx = CodecContext(asn4=True, ibgp=True)
+    return [OutPeer(p.address, p, frozenset({VPNV4}), ctx) for p in CLIENTS]
+
+
+def load(rib: Rib, batches: list[Batch]) -> list[bytes]:
+    keys: list[bytes] = []
+    for attrs, nh, nlris in batches:
+        keys.extend(rib.announce(SOURCE, VPNV4, attrs, nh, nlris))
+    return keys
+
+
+def run_on_change(batches: list[Batch]) -> tuple[float, int, int]:
+    rib = Rib()
+    aro = AdjRibOut(rib, local_asn=65000, router_id=IPv4Address("192.0.2.1"))
+    for p in out_peers():
+        aro.peer_up(p)
+    change = RibChange(VPNV4, tuple(load(rib, batches)))
+    t0 = time.perf_counter()
+    out = aro.on_change(change)
+    dt = time.perf_counter() - t0
+    msgs = out[CLIENTS[0].address]
+    assert all(out[c.address][0] is msgs[0] for c in CLIENTS)
+    return dt, len(msgs), sum(map(len, msgs))
+
+
+def run_peer_up(rib: Rib) -> float:
+    aro = AdjRibOut(rib, local_asn=65000, router_id=IPv4Address("192.0.2.1"))
+    t0 = time.perf_counter()
+    for p in out_peers():
+        aro.peer_up(p)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--routes", type=int, default=1_000_000)
+    ap.add_argument("--batch", type=int, default=200)
+    ap.add_argument("--runs", type=int, default=3)
+    args = ap.parse_args()
+    batches = make_batches(args.routes, args.batch)
+    times: list[float] = []
+    n_msgs = n_bytes = 0
+    for _ in range(args.runs):
+        dt, n_msgs, n_bytes = run_on_change(batches)
+        times.append(dt)
+    print(
+        f"on_change: {args.routes:,} VPNv4 destinations to {len(CLIENTS)} RR clients (one group): "
+        f"median {statistics.median(times):.2f} s of {args.runs} "
+        f"({', '.join(f'{t:.2f}' for t in times)}); {n_msgs:,} UPDATEs, {n_bytes / 1e6:.1f} MB per peer"
+    )
+    rib = Rib()
+    load(rib, batches)
+    up = [run_peer_up(rib) for _ in range(args.runs)]
+    print(
+        f"peer_up: {len(CLIENTS)} clients, full table each: median {statistics.median(up):.2f} s "
+        f"of {args.runs} ({', '.join(f'{t:.2f}' for t in up)})"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,246 @@
+"""The agent's side of the FIB channel: desired forwarder state, and getting it there.
+
+The agent keeps the whole state it wants the forwarder to hold (ports,
+routes, labels); every change updates it and queues a :class:`Batch`. A
+background task owns the (blocking) :class:`FibClient`: it connects, sends a
+full sync, then the queued batches in order. When the forwarder goes away
+it reconnects with backoff and syncs everything again, so the forwarder's
+state always converges to the agent's. Meanwhile the forwarder keeps
+forwarding with what it has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Hashable, Iterable
+from ipaddress import IPv4Address, IPv6Address, ip_address
+from typing import TYPE_CHECKING, Any
+
+from ..dataplane.channel import ChannelError, FibClient
+from ..dataplane.driver import (
+    AddressPair,
+    Batch,
+    LabelEntry,
+    NextHop,
+    Port,
+    Route,
+    RouteKey,
+    State,
+)
+from ..vpn.vrf import RouteKind
+
+if TYPE_CHECKING:
+    from ..vpn.events import VrfTableChange
+    from ..vpn.service import VpnService
+    from .engine import Attachment
+
+log = logging.getLogger("vpe.fib")
+
+#: RFC 9012 tunnel type -> forwarder encapsulation name
+_ENCAP_NAMES = {13: "mpls-in-udp", 11: "mpls-in-gre"}
+
+
+class FibProgrammer:
+    """Desired forwarder state plus the task that keeps the forwarder in step with it."""
+
+    def __init__(self, socket_path: str, underlay: IPv4Address | IPv6Address,
+                 encap_order: Iterable[str] = ("mpls-in-udp", "mpls-in-gre")) -> None:
+        self.socket_path = socket_path
+        self.underlay = underlay
+        self.encap_order = tuple(encap_order)
+        self.ports: dict[str, Port] = {}
+        self.routes: dict[RouteKey, Route] = {}
+        self.labels: dict[int, LabelEntry] = {}
+        self._queue: list[Batch] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.connected = False
+        self.last_error = ""
+        self.batches_sent = 0
+        self.latencies: list[float] = []
+
+    # -- state changes ---------------------------------------------------------
+
+    def add_port(self, a: Attachment) -> None:
+        port = Port(
+            name=a.name,
+            ifname=a.ifname,
+            vrf=a.vrf,
+            mac=a.mac,
+            ips=tuple(a.ips),  # type: ignore[arg-type]
+            gateway_ips=tuple(a.gateways),  # type: ignore[arg-type]
+            allowed_pairs=tuple(AddressPair(p) for p in a.allowed_pairs),  # type: ignore[arg-type]
+        )
+        self.ports[a.name] = port
+        self._queue_batch(Batch(add_ports=(port,)))
+
+    def remove_port(self, name: str) -> None:
+        if self.ports.pop(name, None) is not None:
+            self._queue_batch(Batch(remove_ports=(name,)))
+
+    def vrf_changes(self, changes: Iterable[VrfTableChange], vpn: VpnService) -> None:
+        bindings = vpn.label_bindings()
+        add: list[Route] = []
+        remove: list[RouteKey] = []
+        for ch in changes:
+            key = RouteKey(ch.vrf, ch.network)
+            hops = self._next_hops(ch, vpn, bindings)
+            if hops:
+                r = Route(ch.vrf, ch.network, tuple(hops[:512]))
+                if self.routes.get(key) != r:
+                    self.routes[key] = r
+                    add.append(r)
+            elif key in self.routes:
+                del self.routes[key]
+                remove.append(key)
+        labels = self._label_table(bindings)
+        add_l = [e for lab, e in labels.items() if self.labels.get(lab) != e]
+        rem_l = [lab for lab in self.labels if lab not in labels]
+        self.labels = labels
+        if add or remove or add_l or rem_l:
+            self._queue_batch(Batch(add_routes=tuple(add), remove_routes=tuple(remove),
+                                    add_labels=tuple(add_l), remove_labels=tuple(rem_l)))
+
+    def _next_hops(self, ch: VrfTableChange, vpn: VpnService,
+                   bindings: dict[int, Hashable]) -> list[NextHop]:
+        hops: list[NextHop] = []
+        for r in ch.routes:
+            if r.next_hop is None:
+                if r.kind is RouteKind.HOST and isinstance(r.origin, str):
+                    hops.append(NextHop.local(r.origin))
+                continue
+            if not r.labels:
+                continue
+            if r.next_hop == self.underlay:
+                # our own route imported into another VRF (same-host extranet)
+                local = self._resolve_local(r.labels[0], ch, vpn, bindings)
+                if local is not None:
+                    hops.append(local)
+                continue
+            encap = self._encap(r.encapsulation)
+            hops.append(NextHop.remote(r.next_hop, r.labels[0], encap))  # type: ignore[arg-type]
+        return hops
+
+    def _resolve_local(self, label: int, ch: VrfTableChange, vpn: VpnService,
+                       bindings: dict[int, Hashable]) -> NextHop | None:
+        owner = bindings.get(label)
+        if not isinstance(owner, tuple) or not owner:
+            return None
+        if owner[0] == "endpoint":
+            return NextHop.local(str(owner[2]))
+        src_vrf = str(owner[1])
+        try:
+            entries = vpn.vrf(src_vrf).active((ch.version, ch.prefix))  # type: ignore[arg-type]
+        except (ValueError, KeyError):
+            return None
+        for e in entries:
+            if e.next_hop is None and e.kind is RouteKind.HOST and isinstance(e.origin, str):
+                return NextHop.local(e.origin)
+        return None
+
+    def _encap(self, offered: tuple[int, ...]) -> str:
+        names = [_ENCAP_NAMES[t] for t in offered if t in _ENCAP_NAMES]
+        for pref in self.encap_order:
+            if pref in names:
+                return pref
+        return self.encap_order[0]
+
+    @staticmethod
+    def _label_table(bindings: dict[int, Hashable]) -> dict[int, LabelEntry]:
+        out: dict[int, LabelEntry] = {}
+        for label, owner in bindings.items():
+            if not isinstance(owner, tuple):
+                continue
+            if owner[0] == "endpoint":
+                out[label] = LabelEntry(label, "port", str(owner[2]))
+            else:
+                out[label] = LabelEntry(label, "vrf", str(owner[1]))
+        return out
+
+    def state(self) -> State:
+        return State(ports=tuple(self.ports.values()), routes=tuple(self.routes.values()),
+                     labels=tuple(self.labels.values()))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "socket": self.socket_path,
+            "connected": self.connected,
+            "last_error": self.last_error,
+            "batches_sent": self.batches_sent,
+            "ports": [p.to_json() for p in self.ports.values()],
+            "routes": [r.to_json() for r in self.routes.values()],
+            "labels": [e.to_json() for e in self.labels.values()],
+        }
+
+    # -- the channel task -------------------------------------------------------
+
+    def _queue_batch(self, batch: Batch) -> None:
+        self._queue.append(batch)
+        self._wake.set()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="fib-channel")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        delay = 0.2
+        while True:
+            try:
+                client = await asyncio.to_thread(FibClient.connect, self.socket_path, 10.0)
+            except (OSError, ChannelError) as e:
+                if self.last_error != str(e):
+                    log.warning("forwarder at %s not reachable: %s (retrying)", self.socket_path, e)
+                self.last_error = str(e)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            delay = 0.2
+            try:
+                self._queue.clear()
+                await asyncio.to_thread(client.sync, self.state())
+                self.connected = True
+                self.last_error = ""
+                log.info("forwarder at %s synchronised: %d ports, %d routes, %d labels",
+                         self.socket_path, len(self.ports), len(self.routes), len(self.labels))
+                while True:
+                    await self._wake.wait()
+                    self._wake.clear()
+                    while self._queue:
+                        batch = self._queue.pop(0)
+                        t = time.perf_counter()
+                        try:
+                            await asyncio.to_thread(client.apply, batch)
+                        except ChannelError as e:
+                            if "closed" in str(e):
+                                raise
+                            log.error("forwarder refused a batch (%s); resynchronising", e)
+                            self._queue.clear()
+                            await asyncio.to_thread(client.sync, self.state())
+                        self.batches_sent += 1
+                        self.latencies.append(time.perf_counter() - t)
+                        del self.latencies[:-1000]
+            except (OSError, ChannelError) as e:
+                log.warning("forwarder channel lost: %s; reconnecting", e)
+                self.last_error = str(e)
+            finally:
+                self.connected = False
+                with contextlib.suppress(Exception):
+                    client.close()
+
+    def counters(self) -> dict[str, Any]:
+        with FibClient.connect(self.socket_path, 5.0) as c:
+            return c.counters()
+
+
+def _unused(x: Any) -> Any:  # pragma: no cover - keeps ip_address import used in type contexts
+    return ip_address(x)
