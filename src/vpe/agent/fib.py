@@ -16,7 +16,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Hashable, Iterable
-from ipaddress import IPv4Address, IPv6Address, ip_address
+from ipaddress import IPv4Address, IPv6Address
 from typing import TYPE_CHECKING, Any
 
 from ..dataplane.channel import ChannelError, FibClient
@@ -114,14 +114,19 @@ class FibProgrammer:
                 continue
             if not r.labels:
                 continue
-            if r.next_hop == self.underlay:
+            nh = r.next_hop
+            # VPN-IPv6 routes over an IPv4 underlay carry the IPv4 endpoint as
+            # an IPv4-mapped IPv6 next hop (RFC 4659 section 3.2.1.1).
+            if isinstance(nh, IPv6Address) and nh.ipv4_mapped is not None:
+                nh = nh.ipv4_mapped
+            if nh == self.underlay:
                 # our own route imported into another VRF (same-host extranet)
                 local = self._resolve_local(r.labels[0], ch, vpn, bindings)
                 if local is not None:
                     hops.append(local)
                 continue
             encap = self._encap(r.encapsulation)
-            hops.append(NextHop.remote(r.next_hop, r.labels[0], encap))  # type: ignore[arg-type]
+            hops.append(NextHop.remote(nh, r.labels[0], encap))  # type: ignore[arg-type]
         return hops
 
     def _resolve_local(self, label: int, ch: VrfTableChange, vpn: VpnService,
@@ -241,6 +246,3 @@ class FibProgrammer:
         with FibClient.connect(self.socket_path, 5.0) as c:
             return c.counters()
 
-
-def _unused(x: Any) -> Any:  # pragma: no cover - keeps ip_address import used in type contexts
-    return ip_address(x)

@@ -62,23 +62,25 @@ def _fail(e: Exception) -> HTTPException:
 
 
 def create_app(engine: Engine) -> FastAPI:
+    """The API of ``engine``. Endpoints are ``async``: they run on the event
+    loop that owns the engine, never in a worker thread."""
     app = FastAPI(title="vpe agent", version="1", openapi_url="/openapi.json")
 
     # -- BGP looking glass ------------------------------------------------------
 
     @app.get("/v1/bgp/neighbors")
-    def neighbors() -> list[dict[str, Any]]:
+    async def neighbors() -> list[dict[str, Any]]:
         return engine.summary()
 
     @app.get("/v1/bgp/neighbors/{address}")
-    def neighbor(address: str) -> dict[str, Any]:
+    async def neighbor(address: str) -> dict[str, Any]:
         for n in engine.summary():
             if n["address"] == address:
                 return n
         raise HTTPException(404, f"no neighbor {address}")
 
     @app.get("/v1/bgp/routes")
-    def routes(
+    async def routes(
         family: str = Query("vpnv4", description="family name, e.g. vpnv4, vpnv6, rtc"),
         peer: str | None = Query(None, description="only paths from this neighbor ('local' for ours)"),
         offset: int = Query(0, ge=0),
@@ -95,17 +97,17 @@ def create_app(engine: Engine) -> FastAPI:
     # -- VPN instances ----------------------------------------------------------
 
     @app.get("/v1/vpns")
-    def vpns() -> list[dict[str, Any]]:
+    async def vpns() -> list[dict[str, Any]]:
         return [engine.vrf_json(n) for n in sorted(engine.vpn.vrfs)]
 
     @app.get("/v1/vpns/{name}")
-    def vpn(name: str) -> dict[str, Any]:
+    async def vpn(name: str) -> dict[str, Any]:
         if name not in engine.vpn.vrfs:
             raise HTTPException(404, f"no VPN instance {name!r}")
         return engine.vrf_json(name)
 
     @app.post("/v1/vpns", status_code=201)
-    def create_vpn(body: VpnCreate) -> dict[str, Any]:
+    async def create_vpn(body: VpnCreate) -> dict[str, Any]:
         if body.name in engine.vpn.vrfs:
             raise HTTPException(409, f"name: VPN instance {body.name!r} already exists")
         try:
@@ -115,7 +117,7 @@ def create_app(engine: Engine) -> FastAPI:
         return engine.vrf_json(body.name)
 
     @app.patch("/v1/vpns/{name}")
-    def update_vpn(name: str, body: VpnUpdate) -> dict[str, Any]:
+    async def update_vpn(name: str, body: VpnUpdate) -> dict[str, Any]:
         if name not in engine.vpn.vrfs:
             raise HTTPException(404, f"no VPN instance {name!r}")
         try:
@@ -125,7 +127,7 @@ def create_app(engine: Engine) -> FastAPI:
         return engine.vrf_json(name)
 
     @app.delete("/v1/vpns/{name}", status_code=204)
-    def delete_vpn(name: str, force: bool = False) -> None:
+    async def delete_vpn(name: str, force: bool = False) -> None:
         if name not in engine.vpn.vrfs:
             raise HTTPException(404, f"no VPN instance {name!r}")
         ports = [a.name for a in engine.attachments.values() if a.vrf == name]
@@ -138,12 +140,12 @@ def create_app(engine: Engine) -> FastAPI:
     # -- ports ------------------------------------------------------------------
 
     @app.get("/v1/ports")
-    def ports(offset: int = Query(0, ge=0), limit: int = Query(1000, ge=1, le=100000)) -> list[dict[str, Any]]:
+    async def ports(offset: int = Query(0, ge=0), limit: int = Query(1000, ge=1, le=100000)) -> list[dict[str, Any]]:
         items = sorted(engine.attachments.values(), key=lambda a: a.name)
         return [a.to_json() for a in items[offset : offset + limit]]
 
     @app.post("/v1/ports", status_code=201)
-    def attach(body: PortAttach) -> dict[str, Any]:
+    async def attach(body: PortAttach) -> dict[str, Any]:
         from ..agent.engine import Attachment
 
         if body.name in engine.attachments:
@@ -162,7 +164,7 @@ def create_app(engine: Engine) -> FastAPI:
         return a.to_json()
 
     @app.delete("/v1/ports/{name}", status_code=204)
-    def detach(name: str) -> None:
+    async def detach(name: str) -> None:
         if name not in engine.attachments:
             raise HTTPException(404, f"no port {name!r}")
         engine.detach(name)
@@ -170,7 +172,7 @@ def create_app(engine: Engine) -> FastAPI:
     # -- forwarder --------------------------------------------------------------
 
     @app.get("/v1/fib")
-    def fib() -> dict[str, Any]:
+    async def fib() -> dict[str, Any]:
         if engine.fib is None:
             return {"driver": "none"}
         d = engine.fib.to_json()

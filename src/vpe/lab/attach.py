@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .configs import vrf_name
-from .layout import VM_IF, Lab
+from .layout import VM_IF, Lab, LabError
 from .topology import VmConfig
 
 # -- VM attachment (pluggable) ----------------------------------------------------
@@ -47,16 +47,53 @@ def vm_record(lab: Lab, vm: VmConfig) -> dict[str, Any]:
 
 
 def attach_vm(lab: Lab, vm: VmConfig) -> Path:
-    """Attach ``vm`` to its host's agent. For now: record the intent.
+    """Attach ``vm`` to its host's agent through the agent's API, and record it.
 
-    The agent's attach API comes later; then this calls it (the record has
-    the agent's socket, the port, MAC, addresses and VPNs). Until then the
-    record in ``attachments/<vm>.json`` is what the demo and tests read.
+    Waits (bounded) for the agent's API socket; an attachment that already
+    exists with the same content is left alone, so ``up`` stays idempotent.
+    The record in ``attachments/<vm>.json`` is what the demo and tests read.
     """
+    rec = vm_record(lab, vm)
+    _api_attach(rec)
+    return _record(lab, vm, rec)
+
+
+def _api_attach(rec: dict[str, Any], timeout: float = 30.0) -> None:
+    import time
+
+    import httpx
+
+    body = {
+        "name": rec["vm"],
+        "ifname": rec["port"],
+        "vpn": rec["vrf"],
+        "mac": rec["mac"],
+        "ips": [a for a in (rec["ipv4"], rec["ipv6"]) if a],
+        "gateways": [g for g in (rec["gateway"], rec["gateway6"]) if g],
+    }
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            with httpx.Client(transport=httpx.HTTPTransport(uds=rec["agent_socket"]), timeout=10) as c:
+                r = c.post("http://vpe/v1/ports", json=body)
+        except (httpx.TransportError, OSError) as e:
+            last = str(e)
+            time.sleep(0.2)
+            continue
+        if r.status_code == 201:
+            return
+        if r.status_code == 409:
+            return  # already attached (idempotent up)
+        raise LabError(f"attaching {rec['vm']} to {rec['host']}: {r.status_code} {r.text}")
+    raise LabError(f"attaching {rec['vm']}: agent API {rec['agent_socket']} not reachable: {last}")
+
+
+def _record(lab: Lab, vm: VmConfig, rec: dict[str, Any]) -> Path:
     d = lab.state_dir / "attachments"
     d.mkdir(parents=True, exist_ok=True)
     path = d / f"{vm.name}.json"
-    text = json.dumps(vm_record(lab, vm), indent=2) + "\n"
+    text = json.dumps(rec, indent=2) + "\n"
     with contextlib.suppress(OSError):
         if path.read_text() == text:
             return path

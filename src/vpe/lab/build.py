@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,6 +135,9 @@ def _wire_vm(lab: Lab, vm: VmConfig) -> None:
     netns.sysctl_set(vm_ns, _iface_sysctls(VM_IF))
     netns.link_set(host_ns, port)
     netns.link_set(vm_ns, VM_IF, mac=lab.vm_mac(vm))
+    # The VM's frames cross a userspace forwarder: they must leave the VM
+    # complete (checksums filled in, no 64 KiB TSO/GSO super-frames).
+    netns.run(["ip", "netns", "exec", vm_ns, sys.executable, "-m", "vpe.dataplane.offload", VM_IF])
     if vm.ipv4 is not None:
         netns.addr_add(vm_ns, VM_IF, str(vm.ipv4))
         gw = vm.gateway_v4()
