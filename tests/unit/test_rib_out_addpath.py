@@ -125,3 +125,32 @@ def test_addpath_send_without_negotiated_addpath_is_best_only() -> None:
     rib.announce(N2, VPNV4, attrs(lp=200), NH, [n])
     s = sent_routes(aro.on_change(RibChange(VPNV4, (n.key,)))[C1.address], p.ctx)
     assert list(s.announced) == [(VPNV4, P, 0)]
+
+
+def test_third_path_reaches_addpath_peer_through_the_rib() -> None:
+    """With report_all_paths, a path that is not best still triggers on_change (ADD-PATH all)."""
+    from ipaddress import IPv4Address
+
+    from vpe.bgp.wire.attributes.as_path import AsPath
+    from vpe.bgp.wire.attributes.base import PathAttributes
+    from vpe.bgp.wire.attributes.origin import Origin
+    from vpe.bgp.wire.attributes.simple import LocalPref
+    from vpe.bgp.wire.nlri.vpn import VPNv4Prefix
+    from vpe.rib import Rib
+    from vpe.rib.decision import DecisionOptions
+    from vpe.rib.path import PeerInfo
+
+    rib = Rib(DecisionOptions(report_all_paths=True))
+    seen: list[RibChange] = []
+    rib.subscribe(seen.append)
+    key_count_before = len(seen)
+    a = PeerInfo(IPv4Address("127.0.0.1"), IPv4Address("198.18.0.1"), 65000, ibgp=True)
+    b = PeerInfo(IPv4Address("127.0.0.2"), IPv4Address("198.18.0.2"), 65000, ibgp=True)
+    c = PeerInfo(IPv4Address("127.0.0.3"), IPv4Address("198.18.0.3"), 65000, ibgp=True)
+    n = VPNv4Prefix.from_str("65000:1:192.0.2.0/24", labels=(16,))
+    attrs = PathAttributes([Origin(0), AsPath.sequence(), LocalPref(200)])
+    worse = PathAttributes([Origin(0), AsPath.sequence(), LocalPref(50)])
+    rib.announce(a, VPNV4, attrs, IPv4Address("198.18.0.1"), [n])
+    rib.announce(b, VPNV4, worse, IPv4Address("198.18.0.2"), [n])
+    rib.announce(c, VPNV4, worse, IPv4Address("198.18.0.3"), [n])
+    assert len(seen) - key_count_before == 3

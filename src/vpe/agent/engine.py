@@ -91,8 +91,9 @@ class Engine:
         self.speaker = Speaker(bgp.listen, bgp.port, handler=self)
         for n in cfg.neighbors:
             self.speaker.add_peer(settings_from_config(bgp, n))
+        addpath_send = any(a.mode != "receive" for n in cfg.neighbors for a in n.add_path)
         self.rib = Rib(
-            DecisionOptions(max_paths=64),
+            DecisionOptions(max_paths=64, report_all_paths=addpath_send),
             router_id=self.router_id,
             cluster_id=cluster,
             local_asn=self.local_as,

@@ -54,6 +54,9 @@ class DecisionOptions:
     always_compare_med: bool = False
     med_missing_as_worst: bool = False
     max_paths: int = 1
+    #: report a destination on any change of its paths, not only of its best /
+    #: multipath set (what ADD-PATH "all" and best-N senders need)
+    report_all_paths: bool = False
     igp_cost: Callable[[IPAddress | None], int | None] = _zero_cost
 
     def __post_init__(self) -> None:

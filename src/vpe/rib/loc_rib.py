@@ -191,8 +191,21 @@ class LocRib:
 
         ``old`` or ``new`` may be None (a new route, a withdrawal).
         ``adj.routes`` must already hold ``new``. True if best or multipath
-        changed.
+        changed (or, with ``report_all_paths``, if any path changed).
         """
+        changed = self._change(key, adj, old, new, source)
+        if self.options.report_all_paths and (old is not None or (new is not None and source is not None)):
+            return True
+        return changed
+
+    def _change(
+        self,
+        key: bytes,
+        adj: AdjRibIn,
+        old: Nlri | None,
+        new: Nlri | None = None,
+        source: PathSource | None = None,
+    ) -> bool:
         dests = self.dests
         cur = dests.get(key)
         old_best: Path | None
