@@ -36,6 +36,9 @@ lint: venv
 demo: deps venv
 	$(PY) -m vpe.demo
 
+demo-down: venv
+	$(VENV)/bin/vpe lab down --prefix demo
+
 bench: venv
 	$(PY) bench/codec.py
 

@@ -46,7 +46,7 @@ RT_MAP = "route-map RT1 permit 10\n set extcommunity rt 65000:1 65000:3"
 # --------------------------------------------------------------------------- helpers
 
 
-def _networks(*lines: str) -> str:
+def _networks(*lines: tuple[str, str]) -> str:
     """``extra_config`` with FRR-originated VPN routes (``network`` lines per address family)."""
     out: list[str] = []
     for af, line in lines:

@@ -102,7 +102,9 @@ def by_nlri(routes: Iterable[Route]) -> dict[str, Route]:
     return {str(r.nlri): r for r in routes}
 
 
-async def until(pred: Callable[[], T], timeout: float, what: str, interval: float = 0.1) -> T:
+async def until(
+    pred: Callable[[], T | None], timeout: float, what: str, interval: float = 0.1
+) -> T:
     """Poll a cheap in-process predicate while the speaker keeps running; fail naming ``what``."""
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
@@ -116,7 +118,7 @@ async def until(pred: Callable[[], T], timeout: float, what: str, interval: floa
 
 
 async def until_daemon(
-    probe: Callable[[], T], timeout: float, what: str, interval: float = 0.2
+    probe: Callable[[], T | None], timeout: float, what: str, interval: float = 0.2
 ) -> T:
     """Poll a blocking daemon probe (CLI call) in a worker thread; errors count as "not yet"."""
     loop = asyncio.get_running_loop()
