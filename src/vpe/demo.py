@@ -93,7 +93,7 @@ def wait_converged(lab: Lab, t: Topology) -> float:
         if not missing:
             return time.monotonic() - start
         if time.monotonic() - start > CONVERGE_TIMEOUT:
-            raise RuntimeError("not converged after %.0f s: %s" % (CONVERGE_TIMEOUT, "; ".join(missing)))
+            raise RuntimeError(f"not converged after {CONVERGE_TIMEOUT:.0f} s: " + "; ".join(missing))
         time.sleep(0.5)
 
 
