@@ -27,6 +27,7 @@ from typing import Any
 
 from ..bgp.session import Peer
 from ..bgp.speaker import Speaker, settings_from_config
+from ..bgp.wire.attributes.base import PathAttributes
 from ..bgp.wire.constants import (
     RTC,
     VPNV4,
@@ -36,6 +37,7 @@ from ..bgp.wire.constants import (
 from ..bgp.wire.nlri.base import Nlri
 from ..bgp.wire.update import Update
 from ..rib.adj_rib_out import AdjRibOut, OutPeer
+from ..rib.attrs import route_target_octets
 from ..rib.decision import DecisionOptions
 from ..rib.path import PeerInfo
 from ..rib.rib import Rib, RibChange
@@ -112,6 +114,8 @@ class Engine:
         self._rtc_sent: dict[bytes, Nlri] = {}
         self._peer_info: dict[str, PeerInfo] = {}
         self._released: list[int] = []
+        self._import_rts: frozenset[bytes] = frozenset()
+        self._relevance: dict[PathAttributes, bool] = {}
         self.rib.subscribe(self._on_rib_change)
         for v in cfg.vrfs:
             self._apply(
@@ -128,6 +132,7 @@ class Engine:
             for r in v.routes:
                 self._apply(self.vpn.add_local_route(v.name, r.prefix, kind=r.kind, next_hop=r.next_hop))
         self._sync_rtc()
+        self._import_rts_changed()
 
     # -- life cycle ------------------------------------------------------------
 
@@ -233,20 +238,55 @@ class Engine:
             self.vpn.labels_withdrawn(self._released, time.monotonic())
             self._released = []
 
+    def _relevant(self, attrs: PathAttributes) -> bool:
+        """Does a path with ``attrs`` carry a route target some local VRF imports?
+
+        Asked once per interned attribute set, not per route: a route
+        reflector with no VRFs, or a vPE holding a large table of other
+        tenants' routes, does no per-route VPN work for them.
+        """
+        r = self._relevance.get(attrs)
+        if r is None:
+            rts = self._import_rts
+            r = bool(rts) and any(rt in rts for rt in route_target_octets(attrs))
+            self._relevance[attrs] = r
+        return r
+
     def _feed_vpn(self, fam: Family, keys: Iterable[bytes]) -> None:
+        if not self._import_rts and not self._fed:
+            return  # no VRF imports anything (a pure route reflector)
         loc = self.rib.loc_rib(fam)
         ch = VpnPathsChanged()
         fed = self._fed
+        relevant = self._relevant
         for key in keys:
             old = fed.pop((fam, key), None)
             if old:
                 ch.removes.extend(old)
-            new = [vpn_path_of(fam, p) for p in loc.multipath(key) if not p.peer.local]
+            new = [
+                vpn_path_of(fam, p)
+                for p in loc.multipath(key)
+                if not p.peer.local and relevant(p.attrs)
+            ]
             if new:
                 fed[(fam, key)] = new
                 ch.adds.extend(new)
         if ch.adds or ch.removes:
             self._apply(self.vpn.apply(ch))
+
+    def _import_rts_changed(self) -> None:
+        """The union of the VRFs' import RTs changed: feed the VPN service the
+        Loc-RIB destinations it has not seen and now may import."""
+        rts: set[bytes] = set()
+        for v in self.vpn.vrfs.values():
+            rts.update(rt.encode() for rt in v.import_rts)
+        if rts == self._import_rts:
+            return
+        self._import_rts = frozenset(rts)
+        self._relevance.clear()
+        for fam in VPN_FAMILIES:
+            loc = self.rib.loc_rib(fam)
+            self._feed_vpn(fam, [k for k in loc.keys() if (fam, k) not in self._fed])  # noqa: SIM118
 
     def _apply(self, out: VpnOutput) -> None:
         """Exports become local RIB paths; table changes go to the FIB."""
@@ -284,6 +324,7 @@ class Engine:
     def add_vrf(self, name: str, **kw: Any) -> None:
         self._apply(self.vpn.add_vrf(name, **kw))
         self._sync_rtc()
+        self._import_rts_changed()
 
     def update_vrf(self, name: str, *, import_rts: list[str] | None = None,
                    export_rts: list[str] | None = None, rd: str | None = None,
@@ -300,10 +341,12 @@ class Engine:
         if multipath is not None:
             self._apply(self.vpn.set_multipath(name, multipath))
         self._sync_rtc()
+        self._import_rts_changed()
 
     def remove_vrf(self, name: str) -> None:
         self._apply(self.vpn.remove_vrf(name, time.monotonic()))
         self._sync_rtc()
+        self._import_rts_changed()
 
     def attach(self, a: Attachment) -> None:
         """Attach an endpoint: its host routes are originated in its VRF; the forwarder gets the port."""

@@ -26,11 +26,12 @@ from ..dataplane.driver import (
     LabelEntry,
     NextHop,
     Port,
+    ReplicationList,
     Route,
     RouteKey,
     State,
 )
-from ..vpn.vrf import RouteKind
+from ..vpn.vrf import RouteKind, RouteSource
 
 if TYPE_CHECKING:
     from ..vpn.events import VrfTableChange
@@ -54,6 +55,12 @@ class FibProgrammer:
         self.ports: dict[str, Port] = {}
         self.routes: dict[RouteKey, Route] = {}
         self.labels: dict[int, LabelEntry] = {}
+        self.replication: dict[str, ReplicationList] = {}
+        #: the VPN service of the last table change, to re-resolve what depends on ports
+        self._vpn: VpnService | None = None
+        #: table changes holding a local static route: their next hop resolves to a
+        #: port (by the VM's address), which may be attached later
+        self._statics: dict[RouteKey, VrfTableChange] = {}
         self._queue: list[Batch] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -75,18 +82,47 @@ class FibProgrammer:
             allowed_pairs=tuple(AddressPair(p) for p in a.allowed_pairs),  # type: ignore[arg-type]
         )
         self.ports[a.name] = port
-        self._queue_batch(Batch(add_ports=(port,)))
+        self._queue_batch(Batch(add_ports=(port,), **self._port_dependents()))
 
     def remove_port(self, name: str) -> None:
         if self.ports.pop(name, None) is not None:
-            self._queue_batch(Batch(remove_ports=(name,)))
+            self._queue_batch(Batch(remove_ports=(name,), **self._port_dependents()))
+
+    def _port_dependents(self) -> dict[str, Any]:
+        """Static routes and per-endpoint labels name a VM by address: re-resolve them
+        after the set of ports changed (the route may have come before the port)."""
+        if self._vpn is None:
+            return {}
+        return self._changes(list(self._statics.values()), self._vpn)
+
+    def set_replication(self, vrf: str, members: Iterable[NextHop]) -> None:
+        """The remote vPEs that get a copy of ``vrf``'s broadcast/multicast (R3.2)."""
+        hops = tuple(sorted(set(members), key=lambda h: (str(h.endpoint), h.label or 0, h.encap)))
+        if not hops:
+            if self.replication.pop(vrf, None) is not None:
+                self._queue_batch(Batch(remove_replication=(vrf,)))
+            return
+        rl = ReplicationList(vrf, hops)
+        if self.replication.get(vrf) != rl:
+            self.replication[vrf] = rl
+            self._queue_batch(Batch(set_replication=(rl,)))
 
     def vrf_changes(self, changes: Iterable[VrfTableChange], vpn: VpnService) -> None:
+        self._vpn = vpn
+        kw = self._changes(list(changes), vpn)
+        if kw:
+            self._queue_batch(Batch(**kw))
+
+    def _changes(self, changes: list[VrfTableChange], vpn: VpnService) -> dict[str, Any]:
         bindings = vpn.label_bindings()
         add: list[Route] = []
         remove: list[RouteKey] = []
         for ch in changes:
             key = RouteKey(ch.vrf, ch.network)
+            if any(r.source is RouteSource.LOCAL and r.kind is RouteKind.STATIC for r in ch.routes):
+                self._statics[key] = ch
+            else:
+                self._statics.pop(key, None)
             hops = self._next_hops(ch, vpn, bindings)
             if hops:
                 r = Route(ch.vrf, ch.network, tuple(hops[:512]))
@@ -101,8 +137,20 @@ class FibProgrammer:
         rem_l = [lab for lab in self.labels if lab not in labels]
         self.labels = labels
         if add or remove or add_l or rem_l:
-            self._queue_batch(Batch(add_routes=tuple(add), remove_routes=tuple(remove),
-                                    add_labels=tuple(add_l), remove_labels=tuple(rem_l)))
+            return {"add_routes": tuple(add), "remove_routes": tuple(remove),
+                    "add_labels": tuple(add_l), "remove_labels": tuple(rem_l)}
+        return {}
+
+    def _port_for(self, vrf: str, item: object) -> str | None:
+        """The port an endpoint label / static next hop means: a port name, or the
+        address of a VM attached to ``vrf``."""
+        name = str(item)
+        if name in self.ports:
+            return name
+        for p in self.ports.values():
+            if p.vrf == vrf and any(str(i.ip) == name for i in p.ips):
+                return p.name
+        return None
 
     def _next_hops(self, ch: VrfTableChange, vpn: VpnService,
                    bindings: dict[int, Hashable]) -> list[NextHop]:
@@ -111,6 +159,13 @@ class FibProgrammer:
             if r.next_hop is None:
                 if r.kind is RouteKind.HOST and isinstance(r.origin, str):
                     hops.append(NextHop.local(r.origin))
+                continue
+            if r.source is RouteSource.LOCAL and r.kind is RouteKind.STATIC:
+                # a static route of this VRF via one of its VMs (a routing VM):
+                # deliver to that VM's port, never a tunnel to a tenant address
+                port = self._port_for(ch.vrf, r.next_hop)
+                if port is not None:
+                    hops.append(NextHop.local(port))
                 continue
             if not r.labels:
                 continue
@@ -125,7 +180,7 @@ class FibProgrammer:
                 if local is not None:
                     hops.append(local)
                 continue
-            encap = self._encap(r.encapsulation)
+            encap = self.encap_for(r.encapsulation)
             hops.append(NextHop.remote(nh, r.labels[0], encap))  # type: ignore[arg-type]
         return hops
 
@@ -135,7 +190,8 @@ class FibProgrammer:
         if not isinstance(owner, tuple) or not owner:
             return None
         if owner[0] == "endpoint":
-            return NextHop.local(str(owner[2]))
+            port = self._port_for(str(owner[1]), owner[2])
+            return NextHop.local(port) if port is not None else None
         src_vrf = str(owner[1])
         try:
             entries = vpn.vrf(src_vrf).active((ch.version, ch.prefix))  # type: ignore[arg-type]
@@ -146,28 +202,29 @@ class FibProgrammer:
                 return NextHop.local(e.origin)
         return None
 
-    def _encap(self, offered: tuple[int, ...]) -> str:
+    def encap_for(self, offered: tuple[int, ...]) -> str:
         names = [_ENCAP_NAMES[t] for t in offered if t in _ENCAP_NAMES]
         for pref in self.encap_order:
             if pref in names:
                 return pref
         return self.encap_order[0]
 
-    @staticmethod
-    def _label_table(bindings: dict[int, Hashable]) -> dict[int, LabelEntry]:
+    def _label_table(self, bindings: dict[int, Hashable]) -> dict[int, LabelEntry]:
         out: dict[int, LabelEntry] = {}
         for label, owner in bindings.items():
             if not isinstance(owner, tuple):
                 continue
             if owner[0] == "endpoint":
-                out[label] = LabelEntry(label, "port", str(owner[2]))
+                # a static route's endpoint label names the VM's address
+                port = self._port_for(str(owner[1]), owner[2])
+                out[label] = LabelEntry(label, "port", port if port is not None else str(owner[2]))
             else:
                 out[label] = LabelEntry(label, "vrf", str(owner[1]))
         return out
 
     def state(self) -> State:
         return State(ports=tuple(self.ports.values()), routes=tuple(self.routes.values()),
-                     labels=tuple(self.labels.values()))
+                     labels=tuple(self.labels.values()), replication=tuple(self.replication.values()))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -178,6 +235,7 @@ class FibProgrammer:
             "ports": [p.to_json() for p in self.ports.values()],
             "routes": [r.to_json() for r in self.routes.values()],
             "labels": [e.to_json() for e in self.labels.values()],
+            "replication": [r.to_json() for r in self.replication.values()],
         }
 
     # -- the channel task -------------------------------------------------------

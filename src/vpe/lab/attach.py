@@ -31,6 +31,7 @@ def vm_record(lab: Lab, vm: VmConfig) -> dict[str, Any]:
         "gateway": None if gw4 is None else str(gw4),
         "ipv6": None if vm.ipv6 is None else str(vm.ipv6),
         "gateway6": None if gw6 is None else str(gw6),
+        "allowed": [str(n) for n in vm.allowed],
         "agent_socket": str(lab.node_dir(vm.host) / "vpe.sock"),
         "vrf": vrf_name(vm),
         "vpns": [
@@ -70,6 +71,7 @@ def _api_attach(rec: dict[str, Any], timeout: float = 30.0) -> None:
         "mac": rec["mac"],
         "ips": [a for a in (rec["ipv4"], rec["ipv6"]) if a],
         "gateways": [g for g in (rec["gateway"], rec["gateway6"]) if g],
+        "allowed_pairs": rec.get("allowed", []),
     }
     deadline = time.monotonic() + timeout
     last = ""

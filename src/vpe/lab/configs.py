@@ -81,6 +81,8 @@ def agent_toml(lab: Lab, host: HostConfig) -> str:
         f"underlay_address = {_toml_str(str(host.address))}",
         f"fib_socket = {_toml_str(str(forwarder_socket(lab, host)))}",
     ]
+    if host.encapsulations:
+        lines.append("encapsulations = [" + ", ".join(_toml_str(e) for e in host.encapsulations) + "]")
     for addr, desc in peers:
         lines += [
             "",
@@ -102,6 +104,15 @@ def agent_toml(lab: Lab, host: HostConfig) -> str:
             "import_rts = [" + ", ".join(_toml_str(x) for x in vrf["import"]) + "]",
             "export_rts = [" + ", ".join(_toml_str(x) for x in vrf["export"]) + "]",
         ]
+        if vrf["label_mode"]:
+            lines.append(f"label_mode = {_toml_str(vrf['label_mode'])}")
+        for prefix, via in vrf["routes"]:
+            lines += [
+                "[[vrfs.routes]]",
+                f"prefix = {_toml_str(prefix)}",
+                f"next_hop = {_toml_str(via)}",
+                'kind = "static"',
+            ]
     return "\n".join(lines) + "\n"
 
 
@@ -115,11 +126,14 @@ def host_vrfs(lab: Lab, host: HostConfig) -> list[dict[str, Any]]:
 
     A VM in several VPNs sits in one VRF that imports and exports the union
     of their route targets. The RD is the VPN's when it has one (and the VRF
-    serves one VPN), else ``auto``: the agent picks a per-host RD.
+    serves one VPN), else ``auto``: the agent picks a per-host RD. The label
+    mode is the VPNs' when they agree. A VPN's static route is originated by
+    the VRF that holds the VM it points at (``via``), so only on that host.
     """
     t = lab.topology
     out: dict[str, dict[str, Any]] = {}
-    for vm in t.vms_on(host.name):
+    vms = t.vms_on(host.name)
+    for vm in vms:
         name = vrf_name(vm)
         if name in out:
             continue
@@ -127,7 +141,12 @@ def host_vrfs(lab: Lab, host: HostConfig) -> list[dict[str, Any]]:
         imp = list(dict.fromkeys(rt for v in vpns for rt in v.import_))
         exp = list(dict.fromkeys(rt for v in vpns for rt in v.export))
         rd = vpns[0].rd if len(vpns) == 1 and vpns[0].rd else "auto"
-        out[name] = {"name": name, "rd": rd, "import": imp, "export": exp, "vpns": list(vm.vpns)}
+        modes = {v.label_mode for v in vpns}
+        mode = modes.pop() if len(modes) == 1 else None
+        in_vrf = {str(a.ip) for m in vms if vrf_name(m) == name for a in (m.ipv4, m.ipv6) if a is not None}
+        routes = [(str(r.prefix), str(r.via)) for v in vpns for r in v.routes if str(r.via) in in_vrf]
+        out[name] = {"name": name, "rd": rd, "import": imp, "export": exp, "vpns": list(vm.vpns),
+                     "label_mode": mode, "routes": routes}
     return list(out.values())
 
 

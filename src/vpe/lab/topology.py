@@ -174,6 +174,9 @@ class HostConfig(_Strict):
     name: str
     address: IPv4Address
     address6: IPv6Address | None = None
+    #: the forwarder's encapsulations, preferred first (agent ``[dataplane] encapsulations``);
+    #: advertised as Encapsulation communities; None: the agent's default (both)
+    encapsulations: list[Literal["mpls-in-udp", "mpls-in-gre"]] | None = Field(default=None, min_length=1)
 
     @field_validator("name")
     @classmethod
@@ -209,6 +212,28 @@ class RouteReflectorConfig(_Strict):
         return None if v is None else underlay_v6(v)
 
 
+class StaticRoute(_Strict):
+    """A route a VPN's VRF originates toward one of its VMs (``via``): the VM routes
+    for ``prefix`` (a hub VM in hub-and-spoke). Originated on the host of that VM."""
+
+    prefix: IPv4Network | IPv6Network
+    via: IPv4Address | IPv6Address
+
+    @model_validator(mode="after")
+    def _ranges(self) -> StaticRoute:
+        net, via = self.prefix, self.via
+        if net.version != via.version:
+            raise ValueError(f"via {via} is not of the family of {net}")
+        ok_net = (
+            any(net.subnet_of(n) for n in TENANT_V4)
+            if isinstance(net, IPv4Network)
+            else net.subnet_of(TENANT_V6) and not net.overlaps(UNDERLAY_V6)
+        )
+        if not ok_net:
+            raise ValueError(f"{net} is outside the tenant ranges")
+        return self
+
+
 class VpnConfig(_Strict):
     """One VPN: the route targets a VRF joining it imports and exports."""
 
@@ -216,6 +241,9 @@ class VpnConfig(_Strict):
     rd: str | None = None
     import_: list[RouteTarget] = Field(default_factory=list, alias="import")
     export: list[RouteTarget] = Field(default_factory=list)
+    #: label allocation of the VRF (agent ``label_mode``); None: the agent's default (per-vrf)
+    label_mode: Literal["per-vrf", "per-prefix", "per-endpoint"] | None = None
+    routes: list[StaticRoute] = Field(default_factory=list)
 
     @field_validator("name")
     @classmethod
@@ -263,6 +291,8 @@ class VmConfig(_Strict):
     gateway: IPv4Address | None = None
     ipv6: IPv6Interface | None = None
     gateway6: IPv6Address | None = None
+    #: further source prefixes the VM may send from (a routing VM; R13.1 allowed pairs)
+    allowed: list[IPv4Network | IPv6Network] = Field(default_factory=list)
 
     @field_validator("name")
     @classmethod
@@ -304,6 +334,19 @@ class VmConfig(_Strict):
         if not _tenant_v6_ok(i.ip):
             raise ValueError(f"{i.ip} is outside the tenant range ({_TENANT6_TEXT})")
         return i
+
+    @field_validator("allowed")
+    @classmethod
+    def _allowed(cls, v: list[IPv4Network | IPv6Network]) -> list[IPv4Network | IPv6Network]:
+        for n in v:
+            ok = (
+                any(n.subnet_of(t) for t in TENANT_V4)
+                if isinstance(n, IPv4Network)
+                else n.subnet_of(TENANT_V6) and not n.overlaps(UNDERLAY_V6)
+            )
+            if not ok:
+                raise ValueError(f"{n} is outside the tenant ranges")
+        return v
 
     @field_validator("gateway", mode="before")
     @classmethod
@@ -354,7 +397,9 @@ class Topology(_Strict):
     prefix: str | None = None
     asn: int = Field(default=65000, ge=1, le=4294967295)
     #: address families of the BGP sessions (agent names: vpnv4, vpnv6, rtc, ...)
-    families: list[str] = Field(default_factory=lambda: ["vpnv4", "vpnv6"], min_length=1)
+    families: list[str] = Field(
+        default_factory=lambda: ["vpnv4", "vpnv6", "ipv4-mcast-vpn"], min_length=1
+    )
     underlay: UnderlayConfig = Field(default_factory=UnderlayConfig)
     route_reflector: RouteReflectorConfig | None = None
     hosts: list[HostConfig] = Field(min_length=1)

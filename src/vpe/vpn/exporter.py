@@ -153,6 +153,15 @@ class Exporter:
         lab = self.labels.release(owner)
         return (lab,) if lab is not None else ()
 
+    def hold(self, owner: Hashable, now: float) -> int:
+        """Take a reference on ``owner``'s label for a user outside the VRF tables
+        (the VRF label an I-PMSI route carries in its PMSI tunnel attribute)."""
+        return self._acquire(owner, now)
+
+    def unhold(self, owner: Hashable) -> tuple[int, ...]:
+        """Drop a reference taken with :meth:`hold`; the labels released by it."""
+        return self._release(owner)
+
     # -- operations -------------------------------------------------------------
 
     def export(self, vrf: Vrf, route: LocalRoute, now: float) -> Export:

@@ -26,7 +26,7 @@ from ..bgp.wire.nlri.base import IPAddress
 from .events import VpnOutput, VpnPathsChanged, VrfTableChange
 from .exporter import Export, Exporter, LocalRoute, vpn_path
 from .importer import Importer
-from .label_allocator import MAX_LABEL, MIN_LABEL, LabelAllocator
+from .label_allocator import MAX_LABEL, MIN_LABEL, LabelAllocator, label_owner
 from .leaking import Leaker, LeakPolicy
 from .rd_allocator import RdAllocator, parse_rd
 from .route_target import RouteTargetIndex, parse_route_targets
@@ -109,6 +109,17 @@ class VpnService:
     def label_bindings(self) -> dict[int, Hashable]:
         """label -> what it means, for the FIB's MPLS table (see the exporter)."""
         return self.exporter.label_bindings()
+
+    def hold_vrf_label(self, name: str, now: float = 0.0) -> int:
+        """The VRF's aggregate label ("IP lookup in this VRF"), kept allocated until
+        :meth:`release_vrf_label`, whatever its routes do (ingress replication
+        advertises it for broadcast/multicast, R3.2). Call once per holder."""
+        self.vrf(name)
+        return self.exporter.hold(label_owner("vrf", name), now)
+
+    def release_vrf_label(self, name: str) -> tuple[int, ...]:
+        """Undo one :meth:`hold_vrf_label`; labels to confirm with :meth:`labels_withdrawn`."""
+        return self.exporter.unhold(label_owner("vrf", name))
 
     def dump_state(self, now: float) -> dict[str, Any]:
         """What must survive a restart to keep the same RDs and labels."""

@@ -162,6 +162,11 @@ def decode_labeled(
     return out
 
 
+#: interned one-label stacks (label value -> ``(label,)``): a million routes
+#: usually share a few labels, so they share the tuples too (at most 2^20).
+_ONE_LABEL: dict[int, tuple[int]] = {}
+
+
 def _decode_labeled_plain(
     data: bytes, cls: type[Any], name: str, rd_len: int, max_bits: int
 ) -> list[Nlri]:
@@ -171,6 +176,7 @@ def _decode_labeled_plain(
     head1 = head_bits + 24
     pb = PLEN_BYTE
     host = HOST_BITS
+    one = _ONE_LABEL
     out: list[Nlri] = []
     app = out.append
     n = len(data)
@@ -180,7 +186,8 @@ def _decode_labeled_plain(
         p = pos + 1
         e = p + 3
         if e <= n and (b2 := data[p + 2]) & 1:
-            labels: tuple[int, ...] = ((data[p] << 12) | (data[p + 1] << 4) | (b2 >> 4),)
+            v = (data[p] << 12) | (data[p + 1] << 4) | (b2 >> 4)
+            labels: tuple[int, ...] = one.get(v) or one.setdefault(v, (v,))
             bits = plen - head1
         else:
             labels, e = _walk_labels(data, p, min(n, p + (plen >> 3)), name, pos, plen)

@@ -1,0 +1,301 @@
+"""The agent's durable state: one SQLite file, ``<state_dir>/vpe.db``.
+
+What a restarted agent must find again, and nothing it can relearn:
+
+* VPN instances created through the API (config-file VRFs live in the
+  config file, which stays authoritative for their names);
+* port attachments (the VMs plugged into VRFs);
+* the VPN service's label and RD state (:meth:`VpnService.dump_state`),
+  so the same VPN routes come back with the same labels and RDs and the
+  forwarder's MPLS table and the peers' stale routes stay valid.
+
+Why SQLite: transactions. Every API operation writes its rows inside one
+transaction that is committed only after the engine accepted the change
+(:mod:`vpe.agent.durable`), so the file never holds half an operation.
+WAL mode keeps readers off the writer's back and survives ``kill -9``.
+
+The file carries a marker: ``PRAGMA application_id`` = ``'vpe1'`` and
+``PRAGMA user_version`` = the schema version (also in the ``schema`` table
+with the time it was applied). A file that is not SQLite, is damaged, or
+belongs to another program is refused with :class:`StoreError` naming the
+file, and is never written to.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("vpe.store")
+
+#: ``PRAGMA application_id`` of a vpe state file: ASCII "vpe1"
+APPLICATION_ID = 0x76706531
+SCHEMA_VERSION = 1
+DB_NAME = "vpe.db"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema (
+    version    INTEGER PRIMARY KEY,
+    applied_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS vpns (
+    name TEXT PRIMARY KEY,
+    spec TEXT NOT NULL              -- JSON: rd, import_rts, export_rts, route_targets, label_mode, multipath
+);
+CREATE TABLE IF NOT EXISTS ports (
+    name TEXT PRIMARY KEY,
+    vrf  TEXT NOT NULL,
+    spec TEXT NOT NULL              -- JSON: Attachment.to_json()
+);
+CREATE TABLE IF NOT EXISTS service_state (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    state    TEXT NOT NULL,         -- JSON: VpnService.dump_state()
+    saved_at REAL NOT NULL
+);
+"""
+_TABLES = frozenset({"schema", "vpns", "ports", "service_state"})
+
+
+class StoreError(Exception):
+    """The state file cannot be used (or a write failed); the message names the file."""
+
+
+class Store:
+    """The SQLite state file of one agent.
+
+    Reads are plain methods; writes happen inside :meth:`transaction`
+    (``BEGIN IMMEDIATE`` .. ``COMMIT``), which rolls back when the block
+    raises. The connection is used from the engine's event loop only.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        _check_existing(self.path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as e:
+            raise StoreError(f"{self.path}: cannot open the state database: {e}") from None
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except sqlite3.Error as e:
+            self._db.close()
+            raise StoreError(f"{self.path}: cannot initialise the state database: {e}") from None
+        self._in_tx = False
+
+    @classmethod
+    def in_dir(cls, state_dir: str | Path) -> Store:
+        """The store of an agent whose ``state_dir`` is given (``<state_dir>/vpe.db``)."""
+        return cls(Path(state_dir) / DB_NAME)
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self._db.close()
+
+    # -- schema ----------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version == SCHEMA_VERSION:
+            return
+        # version 0: a new (empty) file. Later versions add steps here.
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for stmt in _SCHEMA.split(";"):
+                if stmt.strip():
+                    self._db.execute(stmt)
+            self._db.execute(
+                "INSERT OR REPLACE INTO schema (version, applied_at) VALUES (?, ?)",
+                (SCHEMA_VERSION, time.time()),
+            )
+            self._db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        log.info("state database %s created (schema version %d)", self.path, SCHEMA_VERSION)
+
+    # -- transactions ---------------------------------------------------------
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """One atomic write: committed when the block ends, rolled back if it raises.
+
+        :meth:`Transaction.commit` commits early (so the caller can undo its
+        own side effects if the commit itself fails).
+        """
+        if self._in_tx:
+            raise StoreError(f"{self.path}: nested transaction")
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as e:
+            raise StoreError(f"{self.path}: cannot start a transaction: {e}") from None
+        self._in_tx = True
+        tx = Transaction(self)
+        try:
+            yield tx
+            if not tx.done:
+                tx.commit()
+        except BaseException:
+            if not tx.done:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+                tx.done = True
+            raise
+        finally:
+            self._in_tx = False
+
+    # -- reads ---------------------------------------------------------------------
+
+    def vpns(self) -> dict[str, dict[str, Any]]:
+        """VPN instances created through the API: name -> spec (creation order)."""
+        rows = self._query("SELECT name, spec FROM vpns ORDER BY rowid")
+        return {name: _loads(self.path, spec, f"vpns[{name}]") for name, spec in rows}
+
+    def ports(self) -> dict[str, dict[str, Any]]:
+        """Attachments: name -> Attachment JSON (creation order)."""
+        rows = self._query("SELECT name, spec FROM ports ORDER BY rowid")
+        return {name: _loads(self.path, spec, f"ports[{name}]") for name, spec in rows}
+
+    def service_state(self) -> dict[str, Any] | None:
+        """The VPN service's last saved label/RD state, None on a new file."""
+        rows = self._query("SELECT state FROM service_state WHERE id = 1")
+        return _loads(self.path, rows[0][0], "service_state") if rows else None
+
+    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return list(self._db.execute(sql, args).fetchall())
+        except sqlite3.Error as e:
+            raise StoreError(f"{self.path}: cannot read the state database: {e}") from None
+
+
+class Transaction:
+    """The writes of one :meth:`Store.transaction` block."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.done = False
+
+    def _exec(self, sql: str, args: tuple[Any, ...]) -> None:
+        if self.done:
+            raise StoreError(f"{self.store.path}: write after the transaction ended")
+        try:
+            self.store._db.execute(sql, args)
+        except sqlite3.Error as e:
+            raise StoreError(f"{self.store.path}: write failed: {e}") from None
+
+    def put_vpn(self, name: str, spec: dict[str, Any]) -> None:
+        self._exec(
+            "INSERT INTO vpns (name, spec) VALUES (?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET spec = excluded.spec",
+            (name, json.dumps(spec, sort_keys=True)),
+        )
+
+    def delete_vpn(self, name: str) -> None:
+        self._exec("DELETE FROM vpns WHERE name = ?", (name,))
+
+    def put_port(self, name: str, vrf: str, spec: dict[str, Any]) -> None:
+        self._exec(
+            "INSERT INTO ports (name, vrf, spec) VALUES (?, ?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET vrf = excluded.vrf, spec = excluded.spec",
+            (name, vrf, json.dumps(spec, sort_keys=True)),
+        )
+
+    def delete_port(self, name: str) -> None:
+        self._exec("DELETE FROM ports WHERE name = ?", (name,))
+
+    def put_service_state(self, state: dict[str, Any]) -> None:
+        self._exec(
+            "INSERT INTO service_state (id, state, saved_at) VALUES (1, ?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET state = excluded.state, saved_at = excluded.saved_at",
+            (json.dumps(state, sort_keys=True), time.time()),
+        )
+
+    def commit(self) -> None:
+        """Make the writes durable now; :class:`StoreError` (and rolled back) if that fails."""
+        if self.done:
+            return
+        self.done = True
+        db = self.store._db
+        try:
+            db.execute("COMMIT")
+        except sqlite3.Error as e:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            raise StoreError(f"{self.store.path}: commit failed: {e}") from None
+
+
+# -- checks of an existing file -------------------------------------------------------
+
+
+def _check_existing(path: Path) -> None:
+    """Refuse a file that is not an intact vpe state database; read-only, never writes."""
+    if not path.exists():
+        return
+    if not path.is_file():
+        raise StoreError(f"{path}: the state database path is not a regular file")
+    if path.stat().st_size == 0:
+        return  # a new empty file: initialised like a missing one
+    try:
+        with path.open("rb") as f:
+            head = f.read(16)
+    except OSError as e:
+        raise StoreError(f"{path}: cannot read the state database: {e.strerror}") from None
+    if head != b"SQLite format 3\x00":
+        raise StoreError(
+            f"{path}: not a vpe state database (not an SQLite file); refusing to use or "
+            "overwrite it: move it away or set state_dir to another directory"
+        )
+    try:
+        ro = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as e:
+        raise StoreError(f"{path}: cannot open the state database: {e}") from None
+    try:
+        app_id = ro.execute("PRAGMA application_id").fetchone()[0]
+        version = ro.execute("PRAGMA user_version").fetchone()[0]
+        tables = {r[0] for r in ro.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        check = ro.execute("PRAGMA quick_check").fetchone()[0]
+    except sqlite3.Error as e:
+        raise StoreError(
+            f"{path}: the state database is damaged ({e}); refusing to use or overwrite it: "
+            "restore a backup or move it away"
+        ) from None
+    finally:
+        ro.close()
+    if app_id == 0 and not tables and version == 0:
+        return  # an empty SQLite database: ours to initialise
+    if app_id != APPLICATION_ID:
+        raise StoreError(
+            f"{path}: not a vpe state database (SQLite application_id {app_id:#x}, "
+            f"tables {', '.join(sorted(tables)) or 'none'}); refusing to use or overwrite it"
+        )
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"{path}: written by a newer vpe (schema version {version}, this one knows "
+            f"{SCHEMA_VERSION}); refusing to use it"
+        )
+    if check != "ok":
+        raise StoreError(
+            f"{path}: the state database is damaged (integrity check: {check}); refusing to "
+            "use or overwrite it: restore a backup or move it away"
+        )
+    missing = _TABLES - tables
+    if version == SCHEMA_VERSION and missing:
+        raise StoreError(f"{path}: the state database lacks tables {', '.join(sorted(missing))}")
+
+
+def _loads(path: Path, text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise StoreError(f"{path}: {what} is not valid JSON: {e}") from None
