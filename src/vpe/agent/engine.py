@@ -29,6 +29,7 @@ from ..bgp.session import Peer
 from ..bgp.speaker import Speaker, settings_from_config
 from ..bgp.wire.attributes.base import PathAttributes
 from ..bgp.wire.constants import (
+    IPV4_MCAST_VPN,
     RTC,
     VPNV4,
     VPNV6,
@@ -45,7 +46,11 @@ from ..rib.rtc import local_rtc_routes
 from ..vpn.events import VpnOutput, VpnPath, VpnPathsChanged, vpn_path_of
 from ..vpn.service import VpnService
 from .config import AgentConfig
+from .durable import DurableOps
 from .fib import FibProgrammer
+from .mvpn import i_pmsi_route, replication_lists
+from .restart import GracefulRestartManager, restart_settings
+from .store import Store
 
 log = logging.getLogger("vpe.engine")
 
@@ -84,15 +89,18 @@ class Attachment:
 class Engine:
     """Speaker + RIB + Adj-RIB-Out + VPN service + FIB of one agent."""
 
-    def __init__(self, cfg: AgentConfig) -> None:
+    def __init__(self, cfg: AgentConfig, store: Store | None = None) -> None:
         self.cfg = cfg
+        # durable state (vpe.agent.store): its presence means this is a restart
+        self.store = store
+        saved = store.service_state() if store is not None else None
         bgp = cfg.bgp
         self.router_id = IPv4Address(bgp.router_id)
         self.local_as = bgp.local_as
         cluster = IPv4Address(bgp.cluster_id) if bgp.cluster_id else self.router_id
         self.speaker = Speaker(bgp.listen, bgp.port, handler=self)
         for n in cfg.neighbors:
-            self.speaker.add_peer(settings_from_config(bgp, n))
+            self.speaker.add_peer(restart_settings(settings_from_config(bgp, n), restarting=saved is not None))
         addpath_send = any(a.mode != "receive" for n in cfg.neighbors for a in n.add_path)
         self.rib = Rib(
             DecisionOptions(max_paths=64, report_all_paths=addpath_send),
@@ -104,9 +112,14 @@ class Engine:
         dp = cfg.dataplane
         underlay = ip_address(dp.underlay_address) if dp.underlay_address else self.router_id
         self.underlay = underlay
-        self.vpn = VpnService(self.router_id, next_hop=underlay, encapsulations=dp.encapsulations)
+        self.vpn = VpnService(self.router_id, next_hop=underlay, encapsulations=dp.encapsulations,
+                              state=saved, now=time.monotonic())
         self.local = PeerInfo.local_origin(self.router_id, self.local_as)
-        self.fib = FibProgrammer(dp.fib_socket, underlay) if dp.driver == "userspace" else None
+        self.fib = (
+            FibProgrammer(dp.fib_socket, underlay, encap_order=dp.encapsulations)
+            if dp.driver == "userspace"
+            else None
+        )
         self.attachments: dict[str, Attachment] = {}
         self._pending: dict[Family, set[bytes]] = {}
         self._flush_scheduled = False
@@ -132,16 +145,22 @@ class Engine:
             for r in v.routes:
                 self._apply(self.vpn.add_local_route(v.name, r.prefix, kind=r.kind, next_hop=r.next_hop))
         self._sync_rtc()
+        self._sync_pmsi()
         self._import_rts_changed()
+        self.gr = GracefulRestartManager(self, restarting=saved is not None)
+        self.ops = DurableOps(self, store)  # the API's VPN/port operations, persisted
+        self.ops.restore()
 
     # -- life cycle ------------------------------------------------------------
 
     async def start(self) -> None:
-        if self.fib is not None:
+        if self.fib is not None and not self.gr.deferring:  # else started when selection is done
             self.fib.start()
         await self.speaker.start()
+        self.gr.started()
 
     async def stop(self) -> None:
+        self.gr.stop()
         await self.speaker.stop()
         if self.fib is not None:
             await self.fib.stop()
@@ -163,6 +182,7 @@ class Engine:
 
     def session_up(self, peer: Peer) -> None:
         info = self._info(peer)
+        self.gr.peer_up(peer)
         n = peer.negotiated
         assert n is not None
         addpath = {f: ("all" if peer.settings.addpath_send_count == 0 else peer.settings.addpath_send_count)
@@ -177,12 +197,13 @@ class Engine:
             rtc=RTC in n.families,
         )
         msgs = self.out.peer_up(op)
-        self.speaker.send(peer, msgs)
+        self.speaker.send(peer, self.gr.hold_eor(peer, msgs))
 
     def session_down(self, peer: Peer, reason: str) -> None:
         addr = ip_address(peer.address)
         self.out.peer_down(addr)
-        self.rib.peer_down(addr)
+        if not self.gr.peer_down(peer, reason):  # graceful restart keeps them stale
+            self.rib.peer_down(addr)
         self._schedule_flush()
 
     def update_received(self, peer: Peer, update: Update) -> None:
@@ -190,6 +211,7 @@ class Engine:
         eor = update.end_of_rib()
         if eor is not None:
             self.rib.end_of_rib(info.address, eor)
+            self.gr.eor_received(peer, eor)
             return
         self.rib.apply_update(info, update)
         if (update.mp_reach is not None and update.mp_reach.family == RTC) or (
@@ -234,6 +256,10 @@ class Engine:
                         self.speaker.send(peer, msgs)
                 if fam in VPN_FAMILIES:
                     self._feed_vpn(fam, keys)
+                elif fam == IPV4_MCAST_VPN:
+                    self._mvpn_dirty = True
+        if self._mvpn_dirty:
+            self._sync_replication()
         if self._released:
             self.vpn.labels_withdrawn(self._released, time.monotonic())
             self._released = []
@@ -319,11 +345,53 @@ class Engine:
             self.rib.announce(self.local, RTC, attrs, self.underlay, new)
         self._rtc_sent = want
 
+    # -- ingress replication (MCAST-VPN I-PMSI A-D routes, R3.2) -------------------
+
+    def _sync_pmsi(self) -> None:
+        """Originate one I-PMSI A-D route per exporting VRF; withdraw the stale ones."""
+        now = time.monotonic()
+        want: dict[str, tuple[Nlri, Any]] = {}
+        held_before = set(self._pmsi_sent)
+        for name, vrf in self.vpn.vrfs.items():
+            if not vrf.export_rts:
+                continue
+            label = (self.vpn.hold_vrf_label(name, now) if name not in held_before
+                     else self.vpn.exporter.labels.label_of(("vrf", name)))
+            assert label is not None
+            want[name] = i_pmsi_route(vrf.rd, self.underlay, label, vrf.export_rts,
+                                      self.vpn.exporter.encapsulations)
+        for name, (nlri, _attrs) in self._pmsi_sent.items():
+            new = want.get(name)
+            if new is None or new[0] != nlri:
+                self.rib.withdraw(self.local, IPV4_MCAST_VPN, [nlri])
+            if new is None and name in self.vpn.vrfs:
+                self._released.extend(self.vpn.release_vrf_label(name))
+        for name, (nlri, attrs) in want.items():
+            if self._pmsi_sent.get(name) != (nlri, attrs):
+                self.rib.announce(self.local, IPV4_MCAST_VPN, attrs, self.underlay, [nlri])
+        self._pmsi_sent = want
+        if self.fib is not None:
+            self.fib.vrf_changes([], self.vpn)  # the held labels enter the FIB's MPLS table
+        self._sync_replication()
+
+    def _sync_replication(self) -> None:
+        """Each VRF's replication list from the I-PMSI A-D routes it imports."""
+        self._mvpn_dirty = False
+        if self.fib is None:
+            return
+        loc = self.rib.loc_rib(IPV4_MCAST_VPN)
+        paths = [p for _, p in loc.best_paths()]
+        imports = {name: v.import_rts for name, v in self.vpn.vrfs.items()}
+        lists = replication_lists(paths, imports, (self.underlay, self.router_id), self.fib.encap_for)
+        for name in set(self.fib.replication) | set(lists):
+            self.fib.set_replication(name, lists.get(name, ()))
+
     # -- VPNs and attachments (the API's operations) -----------------------------
 
     def add_vrf(self, name: str, **kw: Any) -> None:
         self._apply(self.vpn.add_vrf(name, **kw))
         self._sync_rtc()
+        self._sync_pmsi()
         self._import_rts_changed()
 
     def update_vrf(self, name: str, *, import_rts: list[str] | None = None,

@@ -1,0 +1,304 @@
+"""The API's VPN and port operations, applied to the engine and the store together.
+
+Each operation is all-or-nothing across the two:
+
+* the store rows are written inside an open transaction first;
+* then the engine applies the change; if it refuses (``ValueError``), the
+  transaction is rolled back: the store is unchanged;
+* then the transaction commits; if that fails (disk full, I/O error), the
+  engine change is undone step by step (``undo`` list): the engine is as
+  before, and the caller gets :class:`~vpe.agent.store.StoreError`.
+
+Values are checked before anything is applied, so the engine refuses only
+what cannot be known beforehand (an RD another VRF holds). Without a store
+(tests, ``state_dir`` unused) the same code runs without the transaction.
+
+At start, :meth:`DurableOps.restore` replays what the store holds: VPN
+instances created through the API (a VRF of the same name in the config
+file wins), then the attachments, reusing the labels and RDs saved with
+them (:class:`~vpe.vpn.service.VpnService` ``state=``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from ..vpn.rd_allocator import parse_rd
+from ..vpn.route_target import parse_route_targets
+from ..vpn.vrf import parse_label_mode
+from .store import Store, StoreError, Transaction
+
+if TYPE_CHECKING:
+    from .engine import Attachment, Engine
+
+log = logging.getLogger("vpe.agent.state")
+
+Undo = list[Callable[[], None]]
+
+
+class NotFound(KeyError):
+    """No such VPN instance or port (HTTP 404)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "not found"
+
+
+class Conflict(ValueError):
+    """The operation contradicts the current state (HTTP 409)."""
+
+
+def _rt_texts(*lists: Any) -> list[str]:
+    out: list[str] = []
+    for lst in lists:
+        for rt in lst or ():
+            if rt not in out:
+                out.append(rt)
+    return out
+
+
+def normalise_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """A VPN spec as stored: ``route_targets`` folded into import and export."""
+    both = spec.get("route_targets") or []
+    return {
+        "rd": spec.get("rd") or "auto",
+        "import_rts": _rt_texts(spec.get("import_rts"), both),
+        "export_rts": _rt_texts(spec.get("export_rts"), both),
+        "label_mode": spec.get("label_mode", "per-vrf"),
+        "multipath": int(spec.get("multipath", 1)),
+    }
+
+
+def check_spec(spec: dict[str, Any]) -> None:
+    """``ValueError`` naming the field for a value the VPN service would refuse."""
+    if "rd" in spec and spec["rd"] not in (None, "auto"):
+        parse_rd(spec["rd"], "rd")
+    for f in ("import_rts", "export_rts", "route_targets"):
+        if spec.get(f) is not None:
+            parse_route_targets(spec[f], f)
+    if spec.get("label_mode") is not None:
+        parse_label_mode(spec["label_mode"])
+    mp = spec.get("multipath")
+    if mp is not None and (type(mp) is not int or not 1 <= mp <= 64):
+        raise ValueError(f"multipath: {mp!r} is not a path count in 1..64")
+
+
+class DurableOps:
+    """VPN and port operations of one engine, persisted in ``store`` (if any)."""
+
+    def __init__(self, engine: Engine, store: Store | None) -> None:
+        self.engine = engine
+        self.store = store
+        self.config_vrfs = {v.name for v in engine.cfg.vrfs}
+        #: specs of API-created VPN instances, as stored
+        self.specs: dict[str, dict[str, Any]] = {}
+
+    # -- the atomic frame ---------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _atomic(self) -> Iterator[tuple[Transaction | None, Undo]]:
+        undo: Undo = []
+        try:
+            if self.store is None:
+                yield None, undo
+                return
+            with self.store.transaction() as tx:
+                yield tx, undo
+                tx.put_service_state(self.engine.vpn.dump_state(time.monotonic()))
+                tx.commit()
+        except BaseException:
+            for fn in reversed(undo):
+                try:
+                    fn()
+                except Exception:  # keep undoing the rest; say what could not be undone
+                    log.exception("undoing a failed operation: a step failed")
+            raise
+
+    def save_state(self) -> None:
+        """Write the VPN service's label/RD state now (after start-up)."""
+        if self.store is None:
+            return
+        with self.store.transaction() as tx:
+            tx.put_service_state(self.engine.vpn.dump_state(time.monotonic()))
+
+    # -- VPN instances -----------------------------------------------------------------
+
+    def create_vpn(self, name: str, spec: dict[str, Any]) -> None:
+        eng = self.engine
+        if name in eng.vpn.vrfs:
+            raise Conflict(f"name: VPN instance {name!r} already exists")
+        check_spec(spec)
+        stored = normalise_spec(spec)
+        with self._atomic() as (tx, undo):
+            if tx is not None:
+                tx.put_vpn(name, stored)
+            eng.add_vrf(name, **stored)
+            undo.append(lambda: eng.remove_vrf(name))
+        self.specs[name] = stored
+        log.info("VPN instance %s created (rd %s)", name, eng.vpn.vrf(name).rd, extra={"vrf": name})
+
+    def update_vpn(self, name: str, changes: dict[str, Any]) -> None:
+        eng = self.engine
+        if name not in eng.vpn.vrfs:
+            raise NotFound(f"no VPN instance {name!r}")
+        if name in self.config_vrfs:
+            raise Conflict(
+                f"VPN instance {name!r} is defined in the configuration file: change it there"
+            )
+        check_spec(changes)
+        old = self._spec_of(name)
+        new = dict(old)
+        new.update({k: v for k, v in changes.items() if v is not None})
+        vrf = eng.vpn.vrf(name)
+        old_rd, old_auto = str(vrf.rd), vrf.rd_auto
+        with self._atomic() as (tx, undo):
+            if tx is not None:
+                tx.put_vpn(name, new)
+            if "rd" in changes:  # the one step that can be refused (RD held by another VRF)
+                eng.update_vrf(name, rd=new["rd"])
+                undo.append(lambda: self._restore_rd(name, old_rd, old_auto))
+            rest = {k: new[k] for k in ("import_rts", "export_rts", "label_mode", "multipath")
+                    if k in changes}
+            if rest:
+                undo.append(lambda: eng.update_vrf(name, **{k: old[k] for k in rest}))
+                eng.update_vrf(name, **rest)
+        self.specs[name] = new
+        log.info("VPN instance %s changed: %s", name, ", ".join(sorted(changes)), extra={"vrf": name})
+
+    def _spec_of(self, name: str) -> dict[str, Any]:
+        if name in self.specs:
+            return self.specs[name]
+        d = self.engine.vpn.vrf(name).to_json()
+        if d.get("rd_auto"):
+            d["rd"] = "auto"
+        return normalise_spec(d)
+
+    def _restore_rd(self, name: str, rd: str, auto: bool) -> None:
+        eng = self.engine
+        if auto:  # the allocator hands the same automatic RD back when it is preferred
+            eng.vpn.rds.release(name)
+            eng.vpn.rds.restore({name: rd})
+            eng.update_vrf(name, rd="auto")
+        else:
+            eng.update_vrf(name, rd=rd)
+
+    def delete_vpn(self, name: str, *, force: bool = False) -> list[str]:
+        """Delete a VPN instance (and, with ``force``, detach its ports first)."""
+        eng = self.engine
+        if name not in eng.vpn.vrfs:
+            raise NotFound(f"no VPN instance {name!r}")
+        if name in self.config_vrfs:
+            raise Conflict(
+                f"VPN instance {name!r} is defined in the configuration file: remove it there"
+            )
+        ports = [a.name for a in eng.attachments.values() if a.vrf == name]
+        if ports and not force:
+            raise Conflict(f"VPN instance {name!r} has attached ports: {', '.join(ports)}")
+        spec = self._spec_of(name)
+        vrf = eng.vpn.vrf(name)
+        rd, auto = str(vrf.rd), vrf.rd_auto
+        with self._atomic() as (tx, undo):
+            for p in ports:
+                if tx is not None:
+                    tx.delete_port(p)
+                a = eng.detach(p)
+                undo.append(lambda a=a: eng.attach(a))
+            if tx is not None:
+                tx.delete_vpn(name)
+            eng.remove_vrf(name)
+            undo.append(lambda: self._readd(name, spec, rd, auto))
+        self.specs.pop(name, None)
+        log.info("VPN instance %s deleted%s", name,
+                 f" with its ports {', '.join(ports)}" if ports else "", extra={"vrf": name})
+        return ports
+
+    def _readd(self, name: str, spec: dict[str, Any], rd: str, auto: bool) -> None:
+        if auto:
+            self.engine.vpn.rds.restore({name: rd})
+        self.engine.add_vrf(name, **spec)
+
+    # -- ports -----------------------------------------------------------------------------
+
+    def attach(self, a: Attachment) -> None:
+        eng = self.engine
+        if a.name in eng.attachments:
+            raise Conflict(f"name: port {a.name!r} is already attached")
+        if a.vrf not in eng.vpn.vrfs:
+            raise ValueError(f"vpn: no VPN instance {a.vrf!r}")
+        with self._atomic() as (tx, undo):
+            if tx is not None:
+                tx.put_port(a.name, a.vrf, a.to_json())
+            eng.attach(a)
+            undo.append(lambda: eng.detach(a.name))
+        log.info("port %s attached to VRF %s (%s)", a.name, a.vrf, ", ".join(a.ips),
+                 extra={"vrf": a.vrf, "port": a.name, "prefix": list(a.ips)})
+
+    def detach(self, name: str) -> Attachment:
+        eng = self.engine
+        if name not in eng.attachments:
+            raise NotFound(f"no port {name!r}")
+        with self._atomic() as (tx, undo):
+            if tx is not None:
+                tx.delete_port(name)
+            a = eng.detach(name)
+            undo.append(lambda: eng.attach(a))
+        log.info("port %s detached from VRF %s", name, a.vrf, extra={"vrf": a.vrf, "port": name})
+        return a
+
+    # -- start-up --------------------------------------------------------------------------
+
+    def restore(self) -> dict[str, int]:
+        """Replay the store into the engine (after the config-file VRFs). Counts restored."""
+        from .engine import Attachment
+
+        if self.store is None:
+            return {"vpns": 0, "ports": 0}
+        eng = self.engine
+        nv = npt = 0
+        for name, spec in self.store.vpns().items():
+            if name in self.config_vrfs:
+                log.warning("VPN instance %s from %s: the configuration file defines it too; "
+                            "using the configuration", name, self.store.path, extra={"vrf": name})
+                continue
+            try:
+                stored = normalise_spec(spec)
+                eng.add_vrf(name, **stored)
+            except (ValueError, TypeError) as e:
+                log.error("VPN instance %s from %s not restored: %s", name, self.store.path, e,
+                          extra={"vrf": name})
+                continue
+            self.specs[name] = stored
+            nv += 1
+        for name, d in self.store.ports().items():
+            try:
+                a = Attachment(
+                    name=d["name"], ifname=d["ifname"], vrf=d["vrf"], mac=d["mac"],
+                    ips=tuple(d["ips"]), gateways=tuple(d.get("gateways", ())),
+                    allowed_pairs=tuple(d.get("allowed_pairs", ())),
+                    advertise=d.get("advertise", "host"),
+                )
+                if a.vrf not in eng.vpn.vrfs:
+                    raise ValueError(f"its VPN instance {a.vrf!r} no longer exists")
+                eng.attach(a)
+            except (KeyError, ValueError, TypeError) as e:
+                log.error("port %s from %s not restored: %s", name, self.store.path, e,
+                          extra={"port": name})
+                continue
+            npt += 1
+        released = eng.vpn.release_unclaimed_labels()
+        if released:
+            # never announced by this run, but peers may hold stale routes with them
+            eng.vpn.labels_withdrawn(released, time.monotonic())
+        log.info("restored %d VPN instance(s) and %d port(s) from %s (%d unclaimed label(s) released)",
+                 nv, npt, self.store.path, len(released))
+        try:
+            self.save_state()
+        except StoreError as e:
+            log.error("%s", e)
+        return {"vpns": nv, "ports": npt}
+
+
+__all__ = ["Conflict", "DurableOps", "NotFound", "StoreError", "check_spec", "normalise_spec"]
