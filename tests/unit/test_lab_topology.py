@@ -283,16 +283,31 @@ def test_vm_mac_is_stable_and_locally_administered(tmp_path: Path) -> None:
     assert build.make_lab(topo, "x1", tmp_path).vm_mac(topo.vms[0]) == macs[topo.vms[0].name]
 
 
-def test_attach_vm_records_intent(tmp_path: Path) -> None:
+def test_attachment_record(tmp_path: Path) -> None:
+    """What attach_vm records after the agent accepted the port (the API call
+    itself is proven end to end in tests/e2e)."""
+    from vpe.lab import attach
+
     topo = load_topology(EXAMPLES / "demo.yaml")
     lab = build.make_lab(topo, "x1", tmp_path)
     vm = next(v for v in topo.vms if v.name == "dns")
-    path = build.attach_vm(lab, vm)
+    rec = attach.vm_record(lab, vm)
+    path = attach._record(lab, vm, rec)
     text = path.read_text()
     assert '"port": "vm-dns"' in text and '"rd": "65000:900"' in text
     mtime = path.stat().st_mtime_ns
-    build.attach_vm(lab, vm)
+    attach._record(lab, vm, rec)
     assert path.stat().st_mtime_ns == mtime  # idempotent: unchanged file is not rewritten
+
+
+def test_attach_without_agent_names_the_socket(tmp_path: Path) -> None:
+    from vpe.lab import attach
+
+    topo = load_topology(EXAMPLES / "demo.yaml")
+    lab = build.make_lab(topo, "x2", tmp_path)
+    vm = next(v for v in topo.vms if v.name == "dns")
+    with pytest.raises(build.LabError, match="vpe.sock"):
+        attach._api_attach(attach.vm_record(lab, vm), timeout=0.5)
 
 
 def test_forwarder_toggle(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -25,6 +25,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator
+from ipaddress import ip_interface
 from typing import TYPE_CHECKING, Any
 
 from ..vpn.rd_allocator import parse_rd
@@ -228,6 +229,12 @@ class DurableOps:
             raise Conflict(f"name: port {a.name!r} is already attached")
         if a.vrf not in eng.vpn.vrfs:
             raise ValueError(f"vpn: no VPN instance {a.vrf!r}")
+        mine = {ip_interface(x).ip for x in a.ips}
+        for other in eng.attachments.values():
+            clash = mine & {ip_interface(x).ip for x in other.ips} if other.vrf == a.vrf else set()
+            if clash:
+                raise Conflict(f"ips: {', '.join(sorted(map(str, clash)))} already used by port "
+                               f"{other.name!r} in VPN instance {a.vrf!r}")
         with self._atomic() as (tx, undo):
             if tx is not None:
                 tx.put_port(a.name, a.vrf, a.to_json())

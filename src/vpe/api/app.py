@@ -1,22 +1,40 @@
 """The agent's REST API, versioned under /v1 (OpenAPI at /openapi.json).
 
 Every validation error is a 422 naming the field and the reason, every
-conflict a 409, an unknown object a 404; an operation that fails is not
-half-applied (the engine rolls back). Lists are paginated with
-``offset``/``limit``.
+conflict a 409, an unknown object a 404; a state database that cannot be
+written is a 503. An operation that fails is not half-applied: the engine
+and the state store change together or not at all
+(:mod:`vpe.agent.durable`). Lists are paginated with ``offset``/``limit``.
+Prometheus metrics are at ``/metrics``.
+
+On the Unix socket no credentials are needed (file permissions guard it);
+the optional TCP listener wraps the app in :class:`BearerAuth`.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import json
+import secrets
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any, Literal
 
-from fastapi import FastAPI, HTTPException, Query
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import FastAPI, HTTPException, Query, Response
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ..agent.durable import Conflict, NotFound
+from ..agent.metrics import AgentMetrics
+from ..agent.store import StoreError
 from ..bgp.wire.constants import FAMILY_BY_NAME
 
 if TYPE_CHECKING:
     from ..agent.engine import Engine
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class _Model(BaseModel):
@@ -48,23 +66,68 @@ class PortAttach(_Model):
     ifname: str = Field(min_length=1, max_length=15, description="host-side interface of the VM")
     vpn: str = Field(min_length=1, description="VRF name (bagpipe: vpn_instance_id)")
     mac: str = Field(pattern=r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$", description="the VM's MAC")
-    ips: list[str] = Field(min_length=1, description="the VM's addresses with prefix length")
-    gateways: list[str] = Field(default_factory=list, description="gateway IPs the vPE answers for")
-    allowed_pairs: list[str] = Field(default_factory=list, description="extra source prefixes")
+    ips: list[str] = Field(min_length=1, max_length=64,
+                           description="the VM's addresses with prefix length")
+    gateways: list[str] = Field(default_factory=list, max_length=16,
+                                description="gateway IPs the vPE answers for")
+    allowed_pairs: list[str] = Field(default_factory=list, max_length=256,
+                                     description="extra source prefixes")
     advertise: Literal["host", "subnet"] = "host"
+
+    @field_validator("ips")
+    @classmethod
+    def _ips(cls, v: list[str]) -> list[str]:
+        seen: set[Any] = set()
+        out = []
+        for text in v:
+            try:
+                iface = ipaddress.ip_interface(text)
+            except ValueError:
+                raise ValueError(f"{text!r} is not an address with prefix length") from None
+            if iface.ip in seen:
+                raise ValueError(f"address {iface.ip} is given twice")
+            seen.add(iface.ip)
+            out.append(str(iface))
+        return out
+
+    @field_validator("gateways")
+    @classmethod
+    def _gateways(cls, v: list[str]) -> list[str]:
+        try:
+            return [str(ipaddress.ip_address(g)) for g in v]
+        except ValueError as e:
+            raise ValueError(f"not an IP address: {e}") from None
+
+    @field_validator("allowed_pairs")
+    @classmethod
+    def _pairs(cls, v: list[str]) -> list[str]:
+        try:
+            return [str(ipaddress.ip_network(p, strict=False)) for p in v]
+        except ValueError as e:
+            raise ValueError(f"not an IP prefix: {e}") from None
 
 
 def _fail(e: Exception) -> HTTPException:
+    """The HTTP error of a refused operation (the message names the field first)."""
+    if isinstance(e, NotFound):
+        return HTTPException(404, str(e))
+    if isinstance(e, StoreError):
+        return HTTPException(503, f"state database: {e}")
     text = str(e).strip("'\"")
-    if "already" in text:
+    if isinstance(e, Conflict) or "already" in text:
         return HTTPException(409, text)
     return HTTPException(422, text)
+
+
+_REFUSED = (ValueError, KeyError, StoreError)
 
 
 def create_app(engine: Engine) -> FastAPI:
     """The API of ``engine``. Endpoints are ``async``: they run on the event
     loop that owns the engine, never in a worker thread."""
     app = FastAPI(title="vpe agent", version="1", openapi_url="/openapi.json")
+    metrics = AgentMetrics(engine)
+    app.state.metrics = metrics
 
     # -- BGP looking glass ------------------------------------------------------
 
@@ -97,8 +160,9 @@ def create_app(engine: Engine) -> FastAPI:
     # -- VPN instances ----------------------------------------------------------
 
     @app.get("/v1/vpns")
-    async def vpns() -> list[dict[str, Any]]:
-        return [engine.vrf_json(n) for n in sorted(engine.vpn.vrfs)]
+    async def vpns(offset: int = Query(0, ge=0), limit: int = Query(1000, ge=1, le=100000)) -> list[dict[str, Any]]:
+        names = sorted(engine.vpn.vrfs)[offset : offset + limit]
+        return [engine.vrf_json(n) for n in names]
 
     @app.get("/v1/vpns/{name}")
     async def vpn(name: str) -> dict[str, Any]:
@@ -108,34 +172,26 @@ def create_app(engine: Engine) -> FastAPI:
 
     @app.post("/v1/vpns", status_code=201)
     async def create_vpn(body: VpnCreate) -> dict[str, Any]:
-        if body.name in engine.vpn.vrfs:
-            raise HTTPException(409, f"name: VPN instance {body.name!r} already exists")
         try:
-            engine.add_vrf(body.name, **body.model_dump(exclude={"name"}))
-        except ValueError as e:
+            engine.ops.create_vpn(body.name, body.model_dump(exclude={"name"}))
+        except _REFUSED as e:
             raise _fail(e) from None
         return engine.vrf_json(body.name)
 
     @app.patch("/v1/vpns/{name}")
     async def update_vpn(name: str, body: VpnUpdate) -> dict[str, Any]:
-        if name not in engine.vpn.vrfs:
-            raise HTTPException(404, f"no VPN instance {name!r}")
         try:
-            engine.update_vrf(name, **body.model_dump(exclude_none=True))
-        except ValueError as e:
+            engine.ops.update_vpn(name, body.model_dump(exclude_none=True))
+        except _REFUSED as e:
             raise _fail(e) from None
         return engine.vrf_json(name)
 
     @app.delete("/v1/vpns/{name}", status_code=204)
     async def delete_vpn(name: str, force: bool = False) -> None:
-        if name not in engine.vpn.vrfs:
-            raise HTTPException(404, f"no VPN instance {name!r}")
-        ports = [a.name for a in engine.attachments.values() if a.vrf == name]
-        if ports and not force:
-            raise HTTPException(409, f"VPN instance {name!r} has attached ports: {', '.join(ports)}")
-        for p in ports:
-            engine.detach(p)
-        engine.remove_vrf(name)
+        try:
+            engine.ops.delete_vpn(name, force=force)
+        except _REFUSED as e:
+            raise _fail(e) from None
 
     # -- ports ------------------------------------------------------------------
 
@@ -144,32 +200,36 @@ def create_app(engine: Engine) -> FastAPI:
         items = sorted(engine.attachments.values(), key=lambda a: a.name)
         return [a.to_json() for a in items[offset : offset + limit]]
 
+    @app.get("/v1/ports/{name}")
+    async def port(name: str) -> dict[str, Any]:
+        a = engine.attachments.get(name)
+        if a is None:
+            raise HTTPException(404, f"no port {name!r}")
+        return a.to_json()
+
     @app.post("/v1/ports", status_code=201)
     async def attach(body: PortAttach) -> dict[str, Any]:
         from ..agent.engine import Attachment
 
-        if body.name in engine.attachments:
-            raise HTTPException(409, f"name: port {body.name!r} is already attached")
-        if body.vpn not in engine.vpn.vrfs:
-            raise HTTPException(422, f"vpn: no VPN instance {body.vpn!r}")
         a = Attachment(
             name=body.name, ifname=body.ifname, vrf=body.vpn, mac=body.mac.lower(),
             ips=tuple(body.ips), gateways=tuple(body.gateways),
             allowed_pairs=tuple(body.allowed_pairs), advertise=body.advertise,
         )
         try:
-            engine.attach(a)
-        except ValueError as e:
+            engine.ops.attach(a)
+        except _REFUSED as e:
             raise _fail(e) from None
         return a.to_json()
 
     @app.delete("/v1/ports/{name}", status_code=204)
     async def detach(name: str) -> None:
-        if name not in engine.attachments:
-            raise HTTPException(404, f"no port {name!r}")
-        engine.detach(name)
+        try:
+            engine.ops.detach(name)
+        except _REFUSED as e:
+            raise _fail(e) from None
 
-    # -- forwarder --------------------------------------------------------------
+    # -- forwarder, metrics -------------------------------------------------------
 
     @app.get("/v1/fib")
     async def fib() -> dict[str, Any]:
@@ -179,4 +239,55 @@ def create_app(engine: Engine) -> FastAPI:
         d["driver"] = "userspace"
         return d
 
+    @app.get("/v1/restart")
+    async def restart() -> dict[str, Any]:
+        """Graceful restart state: after a restart, whether route selection is still deferred."""
+        return engine.gr.to_json()
+
+    @app.get("/metrics", response_class=Response,
+             responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}})
+    async def prometheus() -> Response:
+        body, ctype = await metrics.render()
+        return Response(content=body, media_type=ctype)
+
     return app
+
+
+class BearerAuth:
+    """ASGI middleware: every HTTP request needs ``Authorization: Bearer <token>`` (else 401).
+
+    Used on the TCP listener only (R13.4); the Unix socket is guarded by its
+    file permissions. The token is compared in constant time.
+    """
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        if not token:
+            raise ValueError("api.token: a TCP API needs a non-empty bearer token")
+        self.app = app
+        self._token = token.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        given = b""
+        for k, v in scope.get("headers") or ():
+            if k.lower() == b"authorization":
+                given = bytes(v)
+                break
+        scheme, _, cred = given.partition(b" ")
+        if scheme.lower() == b"bearer" and secrets.compare_digest(cred.strip(), self._token):
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] != "http":
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        body = json.dumps({"detail": "missing or wrong bearer token (Authorization: Bearer <api.token>)"}).encode()
+        await send({
+            "type": "http.response.start",
+            "status": 401,
+            "headers": [(b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                        (b"www-authenticate", b'Bearer realm="vpe"')],
+        })
+        await send({"type": "http.response.body", "body": body})
