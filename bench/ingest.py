@@ -32,7 +32,11 @@ import httpx
 from vpe.bgp.wire import CodecContext, MessageReader, decode_message, encode_message
 from vpe.bgp.wire.attributes.as_path import AsPath
 from vpe.bgp.wire.attributes.base import PathAttributes
-from vpe.bgp.wire.attributes.extended_communities import Encapsulation, ExtendedCommunities, RouteTarget
+from vpe.bgp.wire.attributes.extended_communities import (
+    Encapsulation,
+    ExtendedCommunities,
+    RouteTarget,
+)
 from vpe.bgp.wire.attributes.origin import Origin
 from vpe.bgp.wire.attributes.simple import LocalPref
 from vpe.bgp.wire.capabilities import Multiprotocol
@@ -70,8 +74,24 @@ def build_stream(n: int) -> bytes:
     return b"".join(out)
 
 
-def agent_config(dirpath: Path, port: int) -> Path:
+def client_addr(i: int) -> str:
+    return f"127.0.0.{70 + i}"
+
+
+def agent_config(dirpath: Path, port: int, clients: int = 0) -> Path:
     cfg = dirpath / "agent.toml"
+    extra = "".join(
+        f"""
+[[neighbors]]
+address = "{client_addr(i)}"
+remote_as = 65000
+passive = true
+route_reflector_client = true
+families = ["vpnv4"]
+hold_time = 180
+"""
+        for i in range(clients)
+    )
     cfg.write_text(
         f"""
 [bgp]
@@ -84,14 +104,43 @@ port = {port}
 address = "{SENDER_ADDR}"
 remote_as = 65000
 passive = true
+route_reflector_client = true
 families = ["vpnv4"]
 hold_time = 180
-
+{extra}
 [api]
 socket = "{dirpath}/api.sock"
 """
     )
     return cfg
+
+
+class Client:
+    """A route reflector client that counts the VPNv4 routes it receives."""
+
+    def __init__(self, addr: str) -> None:
+        self.addr = addr
+        self.routes = 0
+        self.done = asyncio.Event()
+        self.target = 0
+
+    async def run(self, port: int, up: asyncio.Event) -> None:
+        reader, writer = await open_session(port, self.addr, f"198.18.0.{100 + int(self.addr.split('.')[-1])}")
+        up.set()
+        framer = MessageReader(65535)
+        ctx = CodecContext()
+        while True:
+            data = await reader.read(1 << 18)
+            if not data:
+                return
+            framer.feed(data)
+            while (m := framer.next_message()) is not None:
+                if m[0] == 2:
+                    u = decode_message(2, m[1], ctx)
+                    if u.mp_reach is not None:
+                        self.routes += len(u.mp_reach.nlri)
+                        if self.target and self.routes >= self.target:
+                            self.done.set()
 
 
 def vm_hwm(pid: int) -> int:
@@ -111,9 +160,10 @@ def rib_count(sock: str) -> int:
     return 0
 
 
-async def send_routes(stream: bytes, port: int, n: int, sock: str) -> float:
-    reader, writer = await asyncio.open_connection(AGENT_ADDR, port, local_addr=(SENDER_ADDR, 0))
-    op = Open.create(65000, 180, "198.18.0.62", (Multiprotocol(1, 128),))
+async def open_session(port: int, local: str, router_id: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Connect to the agent and complete the OPEN exchange."""
+    reader, writer = await asyncio.open_connection(AGENT_ADDR, port, local_addr=(local, 0))
+    op = Open.create(65000, 180, router_id, (Multiprotocol(1, 128),))
     writer.write(encode_message(op) + encode_message(KEEPALIVE))
     framer = MessageReader()
     got_open = got_ka = False
@@ -128,6 +178,18 @@ async def send_routes(stream: bytes, port: int, n: int, sock: str) -> float:
             got_ka |= m[0] == 4 and got_open
             if m[0] == 3:
                 raise RuntimeError(f"agent sent NOTIFICATION {msg}")
+    return reader, writer
+
+
+async def send_routes(stream: bytes, port: int, n: int, sock: str, clients: int = 0) -> tuple[float, float]:
+    cl = [Client(client_addr(i)) for i in range(clients)]
+    tasks_c = []
+    for c in cl:
+        up = asyncio.Event()
+        c.target = n
+        tasks_c.append(asyncio.create_task(c.run(port, up)))
+        await asyncio.wait_for(up.wait(), 20)
+    reader, writer = await open_session(port, SENDER_ADDR, "198.18.0.62")
     t0 = time.perf_counter()
     view = memoryview(stream)
     for off in range(0, len(view), 1 << 20):
@@ -152,24 +214,29 @@ async def send_routes(stream: bytes, port: int, n: int, sock: str) -> float:
             break
         if time.perf_counter() > deadline:
             raise RuntimeError(f"only {count} of {n} routes after 300 s")
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.1)
     elapsed = time.perf_counter() - t0
-    for t in tasks:
+    reflected = 0.0
+    if cl:
+        await asyncio.wait_for(asyncio.gather(*(c.done.wait() for c in cl)), 600)
+        reflected = time.perf_counter() - t0
+    for t in [*tasks, *tasks_c]:
         t.cancel()
     writer.close()
-    return elapsed
+    return elapsed, reflected
 
 
-def one_run(stream: bytes, n: int) -> tuple[float, int]:
+def one_run(stream: bytes, n: int, clients: int = 0) -> tuple[float, float, int]:
     with tempfile.TemporaryDirectory(prefix="vpe-ingest-") as d:
         dirpath = Path(d)
         port = 20179
-        cfg = agent_config(dirpath, port)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "vpe.cli.main", "agent", "-c", str(cfg), "--log-level", "warning"],
-            stdout=subprocess.DEVNULL,
-            stderr=open(dirpath / "agent.log", "w"),
-        )
+        cfg = agent_config(dirpath, port, clients)
+        with open(dirpath / "agent.log", "w") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "vpe.cli.main", "agent", "-c", str(cfg), "--log-level", "warning"],
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
         try:
             sock = str(dirpath / "api.sock")
             for _ in range(100):
@@ -178,8 +245,8 @@ def one_run(stream: bytes, n: int) -> tuple[float, int]:
                 time.sleep(0.1)
             else:
                 raise RuntimeError("agent did not start: " + (dirpath / "agent.log").read_text())
-            elapsed = asyncio.run(send_routes(stream, port, n, sock))
-            return elapsed, vm_hwm(proc.pid)
+            elapsed, reflected = asyncio.run(send_routes(stream, port, n, sock, clients))
+            return elapsed, reflected, vm_hwm(proc.pid)
         finally:
             proc.terminate()
             try:
@@ -192,19 +259,27 @@ def main() -> None:
     ap = argparse.ArgumentParser(description="vpe ingest benchmark")
     ap.add_argument("--routes", type=int, default=1_000_000)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--clients", type=int, default=0, help="route reflector clients to reflect to")
     args = ap.parse_args()
     t = time.perf_counter()
     stream = build_stream(args.routes)
     print(f"built {args.routes} VPNv4 routes ({len(stream) / 1e6:.1f} MB of UPDATEs) "
           f"in {time.perf_counter() - t:.1f} s; {os.cpu_count()} CPUs")
-    times, rss = [], []
+    times, refl, rss = [], [], []
     for i in range(args.runs):
-        e, m = one_run(stream, args.routes)
+        e, r, m = one_run(stream, args.routes, args.clients)
         times.append(e)
+        refl.append(r)
         rss.append(m)
-        print(f"run {i + 1}: {e:.2f} s until all {args.routes} routes are in the RIB, "
-              f"agent peak RSS {m / 2**20:.0f} MiB")
-    print(f"median: {statistics.median(times):.2f} s, peak RSS {statistics.median(rss) / 2**20:.0f} MiB")
+        line = (f"run {i + 1}: {e:.2f} s until all {args.routes} routes are in the RIB, "
+                f"agent peak RSS {m / 2**20:.0f} MiB")
+        if args.clients:
+            line += f"; {r:.2f} s until the last of {args.clients} RR clients has them all"
+        print(line)
+    out = f"median: {statistics.median(times):.2f} s, peak RSS {statistics.median(rss) / 2**20:.0f} MiB"
+    if args.clients:
+        out += f", reflected to {args.clients} clients in {statistics.median(refl):.2f} s"
+    print(out)
 
 
 if __name__ == "__main__":

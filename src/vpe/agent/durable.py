@@ -25,6 +25,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from ipaddress import ip_interface
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("vpe.agent.state")
 
-Undo = list[Callable[[], None]]
+Undo = list[Callable[[], object]]
 
 
 class NotFound(KeyError):
@@ -205,8 +206,7 @@ class DurableOps:
             for p in ports:
                 if tx is not None:
                     tx.delete_port(p)
-                a = eng.detach(p)
-                undo.append(lambda a=a: eng.attach(a))
+                undo.append(partial(eng.attach, eng.detach(p)))
             if tx is not None:
                 tx.delete_vpn(name)
             eng.remove_vrf(name)

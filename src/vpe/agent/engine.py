@@ -129,6 +129,8 @@ class Engine:
         self._released: list[int] = []
         self._import_rts: frozenset[bytes] = frozenset()
         self._relevance: dict[PathAttributes, bool] = {}
+        self._pmsi_sent: dict[str, tuple[Nlri, Any]] = {}  # VRF -> I-PMSI A-D route sent
+        self._mvpn_dirty = False  # MCAST-VPN routes changed: replication lists to recompute
         self.rib.subscribe(self._on_rib_change)
         for v in cfg.vrfs:
             self._apply(

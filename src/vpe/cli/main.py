@@ -36,16 +36,30 @@ EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 
 
+#: ``extra=`` keys a log call may set that become fields of a JSON log line
+_LOG_FIELDS = ("peer", "vrf", "prefix", "port", "family")
+
+
 class _JsonFormatter(logging.Formatter):
+    """One JSON object per line; ``peer``/``vrf``/``prefix``/``port`` fields when the call gave them."""
+
     def format(self, record: logging.LogRecord) -> str:
-        return json.dumps(
-            {
-                "ts": round(record.created, 3),
-                "level": record.levelname.lower(),
-                "logger": record.name,
-                "msg": record.getMessage(),
-            }
-        )
+        d: dict[str, Any] = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for k in _LOG_FIELDS:
+            v = record.__dict__.get(k)
+            if v is not None:
+                d[k] = v if isinstance(v, str | int | float | bool | list) else str(v)
+        if "peer" not in d and isinstance(record.args, tuple) and record.args and \
+                str(record.msg).startswith("peer %s"):
+            d["peer"] = str(record.args[0])  # the sessions' "peer %s: ..." lines
+        if record.exc_info:
+            d["exc"] = self.formatException(record.exc_info)
+        return json.dumps(d, default=str)
 
 
 def _setup_logging(level: str, as_json: bool) -> None:
@@ -62,6 +76,9 @@ def agent(
     config: str = typer.Option(..., "--config", "-c", help="TOML configuration file"),
     log_level: str = typer.Option("info", help="debug, info, warning, error"),
     log_json: bool = typer.Option(False, "--log-json", help="one JSON object per log line"),
+    withdraw_on_exit: bool = typer.Option(
+        False, "--withdraw-on-exit",
+        help="on SIGTERM/SIGINT send a Cease to every peer (default: leave as for a graceful restart)"),
 ) -> None:
     """Run the control plane (BGP speaker, API) in the foreground."""
     try:
@@ -72,7 +89,7 @@ def agent(
     _setup_logging(log_level, log_json)
     from ..agent.daemon import main as run
 
-    run(cfg)
+    run(cfg, withdraw_on_exit=withdraw_on_exit)
 
 
 def _call(socket: str, method: str, path: str, body: Any = None, **params: Any) -> Any:
