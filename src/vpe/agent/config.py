@@ -98,6 +98,9 @@ class BgpConfig(_Strict):
     listen: list[str] = Field(default_factory=list)
     port: int = Field(default=179, ge=1, le=65535)
     cluster_id: str | None = None
+    #: MinRouteAdvertisementInterval in seconds (0: advertise at once; changes
+    #: are still batched per event-loop turn)
+    mrai: float = Field(default=0.0, ge=0, le=600)
 
     @field_validator("router_id", "cluster_id")
     @classmethod

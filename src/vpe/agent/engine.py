@@ -127,6 +127,9 @@ class Engine:
         self._rtc_sent: dict[bytes, Nlri] = {}
         self._peer_info: dict[str, PeerInfo] = {}
         self._released: list[int] = []
+        self.mrai = cfg.bgp.mrai
+        self._pending_out: dict[Family, set[bytes]] = {}
+        self._advertise_handle: asyncio.TimerHandle | None = None
         self._import_rts: frozenset[bytes] = frozenset()
         self._relevance: dict[PathAttributes, bool] = {}
         self._pmsi_sent: dict[str, tuple[Nlri, Any]] = {}  # VRF -> I-PMSI A-D route sent
@@ -251,11 +254,11 @@ class Engine:
             rounds += 1
             pending, self._pending = self._pending, {}
             for fam, keys in pending.items():
-                change = RibChange(fam, tuple(keys))
-                for addr, msgs in self.out.on_change(change).items():
-                    peer = self.speaker.peers.get(str(addr))
-                    if peer is not None:
-                        self.speaker.send(peer, msgs)
+                if self.mrai > 0:
+                    self._pending_out.setdefault(fam, set()).update(keys)
+                    self._schedule_advertise()
+                else:
+                    self._advertise(fam, keys)
                 if fam in VPN_FAMILIES:
                     self._feed_vpn(fam, keys)
                 elif fam == IPV4_MCAST_VPN:
@@ -265,6 +268,27 @@ class Engine:
         if self._released:
             self.vpn.labels_withdrawn(self._released, time.monotonic())
             self._released = []
+
+    def _advertise(self, fam: Family, keys: Iterable[bytes]) -> None:
+        """What peers must hear about ``keys`` (diffed against what they have)."""
+        for addr, msgs in self.out.on_change(RibChange(fam, tuple(keys))).items():
+            peer = self.speaker.peers.get(str(addr))
+            if peer is not None:
+                self.speaker.send(peer, msgs)
+
+    def _schedule_advertise(self) -> None:
+        """MinRouteAdvertisementInterval (RFC 4271 9.2.1.1): changes collected
+        during the interval are advertised together, each destination once,
+        in its state at the end of the interval (intermediate states are
+        never sent). Applies to every peer; 0 (the default) sends at once."""
+        if self._advertise_handle is None:
+            self._advertise_handle = asyncio.get_running_loop().call_later(self.mrai, self._flush_advertise)
+
+    def _flush_advertise(self) -> None:
+        self._advertise_handle = None
+        pending, self._pending_out = self._pending_out, {}
+        for fam, keys in pending.items():
+            self._advertise(fam, keys)
 
     def _relevant(self, attrs: PathAttributes) -> bool:
         """Does a path with ``attrs`` carry a route target some local VRF imports?

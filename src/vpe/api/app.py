@@ -142,6 +142,18 @@ def create_app(engine: Engine) -> FastAPI:
                 return n
         raise HTTPException(404, f"no neighbor {address}")
 
+    @app.post("/v1/bgp/neighbors/{address}/refresh")
+    async def refresh(address: str) -> dict[str, Any]:
+        """Soft inbound reset: ask the neighbor to resend its routes (ROUTE-REFRESH)."""
+        peer = engine.speaker.peers.get(address)
+        if peer is None:
+            raise HTTPException(404, f"no neighbor {address}")
+        try:
+            fams = peer.request_refresh()
+        except ValueError as e:
+            raise HTTPException(409, str(e)) from None
+        return {"neighbor": address, "refreshed": [f.name for f in fams]}
+
     @app.get("/v1/bgp/routes")
     async def routes(
         family: str = Query("vpnv4", description="family name, e.g. vpnv4, vpnv6, rtc"),

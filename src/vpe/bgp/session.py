@@ -63,6 +63,7 @@ from .wire.header import MessageReader
 from .wire.message import decode_message, encode_message
 from .wire.notification import Notification
 from .wire.open import Negotiated
+from .wire.route_refresh import RouteRefresh as RouteRefreshMessage
 from .wire.update import Update
 
 log = logging.getLogger("vpe.bgp.session")
@@ -265,6 +266,19 @@ class Peer:
         self.counters["messages_out"] += sent
         self.counters["updates_out"] += sent
         return sent
+
+    def request_refresh(self, families: Iterable[Family] | None = None) -> list[Family]:
+        """Ask the peer to send its routes again (ROUTE-REFRESH, RFC 2918): soft
+        inbound reconfiguration without a session reset. Returns the families asked."""
+        n = self.negotiated
+        if n is None or not self.established:
+            raise ValueError(f"neighbor {self.address}: session is {self.fsm.state.value}, not Established")
+        if not n.route_refresh:
+            raise ValueError(f"neighbor {self.address}: the peer did not advertise route refresh")
+        asked = sorted(n.families if families is None else set(families) & n.families)
+        for fam in asked:
+            self._write_message(RouteRefreshMessage(fam.afi, fam.safi, 0))
+        return asked
 
     def to_json(self) -> dict[str, Any]:
         n = self.negotiated
