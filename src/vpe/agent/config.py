@@ -164,6 +164,18 @@ class VrfConfig(_Strict):
     routes: list[StaticRouteConfig] = Field(default_factory=list)
 
 
+class LeakConfig(_Strict):
+    """Route leaking between two VRFs of a tenant under a policy (R4.2)."""
+
+    name: str = Field(min_length=1, max_length=64)
+    source: str
+    destination: str
+    #: prefix-list entries "PREFIX [ge N] [le M]"; absent: every prefix
+    prefixes: list[str] | None = None
+    #: leak only entries carrying one of these RTs; absent: any
+    route_targets: list[str] | None = None
+
+
 class DataplaneConfig(_Strict):
     """How this vPE forwards: ``none`` (a pure route reflector/controller) or the userspace forwarder."""
 
@@ -186,6 +198,7 @@ class AgentConfig(_Strict):
     bgp: BgpConfig
     neighbors: list[NeighborConfig] = Field(default_factory=list)
     vrfs: list[VrfConfig] = Field(default_factory=list)
+    leaks: list[LeakConfig] = Field(default_factory=list)
     api: ApiConfig = Field(default_factory=ApiConfig)
     dataplane: DataplaneConfig = Field(default_factory=DataplaneConfig)
     state_dir: str = "/var/lib/vpe"
@@ -202,6 +215,10 @@ class AgentConfig(_Strict):
             if v.name in names:
                 raise ValueError(f"vrf {v.name!r} is configured twice")
             names.add(v.name)
+        for leak in self.leaks:
+            for end in (leak.source, leak.destination):
+                if end not in names:
+                    raise ValueError(f"leak {leak.name!r}: no vrf {end!r} in this configuration")
         return self
 
 

@@ -44,6 +44,7 @@ from ..rib.path import PeerInfo
 from ..rib.rib import Rib, RibChange
 from ..rib.rtc import local_rtc_routes
 from ..vpn.events import VpnOutput, VpnPath, VpnPathsChanged, vpn_path_of
+from ..vpn.leaking import LeakPolicy
 from ..vpn.service import VpnService
 from .config import AgentConfig
 from .durable import DurableOps
@@ -149,6 +150,18 @@ class Engine:
             )
             for r in v.routes:
                 self._apply(self.vpn.add_local_route(v.name, r.prefix, kind=r.kind, next_hop=r.next_hop))
+        for lk in cfg.leaks:
+            self._apply(
+                self.vpn.add_leak_policy(
+                    LeakPolicy(
+                        lk.name,
+                        lk.source,
+                        lk.destination,
+                        None if lk.prefixes is None else tuple(lk.prefixes),  # type: ignore[arg-type]
+                        None if lk.route_targets is None else tuple(lk.route_targets),  # type: ignore[arg-type]
+                    )
+                )
+            )
         self._sync_rtc()
         self._sync_pmsi()
         self._import_rts_changed()

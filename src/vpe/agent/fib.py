@@ -31,7 +31,7 @@ from ..dataplane.driver import (
     RouteKey,
     State,
 )
-from ..vpn.vrf import RouteKind, RouteSource
+from ..vpn.vrf import Leak, RouteKind, RouteSource
 
 if TYPE_CHECKING:
     from ..vpn.events import VrfTableChange
@@ -156,6 +156,8 @@ class FibProgrammer:
                    bindings: dict[int, Hashable]) -> list[NextHop]:
         hops: list[NextHop] = []
         for r in ch.routes:
+            while isinstance(r.origin, Leak):  # leaked: forward as the source VRF's entry does
+                r = r.origin.route
             if r.next_hop is None:
                 if r.kind is RouteKind.HOST and isinstance(r.origin, str):
                     hops.append(NextHop.local(r.origin))
