@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-
 from e2e_lab import RunningLab, netns, start_lab
 
 

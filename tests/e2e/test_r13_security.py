@@ -7,7 +7,6 @@ import json
 import uuid
 
 import pytest
-
 from e2e_lab import (
     E2E,
     GATEWAY_MAC,

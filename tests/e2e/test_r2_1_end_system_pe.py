@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from e2e_lab import E2E, GATEWAY_MAC, RunningLab
 
 pytestmark = [*E2E, pytest.mark.timeout(60)]

@@ -12,7 +12,6 @@ port, and checks the replies and the encapsulation actually on the wire.
 from __future__ import annotations
 
 import pytest
-
 from e2e_lab import E2E, RunningLab, parse_frames, tunnel_packets
 
 pytestmark = [*E2E, pytest.mark.timeout(120)]

@@ -21,7 +21,6 @@ import json
 import uuid
 
 import pytest
-
 from e2e_lab import E2E, Background, RunningLab, parse_frames, tunnel_packets
 
 pytestmark = [*E2E, pytest.mark.timeout(120)]

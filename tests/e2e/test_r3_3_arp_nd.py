@@ -4,7 +4,6 @@ ARP and Neighbor Solicitations itself, and no MAC crosses between hosts."""
 from __future__ import annotations
 
 import pytest
-
 from e2e_lab import E2E, GATEWAY_MAC, RunningLab, delta, mac_bytes, parse_frames, tunnel_packets
 
 pytestmark = [*E2E, pytest.mark.timeout(60)]

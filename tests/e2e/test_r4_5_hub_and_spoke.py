@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from e2e_lab import E2E, RunningLab, parse_frames
 
 pytestmark = [*E2E, pytest.mark.timeout(60)]
@@ -32,7 +31,7 @@ def test_r4_5_hub_and_spoke_via_hub_vm(main_lab: RunningLab) -> None:
     s1, s2, hub = lab.ip4("spoke1"), lab.ip4("spoke2"), lab.ip4("hub")
     for host, own, other in (("h1", s1, s2), ("h2", s2, s1)):
         table = lab.api(host, "/v1/vpns/spokes")["table"]
-        assert f"{other}/32" not in table
+        assert f"{own}/32" in table and f"{other}/32" not in table
         agg = table["203.0.113.208/28"]
         assert [e["next_hop"] for e in agg] == [lab.underlay("h3")]
 

@@ -15,7 +15,6 @@ import json
 import uuid
 
 import pytest
-
 from e2e_lab import E2E, RunningLab
 
 pytestmark = [*E2E, pytest.mark.timeout(90)]

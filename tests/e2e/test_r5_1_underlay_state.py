@@ -9,8 +9,15 @@ from ipaddress import ip_address, ip_network
 from typing import Any
 
 import pytest
-
-from e2e_lab import E2E, GATEWAY_MAC, RunningLab, in_underlay, mac_bytes, parse_frames, tunnel_packets
+from e2e_lab import (
+    E2E,
+    GATEWAY_MAC,
+    RunningLab,
+    in_underlay,
+    mac_bytes,
+    parse_frames,
+    tunnel_packets,
+)
 
 pytestmark = [*E2E, pytest.mark.timeout(60)]
 

@@ -4,7 +4,6 @@ broadcast dependency, no MAC learning."""
 from __future__ import annotations
 
 import pytest
-
 from e2e_lab import E2E, GATEWAY_MAC, RunningLab, delta, ether, ipv4_udp, parse_frames
 
 pytestmark = [*E2E, pytest.mark.timeout(60)]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from e2e_lab import E2E, RunningLab, inner_addresses, parse_frames, tunnel_packets
 
 pytestmark = [*E2E, pytest.mark.timeout(60)]

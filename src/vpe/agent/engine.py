@@ -487,6 +487,14 @@ class Engine:
             iface = ip_interface(ip)
             host = f"{iface.ip}/{iface.max_prefixlen}"
             self._apply(self.vpn.remove_local_route(a.vrf, host, now))
+            subnet = str(iface.network)
+            if a.advertise == "subnet" and iface.network.prefixlen < iface.max_prefixlen and not any(
+                o.vrf == a.vrf and o.advertise == "subnet"
+                and any(str(ip_interface(x).network) == subnet for x in o.ips)
+                for o in self.attachments.values()
+            ):
+                # the last port advertising this subnet in the VRF is gone
+                self._apply(self.vpn.remove_local_route(a.vrf, subnet, now))
         if self.fib is not None:
             self.fib.remove_port(a.name)
         return a

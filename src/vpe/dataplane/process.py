@@ -41,7 +41,9 @@ from typing import Any
 from . import packets as P
 from .channel import ServerConnection
 from .driver import Batch, DriverError, Port, State
-from .pipeline import Forwarder, Output, ToPort
+from .pipeline import Forwarder, Output, ToPort, ToUnderlay
+from .ring import HDR as RING_HDR
+from .ring import PKTTYPE_OFF, RELEASE, TP_STATUS_USER, RxRing
 
 log = logging.getLogger("vpe.dataplane")
 
@@ -59,6 +61,10 @@ PMTUDISC_DONT = 0
 #: Packets read from one socket before the loop looks at the others (fairness).
 BURST = 64
 RCVBUF = 4 * 1024 * 1024
+#: Connected send sockets kept per (remote vPE, protocol); beyond: one shared sendto socket.
+MAX_CONNECTED = 256
+
+Send = Callable[[Any], object]
 
 
 def _drop_all_filter(sock: socket.socket) -> None:
@@ -70,23 +76,62 @@ def _drop_all_filter(sock: socket.socket) -> None:
 
 def open_port_socket(ifname: str) -> socket.socket:
     """AF_PACKET socket on ``ifname``: every frame in, our own transmissions not looped."""
+    return open_port(ifname).sock
+
+
+class PortIO:
+    """The AF_PACKET socket of one port and, when the kernel allows it, its RX ring."""
+
+    __slots__ = ("ifname", "mtu", "sock", "ring", "ignores_outgoing")
+
+    def __init__(
+        self, ifname: str, mtu: int, sock: socket.socket, ring: RxRing | None, ignores: bool
+    ) -> None:
+        self.ifname = ifname
+        self.mtu = mtu
+        self.sock = sock
+        self.ring = ring
+        self.ignores_outgoing = ignores
+
+    def close(self) -> None:
+        if self.ring is not None:
+            self.ring.close()
+        self.sock.close()
+
+
+def open_port(ifname: str, mtu: int = 1500, use_ring: bool = True) -> PortIO:
+    """Open ``ifname`` (promiscuous, all protocols) with an RX ring sized for ``mtu``."""
     ifindex = socket.if_nametoindex(ifname)
     # Protocol 0 at creation, ETH_P_ALL at bind: no frames of other interfaces
     # arrive in between.
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    ring: RxRing | None = None
+    ignores = False
     try:
+        # The ring must exist before bind starts the capture; a kernel without
+        # PACKET_MMAP (or without memory for it) leaves the socket on recv_into.
+        if use_ring:
+            try:
+                ring = RxRing(sock, mtu)
+            except OSError as exc:
+                log.warning("%s: no PACKET_RX_RING (%s), reading with recv", ifname, exc.strerror)
         sock.bind((ifname, ETH_P_ALL))
         # Kernels < 4.20 lack the option: outgoing frames are then skipped by pkttype.
-        with contextlib.suppress(OSError):
+        try:
             sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+            ignores = True
+        except OSError:
+            pass
         mreq = struct.pack("iHH8s", ifindex, PACKET_MR_PROMISC, 0, b"")
         sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
         sock.setblocking(False)
     except OSError:
+        if ring is not None:
+            ring.close()
         sock.close()
         raise
-    return sock
+    return PortIO(ifname, mtu, sock, ring, ignores)
 
 
 class UnderlayIO:
@@ -122,6 +167,29 @@ class UnderlayIO:
         except OSError:
             self.close()
             raise
+        self._dev = dev
+
+    def connected(self, endpoint: str, proto: int) -> socket.socket:
+        """A send-only raw socket connected to ``endpoint``: ``send`` with no address to parse
+        and the route cached in the socket (the kernel's ``sk_dst_cache``)."""
+        s = socket.socket(self.family, socket.SOCK_RAW, proto)
+        try:
+            s.bind((str(self.ip), 0))
+            # Raw sockets get a copy of every matching packet received: drop them all.
+            _drop_all_filter(s)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self._dev)
+            if self.ip.version == 4:
+                s.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, PMTUDISC_DONT)
+            else:
+                s.setsockopt(socket.IPPROTO_IPV6, IPV6_MTU_DISCOVER, PMTUDISC_DONT)
+                if proto == P.IPPROTO_UDP:
+                    s.setsockopt(socket.IPPROTO_IPV6, IPV6_CHECKSUM, 6)
+            s.setblocking(False)
+            s.connect((endpoint, 0))
+        except OSError:
+            s.close()
+            raise
+        return s
 
     def _new(self, fam: int, kind: int, proto: int) -> socket.socket:
         s = socket.socket(fam, kind, proto)
@@ -161,16 +229,27 @@ class ForwarderProcess:
         self._stop = False
         self._buf = bytearray(65536 + 128)
         self._view = memoryview(self._buf)
-        self.port_socks: dict[str, tuple[str, socket.socket]] = {}
+        self.port_socks: dict[str, PortIO] = {}
         self.underlay: dict[int, UnderlayIO] = {}
         self._tx: dict[tuple[int, int], socket.socket] = {}
+        #: (endpoint, proto) -> connected send socket
+        self._connected: dict[tuple[str, int], socket.socket] = {}
+        #: pipeline output target (ToPort / ToUnderlay, by identity) -> send function;
+        #: emptied whenever ports or routes change
+        self._senders: dict[object, Send] = {}
+        self.use_ring = True
         for ip in ips:
             u = UnderlayIO(ip, underlay_if)
             self.underlay[ip.version] = u
             self._tx[(ip.version, P.IPPROTO_UDP)] = u.udp_tx
             self._tx[(ip.version, P.IPPROTO_GRE)] = u.gre
-            self.sel.register(u.udp_rx, selectors.EVENT_READ, self._on_udp)
-            self.sel.register(u.gre, selectors.EVENT_READ, self._on_gre)
+            self.sel.register(
+                u.udp_rx, selectors.EVENT_READ, self._underlay_reader("mpls-in-udp", False)
+            )
+            # IPv4 raw sockets deliver the IP header, IPv6 ones do not.
+            self.sel.register(
+                u.gre, selectors.EVENT_READ, self._underlay_reader("mpls-in-gre", ip.version == 4)
+            )
         self.socket_path = socket_path
         self.listeners: list[socket.socket] = []
         if socket_path:
@@ -194,37 +273,39 @@ class ForwarderProcess:
 
     # ------------------------------------------------------- channel handler API
 
-    def _open_ports(self, ports: list[Port]) -> dict[str, socket.socket]:
-        """Open sockets for ports that are new or moved to another ifname, all or none."""
-        opened: dict[str, socket.socket] = {}
+    def _open_ports(self, ports: list[Port]) -> dict[str, PortIO]:
+        """Open sockets for ports that are new or changed ifname/MTU, all or none."""
+        opened: dict[str, PortIO] = {}
         try:
             for p in ports:
                 cur = self.port_socks.get(p.name)
-                if cur is None or cur[0] != p.ifname:
-                    opened[p.name] = open_port_socket(p.ifname)
+                if cur is None or cur.ifname != p.ifname or cur.mtu != p.mtu:
+                    opened[p.name] = open_port(p.ifname, p.mtu, self.use_ring)
         except OSError as exc:
-            for s in opened.values():
-                s.close()
+            for pio in opened.values():
+                pio.close()
             raise DriverError(f"port {p.name}: cannot open {p.ifname!r}: {exc.strerror}") from None
         return opened
 
-    def _commit_ports(self, opened: dict[str, socket.socket], keep: set[str]) -> None:
+    def _commit_ports(self, opened: dict[str, PortIO], keep: set[str]) -> None:
+        self._senders.clear()
         for name in list(self.port_socks):
             if name not in keep or name in opened:
-                _ifname, s = self.port_socks.pop(name)
-                self.sel.unregister(s)
-                s.close()
-        for name, s in opened.items():
-            self.port_socks[name] = (self.forwarder.ports[name].ifname, s)
-            self.sel.register(s, selectors.EVENT_READ, self._port_reader(name))
+                pio = self.port_socks.pop(name)
+                self.sel.unregister(pio.sock)
+                pio.close()
+        for name, pio in opened.items():
+            self.port_socks[name] = pio
+            reader = self._ring_reader(name, pio) if pio.ring else self._port_reader(name, pio)
+            self.sel.register(pio.sock, selectors.EVENT_READ, reader)
 
     def sync(self, state: State) -> None:
         opened = self._open_ports(list(state.ports))
         try:
             self.forwarder.full_sync(state)
         except DriverError:
-            for s in opened.values():
-                s.close()
+            for pio in opened.values():
+                pio.close()
             raise
         self._commit_ports(opened, {p.name for p in state.ports})
         self.generation += 1
@@ -287,8 +368,88 @@ class ForwarderProcess:
 
         return read
 
-    def _port_reader(self, name: str) -> Callable[[socket.socket], None]:
-        fwd = self.forwarder
+    # The readers below are the hot path: locals instead of attribute look-ups,
+    # and each output goes to a send function cached per output target
+    # (``_sender``), so a packet costs one pipeline call and one send.
+
+    def _ring_reader(self, name: str, pio: PortIO) -> Callable[[socket.socket], None]:
+        """Frames of a port with an RX ring: read in place, no system call per frame."""
+        from_port = self.forwarder.from_port
+        senders = self._senders
+        sender = self._sender
+        ring = pio.ring
+        assert ring is not None
+        view, fs, nframes = ring.view, ring.frame_size, ring.frames
+        unpack = RING_HDR.unpack_from
+        check_outgoing = not pio.ignores_outgoing
+        errors = self.io_errors
+
+        def read(_sock: socket.socket) -> None:
+            i = ring.head
+            for _ in range(BURST):
+                off = i * fs
+                if not view[off] & TP_STATUS_USER:
+                    break
+                length, snaplen, mac = unpack(view, off + 4)
+                if snaplen < length:
+                    errors["rx-truncated"] = errors.get("rx-truncated", 0) + 1
+                elif not (check_outgoing and view[off + PKTTYPE_OFF] == PACKET_OUTGOING):
+                    start = off + mac
+                    for where, data in from_port(name, view[start : start + snaplen]):
+                        send = senders.get(where)
+                        if send is None:
+                            send = sender(where)
+                        try:
+                            send(data)
+                        except OSError as exc:
+                            self._io_error(exc)
+                # Outputs are fresh buffers (the pipeline copies), so the slot
+                # can go back to the kernel at once.
+                view[off : off + 4] = RELEASE
+                i = i + 1 if i + 1 < nframes else 0
+            ring.head = i
+
+        return read
+
+    def _port_reader(self, name: str, pio: PortIO) -> Callable[[socket.socket], None]:
+        """Frames of a port without a ring: one ``recv_into`` per frame."""
+        from_port = self.forwarder.from_port
+        senders = self._senders
+        sender = self._sender
+        view = self._view
+        buf = self._buf
+        ignores = pio.ignores_outgoing
+
+        def read(sock: socket.socket) -> None:
+            for _ in range(BURST):
+                try:
+                    if ignores:
+                        n = sock.recv_into(buf)
+                    else:
+                        n, addr = sock.recvfrom_into(buf)
+                        if addr[2] == PACKET_OUTGOING:
+                            continue
+                except BlockingIOError:
+                    return
+                except OSError as exc:
+                    self._io_error(exc)
+                    return
+                for where, data in from_port(name, view[:n]):
+                    send = senders.get(where)
+                    if send is None:
+                        send = sender(where)
+                    try:
+                        send(data)
+                    except OSError as exc:
+                        self._io_error(exc)
+
+        return read
+
+    def _underlay_reader(self, encap: str, ip_header: bool) -> Callable[[socket.socket], None]:
+        """Tunnel payloads from the UDP socket or (``ip_header``: IPv4 raw GRE) with it."""
+        from_underlay = self.forwarder.from_underlay
+        senders = self._senders
+        sender = self._sender
         view = self._view
         buf = self._buf
 
@@ -301,55 +462,58 @@ class ForwarderProcess:
                 except OSError as exc:
                     self._io_error(exc)
                     return
-                if addr[2] == PACKET_OUTGOING:
-                    continue
-                self._send(fwd.from_port(name, view[:n]))
+                off = (buf[0] & 0x0F) * 4 if ip_header and n else 0
+                for where, data in from_underlay(view[off:n], addr[0], encap):
+                    send = senders.get(where)
+                    if send is None:
+                        send = sender(where)
+                    try:
+                        send(data)
+                    except OSError as exc:
+                        self._io_error(exc)
 
         return read
 
-    def _on_udp(self, sock: socket.socket) -> None:
-        fwd = self.forwarder
-        for _ in range(BURST):
-            try:
-                n, addr = sock.recvfrom_into(self._buf)
-            except BlockingIOError:
-                return
-            except OSError as exc:
-                self._io_error(exc)
-                return
-            self._send(fwd.from_underlay(self._view[:n], addr[0], "mpls-in-udp"))
+    def _sender(self, where: ToPort | ToUnderlay) -> Send:
+        """Resolve (and cache) how to send to ``where``."""
+        send: Send
+        if isinstance(where, ToPort):
+            pio = self.port_socks.get(where.name)
+            send = self._count("port-not-open") if pio is None else pio.sock.send
+        else:
+            send = self._underlay_send(where)
+        self._senders[where] = send
+        return send
 
-    def _on_gre(self, sock: socket.socket) -> None:
-        fwd = self.forwarder
-        v4 = sock.family == socket.AF_INET
-        for _ in range(BURST):
+    def _underlay_send(self, where: ToUnderlay) -> Send:
+        key = (where.endpoint, where.proto)
+        s = self._connected.get(key)
+        if s is not None:
+            return s.send
+        u = self.underlay.get(where.family)
+        if u is None:
+            return self._count("no-underlay")
+        if len(self._connected) < MAX_CONNECTED:
             try:
-                n, addr = sock.recvfrom_into(self._buf)
-            except BlockingIOError:
-                return
+                s = self._connected[key] = u.connected(where.endpoint, where.proto)
+                return s.send
             except OSError as exc:
                 self._io_error(exc)
-                return
-            off = (
-                (self._buf[0] & 0x0F) * 4 if v4 and n else 0
-            )  # IPv4 raw sockets include the header
-            self._send(fwd.from_underlay(self._view[off:n], addr[0], "mpls-in-gre"))
+        shared = self._tx[(where.family, where.proto)]
+        dest = (where.endpoint, 0)
+        return lambda data: shared.sendto(data, dest)
+
+    def _count(self, what: str) -> Send:
+        def send(_data: Any) -> None:
+            self.io_errors[what] = self.io_errors.get(what, 0) + 1
+
+        return send
 
     def _send(self, outs: list[Output]) -> None:
         for where, data in outs:
+            send = self._senders.get(where) or self._sender(where)
             try:
-                if isinstance(where, ToPort):
-                    entry = self.port_socks.get(where.name)
-                    if entry is None:
-                        self.io_errors["port-not-open"] = self.io_errors.get("port-not-open", 0) + 1
-                        continue
-                    entry[1].send(data)
-                else:
-                    sock = self._tx.get((where.family, where.proto))
-                    if sock is None:
-                        self.io_errors["no-underlay"] = self.io_errors.get("no-underlay", 0) + 1
-                        continue
-                    sock.sendto(data, (where.endpoint, 0))
+                send(data)
             except OSError as exc:
                 self._io_error(exc)
 
@@ -370,6 +534,10 @@ class ForwarderProcess:
             fobj: Any = key.fileobj
             self.sel.unregister(fobj)
             fobj.close()
+        for pio in self.port_socks.values():
+            pio.close()
+        for s in self._connected.values():
+            s.close()
         for u in self.underlay.values():
             u.close()
         self.sel.close()

@@ -59,6 +59,11 @@ def attach_vm(lab: Lab, vm: VmConfig) -> Path:
     return _record(lab, vm, rec)
 
 
+def record_vm(lab: Lab, vm: VmConfig) -> Path:
+    """Record the attachment only: for ``up`` without processes, when no agent runs."""
+    return _record(lab, vm, vm_record(lab, vm))
+
+
 def _api_attach(rec: dict[str, Any], timeout: float = 30.0) -> None:
     import time
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from . import netns, runner
-from .attach import AttachHook, attach_vm, vm_record
+from .attach import AttachHook, attach_vm, record_vm, vm_record
 from .configs import (
     agent_toml,
     forwarder_available,
@@ -210,7 +210,10 @@ def up(
 
     attached = []
     for vm in t.vms:
-        attach(lab, vm)
+        if start_processes:
+            attach(lab, vm)
+        else:
+            record_vm(lab, vm)  # no agent runs to attach to: record the intent only
         attached.append(vm.name)
     return UpResult(lab, created, pruned, started, attached)
 

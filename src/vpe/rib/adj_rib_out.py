@@ -20,15 +20,22 @@ into an AS already in its AS_PATH, and RTC for VPN families. The group view
 is kept per destination (``sent``), so a change is diffed against it and
 only what changed is (re)announced or withdrawn.
 
-**Per-member exceptions.** Split horizon (never back to the peer a path came
-from, nor to the router named in its ORIGINATOR_ID) depends on the member,
-not the group. Such destinations are rare (only paths learned from a member
-itself) and are handled apart: the member's actual state is kept as an
-*override* for that destination, the destination leaves the shared
-messages, and members are sent their own diff for it (encoded once per
-distinct diff). Without add-path, a member excluded from the best path gets
-nothing for that destination (BGP advertises its best path or nothing);
-with add-path it gets the other paths.
+**Split horizon without per-member state.** Whether a member may get a
+path the group may get depends only on the path's source: never back to
+the peer it came from, nor (over iBGP) to the router named in its
+ORIGINATOR_ID. Every advertised entry therefore carries a :class:`_Tag`
+(source address, ORIGINATOR_ID), interned and stored inside the entry's
+outbound key, and a member's view *is* the group view minus the entries
+whose tag names it. Without add-path a member excluded from the best path
+gets nothing for that destination (BGP advertises its best path or nothing);
+with add-path it gets the other paths of the group view. Nothing is stored
+per member and key: a batch is computed once, its announcements bucketed by
+outbound key (so by tag) and its withdrawals by the tag of what they
+withdraw; the few members some tag of the batch names get the shared
+buckets minus those (whole lists, no per-key test). In the route-reflector
+case, a client's million routes reflected to the other clients of its
+group, that is one encoding for the others and nothing for the sender.
+Entry counts per tag make :meth:`AdjRibOut.sent` O(1).
 
 **Outbound attributes.** Computed once per (attribute set, transform kind)
 and cached: attribute sets are interned and shared by many routes. See
@@ -68,20 +75,43 @@ IPAddress = IPv4Address | IPv6Address
 #: Families whose routes carry Route Targets and are subject to RTC (RFC 4684).
 DEFAULT_VPN_FAMILIES: frozenset[Family] = frozenset({VPNV4, VPNV6, IPV4_MCAST_VPN, IPV6_MCAST_VPN})
 
-#: (outbound attributes, outbound next hop): interned, shared by every route
-#: sent with them, and the unit UPDATEs are packed by.
-Okey = tuple[PathAttributes, IPAddress]
+
+class _Tag:
+    """Whom an advertised path must not go back to: its source peer and its originator.
+
+    ``addr`` is the source peer's address (None for local routes);
+    ``oid`` the ORIGINATOR_ID the path arrived with (None if absent, and
+    always None towards eBGP groups, where it does not matter). Interned
+    per (addr, oid), so tags hash and compare by identity: cheap as dict
+    keys in the per-batch buckets.
+    """
+
+    __slots__ = ("addr", "oid")
+
+    def __init__(self, addr: IPAddress | None, oid: IPv4Address | None) -> None:
+        self.addr = addr
+        self.oid = oid
+
+    def excludes(self, m: _Member) -> bool:
+        """Is member ``m`` the source peer or the originator (split horizon, RFC 4456 8)?"""
+        return (self.addr is not None and m.addr == self.addr) or (self.oid is not None and m.rid == self.oid)
+
+    def __repr__(self) -> str:
+        return f"_Tag({self.addr}, {self.oid})"
+
+
+#: (outbound attributes, outbound next hop, split-horizon tag): interned,
+#: shared by every route sent with them, and the unit UPDATEs are packed by.
+Okey = tuple[PathAttributes, IPAddress, _Tag | None]
 #: one advertised route: the NLRI as sent (our path id with add-path) and its Okey
 Entry = tuple[Nlri, Okey]
 #: what a destination holds: one Entry (plain families), path id -> Entry
-#: (add-path families); None in a member override means "nothing".
+#: (add-path families), or None: nothing.
 Stored = Any
-#: (our path id, entry, addresses of members excluded from it)
-Offer = tuple[int, Entry, frozenset[IPAddress]]
-#: per-source outbound facts of one group: (Okey, excluded members), or None: not sent
-Info = tuple[Okey, frozenset[IPAddress]] | None
+#: the Okey of a path source for one group, or None: not sent to that group
+Info = Okey | None
+TagOrNone = _Tag | None
 
-_NONE: frozenset[IPAddress] = frozenset()
 _MISSING: Any = object()
 _NOBODY = IPv6Address("::")  # an address no peer has: stands for "a member" in group checks
 _CACHE_MAX = 65536
@@ -115,21 +145,24 @@ class _FamilyState:
     Okey, rather than one dict of (NLRI, Okey) pairs: both values already
     exist, so a million-route table adds no object for the garbage collector
     to walk. With add-path, ``sent`` maps key -> path id -> Entry.
+    ``total`` counts the entries (routes, or paths with add-path) and
+    ``tags`` the entries per tag, so a member's count is ``total`` minus
+    the counts of the tags that name it.
     """
 
-    __slots__ = ("sent", "okeys", "overridden", "mode", "addpath", "table")
+    __slots__ = ("sent", "okeys", "mode", "addpath", "table", "total", "tags")
 
     def __init__(self, mode: int, addpath: bool) -> None:
         self.sent: dict[bytes, Any] = {}
         self.okeys: dict[bytes, Okey] = {}
-        #: keys some member holds an override for
-        self.overridden: set[bytes] = set()
         #: 1 best path, 0 all paths, N best N
         self.mode = mode
         #: path ids on the wire
         self.addpath = addpath
-        #: the encoded group view, reused by members joining without overrides
-        self.table: list[bytes] | None = None
+        #: the encoded group view per Okey, reused by members joining
+        self.table: dict[Okey, list[bytes]] | None = None
+        self.total = 0
+        self.tags: dict[_Tag, int] = {}
 
     def get(self, key: bytes) -> Stored:
         if self.addpath:
@@ -155,25 +188,44 @@ class _FamilyState:
         for k, n in self.sent.items():
             yield k, (n, okeys[k])
 
+    def count(self, delta: dict[TagOrNone, int]) -> None:
+        """Add per-tag entry count changes."""
+        tags = self.tags
+        for t, d in delta.items():
+            if not d:
+                continue
+            self.total += d
+            if t is not None:
+                c = tags.get(t, 0) + d
+                if c:
+                    tags[t] = c
+                else:
+                    del tags[t]
+
+    def excluded_count(self, m: _Member) -> int:
+        """How many entries of the view ``m`` does not get (split horizon)."""
+        return sum(c for t, c in self.tags.items() if t.excludes(m))
+
     def reset(self) -> None:
         self.sent = {}
         self.okeys = {}
-        self.overridden = set()
         self.table = None
+        self.total = 0
+        self.tags = {}
 
     def copy_from(self, other: _FamilyState, share: bool) -> None:
         """Take ``other``'s group view (shared when ``other`` is discarded)."""
         self.sent = other.sent if share else dict(other.sent)
         self.okeys = other.okeys if share else dict(other.okeys)
         self.table = other.table
+        self.total = other.total
+        self.tags = dict(other.tags)
 
 
 class _Group:
     """An update group: members sharing one outbound policy."""
 
-    __slots__ = (
-        "sig", "rep", "ctx", "ebgp", "next_hop_self", "rtc", "fams", "members", "addrs", "rids",
-    )
+    __slots__ = ("sig", "rep", "ctx", "ebgp", "next_hop_self", "rtc", "fams", "members", "_excl")
 
     def __init__(self, sig: tuple[Any, ...], peer: OutPeer, rtc: RtcFilter | None) -> None:
         info = peer.info
@@ -190,22 +242,91 @@ class _Group:
             mode = _mode(peer.addpath_send.get(fam)) if addpath else 1
             self.fams[fam] = _FamilyState(mode, addpath)
         self.members: dict[IPAddress, _Member] = {}
-        self.addrs: frozenset[IPAddress] = frozenset()
-        self.rids: frozenset[IPv4Address] = frozenset()
+        #: tag -> the members it names (cleared when membership changes)
+        self._excl: dict[_Tag, tuple[_Member, ...]] = {}
 
-    def update_members(self) -> None:
-        self.addrs = frozenset(self.members)
-        self.rids = frozenset(m.peer.info.router_id for m in self.members.values()) if not self.ebgp else frozenset()
+    def excluded(self, t: _Tag) -> tuple[_Member, ...]:
+        """The members ``t`` names: computed once per tag while membership stands."""
+        r = self._excl.get(t)
+        if r is None:
+            r = self._excl[t] = tuple(m for m in self.members.values() if t.excludes(m))
+        return r
+
+    def membership_changed(self) -> None:
+        self._excl = {}
 
 
 class _Member:
-    __slots__ = ("peer", "group", "over")
+    __slots__ = ("peer", "group", "addr", "rid", "excluded")
 
     def __init__(self, peer: OutPeer, group: _Group) -> None:
         self.peer = peer
         self.group = group
-        #: family -> key -> what this member holds where it differs from the group view
-        self.over: dict[Family, dict[bytes, Stored]] = {f: {} for f in peer.families}
+        self.addr = peer.address
+        #: the router id ORIGINATOR_IDs are compared with (iBGP only: RFC 4456 8)
+        self.rid: IPv4Address | None = peer.info.router_id if peer.info.ibgp else None
+        #: family -> how many entries of the group view split horizon keeps from this member
+        self.excluded: dict[Family, int] = {}
+
+
+class _Batch:
+    """One change batch of one group in one family, before encoding.
+
+    ``ann``: Okey -> NLRIs to announce (to every member its tag does not
+    name); ``wd``: tag of what is withdrawn -> NLRIs (members the tag names
+    never had them); ``xwd``: (old tag, new tag) -> NLRIs replaced by a path
+    with another tag (members the new tag names but the old one does not
+    get these withdrawn); ``delta``: entry count change per tag.
+    """
+
+    __slots__ = ("ann", "wd", "xwd", "delta")
+
+    def __init__(self) -> None:
+        self.ann: dict[Okey, list[Nlri]] = {}
+        self.wd: dict[TagOrNone, list[Nlri]] = {}
+        self.xwd: dict[tuple[TagOrNone, TagOrNone], list[Nlri]] = {}
+        self.delta: dict[TagOrNone, int] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.ann or self.wd)
+
+    def withdraw(self, t: TagOrNone, n: Nlri) -> None:
+        lst = self.wd.get(t)
+        if lst is None:
+            lst = self.wd[t] = []
+        lst.append(n)
+
+    def replace(self, old: TagOrNone, new: TagOrNone, n: Nlri) -> None:
+        lst = self.xwd.get((old, new))
+        if lst is None:
+            lst = self.xwd[(old, new)] = []
+        lst.append(n)
+
+    def announce(self, okey: Okey, n: Nlri) -> None:
+        lst = self.ann.get(okey)
+        if lst is None:
+            lst = self.ann[okey] = []
+        lst.append(n)
+
+    def tally(self) -> dict[TagOrNone, int]:
+        """``delta`` completed with the withdrawals and tag changes (counted from list sizes)."""
+        delta = self.delta
+        for t, lst in self.wd.items():
+            delta[t] = delta.get(t, 0) - len(lst)
+        for (a, b), lst in self.xwd.items():
+            delta[a] = delta.get(a, 0) - len(lst)
+            delta[b] = delta.get(b, 0) + len(lst)
+        return delta
+
+    def tags(self) -> set[_Tag]:
+        """Every tag the batch touches."""
+        out: set[TagOrNone] = set(self.wd)
+        out.update(o[2] for o in self.ann)
+        for a, b in self.xwd:
+            out.add(a)
+            out.add(b)
+        out.discard(None)
+        return out  # type: ignore[return-value]
 
 
 def _mode(v: int | str | None) -> int:
@@ -239,16 +360,6 @@ def _as_view(s: Stored) -> dict[int, Entry]:
     return {0: s}
 
 
-def _same_stored(a: Stored, b: Stored) -> bool:
-    if a is None or b is None:
-        return a is b
-    if type(a) is dict:
-        if type(b) is not dict or a.keys() != b.keys():
-            return False
-        return all(_same_entry(e, b[p]) for p, e in a.items())
-    return type(b) is not dict and _same_entry(a, b)
-
-
 def _entries(s: Stored) -> Iterable[Entry]:
     if s is None:
         return ()
@@ -258,6 +369,7 @@ def _entries(s: Stored) -> Iterable[Entry]:
 
 
 def _diff(old: dict[int, Entry], new: dict[int, Entry], wd: list[Nlri], ann: dict[Okey, list[Nlri]]) -> None:
+    """One member's diff of one destination (used when a member changes group)."""
     for pid, e in old.items():
         if pid not in new:
             wd.append(e[0])
@@ -306,8 +418,11 @@ class AdjRibOut:
         self._out_attrs: dict[tuple[PathAttributes, tuple[Any, ...]], PathAttributes] = {}
         self._okeys: dict[Okey, Okey] = {}
         self._rts: dict[PathAttributes, tuple[bytes, ...]] = {}
-        #: family -> key -> (source peer address, received path id) -> our path id
-        self._pids: dict[Family, dict[bytes, dict[tuple[IPAddress, int], int]]] = {}
+        #: (source address, ORIGINATOR_ID) -> tag; never cleared (one per source and
+        #: originator), so equal tags are always the same object
+        self._tags: dict[tuple[IPAddress | None, IPv4Address | None], _Tag] = {}
+        #: family -> key -> (source Adj-RIB-In, received path id) -> our path id
+        self._pids: dict[Family, dict[bytes, dict[tuple[object, int], int]]] = {}
 
     # -- peers -----------------------------------------------------------------
 
@@ -366,24 +481,16 @@ class AdjRibOut:
 
     def _join(self, m: _Member, g: _Group) -> None:
         m.group = g
-        g.members[m.peer.address] = m
-        g.update_members()
-        self._members[m.peer.address] = m
-        for fam, over in m.over.items():
-            if over:
-                g.fams[fam].overridden.update(over)
+        g.members[m.addr] = m
+        g.membership_changed()
+        self._members[m.addr] = m
 
     def _leave(self, m: _Member) -> None:
         g = m.group
-        g.members.pop(m.peer.address, None)
+        g.members.pop(m.addr, None)
+        g.membership_changed()
         if not g.members:
             self._groups.pop(g.sig, None)
-            return
-        g.update_members()
-        for fam, over in m.over.items():
-            if over:
-                fs = g.fams[fam]
-                fs.overridden = {k for o in g.members.values() for k in o.over.get(fam, ())}
 
     # -- changes ---------------------------------------------------------------
 
@@ -396,12 +503,82 @@ class AdjRibOut:
             return out
         loc = self.rib.loc_rib(fam)
         for g in groups:
-            shared, own = self._process(g, fam, change.keys, loc)
-            for a in g.members:
-                mine = own.get(a)
-                if shared or mine:
-                    out[a] = [*shared, *mine] if mine else list(shared)
+            fs = g.fams[fam]
+            info_of = self._info_getter(g, fam)
+            b = _Batch()
+            if fs.mode == 1 and not fs.addpath:
+                self._process_plain(fs, change.keys, loc, info_of, b)
+            else:
+                for k in change.keys:
+                    self._process_key(fs, fam, loc, k, info_of, b)
+            if not b:
+                continue
+            fs.table = None
+            self._account(g, fam, b.tally())
+            self._deliver(g, fam, b, out)
         return out
+
+    def _account(self, g: _Group, fam: Family, delta: dict[TagOrNone, int]) -> None:
+        """Entry counts of the group view and of each member's exclusions (for :meth:`sent`)."""
+        g.fams[fam].count(delta)
+        for t, d in delta.items():
+            if d and t is not None:
+                for m in g.excluded(t):
+                    m.excluded[fam] = m.excluded.get(fam, 0) + d
+
+    def _deliver(self, g: _Group, fam: Family, b: _Batch, out: dict[IPAddress, list[bytes]]) -> None:
+        """Encode batch ``b`` once for the group: shared messages, filtered copies for named members.
+
+        Members no tag of the batch names get every withdrawal and
+        announcement. A member some tag names gets the announcement buckets
+        of the other tags, the withdrawal buckets of the other tags, and the
+        withdrawals of routes whose replacement it may not get. Messages are
+        encoded per announcement bucket, so every member's list is made of
+        the same ``bytes`` objects; withdrawal lists are encoded once per
+        distinct selection.
+        """
+        ctx = g.ctx
+        touched: dict[_Member, set[_Tag]] = {}
+        for t in b.tags():
+            for m in g.excluded(t):
+                got = touched.get(m)
+                if got is None:
+                    touched[m] = {t}
+                else:
+                    got.add(t)
+        encoded: dict[int, list[bytes]] = {}
+
+        def ann_msgs(okey: Okey, nlris: list[Nlri]) -> list[bytes]:
+            msgs = encoded.get(id(nlris))
+            if msgs is None:
+                msgs = encoded[id(nlris)] = pack_announcements(fam, okey[0], okey[1], nlris, ctx)
+            return msgs
+
+        if len(touched) < len(g.members):
+            wd = [n for lst in b.wd.values() for n in lst]
+            shared = pack_withdrawals(fam, wd, ctx) if wd else []
+            for okey, nlris in b.ann.items():
+                shared.extend(ann_msgs(okey, nlris))
+            if shared:
+                for a, m in g.members.items():
+                    if m not in touched:
+                        out[a] = list(shared)
+        by_selection: dict[tuple[tuple[int, ...], ...], list[bytes]] = {}
+        for m, ex in touched.items():
+            wd_keep = tuple(t for t in b.wd if t not in ex)
+            x_keep = tuple(tt for tt in b.xwd if tt[1] in ex and tt[0] not in ex)
+            a_keep = tuple(o for o in b.ann if o[2] not in ex)
+            sel = (tuple(map(id, wd_keep)), tuple(map(id, x_keep)), tuple(map(id, a_keep)))
+            msgs = by_selection.get(sel)
+            if msgs is None:
+                wl = [n for t in wd_keep for n in b.wd[t]]
+                wl.extend(n for tt in x_keep for n in b.xwd[tt])
+                msgs = pack_withdrawals(fam, wl, ctx) if wl else []
+                for o in a_keep:
+                    msgs.extend(ann_msgs(o, b.ann[o]))
+                by_selection[sel] = msgs
+            if msgs:
+                out[m.addr] = list(msgs)
 
     def rtc_changed(self, address: IPAddress) -> list[bytes]:
         """Re-filter VPN routes for ``address`` after its RTC routes changed.
@@ -419,8 +596,6 @@ class AdjRibOut:
         vpn = [f for f in _family_order(m.peer.families) if f in self.vpn_families]
         before = {f: self._member_view(old, m, f) for f in vpn}
         self._leave(m)
-        for f in vpn:
-            m.over[f] = {}  # recomputed against the new group by _scan below
         new = self._group_for(m.peer, filt)
         fresh = not new.members
         if fresh:
@@ -453,18 +628,17 @@ class AdjRibOut:
     # -- looking glass -----------------------------------------------------------
 
     def sent(self, address: IPAddress, family: Family) -> int:
-        """How many routes ``address`` currently holds from us in ``family``."""
+        """How many routes (paths, with add-path) ``address`` currently holds from us in ``family``.
+
+        O(1): the group view's entry count minus the member's split-horizon count.
+        """
         m = self._members.get(address)
-        if m is None or family not in m.group.fams:
+        if m is None:
             return 0
-        fs = m.group.fams[family]
-        over = m.over.get(family, {})
-        if not fs.addpath:
-            n = len(fs.sent)
-            for k, s in over.items():
-                n += (s is not None) - (k in fs.sent)
-            return n
-        return sum(len(_as_view(s)) for s in self._member_view(m.group, m, family).values())
+        fs = m.group.fams.get(family)
+        if fs is None:
+            return 0
+        return fs.total - m.excluded.get(family, 0)
 
     def advertised(
         self, address: IPAddress, family: Family
@@ -474,20 +648,25 @@ class AdjRibOut:
         if m is None or family not in m.group.fams:
             return
         for s in self._member_view(m.group, m, family).values():
-            for n, (attrs, nh) in _entries(s):
+            for n, (attrs, nh, _) in _entries(s):
                 yield n, attrs, nh
 
     def _member_view(self, g: _Group, m: _Member, fam: Family) -> dict[bytes, Stored]:
+        """key -> what ``m`` holds: the group view minus the entries split horizon keeps from it."""
         fs = g.fams[fam]
-        over = m.over.get(fam)
-        view = dict(fs.items())
-        if not over:
+        ex = {t for t in fs.tags if t.excludes(m)}
+        if not ex:
+            return dict(fs.items())
+        view: dict[bytes, Stored] = {}
+        if not fs.addpath:
+            for k, (n, okey) in fs.items():
+                if okey[2] not in ex:
+                    view[k] = (n, okey)
             return view
-        for k, s in over.items():
-            if s is None:
-                view.pop(k, None)
-            else:
-                view[k] = s
+        for k, s in fs.items():
+            kept = {pid: e for pid, e in s.items() if e[1][2] not in ex}
+            if kept:
+                view[k] = kept
         return view
 
     # -- per-source outbound facts ---------------------------------------------------
@@ -528,19 +707,22 @@ class AdjRibOut:
         if nh is None:
             return None
         out = self._transform(attrs, peer, g, nh if v4_unicast and nh.version == 4 else None)
-        okey = (out, nh)
+        okey = (out, nh, self._tag(peer, None if g.ebgp else A.originator_id(attrs)))
         okey = self._okeys.setdefault(okey, okey)
         if len(self._okeys) > _CACHE_MAX:
             self._okeys.clear()
-        excluded = _NONE
-        oid = A.originator_id(attrs)
-        if (not peer.local and peer.address in g.addrs) or (oid is not None and oid in g.rids):
-            excluded = frozenset(
-                a
-                for a, m in g.members.items()
-                if not may_advertise(peer, m.peer.info, route_reflector=True, originator_id=oid)
-            )
-        return okey, excluded
+        return okey
+
+    def _tag(self, peer: PeerInfo, oid: IPv4Address | None) -> _Tag | None:
+        """The interned split-horizon tag of paths from ``peer`` with ORIGINATOR_ID ``oid``."""
+        addr = None if peer.local else peer.address
+        if addr is None and oid is None:
+            return None
+        k = (addr, oid)
+        t = self._tags.get(k)
+        if t is None:
+            t = self._tags[k] = _Tag(addr, oid)
+        return t
 
     def _route_targets(self, attrs: PathAttributes) -> tuple[bytes, ...]:
         rts = self._rts.get(attrs)
@@ -591,47 +773,50 @@ class AdjRibOut:
 
     def _offers(
         self, fs: _FamilyState, fam: Family, loc: LocRib, key: bytes, info_of: Callable[[PathSource], Info]
-    ) -> list[Offer]:
-        chosen: list[tuple[Path, tuple[Okey, frozenset[IPAddress]]]] = []
+    ) -> dict[int, Entry]:
+        """The group view of ``key``: path id (0 without add-path) -> Entry."""
+        chosen: list[tuple[Path, Okey]] = []
         if fs.mode == 1:
             best = loc.best(key)
             if best is not None:
-                info = info_of(best.source)
-                if info is not None:
-                    chosen.append((best, info))
+                okey = info_of(best.source)
+                if okey is not None:
+                    chosen.append((best, okey))
         else:
             limit = fs.mode
             for p in _ranked_paths(loc, key):
-                info = info_of(p.source)
-                if info is not None:
-                    chosen.append((p, info))
+                okey = info_of(p.source)
+                if okey is not None:
+                    chosen.append((p, okey))
                     if limit and len(chosen) >= limit:
                         break
+        if not chosen:
+            return {}
         if not fs.addpath:
-            if not chosen:
-                return []
-            p, (okey, exc) = chosen[0]
-            return [(0, (_with_path_id(p.nlri, 0), okey), exc)]
+            p, okey = chosen[0]
+            return {0: (_with_path_id(p.nlri, 0), okey)}
         ids = self._path_ids(fam, loc, key)
-        out: list[Offer] = []
-        for p, (okey, exc) in chosen:
-            pid = ids[(p.source.peer.address, p.nlri.path_id)]
-            out.append((pid, (_with_path_id(p.nlri, pid), okey), exc))
+        out: dict[int, Entry] = {}
+        for p, okey in chosen:
+            pid = ids[(_origin(p.source), p.nlri.path_id)]
+            out[pid] = (_with_path_id(p.nlri, pid), okey)
         return out
 
-    def _path_ids(self, fam: Family, loc: LocRib, key: bytes) -> dict[tuple[IPAddress, int], int]:
-        """Our path ids for ``key``'s paths: stable per (source peer, received path id).
+    def _path_ids(self, fam: Family, loc: LocRib, key: bytes) -> dict[tuple[object, int], int]:
+        """Our path ids for ``key``'s paths: stable per (source Adj-RIB-In, received path id).
 
         Ids of paths that are gone are freed and the smallest free id is
         given to a new path; shared by all groups, so every peer sees one
-        numbering.
+        numbering. Sources are told apart by their Adj-RIB-In object (one
+        per peer and family, kept across a graceful restart), which hashes
+        by identity.
         """
         table = self._pids.setdefault(fam, {})
         paths = loc.paths(key)
         if not paths:
             table.pop(key, None)
             return {}
-        present = [(p.source.peer.address, p.nlri.path_id) for p in paths]
+        present = {(_origin(p.source), p.nlri.path_id): None for p in paths}
         old = table.get(key, {})
         ids = {s: i for s, i in old.items() if s in present}
         used = set(ids.values())
@@ -647,62 +832,33 @@ class AdjRibOut:
 
     # -- computing and diffing -------------------------------------------------------
 
-    def _process(
-        self, g: _Group, fam: Family, keys: Iterable[bytes], loc: LocRib
-    ) -> tuple[list[bytes], dict[IPAddress, list[bytes]]]:
-        """One change batch for one group: (messages for every member, extra per member)."""
-        fs = g.fams[fam]
-        info_of = self._info_getter(g, fam)
-        wd: list[Nlri] = []
-        ann: dict[Okey, list[Nlri]] = {}
-        special: list[bytes]
-        if fs.mode == 1 and not fs.addpath:
-            special = self._process_plain(fs, keys, loc, info_of, wd, ann)
-        else:
-            special = list(keys)
-        changes: dict[IPAddress, tuple[list[Nlri], dict[Okey, list[Nlri]]]] = {}
-        for k in special:
-            self._process_key(g, fs, fam, loc, k, info_of, wd, ann, changes)
-        if wd or ann or special:
-            fs.table = None
-        shared = self._encode(fam, g.ctx, wd, ann)
-        own: dict[IPAddress, list[bytes]] = {}
-        encoded: dict[tuple[Any, ...], list[bytes]] = {}
-        for a, (mwd, mann) in changes.items():
-            if not mwd and not mann:
-                continue
-            sig = (tuple(map(id, mwd)), tuple((id(o), tuple(map(id, ns))) for o, ns in mann.items()))
-            msgs = encoded.get(sig)
-            if msgs is None:
-                msgs = encoded[sig] = self._encode(fam, g.ctx, mwd, mann)
-            own[a] = msgs
-        return shared, own
-
+    @staticmethod
     def _process_plain(
-        self,
         fs: _FamilyState,
         keys: Iterable[bytes],
         loc: LocRib,
         info_of: Callable[[PathSource], Info],
-        wd: list[Nlri],
-        ann: dict[Okey, list[Nlri]],
-    ) -> list[bytes]:
-        """The hot loop: best path only, no path ids. Returns the keys needing per-member care.
+        b: _Batch,
+    ) -> None:
+        """The hot loop: best path only, no path ids, every member's split horizon included.
 
         Reads the Loc-RIB's light entry forms directly (a sole source, or
         ranked sources best first: the NLRI is in the source's Adj-RIB-In)
-        so that a million-route change makes no Path object.
+        so that a million-route change makes no Path object. Per key, one
+        dict lookup and at most two stores; consecutive keys mostly share a
+        source (one UPDATE), so the source's Okey and its announcement list
+        are looked up once per run of keys.
         """
         sent = fs.sent
         okeys = fs.okeys
-        over = fs.overridden
         dests = loc.dests
-        special: list[bytes] = []
-        # consecutive routes mostly share a source (one UPDATE): remember the last
+        ann = b.ann
+        delta = b.delta
         last_src: Any = _MISSING
-        info: Info = None
+        okey: Info = None
         last_okey: Any = _MISSING
         lst: list[Nlri] = []
+        added = 0  # new entries under last_okey not yet in delta
         d: Any
         for k in keys:
             # _best(), inlined: this loop runs once per changed route
@@ -725,216 +881,140 @@ class AdjRibOut:
                     n = p.nlri
             if src is not last_src:
                 last_src = src
-                info = None if src is None else info_of(src)
-            if (info is not None and info[1]) or (over and k in over):
-                special.append(k)
-                continue
+                okey = None if src is None else info_of(src)
             old = sent.get(k)
-            if info is None:
+            if okey is None:
                 if old is not None:
                     del sent[k]
-                    del okeys[k]
-                    wd.append(old)
+                    b.withdraw(okeys.pop(k)[2], old)
                 continue
-            okey = info[0]
-            if old is not None and (old is n or same_nlri(old, n)):
+            if old is not None:
                 o = okeys[k]
-                if o is okey or o == okey:
+                if (old is n or same_nlri(old, n)) and (o is okey or o == okey):
                     continue
+                if o[2] is not okey[2]:
+                    b.replace(o[2], okey[2], old)
             if n.path_id:
                 n = _with_path_id(n, 0)
             sent[k] = n
             okeys[k] = okey
             if okey is not last_okey:
+                if added:
+                    lt = last_okey[2]
+                    delta[lt] = delta.get(lt, 0) + added
+                    added = 0
                 last_okey = okey
                 got = ann.get(okey)
                 if got is None:
                     got = ann[okey] = []
                 lst = got
+            if old is None:
+                added += 1
             lst.append(n)
-        return special
+        if added:
+            lt = last_okey[2]
+            delta[lt] = delta.get(lt, 0) + added
 
     def _process_key(
         self,
-        g: _Group,
         fs: _FamilyState,
         fam: Family,
         loc: LocRib,
         k: bytes,
         info_of: Callable[[PathSource], Info],
-        wd: list[Nlri],
-        ann: dict[Okey, list[Nlri]],
-        changes: dict[IPAddress, tuple[list[Nlri], dict[Okey, list[Nlri]]]],
+        b: _Batch,
     ) -> None:
-        """One destination in the general way: add-path, or a member-specific view."""
-        offers = self._offers(fs, fam, loc, k, info_of)
-        new_g = {pid: e for pid, e, _ in offers}
-        old_g = _as_view(fs.get(k))
-        fs.put(k, (new_g if fs.addpath else new_g[0]) if new_g else None)
-        if not any(exc for _, _, exc in offers) and k not in fs.overridden:
-            _diff(old_g, new_g, wd, ann)
+        """One destination in the general way (add-path): diff the path-id views."""
+        new = self._offers(fs, fam, loc, k, info_of)
+        old = _as_view(fs.get(k))
+        if not new and not old:
             return
-        overridden = False
-        for a, m in g.members.items():
-            over = m.over[fam]
-            old_m = _as_view(over[k]) if k in over else old_g
-            new_m = {pid: e for pid, e, exc in offers if a not in exc}
-            if len(new_m) == len(new_g):
-                over.pop(k, None)
-            else:
-                over[k] = (new_m if fs.addpath else new_m[0]) if new_m else None
-                overridden = True
-            c = changes.get(a)
-            if c is None:
-                c = changes[a] = ([], {})
-            _diff(old_m, new_m, c[0], c[1])
-        if overridden:
-            fs.overridden.add(k)
-        else:
-            fs.overridden.discard(k)
+        fs.put(k, (new if fs.addpath else new[0]) if new else None)
+        delta = b.delta
+        for pid, e in old.items():
+            if pid not in new:
+                b.withdraw(e[1][2], e[0])
+        for pid, e in new.items():
+            o = old.get(pid)
+            t = e[1][2]
+            if o is None:
+                delta[t] = delta.get(t, 0) + 1
+            elif _same_entry(o, e):
+                continue
+            elif o[1][2] is not t:
+                b.replace(o[1][2], t, o[0])
+            b.announce(e[1], e[0])
 
     def _scan(self, g: _Group, m: _Member, fam: Family) -> None:
-        """Compute member ``m``'s whole view of ``fam`` (it just joined ``g``).
+        """Make ``g``'s view of ``fam`` ready for member ``m``, which just joined.
 
         A group whose only member is ``m`` has its view rebuilt from the
-        Loc-RIB; otherwise the group view stands (it follows every change)
-        and only ``m``'s overrides, the destinations where split horizon
-        takes something away from it, are looked for.
+        Loc-RIB; otherwise the group view stands (it follows every change).
+        Either way ``m``'s view is derived from it, so all that is computed
+        for ``m`` is its split-horizon count (O(tags)).
         """
         fs = g.fams[fam]
-        build = len(g.members) == 1
-        over: dict[bytes, Stored] = {}
-        m.over[fam] = over
-        if build:
+        if len(g.members) == 1:
             fs.reset()
-        if fam not in self.rib.families():
-            return
-        loc = self.rib.loc_rib(fam)
-        info_of = self._info_getter(g, fam)
-        if fs.mode == 1 and not fs.addpath:
-            self._scan_plain(fs, loc, info_of, m.peer.address, build, over)
-        else:
-            a = m.peer.address
-            for k in list(loc.dests):
-                offers = self._offers(fs, fam, loc, k, info_of)
-                vg = {pid: e for pid, e, _ in offers}
-                vm = {pid: e for pid, e, exc in offers if a not in exc}
-                new_g: Stored = (vg if fs.addpath else vg[0]) if vg else None
-                new_m: Stored = (vm if fs.addpath else vm[0]) if vm else None
-                if build:
-                    fs.put(k, new_g)
-                    group_s = new_g
+            if fam in self.rib.families():
+                loc = self.rib.loc_rib(fam)
+                info_of = self._info_getter(g, fam)
+                b = _Batch()
+                if fs.mode == 1 and not fs.addpath:
+                    self._process_plain(fs, loc.dests, loc, info_of, b)  # reads only: no copy
                 else:
-                    group_s = fs.get(k)
-                if not _same_stored(new_m, group_s):
-                    over[k] = new_m
-        if over:
-            fs.overridden.update(over)
-
-    @staticmethod
-    def _scan_plain(
-        fs: _FamilyState,
-        loc: LocRib,
-        info_of: Callable[[PathSource], Info],
-        a: IPAddress,
-        build: bool,
-        over: dict[bytes, Stored],
-    ) -> None:
-        """:meth:`_scan` for best-path-only families: the loop of :meth:`_process_plain`."""
-        sent = fs.sent
-        okeys = fs.okeys
-        last_src: Any = _MISSING
-        info: Info = None
-        d: Any
-        for k, d in loc.dests.items():
-            t = type(d)
-            if t is PathSource:
-                src = d
-                n = d.adj.routes[k]
-            elif t is tuple:
-                src = d[0]
-                n = src.adj.routes[k]
-            else:
-                p = loc.best(k)
-                if p is None:
-                    continue
-                src = p.source
-                n = p.nlri
-            if src is not last_src:
-                last_src = src
-                info = info_of(src)
-            if info is None:
-                continue
-            if build:
-                if n.path_id:
-                    n = _with_path_id(n, 0)
-                sent[k] = n
-                okeys[k] = info[0]
-            if info[1] and a in info[1]:
-                over[k] = None
+                    for k in list(loc.dests):
+                        self._process_key(fs, fam, loc, k, info_of, b)
+                fs.count(b.tally())
+        m.excluded[fam] = fs.excluded_count(m)
 
     # -- encoding --------------------------------------------------------------------
 
     def _table_msgs(self, g: _Group, m: _Member, fam: Family) -> list[bytes]:
-        """The whole of ``m``'s view of ``fam`` as UPDATEs (no End-of-RIB)."""
+        """The whole of ``m``'s view of ``fam`` as UPDATEs (no End-of-RIB).
+
+        The group view is encoded once per Okey and kept until it changes;
+        a member gets the messages of every Okey whose tag does not name it.
+        """
         fs = g.fams[fam]
-        over = m.over.get(fam)
-        if not over and fs.table is not None:
-            return list(fs.table)
-        ann: dict[Okey, list[Nlri]] = {}
-        last: Any = _MISSING
-        lst: list[Nlri] = []
-        if not fs.addpath:
-            okeys = fs.okeys
-            for k, n in fs.sent.items():
-                if over and k in over:
-                    continue  # only ever None: a member's view is the group's minus exclusions
-                okey = okeys[k]
-                if okey is not last:
-                    last = okey
-                    got = ann.get(okey)
-                    if got is None:
-                        got = ann[okey] = []
-                    lst = got
-                lst.append(n)
-        else:
-            for k, st in fs.items():
-                if over and k in over:
-                    st = over[k]
-                for n, okey in _entries(st):
-                    ann.setdefault(okey, []).append(n)
-        msgs = self._encode(fam, g.ctx, [], ann)
-        if not over:
-            fs.table = msgs
-        return list(msgs)
+        table = fs.table
+        if table is None:
+            ann: dict[Okey, list[Nlri]] = {}
+            last: Any = _MISSING
+            lst: list[Nlri] = []
+            if not fs.addpath:
+                okeys = fs.okeys
+                for k, n in fs.sent.items():
+                    okey = okeys[k]
+                    if okey is not last:
+                        last = okey
+                        got = ann.get(okey)
+                        if got is None:
+                            got = ann[okey] = []
+                        lst = got
+                    lst.append(n)
+            else:
+                for st in fs.sent.values():
+                    for n, okey in st.values():
+                        ann.setdefault(okey, []).append(n)
+            table = fs.table = {
+                okey: pack_announcements(fam, okey[0], okey[1], nlris, g.ctx) for okey, nlris in ann.items()
+            }
+        ex = {t for t in fs.tags if t.excludes(m)}
+        return [msg for okey, msgs in table.items() if okey[2] not in ex for msg in msgs]
 
     @staticmethod
     def _encode(fam: Family, ctx: CodecContext, wd: list[Nlri], ann: dict[Okey, list[Nlri]]) -> list[bytes]:
-        """Withdrawals first, then one run of packed UPDATEs per (attributes, next hop)."""
+        """Withdrawals first, then one run of packed UPDATEs per Okey."""
         out = pack_withdrawals(fam, wd, ctx) if wd else []
-        for (attrs, nh), nlris in ann.items():
+        for (attrs, nh, _), nlris in ann.items():
             out.extend(pack_announcements(fam, attrs, nh, nlris, ctx))
         return out
 
 
-def _best(loc: LocRib, key: bytes) -> tuple[PathSource, Nlri] | None:
-    """(source, NLRI) of ``key``'s best path without making a Path object.
-
-    The Loc-RIB keeps a destination with one path (or ranked sources, best
-    first) as bare sources whose NLRI is in the source's Adj-RIB-In under
-    the same key; anything else is read through :meth:`LocRib.best`.
-    """
-    d: Any = loc.dests.get(key)
-    t = type(d)
-    if t is PathSource:
-        return d, d.adj.routes[key]
-    if t is tuple:
-        s = d[0]
-        return s, s.adj.routes[key]
-    if d is None:
-        return None
-    p = loc.best(key)
-    return None if p is None else (p.source, p.nlri)
+def _origin(src: PathSource) -> object:
+    """What tells path sources apart for path ids: the Adj-RIB-In (identity-hashed), else the peer address."""
+    return src.adj if src.adj is not None else src.peer.address
 
 
 def _ranked_paths(loc: LocRib, key: bytes) -> list[Path]:
