@@ -73,7 +73,9 @@ def sh(*args: str, check: bool = True, timeout: float = 30.0) -> subprocess.Comp
     return r
 
 
-def in_ns(ns: str, *args: str, check: bool = True, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+def in_ns(
+    ns: str, *args: str, check: bool = True, timeout: float = 30.0
+) -> subprocess.CompletedProcess[str]:
     return sh("ip", "netns", "exec", ns, *args, check=check, timeout=timeout)
 
 
@@ -108,7 +110,19 @@ def wait_ping(ns: str, dst: str, timeout: float = 20.0) -> None:
 def iperf(client_ns: str, server_ns: str, args: list[str], duration: int) -> dict[str, Any]:
     """One bounded iperf3 run (server in ``server_ns``, one test, then it exits)."""
     server = subprocess.Popen(
-        ["ip", "netns", "exec", server_ns, "iperf3", "-s", "-1", "-B", DST_IP, "-p", str(IPERF_PORT)],
+        [
+            "ip",
+            "netns",
+            "exec",
+            server_ns,
+            "iperf3",
+            "-s",
+            "-1",
+            "-B",
+            DST_IP,
+            "-p",
+            str(IPERF_PORT),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -116,7 +130,15 @@ def iperf(client_ns: str, server_ns: str, args: list[str], duration: int) -> dic
         time.sleep(0.4)
         r = in_ns(
             client_ns,
-            "iperf3", "-c", DST_IP, "-p", str(IPERF_PORT), "-t", str(duration), "-J", *args,
+            "iperf3",
+            "-c",
+            DST_IP,
+            "-p",
+            str(IPERF_PORT),
+            "-t",
+            str(duration),
+            "-J",
+            *args,
             check=False,
             timeout=duration + 25,
         )
@@ -155,7 +177,12 @@ def udp_run(client_ns: str, server_ns: str, duration: int, rate: str) -> dict[st
 
 
 def measure(
-    name: str, client_ns: str, server_ns: str, runs: int, duration: int, rate: str,
+    name: str,
+    client_ns: str,
+    server_ns: str,
+    runs: int,
+    duration: int,
+    rate: str,
     hook: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     tcp: list[dict[str, float]] = []
@@ -262,15 +289,47 @@ def linux_lab(prefix: str) -> Iterator[dict[str, str]]:
         sides = (("h1", "vm1", UL1, UL2, SRC_IP, DST_IP), ("h2", "vm2", UL2, UL1, DST_IP, SRC_IP))
         for host, vm, ul_me, ul_peer, vm_ip, peer_ip in sides:
             h, v = ns[host], ns[vm]
-            sh("ip", "-n", h, "link", "add", "ul0", "type", "veth", "peer", "name", f"p-{host}",
-               "netns", ns["ul"])
+            sh(
+                "ip",
+                "-n",
+                h,
+                "link",
+                "add",
+                "ul0",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                f"p-{host}",
+                "netns",
+                ns["ul"],
+            )
             sh("ip", "-n", ns["ul"], "link", "set", f"p-{host}", "master", "br0", "up")
-            sh("ip", "-n", h, "link", "add", "vm-port", "type", "veth", "peer", "name", "eth0",
-               "netns", v)
+            sh(
+                "ip",
+                "-n",
+                h,
+                "link",
+                "add",
+                "vm-port",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                v,
+            )
             for n in (h, v):
                 sh("ip", "-n", n, "link", "set", "lo", "up")
-            in_ns(h, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0",
-                  "net.ipv4.conf.default.rp_filter=0")
+            in_ns(
+                h,
+                "sysctl",
+                "-qw",
+                "net.ipv4.ip_forward=1",
+                "net.ipv4.conf.all.rp_filter=0",
+                "net.ipv4.conf.default.rp_filter=0",
+            )
             sh("ip", "-n", h, "addr", "add", f"{ul_me}/24", "dev", "ul0")
             sh("ip", "-n", h, "link", "set", "ul0", "up")
             sh("ip", "-n", h, "addr", "add", f"{GATEWAY}/32", "dev", "vm-port")
@@ -301,7 +360,9 @@ def main() -> int:
     ap.add_argument("--skip-vpe", action="store_true")
     ap.add_argument("--skip-linux", action="store_true")
     ap.add_argument("--keep", action="store_true", help="leave the vpe lab up afterwards")
-    ap.add_argument("--profile", metavar="DIR", help="py-spy raw profiles of both forwarders under UDP load")
+    ap.add_argument(
+        "--profile", metavar="DIR", help="py-spy raw profiles of both forwarders under UDP load"
+    )
     ap.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -313,20 +374,38 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _interrupt)
 
     info = machine()
-    result: dict[str, Any] = {"machine": info, "encap": args.encap, "runs": args.runs,
-                              "duration_s": args.duration, "udp_rate": args.udp_rate}
-    print(f"machine: {info['cpus']} CPUs ({info['cpu_model']}), kernel {info['kernel']}, "
-          f"Python {info['python']}, {info['iperf3']}", flush=True)
+    result: dict[str, Any] = {
+        "machine": info,
+        "encap": args.encap,
+        "runs": args.runs,
+        "duration_s": args.duration,
+        "udp_rate": args.udp_rate,
+    }
+    print(
+        f"machine: {info['cpus']} CPUs ({info['cpu_model']}), kernel {info['kernel']}, "
+        f"Python {info['python']}, {info['iperf3']}",
+        flush=True,
+    )
     if not args.skip_vpe:
         with vpe_lab(args.prefix, args.encap, args.keep) as lab:
             took = wait_converged(lab)
-            print(f"vpe lab {args.prefix} up, BGP converged in {took:.1f} s ({args.encap})", flush=True)
+            print(
+                f"vpe lab {args.prefix} up, BGP converged in {took:.1f} s ({args.encap})",
+                flush=True,
+            )
             wait_ping(lab.ns("blue1"), DST_IP)
             hook = None
             if args.profile:
                 hook = _profiler(lab, Path(args.profile), args.duration)
-            result["vpe"] = measure("vpe", lab.ns("blue1"), lab.ns("blue2"), args.runs,
-                                    args.duration, args.udp_rate, hook)
+            result["vpe"] = measure(
+                "vpe",
+                lab.ns("blue1"),
+                lab.ns("blue2"),
+                args.runs,
+                args.duration,
+                args.udp_rate,
+                hook,
+            )
             c1, c2 = forwarder_counters(lab, "h1"), forwarder_counters(lab, "h2")
             result["vpe"]["forwarder_drops"] = {"h1": c1["drops"], "h2": c2["drops"]}
             result["vpe"]["forwarder_io_errors"] = {"h1": c1["io_errors"], "h2": c2["io_errors"]}
@@ -334,8 +413,9 @@ def main() -> int:
         with linux_lab(args.prefix + "l") as ns:
             wait_ping(ns["vm1"], DST_IP)
             print(f"linux baseline {args.prefix}l-* up", flush=True)
-            result["linux"] = measure("linux", ns["vm1"], ns["vm2"], args.runs, args.duration,
-                                      args.udp_rate)
+            result["linux"] = measure(
+                "linux", ns["vm1"], ns["vm2"], args.runs, args.duration, args.udp_rate
+            )
     _report(result)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
@@ -356,9 +436,21 @@ def _profiler(lab: Any, out: Path, duration: int) -> Callable[[str], None]:
         count[0] += 1
         for host, pid in forwarder_pids(lab).items():
             subprocess.Popen(
-                [str(spy), "record", "-p", str(pid), "-d", str(max(1, duration - 1)), "-f", "raw",
-                 "--nonblocking", "-o", str(out / f"{host}-udp{count[0]}.raw")],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                [
+                    str(spy),
+                    "record",
+                    "-p",
+                    str(pid),
+                    "-d",
+                    str(max(1, duration - 1)),
+                    "-f",
+                    "raw",
+                    "--nonblocking",
+                    "-o",
+                    str(out / f"{host}-udp{count[0]}.raw"),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
 
     return start
@@ -367,14 +459,18 @@ def _profiler(lab: Any, out: Path, duration: int) -> Callable[[str], None]:
 def _report(r: dict[str, Any]) -> None:
     print()
     m = r["machine"]
-    print(f"machine: {m['cpus']} CPUs, {m['cpu_model']}; encapsulation {r['encap']}; "
-          f"median of {r['runs']} runs of {r['duration_s']} s")
+    print(
+        f"machine: {m['cpus']} CPUs, {m['cpu_model']}; encapsulation {r['encap']}; "
+        f"median of {r['runs']} runs of {r['duration_s']} s"
+    )
     print(f"{'':8s} {'TCP Mbit/s':>12s} {'UDP-64 pps delivered':>22s} {'(offered)':>12s}")
     for name in ("vpe", "linux"):
         if name in r:
             x = r[name]
-            print(f"{name:8s} {x['tcp_mbit_s']:12.1f} {x['udp64_delivered_pps']:22.0f} "
-                  f"{x['udp64_offered_pps']:12.0f}")
+            print(
+                f"{name:8s} {x['tcp_mbit_s']:12.1f} {x['udp64_delivered_pps']:22.0f} "
+                f"{x['udp64_offered_pps']:12.0f}"
+            )
     if "vpe" in r and "linux" in r:
         tcp = r["vpe"]["tcp_mbit_s"] / r["linux"]["tcp_mbit_s"]
         udp = r["vpe"]["udp64_delivered_pps"] / r["linux"]["udp64_delivered_pps"]

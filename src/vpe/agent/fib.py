@@ -23,6 +23,7 @@ from ..dataplane.channel import ChannelError, FibClient
 from ..dataplane.driver import (
     AddressPair,
     Batch,
+    Encap,
     LabelEntry,
     NextHop,
     Port,
@@ -41,14 +42,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("vpe.fib")
 
 #: RFC 9012 tunnel type -> forwarder encapsulation name
-_ENCAP_NAMES = {13: "mpls-in-udp", 11: "mpls-in-gre"}
+_ENCAP_NAMES: dict[int, Encap] = {13: "mpls-in-udp", 11: "mpls-in-gre"}
 
 
 class FibProgrammer:
     """Desired forwarder state plus the task that keeps the forwarder in step with it."""
 
     def __init__(self, socket_path: str, underlay: IPv4Address | IPv6Address,
-                 encap_order: Iterable[str] = ("mpls-in-udp", "mpls-in-gre")) -> None:
+                 encap_order: Iterable[Encap] = ("mpls-in-udp", "mpls-in-gre")) -> None:
         self.socket_path = socket_path
         self.underlay = underlay
         self.encap_order = tuple(encap_order)
@@ -183,7 +184,7 @@ class FibProgrammer:
                     hops.append(local)
                 continue
             encap = self.encap_for(r.encapsulation)
-            hops.append(NextHop.remote(nh, r.labels[0], encap))  # type: ignore[arg-type]
+            hops.append(NextHop.remote(nh, r.labels[0], encap))
         return hops
 
     def _resolve_local(self, label: int, ch: VrfTableChange, vpn: VpnService,
@@ -204,7 +205,7 @@ class FibProgrammer:
                 return NextHop.local(e.origin)
         return None
 
-    def encap_for(self, offered: tuple[int, ...]) -> str:
+    def encap_for(self, offered: tuple[int, ...]) -> Encap:
         names = [_ENCAP_NAMES[t] for t in offered if t in _ENCAP_NAMES]
         for pref in self.encap_order:
             if pref in names:

@@ -37,7 +37,7 @@ from ..bgp.wire.attributes.simple import LocalPref
 from ..bgp.wire.constants import AttrCode
 from ..bgp.wire.nlri.mcast_vpn import INTRA_AS_I_PMSI_AD, IPv4McastVpnRoute
 from ..bgp.wire.nlri.rd import RouteDistinguisher
-from ..dataplane.driver import NextHop
+from ..dataplane.driver import Encap, NextHop
 from ..rib.path import Path
 from ..vpn.route_target import RouteTargets, matches, route_targets_of
 
@@ -72,10 +72,10 @@ def _encapsulations(attrs: PathAttributes) -> tuple[int, ...]:
     ec = attrs.get(AttrCode.EXTENDED_COMMUNITIES)
     if not isinstance(ec, ExtendedCommunities):
         return ()
-    return tuple(e.tunnel_type for e in ec.of_type(Encapsulation))
+    return tuple(e.tunnel_type for e in ec.values if isinstance(e, Encapsulation))
 
 
-def replication_member(path: Path, encap_for: Callable[[tuple[int, ...]], str]) -> NextHop | None:
+def replication_member(path: Path, encap_for: Callable[[tuple[int, ...]], Encap]) -> NextHop | None:
     """The remote next hop an I-PMSI A-D path with ingress replication stands for."""
     nlri = path.nlri
     if not isinstance(nlri, IPv4McastVpnRoute) or nlri.route_type != INTRA_AS_I_PMSI_AD:
@@ -96,7 +96,7 @@ def replication_lists(
     paths: Iterable[Path],
     vrf_imports: dict[str, RouteTargets],
     own: Iterable[IPAddress],
-    encap_for: Callable[[tuple[int, ...]], str],
+    encap_for: Callable[[tuple[int, ...]], Encap],
 ) -> dict[str, list[NextHop]]:
     """VRF name -> the remote vPEs its broadcast/multicast is replicated to.
 

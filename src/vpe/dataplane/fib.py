@@ -40,6 +40,9 @@ _II = struct.Struct("!II")
 _HH = struct.Struct("!HH")
 _KEY4 = struct.Struct("!IIBHH")
 _PORTED = frozenset((IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP))
+#: the IPv4 flow key and the protocols with ports (the pipeline inlines flow_hash)
+KEY4 = _KEY4
+PORTED = _PORTED
 
 
 class Lpm(Protocol[V]):

@@ -38,6 +38,7 @@ import ipaddress
 import struct
 from collections.abc import Iterable
 from typing import Any
+from zlib import crc32
 
 from . import packets as P
 from .driver import (
@@ -53,10 +54,16 @@ from .driver import (
     RouteKey,
     State,
 )
-from .fib import DEFAULT_LPM, ECMP_CODES, FibEntry, flow_hash, prefix_hash
+from .fib import DEFAULT_LPM, ECMP_CODES, KEY4, PORTED, FibEntry, flow_hash, prefix_hash
 
 _H = struct.Struct("!H")
+_HH = struct.Struct("!HH")
+_I = struct.Struct("!I")
 _II = struct.Struct("!II")
+#: MPLS-in-UDP header (source port, 6635, length, checksum 0) + one label stack entry
+_UDP_MPLS = struct.Struct("!HHHHI")
+#: GRE header (no flags, protocol 0x8847) + one label stack entry
+_GRE_MPLS = struct.Struct("!HHI")
 _QQQQ = struct.Struct("!QQQQ")
 _QQ = struct.Struct("!QQ")
 
@@ -125,7 +132,17 @@ class _LocalAdj:
 class _TunnelAdj:
     """A remote next hop with its precomputed encapsulation header."""
 
-    __slots__ = ("endpoint", "label", "encap", "out", "template", "tlen", "is_udp", "max_inner")
+    __slots__ = (
+        "endpoint",
+        "label",
+        "encap",
+        "out",
+        "template",
+        "tlen",
+        "is_udp",
+        "max_inner",
+        "label_word",
+    )
     is_local = False
 
     def __init__(self, endpoint: IPAddress, label: int, encap: str, underlay_mtu: int) -> None:
@@ -138,6 +155,8 @@ class _TunnelAdj:
         self.template = P.udp_encap_template(label) if self.is_udp else P.gre_encap_template(label)
         self.tlen = len(self.template)
         self.max_inner = underlay_mtu - P.tunnel_overhead(encap, endpoint.version == 6)
+        #: label stack entry without its TTL (bottom of stack, TC 0): OR the TTL in
+        self.label_word = (label << 12) | 0x100
 
 
 class _PortRt:
@@ -544,7 +563,11 @@ class Forwarder:
         if vihl >> 4 != 4 or hl < P.IPV4_LEN or total < hl or n < P.ETH_LEN + total:
             return self._drop("ipv4-bad-header", prt)
         src, dst = _II.unpack_from(frame, 26)
-        if not prt.source_ok(src, frame[6:12], prt.pairs4, prt.own4):
+        src_mac = frame[6:12]
+        # The common case (the port's own address and MAC) without a call.
+        if not (src in prt.own4 and src_mac == prt.mac) and not prt.source_ok(
+            src, src_mac, prt.pairs4, prt.own4
+        ):
             return self._drop("spoof-ip", prt)
         vrf = self._vrfs.get(prt.vrf)
         if vrf is None:
@@ -565,7 +588,11 @@ class Forwarder:
             return self._icmp4_error(
                 prt, vrf, frame, total, P.ICMP_UNREACH, P.ICMP_UNREACH_NET, b"\0" * 4, "no-route"
             )
-        adj, fh = entry.pick(frame, 14)
+        if entry.n == 1:
+            adj = entry.adjs[0]
+            fh = -1
+        else:
+            adj, fh = entry.pick(frame, 14)
         out: list[Output] = []
         if adj.is_local:
             op = self._prt.get(adj.port)
@@ -601,18 +628,52 @@ class Forwarder:
                 _H.pack(0) + _H.pack(adj.max_inner),
                 "too-big",
             )
-        t = adj.tlen
-        buf = bytearray(adj.template)
-        buf += frame[P.ETH_LEN : P.ETH_LEN + total]
-        P.ipv4_ttl_decrement(buf, t)
-        buf[t - 1] = ttl - 1
+        # Encapsulation header built in one pack (source port, length and
+        # label TTL included), then the inner packet; TTL - 1 with the RFC 1624
+        # checksum update in place (as ipv4_ttl_decrement, inlined).
+        ttl -= 1
         if adj.is_udp:
             if fh < 0:
-                fh = flow_hash(buf, t)
-            _H.pack_into(buf, 0, P.FLOW_PORT_MIN + fh % P.FLOW_PORT_COUNT)
-            _H.pack_into(buf, 4, len(buf))
+                # flow_hash(frame, 14), inlined: the same CRC-32 key.
+                pa = pb = 0
+                proto = frame[23]
+                if (
+                    proto in PORTED
+                    and not (_H.unpack_from(frame, 20)[0] & 0x3FFF)
+                    and total >= hl + 4
+                ):
+                    pa, pb = _HH.unpack_from(frame, P.ETH_LEN + hl)
+                    if pa > pb:
+                        pa, pb = pb, pa
+                fh = crc32(
+                    KEY4.pack(src, dst, proto, pa, pb)
+                    if src < dst
+                    else KEY4.pack(dst, src, proto, pa, pb)
+                )
+            buf = bytearray(
+                _UDP_MPLS.pack(
+                    P.FLOW_PORT_MIN + fh % P.FLOW_PORT_COUNT,
+                    P.MPLS_UDP_PORT,
+                    12 + total,
+                    0,
+                    adj.label_word | ttl,
+                )
+            )
+            t = 20  # 12 octets of header + 8: the inner TTL
+        else:
+            buf = bytearray(_GRE_MPLS.pack(0, P.ETH_P_MPLS, adj.label_word | ttl))
+            t = 16
+        buf += frame[P.ETH_LEN : P.ETH_LEN + total]
+        buf[t] = ttl
+        check = ((buf[t + 2] << 8) | buf[t + 3]) + 0x0100
+        check = (check + (check >= 0xFFFF)) & 0xFFFF
+        buf[t + 2] = check >> 8
+        buf[t + 3] = check & 0xFF
         vrf.counters.encapsulated += 1
-        self._tx_under(adj, buf, out)
+        u = self.underlay
+        u["tx_packets"] += 1
+        u["tx_bytes"] += len(buf)
+        out.append((adj.out, buf))
         return out
 
     def _to_gateway4(self, prt: _PortRt, frame: Any, hl: int, total: int) -> list[Output]:
@@ -877,18 +938,20 @@ class Forwarder:
             if src_ep not in self._known:
                 return self._drop("underlay-unknown-source")
         off = 0
-        try:
-            if encap == "mpls-in-gre":
+        if encap == "mpls-in-gre":
+            try:
                 proto, off = P.parse_gre(data, 0)
-                if proto != P.ETH_P_MPLS:
-                    return self._drop("gre-not-mpls")
-            label, _tc, bos, _ttl = P.parse_mpls(data, off)
-        except P.PacketError as exc:
-            return self._drop(exc.reason)
+            except P.PacketError as exc:
+                return self._drop(exc.reason)
+            if proto != P.ETH_P_MPLS:
+                return self._drop("gre-not-mpls")
+        if len(data) < off + P.MPLS_LEN:
+            return self._drop("mpls-short")
+        (lse,) = _I.unpack_from(data, off)  # parse_mpls, inlined
         off += P.MPLS_LEN
-        if not bos:
+        if not lse & 0x100:
             return self._drop("mpls-label-stack")
-        entry = self.labels.get(label)
+        entry = self.labels.get(lse >> 12)
         if entry is None:
             return self._drop("unknown-label")
         n = len(data)
@@ -972,9 +1035,14 @@ class Forwarder:
                 else:
                     buf[0:6] = P.ipv4_multicast_mac(buf[30:34])
             else:
-                if buf[22] <= 1:
+                ttl = buf[22]
+                if ttl <= 1:
                     return self._drop("ttl-expired", prt, vrf)
-                P.ipv4_ttl_decrement(buf, 14)
+                buf[22] = ttl - 1  # ipv4_ttl_decrement(buf, 14), inlined
+                check = ((buf[24] << 8) | buf[25]) + 0x0100
+                check = (check + (check >= 0xFFFF)) & 0xFFFF
+                buf[24] = check >> 8
+                buf[25] = check & 0xFF
         else:
             buf = bytearray(prt.eth_v6)
             buf += data[off : off + total]

@@ -94,7 +94,9 @@ class RxRing:
                 break
             length, snaplen, mac = HDR.unpack_from(view, off + 4)
             start = off + mac
-            out.append((bytes(view[start : start + snaplen]), view[off + PKTTYPE_OFF], snaplen < length))
+            out.append(
+                (bytes(view[start : start + snaplen]), view[off + PKTTYPE_OFF], snaplen < length)
+            )
             view[off : off + 4] = RELEASE
             i = i + 1 if i + 1 < n else 0
         self.head = i
