@@ -185,8 +185,19 @@ class DataplaneConfig(_Strict):
     encapsulations: list[Literal["mpls-in-udp", "mpls-in-gre"]] = Field(
         default_factory=lambda: ["mpls-in-udp", "mpls-in-gre"]
     )
-    #: FIB channel of the forwarder process
+    #: FIB channel of the forwarder process: a Unix socket path, or
+    #: "tcp:HOST:PORT" for a forwarder on another host (R2.4)
     fib_socket: str = "/run/vpe/fib.sock"
+
+    @field_validator("fib_socket")
+    @classmethod
+    def _fib(cls, v: str) -> str:
+        if v.startswith("tcp:"):
+            host, _, port = v[4:].rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{v!r}: expected tcp:HOST:PORT")
+            _check_ip(host.strip("[]"), "fib_socket host")
+        return v
 
     @field_validator("underlay_address")
     @classmethod

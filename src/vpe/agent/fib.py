@@ -45,6 +45,14 @@ log = logging.getLogger("vpe.fib")
 _ENCAP_NAMES: dict[int, Encap] = {13: "mpls-in-udp", 11: "mpls-in-gre"}
 
 
+def fib_address(spec: str) -> str | tuple[str, int]:
+    """``tcp:HOST:PORT`` (IPv6 as ``tcp:[addr]:port``) -> (host, port); anything else is a path."""
+    if not spec.startswith("tcp:"):
+        return spec
+    host, _, port = spec[4:].rpartition(":")
+    return host.strip("[]"), int(port)
+
+
 class FibProgrammer:
     """Desired forwarder state plus the task that keeps the forwarder in step with it."""
 
@@ -69,6 +77,13 @@ class FibProgrammer:
         self.last_error = ""
         self.batches_sent = 0
         self.latencies: list[float] = []
+
+    @property
+    def address(self) -> str | tuple[str, int]:
+        """Where the forwarder listens: a Unix socket path, or ``tcp:HOST:PORT``
+        for a forwarder on another host (the control plane need not run where
+        the forwarding happens, R2.4)."""
+        return fib_address(self.socket_path)
 
     # -- state changes ---------------------------------------------------------
 
@@ -262,7 +277,7 @@ class FibProgrammer:
         delay = 0.2
         while True:
             try:
-                client = await asyncio.to_thread(FibClient.connect, self.socket_path, 10.0)
+                client = await asyncio.to_thread(FibClient.connect, self.address, 10.0)
             except (OSError, ChannelError) as e:
                 if self.last_error != str(e):
                     log.warning("forwarder at %s not reachable: %s (retrying)", self.socket_path, e)
@@ -304,6 +319,6 @@ class FibProgrammer:
                     client.close()
 
     def counters(self) -> dict[str, Any]:
-        with FibClient.connect(self.socket_path, 5.0) as c:
+        with FibClient.connect(self.address, 5.0) as c:
             return c.counters()
 

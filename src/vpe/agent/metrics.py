@@ -74,7 +74,7 @@ class AgentMetrics:
         self.forwarder = None
         if fib is None:
             return
-        path = fib.socket_path
+        path = fib.address
 
         def fetch() -> dict[str, Any]:
             with FibClient.connect(path, FORWARDER_TIMEOUT) as c:

@@ -853,12 +853,19 @@ class AdjRibOut:
         okeys = fs.okeys
         dests = loc.dests
         ann = b.ann
+        wd = b.wd
         delta = b.delta
+        # the change's keys need not come in UPDATE order (the engine may collect
+        # them in a set): announcement lists are found by the Okey's identity
+        # (an int hash) rather than by its value (hashing addresses in Python)
+        lists: dict[int, list[Nlri]] = {}
         last_src: Any = _MISSING
         okey: Info = None
         last_okey: Any = _MISSING
         lst: list[Nlri] = []
         added = 0  # new entries under last_okey not yet in delta
+        last_tag: Any = _MISSING
+        wlst: list[Nlri] = []
         d: Any
         for k in keys:
             # _best(), inlined: this loop runs once per changed route
@@ -886,7 +893,14 @@ class AdjRibOut:
             if okey is None:
                 if old is not None:
                     del sent[k]
-                    b.withdraw(okeys.pop(k)[2], old)
+                    t = okeys.pop(k)[2]
+                    if t is not last_tag:
+                        last_tag = t
+                        got = wd.get(t)
+                        if got is None:
+                            got = wd[t] = []
+                        wlst = got
+                    wlst.append(old)
                 continue
             if old is not None:
                 o = okeys[k]
@@ -904,9 +918,9 @@ class AdjRibOut:
                     delta[lt] = delta.get(lt, 0) + added
                     added = 0
                 last_okey = okey
-                got = ann.get(okey)
+                got = lists.get(id(okey))
                 if got is None:
-                    got = ann[okey] = []
+                    got = lists[id(okey)] = ann.setdefault(okey, [])
                 lst = got
             if old is None:
                 added += 1
