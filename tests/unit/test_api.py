@@ -2,29 +2,39 @@
 
 Every endpoint and its errors: VPN instances (create/list/show/patch/delete,
 409 on delete with ports unless ``force``), ports (attach/detach, 422 naming
-the field, 409 on duplicates), pagination, the BGP looking glass,
-``/metrics``, and the bearer token on the TCP listener (in-app middleware
-and the real daemon with two listeners).
+the field, 409 on duplicates), the bagpipe-bgp attach fields (local_pref,
+direction, vpn_type, route targets creating the VPN instance, descriptions),
+pagination, the BGP looking glass, ``/v1/counters`` against a forwarder on a
+socket (answering, gone, silent), ``/metrics``, and the bearer token on the
+TCP listener (in-app middleware and the real daemon with two listeners).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
-from collections.abc import AsyncIterator
+import tempfile
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from test_dp_helpers import state
 
 from vpe.agent.config import parse_config
 from vpe.agent.daemon import run_agent
 from vpe.agent.engine import Engine
 from vpe.agent.store import Store
+from vpe.api import app as api_app
 from vpe.api.app import BearerAuth, create_app
+from vpe.dataplane.channel import ServerConnection
+from vpe.dataplane.pipeline import Forwarder
 
 CONFIG = """
 state_dir = "{state}"
@@ -220,6 +230,226 @@ async def test_pagination(client: httpx.AsyncClient) -> None:
     assert [v["name"] for v in vp] == ["cfg"]
     routes = (await client.get("/v1/bgp/routes", params={"family": "vpnv4", "limit": 2})).json()
     assert routes["total"] >= 5 and len(routes["routes"]) == 2 and routes["offset"] == 0
+
+
+# -- bagpipe-bgp attach_localport parity ---------------------------------------------------
+
+
+def _local_route(routes: dict[str, Any], prefix: str) -> dict[str, Any] | None:
+    return next((r for r in routes["routes"] if r["prefix"] == prefix), None)
+
+
+async def test_attach_local_pref_and_description(client: httpx.AsyncClient, engine: Engine) -> None:
+    await _blue(client)
+    body = {**PORT, "local_pref": 250, "description": "web server", "advertise": "subnet"}
+    r = await client.post("/v1/ports", json=body)
+    assert r.status_code == 201, r.text
+    d = r.json()
+    assert d["local_pref"] == 250 and d["description"] == "web server" and d["direction"] == "both"
+    assert d["vpn_created"] is False
+    routes = (await client.get("/v1/bgp/routes", params={"family": "vpnv4", "peer": "local"})).json()
+    host = _local_route(routes, "192.0.2.10/32")
+    subnet = _local_route(routes, "192.0.2.0/24")
+    assert host is not None and host["attributes"]["local-pref"] == 250
+    assert subnet is not None and subnet["attributes"]["local-pref"] == 250
+    # a port without local_pref keeps the default
+    other = {**PORT, "name": "vm2", "ips": ["192.0.2.11/24"]}
+    assert (await client.post("/v1/ports", json=other)).status_code == 201
+    routes = (await client.get("/v1/bgp/routes", params={"family": "vpnv4", "peer": "local"})).json()
+    assert _local_route(routes, "192.0.2.11/32")["attributes"]["local-pref"] == 100  # type: ignore[index]
+    assert engine.store is not None and engine.store.ports()["vm1"]["local_pref"] == 250
+    for bad in (-1, 2**32, "high"):
+        r = await client.post("/v1/ports", json={**PORT, "name": "vm9", "local_pref": bad})
+        assert r.status_code == 422 and ["body", "local_pref"] in [loc[:2] for loc in _loc(r)]
+
+
+async def test_attach_direction(client: httpx.AsyncClient, engine: Engine) -> None:
+    await _blue(client)
+    to_port = {**PORT, "name": "to", "ips": ["192.0.2.20/24"], "direction": "to-port"}
+    from_port = {**PORT, "name": "from", "ips": ["192.0.2.21/24"], "direction": "from-port",
+                 "advertise": "subnet"}
+    assert (await client.post("/v1/ports", json=to_port)).status_code == 201
+    r = await client.post("/v1/ports", json=from_port)
+    assert r.status_code == 201 and r.json()["direction"] == "from-port"
+    vrf = (await client.get("/v1/vpns/blue")).json()
+    assert "192.0.2.20/32" in vrf["table"]
+    assert "192.0.2.21/32" not in vrf["table"] and "192.0.2.0/24" not in vrf["table"]
+    assert sorted(vrf["ports"]) == ["from", "to"]
+    routes = (await client.get("/v1/bgp/routes", params={"family": "vpnv4", "peer": "local"})).json()
+    assert _local_route(routes, "192.0.2.20/32") is not None
+    assert _local_route(routes, "192.0.2.21/32") is None and _local_route(routes, "192.0.2.0/24") is None
+    # the address is still the VM's: another port cannot take it
+    r = await client.post("/v1/ports", json={**PORT, "name": "x", "ips": ["192.0.2.21/24"]})
+    assert r.status_code == 409 and r.json()["detail"].startswith("ips:")
+    assert (await client.delete("/v1/ports/from")).status_code == 204
+    assert (await client.delete("/v1/ports/to")).status_code == 204
+    assert (await client.get("/v1/vpns/blue")).json()["table"] == {}
+    r = await client.post("/v1/ports", json={**PORT, "direction": "sideways"})
+    assert r.status_code == 422 and ["body", "direction"] in _loc(r)
+
+
+async def test_attach_vpn_type(client: httpx.AsyncClient) -> None:
+    await _blue(client)
+    r = await client.post("/v1/ports", json={**PORT, "vpn_type": "evpn"})
+    assert r.status_code == 422
+    (err,) = r.json()["detail"]
+    assert err["loc"] == ["body", "vpn_type"] and "evpn is not supported" in err["msg"]
+    r = await client.post("/v1/ports", json={**PORT, "vpn_type": "vpls"})
+    assert r.status_code == 422 and "only 'ipvpn'" in r.json()["detail"][0]["msg"]
+    r = await client.post("/v1/ports", json={**PORT, "vpn_type": "ipvpn"})
+    assert r.status_code == 201
+
+
+async def test_attach_creates_vpn(client: httpx.AsyncClient, engine: Engine, tmp_path: Path) -> None:
+    body = {**PORT, "vpn": "green", "import_rts": ["65000:7", "65000:8"], "export_rts": ["65000:7"],
+            "vpn_description": "tenant green"}
+    r = await client.post("/v1/ports", json=body)
+    assert r.status_code == 201, r.text
+    assert r.json()["vpn_created"] is True
+    v = (await client.get("/v1/vpns/green")).json()
+    assert v["import_rts"] == ["target:65000:7", "target:65000:8"] and v["export_rts"] == ["target:65000:7"]
+    assert v["description"] == "tenant green" and v["ports"] == ["vm1"] and v["rd"].startswith("198.18.0.1:")
+    assert engine.store is not None and engine.store.vpns()["green"]["description"] == "tenant green"
+    # a second port with the same RTs (spelled differently, other order): joins, creates nothing
+    second = {**body, "name": "vm2", "ips": ["192.0.2.11/24"],
+              "import_rts": ["target:65000:8", "65000:7"], "export_rts": ["target:65000:7"]}
+    r = await client.post("/v1/ports", json=second)
+    assert r.status_code == 201 and r.json()["vpn_created"] is False
+    # RTs that differ from the instance's: 409 naming the field, nothing changed
+    third = {**second, "name": "vm3", "ips": ["192.0.2.12/24"], "export_rts": ["65000:9"]}
+    r = await client.post("/v1/ports", json=third)
+    assert r.status_code == 409 and r.json()["detail"].startswith("export_rts:")
+    assert (await client.get("/v1/vpns/green")).json()["export_rts"] == ["target:65000:7"]
+    # only import_rts given: compared alone
+    fourth = {**PORT, "name": "vm4", "vpn": "green", "ips": ["192.0.2.13/24"],
+              "import_rts": ["65000:7", "65000:8"]}
+    assert (await client.post("/v1/ports", json=fourth)).status_code == 201
+    # invalid RTs or names for a new instance: 422, nothing created
+    for patch, field in (({"import_rts": ["banana"]}, "import_rts:"), ({"vpn": "bad/name"}, "vpn:"),
+                         ({"import_rts": [], "export_rts": []}, "import_rts:")):
+        r = await client.post("/v1/ports", json={**body, "name": "vm5", "vpn": "violet", **patch})
+        assert r.status_code == 422 and r.json()["detail"].startswith(field), (patch, r.text)
+    assert "violet" not in engine.vpn.vrfs and "violet" not in engine.store.vpns()
+    # the VPN instance and the bagpipe fields survive a restart from the store
+    again = Engine(parse_config(CONFIG.format(state=tmp_path)), Store.in_dir(tmp_path))
+    try:
+        assert "green" in again.vpn.vrfs and again.ops.specs["green"]["description"] == "tenant green"
+        assert sorted(a.name for a in again.attachments.values() if a.vrf == "green") == ["vm1", "vm2", "vm4"]
+    finally:
+        assert again.store is not None
+        again.store.close()
+
+
+async def test_attach_creating_vpn_is_atomic(client: httpx.AsyncClient, engine: Engine,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(a: Any) -> None:
+        raise ValueError("ifname: refused by the test")
+
+    monkeypatch.setattr(engine, "attach", refuse)
+    body = {**PORT, "vpn": "green", "import_rts": ["65000:7"], "export_rts": ["65000:7"]}
+    r = await client.post("/v1/ports", json=body)
+    assert r.status_code == 422 and r.json()["detail"].startswith("ifname:")
+    assert "green" not in engine.vpn.vrfs
+    assert engine.store is not None and "green" not in engine.store.vpns() and engine.store.ports() == {}
+
+
+async def test_vpn_description(client: httpx.AsyncClient, engine: Engine) -> None:
+    d = await _blue(client, description="tenant blue")
+    assert d["description"] == "tenant blue"
+    r = await client.patch("/v1/vpns/blue", json={"description": "still blue"})
+    assert r.status_code == 200 and r.json()["description"] == "still blue"
+    assert engine.store is not None and engine.store.vpns()["blue"]["description"] == "still blue"
+    assert (await client.get("/v1/vpns/cfg")).json()["description"] == ""
+    r = await client.post("/v1/vpns", json={"name": "long", "description": "x" * 257})
+    assert r.status_code == 422 and ["body", "description"] in _loc(r)
+
+
+# -- forwarder counters -----------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _serve_forwarder(path: str, fwd: Forwarder, *, answer: bool = True) -> Iterator[threading.Thread]:
+    """A forwarder's FIB channel on ``path`` for one connection (a thread)."""
+    lsn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    lsn.bind(path)
+    lsn.listen(1)
+    lsn.settimeout(5)
+
+    class Handler:
+        def sync(self, st: Any) -> None:
+            fwd.full_sync(st)
+
+        def apply(self, batch: Any) -> None:
+            fwd.apply(batch)
+
+        def counters(self) -> dict[str, Any]:
+            return fwd.counters()
+
+        def state(self) -> Any:
+            return fwd.state()
+
+    def serve() -> None:
+        try:
+            conn, _ = lsn.accept()
+        except OSError:
+            return
+        with conn:
+            conn.settimeout(5)
+            sc = ServerConnection(Handler(), lambda: 0)
+            while True:
+                try:
+                    data = conn.recv(65536)
+                except OSError:
+                    return
+                if not data:
+                    return
+                if answer:
+                    conn.sendall(sc.receive(data))
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        yield t
+    finally:
+        t.join(timeout=10)
+        lsn.close()
+
+
+def _userspace_engine(fib_socket: str) -> Engine:
+    return Engine(parse_config(CONFIG.format(state="/nonexistent") + f"""
+[dataplane]
+driver = "userspace"
+fib_socket = "{fib_socket}"
+"""))
+
+
+async def test_counters(client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert (await client.get("/v1/counters")).json() == {"driver": "none"}
+    d = tempfile.mkdtemp(prefix="vpe-ctr-")
+    path = os.path.join(d, "fib.sock")
+    fwd = Forwarder(["198.18.0.1", "2001:db8:ffff::1"])
+    fwd.full_sync(state())
+    eng = _userspace_engine(path)
+    transport = httpx.ASGITransport(app=create_app(eng))
+    async with httpx.AsyncClient(transport=transport, base_url="http://vpe") as c:
+        with _serve_forwarder(path, fwd):
+            r = await c.get("/v1/counters")
+        assert r.status_code == 200, r.text
+        data = r.json()
+        assert data["driver"] == "userspace" and data["socket"] == path
+        assert set(data["ports"]) == {"vm1", "vm2"} and "rx_packets" in data["ports"]["vm1"]
+        assert "red" in data["vrfs"] and isinstance(data["drops"], dict) and "underlay" in data
+        # nobody listening: 503 naming the socket
+        os.unlink(path)
+        r = await c.get("/v1/counters")
+        assert r.status_code == 503 and path in r.json()["detail"]
+        # a forwarder that accepts and never answers: 503 within the bound
+        monkeypatch.setattr(api_app, "COUNTERS_TIMEOUT", 0.3)
+        with _serve_forwarder(path, fwd, answer=False):
+            t = time.monotonic()
+            r = await c.get("/v1/counters")
+            assert time.monotonic() - t < 2.0
+        assert r.status_code == 503 and "not reachable" in r.json()["detail"]
 
 
 # -- BGP, FIB, restart, metrics -------------------------------------------------------------

@@ -67,7 +67,7 @@ def _plausible_port() -> Any:
         {
             "name": st.text(min_size=1, max_size=64),
             "ifname": st.text(min_size=1, max_size=15),
-            "vpn": st.sampled_from(["blue", "cfg"]),
+            "vpn": st.sampled_from(["blue", "cfg", "green", "bad/name", "x" * 65]),
             "mac": st.just("02:00:00:00:00:02"),
             "ips": st.lists(st.one_of(v4, v6), min_size=1, max_size=4),
         },
@@ -76,6 +76,15 @@ def _plausible_port() -> Any:
             "allowed_pairs": st.lists(st.sampled_from(["198.51.100.0/24", "2001:db8:9::/48"]),
                                       max_size=2),
             "advertise": st.sampled_from(["host", "subnet"]),
+            # bagpipe-bgp's attach_localport fields
+            "direction": st.sampled_from(["both", "to-port", "from-port"]),
+            "local_pref": st.one_of(st.none(), st.integers(-1, 2**32)),
+            "description": st.text(max_size=300),
+            "vpn_type": st.sampled_from(["ipvpn", "evpn", "l2"]),
+            "import_rts": st.lists(st.sampled_from(["65000:2", "65000:3", "target:65000:2", "x:y"]),
+                                   max_size=2),
+            "export_rts": st.lists(st.sampled_from(["65000:2", "65000:4", "1.2.3.4:5"]), max_size=2),
+            "vpn_description": st.text(max_size=10),
         },
     )
 
@@ -126,7 +135,7 @@ def test_no_server_errors(tmp_path: Path) -> None:
         "GET /v1/bgp/neighbors", "GET /v1/bgp/neighbors/{address}", "GET /v1/bgp/routes",
         "GET /v1/vpns", "POST /v1/vpns", "GET /v1/vpns/{name}", "PATCH /v1/vpns/{name}",
         "DELETE /v1/vpns/{name}", "GET /v1/ports", "POST /v1/ports", "GET /v1/ports/{name}",
-        "DELETE /v1/ports/{name}", "GET /v1/fib", "GET /v1/restart", "GET /metrics",
+        "DELETE /v1/ports/{name}", "GET /v1/fib", "GET /v1/counters", "GET /v1/restart", "GET /metrics",
     }
     assert expected <= seen, expected - seen
     assert time.monotonic() - started < 30

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -40,6 +41,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("vpe.agent.state")
 
 Undo = list[Callable[[], object]]
+
+#: names of VPN instances created through the API (as ``POST /v1/vpns`` checks them)
+_VPN_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 class NotFound(KeyError):
@@ -71,7 +75,20 @@ def normalise_spec(spec: dict[str, Any]) -> dict[str, Any]:
         "export_rts": _rt_texts(spec.get("export_rts"), both),
         "label_mode": spec.get("label_mode", "per-vrf"),
         "multipath": int(spec.get("multipath", 1)),
+        "description": str(spec.get("description") or ""),
     }
+
+
+def vrf_args(spec: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of ``Engine.add_vrf`` in a stored spec (the
+    description is the API's, the VPN service does not know it)."""
+    return {k: v for k, v in spec.items() if k != "description"}
+
+
+def same_rts(given: Any, current: Any) -> bool:
+    """Do two lists of route-target texts name the same set (``65000:1`` == ``target:65000:1``)?"""
+    return parse_route_targets(list(given or ()), "route_targets") == \
+        parse_route_targets(list(current or ()), "route_targets")
 
 
 def check_spec(spec: dict[str, Any]) -> None:
@@ -137,7 +154,7 @@ class DurableOps:
         with self._atomic() as (tx, undo):
             if tx is not None:
                 tx.put_vpn(name, stored)
-            eng.add_vrf(name, **stored)
+            eng.add_vrf(name, **vrf_args(stored))
             undo.append(lambda: eng.remove_vrf(name))
         self.specs[name] = stored
         log.info("VPN instance %s created (rd %s)", name, eng.vpn.vrf(name).rd, extra={"vrf": name})
@@ -219,16 +236,45 @@ class DurableOps:
     def _readd(self, name: str, spec: dict[str, Any], rd: str, auto: bool) -> None:
         if auto:
             self.engine.vpn.rds.restore({name: rd})
-        self.engine.add_vrf(name, **spec)
+        self.engine.add_vrf(name, **vrf_args(spec))
 
     # -- ports -----------------------------------------------------------------------------
 
-    def attach(self, a: Attachment) -> None:
+    def attach(self, a: Attachment, vpn_spec: dict[str, Any] | None = None) -> bool:
+        """Attach a port; True when its VPN instance was created for it.
+
+        ``vpn_spec`` (bagpipe-bgp's ``import_rt``/``export_rt`` given at attach
+        time): a VPN instance of that name that does not exist is created with
+        it, in the same transaction as the port; one that exists must already
+        have these route targets (409 otherwise: a port attach never changes
+        what other ports of the VPN import or export; use PATCH /v1/vpns).
+        """
         eng = self.engine
         if a.name in eng.attachments:
             raise Conflict(f"name: port {a.name!r} is already attached")
-        if a.vrf not in eng.vpn.vrfs:
-            raise ValueError(f"vpn: no VPN instance {a.vrf!r}")
+        create = a.vrf not in eng.vpn.vrfs
+        if create and vpn_spec is None:
+            raise ValueError(f"vpn: no VPN instance {a.vrf!r} (create it first, or give "
+                             "import_rts/export_rts to create it with the port)")
+        if create and not _VPN_NAME.fullmatch(a.vrf):
+            raise ValueError(f"vpn: {a.vrf!r} is not a valid name for a new VPN instance "
+                             "(1 to 64 of A-Z a-z 0-9 _ . -)")
+        stored: dict[str, Any] = {}
+        if vpn_spec is not None:
+            check_spec(vpn_spec)
+            stored = normalise_spec(vpn_spec)
+            if create and not stored["import_rts"] and not stored["export_rts"]:
+                raise ValueError(f"import_rts: VPN instance {a.vrf!r} does not exist; creating it "
+                                 "needs at least one import or export route target")
+            if not create:
+                cur = eng.vpn.vrf(a.vrf)
+                for f, have in (("import_rts", cur.import_rts), ("export_rts", cur.export_rts)):
+                    if f in vpn_spec and not same_rts(vpn_spec[f], [str(rt) for rt in have]):
+                        raise Conflict(
+                            f"{f}: VPN instance {a.vrf!r} exists with {f} "
+                            f"{', '.join(sorted(str(rt) for rt in have)) or 'none'}; change them with "
+                            f"PATCH /v1/vpns/{a.vrf}, not with a port attach"
+                        )
         mine = {ip_interface(x).ip for x in a.ips}
         for other in eng.attachments.values():
             clash = mine & {ip_interface(x).ip for x in other.ips} if other.vrf == a.vrf else set()
@@ -236,12 +282,22 @@ class DurableOps:
                 raise Conflict(f"ips: {', '.join(sorted(map(str, clash)))} already used by port "
                                f"{other.name!r} in VPN instance {a.vrf!r}")
         with self._atomic() as (tx, undo):
+            if create:
+                if tx is not None:
+                    tx.put_vpn(a.vrf, stored)
+                eng.add_vrf(a.vrf, **vrf_args(stored))
+                undo.append(lambda: eng.remove_vrf(a.vrf))
             if tx is not None:
                 tx.put_port(a.name, a.vrf, a.to_json())
             eng.attach(a)
             undo.append(lambda: eng.detach(a.name))
+        if create:
+            self.specs[a.vrf] = stored
+            log.info("VPN instance %s created for port %s (rd %s)", a.vrf, a.name,
+                     eng.vpn.vrf(a.vrf).rd, extra={"vrf": a.vrf, "port": a.name})
         log.info("port %s attached to VRF %s (%s)", a.name, a.vrf, ", ".join(a.ips),
                  extra={"vrf": a.vrf, "port": a.name, "prefix": list(a.ips)})
+        return create
 
     def detach(self, name: str) -> Attachment:
         eng = self.engine
@@ -272,7 +328,7 @@ class DurableOps:
                 continue
             try:
                 stored = normalise_spec(spec)
-                eng.add_vrf(name, **stored)
+                eng.add_vrf(name, **vrf_args(stored))
             except (ValueError, TypeError) as e:
                 log.error("VPN instance %s from %s not restored: %s", name, self.store.path, e,
                           extra={"vrf": name})
@@ -286,6 +342,9 @@ class DurableOps:
                     ips=tuple(d["ips"]), gateways=tuple(d.get("gateways", ())),
                     allowed_pairs=tuple(d.get("allowed_pairs", ())),
                     advertise=d.get("advertise", "host"),
+                    direction=d.get("direction", "both"),
+                    local_pref=d.get("local_pref"),
+                    description=d.get("description", ""),
                 )
                 if a.vrf not in eng.vpn.vrfs:
                     raise ValueError(f"its VPN instance {a.vrf!r} no longer exists")
@@ -308,4 +367,5 @@ class DurableOps:
         return {"vpns": nv, "ports": npt}
 
 
-__all__ = ["Conflict", "DurableOps", "NotFound", "StoreError", "check_spec", "normalise_spec"]
+__all__ = ["Conflict", "DurableOps", "NotFound", "StoreError", "check_spec", "normalise_spec", "same_rts",
+           "vrf_args"]

@@ -73,6 +73,16 @@ class Attachment:
     allowed_pairs: tuple[str, ...] = ()
     advertise: str = "host"  # "host": /32 and /128 of each IP; "subnet": the IP's subnet too
     extra: dict[str, Any] = field(default_factory=dict)
+    #: "both" / "to-port": the addresses are routes of the VRF (reachable, advertised);
+    #: "from-port": the port only sends: no route leads to it (docs/api.md)
+    direction: str = "both"
+    local_pref: int | None = None  # LOCAL_PREF of the exported routes (None: the default, 100)
+    description: str = ""
+
+    @property
+    def originates(self) -> bool:
+        """Do the port's addresses become routes of its VRF (and VPN routes)?"""
+        return self.direction != "from-port"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -84,6 +94,9 @@ class Attachment:
             "gateways": list(self.gateways),
             "allowed_pairs": list(self.allowed_pairs),
             "advertise": self.advertise,
+            "direction": self.direction,
+            "local_pref": self.local_pref,
+            "description": self.description,
         }
 
 
@@ -462,13 +475,15 @@ class Engine:
         self.vpn.vrf(a.vrf)  # raises if unknown
         done: list[str] = []
         try:
-            for ip in a.ips:
+            for ip in a.ips if a.originates else ():
                 iface = ip_interface(ip)
                 host = f"{iface.ip}/{iface.max_prefixlen}"
-                self._apply(self.vpn.add_local_route(a.vrf, host, kind="host", endpoint=a.name))
+                self._apply(self.vpn.add_local_route(a.vrf, host, kind="host", endpoint=a.name,
+                                                     local_pref=a.local_pref))
                 done.append(host)
                 if a.advertise == "subnet" and iface.network.prefixlen < iface.max_prefixlen:
-                    self._apply(self.vpn.add_local_route(a.vrf, str(iface.network), kind="subnet"))
+                    self._apply(self.vpn.add_local_route(a.vrf, str(iface.network), kind="subnet",
+                                                         local_pref=a.local_pref))
                     done.append(str(iface.network))
             if self.fib is not None:
                 self.fib.add_port(a)
@@ -483,13 +498,13 @@ class Engine:
         if a is None:
             raise KeyError(name)
         now = time.monotonic()
-        for ip in a.ips:
+        for ip in a.ips if a.originates else ():
             iface = ip_interface(ip)
             host = f"{iface.ip}/{iface.max_prefixlen}"
             self._apply(self.vpn.remove_local_route(a.vrf, host, now))
             subnet = str(iface.network)
             if a.advertise == "subnet" and iface.network.prefixlen < iface.max_prefixlen and not any(
-                o.vrf == a.vrf and o.advertise == "subnet"
+                o.vrf == a.vrf and o.advertise == "subnet" and o.originates
                 and any(str(ip_interface(x).network) == subnet for x in o.ips)
                 for o in self.attachments.values()
             ):

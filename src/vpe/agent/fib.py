@@ -318,7 +318,9 @@ class FibProgrammer:
                 with contextlib.suppress(Exception):
                     client.close()
 
-    def counters(self) -> dict[str, Any]:
-        with FibClient.connect(self.address, 5.0) as c:
+    def counters(self, timeout: float = 5.0) -> dict[str, Any]:
+        """The forwarder's counters, on a connection of its own (blocking: call it
+        in a worker thread); ``timeout`` bounds the connect and each read."""
+        with FibClient.connect(self.address, timeout) as c:
             return c.counters()
 

@@ -46,7 +46,7 @@ CREATE TABLE IF NOT EXISTS schema (
 );
 CREATE TABLE IF NOT EXISTS vpns (
     name TEXT PRIMARY KEY,
-    spec TEXT NOT NULL              -- JSON: rd, import_rts, export_rts, route_targets, label_mode, multipath
+    spec TEXT NOT NULL              -- JSON: rd, import_rts, export_rts, route_targets, label_mode, multipath, description
 );
 CREATE TABLE IF NOT EXISTS ports (
     name TEXT PRIMARY KEY,

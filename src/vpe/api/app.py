@@ -13,8 +13,10 @@ the optional TCP listener wraps the app in :class:`BearerAuth`.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
+import logging
 import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any, Literal
@@ -29,6 +31,12 @@ from ..bgp.wire.constants import FAMILY_BY_NAME
 
 if TYPE_CHECKING:
     from ..agent.engine import Engine
+
+log = logging.getLogger("vpe.api")
+
+#: seconds ``GET /v1/counters`` waits for the forwarder (connect and each read);
+#: the whole call is bounded by twice that
+COUNTERS_TIMEOUT = 2.0
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -49,6 +57,7 @@ class VpnCreate(_Model):
     route_targets: list[str] = Field(default_factory=list, description="imported and exported")
     label_mode: Literal["per-vrf", "per-prefix", "per-endpoint"] = "per-vrf"
     multipath: int = Field(default=1, ge=1, le=64)
+    description: str = Field(default="", max_length=256, description="free text (bagpipe: instance_description)")
 
 
 class VpnUpdate(_Model):
@@ -57,6 +66,7 @@ class VpnUpdate(_Model):
     export_rts: list[str] | None = None
     label_mode: Literal["per-vrf", "per-prefix", "per-endpoint"] | None = None
     multipath: int | None = Field(default=None, ge=1, le=64)
+    description: str | None = Field(default=None, max_length=256)
 
 
 class PortAttach(_Model):
@@ -73,6 +83,47 @@ class PortAttach(_Model):
     allowed_pairs: list[str] = Field(default_factory=list, max_length=256,
                                      description="extra source prefixes")
     advertise: Literal["host", "subnet"] = "host"
+    direction: Literal["both", "to-port", "from-port"] = Field(
+        default="both",
+        description="both / to-port: the addresses are routes of the VRF and advertised; "
+                    "from-port: the port only sends, its addresses are neither routes nor advertised",
+    )
+    local_pref: int | None = Field(default=None, ge=0, le=0xFFFFFFFF,
+                                   description="LOCAL_PREF of the port's exported routes (default 100)")
+    description: str = Field(default="", max_length=256, description="free text about the port")
+    vpn_type: str = Field(default="ipvpn", description="only 'ipvpn' (bagpipe: vpn_type)")
+    import_rts: list[str] | None = Field(
+        default=None, max_length=64,
+        description="bagpipe: import_rt; creates the VPN instance if it does not exist, "
+                    "else must equal its import RTs")
+    export_rts: list[str] | None = Field(
+        default=None, max_length=64,
+        description="bagpipe: export_rt; creates the VPN instance if it does not exist, "
+                    "else must equal its export RTs")
+    vpn_description: str = Field(default="", max_length=256,
+                                 description="description of a VPN instance created by this attach "
+                                             "(bagpipe: instance_description)")
+
+    @field_validator("vpn_type")
+    @classmethod
+    def _vpn_type(cls, v: str) -> str:
+        if v == "ipvpn":
+            return v
+        if v == "evpn":
+            raise ValueError("evpn is not supported: vpe is a BGP/MPLS IP VPN (RFC 4364) PE, "
+                             "it has no E-VPN (RFC 7432) instances; use 'ipvpn'")
+        raise ValueError(f"unknown VPN type {v!r}: only 'ipvpn' is supported")
+
+    def vpn_spec(self) -> dict[str, Any] | None:
+        """The VPN instance to create (or check) with the port, when RTs were given."""
+        if self.import_rts is None and self.export_rts is None:
+            return None
+        spec: dict[str, Any] = {"description": self.vpn_description}
+        if self.import_rts is not None:
+            spec["import_rts"] = self.import_rts
+        if self.export_rts is not None:
+            spec["export_rts"] = self.export_rts
+        return spec
 
     @field_validator("ips")
     @classmethod
@@ -129,6 +180,11 @@ def create_app(engine: Engine) -> FastAPI:
     metrics = AgentMetrics(engine)
     app.state.metrics = metrics
 
+    def vrf_json(name: str) -> dict[str, Any]:
+        d = engine.vrf_json(name)
+        d["description"] = engine.ops.specs.get(name, {}).get("description", "")
+        return d
+
     # -- BGP looking glass ------------------------------------------------------
 
     @app.get("/v1/bgp/neighbors")
@@ -174,13 +230,13 @@ def create_app(engine: Engine) -> FastAPI:
     @app.get("/v1/vpns")
     async def vpns(offset: int = Query(0, ge=0), limit: int = Query(1000, ge=1, le=100000)) -> list[dict[str, Any]]:
         names = sorted(engine.vpn.vrfs)[offset : offset + limit]
-        return [engine.vrf_json(n) for n in names]
+        return [vrf_json(n) for n in names]
 
     @app.get("/v1/vpns/{name}")
     async def vpn(name: str) -> dict[str, Any]:
         if name not in engine.vpn.vrfs:
             raise HTTPException(404, f"no VPN instance {name!r}")
-        return engine.vrf_json(name)
+        return vrf_json(name)
 
     @app.post("/v1/vpns", status_code=201)
     async def create_vpn(body: VpnCreate) -> dict[str, Any]:
@@ -188,7 +244,7 @@ def create_app(engine: Engine) -> FastAPI:
             engine.ops.create_vpn(body.name, body.model_dump(exclude={"name"}))
         except _REFUSED as e:
             raise _fail(e) from None
-        return engine.vrf_json(body.name)
+        return vrf_json(body.name)
 
     @app.patch("/v1/vpns/{name}")
     async def update_vpn(name: str, body: VpnUpdate) -> dict[str, Any]:
@@ -196,7 +252,7 @@ def create_app(engine: Engine) -> FastAPI:
             engine.ops.update_vpn(name, body.model_dump(exclude_none=True))
         except _REFUSED as e:
             raise _fail(e) from None
-        return engine.vrf_json(name)
+        return vrf_json(name)
 
     @app.delete("/v1/vpns/{name}", status_code=204)
     async def delete_vpn(name: str, force: bool = False) -> None:
@@ -227,12 +283,15 @@ def create_app(engine: Engine) -> FastAPI:
             name=body.name, ifname=body.ifname, vrf=body.vpn, mac=body.mac.lower(),
             ips=tuple(body.ips), gateways=tuple(body.gateways),
             allowed_pairs=tuple(body.allowed_pairs), advertise=body.advertise,
+            direction=body.direction, local_pref=body.local_pref, description=body.description,
         )
         try:
-            engine.ops.attach(a)
+            created = engine.ops.attach(a, body.vpn_spec())
         except _REFUSED as e:
             raise _fail(e) from None
-        return a.to_json()
+        d = a.to_json()
+        d["vpn_created"] = created
+        return d
 
     @app.delete("/v1/ports/{name}", status_code=204)
     async def detach(name: str) -> None:
@@ -250,6 +309,26 @@ def create_app(engine: Engine) -> FastAPI:
         d = engine.fib.to_json()
         d["driver"] = "userspace"
         return d
+
+    @app.get("/v1/counters", responses={503: {"description": "the forwarder did not answer"}})
+    async def counters() -> dict[str, Any]:
+        """The forwarder's packet counters: per port, per VRF, drops by reason, underlay.
+
+        Read from the forwarder now, over a connection of its own, in a
+        worker thread (the event loop never blocks on it) and bounded by
+        :data:`COUNTERS_TIMEOUT`.
+        """
+        fib = engine.fib
+        if fib is None:
+            return {"driver": "none"}
+        try:
+            data = await asyncio.wait_for(asyncio.to_thread(fib.counters, COUNTERS_TIMEOUT),
+                                          COUNTERS_TIMEOUT * 2)
+        except Exception as e:  # any failure means: no counters from the forwarder now
+            why = str(e) or type(e).__name__
+            log.warning("counters: forwarder at %s did not answer: %s", fib.socket_path, why)
+            raise HTTPException(503, f"forwarder at {fib.socket_path} is not reachable: {why}") from None
+        return {"driver": "userspace", "socket": fib.socket_path, **data}
 
     @app.get("/v1/restart")
     async def restart() -> dict[str, Any]:

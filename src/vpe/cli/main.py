@@ -1,7 +1,10 @@
 """`vpe`: run the agent, and look at a running one.
 
-Exit codes scripts can rely on: 0 success, 1 the agent refused the request,
-2 bad usage or configuration, 3 the agent cannot be reached.
+Exit codes scripts can rely on (also in ``vpe --help``): 0 success; 1 the
+agent refused the request (an HTTP 4xx other than 422: unknown object,
+conflict) or failed it (5xx); 2 bad usage, an invalid value (HTTP 422, the
+field named) or a bad configuration; 3 the agent cannot be reached (the
+socket is named).
 """
 
 from __future__ import annotations
@@ -20,7 +23,19 @@ from rich.table import Table
 from ..agent.config import ConfigError, load_config
 from ..lab.cli import lab_app
 
-app = typer.Typer(help="vpe: a virtual Provider Edge for BGP/MPLS IP VPNs.", no_args_is_help=True)
+#: shown at the end of ``vpe --help`` (blank lines: one paragraph per code)
+EPILOG = """Exit codes:
+
+0 success.
+
+1 refused by the agent (HTTP 4xx other than 422: unknown VPN instance or port, already exists, conflict) or failed by it (5xx, e.g. forwarder unreachable).
+
+2 usage error, invalid value (HTTP 422; the message names the field) or bad configuration file.
+
+3 the agent cannot be reached (the message names the socket; is `vpe agent` running?)."""
+
+app = typer.Typer(help="vpe: a virtual Provider Edge for BGP/MPLS IP VPNs.", no_args_is_help=True,
+                  epilog=EPILOG)
 show = typer.Typer(help="Look at the running agent.", no_args_is_help=True)
 show_bgp = typer.Typer(help="BGP sessions and routes.", no_args_is_help=True)
 app.add_typer(show, name="show")
@@ -100,7 +115,7 @@ def _call(socket: str, method: str, path: str, body: Any = None, **params: Any) 
     except (httpx.ConnectError, FileNotFoundError, httpx.TransportError) as e:
         err.print(f"error: cannot reach the vpe agent at {socket}: {e} (is `vpe agent` running?)")
         raise typer.Exit(EXIT_UNREACHABLE) from None
-    if r.status_code >= 400:
+    if r.status_code >= 400:  # 422 -> 2 (usage/validation); other 4xx and 5xx -> 1
         try:
             detail = r.json().get("detail", r.text)
         except ValueError:
@@ -196,6 +211,8 @@ def _print_vrf(d: dict[str, Any]) -> None:
     console.print(f"  import RTs: {', '.join(d.get('import_rts', [])) or '-'}", highlight=False)
     console.print(f"  export RTs: {', '.join(d.get('export_rts', [])) or '-'}", highlight=False)
     console.print(f"  ports: {', '.join(d.get('ports', [])) or '-'}", highlight=False)
+    if d.get("description"):
+        console.print(f"  description: {d['description']}", highlight=False, markup=False)
     t = Table("Prefix", "Next hop", "Labels", "Source")
     for prefix, routes in sorted(d.get("table", {}).items()):
         for r in routes:
@@ -212,13 +229,14 @@ def vpn_create(
     export_rt: list[str] = typer.Option([], "--export-rt"),
     rd: str = typer.Option("auto", "--rd"),
     label_mode: str = typer.Option("per-vrf", "--label-mode"),
+    description: str = typer.Option("", "--description"),
     socket: str = SocketOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Create a VPN instance."""
     d = _call(socket, "POST", "/v1/vpns", {"name": name, "rd": rd, "route_targets": rt,
                                            "import_rts": import_rt, "export_rts": export_rt,
-                                           "label_mode": label_mode})
+                                           "label_mode": label_mode, "description": description})
     print(json.dumps(d, indent=2)) if as_json else _print_vrf(d)
 
 
@@ -277,6 +295,41 @@ def show_fib(socket: str = SocketOpt, as_json: bool = JsonOpt) -> None:
     console.print(t)
 
 
+@show.command("counters")
+def show_counters(socket: str = SocketOpt, as_json: bool = JsonOpt) -> None:
+    """The forwarder's packet counters: per port, per VRF, drops by reason, underlay."""
+    d = _get(socket, "/v1/counters")
+    if as_json:
+        print(json.dumps(d, indent=2))
+        return
+    if d.get("driver") == "none":
+        console.print("no forwarder: the agent runs with dataplane driver none")
+        return
+    console.print(f"forwarder {d.get('socket')}", highlight=False)
+    pt = Table("Port", "RX packets", "RX bytes", "TX packets", "TX bytes", "Drops", title="Ports")
+    for name, c in sorted((d.get("ports") or {}).items()):
+        pt.add_row(name, *(str(c.get(k, 0)) for k in ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes",
+                                                      "drops")))
+    console.print(pt)
+    vrfs = d.get("vrfs") or {}
+    actions = sorted({a for c in vrfs.values() for a in c})
+    vt = Table("VRF", *actions, title="VRFs")
+    for name, c in sorted(vrfs.items()):
+        vt.add_row(name, *(str(c.get(a, 0)) for a in actions))
+    console.print(vt)
+    dt = Table("Reason", "Packets", title="Drops")
+    for reason, n in sorted((d.get("drops") or {}).items()):
+        dt.add_row(str(reason), str(n))
+    console.print(dt)
+    for section in ("underlay", "io_errors"):
+        values = d.get(section) or {}
+        if values:
+            ut = Table("Counter", "Value", title=section.replace("_", " ").capitalize())
+            for k, n in sorted(values.items()):
+                ut.add_row(str(k), str(n))
+            console.print(ut)
+
+
 @app.command("attach")
 def attach(
     name: str,
@@ -286,15 +339,32 @@ def attach(
     ip: list[str] = typer.Option(..., "--ip", help="address/prefix-length (repeat)"),
     gateway: list[str] = typer.Option([], "--gateway"),
     allowed: list[str] = typer.Option([], "--allowed-pair"),
-    advertise: str = typer.Option("host", "--advertise"),
+    advertise: str = typer.Option("host", "--advertise", help="host or subnet"),
+    direction: str = typer.Option("both", "--direction", help="both, to-port or from-port"),
+    local_pref: int | None = typer.Option(None, "--local-pref", help="LOCAL_PREF of the port's routes"),
+    description: str = typer.Option("", "--description"),
+    import_rt: list[str] = typer.Option(
+        [], "--import-rt", help="create the VPN instance with these RTs if missing (repeat)"),
+    export_rt: list[str] = typer.Option([], "--export-rt", help="as --import-rt, exported"),
     socket: str = SocketOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Attach an endpoint (VM interface) to a VPN instance."""
-    d = _call(socket, "POST", "/v1/ports", {"name": name, "vpn": vpn_name, "ifname": ifname, "mac": mac,
-                                            "ips": ip, "gateways": gateway, "allowed_pairs": allowed,
-                                            "advertise": advertise})
-    print(json.dumps(d, indent=2)) if as_json else console.print(f"attached {name} to {vpn_name}")
+    body: dict[str, Any] = {
+        "name": name, "vpn": vpn_name, "ifname": ifname, "mac": mac, "ips": ip, "gateways": gateway,
+        "allowed_pairs": allowed, "advertise": advertise, "direction": direction,
+        "local_pref": local_pref, "description": description,
+    }
+    if import_rt:
+        body["import_rts"] = import_rt
+    if export_rt:
+        body["export_rts"] = export_rt
+    d = _call(socket, "POST", "/v1/ports", body)
+    if as_json:
+        print(json.dumps(d, indent=2))
+        return
+    created = " (VPN instance created)" if d.get("vpn_created") else ""
+    console.print(f"attached {name} to {vpn_name}{created}", highlight=False)
 
 
 @app.command("detach")

@@ -6,13 +6,16 @@ or an invalid topology; ``exec`` passes the command's own exit code through.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from . import build, netns
@@ -29,6 +32,17 @@ EXIT_USAGE = 2
 PrefixOpt = typer.Option(None, "--prefix", "-p", help="namespace prefix (env VPE_LAB_PREFIX)")
 FileArg = typer.Argument(..., help="topology YAML")
 StateOpt = typer.Option(None, "--state-dir", help="lab state dir (default /run/vpe-lab/PREFIX)")
+
+
+@contextlib.contextmanager
+def _working(what: str) -> Iterator[None]:
+    """A spinner with the elapsed time while ``what`` runs (seconds: namespaces,
+    processes, sessions). On stderr, and gone when done, so stdout stays the
+    one-line result; invisible when stderr is not a terminal."""
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=err, transient=True) as progress:
+        progress.add_task(what, total=None)
+        yield
 
 
 def _fail(msg: str, code: int = EXIT_FAILED) -> typer.Exit:
@@ -72,7 +86,8 @@ def up_cmd(
     chosen = prefix or os.environ.get("VPE_LAB_PREFIX")
     lab = build.make_lab(topo, _checked_prefix(chosen) if chosen else None, state_dir)
     try:
-        res = build.up(lab, start_processes=not no_processes)
+        with _working(f"bringing lab {lab.prefix} up"):
+            res = build.up(lab, start_processes=not no_processes)
     except (build.LabError, netns.NetnsError) as e:
         raise _fail(f"{e}\n(the partial lab stays; remove it with `vpe lab down --prefix {lab.prefix}`)") from None
     console.print(
@@ -93,7 +108,8 @@ def down_cmd(prefix: str = PrefixOpt, state_dir: Path = StateOpt) -> None:
         return
     p = _pick_prefix(prefix)
     try:
-        res = build.down(p, state_dir)
+        with _working(f"taking lab {p} down"):
+            res = build.down(p, state_dir)
     except (build.LabError, netns.NetnsError) as e:
         raise _fail(str(e)) from None
     console.print(

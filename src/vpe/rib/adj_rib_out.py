@@ -790,12 +790,12 @@ class AdjRibOut:
                     chosen.append((p, okey))
                     if limit and len(chosen) >= limit:
                         break
-        if not chosen:
-            return {}
         if not fs.addpath:
+            if not chosen:
+                return {}
             p, okey = chosen[0]
             return {0: (_with_path_id(p.nlri, 0), okey)}
-        ids = self._path_ids(fam, loc, key)
+        ids = self._path_ids(fam, loc, key)  # even with nothing chosen: frees the ids of gone paths
         out: dict[int, Entry] = {}
         for p, okey in chosen:
             pid = ids[(_origin(p.source), p.nlri.path_id)]
@@ -893,12 +893,12 @@ class AdjRibOut:
             if okey is None:
                 if old is not None:
                     del sent[k]
-                    t = okeys.pop(k)[2]
-                    if t is not last_tag:
-                        last_tag = t
-                        got = wd.get(t)
+                    tag = okeys.pop(k)[2]
+                    if tag is not last_tag:
+                        last_tag = tag
+                        got = wd.get(tag)
                         if got is None:
-                            got = wd[t] = []
+                            got = wd[tag] = []
                         wlst = got
                     wlst.append(old)
                 continue
@@ -994,6 +994,7 @@ class AdjRibOut:
         table = fs.table
         if table is None:
             ann: dict[Okey, list[Nlri]] = {}
+            lists: dict[int, list[Nlri]] = {}  # by the Okey's identity: see _process_plain
             last: Any = _MISSING
             lst: list[Nlri] = []
             if not fs.addpath:
@@ -1002,9 +1003,9 @@ class AdjRibOut:
                     okey = okeys[k]
                     if okey is not last:
                         last = okey
-                        got = ann.get(okey)
+                        got = lists.get(id(okey))
                         if got is None:
-                            got = ann[okey] = []
+                            got = lists[id(okey)] = ann.setdefault(okey, [])
                         lst = got
                     lst.append(n)
             else:

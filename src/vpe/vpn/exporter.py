@@ -46,13 +46,16 @@ _LOCAL_RANK = bgp_rank(RouteSource.LOCAL, None)
 
 class LocalRoute(NamedTuple):
     """A route a VRF originates. ``next_hop`` is the in-VRF next hop of a static
-    route; ``endpoint`` names the attachment a host route leads to."""
+    route; ``endpoint`` names the attachment a host route leads to;
+    ``local_pref`` overrides the exporter's LOCAL_PREF for this route only
+    (an orchestrator preferring one vPE's copy of an anycast address)."""
 
     version: int
     prefix: bytes
     kind: RouteKind
     endpoint: str | None = None
     next_hop: IPAddress | None = None
+    local_pref: int | None = None
 
 
 class Export(NamedTuple):
@@ -91,7 +94,7 @@ class Exporter:
         self._owner: dict[tuple[str, int, bytes], Hashable] = {}
         #: label owner -> number of routes using it
         self._users: dict[Hashable, int] = {}
-        self._attrs: dict[tuple[RouteTargets, tuple[int, ...]], PathAttributes] = {}
+        self._attrs: dict[tuple[RouteTargets, tuple[int, ...], int], PathAttributes] = {}
 
     def exported(self, vrf: str) -> list[ExportedRoute]:
         return list(self._exported.get(vrf, {}).values())
@@ -111,9 +114,11 @@ class Exporter:
 
     # -- pieces ---------------------------------------------------------------
 
-    def attributes_for(self, rts: RouteTargets) -> PathAttributes:
-        """The shared attribute set of every route a VRF with these export RTs sends."""
-        key = (rts, self.encapsulations)
+    def attributes_for(self, rts: RouteTargets, local_pref: int | None = None) -> PathAttributes:
+        """The shared attribute set of every route a VRF with these export RTs sends
+        (with ``local_pref`` instead of the exporter's default when given)."""
+        lp = self.local_pref if local_pref is None else local_pref
+        key = (rts, self.encapsulations, lp)
         attrs = self._attrs.get(key)
         if attrs is None:
             values: list[ExtendedCommunity] = sorted(rts, key=lambda rt: rt.encode())
@@ -122,7 +127,7 @@ class Exporter:
                 (
                     Origin(OriginType.IGP),
                     AsPath(),
-                    LocalPref(self.local_pref),
+                    LocalPref(lp),
                     ExtendedCommunities(tuple(values)),
                 )
             )
@@ -187,7 +192,7 @@ class Exporter:
             new = ExportedRoute(
                 VPNV4 if route.version == 4 else VPNV6,
                 nlri,
-                self.attributes_for(vrf.export_rts),
+                self.attributes_for(vrf.export_rts, route.local_pref),
                 self.next_hop,
             )
             table[(route.version, route.prefix)] = new

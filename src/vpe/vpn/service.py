@@ -240,8 +240,10 @@ class VpnService:
         endpoint: str | None = None,
         next_hop: IPAddress | str | None = None,
         now: float = 0.0,
+        local_pref: int | None = None,
     ) -> VpnOutput:
-        """Originate ``prefix`` in ``vrf`` (replacing its previous local route)."""
+        """Originate ``prefix`` in ``vrf`` (replacing its previous local route);
+        ``local_pref`` is the LOCAL_PREF of its export (default: the service's)."""
         v = self.vrf(vrf)
         version, key = prefix_key(prefix)
         k = parse_route_kind(kind)
@@ -252,7 +254,9 @@ class VpnService:
             raise ValueError(f"next-hop: static route {prefix!r} needs a next hop")
         if nh is not None and nh.version != version:
             raise ValueError(f"next-hop: {nh} is not an IPv{version} address like {prefix!r}")
-        route = LocalRoute(version, key, k, endpoint, nh)
+        if local_pref is not None and (type(local_pref) is not int or not 0 <= local_pref <= 0xFFFFFFFF):
+            raise ValueError(f"local_pref: {local_pref!r} is not a LOCAL_PREF value (0..4294967295)")
+        route = LocalRoute(version, key, k, endpoint, nh, local_pref)
         self._locals[vrf][(version, key)] = route
         out = VpnOutput()
         self._apply_export(v, self.exporter.export(v, route, now), out)

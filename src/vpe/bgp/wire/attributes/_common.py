@@ -29,3 +29,14 @@ def malformed(
     data: bytes = b"",
 ) -> MalformedAttribute:
     return MalformedAttribute(action, subcode, reason, data)
+
+
+def from_external_peer(
+    section: str, subcode: int = UpdateSubcode.OPTIONAL_ATTRIBUTE_ERROR
+) -> MalformedAttribute:
+    """An iBGP-only attribute that came from an external peer: discarded (RFC 7606 ``section``)."""
+    return malformed(
+        UpdateAction.ATTRIBUTE_DISCARD,
+        f"received from an external peer: discarded (RFC 7606 section {section})",
+        subcode,
+    )

@@ -23,11 +23,6 @@ _AGG2 = struct.Struct("!H4s")
 _AGG4 = struct.Struct("!I4s")
 
 
-def _check(asn: int) -> None:
-    if not 0 <= asn <= 0xFFFFFFFF:
-        raise ValueError(f"aggregator AS {asn} is outside 0..4294967295")
-
-
 def _decode4(cls: type[Any], name: str, value: bytes) -> Any:
     if len(value) != 8:
         raise bad_length(UpdateAction.ATTRIBUTE_DISCARD, name, len(value), "8")
@@ -37,21 +32,33 @@ def _decode4(cls: type[Any], name: str, value: bytes) -> Any:
     return cls(asn, IPv4Address(addr))
 
 
-@register
 @dataclass(frozen=True, slots=True)
-class Aggregator(PathAttribute):
-    CODE: ClassVar[int] = AttrCode.AGGREGATOR
-    FLAGS: ClassVar[int] = AttrFlag.OPTIONAL | AttrFlag.TRANSITIVE
-    ON_ERROR: ClassVar[UpdateAction] = UpdateAction.ATTRIBUTE_DISCARD
-    NAME: ClassVar[str] = "aggregator"
+class _AggregatorValue(PathAttribute):
+    """What both attributes hold: the aggregating AS (4-octet range) and router id.
+
+    They differ only on the wire (AS field width, when each may travel).
+    """
 
     asn: int
     address: IPv4Address
 
     def __post_init__(self) -> None:
-        _check(self.asn)
+        if not 0 <= self.asn <= 0xFFFFFFFF:
+            raise ValueError(f"aggregator AS {self.asn} is outside 0..4294967295")
         if not isinstance(self.address, IPv4Address):
             object.__setattr__(self, "address", IPv4Address(self.address))
+
+    def to_json(self) -> Any:
+        return {"asn": self.asn, "address": str(self.address)}
+
+
+@register
+@dataclass(frozen=True, slots=True)
+class Aggregator(_AggregatorValue):
+    CODE: ClassVar[int] = AttrCode.AGGREGATOR
+    FLAGS: ClassVar[int] = AttrFlag.OPTIONAL | AttrFlag.TRANSITIVE
+    ON_ERROR: ClassVar[UpdateAction] = UpdateAction.ATTRIBUTE_DISCARD
+    NAME: ClassVar[str] = "aggregator"
 
     @classmethod
     def decode(cls, value: bytes, ctx: CodecContext) -> Aggregator:
@@ -70,25 +77,14 @@ class Aggregator(PathAttribute):
         asn = self.asn if self.asn <= 0xFFFF else AS_TRANS
         return _AGG2.pack(asn, self.address.packed)
 
-    def to_json(self) -> Any:
-        return {"asn": self.asn, "address": str(self.address)}
-
 
 @register
 @dataclass(frozen=True, slots=True)
-class As4Aggregator(PathAttribute):
+class As4Aggregator(_AggregatorValue):
     CODE: ClassVar[int] = AttrCode.AS4_AGGREGATOR
     FLAGS: ClassVar[int] = AttrFlag.OPTIONAL | AttrFlag.TRANSITIVE
     ON_ERROR: ClassVar[UpdateAction] = UpdateAction.ATTRIBUTE_DISCARD
     NAME: ClassVar[str] = "as4-aggregator"
-
-    asn: int
-    address: IPv4Address
-
-    def __post_init__(self) -> None:
-        _check(self.asn)
-        if not isinstance(self.address, IPv4Address):
-            object.__setattr__(self, "address", IPv4Address(self.address))
 
     @classmethod
     def decode(cls, value: bytes, ctx: CodecContext) -> As4Aggregator:
@@ -99,6 +95,3 @@ class As4Aggregator(PathAttribute):
 
     def encode_value(self, ctx: CodecContext) -> bytes:
         return _AGG4.pack(self.asn, self.address.packed)
-
-    def to_json(self) -> Any:
-        return {"asn": self.asn, "address": str(self.address)}

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 from ..constants import AttrCode, AttrFlag
 from ..context import CodecContext
 from ..errors import UpdateAction
-from ._common import bad_length, malformed
+from ._common import bad_length, from_external_peer
 from .base import PathAttribute, register
 
 
@@ -46,10 +46,7 @@ class ClusterList(PathAttribute):
     @classmethod
     def decode(cls, value: bytes, ctx: CodecContext) -> ClusterList:
         if not ctx.ibgp:
-            raise malformed(
-                UpdateAction.ATTRIBUTE_DISCARD,
-                "received from an external peer: discarded (RFC 7606 section 7.10)",
-            )
+            raise from_external_peer("7.10")
         n = len(value)
         if n == 0 or n % 4:
             raise bad_length(cls.ON_ERROR, "CLUSTER_LIST", n, "a non-zero multiple of 4")

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 from ..constants import AttrCode, AttrFlag, UpdateSubcode
 from ..context import CodecContext
 from ..errors import UpdateAction
-from ._common import bad_length, malformed
+from ._common import bad_length, from_external_peer
 from .base import PathAttribute, register
 
 _U32 = struct.Struct("!I")
@@ -74,11 +74,7 @@ class LocalPref(PathAttribute):
     @classmethod
     def decode(cls, value: bytes, ctx: CodecContext) -> LocalPref:
         if not ctx.ibgp:
-            raise malformed(
-                UpdateAction.ATTRIBUTE_DISCARD,
-                "received from an external peer: discarded (RFC 7606 section 7.5)",
-                UpdateSubcode.MALFORMED_ATTRIBUTE_LIST,
-            )
+            raise from_external_peer("7.5", UpdateSubcode.MALFORMED_ATTRIBUTE_LIST)
         if len(value) != 4:
             raise bad_length(cls.ON_ERROR, "LOCAL_PREF", len(value), "4")
         return cls(_U32.unpack(value)[0])
@@ -132,10 +128,7 @@ class OriginatorId(PathAttribute):
     @classmethod
     def decode(cls, value: bytes, ctx: CodecContext) -> OriginatorId:
         if not ctx.ibgp:
-            raise malformed(
-                UpdateAction.ATTRIBUTE_DISCARD,
-                "received from an external peer: discarded (RFC 7606 section 7.9)",
-            )
+            raise from_external_peer("7.9")
         if len(value) != 4:
             raise bad_length(cls.ON_ERROR, "ORIGINATOR_ID", len(value), "4")
         return cls(IPv4Address(value))

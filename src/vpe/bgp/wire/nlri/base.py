@@ -57,6 +57,29 @@ class Nlri:
         raise NotImplementedError
 
 
+class PlainNlri(Nlri):
+    """An NLRI that is only ``key`` and ``path_id`` (no labels): unicast, RTC, MCAST-VPN.
+
+    Its constructor and equality are written out rather than inherited from
+    :class:`Nlri`'s generic slot walk, because decoders build one per route.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, key: bytes, path_id: int = 0) -> None:
+        self.key = key
+        self.path_id = path_id
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            type(other) is type(self)
+            and self.key == other.key
+            and self.path_id == other.path_id
+        )
+
+    __hash__ = Nlri.__hash__
+
+
 class NlriCodec:
     """Decode/encode the NLRI of one family, and its MP_REACH next hop."""
 

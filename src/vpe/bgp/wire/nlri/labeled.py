@@ -23,18 +23,16 @@ from collections.abc import Iterable
 from typing import Any, ClassVar, Self
 
 from ..constants import IPV4_LABELED, IPV6_LABELED
-from ..context import CodecContext
 from ..errors import NlriError
-from .base import IPAddress, Nlri, NlriCodec, register_codec
+from .base import Nlri, register_codec
 from .prefix import (
     HOST_BITS,
     PLEN_BYTE,
     IPNetwork,
+    IPPrefixCodec,
     IPPrefixNlri,
     check_path_id,
     clear_host_bits,
-    decode_ip_nexthop,
-    encode_ip_nexthop,
     path_id_error,
     prefix_octets,
 )
@@ -267,11 +265,10 @@ class IPv6LabeledPrefix(LabeledPrefix):
     VERSION = 6
 
 
-class LabeledCodec(NlriCodec):
-    """Codec of labeled unicast; VPN subclasses it with an 8-octet RD."""
+class LabeledCodec(IPPrefixCodec):
+    """Codec of labeled unicast; VPN subclasses it with an 8-octet RD (and its next hop)."""
 
     cls: ClassVar[type[LabeledNlri]]
-    max_bits: ClassVar[int]
     rd_len: ClassVar[int] = 0
     #: bits before the prefix with a one-entry stack (label + RD)
     head_bits1: ClassVar[int] = 24
@@ -324,16 +321,6 @@ class LabeledCodec(NlriCodec):
                 f"{total} bits, more than an NLRI length octet holds"
             )
         return PLEN_BYTE[total] + stack + key[1:]
-
-    def decode_nexthop(
-        self, data: bytes, ctx: CodecContext
-    ) -> tuple[IPAddress | None, IPAddress | None]:
-        return decode_ip_nexthop(data, self.family.name, self.max_bits == 32)
-
-    def encode_nexthop(
-        self, nexthop: IPAddress | None, link_local: IPAddress | None = None
-    ) -> bytes:
-        return encode_ip_nexthop(nexthop, link_local, self.family.name, self.max_bits == 128)
 
 
 class IPv4LabeledCodec(LabeledCodec):

@@ -24,7 +24,7 @@ from typing import Any, ClassVar, Self
 from ..constants import IPV4_MCAST_VPN, IPV6_MCAST_VPN
 from ..context import CodecContext
 from ..errors import NlriError
-from .base import IPAddress, Nlri, NlriCodec, register_codec
+from .base import IPAddress, Nlri, NlriCodec, PlainNlri, register_codec
 from .prefix import PLEN_BYTE, check_path_id, decode_ip_nexthop, encode_ip_nexthop, path_id_error
 from .rd import RouteDistinguisher, as_rd
 
@@ -87,24 +87,11 @@ def _check_value(rtype: int, v: bytes, name: str, pos: int) -> None:
         )
 
 
-class McastVpnRoute(Nlri):
+class McastVpnRoute(PlainNlri):
     """One MCAST-VPN route; parts of types 1 and 3 are computed from the key."""
 
     __slots__ = ()
     FAMILY_NAME: ClassVar[str]
-
-    def __init__(self, key: bytes, path_id: int = 0) -> None:
-        self.key = key
-        self.path_id = path_id
-
-    def __eq__(self, other: object) -> bool:
-        return (
-            type(other) is type(self)
-            and self.key == other.key
-            and self.path_id == other.path_id
-        )
-
-    __hash__ = Nlri.__hash__
 
     @property
     def route_type(self) -> int:

@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Self
 from ..constants import IPV4_UNICAST, IPV6_UNICAST
 from ..context import CodecContext
 from ..errors import NlriError
-from .base import IPAddress, Nlri, NlriCodec, register_codec
+from .base import IPAddress, Nlri, NlriCodec, PlainNlri, register_codec
 
 IPNetwork = IPv4Network | IPv6Network
 
@@ -133,23 +133,10 @@ class IPPrefixNlri(Nlri):
         return format_prefix(self.key[1:], self.key[0], self.VERSION)
 
 
-class UnicastPrefix(IPPrefixNlri):
+class UnicastPrefix(PlainNlri, IPPrefixNlri):
     """A unicast route's destination (and ADD-PATH path id)."""
 
     __slots__ = ()
-
-    def __init__(self, key: bytes, path_id: int = 0) -> None:
-        self.key = key
-        self.path_id = path_id
-
-    def __eq__(self, other: object) -> bool:
-        return (
-            type(other) is type(self)
-            and self.key == other.key
-            and self.path_id == other.path_id
-        )
-
-    __hash__ = Nlri.__hash__
 
     @classmethod
     def from_str(cls, text: str, path_id: int = 0) -> Self:
@@ -186,11 +173,44 @@ def path_id_error(name: str, pos: int, n: int) -> NlriError:
     )
 
 
-class UnicastCodec(NlriCodec):
+class KeyRecordCodec(NlriCodec):
+    """Families whose NLRI record is ``[path id] + key`` (unicast, RTC): encoding is the key."""
+
+    def encode_one(self, nlri: Nlri, addpath: bool) -> bytes:
+        if addpath:
+            return nlri.path_id.to_bytes(4, "big") + nlri.key
+        return nlri.key
+
+    def encode(self, nlris: Iterable[Nlri], addpath: bool) -> bytes:
+        if addpath:
+            return b"".join([n.path_id.to_bytes(4, "big") + n.key for n in nlris])
+        return b"".join([n.key for n in nlris])
+
+
+class IPPrefixCodec(NlriCodec):
+    """Unicast and labeled unicast: a plain IP next hop whose forms follow the AFI.
+
+    An IPv4 family (``max_bits`` 32) also takes a 4-octet next hop; an IPv6
+    family sends an IPv4 next hop IPv4-mapped.
+    """
+
+    max_bits: ClassVar[int]
+
+    def decode_nexthop(
+        self, data: bytes, ctx: CodecContext
+    ) -> tuple[IPAddress | None, IPAddress | None]:
+        return decode_ip_nexthop(data, self.family.name, self.max_bits == 32)
+
+    def encode_nexthop(
+        self, nexthop: IPAddress | None, link_local: IPAddress | None = None
+    ) -> bytes:
+        return encode_ip_nexthop(nexthop, link_local, self.family.name, self.max_bits == 128)
+
+
+class UnicastCodec(KeyRecordCodec, IPPrefixCodec):
     """Walks ``[path id] length prefix`` records; the key is the record itself."""
 
     cls: ClassVar[type[UnicastPrefix]]
-    max_bits: ClassVar[int]
 
     def decode(self, data: bytes, addpath: bool) -> list[Nlri]:
         if type(data) is not bytes:
@@ -226,26 +246,6 @@ class UnicastCodec(NlriCodec):
             app(cls(key, pid))
             pos = end
         return out
-
-    def encode_one(self, nlri: Nlri, addpath: bool) -> bytes:
-        if addpath:
-            return nlri.path_id.to_bytes(4, "big") + nlri.key
-        return nlri.key
-
-    def encode(self, nlris: Iterable[Nlri], addpath: bool) -> bytes:
-        if addpath:
-            return b"".join([n.path_id.to_bytes(4, "big") + n.key for n in nlris])
-        return b"".join([n.key for n in nlris])
-
-    def decode_nexthop(
-        self, data: bytes, ctx: CodecContext
-    ) -> tuple[IPAddress | None, IPAddress | None]:
-        return decode_ip_nexthop(data, self.family.name, self.max_bits == 32)
-
-    def encode_nexthop(
-        self, nexthop: IPAddress | None, link_local: IPAddress | None = None
-    ) -> bytes:
-        return encode_ip_nexthop(nexthop, link_local, self.family.name, self.max_bits == 128)
 
 
 class IPv4UnicastCodec(UnicastCodec):

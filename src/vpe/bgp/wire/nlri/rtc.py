@@ -14,16 +14,16 @@ present octets in hex and its bit length).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any, Self
 
 from ..constants import RTC
 from ..context import CodecContext
 from ..errors import NlriError
-from .base import IPAddress, Nlri, NlriCodec, register_codec
+from .base import IPAddress, Nlri, PlainNlri, register_codec
 from .prefix import (
     HOST_BITS,
     PLEN_BYTE,
+    KeyRecordCodec,
     check_path_id,
     clear_host_bits,
     decode_ip_nexthop,
@@ -33,24 +33,11 @@ from .prefix import (
 from .rd import format_route_target, parse_route_target
 
 
-class RouteTargetMembership(Nlri):
+class RouteTargetMembership(PlainNlri):
     """One RT membership advertisement: origin AS + route target (prefix)."""
 
     __slots__ = ()
     FAMILY = RTC
-
-    def __init__(self, key: bytes, path_id: int = 0) -> None:
-        self.key = key
-        self.path_id = path_id
-
-    def __eq__(self, other: object) -> bool:
-        return (
-            type(other) is type(self)
-            and self.key == other.key
-            and self.path_id == other.path_id
-        )
-
-    __hash__ = Nlri.__hash__
 
     @property
     def prefix_len(self) -> int:
@@ -157,8 +144,11 @@ class RouteTargetMembership(Nlri):
         return cls.from_parts(asn, parse_route_target(rest), 64, path_id)
 
 
-class RtcCodec(NlriCodec):
-    """RTC: like unicast, with the length restricted to 0 or 32..96."""
+class RtcCodec(KeyRecordCodec):
+    """RTC: like unicast, with the length restricted to 0 or 32..96.
+
+    :meth:`decode` keeps its own copy of the unicast walk rather than adding
+    the 0-or-32..96 test to the unicast hot loop."""
 
     family = RTC
 
@@ -193,16 +183,6 @@ class RtcCodec(NlriCodec):
             app(RouteTargetMembership(key, pid))
             pos = end
         return out
-
-    def encode_one(self, nlri: Nlri, addpath: bool) -> bytes:
-        if addpath:
-            return nlri.path_id.to_bytes(4, "big") + nlri.key
-        return nlri.key
-
-    def encode(self, nlris: Iterable[Nlri], addpath: bool) -> bytes:
-        if addpath:
-            return b"".join([n.path_id.to_bytes(4, "big") + n.key for n in nlris])
-        return b"".join([n.key for n in nlris])
 
     def decode_nexthop(
         self, data: bytes, ctx: CodecContext
