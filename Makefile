@@ -27,10 +27,12 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 test: deps venv
+	$(VENV)/bin/ruff check src tests bench tools
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -q tests
 
 lint: venv
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests bench tools
 	$(VENV)/bin/mypy
 
 demo: deps venv

@@ -108,7 +108,6 @@ def main() -> None:
     # encode: the route objects exist; measure packing into UPDATE messages
     pre = []
     for u in range(args.updates):
-        vpn = u % 100 + 1
         m = decode_message(2, msgs[u][19:], ctx)
         pre.append((m.attributes, m.mp_reach.next_hop, m.mp_reach.nlri))
     enc = []

@@ -578,6 +578,15 @@ class FRR(Daemon):
         vtysh = require_binary("vtysh", "frr")
         return _run([vtysh, "--vty_socket", str(self.workdir), "-c", command], timeout=timeout)
 
+    def configure(self, *lines: str) -> None:
+        """Run ``configure terminal`` + ``lines`` in one vtysh call; FRR must answer nothing."""
+        vtysh = require_binary("vtysh", "frr")
+        cmd = [vtysh, "--vty_socket", str(self.workdir), "-c", "configure terminal"]
+        for line in lines:
+            cmd += ["-c", line]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=10, check=False)
+        assert proc.returncode == 0 and not proc.stdout.strip(), proc.stdout + proc.stderr
+
     def json(self, command: str) -> Any:
         """Run a ``show ... json`` command and parse it."""
         if not command.rstrip().endswith("json"):

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import subprocess
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from ipaddress import ip_address
 from typing import Any
 
-from daemons import FRR, GoBGP, require_binary
+from daemons import FRR, GoBGP
 
 from vpe.agent.config import parse_config
 from vpe.agent.engine import Engine
@@ -215,13 +214,3 @@ def frr_path(f: FRR, rd: str, prefix: str) -> dict[str, Any] | None:
         return None
     paths = [p for p in data.get("paths") or [] if not p.get("removed")]
     return paths[0] if paths else None
-
-
-def frr_configure(f: FRR, *lines: str) -> None:
-    """Run ``configure terminal`` + ``lines`` in one vtysh call; FRR must answer nothing."""
-    vtysh = require_binary("vtysh", "frr")
-    cmd = [vtysh, "--vty_socket", str(f.workdir), "-c", "configure terminal"]
-    for line in lines:
-        cmd += ["-c", line]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=10, check=False)
-    assert proc.returncode == 0 and not proc.stdout.strip(), proc.stdout + proc.stderr

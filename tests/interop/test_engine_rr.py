@@ -22,7 +22,6 @@ from engine_peer import (
     EngineNeighbor,
     engine_config,
     established,
-    frr_configure,
     frr_path,
     gobgp_paths,
     gobgp_view,
@@ -145,8 +144,7 @@ async def test_r10_1_engine_reflects_vpnv4_between_gobgp_and_frr(
             lambda: frr_path(f, "65000:2", "192.0.2.0/24") is None, 10, "GoBGP's withdraw at FRR"
         )
         await call(
-            frr_configure,
-            f,
+            f.configure,
             "router bgp 65000",
             "address-family ipv4 vpn",
             "no network 198.51.100.0/24 rd 65000:3 label 300",

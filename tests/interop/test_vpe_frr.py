@@ -14,13 +14,12 @@ announces 198.18/15 next hops.
 from __future__ import annotations
 
 import logging
-import subprocess
 from collections.abc import Callable
 from ipaddress import IPv4Address
 from typing import Any
 
 import pytest
-from daemons import FRR, Neighbor, require_binary
+from daemons import FRR, Neighbor
 from vpe_peer import (
     attrs,
     by_nlri,
@@ -68,16 +67,6 @@ async def _frr(
         **kw,
     )
     return f
-
-
-def _configure(f: FRR, *lines: str) -> None:
-    """Run ``configure terminal`` + ``lines`` in one vtysh call (FRR's own config commands)."""
-    vtysh = require_binary("vtysh", "frr")
-    cmd = [vtysh, "--vty_socket", str(f.workdir), "-c", "configure terminal"]
-    for line in lines:
-        cmd += ["-c", line]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=10, check=False)
-    assert proc.returncode == 0 and not proc.stdout.strip(), proc.stdout + proc.stderr
 
 
 def _negotiated_at_frr(f: FRR, neighbor: str) -> set[str]:
@@ -193,8 +182,7 @@ async def test_vpe_active_routes_both_ways_withdraw_and_daemon_reset(
         # withdraws both ways
         sp.withdraw(VPNV4, [gone4])
         await call(
-            _configure,
-            f,
+            f.configure,
             "router bgp 65000",
             "address-family ipv4 vpn",
             "no network 192.0.2.128/25 rd 198.18.2.1:7 label 101",  # FRR takes no route-map here

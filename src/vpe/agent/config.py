@@ -176,15 +176,17 @@ class LeakConfig(_Strict):
     route_targets: list[str] | None = None
 
 
+Encapsulation = Literal["mpls-in-udp", "mpls-in-gre"]
+_DEFAULT_ENCAPS: tuple[Encapsulation, ...] = ("mpls-in-udp", "mpls-in-gre")
+
+
 class DataplaneConfig(_Strict):
     """How this vPE forwards: ``none`` (a pure route reflector/controller) or the userspace forwarder."""
 
     driver: Literal["none", "userspace"] = "none"
     #: underlay address of this vPE: the next hop of exported routes (default: router id)
     underlay_address: str | None = None
-    encapsulations: list[Literal["mpls-in-udp", "mpls-in-gre"]] = Field(
-        default_factory=lambda: ["mpls-in-udp", "mpls-in-gre"]
-    )
+    encapsulations: list[Encapsulation] = Field(default_factory=lambda: list(_DEFAULT_ENCAPS))
     #: FIB channel of the forwarder process: a Unix socket path, or
     #: "tcp:HOST:PORT" for a forwarder on another host (R2.4)
     fib_socket: str = "/run/vpe/fib.sock"

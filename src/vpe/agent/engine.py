@@ -36,6 +36,7 @@ from ..bgp.wire.constants import (
     Family,
 )
 from ..bgp.wire.nlri.base import Nlri
+from ..bgp.wire.nlri.rtc import RouteTargetMembership
 from ..bgp.wire.update import Update
 from ..rib.adj_rib_out import AdjRibOut, OutPeer
 from ..rib.attrs import route_target_octets
@@ -138,7 +139,7 @@ class Engine:
         self._pending: dict[Family, set[bytes]] = {}
         self._flush_scheduled = False
         self._fed: dict[tuple[Family, bytes], list[VpnPath]] = {}
-        self._rtc_sent: dict[bytes, Nlri] = {}
+        self._rtc_sent: dict[bytes, RouteTargetMembership] = {}
         self._peer_info: dict[str, PeerInfo] = {}
         self._released: list[int] = []
         self.mrai = cfg.bgp.mrai
@@ -389,11 +390,10 @@ class Engine:
             self.rib.withdraw(self.local, RTC, gone)
         if new:
             from ..bgp.wire.attributes.as_path import AsPath
-            from ..bgp.wire.attributes.base import PathAttributes
-            from ..bgp.wire.attributes.origin import Origin
+            from ..bgp.wire.attributes.origin import Origin, OriginType
             from ..bgp.wire.attributes.simple import LocalPref
 
-            attrs = PathAttributes([Origin(0), AsPath(), LocalPref(100)])
+            attrs = PathAttributes([Origin(OriginType.IGP), AsPath(), LocalPref(100)])
             self.rib.announce(self.local, RTC, attrs, self.underlay, new)
         self._rtc_sent = want
 

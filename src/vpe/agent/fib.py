@@ -212,7 +212,7 @@ class FibProgrammer:
             return NextHop.local(port) if port is not None else None
         src_vrf = str(owner[1])
         try:
-            entries = vpn.vrf(src_vrf).active((ch.version, ch.prefix))  # type: ignore[arg-type]
+            entries = vpn.vrf(src_vrf).active((ch.version, ch.prefix))
         except (ValueError, KeyError):
             return None
         for e in entries:
