@@ -28,28 +28,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import struct
 import time
 from ipaddress import IPv4Address, ip_address
 
-from vpe.bgp.wire.attributes import (
-    AsPath,
-    ExtendedCommunities,
-    LocalPref,
-    Med,
-    Origin,
-    OriginType,
-    PathAttributes,
-    RouteTarget,
-)
+from vpn_batches import Batch, make_batches
+
 from vpe.bgp.wire.constants import VPNV4
 from vpe.bgp.wire.context import CodecContext
-from vpe.bgp.wire.nlri.base import Nlri
-from vpe.bgp.wire.nlri.vpn import VPNV4_CODEC
 from vpe.rib import PeerInfo, Rib, RibChange
 from vpe.rib.adj_rib_out import AdjRibOut, OutPeer
-
-Batch = tuple[PathAttributes, IPv4Address, list[Nlri]]
 
 SOURCE = PeerInfo(ip_address("127.0.0.9"), IPv4Address("192.0.2.9"), 65000, ibgp=True)
 #: the source as an RR client: same outbound policy as CLIENTS, so a member of their group
@@ -58,27 +45,6 @@ CLIENTS = [
     PeerInfo(ip_address(f"127.0.0.{i}"), IPv4Address(f"192.0.2.{i}"), 65000, ibgp=True, rr_client=True)
     for i in range(2, 6)
 ]
-
-
-def make_batches(n_routes: int, batch: int) -> list[Batch]:
-    """Decoded UPDATE contents: /32s of 198.18.0.0/15 under RDs 65000:0..k, a label per route."""
-    base = int(IPv4Address("198.18.0.0"))
-    rt = RouteTarget.from_str("65000:1")
-    out: list[Batch] = []
-    for start in range(0, n_routes, batch):
-        wire = bytearray()
-        for i in range(start, min(start + batch, n_routes)):
-            rd = struct.pack("!HHI", 0, 65000, i >> 17)
-            label = ((16 + (i & 0xFFFF)) << 4) | 1
-            wire += bytes((24 + 64 + 32,)) + label.to_bytes(3, "big") + rd
-            wire += struct.pack("!I", base + (i & 0x1FFFF))
-        nlris = VPNV4_CODEC.decode(bytes(wire), False)
-        b = start // batch
-        attrs = PathAttributes(
-            [Origin(OriginType.IGP), AsPath.sequence(), LocalPref(100), Med(b), ExtendedCommunities((rt,))]
-        )
-        out.append((attrs, IPv4Address(f"192.0.2.{1 + b % 200}"), nlris))
-    return out
 
 
 def out_peers(sender_in_group: bool = False) -> list[OutPeer]:

@@ -177,6 +177,11 @@ class Daemon:
     def established(self, neighbor: str) -> bool:
         raise NotImplementedError
 
+    @property
+    def config_path(self) -> Path:
+        """Where :meth:`prepare` writes :meth:`config_text`."""
+        raise NotImplementedError
+
     # -- shared machinery
     @property
     def log_path(self) -> Path:
@@ -185,6 +190,7 @@ class Daemon:
     def prepare(self) -> None:
         """Create the work directory and write the config file."""
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(self.config_text())
 
     def start(self, timeout: float = READY_TIMEOUT) -> Self:
         """Write config, spawn the daemon and wait until it answers its control channel."""
@@ -358,10 +364,6 @@ class GoBGP(Daemon):
         if self.extra_config:
             out += ["", self.extra_config]
         return "\n".join(out) + "\n"
-
-    def prepare(self) -> None:
-        super().prepare()
-        self.config_path.write_text(self.config_text())
 
     def command(self) -> list[str]:
         return [
@@ -546,7 +548,6 @@ class FRR(Daemon):
 
     def prepare(self) -> None:
         super().prepare()
-        self.config_path.write_text(self.config_text())
         _chown_tree(self.workdir, "frr")
 
     def command(self) -> list[str]:
@@ -727,10 +728,6 @@ class BIRD(Daemon):
         if self.extra_config:
             out.append(self.extra_config)
         return "\n".join(out) + "\n"
-
-    def prepare(self) -> None:
-        super().prepare()
-        self.config_path.write_text(self.config_text())
 
     def command(self) -> list[str]:
         return [
@@ -949,7 +946,6 @@ class ExaBGP(Daemon):
         super().prepare()
         (self.workdir / "api.py").write_text(_EXABGP_API_SCRIPT)
         (self.workdir / "commands.txt").write_text("")
-        self.config_path.write_text(self.config_text())
 
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)

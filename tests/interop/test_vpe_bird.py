@@ -25,19 +25,22 @@ from typing import Any
 import pytest
 from daemons import BIRD, Neighbor
 from vpe_peer import (
+    announce_both_ways_routes,
     attrs,
     by_nlri,
     call,
     ext_communities,
     family_names,
+    relearned_after_daemon_reset,
     running_speaker,
     settings,
     until,
     until_daemon,
+    vpe_resets_session,
 )
 
 from vpe.bgp.wire.constants import VPNV4, VPNV6
-from vpe.bgp.wire.nlri.vpn import VPNv4Prefix, VPNv6Prefix
+from vpe.bgp.wire.nlri.vpn import VPNv4Prefix
 
 pytestmark = pytest.mark.interop
 
@@ -131,11 +134,7 @@ async def test_vpe_active_routes_both_ways_withdraw_and_daemon_reset(
         assert family_names(peer) == {"vpnv4", "vpnv6"}
         assert await call(_negotiated_at_bird, b, me) == {"vpn4-mpls", "vpn6-mpls"}
 
-        keep4 = VPNv4Prefix.from_str("65000:2:198.51.100.0/24", labels=(200,))
-        gone4 = VPNv4Prefix.from_str("65000:2:198.51.100.128/25", labels=(201,))
-        keep6 = VPNv6Prefix.from_str("65000:2:2001:db8:2::/48", labels=(202,))
-        sp.announce(VPNV4, [keep4, gone4], attrs("65000:2", "65000:4"), "198.18.3.2")
-        sp.announce(VPNV6, [keep6], attrs("65000:2"), "2001:db8:ffff::2")
+        gone4 = announce_both_ways_routes(sp, "198.18.3.2")
 
         # BIRD -> vpe, decoded (label 3 = implicit null: BIRD's label for its own routes)
         await until(
@@ -205,24 +204,15 @@ async def test_vpe_active_routes_both_ways_withdraw_and_daemon_reset(
 
         # BIRD restarts the protocol (Cease/Administrative Reset); both sides relearn
         await call(b.birdc, f"restart {proto}")
-        await until(
-            lambda: peer.counters["established_transitions"] == 2,
-            20,
-            "session re-established after restart",
-        )
-        assert peer.counters["notifications_in"] >= 1
-        await until(
-            lambda: len(sp.received(ba, VPNV4)) == 1 and sp.received(ba, VPNV6),
-            10,
-            "BIRD's routes back in vpe",
-        )
-        await until_daemon(
+        await relearned_after_daemon_reset(
+            sp,
+            b,
+            "BIRD",
+            "restart",
             lambda: (
                 _bird_route(b, "vpntab4", "65000:2 198.51.100.0/24", proto)
                 and _bird_route(b, "vpntab6", "65000:2 2001:db8:2::/48", proto)
             ),
-            10,
-            "vpe's routes back in BIRD",
         )
 
 
@@ -260,16 +250,14 @@ async def test_vpe_passive_and_vpe_reset(
             "vpe's route in BIRD",
         )
 
-        await peer.stop("interop reset")
-        await until_daemon(lambda: not b.established(me), 10, "BIRD to see the session go down")
-        await until_daemon(
-            lambda: _bird_route(b, "vpntab4", "65000:12 198.51.100.0/24", proto) is None,
-            10,
-            "vpe's route gone from the daemon",
+        await vpe_resets_session(
+            sp,
+            b,
+            "BIRD",
+            me,
+            lambda: _bird_route(b, "vpntab4", "65000:12 198.51.100.0/24", proto),
+            "BIRD to reconnect",
         )
-        assert sp.received(ba, VPNV4) == []
-        peer.start()
-        await until(lambda: peer.established, 15, "BIRD to reconnect")
         await until(lambda: len(sp.received(ba, VPNV4)) == 2, 10, "BIRD's routes back in vpe")
         r = by_nlri(sp.received(ba, VPNV4))["65000:1:192.0.2.0/24"]
         assert (r.nlri.labels, str(r.next_hop)) == ((3,), ba)

@@ -21,19 +21,23 @@ from typing import Any
 import pytest
 from daemons import FRR, Neighbor
 from vpe_peer import (
+    announce_both_ways_routes,
     attrs,
     by_nlri,
     call,
     ext_communities,
     family_names,
+    md5_right_and_wrong,
+    relearned_after_daemon_reset,
     running_speaker,
     settings,
     until,
     until_daemon,
+    vpe_resets_session,
 )
 
 from vpe.bgp.wire.constants import VPNV4, VPNV6
-from vpe.bgp.wire.nlri.vpn import VPNv4Prefix, VPNv6Prefix
+from vpe.bgp.wire.nlri.vpn import VPNv4Prefix
 
 pytestmark = pytest.mark.interop
 
@@ -125,11 +129,7 @@ async def test_vpe_active_routes_both_ways_withdraw_and_daemon_reset(
         assert family_names(peer) == {"vpnv4", "vpnv6"}
         assert await call(_negotiated_at_frr, f, me) == {"ipv4Vpn", "ipv6Vpn"}
 
-        keep4 = VPNv4Prefix.from_str("65000:2:198.51.100.0/24", labels=(200,))
-        gone4 = VPNv4Prefix.from_str("65000:2:198.51.100.128/25", labels=(201,))
-        keep6 = VPNv6Prefix.from_str("65000:2:2001:db8:2::/48", labels=(202,))
-        sp.announce(VPNV4, [keep4, gone4], attrs("65000:2", "65000:4"), "198.18.2.2")
-        sp.announce(VPNV6, [keep6], attrs("65000:2"), "2001:db8:ffff::2")
+        gone4 = announce_both_ways_routes(sp, "198.18.2.2")
 
         # FRR -> vpe, decoded
         await until(
@@ -198,24 +198,15 @@ async def test_vpe_active_routes_both_ways_withdraw_and_daemon_reset(
 
         # FRR resets the session (clear bgp = Cease/Administrative Reset); both sides relearn
         await call(f.vtysh, f"clear bgp {me}")
-        await until(
-            lambda: peer.counters["established_transitions"] == 2,
-            20,
-            "session re-established after clear",
-        )
-        assert peer.counters["notifications_in"] >= 1
-        await until(
-            lambda: len(sp.received(fa, VPNV4)) == 1 and sp.received(fa, VPNV6),
-            10,
-            "FRR's routes back in vpe",
-        )
-        await until_daemon(
+        await relearned_after_daemon_reset(
+            sp,
+            f,
+            "FRR",
+            "clear",
             lambda: (
                 _frr_path(f, "ipv4", "65000:2", "198.51.100.0/24")
                 and _frr_path(f, "ipv6", "65000:2", "2001:db8:2::/48")
             ),
-            10,
-            "vpe's routes back in FRR",
         )
 
 
@@ -255,16 +246,14 @@ async def test_vpe_passive_and_vpe_reset(
         )
         assert _frr_view(p)["label"] == 212
 
-        await peer.stop("interop reset")
-        await until_daemon(lambda: not f.established(me), 10, "FRR to see the session go down")
-        await until_daemon(
-            lambda: _frr_path(f, "ipv4", "65000:12", "198.51.100.0/24") is None,
-            10,
-            "vpe's route gone from the daemon",
+        await vpe_resets_session(
+            sp,
+            f,
+            "FRR",
+            me,
+            lambda: _frr_path(f, "ipv4", "65000:12", "198.51.100.0/24"),
+            "FRR to reconnect",
         )
-        assert sp.received(fa, VPNV4) == []
-        peer.start()
-        await until(lambda: peer.established, 15, "FRR to reconnect")
         await until(lambda: sp.received(fa, VPNV4), 10, "FRR's route back in vpe")
         r = sp.received(fa, VPNV4)[0]
         assert (str(r.nlri), r.nlri.labels, str(r.next_hop)) == (
@@ -303,20 +292,4 @@ async def test_md5_right_and_wrong_password(
         Neighbor(good, 65000, 179, passive=True, md5_password=PASSWORD),
         Neighbor(bad, 65000, 179, passive=True, md5_password=PASSWORD),
     )
-    ok = settings(fa, fport, good, "198.18.2.32", families=[VPNV4], md5=PASSWORD)
-    wrong = settings(fa, fport, bad, "198.18.2.33", families=[VPNV4], md5="not-the-password")
-    async with (
-        running_speaker(good, 0, ok, listen=False) as sg,
-        running_speaker(bad, 0, wrong, listen=False) as sw,
-    ):
-        await until(lambda: sg.peers[fa].established, 15, "MD5 session with the right password")
-        assert await call(f.established, good)
-        pw = sw.peers[fa]
-        await until(
-            lambda: "timed out" in pw.last_error, 10, "the wrong-password connect to time out"
-        )
-        assert not pw.established
-        assert not await call(f.established, bad)
-        assert f"connect to {fa} port {fport}" in pw.last_error
-        lines = [r.getMessage() for r in caplog.records]
-        assert any(f"connect to {fa} port {fport}" in m and "timed out" in m for m in lines), lines
+    await md5_right_and_wrong(f, good, bad, ("198.18.2.32", "198.18.2.33"), PASSWORD, caplog)

@@ -19,15 +19,19 @@ from typing import Any
 import pytest
 from daemons import GoBGP, Neighbor
 from vpe_peer import (
+    announce_both_ways_routes,
     attrs,
     by_nlri,
     call,
     ext_communities,
     family_names,
+    md5_right_and_wrong,
+    relearned_after_daemon_reset,
     running_speaker,
     settings,
     until,
     until_daemon,
+    vpe_resets_session,
 )
 
 from vpe.bgp.wire.attributes.as_path import AsPath
@@ -37,7 +41,7 @@ from vpe.bgp.wire.attributes.simple import LocalPref
 from vpe.bgp.wire.capabilities import AddPathMode
 from vpe.bgp.wire.constants import RTC, VPNV4, VPNV6
 from vpe.bgp.wire.nlri.rtc import RouteTargetMembership
-from vpe.bgp.wire.nlri.vpn import VPNv4Prefix, VPNv6Prefix
+from vpe.bgp.wire.nlri.vpn import VPNv4Prefix
 
 pytestmark = pytest.mark.interop
 
@@ -130,11 +134,7 @@ async def test_vpe_active_routes_both_ways_withdraw_and_resets(
         )
         await call(g.add_vpnv6, "2001:db8:1::/48", "65000:1", "65000:1", 102, "2001:db8:ffff::1")
         # vpe -> GoBGP
-        keep4 = VPNv4Prefix.from_str("65000:2:198.51.100.0/24", labels=(200,))
-        gone4 = VPNv4Prefix.from_str("65000:2:198.51.100.128/25", labels=(201,))
-        keep6 = VPNv6Prefix.from_str("65000:2:2001:db8:2::/48", labels=(202,))
-        sp.announce(VPNV4, [keep4, gone4], attrs("65000:2", "65000:4"), "198.18.1.2")
-        sp.announce(VPNV6, [keep6], attrs("65000:2"), "2001:db8:ffff::2")
+        gone4 = announce_both_ways_routes(sp, "198.18.1.2")
 
         await until(
             lambda: len(sp.received(ga, VPNV4)) == 2 and sp.received(ga, VPNV6),
@@ -209,37 +209,26 @@ async def test_vpe_active_routes_both_ways_withdraw_and_resets(
         await call(g.cli, "neighbor", me, "disable")
         await until(lambda: not peer.established, 10, "session down after disable")
         await call(g.cli, "neighbor", me, "enable")
-        await until(
-            lambda: peer.counters["established_transitions"] == 2,
-            20,
-            "session re-established after reset",
-        )
-        assert peer.counters["notifications_in"] >= 1
-        await until(
-            lambda: len(sp.received(ga, VPNV4)) == 1 and sp.received(ga, VPNV6),
-            10,
-            "routes back in vpe",
-        )
-        await until_daemon(
+        await relearned_after_daemon_reset(
+            sp,
+            g,
+            "GoBGP",
+            "reset",
             lambda: (
                 _path(g, "vpnv4", "65000:2:198.51.100.0/24")
                 and _path(g, "vpnv6", "65000:2:2001:db8:2::/48")
             ),
-            10,
-            "vpe's routes back in GoBGP",
         )
 
         # vpe resets the session (Cease / Administrative Shutdown) and starts it again
-        await peer.stop("interop reset")
-        await until_daemon(lambda: not g.established(me), 10, "GoBGP to see the session go down")
-        await until_daemon(
-            lambda: _path(g, "vpnv4", "65000:2:198.51.100.0/24") is None,
-            10,
-            "vpe's route gone from the daemon",
+        await vpe_resets_session(
+            sp,
+            g,
+            "GoBGP",
+            me,
+            lambda: _path(g, "vpnv4", "65000:2:198.51.100.0/24"),
+            "session back after vpe's reset",
         )
-        assert sp.received(ga, VPNV4) == []
-        peer.start()
-        await until(lambda: peer.established, 15, "session back after vpe's reset")
         await until(lambda: len(sp.received(ga, VPNV4)) == 1, 10, "GoBGP's route back in vpe")
         p = await until_daemon(
             lambda: _path(g, "vpnv4", "65000:2:198.51.100.0/24"), 10, "vpe's route back in GoBGP"
@@ -379,23 +368,7 @@ async def test_md5_right_and_wrong_password(
         Neighbor(good, 65000, 179, passive=True, md5_password=PASSWORD),
         Neighbor(bad, 65000, 179, passive=True, md5_password=PASSWORD),
     )
-    ok = settings(ga, gport, good, "198.18.1.32", families=[VPNV4], md5=PASSWORD)
-    wrong = settings(ga, gport, bad, "198.18.1.33", families=[VPNV4], md5="not-the-password")
-    async with (
-        running_speaker(good, 0, ok, listen=False) as sg,
-        running_speaker(bad, 0, wrong, listen=False) as sw,
-    ):
-        await until(lambda: sg.peers[ga].established, 15, "MD5 session with the right password")
-        assert await call(g.established, good)
-        pw = sw.peers[ga]
-        await until(
-            lambda: "timed out" in pw.last_error, 10, "the wrong-password connect to time out"
-        )
-        assert not pw.established
-        assert not await call(g.established, bad)
-        assert f"connect to {ga} port {gport}" in pw.last_error
-        lines = [r.getMessage() for r in caplog.records]
-        assert any(f"connect to {ga} port {gport}" in m and "timed out" in m for m in lines), lines
+    await md5_right_and_wrong(g, good, bad, ("198.18.1.32", "198.18.1.33"), PASSWORD, caplog)
 
 
 async def test_rtc_filters_what_the_reflector_sends(

@@ -136,14 +136,16 @@ class Engine:
             else None
         )
         self.attachments: dict[str, Attachment] = {}
-        self._pending: dict[Family, set[bytes]] = {}
+        # changed keys per family, in arrival (UPDATE) order: dicts as ordered sets,
+        # because the Adj-RIB-Out walks consecutive keys of one source fastest
+        self._pending: dict[Family, dict[bytes, None]] = {}
         self._flush_scheduled = False
         self._fed: dict[tuple[Family, bytes], list[VpnPath]] = {}
         self._rtc_sent: dict[bytes, RouteTargetMembership] = {}
         self._peer_info: dict[str, PeerInfo] = {}
         self._released: list[int] = []
         self.mrai = cfg.bgp.mrai
-        self._pending_out: dict[Family, set[bytes]] = {}
+        self._pending_out: dict[Family, dict[bytes, None]] = {}
         self._advertise_handle: asyncio.TimerHandle | None = None
         self._import_rts: frozenset[bytes] = frozenset()
         self._relevance: dict[PathAttributes, bool] = {}
@@ -261,7 +263,7 @@ class Engine:
     # -- RIB changes -> Adj-RIB-Out, VRFs ---------------------------------------
 
     def _on_rib_change(self, change: RibChange) -> None:
-        self._pending.setdefault(change.family, set()).update(change.keys)
+        self._pending.setdefault(change.family, {}).update(dict.fromkeys(change.keys))
         self._schedule_flush()
 
     def _schedule_flush(self) -> None:
@@ -282,7 +284,7 @@ class Engine:
             pending, self._pending = self._pending, {}
             for fam, keys in pending.items():
                 if self.mrai > 0:
-                    self._pending_out.setdefault(fam, set()).update(keys)
+                    self._pending_out.setdefault(fam, {}).update(keys)
                     self._schedule_advertise()
                 else:
                     self._advertise(fam, keys)
