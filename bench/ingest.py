@@ -104,7 +104,7 @@ port = {port}
 address = "{SENDER_ADDR}"
 remote_as = 65000
 passive = true
-route_reflector_client = true
+route_reflector_client = {"true" if clients else "false"}
 families = ["vpnv4"]
 hold_time = 180
 {extra}

@@ -93,8 +93,9 @@ class NlriCodec:
         raise NotImplementedError
 
     def encode(self, nlris: Iterable[Nlri], addpath: bool) -> bytes:
+        # a list comprehension: join() turns a generator into a list anyway, more slowly
         enc = self.encode_one
-        return b"".join(enc(n, addpath) for n in nlris)
+        return b"".join([enc(n, addpath) for n in nlris])
 
     def decode_withdrawn(self, data: bytes, addpath: bool) -> list[Nlri]:
         """NLRI of MP_UNREACH_NLRI. Same as :meth:`decode` except for families whose
@@ -108,7 +109,7 @@ class NlriCodec:
 
     def encode_withdrawn(self, nlris: Iterable[Nlri], addpath: bool) -> bytes:
         enc = self.encode_withdrawn_one
-        return b"".join(enc(n, addpath) for n in nlris)
+        return b"".join([enc(n, addpath) for n in nlris])
 
     def decode_nexthop(self, data: bytes, ctx: CodecContext) -> tuple[IPAddress | None, IPAddress | None]:
         """(next hop, IPv6 link-local or None) from MP_REACH's next hop field.

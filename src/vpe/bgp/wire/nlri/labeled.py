@@ -305,14 +305,6 @@ class LabeledCodec(IPPrefixCodec):
             return nlri.path_id.to_bytes(4, "big") + wire
         return wire
 
-    def encode(self, nlris: Iterable[Nlri], addpath: bool) -> bytes:
-        enc = self.encode_one
-        return b"".join([enc(n, addpath) for n in nlris])
-
-    def encode_withdrawn(self, nlris: Iterable[Nlri], addpath: bool) -> bytes:
-        enc = self.encode_withdrawn_one
-        return b"".join([enc(n, addpath) for n in nlris])
-
     def _encode_stack(self, key: bytes, stack: bytes) -> bytes:
         total = key[0] + len(stack) * 8 + self.rd_len * 8
         if total > 255:

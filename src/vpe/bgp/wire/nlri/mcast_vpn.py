@@ -17,7 +17,6 @@ Text forms: ``"[1][65000:1][192.0.2.1]"``,
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any, ClassVar, Self
 
@@ -288,10 +287,6 @@ class McastVpnCodec(NlriCodec):
         if addpath:
             return nlri.path_id.to_bytes(4, "big") + wire
         return wire
-
-    def encode(self, nlris: Iterable[Nlri], addpath: bool) -> bytes:
-        enc = self.encode_one
-        return b"".join([enc(n, addpath) for n in nlris])
 
     def decode_nexthop(
         self, data: bytes, ctx: CodecContext
