@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Hashable, Iterable
 from ipaddress import IPv4Address, IPv6Address
@@ -45,6 +46,15 @@ log = logging.getLogger("vpe.fib")
 _ENCAP_NAMES: dict[int, Encap] = {13: "mpls-in-udp", 11: "mpls-in-gre"}
 
 
+_REFUSED_PORT = re.compile(r"port (\S+): cannot open")
+
+
+def _refused_port(error: str) -> str | None:
+    """The port a forwarder refusal names (``port NAME: cannot open ...``), if any."""
+    m = _REFUSED_PORT.search(error)
+    return m.group(1) if m else None
+
+
 def fib_address(spec: str) -> str | tuple[str, int]:
     """``tcp:HOST:PORT`` (IPv6 as ``tcp:[addr]:port``) -> (host, port); anything else is a path."""
     if not spec.startswith("tcp:"):
@@ -70,7 +80,10 @@ class FibProgrammer:
         #: table changes holding a local static route: their next hop resolves to a
         #: port (by the VM's address), which may be attached later
         self._statics: dict[RouteKey, VrfTableChange] = {}
-        self._queue: list[Batch] = []
+        self._queue: list[tuple[Batch, str | None]] = []
+        #: ports the forwarder refused (cannot open the interface): name -> why
+        self.failed_ports: dict[str, str] = {}
+        self._port_waiters: dict[str, asyncio.Future[str | None]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.connected = False
@@ -87,6 +100,20 @@ class FibProgrammer:
 
     # -- state changes ---------------------------------------------------------
 
+    async def port_result(self, name: str, timeout: float = 5.0) -> str | None:
+        """Wait until the forwarder took port ``name`` (None) or refused it (the reason).
+
+        Returns None at once when no forwarder is connected: it gets the port
+        with the full sync when it (re)connects.
+        """
+        fut = self._port_waiters.get(name)
+        if fut is None or not self.connected:
+            return None
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), timeout)
+        except TimeoutError:
+            return None
+
     def add_port(self, a: Attachment) -> None:
         port = Port(
             name=a.name,
@@ -98,9 +125,17 @@ class FibProgrammer:
             allowed_pairs=tuple(AddressPair(p) for p in a.allowed_pairs),  # type: ignore[arg-type]
         )
         self.ports[a.name] = port
-        self._queue_batch(Batch(add_ports=(port,), **self._port_dependents()))
+        self.failed_ports.pop(a.name, None)
+        old = self._port_waiters.pop(a.name, None)
+        if old is not None and not old.done():
+            old.set_result(None)
+        with contextlib.suppress(RuntimeError):  # no event loop (offline use): nobody waits
+            self._port_waiters[a.name] = asyncio.get_running_loop().create_future()
+        self._queue_batch(Batch(add_ports=(port,), **self._port_dependents()), port=a.name)
 
     def remove_port(self, name: str) -> None:
+        self.failed_ports.pop(name, None)
+        self._settle(name, None)
         if self.ports.pop(name, None) is not None:
             self._queue_batch(Batch(remove_ports=(name,), **self._port_dependents()))
 
@@ -250,6 +285,7 @@ class FibProgrammer:
             "connected": self.connected,
             "last_error": self.last_error,
             "batches_sent": self.batches_sent,
+            "failed_ports": dict(self.failed_ports),
             "ports": [p.to_json() for p in self.ports.values()],
             "routes": [r.to_json() for r in self.routes.values()],
             "labels": [e.to_json() for e in self.labels.values()],
@@ -258,9 +294,38 @@ class FibProgrammer:
 
     # -- the channel task -------------------------------------------------------
 
-    def _queue_batch(self, batch: Batch) -> None:
-        self._queue.append(batch)
+    def _queue_batch(self, batch: Batch, port: str | None = None) -> None:
+        self._queue.append((batch, port))
         self._wake.set()
+
+    def _settle(self, port: str | None, error: str | None) -> None:
+        if port is None:
+            return
+        fut = self._port_waiters.pop(port, None)
+        if fut is not None and not fut.done():
+            fut.set_result(error)
+
+    def _usable_state(self) -> State:
+        st = self.state()
+        if not self.failed_ports:
+            return st
+        return State(ports=tuple(p for p in st.ports if p.name not in self.failed_ports),
+                     routes=st.routes, labels=st.labels, replication=st.replication)
+
+    def _sync(self, client: FibClient) -> None:
+        """Full sync; a port the forwarder cannot open is set aside (named in
+        /v1/fib ``failed_ports``) so that one bad port never blocks the rest."""
+        for _ in range(len(self.ports) + 1):
+            try:
+                client.sync(self._usable_state())
+                return
+            except ChannelError as e:
+                bad = _refused_port(str(e))
+                if bad is None or bad not in self.ports or bad in self.failed_ports:
+                    raise
+                self.failed_ports[bad] = str(e)
+                log.error("forwarder refused port %s (%s): left out of the forwarder until re-attached", bad, e)
+        client.sync(self._usable_state())
 
     def start(self) -> None:
         if self._task is None:
@@ -288,7 +353,7 @@ class FibProgrammer:
             delay = 0.2
             try:
                 self._queue.clear()
-                await asyncio.to_thread(client.sync, self.state())
+                await asyncio.to_thread(self._sync, client)
                 self.connected = True
                 self.last_error = ""
                 log.info("forwarder at %s synchronised: %d ports, %d routes, %d labels",
@@ -297,16 +362,24 @@ class FibProgrammer:
                     await self._wake.wait()
                     self._wake.clear()
                     while self._queue:
-                        batch = self._queue.pop(0)
+                        batch, port = self._queue.pop(0)
                         t = time.perf_counter()
                         try:
                             await asyncio.to_thread(client.apply, batch)
+                            self._settle(port, None)
                         except ChannelError as e:
                             if "closed" in str(e):
                                 raise
                             log.error("forwarder refused a batch (%s); resynchronising", e)
+                            bad = _refused_port(str(e))
+                            if bad is not None and bad in self.ports:
+                                self.failed_ports[bad] = str(e)
+                                self._settle(bad, str(e))
+                            self._settle(port, str(e))
+                            for _b, p in self._queue:
+                                self._settle(p, None)
                             self._queue.clear()
-                            await asyncio.to_thread(client.sync, self.state())
+                            await asyncio.to_thread(self._sync, client)
                         self.batches_sent += 1
                         self.latencies.append(time.perf_counter() - t)
                         del self.latencies[:-1000]

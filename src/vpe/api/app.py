@@ -14,6 +14,7 @@ the optional TCP listener wraps the app in :class:`BearerAuth`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import json
 import logging
@@ -289,6 +290,15 @@ def create_app(engine: Engine) -> FastAPI:
             created = engine.ops.attach(a, body.vpn_spec())
         except _REFUSED as e:
             raise _fail(e) from None
+        if engine.fib is not None:
+            # the forwarder must take the port, or the attach is undone everywhere
+            refused = await engine.fib.port_result(a.name)
+            if refused is not None:
+                with contextlib.suppress(Exception):
+                    engine.ops.detach(a.name)
+                    if created:
+                        engine.ops.delete_vpn(a.vrf, force=True)
+                raise HTTPException(422, f"ifname: the forwarder refused port {a.name!r}: {refused}")
         d = a.to_json()
         d["vpn_created"] = created
         return d
