@@ -281,6 +281,19 @@ class TenantConfig(_Strict):
         return v
 
 
+def _tenant_interface(v: Any, kind: Any, version: int, ok: Any, ranges: str) -> Any:
+    """A VM address: ``kind`` (IPv4Interface / IPv6Interface) with an explicit
+    prefix length, inside the tenant ranges of TESTBED.md."""
+    if v is None:
+        return None
+    i = _parse(v, kind, f"IPv{version} address with prefix length")
+    if "/" not in str(v):
+        raise ValueError(f"{v!r} needs a prefix length, e.g. {v}/{24 if version == 4 else 64}")
+    if not ok(i.ip):
+        raise ValueError(f"{i.ip} is outside the tenant {ranges}")
+    return i
+
+
 class VmConfig(_Strict):
     """A VM: a namespace with ``eth0`` wired to its host's ``vm-<name>``."""
 
@@ -314,26 +327,12 @@ class VmConfig(_Strict):
     @field_validator("ipv4", mode="before")
     @classmethod
     def _v4(cls, v: Any) -> IPv4Interface | None:
-        if v is None:
-            return None
-        i: IPv4Interface = _parse(v, IPv4Interface, "IPv4 address with prefix length")
-        if "/" not in str(v):
-            raise ValueError(f"{v!r} needs a prefix length, e.g. {v}/24")
-        if not _tenant_v4_ok(i.ip):
-            raise ValueError(f"{i.ip} is outside the tenant ranges ({_TENANT_TEXT})")
-        return i
+        return _tenant_interface(v, IPv4Interface, 4, _tenant_v4_ok, f"ranges ({_TENANT_TEXT})")
 
     @field_validator("ipv6", mode="before")
     @classmethod
     def _v6(cls, v: Any) -> IPv6Interface | None:
-        if v is None:
-            return None
-        i: IPv6Interface = _parse(v, IPv6Interface, "IPv6 address with prefix length")
-        if "/" not in str(v):
-            raise ValueError(f"{v!r} needs a prefix length, e.g. {v}/64")
-        if not _tenant_v6_ok(i.ip):
-            raise ValueError(f"{i.ip} is outside the tenant range ({_TENANT6_TEXT})")
-        return i
+        return _tenant_interface(v, IPv6Interface, 6, _tenant_v6_ok, f"range ({_TENANT6_TEXT})")
 
     @field_validator("allowed")
     @classmethod
