@@ -145,10 +145,11 @@ def matrix(lab: Lab, t: Topology) -> tuple[Table, int, int]:
 def main() -> None:
     ap = argparse.ArgumentParser(description="vpe demo: a lab and its connectivity matrix")
     ap.add_argument("--topology", type=Path, default=None)
+    ap.add_argument("--prefix", default=None, help="namespace prefix (default: the topology's, 'demo')")
     args = ap.parse_args()
     path = args.topology or Path(str(resources.files("vpe.lab") / "examples" / "demo.yaml"))
     t = load_topology(path)
-    lab = build.make_lab(t, None, None)
+    lab = build.make_lab(t, args.prefix, None)
     console.print(f"[bold]vpe demo[/bold]: building lab {lab.prefix!r} from {path}")
     t0 = time.monotonic()
     build.up(lab)
@@ -170,7 +171,7 @@ Where to look next:
   vpe show bgp summary --socket {lab.node_dir('h1') / 'vpe.sock'}
   vpe show vrf --socket {lab.node_dir('h1') / 'vpe.sock'}
   vpe show fib --socket {lab.node_dir('h1') / 'vpe.sock'}
-  make demo-down      (removes every namespace and process of the lab)
+  vpe lab down --prefix {lab.prefix}   (what `make demo-down` runs: removes every namespace and process)
 """
     )
     if bad:
