@@ -27,7 +27,10 @@ from typing import Any
 
 from ..bgp.session import Peer
 from ..bgp.speaker import Speaker, settings_from_config
+from ..bgp.wire.attributes.as_path import AsPath
 from ..bgp.wire.attributes.base import PathAttributes
+from ..bgp.wire.attributes.origin import Origin, OriginType
+from ..bgp.wire.attributes.simple import LocalPref
 from ..bgp.wire.constants import (
     IPV4_MCAST_VPN,
     RTC,
@@ -57,6 +60,8 @@ from .store import Store
 log = logging.getLogger("vpe.engine")
 
 VPN_FAMILIES = frozenset({VPNV4, VPNV6})
+#: the attributes of the RTC routes this vPE originates (one shared, interned set)
+_RTC_ATTRS = PathAttributes([Origin(OriginType.IGP), AsPath(), LocalPref(100)])
 #: how long a stale path survives a peer's graceful restart without EoR
 STALE_TIME = 360.0
 
@@ -391,12 +396,7 @@ class Engine:
         if gone:
             self.rib.withdraw(self.local, RTC, gone)
         if new:
-            from ..bgp.wire.attributes.as_path import AsPath
-            from ..bgp.wire.attributes.origin import Origin, OriginType
-            from ..bgp.wire.attributes.simple import LocalPref
-
-            attrs = PathAttributes([Origin(OriginType.IGP), AsPath(), LocalPref(100)])
-            self.rib.announce(self.local, RTC, attrs, self.underlay, new)
+            self.rib.announce(self.local, RTC, _RTC_ATTRS, self.underlay, new)
         self._rtc_sent = want
 
     # -- ingress replication (MCAST-VPN I-PMSI A-D routes, R3.2) -------------------
@@ -470,6 +470,18 @@ class Engine:
         self._sync_rtc()
         self._import_rts_changed()
 
+    @staticmethod
+    def _originated(a: Attachment) -> list[tuple[str, str]]:
+        """(prefix, kind) of every route attachment ``a`` originates in its VRF:
+        a host route per address, and with ``advertise: subnet`` the subnet too."""
+        out: list[tuple[str, str]] = []
+        for ip in a.ips if a.originates else ():
+            iface = ip_interface(ip)
+            out.append((f"{iface.ip}/{iface.max_prefixlen}", "host"))
+            if a.advertise == "subnet" and iface.network.prefixlen < iface.max_prefixlen:
+                out.append((str(iface.network), "subnet"))
+        return out
+
     def attach(self, a: Attachment) -> None:
         """Attach an endpoint: its host routes are originated in its VRF; the forwarder gets the port."""
         if a.name in self.attachments:
@@ -477,16 +489,11 @@ class Engine:
         self.vpn.vrf(a.vrf)  # raises if unknown
         done: list[str] = []
         try:
-            for ip in a.ips if a.originates else ():
-                iface = ip_interface(ip)
-                host = f"{iface.ip}/{iface.max_prefixlen}"
-                self._apply(self.vpn.add_local_route(a.vrf, host, kind="host", endpoint=a.name,
+            for prefix, kind in self._originated(a):
+                endpoint = a.name if kind == "host" else None
+                self._apply(self.vpn.add_local_route(a.vrf, prefix, kind=kind, endpoint=endpoint,
                                                      local_pref=a.local_pref))
-                done.append(host)
-                if a.advertise == "subnet" and iface.network.prefixlen < iface.max_prefixlen:
-                    self._apply(self.vpn.add_local_route(a.vrf, str(iface.network), kind="subnet",
-                                                         local_pref=a.local_pref))
-                    done.append(str(iface.network))
+                done.append(prefix)
             if self.fib is not None:
                 self.fib.add_port(a)
         except Exception:
@@ -500,18 +507,11 @@ class Engine:
         if a is None:
             raise KeyError(name)
         now = time.monotonic()
-        for ip in a.ips if a.originates else ():
-            iface = ip_interface(ip)
-            host = f"{iface.ip}/{iface.max_prefixlen}"
-            self._apply(self.vpn.remove_local_route(a.vrf, host, now))
-            subnet = str(iface.network)
-            if a.advertise == "subnet" and iface.network.prefixlen < iface.max_prefixlen and not any(
-                o.vrf == a.vrf and o.advertise == "subnet" and o.originates
-                and any(str(ip_interface(x).network) == subnet for x in o.ips)
-                for o in self.attachments.values()
-            ):
-                # the last port advertising this subnet in the VRF is gone
-                self._apply(self.vpn.remove_local_route(a.vrf, subnet, now))
+        # a subnet route stays while another port of the VRF still advertises it
+        kept = {p for o in self.attachments.values() if o.vrf == a.vrf for p, k in self._originated(o) if k == "subnet"}
+        for prefix, kind in self._originated(a):
+            if kind == "host" or prefix not in kept:
+                self._apply(self.vpn.remove_local_route(a.vrf, prefix, now))
         if self.fib is not None:
             self.fib.remove_port(a.name)
         return a
