@@ -337,7 +337,7 @@ def linux_lab(prefix: str) -> Iterator[dict[str, str]]:
             in_ns(h, "sysctl", "-qw", "net.ipv4.conf.vm-port.proxy_arp=1")
             sh("ip", "-n", h, "route", "add", f"{vm_ip}/32", "dev", "vm-port")
             sh("ip", "-n", h, "route", "add", f"{peer_ip}/32", "via", ul_peer, "dev", "ul0")
-            in_ns(v, sys.executable, "-m", "vpe.dataplane.offload", "eth0")
+            in_ns(v, sys.executable, "-m", "vpe.dataplane.userspace.offload", "eth0")
             sh("ip", "-n", v, "addr", "add", f"{vm_ip}/24", "dev", "eth0")
             sh("ip", "-n", v, "link", "set", "eth0", "up")
             sh("ip", "-n", v, "route", "add", "default", "via", GATEWAY, "dev", "eth0", "onlink")

@@ -32,7 +32,7 @@ from test_dp_helpers import (  # noqa: E402
     udp4,
 )
 
-from vpe.dataplane.fib import AdaptiveLpm, DictLpm, TrieLpm  # noqa: E402
+from vpe.dataplane.userspace.fib import AdaptiveLpm, DictLpm, TrieLpm  # noqa: E402
 
 
 def best_of(n: int, fn: Callable[[], None]) -> float:

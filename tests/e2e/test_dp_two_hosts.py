@@ -165,7 +165,7 @@ def build(lab: Lab) -> dict[str, str]:
         nsx(vm, "ip", "-6", "addr", "add", f"2001:db8:1::{10 * i}/64", "dev", "eth0", "nodad")
         nsx(vm, "ip", "link", "set", "eth0", "up")
         # Unfinished checksums / 64 KiB TSO frames must not reach AF_PACKET.
-        nsx(vm, sys.executable, "-m", "vpe.dataplane.offload", "eth0")
+        nsx(vm, sys.executable, "-m", "vpe.dataplane.userspace.offload", "eth0")
         nsx(vm, "ip", "route", "add", "default", "via", "192.0.2.1")
         nsx(vm, "ip", "-6", "route", "add", "default", "via", "2001:db8:1::1")
     return {"h1": h1, "h2": h2, "vm1": vm1, "vm2": vm2}
@@ -277,7 +277,7 @@ def test_dp_r3_1_r7_1_vm_to_vm_ping_across_hosts(lab: Lab, encap: str) -> None:
         timeout=15,
     )
     assert r6.returncode == 0, r6.stdout + r6.stderr
-    # TCP through the tunnel (needs the offloads turned off: see vpe.dataplane.offload).
+    # TCP through the tunnel (needs the offloads turned off: see vpe.dataplane.userspace.offload).
     server = subprocess.Popen(
         ["ip", "netns", "exec", ns["vm2"], sys.executable, "-c", TCP_SERVER],
         stdout=subprocess.PIPE,

@@ -34,7 +34,7 @@ from vpe.agent.store import Store
 from vpe.api import app as api_app
 from vpe.api.app import BearerAuth, create_app
 from vpe.dataplane.channel import ServerConnection
-from vpe.dataplane.pipeline import Forwarder
+from vpe.dataplane.userspace.pipeline import Forwarder
 
 CONFIG = """
 state_dir = "{state}"

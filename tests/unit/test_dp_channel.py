@@ -20,7 +20,8 @@ from vpe.dataplane.channel import (
     encode,
 )
 from vpe.dataplane.driver import Batch, NextHop, Route, State
-from vpe.dataplane.pipeline import Forwarder
+from vpe.dataplane.errors import DriverError
+from vpe.dataplane.userspace.pipeline import Forwarder
 
 
 class _Handler:
@@ -62,10 +63,11 @@ def test_hello_required_and_version_checked() -> None:
     h = _Handler()
     sc = ServerConnection(h, lambda: h.gen)
     r = _conv(sc, {"type": "sync", "id": 1, "state": {}})
-    assert r["ok"] is False and "hello" in r["error"] and sc.closed
+    assert r["ok"] is False and "hello" in r["error"]["message"] and sc.closed
+    assert r["error"]["code"] == "protocol"
     sc = ServerConnection(h, lambda: h.gen)
     r = _conv(sc, {"type": "hello", "version": 99})
-    assert r["ok"] is False and "version 99" in r["error"] and sc.closed
+    assert r["ok"] is False and "version 99" in r["error"]["message"] and sc.closed
     sc = ServerConnection(h, lambda: h.gen)
     assert _conv(sc, {"type": "hello", "version": PROTOCOL_VERSION})["type"] == "hello"
 
@@ -80,11 +82,12 @@ def test_sync_batch_counters_and_error_text() -> None:
     body = bad.to_json()
     body["add_routes"][0]["next_hops"][0]["label"] = 1 << 21
     r = _conv(sc, {"type": "batch", "id": 2, "batch": body})
-    assert r["ok"] is False and "2097152" in r["error"] and r["generation"] == 1
+    assert r["ok"] is False and "2097152" in r["error"]["message"] and r["generation"] == 1
+    assert r["error"]["code"] == "invalid-value"
     r = _conv(sc, {"type": "counters", "id": 3})
     assert r["type"] == "counters" and "vm1" in r["counters"]["ports"]
     r = _conv(sc, {"type": "nonsense", "id": 4})
-    assert r["ok"] is False and "nonsense" in r["error"] and not sc.closed
+    assert r["ok"] is False and "nonsense" in r["error"]["message"] and not sc.closed
 
 
 def test_garbage_closes_with_a_reason() -> None:
@@ -120,7 +123,7 @@ def test_fib_client_over_unix_socket_keeps_fib_across_reconnect() -> None:
             assert c.server_generation == 0
             c.sync(state())
             c.apply(Batch(remove_ports=("vm2",)))
-            with pytest.raises(ChannelError, match="IPv6 underlay|ifname"):
+            with pytest.raises(DriverError, match="IPv6 underlay|ifname") as refused:
                 c.apply(
                     Batch(
                         add_ports=(
@@ -128,6 +131,7 @@ def test_fib_client_over_unix_socket_keeps_fib_across_reconnect() -> None:
                         )
                     )
                 )
+            assert isinstance(refused.value, ChannelError) and refused.value.code == "invalid-value"
             assert c.counters()["ports"].keys() == {"vm1"}
         with FibClient.connect(path, timeout=5) as c:
             assert c.server_generation == 2  # tables kept while nobody was connected

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ipaddress
 import struct
 
-from vpe.dataplane import packets as P
 from vpe.dataplane.driver import (
     AddressPair,
     LabelEntry,
@@ -16,7 +15,8 @@ from vpe.dataplane.driver import (
     Route,
     State,
 )
-from vpe.dataplane.pipeline import Forwarder
+from vpe.dataplane.userspace import packets as P
+from vpe.dataplane.userspace.pipeline import Forwarder
 
 GW_MAC = "02:00:5e:00:00:01"
 VM1_MAC = "02:00:00:00:01:0a"

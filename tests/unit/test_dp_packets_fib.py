@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vpe.dataplane import packets as P
-from vpe.dataplane.fib import DictLpm, FibEntry, TrieLpm, flow_hash
+from vpe.dataplane.userspace import packets as P
+from vpe.dataplane.userspace.fib import DictLpm, FibEntry, TrieLpm, flow_hash
 
 
 def _ref_checksum(data: bytes) -> int:
@@ -200,7 +200,7 @@ def test_fib_entry_modes() -> None:
 def test_adaptive_lpm_matches_dict_across_the_switch(
     prefixes: list[tuple[int, int]], addrs: list[int]
 ) -> None:
-    from vpe.dataplane.fib import AdaptiveLpm
+    from vpe.dataplane.userspace.fib import AdaptiveLpm
 
     ad: AdaptiveLpm[int] = AdaptiveLpm(32)
     ref: DictLpm[int] = DictLpm(32)

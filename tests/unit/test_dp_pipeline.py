@@ -24,10 +24,10 @@ from test_dp_helpers import (
     udp6,
 )
 
-from vpe.dataplane import packets as P
 from vpe.dataplane.driver import Batch, DriverError, LabelEntry, NextHop, Route, RouteKey
-from vpe.dataplane.fib import flow_hash
-from vpe.dataplane.pipeline import Forwarder, ToPort, ToUnderlay
+from vpe.dataplane.userspace import packets as P
+from vpe.dataplane.userspace.fib import flow_hash
+from vpe.dataplane.userspace.pipeline import Forwarder, ToPort, ToUnderlay
 
 # ------------------------------------------------------------------------- ARP/ND
 

@@ -27,8 +27,8 @@ import selectors, socket, struct, sys, tempfile, time
 sys.path.insert(0, sys.argv[1])
 from test_dp_helpers import arp_request, eth, udp4
 from vpe.dataplane.driver import NextHop, Port, Route, State, LabelEntry
-from vpe.dataplane.process import ForwarderProcess, open_port
-from vpe.dataplane.ring import RxRing
+from vpe.dataplane.userspace.process import ForwarderProcess, open_port
+from vpe.dataplane.userspace.ring import RxRing
 
 VM_MAC = "02:00:00:00:00:0a"
 GW_MAC = "02:00:5e:00:00:01"

@@ -14,13 +14,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 from collections.abc import Hashable, Iterable
 from ipaddress import IPv4Address, IPv6Address
 from typing import TYPE_CHECKING, Any
 
-from ..dataplane.channel import ChannelError, FibClient
+from ..dataplane.channel import FibClient
 from ..dataplane.driver import (
     AddressPair,
     Batch,
@@ -33,6 +32,7 @@ from ..dataplane.driver import (
     RouteKey,
     State,
 )
+from ..dataplane.errors import ChannelClosed, ChannelError, PortUnavailable
 from ..vpn.vrf import Leak, RouteKind, RouteSource
 
 if TYPE_CHECKING:
@@ -44,15 +44,6 @@ log = logging.getLogger("vpe.fib")
 
 #: RFC 9012 tunnel type -> forwarder encapsulation name
 _ENCAP_NAMES: dict[int, Encap] = {13: "mpls-in-udp", 11: "mpls-in-gre"}
-
-
-_REFUSED_PORT = re.compile(r"port (\S+): cannot open")
-
-
-def _refused_port(error: str) -> str | None:
-    """The port a forwarder refusal names (``port NAME: cannot open ...``), if any."""
-    m = _REFUSED_PORT.search(error)
-    return m.group(1) if m else None
 
 
 def fib_address(spec: str) -> str | tuple[str, int]:
@@ -319,9 +310,9 @@ class FibProgrammer:
             try:
                 client.sync(self._usable_state())
                 return
-            except ChannelError as e:
-                bad = _refused_port(str(e))
-                if bad is None or bad not in self.ports or bad in self.failed_ports:
+            except PortUnavailable as e:
+                bad = e.port
+                if bad not in self.ports or bad in self.failed_ports:
                     raise
                 self.failed_ports[bad] = str(e)
                 log.error("forwarder refused port %s (%s): left out of the forwarder until re-attached", bad, e)
@@ -367,14 +358,13 @@ class FibProgrammer:
                         try:
                             await asyncio.to_thread(client.apply, batch)
                             self._settle(port, None)
+                        except ChannelClosed:
+                            raise
                         except ChannelError as e:
-                            if "closed" in str(e):
-                                raise
                             log.error("forwarder refused a batch (%s); resynchronising", e)
-                            bad = _refused_port(str(e))
-                            if bad is not None and bad in self.ports:
-                                self.failed_ports[bad] = str(e)
-                                self._settle(bad, str(e))
+                            if isinstance(e, PortUnavailable) and e.port in self.ports:
+                                self.failed_ports[e.port] = str(e)
+                                self._settle(e.port, str(e))
                             self._settle(port, str(e))
                             for _b, p in self._queue:
                                 self._settle(p, None)

@@ -16,13 +16,21 @@ state      ``{type, id}``                  ``state {id, state}``
 =========  ==============================  ===================================
 
 ``state`` and ``batch`` bodies are :meth:`State.to_json` / :meth:`Batch.to_json`.
-A batch is applied entirely or not at all; a failed one is answered with
-``ok=false`` and an error text naming the offending value. The forwarder
-keeps its tables when the control plane goes away; a control plane that
+A batch is applied entirely or not at all; a refused one is answered with
+``ok=false`` and a structured ``error``: ``{"code", "message", ...fields}``
+(for example ``{"code": "port-unavailable", "port": "vm1", "ifname":
+"tap1", "message": ...}``, see :mod:`vpe.dataplane.errors`), which the
+client raises again as the same typed exception. The forwarder keeps its
+tables when the control plane goes away; a control plane that
 (re)connects sends ``sync`` and the forwarder replaces everything.
 ``generation`` counts successful sync/batch operations since the forwarder
 started, so a client can tell a restarted forwarder (generation 0) from one
-that still holds its programming.
+that still holds its programming. The ``hello`` reply names the driver
+behind the forwarder (``driver``: "userspace", ...).
+
+Version 2 (structured errors) replaced version 1 (error text); each end
+speaks one version and a mismatch is refused at ``hello`` with a message
+both versions can read.
 
 :class:`ServerConnection` is the sans-IO server side (bytes in, bytes out);
 :class:`FibClient` is the blocking client the agent uses.
@@ -33,25 +41,33 @@ from __future__ import annotations
 import socket
 import struct
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import msgpack
 
-from .driver import Batch, DriverError, State
+from .driver import Batch, Driver, State
+from .errors import ChannelClosed, ChannelError, DriverError, DriverFailure, error_from_wire
 
-PROTOCOL_VERSION = 1
+__all__ = [
+    "PROTOCOL_VERSION",
+    "ChannelClosed",
+    "ChannelError",
+    "Decoder",
+    "FibClient",
+    "Handler",
+    "ServerConnection",
+    "encode",
+]
+
+PROTOCOL_VERSION = 2
 MAX_MESSAGE = 64 * 1024 * 1024
 _LEN = struct.Struct("!I")
-
-
-class ChannelError(Exception):
-    """The peer broke the protocol, or a request was refused (``error`` text)."""
 
 
 def encode(msg: dict[str, Any]) -> bytes:
     body: bytes = msgpack.packb(msg, use_bin_type=True)
     if len(body) > MAX_MESSAGE:
-        raise ChannelError(f"message of {len(body)} octets exceeds {MAX_MESSAGE}")
+        raise ChannelClosed(f"message of {len(body)} octets exceeds {MAX_MESSAGE}")
     return _LEN.pack(len(body)) + body
 
 
@@ -67,7 +83,7 @@ class Decoder:
         while len(self._buf) >= 4:
             (n,) = _LEN.unpack_from(self._buf, 0)
             if n > MAX_MESSAGE:
-                raise ChannelError(f"message length {n} exceeds {MAX_MESSAGE}")
+                raise ChannelClosed(f"message length {n} exceeds {MAX_MESSAGE}")
             if len(self._buf) < 4 + n:
                 break
             body = bytes(self._buf[4 : 4 + n])
@@ -75,20 +91,15 @@ class Decoder:
             try:
                 msg = msgpack.unpackb(body, raw=False, strict_map_key=False)
             except Exception as exc:  # msgpack raises several unrelated types
-                raise ChannelError(f"undecodable message: {exc}") from None
+                raise ChannelClosed(f"undecodable message: {exc}") from None
             if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
-                raise ChannelError(f"message is not a map with a 'type': {msg!r:.80}")
+                raise ChannelClosed(f"message is not a map with a 'type': {msg!r:.80}")
             out.append(msg)
         return out
 
 
-class Handler(Protocol):
-    """What the server side drives: the forwarder process implements it."""
-
-    def sync(self, state: State) -> None: ...
-    def apply(self, batch: Batch) -> None: ...
-    def counters(self) -> dict[str, Any]: ...
-    def state(self) -> State: ...
+#: what the server side drives (the name the channel used before drivers had one)
+Handler = Driver
 
 
 class ServerConnection:
@@ -99,11 +110,16 @@ class ServerConnection:
     """
 
     def __init__(
-        self, handler: Handler, generation: Callable[[], int], name: str = "vpe-forwarder"
+        self,
+        handler: Driver,
+        generation: Callable[[], int],
+        name: str = "vpe-forwarder",
+        driver: str = "userspace",
     ) -> None:
         self._handler = handler
         self._generation = generation
         self._name = name
+        self._driver = driver
         self._decoder = Decoder()
         self.hello_done = False
         self.closed = False
@@ -114,14 +130,16 @@ class ServerConnection:
             msgs = self._decoder.feed(data)
         except ChannelError as exc:
             self.closed = True
-            return encode({"type": "ack", "id": None, "ok": False, "error": str(exc)})
+            return encode(
+                {"type": "ack", "id": None, "ok": False, "error": _protocol_error(str(exc))}
+            )
         for msg in msgs:
             out += self._one(msg)
             if self.closed:
                 break
         return bytes(out)
 
-    def _ack(self, mid: Any, error: str | None = None) -> bytes:
+    def _ack(self, mid: Any, error: dict[str, str] | None = None) -> bytes:
         return encode(
             {
                 "type": "ack",
@@ -138,13 +156,15 @@ class ServerConnection:
         if not self.hello_done:
             if kind != "hello":
                 self.closed = True
-                return self._ack(mid, f"expected hello first, got {kind!r}")
+                return self._ack(mid, _protocol_error(f"expected hello first, got {kind!r}"))
             if msg.get("version") != PROTOCOL_VERSION:
                 self.closed = True
                 return self._ack(
                     mid,
-                    f"protocol version {msg.get('version')!r} not supported, "
-                    f"this forwarder speaks {PROTOCOL_VERSION}",
+                    _protocol_error(
+                        f"protocol version {msg.get('version')!r} not supported, "
+                        f"this forwarder speaks {PROTOCOL_VERSION}"
+                    ),
                 )
             self.hello_done = True
             return encode(
@@ -152,6 +172,7 @@ class ServerConnection:
                     "type": "hello",
                     "version": PROTOCOL_VERSION,
                     "server": self._name,
+                    "driver": self._driver,
                     "generation": self._generation(),
                 }
             )
@@ -168,9 +189,16 @@ class ServerConnection:
                 return encode(
                     {"type": "state", "id": mid, "state": self._handler.state().to_json()}
                 )
-        except (DriverError, OSError) as exc:
-            return self._ack(mid, str(exc))
-        return self._ack(mid, f"unknown message type {kind!r}")
+        except DriverError as exc:
+            return self._ack(mid, exc.to_wire())
+        except OSError as exc:
+            return self._ack(mid, DriverFailure(str(exc)).to_wire())
+        return self._ack(mid, _protocol_error(f"unknown message type {kind!r}"))
+
+
+def _protocol_error(message: str) -> dict[str, str]:
+    """The ``error`` of an ack refusing a message itself (not its content)."""
+    return {"code": "protocol", "message": message}
 
 
 class FibClient:
@@ -183,6 +211,8 @@ class FibClient:
         self._pending: list[dict[str, Any]] = []
         self._next_id = 1
         self.server_generation = 0
+        #: the driver behind the forwarder, as its hello said
+        self.server_driver = ""
 
     @classmethod
     def connect(cls, path: str | tuple[str, int], timeout: float = 10.0) -> FibClient:
@@ -202,8 +232,9 @@ class FibClient:
             client._send({"type": "hello", "version": PROTOCOL_VERSION, "client": "vpe"})
             reply = client._recv()
             if reply["type"] != "hello":
-                raise ChannelError(f"forwarder refused hello: {reply.get('error')}")
+                raise ChannelClosed(f"forwarder refused hello: {_error_text(reply.get('error'))}")
             client.server_generation = int(reply.get("generation", 0))
+            client.server_driver = str(reply.get("driver") or "")
         except BaseException:
             client.close()
             raise
@@ -225,7 +256,7 @@ class FibClient:
         while not self._pending:
             data = self._sock.recv(1 << 16)
             if not data:
-                raise ChannelError("forwarder closed the channel")
+                raise ChannelClosed("forwarder closed the channel")
             self._pending.extend(self._decoder.feed(data))
         return self._pending.pop(0)
 
@@ -235,11 +266,14 @@ class FibClient:
         self._send(msg)
         reply = self._recv()
         if reply.get("id") != mid:
-            raise ChannelError(f"reply id {reply.get('id')!r} does not match request {mid}")
+            raise ChannelClosed(f"reply id {reply.get('id')!r} does not match request {mid}")
         if reply["type"] == "ack":
             self.server_generation = int(reply.get("generation") or 0)
             if not reply.get("ok"):
-                raise ChannelError(str(reply.get("error")))
+                error = reply.get("error")
+                if isinstance(error, dict) and error.get("code") == "protocol":
+                    raise ChannelClosed(_error_text(error))
+                raise error_from_wire(error)
         return reply
 
     def sync(self, state: State) -> None:
@@ -247,7 +281,8 @@ class FibClient:
         self._request({"type": "sync", "state": state.to_json()})
 
     def apply(self, batch: Batch) -> None:
-        """Apply ``batch`` atomically; raises :class:`ChannelError` with the reason if refused."""
+        """Apply ``batch`` atomically; a refusal raises the driver's typed
+        :class:`~vpe.dataplane.errors.DriverError`, a broken channel :class:`ChannelClosed`."""
         self._request({"type": "batch", "batch": batch.to_json()})
 
     def counters(self) -> dict[str, Any]:
@@ -256,3 +291,10 @@ class FibClient:
 
     def state(self) -> State:
         return State.from_json(self._request({"type": "state"})["state"])
+
+
+def _error_text(error: Any) -> str:
+    """The message of an ack's ``error``: a version 2 map, or version 1 text."""
+    if isinstance(error, dict):
+        return str(error.get("message") or error.get("code") or error)
+    return str(error)

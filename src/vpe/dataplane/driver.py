@@ -3,9 +3,10 @@
 Everything here is a plain frozen value (``slots=True``): ports, next hops,
 routes, label entries, replication lists, peers, and a :class:`Batch` of
 changes. The same values drive the userspace forwarder in-process
-(:class:`vpe.dataplane.pipeline.Forwarder`) and cross the FIB channel
-(:mod:`vpe.dataplane.channel`) as JSON-shaped dicts (``to_json`` /
-``from_json``), so a future kernel driver can take exactly the same input.
+(:class:`vpe.dataplane.userspace.pipeline.Forwarder`) and cross the FIB
+channel (:mod:`vpe.dataplane.channel`) as JSON-shaped dicts (``to_json`` /
+``from_json``), so every driver takes exactly the same input: :class:`Driver`
+is the one protocol they implement.
 
 Strings are accepted wherever an address, prefix or MAC is expected and are
 normalised once here, at the boundary: a bad value raises
@@ -18,7 +19,9 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
+
+from .errors import DriverError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -36,10 +39,6 @@ MIN_LABEL = 16
 MAX_LABEL = (1 << 20) - 1
 
 _MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
-
-
-class DriverError(ValueError):
-    """A driver value or batch is invalid; the message names field and value."""
 
 
 def _mac(value: object, what: str) -> str:
@@ -303,31 +302,63 @@ class Route:
         )
 
 
+LabelKind = Literal["vrf", "port", "swap"]
+LABEL_KINDS: tuple[str, ...] = ("vrf", "port", "swap")
+
+
 @dataclass(frozen=True, slots=True)
 class LabelEntry:
     """What a locally allocated label means on decapsulation.
 
     ``kind`` "vrf": IP lookup of the inner packet in VRF ``target`` (aggregate
-    label, R10.3); "port": hand the inner packet to port ``target`` directly.
+    label, R10.3); "port": hand the inner packet to port ``target`` directly;
+    "swap": no lookup at all, re-encapsulate toward the remote ``next_hop``
+    with its label (an ASBR's Inter-AS option B, a policy re-label): the
+    label is swapped, the inner TTL decremented.
     """
 
     label: int
-    kind: Literal["vrf", "port"]
-    target: str
+    kind: LabelKind
+    target: str = ""
+    next_hop: NextHop | None = None
 
     def __post_init__(self) -> None:
         _label(self.label, "label entry label")
         if self.label < MIN_LABEL:
             raise DriverError(f"label entry: label {self.label} is reserved (0..15)")
-        if self.kind not in ("vrf", "port"):
-            raise DriverError(f"label entry {self.label} kind: {self.kind!r} not 'vrf' or 'port'")
+        if self.kind not in LABEL_KINDS:
+            raise DriverError(f"label entry {self.label} kind: {self.kind!r} not in {LABEL_KINDS}")
+        if self.kind == "swap":
+            if self.next_hop is None or self.next_hop.is_local:
+                raise DriverError(
+                    f"label entry {self.label}: a swap entry needs a remote next hop "
+                    f"(endpoint, label), got {self.next_hop!r}"
+                )
+        else:
+            if not self.target:
+                raise DriverError(f"label entry {self.label} ({self.kind}): target is empty")
+            if self.next_hop is not None:
+                raise DriverError(
+                    f"label entry {self.label} ({self.kind}): only a swap entry has a next hop"
+                )
+
+    @classmethod
+    def swap(cls, label: int, next_hop: NextHop) -> LabelEntry:
+        """``label`` arriving from the underlay leaves toward ``next_hop`` with its label."""
+        return cls(label, "swap", "", next_hop)
 
     def to_json(self) -> dict[str, Any]:
-        return {"label": self.label, "kind": self.kind, "target": self.target}
+        d: dict[str, Any] = {"label": self.label, "kind": self.kind, "target": self.target}
+        if self.next_hop is not None:
+            d["next_hop"] = self.next_hop.to_json()
+        return d
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> LabelEntry:
-        return cls(d["label"], d["kind"], d["target"])
+        nh = d.get("next_hop")
+        return cls(
+            d["label"], d["kind"], d.get("target", ""), None if nh is None else NextHop.from_json(nh)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -487,3 +518,30 @@ class State:
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise DriverError(f"state: malformed ({type(exc).__name__}: {exc})") from None
+
+
+class Driver(Protocol):
+    """What every forwarding driver implements (userspace, a kernel one, a test double).
+
+    The FIB channel server drives it (:class:`vpe.dataplane.channel.ServerConnection`);
+    the forwarder process builds it by name from :mod:`vpe.dataplane.registry`.
+    ``sync`` and ``apply`` are atomic: they raise a
+    :class:`~vpe.dataplane.errors.DriverError` subclass and change nothing,
+    or succeed in full.
+    """
+
+    def sync(self, state: State) -> None:
+        """Replace everything the driver holds with ``state``."""
+        ...
+
+    def apply(self, batch: Batch) -> None:
+        """Apply ``batch``: all of it, or (on error) none of it."""
+        ...
+
+    def counters(self) -> dict[str, Any]:
+        """Packet counters: per port, per VRF, drops by reason, underlay (JSON-shaped)."""
+        ...
+
+    def state(self) -> State:
+        """Everything the driver holds now (what a full sync would recreate)."""
+        ...

@@ -137,7 +137,7 @@ def _wire_vm(lab: Lab, vm: VmConfig) -> None:
     netns.link_set(vm_ns, VM_IF, mac=lab.vm_mac(vm))
     # The VM's frames cross a userspace forwarder: they must leave the VM
     # complete (checksums filled in, no 64 KiB TSO/GSO super-frames).
-    netns.run(["ip", "netns", "exec", vm_ns, sys.executable, "-m", "vpe.dataplane.offload", VM_IF])
+    netns.run(["ip", "netns", "exec", vm_ns, sys.executable, "-m", "vpe.dataplane.userspace.offload", VM_IF])
     if vm.ipv4 is not None:
         netns.addr_add(vm_ns, VM_IF, str(vm.ipv4))
         gw = vm.gateway_v4()

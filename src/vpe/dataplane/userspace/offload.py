@@ -7,7 +7,7 @@ host side with AF_PACKET sees exactly those unfinished frames, forwards them
 to another host, and the receiver drops them (bad TCP/UDP checksum, or a
 packet larger than the tunnel MTU). So whoever creates a VM's veth runs
 ``disable_offloads("eth0")`` inside the VM's namespace (or
-``python -m vpe.dataplane.offload eth0``), as ``ethtool -K eth0 tx off tso
+``python -m vpe.dataplane.userspace.offload eth0``), as ``ethtool -K eth0 tx off tso
 off gso off`` would; ping works without it, TCP and UDP do not.
 
 Uses the legacy SIOCETHTOOL set commands (no ethtool binary needed).

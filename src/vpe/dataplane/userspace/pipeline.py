@@ -4,7 +4,7 @@
 replication lists, trusted peers) and turns one received frame or tunnel
 payload into the frames/payloads to send. It does no I/O and reads no
 clock, so every behaviour is testable with crafted bytes; the process
-(:mod:`vpe.dataplane.process`) only moves bytes between sockets and here.
+(:mod:`vpe.dataplane.userspace.process`) only moves bytes between sockets and here.
 
 From a VM port (``from_port``):
 
@@ -40,8 +40,7 @@ from collections.abc import Iterable
 from typing import Any
 from zlib import crc32
 
-from . import packets as P
-from .driver import (
+from ..driver import (
     Batch,
     DriverError,
     IPAddress,
@@ -54,6 +53,7 @@ from .driver import (
     RouteKey,
     State,
 )
+from . import packets as P
 from .fib import DEFAULT_LPM, ECMP_CODES, KEY4, PORTED, FibEntry, flow_hash, prefix_hash
 
 _H = struct.Struct("!H")
