@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+
 import dpkt
 import pytest
 from test_dp_helpers import (
@@ -24,7 +26,7 @@ from test_dp_helpers import (
     udp6,
 )
 
-from vpe.dataplane.driver import Batch, DriverError, LabelEntry, NextHop, Route, RouteKey
+from vpe.dataplane.driver import Batch, DriverError, LabelEntry, NextHop, Peer, Route, RouteKey
 from vpe.dataplane.userspace import packets as P
 from vpe.dataplane.userspace.fib import flow_hash
 from vpe.dataplane.userspace.pipeline import Forwarder, ToPort, ToUnderlay
@@ -490,3 +492,101 @@ def test_driver_values_validate_and_round_trip() -> None:
         LabelEntry(3, "vrf", "red")
     with pytest.raises(DriverError, match="prefix"):
         Route("red", "192.0.2.1/24", (NextHop.local("p"),))
+
+
+# ------------------------------------------------------------------------ label swap
+
+
+def _swapping_forwarder() -> Forwarder:
+    """Label 4000 swaps toward 198.18.0.7 (UDP, out label 7000), 4001 toward
+    2001:db8:ffff::7 (GRE, out label 7001); 198.18.0.5 is a vPE we accept from."""
+    fwd = forwarder()
+    fwd.apply(
+        Batch(
+            add_labels=(
+                LabelEntry.swap(4000, NextHop.remote("198.18.0.7", 7000, "mpls-in-udp")),
+                LabelEntry.swap(4001, NextHop.remote("2001:db8:ffff::7", 7001, "mpls-in-gre")),
+            ),
+            add_peers=(Peer("198.18.0.5"),),
+        )
+    )
+    return fwd
+
+
+def test_label_swap_reencapsulates_toward_the_next_hop_with_its_label() -> None:
+    fwd = _swapping_forwarder()
+    inner = udp4("198.51.100.7", "203.0.113.99", ttl=30)
+    out = fwd.from_underlay(mpls_udp_payload(4000, inner, ttl=30), "198.18.0.5")
+    assert len(out) == 1
+    where, data = out[0]
+    assert isinstance(where, ToUnderlay) and where.endpoint == "198.18.0.7" and where.proto == 17
+    data = bytes(data)
+    sport, dport, length = struct.unpack_from("!HHH", data, 0)
+    assert dport == P.MPLS_UDP_PORT and length == len(data) == 12 + len(inner)
+    assert sport == P.FLOW_PORT_MIN + flow_hash(inner, 0) % P.FLOW_PORT_COUNT
+    label, _tc, bos, ttl = P.parse_mpls(data, 8)
+    assert (label, bos, ttl) == (7000, True, 29)
+    out_inner = data[12:]
+    assert out_inner[8] == 29 and ipv4_checksum_ok(out_inner)  # TTL - 1, checksum updated
+    assert out_inner[:8] == inner[:8] and out_inner[12:] == inner[12:]
+    assert fwd.counters()["swapped"] == 1
+    assert fwd.counters()["underlay"]["tx_packets"] == 1
+
+
+def test_label_swap_ipv6_inner_over_gre_and_ipv6_underlay() -> None:
+    fwd = _swapping_forwarder()
+    inner = udp6("2001:db8:9::1", "2001:db8:9::2", hlim=10)
+    out = fwd.from_underlay(mpls_gre_payload(4001, inner), "198.18.0.5", "mpls-in-gre")
+    (where, data), = out
+    assert isinstance(where, ToUnderlay) and where.endpoint == "2001:db8:ffff::7"
+    assert where.proto == P.IPPROTO_GRE and where.family == 6
+    data = bytes(data)
+    assert P.parse_gre(data, 0) == (P.ETH_P_MPLS, 4)
+    label, _tc, bos, ttl = P.parse_mpls(data, 4)
+    assert (label, bos, ttl) == (7001, True, 9)
+    assert data[8 + 7] == 9 and data[8:15] == inner[:7] and data[16:] == inner[8:]
+
+
+def test_label_swap_expired_ttl_and_unknown_sources_are_dropped() -> None:
+    fwd = _swapping_forwarder()
+    inner = udp4("198.51.100.7", "203.0.113.99", ttl=1)
+    assert fwd.from_underlay(mpls_udp_payload(4000, inner), "198.18.0.5") == []
+    assert fwd.drops["ttl-expired"] == 1
+    inner = udp4("198.51.100.7", "203.0.113.99")
+    assert fwd.from_underlay(mpls_udp_payload(4000, inner), "198.18.0.66") == []
+    assert fwd.drops["underlay-unknown-source"] == 1
+    # the swap's next hop is a vPE whose traffic is accepted (the return direction)
+    assert fwd.from_underlay(mpls_udp_payload(1000, udp4("192.0.2.20", "192.0.2.10")), "198.18.0.7")
+    assert fwd.counters()["swapped"] == 0
+
+
+def test_label_swap_entries_replace_remove_and_survive_state() -> None:
+    fwd = _swapping_forwarder()
+    inner = udp4("198.51.100.7", "203.0.113.99")
+    fwd.apply(Batch(add_labels=(LabelEntry(4000, "vrf", "red"),)))
+    assert fwd.from_underlay(mpls_udp_payload(4000, inner), "198.18.0.5") == []
+    assert fwd.drops["no-route"] == 1  # looked up in red now, not swapped
+    st = fwd.state()
+    assert LabelEntry.swap(4001, NextHop.remote("2001:db8:ffff::7", 7001, "mpls-in-gre")) in st.labels
+    fwd.apply(Batch(remove_labels=(4001,)))
+    assert fwd.from_underlay(mpls_gre_payload(4001, udp6("2001:db8:9::1", "2001:db8:9::2")),
+                             "198.18.0.5", "mpls-in-gre") == []
+    assert fwd.drops["unknown-label"] == 1
+    # full sync of the old state brings the swap back
+    fwd.full_sync(st)
+    assert fwd.from_underlay(mpls_gre_payload(4001, udp6("2001:db8:9::1", "2001:db8:9::2")),
+                             "198.18.0.5", "mpls-in-gre")
+
+
+def test_label_swap_entry_values_are_checked() -> None:
+    with pytest.raises(DriverError, match="swap entry needs a remote next hop"):
+        LabelEntry(4000, "swap")
+    with pytest.raises(DriverError, match="swap entry needs a remote next hop"):
+        LabelEntry(4000, "swap", next_hop=NextHop.local("vm1"))
+    with pytest.raises(DriverError, match="only a swap entry has a next hop"):
+        LabelEntry(4000, "vrf", "red", NextHop.remote("198.18.0.7", 7000))
+    e = LabelEntry.swap(4000, NextHop.remote("198.18.0.7", 7000, "mpls-in-gre"))
+    assert LabelEntry.from_json(e.to_json()) == e
+    fwd = Forwarder(["198.18.0.1"])  # no IPv6 underlay
+    with pytest.raises(DriverError, match="IPv6 underlay"):
+        fwd.apply(Batch(add_labels=(LabelEntry.swap(4001, NextHop.remote("2001:db8::7", 1)),)))

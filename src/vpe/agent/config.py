@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..bgp.wire.constants import FAMILY_BY_NAME, Family
+from ..dataplane import registry as dataplane_drivers
 
 AddPathMode = Literal["receive", "send", "both"]
 
@@ -181,15 +182,25 @@ _DEFAULT_ENCAPS: tuple[Encapsulation, ...] = ("mpls-in-udp", "mpls-in-gre")
 
 
 class DataplaneConfig(_Strict):
-    """How this vPE forwards: ``none`` (a pure route reflector/controller) or the userspace forwarder."""
+    """How this vPE forwards: ``none`` (a pure route reflector/controller) or a forwarder
+    driver from the dataplane registry ("userspace", ...), programmed over the FIB channel."""
 
-    driver: Literal["none", "userspace"] = "none"
+    driver: str = dataplane_drivers.NONE
     #: underlay address of this vPE: the next hop of exported routes (default: router id)
     underlay_address: str | None = None
     encapsulations: list[Encapsulation] = Field(default_factory=lambda: list(_DEFAULT_ENCAPS))
     #: FIB channel of the forwarder process: a Unix socket path, or
     #: "tcp:HOST:PORT" for a forwarder on another host (R2.4)
     fib_socket: str = "/run/vpe/fib.sock"
+
+    @field_validator("driver")
+    @classmethod
+    def _driver(cls, v: str) -> str:
+        try:
+            dataplane_drivers.get(v)
+        except dataplane_drivers.UnknownDriver as e:
+            raise ValueError(str(e)) from None
+        return v
 
     @field_validator("fib_socket")
     @classmethod

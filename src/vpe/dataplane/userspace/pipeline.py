@@ -23,9 +23,14 @@ From a VM port (``from_port``):
   one to each remote vPE in the VRF's replication list (R3.2).
 
 From the underlay (``from_underlay``): only known vPEs are accepted (R13.2);
-the label selects a VRF (IP lookup, local delivery only) or a port (with an
+the label selects a VRF (IP lookup, local delivery only), a port (with an
 ingress check: the inner source must be routed, in that VRF, via the vPE
-that sent the packet).
+that sent the packet), or a swap toward another vPE (the packet leaves
+again with that vPE's label, inner TTL - 1: Inter-AS option B, re-label).
+
+IPv4 and IPv6 are one pipeline: what differs (header layout, flow key,
+ICMP, TTL checksum) is described by a :class:`_Family` object per family,
+read as plain attributes on the fast path, so a feature is written once.
 
 Payloads toward the underlay start at the UDP (resp. GRE) header: the
 process hands them to a raw IP socket and the kernel adds the outer IP
@@ -66,9 +71,242 @@ _UDP_MPLS = struct.Struct("!HHHHI")
 _GRE_MPLS = struct.Struct("!HHI")
 _QQQQ = struct.Struct("!QQQQ")
 _QQ = struct.Struct("!QQ")
+_KEY6_TAIL = struct.Struct("!BHH")
+#: octets before the inner packet: UDP (8) or GRE (4) header, then one label
+_UDP_HDR = 12
+_GRE_HDR = 8
 
 _ALL4 = 0xFFFFFFFF
 _ICMP4_ERRORS = frozenset((3, 4, 5, 11, 12))
+#: ``header()`` results meaning "too short" and "malformed" (in place of the total length)
+_SHORT = -1
+_BAD = -2
+
+
+# ------------------------------------------------------------------ address families
+
+
+class _Family:
+    """What IPv4 and IPv6 differ in, as the pipeline sees them: one object per family.
+
+    Offsets are from the start of the IP header. The pipeline is written once
+    over these: plain attributes on the fast path (no call), small methods
+    where the packet formats really differ (header parsing, flow key, ICMP).
+    """
+
+    __slots__ = ()
+    version: int
+    #: index of this family's slot in per-family tuples (0: IPv4, 1: IPv6)
+    idx: int
+    ethertype: int
+    ttl_off: int
+    proto_off: int
+    src_off: int
+    dst_off: int
+    addr_len: int
+    #: IPv4's header checksum must follow a TTL change (RFC 1624 update)
+    checksum: bool
+    #: ``dst >> group_shift == group_prefix``: a multicast destination
+    group_shift: int
+    group_prefix: int
+    #: the limited broadcast address (-1: none, never equal to an address)
+    broadcast: int
+    #: a group-membership protocol never forwarded (IGMP; -1: none)
+    membership_proto: int
+    icmp_proto: int
+    echo: int
+    echo_reply: int
+    time_exceeded: tuple[int, int]
+    no_route: tuple[int, int]
+    too_big: tuple[int, int]
+    max_quote: int
+    #: drop reasons of a malformed header received from a port: (short, bad)
+    port_header_drops: tuple[str, str]
+    #: prefix of the neighbor resolution drop reasons ("arp-...", "nd-...")
+    neighbor: str
+    #: what the fast path reads, unpacked at once into locals (an attribute read
+    #: per use would cost more than the code it guards):
+    #: (idx, group_shift, group_prefix, broadcast, TTL offset in a frame, checksum)
+    fast: tuple[int, int, int, int, int, bool]
+
+    def header(self, pkt: Any, off: int, n: int) -> tuple[int, int, int, int]:
+        """(total length, header length, source, destination) of the packet at ``off``.
+
+        A total of :data:`_SHORT` or :data:`_BAD` means the header is unusable.
+        """
+        raise NotImplementedError
+
+    def flow_hash(self, pkt: Any, off: int, hl: int, total: int, src: int, dst: int) -> int:
+        """:func:`~.fib.flow_hash` of the packet at ``off``, from what ``header`` parsed."""
+        raise NotImplementedError
+
+    def may_signal_too_big(self, pkt: Any, off: int) -> bool:
+        """Whether a packet too big for its next hop gets an ICMP error (else: dropped/sent)."""
+        raise NotImplementedError
+
+    def no_error_about(self, pkt: Any, off: int, total: int) -> bool:
+        """True for packets no ICMP error may be sent about (errors, later fragments)."""
+        raise NotImplementedError
+
+    def build_icmp(
+        self, src: bytes, dst: bytes, icmp_type: int, code: int, rest: bytes, body: Any
+    ) -> bytes:
+        raise NotImplementedError
+
+    def multicast_mac(self, pkt: Any, off: int) -> bytes:
+        """The Ethernet group address of the packet's multicast destination."""
+        raise NotImplementedError
+
+    def is_link_local(self, addr: int) -> bool:
+        return False
+
+
+class _IPv4(_Family):
+    __slots__ = ()
+    version = 4
+    idx = 0
+    ethertype = P.ETH_P_IP
+    ttl_off = 8
+    proto_off = 9
+    src_off = 12
+    dst_off = 16
+    addr_len = 4
+    checksum = True
+    group_shift = 28
+    group_prefix = 0xE
+    broadcast = _ALL4
+    membership_proto = P.IPPROTO_IGMP
+    icmp_proto = P.IPPROTO_ICMP
+    echo = P.ICMP_ECHO
+    echo_reply = P.ICMP_ECHO_REPLY
+    time_exceeded = (P.ICMP_TIME_EXCEEDED, 0)
+    no_route = (P.ICMP_UNREACH, P.ICMP_UNREACH_NET)
+    too_big = (P.ICMP_UNREACH, P.ICMP_UNREACH_NEEDFRAG)
+    max_quote = P.ICMP4_MAX_QUOTE
+    port_header_drops = ("ipv4-short", "ipv4-bad-header")
+    neighbor = "arp"
+    fast = (0, 28, 0xE, _ALL4, 14 + 8, True)
+
+    def header(self, pkt: Any, off: int, n: int) -> tuple[int, int, int, int]:
+        # the pipeline inlines this in its two entry points (see _port_ip)
+        if n < off + 20:
+            return _SHORT, 0, 0, 0
+        vihl = pkt[off]
+        hl = (vihl & 0x0F) * 4
+        total = (pkt[off + 2] << 8) | pkt[off + 3]
+        if vihl >> 4 != 4 or hl < 20 or total < hl or n < off + total:
+            return _BAD, 0, 0, 0
+        src, dst = _II.unpack_from(pkt, off + 12)
+        return total, hl, src, dst
+
+    def flow_hash(self, pkt: Any, off: int, hl: int, total: int, src: int, dst: int) -> int:
+        pa = pb = 0
+        proto = pkt[off + 9]
+        if proto in PORTED and not (_H.unpack_from(pkt, off + 6)[0] & 0x3FFF) and total >= hl + 4:
+            pa, pb = _HH.unpack_from(pkt, off + hl)
+            if pa > pb:
+                pa, pb = pb, pa
+        return crc32(
+            KEY4.pack(src, dst, proto, pa, pb) if src < dst else KEY4.pack(dst, src, proto, pa, pb)
+        )
+
+    def may_signal_too_big(self, pkt: Any, off: int) -> bool:
+        return bool(pkt[off + 6] & 0x40)  # DF
+
+    def no_error_about(self, pkt: Any, off: int, total: int) -> bool:
+        icmp_off = off + (pkt[off] & 0x0F) * 4
+        if (
+            pkt[off + 9] == P.IPPROTO_ICMP
+            and icmp_off < len(pkt)
+            and pkt[icmp_off] in _ICMP4_ERRORS
+        ):
+            return True  # never an error about an error (RFC 1122 3.2.2)
+        return bool(P.ipv4_is_fragment(pkt, off) and (_H.unpack_from(pkt, off + 6)[0] & 0x1FFF))
+
+    def build_icmp(
+        self, src: bytes, dst: bytes, icmp_type: int, code: int, rest: bytes, body: Any
+    ) -> bytes:
+        return P.build_icmp4_packet(src, dst, icmp_type, code, rest, body)
+
+    def multicast_mac(self, pkt: Any, off: int) -> bytes:
+        return P.ipv4_multicast_mac(pkt[off + 16 : off + 20])
+
+
+class _IPv6(_Family):
+    __slots__ = ()
+    version = 6
+    idx = 1
+    ethertype = P.ETH_P_IPV6
+    ttl_off = 7
+    proto_off = 6
+    src_off = 8
+    dst_off = 24
+    addr_len = 16
+    checksum = False
+    group_shift = 120
+    group_prefix = 0xFF
+    broadcast = -1
+    membership_proto = -1  # MLD is ICMPv6, taken apart with Neighbor Discovery
+    icmp_proto = P.IPPROTO_ICMPV6
+    echo = P.ICMP6_ECHO
+    echo_reply = P.ICMP6_ECHO_REPLY
+    time_exceeded = (P.ICMP6_TIME_EXCEEDED, 0)
+    no_route = (P.ICMP6_UNREACH, 0)
+    too_big = (P.ICMP6_PACKET_TOO_BIG, 0)
+    max_quote = P.ICMP6_MAX_QUOTE
+    port_header_drops = ("ipv6-bad-header", "ipv6-bad-header")
+    neighbor = "nd"
+    fast = (1, 120, 0xFF, -1, 14 + 7, False)
+
+    def header(self, pkt: Any, off: int, n: int) -> tuple[int, int, int, int]:
+        if n < off + P.IPV6_LEN:
+            return _SHORT, 0, 0, 0
+        total = P.IPV6_LEN + ((pkt[off + 4] << 8) | pkt[off + 5])
+        if pkt[off] >> 4 != 6 or n < off + total:
+            return _BAD, 0, 0, 0
+        s_hi, s_lo, d_hi, d_lo = _QQQQ.unpack_from(pkt, off + 8)
+        return total, P.IPV6_LEN, (s_hi << 64) | s_lo, (d_hi << 64) | d_lo
+
+    def flow_hash(self, pkt: Any, off: int, hl: int, total: int, src: int, dst: int) -> int:
+        proto = pkt[off + 6]
+        pa = pb = 0
+        if proto in PORTED and total >= P.IPV6_LEN + 4:
+            pa, pb = _HH.unpack_from(pkt, off + P.IPV6_LEN)
+            if pa > pb:
+                pa, pb = pb, pa
+        a = bytes(pkt[off + 8 : off + 24])
+        b = bytes(pkt[off + 24 : off + 40])
+        if a > b:
+            a, b = b, a
+        return crc32(a + b + _KEY6_TAIL.pack(proto, pa, pb))
+
+    def may_signal_too_big(self, pkt: Any, off: int) -> bool:
+        return True  # IPv6 routers never fragment (RFC 8200 5)
+
+    def no_error_about(self, pkt: Any, off: int, total: int) -> bool:
+        # never an error about an error (RFC 4443 2.4(e))
+        return bool(pkt[off + 6] == P.IPPROTO_ICMPV6 and total > P.IPV6_LEN and pkt[off + 40] < 128)
+
+    def build_icmp(
+        self, src: bytes, dst: bytes, icmp_type: int, code: int, rest: bytes, body: Any
+    ) -> bytes:
+        return P.build_icmp6_packet(src, dst, icmp_type, code, rest, body)
+
+    def multicast_mac(self, pkt: Any, off: int) -> bytes:
+        return P.ipv6_multicast_mac(pkt[off + 24 : off + 40])
+
+    def is_link_local(self, addr: int) -> bool:
+        return _is_ll6(addr)
+
+
+_V4 = _IPv4()
+_V6 = _IPv6()
+#: IP version nibble -> family (None: not IP)
+_BY_VERSION: tuple[_Family | None, ...] = (None,) * 4 + (_V4, None, _V6) + (None,) * 9
+
+
+def _is_ll6(addr: int) -> bool:
+    return addr >> 118 == 0x3FA
 
 
 class ToPort:
@@ -159,95 +397,88 @@ class _TunnelAdj:
         self.label_word = (label << 12) | 0x100
 
 
+class _PortFamily:
+    """One address family of a port, compiled: addresses as ints, Ethernet header prebuilt."""
+
+    __slots__ = ("own", "pairs", "gw", "gw_first", "eth")
+
+    def __init__(self, port: Port, fam: _Family, mac: bytes, gw_mac: bytes) -> None:
+        v = fam.version
+        self.eth = P.eth_header(mac, gw_mac, fam.ethertype)
+        self.own = frozenset(int(i.ip) for i in port.ips if i.version == v)
+        #: allowed address pairs: (network, netmask, MAC)
+        self.pairs = tuple(
+            (
+                int(p.prefix.network_address),
+                int(p.prefix.netmask),
+                P.mac_bytes(p.mac) if p.mac else mac,
+            )
+            for p in port.allowed_pairs
+            if p.prefix.version == v
+        )
+        self.gw = frozenset(int(a) for a in port.gateway_ips if a.version == v)
+        gws = [a for a in port.gateway_ips if a.version == v]
+        # ICMPv6 errors come from a global gateway address when there is one
+        first = [a for a in gws if not (v == 6 and a.is_link_local)] or gws
+        #: source address of the ICMP errors this port's endpoint gets
+        self.gw_first = first[0].packed if first else None
+
+
 class _PortRt:
-    """A port compiled for the fast path: addresses as ints, headers prebuilt."""
+    """A port compiled for the fast path; ``fams[family.idx]`` holds its per-family part."""
 
     __slots__ = (
         "port",
         "name",
         "vrf",
+        "vrf_rt",
         "out",
         "mac",
         "gw_mac",
-        "eth_v4",
-        "eth_v6",
         "pair_macs",
-        "own4",
-        "own6",
-        "pairs4",
-        "pairs6",
-        "gw4",
-        "gw6",
-        "gw4_first",
-        "gw6_first",
+        "fams",
+        "v4",
+        "v6",
         "mtu",
         "counters",
     )
 
-    def __init__(self, port: Port, counters: PortCounters) -> None:
+    def __init__(self, port: Port, counters: PortCounters, vrf_rt: _VrfRt) -> None:
         self.port = port
         self.name = port.name
         self.vrf = port.vrf
+        #: the port's VRF (compiled VRFs live as long as the forwarder's tables)
+        self.vrf_rt = vrf_rt
         self.out = ToPort(port.name)
         self.mac = P.mac_bytes(port.mac)
         self.gw_mac = P.mac_bytes(port.gateway_mac)
-        self.eth_v4 = P.eth_header(self.mac, self.gw_mac, P.ETH_P_IP)
-        self.eth_v6 = P.eth_header(self.mac, self.gw_mac, P.ETH_P_IPV6)
         self.pair_macs = frozenset(P.mac_bytes(p.mac) for p in port.allowed_pairs if p.mac)
-        self.own4 = frozenset(int(i.ip) for i in port.ips if i.version == 4)
-        self.own6 = frozenset(int(i.ip) for i in port.ips if i.version == 6)
-        self.pairs4 = tuple(
-            (
-                int(p.prefix.network_address),
-                int(p.prefix.netmask),
-                P.mac_bytes(p.mac) if p.mac else self.mac,
-            )
-            for p in port.allowed_pairs
-            if p.prefix.version == 4
-        )
-        self.pairs6 = tuple(
-            (
-                int(p.prefix.network_address),
-                int(p.prefix.netmask),
-                P.mac_bytes(p.mac) if p.mac else self.mac,
-            )
-            for p in port.allowed_pairs
-            if p.prefix.version == 6
-        )
-        self.gw4 = frozenset(int(a) for a in port.gateway_ips if a.version == 4)
-        self.gw6 = frozenset(int(a) for a in port.gateway_ips if a.version == 6)
-        first4 = [a for a in port.gateway_ips if a.version == 4]
-        first6 = [a for a in port.gateway_ips if a.version == 6 and not a.is_link_local]
-        first6 = first6 or [a for a in port.gateway_ips if a.version == 6]
-        self.gw4_first = first4[0].packed if first4 else None
-        self.gw6_first = first6[0].packed if first6 else None
+        self.v4 = _PortFamily(port, _V4, self.mac, self.gw_mac)
+        self.v6 = _PortFamily(port, _V6, self.mac, self.gw_mac)
+        self.fams = (self.v4, self.v6)
         self.mtu = port.mtu
         self.counters = counters
 
-    def source_ok(
-        self, src: int, mac: Any, pairs: tuple[tuple[int, int, bytes], ...], own: frozenset[int]
-    ) -> bool:
+    def source_ok(self, src: int, mac: Any, pf: _PortFamily) -> bool:
         """R13.1: (source IP, source MAC) belongs to this port's endpoint or a pair."""
-        if src in own and mac == self.mac:
+        if src in pf.own and mac == self.mac:
             return True
-        return any(src & mask == net and mac == pmac for net, mask, pmac in pairs)
+        return any(src & mask == net and mac == pmac for net, mask, pmac in pf.pairs)
 
 
 class _VrfRt:
-    __slots__ = ("name", "lpm4", "lpm6", "ports", "replication", "bcast4", "counters")
+    """A VRF compiled: ``lpms`` and ``bcast`` are per family (``[family.idx]``)."""
+
+    __slots__ = ("name", "lpms", "ports", "replication", "bcast", "counters")
 
     def __init__(self, name: str, lpm: Any) -> None:
         self.name = name
-        self.lpm4 = lpm(32)
-        self.lpm6 = lpm(128)
+        self.lpms = (lpm(32), lpm(128))
         self.ports: tuple[str, ...] = ()
         self.replication: tuple[_TunnelAdj, ...] = ()
-        self.bcast4: frozenset[int] = frozenset()
+        #: directed broadcast addresses of the VRF's IPv4 subnets (IPv6 has none)
+        self.bcast: tuple[frozenset[int], frozenset[int]] = (frozenset(), frozenset())
         self.counters = VrfCounters()
-
-
-def _is_ll6(addr: int) -> bool:
-    return addr >> 118 == 0x3FA
 
 
 class Forwarder:
@@ -267,6 +498,8 @@ class Forwarder:
         self.drops: dict[str, int] = {}
         self.underlay = {"rx_packets": 0, "rx_bytes": 0, "tx_packets": 0, "tx_bytes": 0}
         self._port_counters: dict[str, PortCounters] = {}
+        #: packets that left again through a label swap entry
+        self.swapped = 0
 
     def _reset(self) -> None:
         self.ports: dict[str, Port] = {}
@@ -279,6 +512,8 @@ class Forwarder:
         self._adj_cache: dict[tuple[Any, ...], Any] = {}
         self._ep_refs: dict[str, int] = {}
         self._known: frozenset[str] = frozenset()
+        #: label -> where a "swap" entry sends the packet
+        self._swaps: dict[int, _TunnelAdj] = {}
 
     # ----------------------------------------------------------------- programming
 
@@ -293,6 +528,9 @@ class Forwarder:
         for rl in batch.set_replication:
             for nh in rl.members:
                 self._check_nh(nh, f"replication list of {rl.vrf}")
+        for e in batch.add_labels:
+            if e.next_hop is not None:
+                self._check_nh(e.next_hop, f"label entry {e.label}")
         ifnames = {p.name: p.ifname for p in self.ports.values()}
         for name in batch.remove_ports:
             ifnames.pop(name, None)
@@ -326,6 +564,7 @@ class Forwarder:
             self._del_route(key)
         for label in batch.remove_labels:
             self.labels.pop(label, None)
+            self._swaps.pop(label, None)
         for vrf in batch.remove_replication:
             self.replication.pop(vrf, None)
             touched.add(vrf)
@@ -337,12 +576,16 @@ class Forwarder:
                 touched.add(old.vrf)
             self.ports[port.name] = port
             counters = self._port_counters.setdefault(port.name, PortCounters())
-            self._prt[port.name] = _PortRt(port, counters)
+            self._prt[port.name] = _PortRt(port, counters, self._vrf(port.vrf))
             touched.add(port.vrf)
         for route in batch.add_routes:
             self._add_route(route)
         for entry in batch.add_labels:
             self.labels[entry.label] = entry
+            if entry.next_hop is not None:
+                self._swaps[entry.label] = self._adj(entry.next_hop)
+            else:
+                self._swaps.pop(entry.label, None)
         for rl in batch.set_replication:
             self.replication[rl.vrf] = rl
             touched.add(rl.vrf)
@@ -365,6 +608,7 @@ class Forwarder:
             self._adj_cache,
             self._ep_refs,
             self._known,
+            self._swaps,
         )
         self._reset()
         try:
@@ -381,6 +625,7 @@ class Forwarder:
                 self._adj_cache,
                 self._ep_refs,
                 self._known,
+                self._swaps,
             ) = saved
             raise
         self.apply(batch)
@@ -430,7 +675,7 @@ class Forwarder:
             ECMP_CODES[route.ecmp],
             prefix_hash(net, plen, bits),
         )
-        (vrf.lpm4 if bits == 32 else vrf.lpm6).insert(net, plen, entry)
+        vrf.lpms[0 if bits == 32 else 1].insert(net, plen, entry)
         for ep in entry.endpoints:
             self._ep_refs[ep] = self._ep_refs.get(ep, 0) + 1
 
@@ -439,7 +684,7 @@ class Forwarder:
         if route is None:
             return
         vrf = self._vrf(key.vrf)
-        lpm = vrf.lpm4 if key.prefix.version == 4 else vrf.lpm6
+        lpm = vrf.lpms[0 if key.prefix.version == 4 else 1]
         net = int(key.prefix.network_address)
         entry = lpm.exact(net, key.prefix.prefixlen)
         lpm.remove(net, key.prefix.prefixlen)
@@ -455,12 +700,13 @@ class Forwarder:
         vrf = self._vrf(name)
         members = [p for p in self.ports.values() if p.vrf == name]
         vrf.ports = tuple(p.name for p in members)
-        vrf.bcast4 = frozenset(
+        bcast4 = frozenset(
             int(i.network.broadcast_address)
             for p in members
             for i in p.ips
             if i.version == 4 and i.network.prefixlen < 31
         )
+        vrf.bcast = (bcast4, frozenset())
         rl = self.replication.get(name)
         vrf.replication = tuple(self._adj(m) for m in rl.members) if rl else ()
 
@@ -469,6 +715,8 @@ class Forwarder:
         known.update(str(p) for p in self.peers)
         for rl in self.replication.values():
             known.update(str(m.endpoint) for m in rl.members)
+        # a swap entry's next hop sends the return traffic (Inter-AS option B)
+        known.update(adj.endpoint for adj in self._swaps.values())
         self._known = frozenset(known)
 
     # ------------------------------------------------------------------- counters
@@ -479,6 +727,7 @@ class Forwarder:
             "vrfs": {n: v.counters.to_json() for n, v in self._vrfs.items()},
             "drops": dict(self.drops),
             "underlay": dict(self.underlay),
+            "swapped": self.swapped,
         }
 
     def _drop(
@@ -522,12 +771,24 @@ class Forwarder:
             return self._drop("spoof-mac", prt)
         etype = (frame[12] << 8) | frame[13]
         if etype == P.ETH_P_IP:
-            return self._port_ipv4(prt, frame, n)
+            return self._port_ip(prt, prt.v4, _V4, frame, n, src_mac)
         if etype == P.ETH_P_IPV6:
-            return self._port_ipv6(prt, frame, n)
+            return self._port_ip(prt, prt.v6, _V6, frame, n, src_mac)
         if etype == P.ETH_P_ARP:
             return self._port_arp(prt, frame)
         return self._drop("ethertype", prt)
+
+    def _neighbor_refused(self, prt: _PortRt, pf: _PortFamily, fam: _Family, target: int) -> str:
+        """ARP / Neighbor Discovery (R3.3, R6.1): "" when the gateway MAC answers for
+        ``target`` (a gateway address, or any address the VRF routes), else the drop reason."""
+        if target in pf.gw:
+            return ""
+        if target in pf.own or any(target & m == net for net, m, _ in pf.pairs):
+            return f"{fam.neighbor}-self"
+        vrf = self._vrfs.get(prt.vrf)
+        if fam.is_link_local(target) or vrf is None or vrf.lpms[fam.idx].lookup(target) is None:
+            return f"{fam.neighbor}-no-route"
+        return ""
 
     def _port_arp(self, prt: _PortRt, frame: Any) -> list[Output]:
         try:
@@ -538,275 +799,16 @@ class Forwarder:
             return self._drop("arp-not-request", prt)
         if sha != bytes(frame[6:12]):
             return self._drop("spoof-arp", prt)
-        (spa_i,) = struct.unpack("!I", spa)
+        (spa_i,) = _I.unpack(spa)
         if spa_i == 0:
             return self._drop("arp-probe", prt)
-        if not prt.source_ok(spa_i, sha, prt.pairs4, prt.own4):
+        if not prt.source_ok(spa_i, sha, prt.v4):
             return self._drop("spoof-arp", prt)
-        (tpa_i,) = struct.unpack("!I", tpa)
-        if tpa_i not in prt.gw4:
-            if tpa_i in prt.own4 or any(tpa_i & m == net for net, m, _ in prt.pairs4):
-                return self._drop("arp-self", prt)
-            vrf = self._vrfs.get(prt.vrf)
-            if vrf is None or vrf.lpm4.lookup(tpa_i) is None:
-                return self._drop("arp-no-route", prt)
+        refused = self._neighbor_refused(prt, prt.v4, _V4, _I.unpack(tpa)[0])
+        if refused:
+            return self._drop(refused, prt)
         out: list[Output] = []
         self._tx(prt, P.build_arp_reply_frame(prt.gw_mac, tpa, sha, spa), out)
-        return out
-
-    def _port_ipv4(self, prt: _PortRt, frame: Any, n: int) -> list[Output]:
-        if n < P.ETH_LEN + P.IPV4_LEN:
-            return self._drop("ipv4-short", prt)
-        vihl = frame[14]
-        hl = (vihl & 0x0F) * 4
-        total = (frame[16] << 8) | frame[17]
-        if vihl >> 4 != 4 or hl < P.IPV4_LEN or total < hl or n < P.ETH_LEN + total:
-            return self._drop("ipv4-bad-header", prt)
-        src, dst = _II.unpack_from(frame, 26)
-        src_mac = frame[6:12]
-        # The common case (the port's own address and MAC) without a call.
-        if not (src in prt.own4 and src_mac == prt.mac) and not prt.source_ok(
-            src, src_mac, prt.pairs4, prt.own4
-        ):
-            return self._drop("spoof-ip", prt)
-        vrf = self._vrfs.get(prt.vrf)
-        if vrf is None:
-            return self._drop("no-vrf", prt)
-        if dst in prt.gw4:
-            return self._to_gateway4(prt, frame, hl, total)
-        if dst == _ALL4 or dst >> 28 == 0xE or dst in vrf.bcast4:
-            if frame[23] == P.IPPROTO_IGMP:
-                return self._drop("igmp", prt, vrf)
-            return self._replicate(prt, vrf, frame, total)
-        ttl = frame[22]
-        if ttl <= 1:
-            return self._icmp4_error(
-                prt, vrf, frame, total, P.ICMP_TIME_EXCEEDED, 0, b"\0" * 4, "ttl-expired"
-            )
-        entry = vrf.lpm4.lookup(dst)
-        if entry is None:
-            return self._icmp4_error(
-                prt, vrf, frame, total, P.ICMP_UNREACH, P.ICMP_UNREACH_NET, b"\0" * 4, "no-route"
-            )
-        if entry.n == 1:
-            adj = entry.adjs[0]
-            fh = -1
-        else:
-            adj, fh = entry.pick(frame, 14)
-        out: list[Output] = []
-        if adj.is_local:
-            op = self._prt.get(adj.port)
-            if op is None:
-                return self._drop("port-down", prt, vrf)
-            if total > op.mtu:
-                if frame[20] & 0x40:
-                    return self._icmp4_error(
-                        prt,
-                        vrf,
-                        frame,
-                        total,
-                        P.ICMP_UNREACH,
-                        P.ICMP_UNREACH_NEEDFRAG,
-                        _H.pack(0) + _H.pack(op.mtu),
-                        "too-big",
-                    )
-                return self._drop("too-big", prt, vrf)
-            buf = bytearray(frame[: P.ETH_LEN + total])
-            buf[0:14] = op.eth_v4
-            P.ipv4_ttl_decrement(buf, 14)
-            vrf.counters.routed_local += 1
-            self._tx(op, buf, out)
-            return out
-        if total > adj.max_inner and frame[20] & 0x40:
-            return self._icmp4_error(
-                prt,
-                vrf,
-                frame,
-                total,
-                P.ICMP_UNREACH,
-                P.ICMP_UNREACH_NEEDFRAG,
-                _H.pack(0) + _H.pack(adj.max_inner),
-                "too-big",
-            )
-        # Encapsulation header built in one pack (source port, length and
-        # label TTL included), then the inner packet; TTL - 1 with the RFC 1624
-        # checksum update in place (as ipv4_ttl_decrement, inlined).
-        ttl -= 1
-        if adj.is_udp:
-            if fh < 0:
-                # flow_hash(frame, 14), inlined: the same CRC-32 key.
-                pa = pb = 0
-                proto = frame[23]
-                if (
-                    proto in PORTED
-                    and not (_H.unpack_from(frame, 20)[0] & 0x3FFF)
-                    and total >= hl + 4
-                ):
-                    pa, pb = _HH.unpack_from(frame, P.ETH_LEN + hl)
-                    if pa > pb:
-                        pa, pb = pb, pa
-                fh = crc32(
-                    KEY4.pack(src, dst, proto, pa, pb)
-                    if src < dst
-                    else KEY4.pack(dst, src, proto, pa, pb)
-                )
-            buf = bytearray(
-                _UDP_MPLS.pack(
-                    P.FLOW_PORT_MIN + fh % P.FLOW_PORT_COUNT,
-                    P.MPLS_UDP_PORT,
-                    12 + total,
-                    0,
-                    adj.label_word | ttl,
-                )
-            )
-            t = 20  # 12 octets of header + 8: the inner TTL
-        else:
-            buf = bytearray(_GRE_MPLS.pack(0, P.ETH_P_MPLS, adj.label_word | ttl))
-            t = 16
-        buf += frame[P.ETH_LEN : P.ETH_LEN + total]
-        buf[t] = ttl
-        check = ((buf[t + 2] << 8) | buf[t + 3]) + 0x0100
-        check = (check + (check >= 0xFFFF)) & 0xFFFF
-        buf[t + 2] = check >> 8
-        buf[t + 3] = check & 0xFF
-        vrf.counters.encapsulated += 1
-        u = self.underlay
-        u["tx_packets"] += 1
-        u["tx_bytes"] += len(buf)
-        out.append((adj.out, buf))
-        return out
-
-    def _to_gateway4(self, prt: _PortRt, frame: Any, hl: int, total: int) -> list[Output]:
-        """Answer ICMP echo to a gateway address; anything else to it is dropped."""
-        off = P.ETH_LEN + hl
-        if frame[23] != P.IPPROTO_ICMP or total < hl + 8 or frame[off] != P.ICMP_ECHO:
-            return self._drop("to-gateway", prt)
-        src = bytes(frame[30:34])
-        dst = bytes(frame[26:30])
-        pkt = P.build_icmp4_packet(
-            src,
-            dst,
-            P.ICMP_ECHO_REPLY,
-            0,
-            bytes(frame[off + 4 : off + 8]),
-            frame[off + 8 : P.ETH_LEN + total],
-        )
-        out: list[Output] = []
-        self._tx(prt, prt.eth_v4 + pkt, out)
-        return out
-
-    def _icmp4_error(
-        self,
-        prt: _PortRt,
-        vrf: _VrfRt,
-        frame: Any,
-        total: int,
-        icmp_type: int,
-        code: int,
-        rest: bytes,
-        reason: str,
-    ) -> list[Output]:
-        """Drop the packet (counted by ``reason``) and return an ICMP error to the sender."""
-        self._drop(reason, prt, vrf)
-        gw = prt.gw4_first
-        if gw is None:
-            return []
-        icmp_off = P.ETH_LEN + (frame[14] & 0x0F) * 4
-        if (
-            frame[23] == P.IPPROTO_ICMP
-            and icmp_off < len(frame)
-            and frame[icmp_off] in _ICMP4_ERRORS
-        ):
-            return []  # never an error about an error (RFC 1122 3.2.2)
-        if P.ipv4_is_fragment(frame, P.ETH_LEN) and (_H.unpack_from(frame, 20)[0] & 0x1FFF):
-            return []
-        quote = frame[P.ETH_LEN : P.ETH_LEN + min(total, P.ICMP4_MAX_QUOTE)]
-        pkt = P.build_icmp4_packet(gw, bytes(frame[26:30]), icmp_type, code, rest, quote)
-        out: list[Output] = []
-        self._tx(prt, prt.eth_v4 + pkt, out)
-        return out
-
-    def _port_ipv6(self, prt: _PortRt, frame: Any, n: int) -> list[Output]:
-        if n < P.ETH_LEN + P.IPV6_LEN or frame[14] >> 4 != 6:
-            return self._drop("ipv6-bad-header", prt)
-        total = P.IPV6_LEN + ((frame[18] << 8) | frame[19])
-        if n < P.ETH_LEN + total:
-            return self._drop("ipv6-bad-header", prt)
-        nh = frame[20]
-        s_hi, s_lo, d_hi, d_lo = _QQQQ.unpack_from(frame, 22)
-        src = (s_hi << 64) | s_lo
-        dst = (d_hi << 64) | d_lo
-        if nh == P.IPPROTO_ICMPV6 and total >= P.IPV6_LEN + 4:
-            icmp_type = frame[54]
-            if P.ND_ROUTER_SOLICIT <= icmp_type <= P.ND_REDIRECT or icmp_type in P.MLD_TYPES:
-                return self._port_nd(prt, frame, total, src, icmp_type)
-        if _is_ll6(src):
-            return self._drop("ipv6-link-local", prt)
-        if not prt.source_ok(src, frame[6:12], prt.pairs6, prt.own6):
-            return self._drop("spoof-ip", prt)
-        vrf = self._vrfs.get(prt.vrf)
-        if vrf is None:
-            return self._drop("no-vrf", prt)
-        if dst in prt.gw6:
-            return self._to_gateway6(prt, frame, total)
-        if d_hi >> 56 == 0xFF:
-            return self._replicate(prt, vrf, frame, total)
-        hlim = frame[21]
-        if hlim <= 1:
-            return self._icmp6_error(
-                prt, vrf, frame, total, P.ICMP6_TIME_EXCEEDED, 0, b"\0" * 4, "ttl-expired"
-            )
-        entry = vrf.lpm6.lookup(dst)
-        if entry is None:
-            return self._icmp6_error(
-                prt, vrf, frame, total, P.ICMP6_UNREACH, 0, b"\0" * 4, "no-route"
-            )
-        adj, fh = entry.pick(frame, 14)
-        out: list[Output] = []
-        if adj.is_local:
-            op = self._prt.get(adj.port)
-            if op is None:
-                return self._drop("port-down", prt, vrf)
-            if total > op.mtu:
-                return self._icmp6_error(
-                    prt,
-                    vrf,
-                    frame,
-                    total,
-                    P.ICMP6_PACKET_TOO_BIG,
-                    0,
-                    struct.pack("!I", op.mtu),
-                    "too-big",
-                )
-            buf = bytearray(frame[: P.ETH_LEN + total])
-            buf[0:14] = op.eth_v6
-            buf[21] = hlim - 1
-            vrf.counters.routed_local += 1
-            self._tx(op, buf, out)
-            return out
-        if total > adj.max_inner:
-            return self._icmp6_error(
-                prt,
-                vrf,
-                frame,
-                total,
-                P.ICMP6_PACKET_TOO_BIG,
-                0,
-                struct.pack("!I", adj.max_inner),
-                "too-big",
-            )
-        t = adj.tlen
-        buf = bytearray(adj.template)
-        buf += frame[P.ETH_LEN : P.ETH_LEN + total]
-        buf[t + 7] = hlim - 1
-        buf[t - 1] = hlim - 1
-        if adj.is_udp:
-            if fh < 0:
-                fh = flow_hash(buf, t)
-            _H.pack_into(buf, 0, P.FLOW_PORT_MIN + fh % P.FLOW_PORT_COUNT)
-            _H.pack_into(buf, 4, len(buf))
-        vrf.counters.encapsulated += 1
-        self._tx_under(adj, buf, out)
         return out
 
     def _port_nd(
@@ -819,64 +821,159 @@ class Forwarder:
             return self._drop("nd-invalid", prt)
         if src == 0:
             return self._drop("nd-dad", prt)
-        if not _is_ll6(src) and not prt.source_ok(src, frame[6:12], prt.pairs6, prt.own6):
+        if not _is_ll6(src) and not prt.source_ok(src, frame[6:12], prt.v6):
             return self._drop("spoof-ip", prt)
         t_hi, t_lo = _QQ.unpack_from(frame, 62)
-        target = (t_hi << 64) | t_lo
-        if target not in prt.gw6:
-            if target in prt.own6 or any(target & m == net for net, m, _ in prt.pairs6):
-                return self._drop("nd-self", prt)
-            vrf = self._vrfs.get(prt.vrf)
-            if _is_ll6(target) or vrf is None or vrf.lpm6.lookup(target) is None:
-                return self._drop("nd-no-route", prt)
+        refused = self._neighbor_refused(prt, prt.v6, _V6, (t_hi << 64) | t_lo)
+        if refused:
+            return self._drop(refused, prt)
         target_b = bytes(frame[62:78])
         na = P.build_neighbor_advert(target_b, bytes(frame[22:38]), target_b, prt.gw_mac)
         out: list[Output] = []
         self._tx(prt, P.eth_header(bytes(frame[6:12]), prt.gw_mac, P.ETH_P_IPV6) + na, out)
         return out
 
-    def _to_gateway6(self, prt: _PortRt, frame: Any, total: int) -> list[Output]:
-        off = P.ETH_LEN + P.IPV6_LEN
-        if frame[20] != P.IPPROTO_ICMPV6 or total < P.IPV6_LEN + 8 or frame[off] != P.ICMP6_ECHO:
-            return self._drop("to-gateway", prt)
-        src = bytes(frame[38:54])
-        dst = bytes(frame[22:38])
-        pkt = P.build_icmp6_packet(
-            src,
-            dst,
-            P.ICMP6_ECHO_REPLY,
-            0,
-            bytes(frame[off + 4 : off + 8]),
-            frame[off + 8 : P.ETH_LEN + total],
-        )
+    def _port_ip(
+        self, prt: _PortRt, pf: _PortFamily, fam: _Family, frame: Any, n: int, src_mac: Any
+    ) -> list[Output]:
+        """An IPv4 or IPv6 packet from a VM: checks, then routed in the port's VRF (R7.2)."""
+        if fam is _V4:  # _IPv4.header, inlined: the encapsulation fast path
+            if n < 34:
+                return self._drop("ipv4-short", prt)
+            vihl = frame[14]
+            hl = (vihl & 0x0F) * 4
+            total = (frame[16] << 8) | frame[17]
+            if vihl >> 4 != 4 or hl < 20 or total < hl or n < 14 + total:
+                return self._drop("ipv4-bad-header", prt)
+            src, dst = _II.unpack_from(frame, 26)
+        else:
+            total, hl, src, dst = fam.header(frame, 14, n)
+            if total < 0:
+                return self._drop(fam.port_header_drops[total == _BAD], prt)
+        idx, gshift, gprefix, bcast, ttl_at, csum = fam.fast
+        if idx:
+            # Neighbor Discovery and MLD are answered or dropped here, never routed
+            if frame[20] == P.IPPROTO_ICMPV6 and total >= P.IPV6_LEN + 4:
+                icmp_type = frame[54]
+                if P.ND_ROUTER_SOLICIT <= icmp_type <= P.ND_REDIRECT or icmp_type in P.MLD_TYPES:
+                    return self._port_nd(prt, frame, total, src, icmp_type)
+            if _is_ll6(src):
+                return self._drop("ipv6-link-local", prt)
+        # The common case (the port's own address and MAC) without a call.
+        if not (src in pf.own and src_mac == prt.mac) and not prt.source_ok(src, src_mac, pf):
+            return self._drop("spoof-ip", prt)
+        vrf = prt.vrf_rt
+        if dst in pf.gw:
+            return self._to_gateway(prt, pf, fam, frame, hl, total)
+        if dst >> gshift == gprefix or dst == bcast or dst in vrf.bcast[idx]:
+            if frame[14 + fam.proto_off] == fam.membership_proto:
+                return self._drop("igmp", prt, vrf)
+            return self._replicate(prt, vrf, fam, frame, total)
+        ttl = frame[ttl_at]
+        if ttl <= 1:
+            return self._icmp_error(
+                prt, pf, fam, vrf, frame, total, fam.time_exceeded, 0, "ttl-expired"
+            )
+        entry = vrf.lpms[idx].lookup(dst)
+        if entry is None:
+            return self._icmp_error(prt, pf, fam, vrf, frame, total, fam.no_route, 0, "no-route")
+        if entry.n == 1:
+            adj = entry.adjs[0]
+            fh = -1
+        else:
+            adj, fh = entry.pick(frame, 14)
         out: list[Output] = []
-        self._tx(prt, prt.eth_v6 + pkt, out)
+        if adj.is_local:
+            op = self._prt.get(adj.port)
+            if op is None:
+                return self._drop("port-down", prt, vrf)
+            if total > op.mtu:
+                if fam.may_signal_too_big(frame, 14):
+                    return self._icmp_error(
+                        prt, pf, fam, vrf, frame, total, fam.too_big, op.mtu, "too-big"
+                    )
+                return self._drop("too-big", prt, vrf)
+            buf = bytearray(frame[: 14 + total])
+            buf[0:14] = op.fams[idx].eth
+            buf[ttl_at] = ttl - 1
+            if csum:  # RFC 1624 incremental update of the IPv4 header checksum
+                check = ((buf[24] << 8) | buf[25]) + 0x0100
+                check = (check + (check >= 0xFFFF)) & 0xFFFF
+                buf[24] = check >> 8
+                buf[25] = check & 0xFF
+            vrf.counters.routed_local += 1
+            self._tx(op, buf, out)
+            return out
+        if total > adj.max_inner and fam.may_signal_too_big(frame, 14):
+            return self._icmp_error(
+                prt, pf, fam, vrf, frame, total, fam.too_big, adj.max_inner, "too-big"
+            )
+        if adj.is_udp and fh < 0:
+            fh = fam.flow_hash(frame, 14, hl, total, src, dst)
+        vrf.counters.encapsulated += 1
+        buf = _encapsulate(adj, frame, 14, total, ttl - 1, fh, ttl_at - 14, csum)
+        u = self.underlay
+        u["tx_packets"] += 1
+        u["tx_bytes"] += len(buf)
+        out.append((adj.out, buf))
         return out
 
-    def _icmp6_error(
+    def _to_gateway(
+        self, prt: _PortRt, pf: _PortFamily, fam: _Family, frame: Any, hl: int, total: int
+    ) -> list[Output]:
+        """Answer ICMP echo to a gateway address; anything else to it is dropped."""
+        ip = P.ETH_LEN
+        off = ip + hl
+        if frame[ip + fam.proto_off] != fam.icmp_proto or total < hl + 8 or frame[off] != fam.echo:
+            return self._drop("to-gateway", prt)
+        alen = fam.addr_len
+        src = bytes(frame[ip + fam.dst_off : ip + fam.dst_off + alen])
+        dst = bytes(frame[ip + fam.src_off : ip + fam.src_off + alen])
+        pkt = fam.build_icmp(
+            src,
+            dst,
+            fam.echo_reply,
+            0,
+            bytes(frame[off + 4 : off + 8]),
+            frame[off + 8 : ip + total],
+        )
+        out: list[Output] = []
+        self._tx(prt, pf.eth + pkt, out)
+        return out
+
+    def _icmp_error(
         self,
         prt: _PortRt,
+        pf: _PortFamily,
+        fam: _Family,
         vrf: _VrfRt,
         frame: Any,
         total: int,
-        icmp_type: int,
-        code: int,
-        rest: bytes,
+        kind: tuple[int, int],
+        mtu: int,
         reason: str,
     ) -> list[Output]:
+        """Drop the packet (counted by ``reason``) and return an ICMP error to the sender.
+
+        ``mtu`` is the next-hop MTU of a too-big error (0 otherwise): ICMP
+        fragmentation-needed and ICMPv6 packet-too-big both carry it in the
+        low bits of their 4 octets after the checksum.
+        """
         self._drop(reason, prt, vrf)
-        gw = prt.gw6_first
-        if gw is None:
+        gw = pf.gw_first
+        if gw is None or fam.no_error_about(frame, P.ETH_LEN, total):
             return []
-        if frame[20] == P.IPPROTO_ICMPV6 and total > P.IPV6_LEN and frame[54] < 128:
-            return []  # never an error about an error (RFC 4443 2.4(e))
-        quote = frame[P.ETH_LEN : P.ETH_LEN + min(total, P.ICMP6_MAX_QUOTE)]
-        pkt = P.build_icmp6_packet(gw, bytes(frame[22:38]), icmp_type, code, rest, quote)
+        ip = P.ETH_LEN
+        quote = frame[ip : ip + min(total, fam.max_quote)]
+        sender = bytes(frame[ip + fam.src_off : ip + fam.src_off + fam.addr_len])
+        pkt = fam.build_icmp(gw, sender, kind[0], kind[1], _I.pack(mtu), quote)
         out: list[Output] = []
-        self._tx(prt, prt.eth_v6 + pkt, out)
+        self._tx(prt, pf.eth + pkt, out)
         return out
 
-    def _replicate(self, prt: _PortRt, vrf: _VrfRt, frame: Any, total: int) -> list[Output]:
+    def _replicate(
+        self, prt: _PortRt, vrf: _VrfRt, fam: _Family, frame: Any, total: int
+    ) -> list[Output]:
         """Broadcast/multicast from a VM: each other local port, each remote vPE once (R3.2)."""
         out: list[Output] = []
         end = P.ETH_LEN + total
@@ -887,8 +984,7 @@ class Forwarder:
             buf = bytearray(frame[:end])
             buf[6:12] = op.gw_mac
             self._tx(op, buf, out)
-        v4 = frame[14] >> 4 == 4
-        ttl = frame[22] if v4 else frame[21]
+        ttl = frame[P.ETH_LEN + fam.ttl_off]
         fh = -1
         for adj in vrf.replication:
             t = adj.tlen
@@ -957,51 +1053,47 @@ class Forwarder:
         n = len(data)
         if n < off + 1:
             return self._drop("inner-short")
-        version = data[off] >> 4
-        if version == 4:
-            if n < off + P.IPV4_LEN:
+        fam = _BY_VERSION[data[off] >> 4]
+        if fam is None:
+            return self._drop("inner-not-ip")
+        if fam is _V4:  # _IPv4.header, inlined
+            if n < off + 20:
                 return self._drop("inner-short")
+            vihl = data[off]
+            hl = (vihl & 0x0F) * 4
             total = (data[off + 2] << 8) | data[off + 3]
-            if total < P.IPV4_LEN or n < off + total:
+            if hl < 20 or total < hl or n < off + total:
                 return self._drop("inner-bad-header")
             src, dst = _II.unpack_from(data, off + 12)
-            mcast = dst == _ALL4 or dst >> 28 == 0xE
-        elif version == 6:
-            if n < off + P.IPV6_LEN:
-                return self._drop("inner-short")
-            total = P.IPV6_LEN + ((data[off + 4] << 8) | data[off + 5])
-            if n < off + total:
-                return self._drop("inner-bad-header")
-            s_hi, s_lo, d_hi, d_lo = _QQQQ.unpack_from(data, off + 8)
-            src = (s_hi << 64) | s_lo
-            dst = (d_hi << 64) | d_lo
-            mcast = d_hi >> 56 == 0xFF
         else:
-            return self._drop("inner-not-ip")
-        if entry.kind == "port":
+            total, hl, src, dst = fam.header(data, off, n)
+            if total < 0:
+                return self._drop("inner-short" if total == _SHORT else "inner-bad-header")
+        idx, gshift, gprefix, bcast, _ttl_at, _csum = fam.fast
+        mcast = dst >> gshift == gprefix or dst == bcast
+        kind = entry.kind
+        if kind == "port":
             prt = self._prt.get(entry.target)
             if prt is None:
                 return self._drop("port-down")
-            vrf = self._vrf(prt.vrf)
-            lpm = vrf.lpm4 if version == 4 else vrf.lpm6
-            fe = lpm.lookup(src)
+            vrf = prt.vrf_rt
+            fe = vrf.lpms[idx].lookup(src)
             if fe is None or src_ep not in fe.endpoints:
                 return self._drop("ingress-check", prt, vrf)
             vrf.counters.decapsulated += 1
-            return self._deliver(prt, vrf, data, off, total, version, mcast, dst)
+            return self._deliver(prt, vrf, fam, data, off, total, mcast, dst)
+        if kind == "swap":
+            return self._swap(self._swaps[entry.label], fam, data, off, total, hl, src, dst)
         vrf_rt = self._vrfs.get(entry.target)
         if vrf_rt is None:
             return self._drop("no-vrf")
         vrf_rt.counters.decapsulated += 1
-        if mcast or (version == 4 and dst in vrf_rt.bcast4):
+        if mcast or dst in vrf_rt.bcast[idx]:
             out: list[Output] = []
             for name in vrf_rt.ports:
-                out.extend(
-                    self._deliver(self._prt[name], vrf_rt, data, off, total, version, True, dst)
-                )
+                out.extend(self._deliver(self._prt[name], vrf_rt, fam, data, off, total, True, dst))
             return out
-        lpm = vrf_rt.lpm4 if version == 4 else vrf_rt.lpm6
-        fe = lpm.lookup(dst)
+        fe = vrf_rt.lpms[idx].lookup(dst)
         if fe is None:
             return self._drop("no-route", None, vrf_rt)
         adj = fe.pick_local(data, off)
@@ -1010,48 +1102,106 @@ class Forwarder:
         prt = self._prt.get(adj.port)
         if prt is None:
             return self._drop("port-down", None, vrf_rt)
-        return self._deliver(prt, vrf_rt, data, off, total, version, False, dst)
+        return self._deliver(prt, vrf_rt, fam, data, off, total, False, dst)
+
+    def _swap(
+        self,
+        adj: _TunnelAdj,
+        fam: _Family,
+        data: Any,
+        off: int,
+        total: int,
+        hl: int,
+        src: int,
+        dst: int,
+    ) -> list[Output]:
+        """Label swap: the inner packet leaves again toward ``adj`` with its label (TTL - 1)."""
+        ttl = data[off + fam.ttl_off]
+        if ttl <= 1:
+            return self._drop("ttl-expired")
+        if total > adj.max_inner and fam.may_signal_too_big(data, off):
+            return self._drop("too-big")
+        fh = fam.flow_hash(data, off, hl, total, src, dst) if adj.is_udp else -1
+        self.swapped += 1
+        out: list[Output] = []
+        buf = _encapsulate(adj, data, off, total, ttl - 1, fh, fam.ttl_off, fam.checksum)
+        self._tx_under(adj, buf, out)
+        return out
 
     def _deliver(
         self,
         prt: _PortRt,
         vrf: _VrfRt,
+        fam: _Family,
         data: Any,
         off: int,
         total: int,
-        version: int,
         mcast: bool,
         dst: int,
     ) -> list[Output]:
         """Hand a decapsulated inner packet to a local port (TTL - 1 unless flooded)."""
         if total > prt.mtu:
             return self._drop("too-big", prt, vrf)
-        if version == 4:
-            buf = bytearray(prt.eth_v4)
-            buf += data[off : off + total]
-            if mcast:
-                if dst == _ALL4 or dst in vrf.bcast4:
-                    buf[0:6] = P.BROADCAST_MAC
-                else:
-                    buf[0:6] = P.ipv4_multicast_mac(buf[30:34])
+        idx, _gshift, _gprefix, bcast, t, csum = fam.fast
+        buf = bytearray(prt.fams[idx].eth)
+        buf += data[off : off + total]
+        if mcast:
+            if dst == bcast or dst in vrf.bcast[idx]:
+                buf[0:6] = P.BROADCAST_MAC
             else:
-                ttl = buf[22]
-                if ttl <= 1:
-                    return self._drop("ttl-expired", prt, vrf)
-                buf[22] = ttl - 1  # ipv4_ttl_decrement(buf, 14), inlined
+                buf[0:6] = fam.multicast_mac(buf, 14)
+        else:
+            ttl = buf[t]
+            if ttl <= 1:
+                return self._drop("ttl-expired", prt, vrf)
+            buf[t] = ttl - 1
+            if csum:  # RFC 1624, as ipv4_ttl_decrement
                 check = ((buf[24] << 8) | buf[25]) + 0x0100
                 check = (check + (check >= 0xFFFF)) & 0xFFFF
                 buf[24] = check >> 8
                 buf[25] = check & 0xFF
-        else:
-            buf = bytearray(prt.eth_v6)
-            buf += data[off : off + total]
-            if mcast:
-                buf[0:6] = P.ipv6_multicast_mac(buf[38:54])
-            else:
-                if buf[21] <= 1:
-                    return self._drop("ttl-expired", prt, vrf)
-                buf[21] -= 1
         out: list[Output] = []
         self._tx(prt, buf, out)
         return out
+
+
+def _encapsulate(
+    adj: _TunnelAdj,
+    pkt: Any,
+    off: int,
+    total: int,
+    ttl: int,
+    fh: int,
+    ttl_off: int,
+    checksum: bool,
+) -> bytearray:
+    """The tunnel payload toward ``adj``: header and label (TTL ``ttl``), then the inner
+    packet at ``off`` with its TTL / hop limit (at ``ttl_off`` in it) set to ``ttl``,
+    and (``checksum``, IPv4) the header checksum updated (R7.1, R8.1).
+
+    The header is built in one pack (source port from the flow hash ``fh``,
+    length and label TTL included); the IPv4 checksum follows the TTL change
+    incrementally (RFC 1624), as ``ipv4_ttl_decrement`` does.
+    """
+    if adj.is_udp:
+        buf = bytearray(
+            _UDP_MPLS.pack(
+                P.FLOW_PORT_MIN + fh % P.FLOW_PORT_COUNT,
+                P.MPLS_UDP_PORT,
+                _UDP_HDR + total,
+                0,
+                adj.label_word | ttl,
+            )
+        )
+        t = _UDP_HDR + ttl_off
+    else:
+        buf = bytearray(_GRE_MPLS.pack(0, P.ETH_P_MPLS, adj.label_word | ttl))
+        t = _GRE_HDR + ttl_off
+    buf += pkt[off : off + total]
+    buf[t] = ttl
+    if checksum:
+        check = ((buf[t + 2] << 8) | buf[t + 3]) + 0x0100
+        check = (check + (check >= 0xFFFF)) & 0xFFFF
+        buf[t + 2] = check >> 8
+        buf[t + 3] = check & 0xFF
+    return buf
