@@ -152,7 +152,7 @@ def adj_in_count(engine: Engine, peer: str, family: Family) -> int:
 
 def summary_of(engine: Engine, peer: str) -> dict[str, Any]:
     """The Engine's looking-glass summary row of ``peer``."""
-    return next(row for row in engine.summary() if row["address"] == peer)
+    return next(row for row in engine.view.summary() if row["address"] == peer)
 
 
 def loc_rib(
@@ -160,14 +160,14 @@ def loc_rib(
 ) -> dict[str, list[dict[str, Any]]]:
     """The Engine's Loc-RIB rows (``Engine.routes``) keyed by ``RD:prefix``."""
     out: dict[str, list[dict[str, Any]]] = {}
-    for row in engine.routes(family, peer):
+    for row in engine.view.routes(family, peer):
         out.setdefault(f"{row['rd']}:{row['prefix']}", []).append(row)
     return out
 
 
 def vrf_table(engine: Engine, name: str) -> dict[str, list[dict[str, Any]]]:
     """A VRF's table as the API shows it: prefix -> routes (source, next hop, labels, ...)."""
-    table: dict[str, list[dict[str, Any]]] = engine.vrf_json(name)["table"]
+    table: dict[str, list[dict[str, Any]]] = engine.view.vrf_json(name)["table"]
     return table
 
 

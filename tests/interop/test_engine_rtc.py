@@ -104,19 +104,19 @@ async def test_r11_3_engine_rtc_receives_only_its_rts_and_add_vrf_pulls_more(
             assert vrf_prefixes(engine, "red") == {"192.0.2.0/24", "203.0.113.0/24"}
 
             # a new VRF importing 65000:2 pulls its routes in, on the same session
-            engine.add_vrf("blue", rd="65000:902", import_rts=["65000:2"], export_rts=["65000:902"])
+            engine.bridge.add_vrf("blue", rd="65000:902", import_rts=["65000:2"], export_rts=["65000:902"])
             want2 = want1 | {"65001:2:192.0.2.0/24", "65000:2:203.0.113.0/24"}
             await until(lambda: set(loc_rib(engine, VPNV4, ga)) == want2, 10, "RT 65000:2 routes")
             assert adj_in_count(engine, ga, VPNV4) == 4
             assert set(await call(g.rib, "vpnv4", "adj-out", me)) == want2
             assert vrf_prefixes(engine, "blue") == {"192.0.2.0/24", "203.0.113.0/24"}
-            blue = engine.vrf_json("blue")["table"]["203.0.113.0/24"][0]
+            blue = engine.view.vrf_json("blue")["table"]["203.0.113.0/24"][0]
             assert blue["labels"] == [1002] and blue["next_hop"] == "198.18.31.3"
             assert peer.counters["established_transitions"] == 1
             assert peer.counters["notifications_in"] == 0
             assert peer.established
 
             # removing the VRF withdraws its membership: its routes leave again
-            engine.remove_vrf("blue")
+            engine.bridge.remove_vrf("blue")
             await until(lambda: set(loc_rib(engine, VPNV4, ga)) == want1, 10, "RT 65000:2 gone")
             assert peer.counters["established_transitions"] == 1

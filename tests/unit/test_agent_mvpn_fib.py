@@ -61,7 +61,7 @@ def test_replication_lists_follow_import_rts_and_skip_own_routes() -> None:
 def test_fib_replication_and_static_route_via_a_vm() -> None:
     """A static route whose next hop is a VM's address goes to that VM's port (even
     when the port is attached after the route), and its per-endpoint label too."""
-    from vpe.agent.engine import Attachment
+    from vpe.vpn.attachments import Attachment
 
     vpn = VpnService("198.18.0.13", next_hop="198.18.0.13")
     fib = FibProgrammer("/nonexistent", ip_address("198.18.0.13"))

@@ -28,11 +28,11 @@ import pytest
 from test_dp_helpers import state
 
 from vpe.agent.config import parse_config
-from vpe.agent.daemon import run_agent
 from vpe.agent.engine import Engine
 from vpe.agent.store import Store
-from vpe.api import app as api_app
+from vpe.api import dataplane as api_dataplane
 from vpe.api.app import BearerAuth, create_app
+from vpe.daemon import run_agent
 from vpe.dataplane.channel import ServerConnection
 from vpe.dataplane.userspace.pipeline import Forwarder
 
@@ -334,7 +334,7 @@ async def test_attach_creates_vpn(client: httpx.AsyncClient, engine: Engine, tmp
     again = Engine(parse_config(CONFIG.format(state=tmp_path)), Store.in_dir(tmp_path))
     try:
         assert "green" in again.vpn.vrfs and again.ops.specs["green"]["description"] == "tenant green"
-        assert sorted(a.name for a in again.attachments.values() if a.vrf == "green") == ["vm1", "vm2", "vm4"]
+        assert sorted(a.name for a in again.view.attachments.values() if a.vrf == "green") == ["vm1", "vm2", "vm4"]
     finally:
         assert again.store is not None
         again.store.close()
@@ -345,7 +345,7 @@ async def test_attach_creating_vpn_is_atomic(client: httpx.AsyncClient, engine: 
     def refuse(a: Any) -> None:
         raise ValueError("ifname: refused by the test")
 
-    monkeypatch.setattr(engine, "attach", refuse)
+    monkeypatch.setattr(engine.bridge, "attach", refuse)
     body = {**PORT, "vpn": "green", "import_rts": ["65000:7"], "export_rts": ["65000:7"]}
     r = await client.post("/v1/ports", json=body)
     assert r.status_code == 422 and r.json()["detail"].startswith("ifname:")
@@ -444,7 +444,7 @@ async def test_counters(client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPat
         r = await c.get("/v1/counters")
         assert r.status_code == 503 and path in r.json()["detail"]
         # a forwarder that accepts and never answers: 503 within the bound
-        monkeypatch.setattr(api_app, "COUNTERS_TIMEOUT", 0.3)
+        monkeypatch.setattr(api_dataplane, "COUNTERS_TIMEOUT", 0.3)
         with _serve_forwarder(path, fwd, answer=False):
             t = time.monotonic()
             r = await c.get("/v1/counters")

@@ -20,9 +20,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vpe.agent.config import parse_config
-from vpe.agent.engine import Attachment, Engine
+from vpe.agent.engine import Engine
 from vpe.agent.store import Store
 from vpe.api.app import create_app
+from vpe.vpn.attachments import Attachment
 
 schemathesis = pytest.importorskip("schemathesis")
 
@@ -46,7 +47,7 @@ route_targets = ["65000:1"]
 def _seed(engine: Engine) -> None:
     if "blue" not in engine.vpn.vrfs:
         engine.ops.create_vpn("blue", {"route_targets": ["65000:2"]})
-    if "vm1" not in engine.attachments:
+    if "vm1" not in engine.view.attachments:
         engine.ops.attach(Attachment("vm1", "tap-vm1", "blue", "02:00:00:00:00:01", ("192.0.2.10/24",)))
 
 
@@ -141,6 +142,6 @@ def test_no_server_errors(tmp_path: Path) -> None:
     assert time.monotonic() - started < 30
     # the store still matches the engine after all of it
     assert engine.store is not None
-    assert set(engine.store.ports()) == set(engine.attachments)
+    assert set(engine.store.ports()) == set(engine.view.attachments)
     api_vpns = set(engine.vpn.vrfs) - {"cfg"}
     assert set(engine.store.vpns()) == api_vpns

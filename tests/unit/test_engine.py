@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import Callable
 from ipaddress import IPv4Address
 
@@ -81,7 +82,7 @@ def _peer(port: int) -> Speaker:
 def test_engine_builds_from_config() -> None:
     eng = _engine(179)
     assert "red" in eng.vpn.vrfs
-    assert eng.summary()[0]["state"] == "Idle"
+    assert eng.view.summary()[0]["state"] == "Idle"
 
 
 async def test_export_import_and_refresh() -> None:
@@ -95,11 +96,11 @@ async def test_export_import_and_refresh() -> None:
             [Origin(0), AsPath.sequence(), LocalPref(100), ExtendedCommunities((RouteTarget.from_str("65000:7"),))]
         )
         peer.announce(VPNV4, [VPNv4Prefix.from_str("65000:7:203.0.113.0/24", labels=(500,))], attrs, "198.18.0.32")
-        await _until(lambda: "203.0.113.0/24" in eng.vrf_json("red")["table"])
-        entry = eng.vrf_json("red")["table"]["203.0.113.0/24"][0]
+        await _until(lambda: "203.0.113.0/24" in eng.view.vrf_json("red")["table"])
+        entry = eng.view.vrf_json("red")["table"]["203.0.113.0/24"][0]
         assert entry["next_hop"] == "198.18.0.32" and entry["labels"] == [500]
         # a local route of the VRF is exported with RD, RT and a label
-        eng._apply(eng.vpn.add_local_route("red", "192.0.2.0/24", kind="subnet"))
+        eng.bridge.apply(eng.vpn.add_local_route("red", "192.0.2.0/24", kind="subnet"))
         await _until(lambda: len(peer.received("127.0.0.31", VPNV4)) == 1)
         r = peer.received("127.0.0.31", VPNV4)[0]
         assert str(r.nlri).endswith(":192.0.2.0/24") and r.nlri.labels
@@ -108,7 +109,7 @@ async def test_export_import_and_refresh() -> None:
         asked = eng.speaker.peers["127.0.0.32"].request_refresh()
         assert asked == [VPNV4]
         await asyncio.sleep(0.3)
-        assert "203.0.113.0/24" in eng.vrf_json("red")["table"]
+        assert "203.0.113.0/24" in eng.view.vrf_json("red")["table"]
         assert eng.speaker.peers["127.0.0.32"].counters["established_transitions"] == 1
     finally:
         await peer.stop()
@@ -125,9 +126,9 @@ async def test_mrai_coalesces_changes() -> None:
         await _until(lambda: VPNV4 in peer.eor_received.get("127.0.0.31", set()))
         before = peer.peers["127.0.0.31"].counters["updates_in"]
         t0 = asyncio.get_running_loop().time()
-        eng._apply(eng.vpn.add_local_route("red", "192.0.2.0/24", kind="subnet"))
-        eng._apply(eng.vpn.remove_local_route("red", "192.0.2.0/24"))
-        eng._apply(eng.vpn.add_local_route("red", "198.51.100.0/24", kind="subnet"))
+        eng.bridge.apply(eng.vpn.add_local_route("red", "192.0.2.0/24", kind="subnet"))
+        eng.bridge.apply(eng.vpn.remove_local_route("red", "192.0.2.0/24"))
+        eng.bridge.apply(eng.vpn.add_local_route("red", "198.51.100.0/24", kind="subnet"))
         await _until(lambda: len(peer.received("127.0.0.31", VPNV4)) == 1)
         waited = asyncio.get_running_loop().time() - t0
         assert waited >= 0.4
@@ -136,4 +137,27 @@ async def test_mrai_coalesces_changes() -> None:
         assert peer.peers["127.0.0.31"].counters["updates_in"] - before == 1
     finally:
         await peer.stop()
+        await eng.stop()
+
+
+async def test_label_released_only_after_its_withdrawal_is_sent_under_mrai() -> None:
+    """With MRAI longer than the label hold-down, a released label must not start its
+    hold-down (and so become reusable) before the withdrawal has left with the interval."""
+    eng = _engine(_port(), mrai=600.0)  # bgp.mrai may be 600 s; the label hold-down is 60 s
+    labels = eng.vpn.exporter.labels
+    try:
+        eng.bridge.add_vrf("blue", import_rts=["65000:8"], export_rts=["65000:8"], label_mode="per-prefix")
+        held = set(eng.vpn.label_bindings())  # blue's aggregate label, held by its I-PMSI route
+        eng.bridge.apply(eng.vpn.add_local_route("blue", "192.0.2.0/24", kind="subnet"))
+        eng.flush()
+        (label,) = set(eng.vpn.label_bindings()) - held  # the prefix's own label
+        eng.bridge.apply(eng.vpn.remove_local_route("blue", "192.0.2.0/24"))
+        eng.flush()
+        # the withdrawal waits for the interval: the label is pending, not cooling down
+        assert labels.state_of(label) == "pending"
+        # a later allocation, even after the hold-down would have passed, takes another label
+        assert labels.allocate(("vrf", "other"), time.monotonic() + 61.0) != label
+        eng.router._flush_advertise()  # the interval ends: the withdrawal is on the wire
+        assert labels.state_of(label) == "hold-down"
+    finally:
         await eng.stop()

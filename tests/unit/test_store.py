@@ -24,11 +24,12 @@ import pytest
 
 from vpe.agent.config import parse_config
 from vpe.agent.durable import Conflict
-from vpe.agent.engine import Attachment, Engine
+from vpe.agent.engine import Engine
 from vpe.agent.restart import GrPeerSettings
 from vpe.agent.store import APPLICATION_ID, SCHEMA_VERSION, Store, StoreError, Transaction
 from vpe.bgp.wire.capabilities import GracefulRestart
 from vpe.bgp.wire.constants import VPNV4
+from vpe.vpn.attachments import Attachment
 
 
 def _cfg(state: Path, extra: str = "", neighbors: str = "", rid: str = "198.18.0.1") -> Any:
@@ -70,8 +71,8 @@ def test_state_survives_a_new_engine(tmp_path: Path) -> None:
     before = {
         "labels": e1.vpn.label_bindings(),
         "rds": {n: str(v.rd) for n, v in e1.vpn.vrfs.items()},
-        "ports": [a.to_json() for a in e1.attachments.values()],
-        "green": e1.vrf_json("green"),
+        "ports": [a.to_json() for a in e1.view.attachments.values()],
+        "green": e1.view.vrf_json("green"),
     }
     e1.store.close()  # type: ignore[union-attr]
 
@@ -79,8 +80,8 @@ def test_state_survives_a_new_engine(tmp_path: Path) -> None:
     assert e2.gr.restarting and e2.gr.deferring
     assert e2.vpn.label_bindings() == before["labels"]
     assert {n: str(v.rd) for n, v in e2.vpn.vrfs.items()} == before["rds"]
-    assert [a.to_json() for a in e2.attachments.values()] == before["ports"]
-    g = e2.vrf_json("green")
+    assert [a.to_json() for a in e2.view.attachments.values()] == before["ports"]
+    g = e2.view.vrf_json("green")
     assert (g["import_rts"], g["export_rts"], g["rd"]) == (
         before["green"]["import_rts"], before["green"]["export_rts"], "65000:44")
     # the restored VPN instance is again an API one (PATCH allowed), the config one is not
@@ -98,7 +99,7 @@ def test_deleted_objects_stay_deleted(tmp_path: Path) -> None:
     e1.ops.delete_vpn("blue", force=True)
     e1.store.close()  # type: ignore[union-attr]
     e2 = _engine(tmp_path)
-    assert "blue" not in e2.vpn.vrfs and not e2.attachments
+    assert "blue" not in e2.vpn.vrfs and not e2.view.attachments
 
 
 def test_config_file_wins_over_stored_vpn(tmp_path: Path) -> None:
@@ -109,8 +110,8 @@ def test_config_file_wins_over_stored_vpn(tmp_path: Path) -> None:
     e1.store.close()  # type: ignore[union-attr]
     extra = '[[vrfs]]\nname = "blue"\nroute_targets = ["65000:77"]\n'
     e2 = _engine(tmp_path, extra=extra)
-    assert e2.vrf_json("blue")["import_rts"] == ["target:65000:77"]
-    assert "p1" in e2.attachments  # ports follow the VRF name
+    assert e2.view.vrf_json("blue")["import_rts"] == ["target:65000:77"]
+    assert "p1" in e2.view.attachments  # ports follow the VRF name
     # a port whose VRF is gone is skipped (and kept in the store), the agent starts
     e2.store.close()  # type: ignore[union-attr]
     e3 = Engine(parse_config(f"""
@@ -119,7 +120,7 @@ state_dir = "{tmp_path}"
 local_as = 65000
 router_id = "198.18.0.1"
 """), Store.in_dir(tmp_path))
-    assert sorted(e3.attachments) == ["p1"]  # blue is the stored API VPN again; red is gone
+    assert sorted(e3.view.attachments) == ["p1"]  # blue is the stored API VPN again; red is gone
     assert "p2" in e3.store.ports()  # type: ignore[union-attr]
 
 
@@ -199,12 +200,12 @@ def _snapshot(e: Engine) -> dict[str, Any]:
     return {
         "vpns": e.store.vpns(),
         "ports": e.store.ports(),
-        "engine_vrfs": {n: e.vrf_json(n) for n in e.vpn.vrfs},
-        "attachments": {n: a.to_json() for n, a in e.attachments.items()},
+        "engine_vrfs": {n: e.view.vrf_json(n) for n in e.vpn.vrfs},
+        "attachments": {n: a.to_json() for n, a in e.view.attachments.items()},
         # labels of existing VRFs (a deleted VRF's held I-PMSI label is the MCAST-VPN code's business)
         "bindings": {k: v for k, v in e.vpn.label_bindings().items()
                      if isinstance(v, tuple) and v[1] in e.vpn.vrfs},
-        "vpnv4": sorted(str(r) for r in e.routes(VPNV4)),
+        "vpnv4": sorted(str(r) for r in e.view.routes(VPNV4)),
     }
 
 
@@ -220,7 +221,7 @@ def test_engine_refusal_leaves_store_unchanged(tmp_path: Path, monkeypatch: pyte
     def boom(a: Attachment) -> None:
         raise ValueError("forwarder: cannot open vm-p1")
 
-    monkeypatch.setattr(e, "attach", boom)
+    monkeypatch.setattr(e.bridge, "attach", boom)
     with pytest.raises(ValueError, match="forwarder"):
         e.ops.attach(_port())
     assert _snapshot(e) == before
@@ -312,7 +313,7 @@ async def _until(pred: Callable[[], bool], timeout: float = 10.0) -> None:
 
 
 def _remote_vpnv4(e: Engine) -> list[dict[str, Any]]:
-    return [r for r in e.routes(VPNV4) if r["peer"] != "local"]
+    return [r for r in e.view.routes(VPNV4) if r["peer"] != "local"]
 
 
 async def _crash(e: Engine) -> None:
@@ -346,7 +347,7 @@ async def test_restart_keeps_routes_at_peer_and_labels(tmp_path: Path) -> None:
         # the route stays at b, marked stale, while a is away
         await asyncio.sleep(0.3)
         assert len(_remote_vpnv4(b)) == 1
-        adj = b.rib.adj_ribs_in(next(iter(b._peer_info.values())).address)
+        adj = b.rib.adj_ribs_in(next(iter(b.router._peer_info.values())).address)
         assert any(x.stale for x in adj)
         a.store.close()  # type: ignore[union-attr]
         a2 = Engine(cfg_a, Store.in_dir(a_dir))
@@ -354,7 +355,7 @@ async def test_restart_keeps_routes_at_peer_and_labels(tmp_path: Path) -> None:
         await a2.start()
         await _until(lambda: not a2.gr.deferring)
         await _until(lambda: all(not x.stale for x in b.rib.adj_ribs_in(
-            next(iter(b._peer_info.values())).address)))
+            next(iter(b.router._peer_info.values())).address)))
         rows = _remote_vpnv4(b)
         assert len(rows) == 1 and rows[0]["labels"] == label
         # the R bit is gone from later OPENs
@@ -386,7 +387,7 @@ async def test_peer_gone_for_good_is_swept(tmp_path: Path, monkeypatch: pytest.M
         assert len(_remote_vpnv4(b)) == 1
         await _until(lambda: not _remote_vpnv4(b), timeout=5.0)
         assert "red" in b.vpn.vrfs and not [
-            p for p, rs in b.vrf_json("red")["table"].items() if p.startswith("192.0.2.10")]
+            p for p, rs in b.view.vrf_json("red")["table"].items() if p.startswith("192.0.2.10")]
     finally:
         await b.stop()
 

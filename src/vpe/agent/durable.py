@@ -1,15 +1,15 @@
-"""The API's VPN and port operations, applied to the engine and the store together.
+"""The API's VPN and port operations, applied to the VPN bridge and the store together.
 
 Each operation is all-or-nothing across the two:
 
 * the store rows are written inside an open transaction first;
-* then the engine applies the change; if it refuses (``ValueError``), the
+* then the bridge applies the change; if it refuses (``ValueError``), the
   transaction is rolled back: the store is unchanged;
 * then the transaction commits; if that fails (disk full, I/O error), the
-  engine change is undone step by step (``undo`` list): the engine is as
+  bridge change is undone step by step (``undo`` list): the bridge is as
   before, and the caller gets :class:`~vpe.agent.store.StoreError`.
 
-Values are checked before anything is applied, so the engine refuses only
+Values are checked before anything is applied, so the bridge refuses only
 what cannot be known beforehand (an RD another VRF holds). Without a store
 (tests, ``state_dir`` unused) the same code runs without the transaction.
 
@@ -25,18 +25,17 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
-from ipaddress import ip_interface
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ..vpn.attachments import Attachment
+from ..vpn.errors import Conflict, NotFound
 from ..vpn.rd_allocator import parse_rd
 from ..vpn.route_target import parse_route_targets
 from ..vpn.vrf import parse_label_mode
+from .bridge import VpnBridge
 from .store import Store, StoreError, Transaction
-
-if TYPE_CHECKING:
-    from .engine import Attachment, Engine
 
 log = logging.getLogger("vpe.agent.state")
 
@@ -44,17 +43,6 @@ Undo = list[Callable[[], object]]
 
 #: names of VPN instances created through the API (as ``POST /v1/vpns`` checks them)
 _VPN_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-
-
-class NotFound(KeyError):
-    """No such VPN instance or port (HTTP 404)."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else "not found"
-
-
-class Conflict(ValueError):
-    """The operation contradicts the current state (HTTP 409)."""
 
 
 def _rt_texts(*lists: Any) -> list[str]:
@@ -106,12 +94,13 @@ def check_spec(spec: dict[str, Any]) -> None:
 
 
 class DurableOps:
-    """VPN and port operations of one engine, persisted in ``store`` (if any)."""
+    """VPN and port operations of one VPN bridge, persisted in ``store`` (if any)."""
 
-    def __init__(self, engine: Engine, store: Store | None) -> None:
-        self.engine = engine
+    def __init__(self, bridge: VpnBridge, store: Store | None, config_vrfs: Iterable[str] = ()) -> None:
+        self.bridge = bridge
         self.store = store
-        self.config_vrfs = {v.name for v in engine.cfg.vrfs}
+        #: VPN instances of the configuration file (changed there, not through the API)
+        self.config_vrfs = set(config_vrfs)
         #: specs of API-created VPN instances, as stored
         self.specs: dict[str, dict[str, Any]] = {}
 
@@ -126,7 +115,7 @@ class DurableOps:
                 return
             with self.store.transaction() as tx:
                 yield tx, undo
-                tx.put_service_state(self.engine.vpn.dump_state(time.monotonic()))
+                tx.put_service_state(self.bridge.vpn.dump_state(time.monotonic()))
                 tx.commit()
         except BaseException:
             for fn in reversed(undo):
@@ -141,12 +130,12 @@ class DurableOps:
         if self.store is None:
             return
         with self.store.transaction() as tx:
-            tx.put_service_state(self.engine.vpn.dump_state(time.monotonic()))
+            tx.put_service_state(self.bridge.vpn.dump_state(time.monotonic()))
 
     # -- VPN instances -----------------------------------------------------------------
 
     def create_vpn(self, name: str, spec: dict[str, Any]) -> None:
-        eng = self.engine
+        eng = self.bridge
         if name in eng.vpn.vrfs:
             raise Conflict(f"name: VPN instance {name!r} already exists")
         check_spec(spec)
@@ -160,7 +149,7 @@ class DurableOps:
         log.info("VPN instance %s created (rd %s)", name, eng.vpn.vrf(name).rd, extra={"vrf": name})
 
     def update_vpn(self, name: str, changes: dict[str, Any]) -> None:
-        eng = self.engine
+        eng = self.bridge
         if name not in eng.vpn.vrfs:
             raise NotFound(f"no VPN instance {name!r}")
         if name in self.config_vrfs:
@@ -190,13 +179,13 @@ class DurableOps:
     def _spec_of(self, name: str) -> dict[str, Any]:
         if name in self.specs:
             return self.specs[name]
-        d = self.engine.vpn.vrf(name).to_json()
+        d = self.bridge.vpn.vrf(name).to_json()
         if d.get("rd_auto"):
             d["rd"] = "auto"
         return normalise_spec(d)
 
     def _restore_rd(self, name: str, rd: str, auto: bool) -> None:
-        eng = self.engine
+        eng = self.bridge
         if auto:  # the allocator hands the same automatic RD back when it is preferred
             eng.vpn.rds.release(name)
             eng.vpn.rds.restore({name: rd})
@@ -206,14 +195,14 @@ class DurableOps:
 
     def delete_vpn(self, name: str, *, force: bool = False) -> list[str]:
         """Delete a VPN instance (and, with ``force``, detach its ports first)."""
-        eng = self.engine
+        eng = self.bridge
         if name not in eng.vpn.vrfs:
             raise NotFound(f"no VPN instance {name!r}")
         if name in self.config_vrfs:
             raise Conflict(
                 f"VPN instance {name!r} is defined in the configuration file: remove it there"
             )
-        ports = [a.name for a in eng.attachments.values() if a.vrf == name]
+        ports = [a.name for a in eng.attachments.by_vrf(name)]
         if ports and not force:
             raise Conflict(f"VPN instance {name!r} has attached ports: {', '.join(ports)}")
         spec = self._spec_of(name)
@@ -235,8 +224,8 @@ class DurableOps:
 
     def _readd(self, name: str, spec: dict[str, Any], rd: str, auto: bool) -> None:
         if auto:
-            self.engine.vpn.rds.restore({name: rd})
-        self.engine.add_vrf(name, **vrf_args(spec))
+            self.bridge.vpn.rds.restore({name: rd})
+        self.bridge.add_vrf(name, **vrf_args(spec))
 
     # -- ports -----------------------------------------------------------------------------
 
@@ -249,7 +238,7 @@ class DurableOps:
         have these route targets (409 otherwise: a port attach never changes
         what other ports of the VPN import or export; use PATCH /v1/vpns).
         """
-        eng = self.engine
+        eng = self.bridge
         if a.name in eng.attachments:
             raise Conflict(f"name: port {a.name!r} is already attached")
         create = a.vrf not in eng.vpn.vrfs
@@ -275,22 +264,21 @@ class DurableOps:
                             f"{', '.join(sorted(str(rt) for rt in have)) or 'none'}; change them with "
                             f"PATCH /v1/vpns/{a.vrf}, not with a port attach"
                         )
-        mine = {ip_interface(x).ip for x in a.ips}
-        for other in eng.attachments.values():
-            clash = mine & {ip_interface(x).ip for x in other.ips} if other.vrf == a.vrf else set()
-            if clash:
-                raise Conflict(f"ips: {', '.join(sorted(map(str, clash)))} already used by port "
-                               f"{other.name!r} in VPN instance {a.vrf!r}")
+        found = eng.attachments.address_clash(a)
+        if found is not None:
+            other, clash = found
+            raise Conflict(f"ips: {', '.join(sorted(clash))} already used by port "
+                           f"{other.name!r} in VPN instance {a.vrf!r}")
         with self._atomic() as (tx, undo):
             if create:
                 if tx is not None:
                     tx.put_vpn(a.vrf, stored)
                 eng.add_vrf(a.vrf, **vrf_args(stored))
                 undo.append(lambda: eng.remove_vrf(a.vrf))
-            if tx is not None:
-                tx.put_port(a.name, a.vrf, a.to_json())
-            eng.attach(a)
+            done = eng.attach(a)  # as attached (its sequence number given)
             undo.append(lambda: eng.detach(a.name))
+            if tx is not None:
+                tx.put_port(done.name, done.vrf, done.to_json())
         if create:
             self.specs[a.vrf] = stored
             log.info("VPN instance %s created for port %s (rd %s)", a.vrf, a.name,
@@ -300,7 +288,7 @@ class DurableOps:
         return create
 
     def detach(self, name: str) -> Attachment:
-        eng = self.engine
+        eng = self.bridge
         if name not in eng.attachments:
             raise NotFound(f"no port {name!r}")
         with self._atomic() as (tx, undo):
@@ -314,12 +302,10 @@ class DurableOps:
     # -- start-up --------------------------------------------------------------------------
 
     def restore(self) -> dict[str, int]:
-        """Replay the store into the engine (after the config-file VRFs). Counts restored."""
-        from .engine import Attachment
-
+        """Replay the store into the bridge (after the config-file VRFs). Counts restored."""
         if self.store is None:
             return {"vpns": 0, "ports": 0}
-        eng = self.engine
+        eng = self.bridge
         nv = npt = 0
         for name, spec in self.store.vpns().items():
             if name in self.config_vrfs:
@@ -337,15 +323,7 @@ class DurableOps:
             nv += 1
         for name, d in self.store.ports().items():
             try:
-                a = Attachment(
-                    name=d["name"], ifname=d["ifname"], vrf=d["vrf"], mac=d["mac"],
-                    ips=tuple(d["ips"]), gateways=tuple(d.get("gateways", ())),
-                    allowed_pairs=tuple(d.get("allowed_pairs", ())),
-                    advertise=d.get("advertise", "host"),
-                    direction=d.get("direction", "both"),
-                    local_pref=d.get("local_pref"),
-                    description=d.get("description", ""),
-                )
+                a = Attachment.from_json(d)
                 if a.vrf not in eng.vpn.vrfs:
                     raise ValueError(f"its VPN instance {a.vrf!r} no longer exists")
                 eng.attach(a)

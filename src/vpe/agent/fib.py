@@ -36,9 +36,9 @@ from ..dataplane.errors import ChannelClosed, ChannelError, PortUnavailable
 from ..vpn.vrf import Leak, RouteKind, RouteSource
 
 if TYPE_CHECKING:
+    from ..vpn.attachments import Attachment
     from ..vpn.events import VrfTableChange
     from ..vpn.service import VpnService
-    from .engine import Attachment
 
 log = logging.getLogger("vpe.fib")
 

@@ -1,6 +1,6 @@
 """Prometheus metrics of one agent, served at ``/metrics`` on the API.
 
-Everything is read from the engine when scraped (a custom collector), so
+Everything is read from the agent's view when scraped (a custom collector), so
 there is no bookkeeping on the hot paths: sessions by state, UPDATEs in and
 out per peer, Loc-RIB routes per family, routes per VRF and address family,
 ports, the FIB channel. The forwarder's packet, byte and drop counters are
@@ -28,7 +28,7 @@ from ..bgp.fsm import State
 from ..dataplane.channel import FibClient
 
 if TYPE_CHECKING:
-    from .engine import Engine
+    from .view import AgentView
 
 #: seconds a scrape waits for the forwarder's counters
 FORWARDER_TIMEOUT = 1.0
@@ -36,10 +36,10 @@ _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 
 
 class AgentMetrics:
-    """The registry of one engine and what a scrape needs to fill it."""
+    """The registry of one agent (read through its view) and what a scrape needs to fill it."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self, view: AgentView) -> None:
+        self.view = view
         self.registry = CollectorRegistry(auto_describe=False)
         self.fib_latency = Histogram(
             "vpe_fib_programming_seconds",
@@ -50,7 +50,7 @@ class AgentMetrics:
         self._batches_seen = 0
         self.forwarder: dict[str, Any] | None = None
         self.forwarder_error = ""
-        self.registry.register(_EngineCollector(self))
+        self.registry.register(_AgentCollector(self))
 
     async def render(self) -> tuple[bytes, str]:
         """The exposition text (and its content type) of a scrape now."""
@@ -59,7 +59,7 @@ class AgentMetrics:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
     def _observe_latencies(self) -> None:
-        fib = self.engine.fib
+        fib = self.view.fib
         if fib is None:
             return
         new = fib.batches_sent - self._batches_seen
@@ -70,7 +70,7 @@ class AgentMetrics:
             self.fib_latency.observe(v)
 
     async def _fetch_forwarder(self) -> None:
-        fib = self.engine.fib
+        fib = self.view.fib
         self.forwarder = None
         if fib is None:
             return
@@ -87,19 +87,19 @@ class AgentMetrics:
             self.forwarder_error = str(e) or type(e).__name__
 
 
-class _EngineCollector(Collector):
+class _AgentCollector(Collector):
     def __init__(self, metrics: AgentMetrics) -> None:
         self.m = metrics
 
     def collect(self) -> Iterator[Metric]:
-        eng = self.m.engine
+        eng = self.m.view
         yield from _bgp(eng)
         yield from _tables(eng)
         yield from _fib(eng)
         yield from _forwarder(self.m.forwarder)
 
 
-def _bgp(eng: Engine) -> Iterator[Metric]:
+def _bgp(eng: AgentView) -> Iterator[Metric]:
     by_state = GaugeMetricFamily("vpe_bgp_sessions", "BGP sessions by FSM state.", labels=["state"])
     counts = {s.value: 0 for s in State}
     up = GaugeMetricFamily("vpe_bgp_session_established", "1 when the session is Established.",
@@ -112,7 +112,7 @@ def _bgp(eng: Engine) -> Iterator[Metric]:
                                 labels=["peer", "direction"])
     flaps = CounterMetricFamily("vpe_bgp_established_transitions", "Times the session came up.",
                                 labels=["peer"])
-    for addr, p in eng.speaker.peers.items():
+    for addr, p in eng.peers.items():
         counts[p.state.value] = counts.get(p.state.value, 0) + 1
         c = p.counters
         up.add_metric([addr], 1.0 if p.established else 0.0)
@@ -126,7 +126,7 @@ def _bgp(eng: Engine) -> Iterator[Metric]:
     for state, n in counts.items():
         by_state.add_metric([state], n)
     yield from (by_state, up, upd_in, upd_out, msg_in, msg_out, notif, flaps)
-    gr = getattr(eng, "gr", None)
+    gr = eng.gr
     if gr is not None:
         g = GaugeMetricFamily("vpe_graceful_restart_deferring",
                               "1 while route selection is deferred after a restart.")
@@ -134,7 +134,7 @@ def _bgp(eng: Engine) -> Iterator[Metric]:
         yield g
 
 
-def _tables(eng: Engine) -> Iterator[Metric]:
+def _tables(eng: AgentView) -> Iterator[Metric]:
     loc = GaugeMetricFamily("vpe_rib_routes", "Destinations in the Loc-RIB per family.",
                             labels=["family"])
     for fam in eng.rib.families():
@@ -154,7 +154,7 @@ def _tables(eng: Engine) -> Iterator[Metric]:
     yield ports
 
 
-def _fib(eng: Engine) -> Iterator[Metric]:
+def _fib(eng: AgentView) -> Iterator[Metric]:
     fib = eng.fib
     if fib is None:
         return

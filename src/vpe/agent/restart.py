@@ -28,18 +28,16 @@ import contextlib
 import dataclasses
 import logging
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from ipaddress import ip_address
-from typing import TYPE_CHECKING
 
 from ..bgp.session import Peer, PeerSettings
 from ..bgp.wire.capabilities import Capability, GracefulRestart
 from ..bgp.wire.constants import Family
 from ..bgp.wire.open import Open
 from ..bgp.wire.update import end_of_rib
-
-if TYPE_CHECKING:
-    from .engine import Engine
+from ..rib.rib import Rib
 
 log = logging.getLogger("vpe.restart")
 
@@ -86,10 +84,21 @@ class _PeerGr:
 
 
 class GracefulRestartManager:
-    """The engine's graceful restart state: deferral after our restart, stale timers for peers."""
+    """Graceful restart state: deferral after our restart, stale timers for peers.
 
-    def __init__(self, engine: Engine, *, restarting: bool) -> None:
-        self.engine = engine
+    It reads the RIB it marks stale and is given callbacks for the rest:
+    ``peers()`` (the speaker's peers by address), ``send(peer, messages)``,
+    and ``complete()``, called once route selection is over (the router
+    flushes, the composition root starts the forwarder's full sync).
+    """
+
+    def __init__(self, rib: Rib, *, peers: Callable[[], Mapping[str, Peer]],
+                 send: Callable[[Peer, list[bytes]], None], complete: Callable[[], None],
+                 restarting: bool) -> None:
+        self.rib = rib
+        self._peers_of = peers
+        self._send = send
+        self._complete_cb = complete
         self.restarting = restarting
         #: route selection (FIB sync, our End-of-RIB) is deferred until the peers' End-of-RIB
         self.deferring = restarting
@@ -146,7 +155,7 @@ class GracefulRestartManager:
 
     def _check_complete(self) -> None:
         waiting = []
-        for addr, p in self.engine.speaker.peers.items():
+        for addr, p in self._peers_of().items():
             n = p.negotiated
             if not p.established or n is None:
                 waiting.append(addr)
@@ -171,16 +180,14 @@ class GracefulRestartManager:
         if self._deferral is not None:
             self._deferral.cancel()
             self._deferral = None
-        eng = self.engine
-        eng.flush()
-        if eng.fib is not None:
-            eng.fib.start()  # connects and sends a full sync of the converged state
+        self._complete_cb()  # settle the RIB, then the forwarder's full sync of the converged state
+        peers = self._peers_of()
         for addr, fams in self._held_eor.items():
-            p = eng.speaker.peers.get(addr)
+            p = peers.get(addr)
             if p is not None and p.established and fams:
-                eng.speaker.send(p, [end_of_rib(f) for f in sorted(fams)])
+                self._send(p, [end_of_rib(f) for f in sorted(fams)])
         self._held_eor.clear()
-        for p in eng.speaker.peers.values():
+        for p in peers.values():
             _clear_restart_bit(p)
         took = self.deferral_ended - (self.deferral_started or self.deferral_ended)
         log.info("graceful restart complete after %.1f s: %s; forwarder resynchronised", took, why)
@@ -194,7 +201,7 @@ class GracefulRestartManager:
         cap = n.peer_graceful_restart if n.local_graceful_restart is not None else None
         self._eor_seen[peer.address] = set()
         addr = ip_address(peer.address)
-        rib = self.engine.rib
+        rib = self.rib
         stale = [a.family for a in rib.adj_ribs_in(addr) if a.stale]
         if stale:
             keep = {f for f, fwd in cap.families if fwd} if cap is not None else set()
@@ -225,7 +232,7 @@ class GracefulRestartManager:
         if _notifications(peer) != gr.notifications:
             return False  # ended by a NOTIFICATION: no graceful restart (RFC 4724 without N bit)
         addr = ip_address(peer.address)
-        rib = self.engine.rib
+        rib = self.rib
         fams = {a.family for a in rib.adj_ribs_in(addr)}
         keep = fams & gr.families
         if fams - keep:
@@ -242,7 +249,7 @@ class GracefulRestartManager:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        deadline = self.engine.rib.next_stale_deadline()
+        deadline = self.rib.next_stale_deadline()
         if deadline is None:
             return
         with contextlib.suppress(RuntimeError):  # no running loop: the caller sweeps itself
@@ -251,7 +258,7 @@ class GracefulRestartManager:
 
     def _sweep(self) -> None:
         self._timer = None
-        changes = self.engine.rib.sweep_expired(time.monotonic())
+        changes = self.rib.sweep_expired(time.monotonic())
         gone = sum(len(c.keys) for c in changes)
         if gone:
             log.info("graceful restart: swept %d stale destination(s) whose peer did not come back "

@@ -102,7 +102,7 @@ def agent(
         err.print(f"[red]error:[/red] {e}", highlight=False)
         raise typer.Exit(EXIT_USAGE) from None
     _setup_logging(log_level, log_json)
-    from ..agent.daemon import main as run
+    from ..daemon import main as run
 
     run(cfg, withdraw_on_exit=withdraw_on_exit)
 

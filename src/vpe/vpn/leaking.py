@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network, ip_network
 
+from .errors import AlreadyExists
 from .events import VrfTableChange
 from .route_target import RouteTargets, matches, parse_route_targets, route_targets_of
 from .vrf import Leak, RouteSource, Vrf, VrfRoute
@@ -164,7 +165,7 @@ class Leaker:
 
     def add(self, policy: LeakPolicy) -> None:
         if policy.name in self.policies:
-            raise ValueError(f"leak policy name: {policy.name!r} already exists")
+            raise AlreadyExists(f"leak policy name: {policy.name!r} already exists")
         self.policies[policy.name] = policy
         self._pairs.setdefault(policy.source, {}).setdefault(policy.destination, []).append(policy)
 

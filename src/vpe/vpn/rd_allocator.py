@@ -18,6 +18,7 @@ import heapq
 from ipaddress import IPv4Address
 
 from ..bgp.wire.nlri.rd import RouteDistinguisher
+from .errors import AlreadyExists
 
 _MAX_N = 0xFFFF
 
@@ -60,7 +61,7 @@ class RdAllocator:
         """Give ``vrf`` a configured RD; ``ValueError`` if another VRF has it."""
         holder = self._owner.get(rd)
         if holder is not None and holder != vrf:
-            raise ValueError(f"rd: {rd} is already used by VRF {holder!r}")
+            raise AlreadyExists(f"rd: {rd} is already used by VRF {holder!r}")
         self.release(vrf)
         self._by_vrf[vrf] = rd
         self._owner[rd] = vrf

@@ -23,6 +23,7 @@ from typing import Any
 
 from ..bgp.wire.attributes.tunnel_types import parse_tunnel_type
 from ..bgp.wire.nlri.base import IPAddress
+from .errors import AlreadyExists
 from .events import VpnOutput, VpnPathsChanged, VrfTableChange
 from .exporter import Export, Exporter, LocalRoute, vpn_path
 from .importer import Importer
@@ -117,6 +118,10 @@ class VpnService:
         self.vrf(name)
         return self.exporter.hold(label_owner("vrf", name), now)
 
+    def vrf_label(self, name: str) -> int | None:
+        """The VRF's aggregate label, if it has one now."""
+        return self.exporter.labels.label_of(label_owner("vrf", name))
+
     def release_vrf_label(self, name: str) -> tuple[int, ...]:
         """Undo one :meth:`hold_vrf_label`; labels to confirm with :meth:`labels_withdrawn`."""
         return self.exporter.unhold(label_owner("vrf", name))
@@ -145,7 +150,7 @@ class VpnService:
         None) allocates ``router-id:n``.
         """
         if name in self.vrfs:
-            raise ValueError(f"name: VRF {name!r} already exists")
+            raise AlreadyExists(f"name: VRF {name!r} already exists")
         both = parse_route_targets(route_targets, "route-targets")
         imp = parse_route_targets(import_rts, "import-rts") | both
         exp = parse_route_targets(export_rts, "export-rts") | both

@@ -1,4 +1,4 @@
-"""`vpe agent`: the control plane as an ordinary process.
+"""`vpe agent`: the control plane as an ordinary process (the composition root of the house).
 
 Opens the state store (``<state_dir>/vpe.db``; a damaged or foreign file
 stops the start with a message naming it), wires the configuration to the
@@ -27,10 +27,10 @@ from pathlib import Path
 
 import uvicorn
 
-from ..api.app import BearerAuth, create_app
-from .config import AgentConfig
-from .engine import Engine
-from .store import Store, StoreError
+from .agent.config import AgentConfig
+from .agent.engine import Engine
+from .agent.store import Store, StoreError
+from .api.app import BearerAuth, create_app
 
 log = logging.getLogger("vpe.agent")
 
@@ -96,11 +96,7 @@ async def run_agent(cfg: AgentConfig, *, withdraw_on_exit: bool = False) -> None
         if withdraw_on_exit:
             await engine.stop()  # Cease to every peer: routes withdrawn now
         else:
-            # Leave the sessions to be cut when the loop ends (no NOTIFICATION):
-            # peers with graceful restart keep our routes; the forwarder keeps its FIB.
-            engine.gr.stop()
-            if engine.fib is not None:
-                await engine.fib.stop()
+            await engine.leave()
         store.close()
         if sock.exists():
             os.unlink(sock)

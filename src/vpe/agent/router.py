@@ -1,0 +1,283 @@
+"""The router: BGP sessions -> RIB -> Adj-RIB-Out, and nothing else.
+
+It is the speaker's session handler. A peer's UPDATE goes into the
+:class:`~vpe.rib.rib.Rib` (Adj-RIB-In + Loc-RIB); the destinations whose best
+path or multipath set changed are collected per family and, once per burst
+of UPDATEs (the event loop's next turn), :meth:`Router.flush` hands them
+
+1. to the :class:`~vpe.rib.adj_rib_out.AdjRibOut` (what each peer must hear),
+   at once or, with ``bgp.mrai``, at the end of the interval;
+2. to every subscriber (:meth:`Router.subscribe`; the VPN bridge), which may
+   change the RIB again (exports become local paths): flushing repeats
+   until nothing changed.
+
+What it never does: VPN work, FIB work, API work. Label release is the one
+thing a subscriber needs back from the wire: :meth:`Router.after_advertised`
+runs a callback once every change made so far is on the wire (with MRAI,
+after the interval), so a released label starts its hold-down only when its
+withdrawal was really sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from ipaddress import IPv4Address, IPv6Address, ip_address
+
+from ..bgp.session import Peer
+from ..bgp.speaker import Speaker, settings_from_config
+from ..bgp.wire.constants import RTC, Family
+from ..bgp.wire.update import Update
+from ..rib.adj_rib_out import AdjRibOut, OutPeer
+from ..rib.decision import DecisionOptions
+from ..rib.path import PeerInfo
+from ..rib.rib import Rib, RibChange
+from .config import AgentConfig
+from .restart import GracefulRestartManager, restart_settings
+
+log = logging.getLogger("vpe.router")
+
+IPAddress = IPv4Address | IPv6Address
+#: a subscriber of flushed changes: (family, changed keys in UPDATE order)
+ChangeListener = Callable[[Family, Sequence[bytes]], None]
+
+#: flush rounds before giving up on a subscriber that keeps changing the RIB
+MAX_FLUSH_ROUNDS = 16
+
+
+class Router:
+    """Speaker + Rib + AdjRibOut of one agent, with batching and MRAI."""
+
+    def __init__(self, cfg: AgentConfig, *, next_hop: IPAddress, restarting: bool,
+                 on_selection_done: Callable[[], None] = lambda: None) -> None:
+        bgp = cfg.bgp
+        self.router_id = IPv4Address(bgp.router_id)
+        self.local_as = bgp.local_as
+        self.next_hop = next_hop
+        cluster = IPv4Address(bgp.cluster_id) if bgp.cluster_id else self.router_id
+        self.speaker = Speaker(bgp.listen, bgp.port, handler=self)
+        for n in cfg.neighbors:
+            self.speaker.add_peer(restart_settings(settings_from_config(bgp, n), restarting=restarting))
+        addpath_send = any(a.mode != "receive" for n in cfg.neighbors for a in n.add_path)
+        self.rib = Rib(
+            DecisionOptions(max_paths=64, report_all_paths=addpath_send),
+            router_id=self.router_id,
+            cluster_id=cluster,
+            local_asn=self.local_as,
+        )
+        self.out = AdjRibOut(self.rib, local_asn=self.local_as, router_id=self.router_id, cluster_id=cluster)
+        #: the PeerInfo of locally originated paths
+        self.local = PeerInfo.local_origin(self.router_id, self.local_as)
+        self.mrai = bgp.mrai
+        self._on_selection_done = on_selection_done
+        self.gr = GracefulRestartManager(
+            self.rib,
+            peers=lambda: self.speaker.peers,
+            send=self.send,
+            complete=self._selection_done,
+            restarting=restarting,
+        )
+        self._peer_info: dict[str, PeerInfo] = {}
+        self._listeners: list[ChangeListener] = []
+        self._settled: list[Callable[[], None]] = []
+        # changed keys per family, in arrival (UPDATE) order: dicts as ordered sets,
+        # because the Adj-RIB-Out walks consecutive keys of one source fastest
+        self._pending: dict[Family, dict[bytes, None]] = {}
+        self._flush_scheduled = False
+        self._pending_out: dict[Family, dict[bytes, None]] = {}
+        self._advertise_handle: asyncio.TimerHandle | None = None
+        #: callbacks waiting for the changes made so far to be on the wire
+        self._waiting: list[Callable[[], None]] = []
+        self._after_interval: list[Callable[[], None]] = []
+        self.rib.subscribe(self._on_rib_change)
+
+    # -- wiring (called by the composition root) ------------------------------------
+
+    def subscribe(self, fn: ChangeListener) -> None:
+        """``fn(family, keys)`` for every flushed change, after it went to the Adj-RIB-Out."""
+        self._listeners.append(fn)
+
+    def on_settled(self, fn: Callable[[], None]) -> None:
+        """``fn()`` at the end of every flush, once the subscribers are done."""
+        self._settled.append(fn)
+
+    def after_advertised(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` once every change made so far has been sent to the peers."""
+        self._waiting.append(fn)
+        self._schedule_flush()
+
+    # -- life cycle ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.speaker.start()
+        self.gr.started()
+
+    async def stop(self) -> None:
+        self.gr.stop()
+        if self._advertise_handle is not None:
+            self._advertise_handle.cancel()
+            self._advertise_handle = None
+        await self.speaker.stop()
+
+    def _selection_done(self) -> None:
+        """Graceful restart's route selection is over: settle, then tell the root."""
+        self.flush()
+        self._on_selection_done()
+
+    # -- local paths (the VPN bridge's exports, RTC, I-PMSI) ---------------------------
+
+    def announce_local(self, family: Family, attrs: object, next_hop: IPAddress | None,
+                       nlris: Iterable[object]) -> None:
+        self.rib.announce(self.local, family, attrs, next_hop, nlris)  # type: ignore[arg-type]
+
+    def withdraw_local(self, family: Family, nlris: Iterable[object]) -> None:
+        self.rib.withdraw(self.local, family, nlris)  # type: ignore[arg-type]
+
+    # -- actions (the API's) -----------------------------------------------------------
+
+    @property
+    def peers(self) -> Mapping[str, Peer]:
+        return self.speaker.peers
+
+    def send(self, peer: Peer, messages: list[bytes]) -> None:
+        self.speaker.send(peer, messages)
+
+    def request_refresh(self, address: str) -> list[Family]:
+        """Soft inbound reset: ROUTE-REFRESH to ``address`` (KeyError: no such
+        neighbor; ValueError: it cannot refresh now)."""
+        peer = self.speaker.peers.get(address)
+        if peer is None:
+            raise KeyError(address)
+        return list(peer.request_refresh())
+
+    # -- SessionHandler (called by the sessions) ---------------------------------------
+
+    def _info(self, peer: Peer) -> PeerInfo:
+        n = peer.negotiated
+        assert n is not None
+        info = PeerInfo(
+            ip_address(peer.address),
+            n.peer_id,
+            n.peer_asn,
+            ibgp=n.peer_asn == self.local_as,
+            rr_client=peer.settings.route_reflector_client,
+        )
+        self._peer_info[peer.address] = info
+        return info
+
+    def session_up(self, peer: Peer) -> None:
+        info = self._info(peer)
+        self.gr.peer_up(peer)
+        n = peer.negotiated
+        assert n is not None
+        addpath = {f: ("all" if peer.settings.addpath_send_count == 0 else peer.settings.addpath_send_count)
+                   for f in n.addpath_send}
+        op = OutPeer(
+            address=info.address,
+            info=info,
+            families=n.families,
+            ctx=peer.tx_ctx,
+            addpath_send=addpath,
+            next_hop_self=None if info.ibgp else self.next_hop,
+            rtc=RTC in n.families,
+        )
+        msgs = self.out.peer_up(op)
+        self.send(peer, self.gr.hold_eor(peer, msgs))
+
+    def session_down(self, peer: Peer, reason: str) -> None:
+        addr = ip_address(peer.address)
+        self.out.peer_down(addr)
+        if not self.gr.peer_down(peer, reason):  # graceful restart keeps them stale
+            self.rib.peer_down(addr)
+        self._schedule_flush()
+
+    def update_received(self, peer: Peer, update: Update) -> None:
+        info = self._peer_info.get(peer.address) or self._info(peer)
+        eor = update.end_of_rib()
+        if eor is not None:
+            self.rib.end_of_rib(info.address, eor)
+            self.gr.eor_received(peer, eor)
+            return
+        self.rib.apply_update(info, update)
+        if (update.mp_reach is not None and update.mp_reach.family == RTC) or (
+            update.mp_unreach is not None and update.mp_unreach.family == RTC
+        ):
+            # The peer's RT membership changed (whether or not its RTC paths
+            # are best): re-filter the VPN routes it gets (RFC 4684).
+            self.flush()
+            self.send(peer, self.out.rtc_changed(info.address))
+
+    def refresh_requested(self, peer: Peer, family: Family, subtype: int) -> None:
+        if subtype == 0:
+            self.send(peer, self.out.refresh(ip_address(peer.address), family))
+
+    # -- RIB changes -> Adj-RIB-Out, subscribers ------------------------------------------
+
+    def _on_rib_change(self, change: RibChange) -> None:
+        self._pending.setdefault(change.family, {}).update(dict.fromkeys(change.keys))
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        if self._flush_scheduled:
+            return
+        self._flush_scheduled = True
+        try:
+            asyncio.get_running_loop().call_soon(self.flush)
+        except RuntimeError:  # no loop (construction, tests): flush at once
+            self.flush()
+
+    def flush(self) -> None:
+        """Hand every change collected since the last flush to the peers and subscribers."""
+        self._flush_scheduled = False
+        rounds = 0
+        while self._pending and rounds < MAX_FLUSH_ROUNDS:
+            rounds += 1
+            pending, self._pending = self._pending, {}
+            for fam, keys in pending.items():
+                if self.mrai > 0:
+                    self._pending_out.setdefault(fam, {}).update(keys)
+                    self._schedule_advertise()
+                else:
+                    self._advertise(fam, keys)
+                ordered = list(keys)
+                for fn in self._listeners:
+                    fn(fam, ordered)
+        for settle in self._settled:
+            settle()
+        if self._waiting:
+            waiting, self._waiting = self._waiting, []
+            if self._advertise_handle is None:  # nothing held back by MRAI: all is sent
+                for done in waiting:
+                    done()
+            else:  # sent when the interval ends
+                self._after_interval.extend(waiting)
+
+    def _advertise(self, fam: Family, keys: Iterable[bytes]) -> None:
+        """What peers must hear about ``keys`` (diffed against what they have)."""
+        for addr, msgs in self.out.on_change(RibChange(fam, tuple(keys))).items():
+            peer = self.speaker.peers.get(str(addr))
+            if peer is not None:
+                self.send(peer, msgs)
+
+    def _schedule_advertise(self) -> None:
+        """MinRouteAdvertisementInterval (RFC 4271 9.2.1.1): changes collected
+        during the interval are advertised together, each destination once,
+        in its state at the end of the interval (intermediate states are
+        never sent). Applies to every peer; 0 (the default) sends at once."""
+        if self._advertise_handle is None:
+            self._advertise_handle = asyncio.get_running_loop().call_later(self.mrai, self._flush_advertise)
+
+    def _flush_advertise(self) -> None:
+        self._advertise_handle = None
+        pending, self._pending_out = self._pending_out, {}
+        for fam, keys in pending.items():
+            self._advertise(fam, keys)
+        sent, self._after_interval = self._after_interval, []
+        for done in sent:
+            done()
+
+    # -- reading (for the view) ---------------------------------------------------------
+
+    def peer_info(self, address: str) -> PeerInfo | None:
+        return self._peer_info.get(address)

@@ -1,0 +1,59 @@
+"""``/v1/ports``: attachments of endpoints (VM interfaces) to VPN instances."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Query
+
+from ..agent.durable import DurableOps
+from ..agent.view import AgentView
+from .errors import REFUSED, http_error
+from .models import PortAttach
+
+
+def ports_router(view: AgentView, ops: DurableOps) -> APIRouter:
+    api = APIRouter(prefix="/v1/ports", tags=["ports"])
+
+    @api.get("")
+    async def ports(offset: int = Query(0, ge=0), limit: int = Query(1000, ge=1, le=100000)) -> list[dict[str, Any]]:
+        return [a.to_json() for a in view.ports()[offset : offset + limit]]
+
+    @api.get("/{name}")
+    async def port(name: str) -> dict[str, Any]:
+        a = view.port(name)
+        if a is None:
+            raise HTTPException(404, f"no port {name!r}")
+        return a.to_json()
+
+    @api.post("", status_code=201)
+    async def attach(body: PortAttach) -> dict[str, Any]:
+        a = body.attachment()
+        try:
+            created = ops.attach(a, body.vpn_spec())
+        except REFUSED as e:
+            raise http_error(e) from None
+        fib = view.fib
+        if fib is not None:
+            # the forwarder must take the port, or the attach is undone everywhere
+            refused = await fib.port_result(a.name)
+            if refused is not None:
+                with contextlib.suppress(Exception):
+                    ops.detach(a.name)
+                    if created:
+                        ops.delete_vpn(a.vrf, force=True)
+                raise HTTPException(422, f"ifname: the forwarder refused port {a.name!r}: {refused}")
+        done = view.port(a.name)
+        d = (done or a).to_json()
+        d["vpn_created"] = created
+        return d
+
+    @api.delete("/{name}", status_code=204)
+    async def detach(name: str) -> None:
+        try:
+            ops.detach(name)
+        except REFUSED as e:
+            raise http_error(e) from None
+
+    return api
