@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from memory_driver import MemoryDriver
 from test_dp_helpers import state
 
 from vpe.agent.config import ConfigError, parse_config
@@ -87,7 +88,7 @@ def test_config_validates_the_driver_against_the_registry() -> None:
     assert parse_config(_CONFIG.format(driver="userspace")).dataplane.driver == "userspace"
     with pytest.raises(ConfigError, match=r"dataplane.driver: unknown dataplane driver 'kernel'"):
         parse_config(_CONFIG.format(driver="kernel"))
-    registry.register("memory-test", "test_dp_registry:create_memory_driver")
+    registry.register("memory-test", "memory_driver:create_memory_driver")
     try:
         assert parse_config(_CONFIG.format(driver="memory-test")).dataplane.driver == "memory-test"
     finally:
@@ -241,54 +242,6 @@ def test_client_of_a_version_1_forwarder_gets_a_clear_closed_error(socket_path: 
     with pytest.raises(ChannelClosed, match="version 2 not supported.*speaks 1"):
         FibClient.connect(socket_path, timeout=5)
     t.join(timeout=5)
-
-
-class MemoryDriver:
-    """A trivial driver that only remembers what it was told (the registry test's driver)."""
-
-    instances: list[MemoryDriver] = []
-
-    def __init__(self) -> None:
-        self.held = State()
-        self.batches: list[Batch] = []
-        MemoryDriver.instances.append(self)
-
-    def sync(self, st: State) -> None:
-        self.held = st
-
-    def apply(self, batch: Batch) -> None:
-        for p in batch.add_ports:
-            if p.ifname.startswith("missing"):
-                raise PortUnavailable(
-                    f"port {p.name}: no interface {p.ifname!r}", port=p.name, ifname=p.ifname
-                )
-        self.batches.append(batch)
-        ports = {p.name: p for p in self.held.ports}
-        for name in batch.remove_ports:
-            ports.pop(name, None)
-        ports.update((p.name, p) for p in batch.add_ports)
-        routes = {r.key: r for r in self.held.routes}
-        for k in batch.remove_routes:
-            routes.pop(k, None)
-        routes.update((r.key, r) for r in batch.add_routes)
-        labels = {e.label: e for e in self.held.labels}
-        for lab in batch.remove_labels:
-            labels.pop(lab, None)
-        labels.update((e.label, e) for e in batch.add_labels)
-        self.held = State(tuple(ports.values()), tuple(routes.values()), tuple(labels.values()))
-
-    def counters(self) -> dict[str, Any]:
-        return {"batches": len(self.batches)}
-
-    def state(self) -> State:
-        return self.held
-
-    def close(self) -> None:
-        pass
-
-
-def create_memory_driver(options: registry.DriverOptions, selector: Any) -> MemoryDriver:
-    return MemoryDriver()
 
 
 def test_memory_driver_over_the_channel_keeps_what_it_was_told(socket_path: str) -> None:

@@ -1,0 +1,277 @@
+"""The FIB resolver: VPN service output -> the values every dataplane driver takes.
+
+Pure: no asyncio, no sockets, no clock. It keeps the whole state the agent
+wants a forwarder to hold (ports, routes with resolved next hops, label
+entries, replication lists) and turns each change into the :class:`Batch`
+that brings a forwarder from the previous state to the new one. Whatever
+the driver behind the FIB channel (userspace, a kernel one), it is fed from
+here; :class:`~vpe.agent.fib_link.FibLink` carries the batches.
+
+Resolution, in short:
+
+* a VRF route with a remote next hop becomes a tunnel next hop (endpoint,
+  label, the encapsulation both ends support, in ``encap_order``);
+* a route of a local endpoint (a VM's host route) becomes a port next hop,
+  also when it is reached through a leak or as our own VPN route imported
+  into another VRF (same-host extranet);
+* a static route via a VM's address goes to that VM's port, once the port
+  exists (ports re-resolve what depends on them);
+* every allocated label becomes a label entry: IP lookup in a VRF, or
+  delivery to a port (per-endpoint labels); swap entries (Inter-AS option
+  B, policy re-label) are set explicitly with :meth:`FibResolver.set_swap`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Sequence
+from ipaddress import IPv4Address, IPv6Address
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..dataplane.driver import (
+    AddressPair,
+    Batch,
+    Encap,
+    LabelEntry,
+    NextHop,
+    Port,
+    ReplicationList,
+    Route,
+    RouteKey,
+    State,
+)
+from ..vpn.vrf import Leak, RouteKind, RouteSource
+
+if TYPE_CHECKING:
+    from ..vpn.events import VrfTableChange
+    from ..vpn.service import VpnService
+
+#: RFC 9012 tunnel type -> forwarder encapsulation name
+_ENCAP_NAMES: dict[int, Encap] = {13: "mpls-in-udp", 11: "mpls-in-gre"}
+#: ECMP fan-out a route keeps (the driver's limit, R12.2)
+_MAX_NEXT_HOPS = 512
+
+
+class PortSpec(Protocol):
+    """What the resolver reads of an attachment to make the forwarder's port."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def ifname(self) -> str: ...
+    @property
+    def vrf(self) -> str: ...
+    @property
+    def mac(self) -> str: ...
+    @property
+    def ips(self) -> Sequence[str]: ...
+    @property
+    def gateways(self) -> Sequence[str]: ...
+    @property
+    def allowed_pairs(self) -> Sequence[str]: ...
+
+
+def port_of(a: PortSpec) -> Port:
+    """The forwarder port of attachment ``a``."""
+    return Port(
+        name=a.name,
+        ifname=a.ifname,
+        vrf=a.vrf,
+        mac=a.mac,
+        ips=tuple(a.ips),  # type: ignore[arg-type]  # normalised by Port
+        gateway_ips=tuple(a.gateways),  # type: ignore[arg-type]
+        allowed_pairs=tuple(AddressPair(p) for p in a.allowed_pairs),  # type: ignore[arg-type]
+    )
+
+
+class FibResolver:
+    """The desired forwarder state, and the batch each change makes of it."""
+
+    def __init__(self, underlay: IPv4Address | IPv6Address,
+                 encap_order: Iterable[Encap] = ("mpls-in-udp", "mpls-in-gre")) -> None:
+        self.underlay = underlay
+        self.encap_order = tuple(encap_order)
+        self.ports: dict[str, Port] = {}
+        self.routes: dict[RouteKey, Route] = {}
+        self.labels: dict[int, LabelEntry] = {}
+        self.replication: dict[str, ReplicationList] = {}
+        #: label swap entries set from outside the VPN service's bindings
+        self.swaps: dict[int, LabelEntry] = {}
+        #: the VPN service of the last table change, to re-resolve what depends on ports
+        self._vpn: VpnService | None = None
+        #: table changes holding a local static route: their next hop resolves to a
+        #: port (by the VM's address), which may be attached later
+        self._statics: dict[RouteKey, VrfTableChange] = {}
+
+    # -- changes -> batches ------------------------------------------------------
+
+    def add_port(self, a: PortSpec) -> Batch:
+        """Port ``a`` (new or changed), with what its presence re-resolves."""
+        port = port_of(a)
+        self.ports[a.name] = port
+        return Batch(add_ports=(port,), **self._port_dependents())
+
+    def remove_port(self, name: str) -> Batch | None:
+        """Port ``name`` gone (None when it was not there)."""
+        if self.ports.pop(name, None) is None:
+            return None
+        return Batch(remove_ports=(name,), **self._port_dependents())
+
+    def _port_dependents(self) -> dict[str, Any]:
+        """Static routes and per-endpoint labels name a VM by address: re-resolve them
+        after the set of ports changed (the route may have come before the port)."""
+        if self._vpn is None:
+            return {}
+        return self._changes(list(self._statics.values()), self._vpn)
+
+    def set_replication(self, vrf: str, members: Iterable[NextHop]) -> Batch | None:
+        """The remote vPEs that get a copy of ``vrf``'s broadcast/multicast (R3.2)."""
+        hops = tuple(sorted(set(members), key=lambda h: (str(h.endpoint), h.label or 0, h.encap)))
+        if not hops:
+            if self.replication.pop(vrf, None) is not None:
+                return Batch(remove_replication=(vrf,))
+            return None
+        rl = ReplicationList(vrf, hops)
+        if self.replication.get(vrf) == rl:
+            return None
+        self.replication[vrf] = rl
+        return Batch(set_replication=(rl,))
+
+    def set_swap(self, label: int, next_hop: NextHop) -> Batch | None:
+        """Label ``label`` from the underlay leaves toward ``next_hop`` with its label."""
+        entry = LabelEntry.swap(label, next_hop)
+        self.swaps[label] = entry
+        if self.labels.get(label) == entry:
+            return None
+        self.labels[label] = entry
+        return Batch(add_labels=(entry,))
+
+    def remove_swap(self, label: int) -> Batch | None:
+        """Forget the swap entry of ``label`` (None when there was none)."""
+        if self.swaps.pop(label, None) is None:
+            return None
+        self.labels.pop(label, None)
+        return Batch(remove_labels=(label,))
+
+    def vrf_changes(self, changes: Iterable[VrfTableChange], vpn: VpnService) -> Batch | None:
+        """VRF table changes (and the label bindings of ``vpn`` now) as one batch."""
+        self._vpn = vpn
+        kw = self._changes(list(changes), vpn)
+        return Batch(**kw) if kw else None
+
+    def _changes(self, changes: list[VrfTableChange], vpn: VpnService) -> dict[str, Any]:
+        bindings = vpn.label_bindings()
+        add: list[Route] = []
+        remove: list[RouteKey] = []
+        for ch in changes:
+            key = RouteKey(ch.vrf, ch.network)
+            if any(r.source is RouteSource.LOCAL and r.kind is RouteKind.STATIC for r in ch.routes):
+                self._statics[key] = ch
+            else:
+                self._statics.pop(key, None)
+            hops = self._next_hops(ch, vpn, bindings)
+            if hops:
+                r = Route(ch.vrf, ch.network, tuple(hops[:_MAX_NEXT_HOPS]))
+                if self.routes.get(key) != r:
+                    self.routes[key] = r
+                    add.append(r)
+            elif key in self.routes:
+                del self.routes[key]
+                remove.append(key)
+        labels = self._label_table(bindings)
+        labels.update(self.swaps)  # set explicitly: they win over a binding of the same label
+        add_l = [e for lab, e in labels.items() if self.labels.get(lab) != e]
+        rem_l = [lab for lab in self.labels if lab not in labels]
+        self.labels = labels
+        if add or remove or add_l or rem_l:
+            return {"add_routes": tuple(add), "remove_routes": tuple(remove),
+                    "add_labels": tuple(add_l), "remove_labels": tuple(rem_l)}
+        return {}
+
+    def _port_for(self, vrf: str, item: object) -> str | None:
+        """The port an endpoint label / static next hop means: a port name, or the
+        address of a VM attached to ``vrf``."""
+        name = str(item)
+        if name in self.ports:
+            return name
+        for p in self.ports.values():
+            if p.vrf == vrf and any(str(i.ip) == name for i in p.ips):
+                return p.name
+        return None
+
+    def _next_hops(self, ch: VrfTableChange, vpn: VpnService,
+                   bindings: dict[int, Hashable]) -> list[NextHop]:
+        hops: list[NextHop] = []
+        for r in ch.routes:
+            while isinstance(r.origin, Leak):  # leaked: forward as the source VRF's entry does
+                r = r.origin.route
+            if r.next_hop is None:
+                if r.kind is RouteKind.HOST and isinstance(r.origin, str):
+                    hops.append(NextHop.local(r.origin))
+                continue
+            if r.source is RouteSource.LOCAL and r.kind is RouteKind.STATIC:
+                # a static route of this VRF via one of its VMs (a routing VM):
+                # deliver to that VM's port, never a tunnel to a tenant address
+                port = self._port_for(ch.vrf, r.next_hop)
+                if port is not None:
+                    hops.append(NextHop.local(port))
+                continue
+            if not r.labels:
+                continue
+            nh = r.next_hop
+            # VPN-IPv6 routes over an IPv4 underlay carry the IPv4 endpoint as
+            # an IPv4-mapped IPv6 next hop (RFC 4659 section 3.2.1.1).
+            if isinstance(nh, IPv6Address) and nh.ipv4_mapped is not None:
+                nh = nh.ipv4_mapped
+            if nh == self.underlay:
+                # our own route imported into another VRF (same-host extranet)
+                local = self._resolve_local(r.labels[0], ch, vpn, bindings)
+                if local is not None:
+                    hops.append(local)
+                continue
+            encap = self.encap_for(r.encapsulation)
+            hops.append(NextHop.remote(nh, r.labels[0], encap))
+        return hops
+
+    def _resolve_local(self, label: int, ch: VrfTableChange, vpn: VpnService,
+                       bindings: dict[int, Hashable]) -> NextHop | None:
+        owner = bindings.get(label)
+        if not isinstance(owner, tuple) or not owner:
+            return None
+        if owner[0] == "endpoint":
+            port = self._port_for(str(owner[1]), owner[2])
+            return NextHop.local(port) if port is not None else None
+        src_vrf = str(owner[1])
+        try:
+            entries = vpn.vrf(src_vrf).active((ch.version, ch.prefix))
+        except (ValueError, KeyError):
+            return None
+        for e in entries:
+            if e.next_hop is None and e.kind is RouteKind.HOST and isinstance(e.origin, str):
+                return NextHop.local(e.origin)
+        return None
+
+    def encap_for(self, offered: tuple[int, ...]) -> Encap:
+        """The encapsulation toward a route offering RFC 9012 tunnel types ``offered``."""
+        names = [_ENCAP_NAMES[t] for t in offered if t in _ENCAP_NAMES]
+        for pref in self.encap_order:
+            if pref in names:
+                return pref
+        return self.encap_order[0]
+
+    def _label_table(self, bindings: dict[int, Hashable]) -> dict[int, LabelEntry]:
+        out: dict[int, LabelEntry] = {}
+        for label, owner in bindings.items():
+            if not isinstance(owner, tuple):
+                continue
+            if owner[0] == "endpoint":
+                # a static route's endpoint label names the VM's address
+                port = self._port_for(str(owner[1]), owner[2])
+                out[label] = LabelEntry(label, "port", port if port is not None else str(owner[2]))
+            else:
+                out[label] = LabelEntry(label, "vrf", str(owner[1]))
+        return out
+
+    def state(self) -> State:
+        """Everything the forwarder should hold (what a full sync sends)."""
+        return State(ports=tuple(self.ports.values()), routes=tuple(self.routes.values()),
+                     labels=tuple(self.labels.values()), replication=tuple(self.replication.values()))
