@@ -12,7 +12,15 @@ from vpe.bgp.wire.constants import VPNV4, VPNV6, AttrCode
 from vpe.bgp.wire.context import DEFAULT_CONTEXT
 from vpe.bgp.wire.nlri.vpn import VPNv4Prefix
 from vpe.bgp.wire.update import pack_announcements
-from vpe.vpn import RouteKind, RouteSource, VpnService, parse_route_targets
+from vpe.vpn import (
+    EndpointLabel,
+    PrefixLabel,
+    RouteKind,
+    RouteSource,
+    VpnService,
+    VrfLabel,
+    parse_route_targets,
+)
 
 
 def svc(**kw: object) -> VpnService:
@@ -73,9 +81,10 @@ def test_label_modes() -> None:
     # aggregates always get the VRF's IP-lookup label (R10.3)
     agg_p = lab("p", "10.0.0.0/16", kind="aggregate")
     agg_e = lab("e", "10.0.0.0/16", kind="aggregate")
-    assert s.label_bindings()[agg_p] == ("vrf", "p")
-    assert s.label_bindings()[agg_e] == ("vrf", "e")
-    assert s.label_bindings()[e1] == ("endpoint", "e", "a")
+    assert s.label_bindings()[agg_p] == VrfLabel("p")
+    assert s.label_bindings()[agg_e] == VrfLabel("e")
+    assert s.label_bindings()[e1] == EndpointLabel("e", "a")
+    assert s.label_bindings()[min(p)] == PrefixLabel("p", "10.0.0.1/32")
     assert agg_p not in p
 
 

@@ -410,7 +410,7 @@ class Engine:
             if not vrf.export_rts:
                 continue
             label = (self.vpn.hold_vrf_label(name, now) if name not in held_before
-                     else self.vpn.exporter.labels.label_of(("vrf", name)))
+                     else self.vpn.vrf_label(name))
             assert label is not None
             want[name] = i_pmsi_route(vrf.rd, self.underlay, label, vrf.export_rts,
                                       self.vpn.exporter.encapsulations)

@@ -16,7 +16,7 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import Hashable, Iterable
+from collections.abc import Iterable
 from ipaddress import IPv4Address, IPv6Address
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +33,7 @@ from ..dataplane.driver import (
     RouteKey,
     State,
 )
+from ..vpn.label_owners import EndpointLabel, LabelOwner
 from ..vpn.vrf import Leak, RouteKind, RouteSource
 
 if TYPE_CHECKING:
@@ -204,7 +205,7 @@ class FibProgrammer:
         return None
 
     def _next_hops(self, ch: VrfTableChange, vpn: VpnService,
-                   bindings: dict[int, Hashable]) -> list[NextHop]:
+                   bindings: dict[int, LabelOwner]) -> list[NextHop]:
         hops: list[NextHop] = []
         for r in ch.routes:
             while isinstance(r.origin, Leak):  # leaked: forward as the source VRF's entry does
@@ -238,14 +239,14 @@ class FibProgrammer:
         return hops
 
     def _resolve_local(self, label: int, ch: VrfTableChange, vpn: VpnService,
-                       bindings: dict[int, Hashable]) -> NextHop | None:
+                       bindings: dict[int, LabelOwner]) -> NextHop | None:
         owner = bindings.get(label)
-        if not isinstance(owner, tuple) or not owner:
+        if owner is None:
             return None
-        if owner[0] == "endpoint":
-            port = self._port_for(str(owner[1]), owner[2])
+        if isinstance(owner, EndpointLabel):
+            port = self._port_for(owner.vrf, owner.endpoint)
             return NextHop.local(port) if port is not None else None
-        src_vrf = str(owner[1])
+        src_vrf = owner.vrf  # VrfLabel, PrefixLabel: the source VRF's own entry says where
         try:
             entries = vpn.vrf(src_vrf).active((ch.version, ch.prefix))
         except (ValueError, KeyError):
@@ -262,17 +263,15 @@ class FibProgrammer:
                 return pref
         return self.encap_order[0]
 
-    def _label_table(self, bindings: dict[int, Hashable]) -> dict[int, LabelEntry]:
+    def _label_table(self, bindings: dict[int, LabelOwner]) -> dict[int, LabelEntry]:
         out: dict[int, LabelEntry] = {}
         for label, owner in bindings.items():
-            if not isinstance(owner, tuple):
-                continue
-            if owner[0] == "endpoint":
+            if isinstance(owner, EndpointLabel):
                 # a static route's endpoint label names the VM's address
-                port = self._port_for(str(owner[1]), owner[2])
-                out[label] = LabelEntry(label, "port", port if port is not None else str(owner[2]))
+                port = self._port_for(owner.vrf, owner.endpoint)
+                out[label] = LabelEntry(label, "port", port if port is not None else owner.endpoint)
             else:
-                out[label] = LabelEntry(label, "vrf", str(owner[1]))
+                out[label] = LabelEntry(label, "vrf", owner.vrf)
         return out
 
     def state(self) -> State:

@@ -18,7 +18,15 @@ from .events import (
 )
 from .exporter import Exporter, LocalRoute
 from .importer import Importer
-from .label_allocator import MAX_LABEL, MIN_LABEL, LabelAllocator, LabelSpaceExhausted, label_owner
+from .label_allocator import MAX_LABEL, MIN_LABEL, LabelAllocator, LabelSpaceExhausted
+from .label_owners import (
+    EndpointLabel,
+    LabelOwner,
+    PrefixLabel,
+    VrfLabel,
+    owner_from_json,
+    owner_to_json,
+)
 from .leaking import Leaker, LeakPolicy, PrefixListEntry
 from .rd_allocator import RdAllocator, parse_rd
 from .route_target import (
@@ -46,16 +54,19 @@ __all__ = [
     "MAX_LABEL",
     "MIN_LABEL",
     "ExportedRoute",
+    "EndpointLabel",
     "Exporter",
     "Importer",
     "LabelAllocator",
     "LabelMode",
+    "LabelOwner",
     "LabelSpaceExhausted",
     "Leak",
     "LeakPolicy",
     "Leaker",
     "LocalRoute",
     "PathIdent",
+    "PrefixLabel",
     "PrefixListEntry",
     "RdAllocator",
     "RouteKind",
@@ -63,6 +74,7 @@ __all__ = [
     "RouteTargetIndex",
     "RouteTargets",
     "Vrf",
+    "VrfLabel",
     "VrfRoute",
     "VpnOutput",
     "VpnPath",
@@ -70,7 +82,8 @@ __all__ = [
     "VpnService",
     "VrfTableChange",
     "format_route_targets",
-    "label_owner",
+    "owner_from_json",
+    "owner_to_json",
     "matches",
     "parse_label_mode",
     "parse_rd",

@@ -17,7 +17,7 @@ every *other* local VRF importing one of its RTs. Flow of a remote route:
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
+from collections.abc import Iterable
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any
 
@@ -26,7 +26,8 @@ from ..bgp.wire.nlri.base import IPAddress
 from .events import VpnOutput, VpnPathsChanged, VrfTableChange
 from .exporter import Export, Exporter, LocalRoute, vpn_path
 from .importer import Importer
-from .label_allocator import MAX_LABEL, MIN_LABEL, LabelAllocator, label_owner
+from .label_allocator import MAX_LABEL, MIN_LABEL, LabelAllocator
+from .label_owners import LabelOwner, VrfLabel, owner_from_json
 from .leaking import Leaker, LeakPolicy
 from .rd_allocator import RdAllocator, parse_rd
 from .route_target import RouteTargetIndex, parse_route_targets
@@ -86,7 +87,7 @@ class VpnService:
             except ValueError as err:
                 raise ValueError(f"encapsulations: {e!r} ({err})") from None
         if state is not None:
-            self.labels = LabelAllocator.restore(state.get("labels", {}), now)
+            self.labels = LabelAllocator.restore(state.get("labels", {}), now, owner_from_json)
             self.rds.restore(state.get("rds", {}))
         else:
             self.labels = LabelAllocator(label_hold_down, *label_range)
@@ -106,7 +107,7 @@ class VpnService:
             raise ValueError(f"vrf: {name!r} does not exist")
         return v
 
-    def label_bindings(self) -> dict[int, Hashable]:
+    def label_bindings(self) -> dict[int, LabelOwner]:
         """label -> what it means, for the FIB's MPLS table (see the exporter)."""
         return self.exporter.label_bindings()
 
@@ -115,11 +116,15 @@ class VpnService:
         :meth:`release_vrf_label`, whatever its routes do (ingress replication
         advertises it for broadcast/multicast, R3.2). Call once per holder."""
         self.vrf(name)
-        return self.exporter.hold(label_owner("vrf", name), now)
+        return self.exporter.hold(VrfLabel(name), now)
+
+    def vrf_label(self, name: str) -> int | None:
+        """The VRF's aggregate label if it is allocated now (held or used by a route)."""
+        return self.labels.label_of(VrfLabel(name))
 
     def release_vrf_label(self, name: str) -> tuple[int, ...]:
         """Undo one :meth:`hold_vrf_label`; labels to confirm with :meth:`labels_withdrawn`."""
-        return self.exporter.unhold(label_owner("vrf", name))
+        return self.exporter.unhold(VrfLabel(name))
 
     def dump_state(self, now: float) -> dict[str, Any]:
         """What must survive a restart to keep the same RDs and labels."""
