@@ -13,6 +13,7 @@ from vpe.bgp.wire.context import DEFAULT_CONTEXT
 from vpe.bgp.wire.nlri.vpn import VPNv4Prefix
 from vpe.bgp.wire.update import pack_announcements
 from vpe.vpn import (
+    Endpoint,
     EndpointLabel,
     PrefixLabel,
     RouteKind,
@@ -45,7 +46,7 @@ def test_host_route_exported_with_rd_rts_label_encap_next_hop() -> None:
     # the local entry carries the label the dataplane binds
     (local,) = s.vrf("red").routes("10.0.0.5/32")
     assert local.source is RouteSource.LOCAL and local.kind is RouteKind.HOST
-    assert local.labels == (16,) and local.origin == "vm1-eth0" and local.next_hop is None
+    assert local.labels == (16,) and local.origin == Endpoint("vm1-eth0") and local.next_hop is None
     assert [c.vrf for c in out.table_changes] == ["red"]
     # ready for the speaker: it packs into UPDATEs
     for fam, a, nh, nlris in out.announce_groups():

@@ -33,8 +33,8 @@ from ..dataplane.driver import (
     RouteKey,
     State,
 )
+from ..vpn.entries import Endpoint, Leak, RouteKind, RouteSource
 from ..vpn.label_owners import EndpointLabel, LabelOwner
-from ..vpn.vrf import Leak, RouteKind, RouteSource
 
 if TYPE_CHECKING:
     from ..vpn.events import VrfTableChange
@@ -211,8 +211,8 @@ class FibProgrammer:
             while isinstance(r.origin, Leak):  # leaked: forward as the source VRF's entry does
                 r = r.origin.route
             if r.next_hop is None:
-                if r.kind is RouteKind.HOST and isinstance(r.origin, str):
-                    hops.append(NextHop.local(r.origin))
+                if r.kind is RouteKind.HOST and isinstance(r.origin, Endpoint):
+                    hops.append(NextHop.local(r.origin.name))
                 continue
             if r.source is RouteSource.LOCAL and r.kind is RouteKind.STATIC:
                 # a static route of this VRF via one of its VMs (a routing VM):
@@ -252,8 +252,8 @@ class FibProgrammer:
         except (ValueError, KeyError):
             return None
         for e in entries:
-            if e.next_hop is None and e.kind is RouteKind.HOST and isinstance(e.origin, str):
-                return NextHop.local(e.origin)
+            if e.next_hop is None and e.kind is RouteKind.HOST and isinstance(e.origin, Endpoint):
+                return NextHop.local(e.origin.name)
         return None
 
     def encap_for(self, offered: tuple[int, ...]) -> Encap:

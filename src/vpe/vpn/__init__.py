@@ -7,6 +7,16 @@ configuration calls; outputs are :class:`VpnOutput` values (VRF table
 changes for the FIB, VPN routes for the speaker, labels to confirm).
 """
 
+from .entries import (
+    CONFIGURED,
+    Configured,
+    Endpoint,
+    Leak,
+    RouteKind,
+    RouteOrigin,
+    RouteSource,
+    VrfRoute,
+)
 from .events import (
     ExportedRoute,
     PathIdent,
@@ -39,21 +49,15 @@ from .route_target import (
     route_targets_of,
 )
 from .service import VpnService
-from .vrf import (
-    LabelMode,
-    Leak,
-    RouteKind,
-    RouteSource,
-    Vrf,
-    VrfRoute,
-    parse_label_mode,
-    prefix_key,
-)
+from .vrf import LabelMode, Vrf, parse_label_mode, prefix_key
 
 __all__ = [
+    "CONFIGURED",
     "MAX_LABEL",
     "MIN_LABEL",
     "ExportedRoute",
+    "Configured",
+    "Endpoint",
     "EndpointLabel",
     "Exporter",
     "Importer",
@@ -70,6 +74,7 @@ __all__ = [
     "PrefixListEntry",
     "RdAllocator",
     "RouteKind",
+    "RouteOrigin",
     "RouteSource",
     "RouteTargetIndex",
     "RouteTargets",

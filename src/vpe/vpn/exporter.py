@@ -36,11 +36,12 @@ from ..bgp.wire.attributes.simple import LocalPref
 from ..bgp.wire.constants import VPNV4, VPNV6
 from ..bgp.wire.nlri.base import IPAddress
 from ..bgp.wire.nlri.vpn import VPNv4Prefix, VPNv6Prefix
+from .entries import CONFIGURED, Endpoint, RouteKind, RouteSource, VrfRoute
 from .events import ExportedRoute, VpnPath
 from .label_allocator import LabelAllocator
 from .label_owners import EndpointLabel, LabelOwner, PrefixLabel, VrfLabel
 from .route_target import RouteTargets
-from .vrf import LabelMode, RouteKind, RouteSource, Vrf, VrfRoute, bgp_rank, key_text
+from .vrf import LabelMode, Vrf, bgp_rank, key_text
 
 _LOCAL_RANK = bgp_rank(RouteSource.LOCAL, None)
 
@@ -210,7 +211,7 @@ class Exporter:
             labels,
             self.encapsulations if labels else (),
             RouteSource.LOCAL,
-            route.endpoint,
+            Endpoint(route.endpoint) if route.endpoint is not None else CONFIGURED,
             None,
             _LOCAL_RANK,
             route.kind,

@@ -5,7 +5,7 @@ into a destination VRF, filtered by an optional prefix list (prefix with
 ``ge``/``le`` lengths, as in the usual router prefix lists) and an optional
 RT match (the route's RTs: the attributes of an imported route, the source
 VRF's export RTs for a local one). Leaked entries are marked
-:attr:`~vpe.vpn.vrf.RouteSource.LEAKED` with a :class:`~vpe.vpn.vrf.Leak`
+:attr:`~vpe.vpn.entries.RouteSource.LEAKED` with a :class:`~vpe.vpn.entries.Leak`
 origin naming the source VRF and the entry copied; they keep its next hop,
 labels and encapsulation, so traffic goes exactly where the source VRF
 would send it. They rank after the destination's own entries.
@@ -24,9 +24,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network, ip_network
 
+from .entries import Leak, RouteSource, VrfRoute
 from .events import VrfTableChange
 from .route_target import RouteTargets, matches, parse_route_targets, route_targets_of
-from .vrf import Leak, RouteSource, Vrf, VrfRoute
+from .vrf import Vrf
 
 _LEAKED = RouteSource.LEAKED
 
