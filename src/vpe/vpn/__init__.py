@@ -17,6 +17,18 @@ from .entries import (
     RouteSource,
     VrfRoute,
 )
+from .errors import (
+    AlreadyExists,
+    Conflict,
+    Exhausted,
+    InUse,
+    InvalidValue,
+    NotFound,
+    UnknownLeakPolicy,
+    UnknownLocalRoute,
+    UnknownVrf,
+    VpnError,
+)
 from .events import (
     ExportedRoute,
     PathIdent,
@@ -52,6 +64,16 @@ from .service import VpnService
 from .vrf import LabelMode, Vrf, parse_label_mode, prefix_key
 
 __all__ = [
+    "AlreadyExists",
+    "Conflict",
+    "Exhausted",
+    "InUse",
+    "InvalidValue",
+    "NotFound",
+    "UnknownLeakPolicy",
+    "UnknownLocalRoute",
+    "UnknownVrf",
+    "VpnError",
     "CONFIGURED",
     "MAX_LABEL",
     "MIN_LABEL",

@@ -30,6 +30,7 @@ from collections import deque
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
+from .errors import Conflict, InUse, InvalidValue
 from .label_owners import LABEL_OWNER_TYPES, owner_from_json
 
 MIN_LABEL = 16
@@ -83,11 +84,11 @@ class LabelAllocator:
 
     def __init__(self, hold_down: float = 60.0, low: int = MIN_LABEL, high: int = MAX_LABEL) -> None:
         if not MIN_LABEL <= low <= high <= MAX_LABEL:
-            raise ValueError(
+            raise InvalidValue(
                 f"label range {low}..{high}: must lie within {MIN_LABEL}..{MAX_LABEL} and low <= high"
             )
         if hold_down < 0:
-            raise ValueError(f"hold-down: {hold_down} seconds is negative")
+            raise InvalidValue(f"hold-down: {hold_down} seconds is negative")
         self.low = low
         self.high = high
         self.hold_down = float(hold_down)
@@ -152,7 +153,7 @@ class LabelAllocator:
         (in use, pending or in hold-down for another owner).
         """
         if type(label) is not int or not self.low <= label <= self.high:
-            raise ValueError(f"label: {label!r} is outside {self.low}..{self.high}")
+            raise InvalidValue(f"label: {label!r} is outside {self.low}..{self.high}")
         st = self._state.get(label, 0)
         if st in (self._USED, self._PENDING, self._COOLING):
             if self._owner_of.get(label) == owner:
@@ -161,12 +162,12 @@ class LabelAllocator:
                     self._state[label] = self._USED
                     self._by_owner[owner] = label
                 return label
-            raise ValueError(
+            raise InUse(
                 f"label: {label} is {self.state_of(label)} for {self._owner_of.get(label)!r}, "
                 f"cannot reserve it for {owner!r}"
             )
         if owner in self._by_owner and self.label_of(owner) is not None:
-            raise ValueError(f"label owner {owner!r} already holds label {self._by_owner[owner]}")
+            raise Conflict(f"label owner {owner!r} already holds label {self._by_owner[owner]}")
         if st == 0 and label >= self._next:
             if label == self._next:
                 self._advance()
@@ -304,7 +305,7 @@ class LabelAllocator:
                 a._state[int(lab)] = cls._FREE
                 a._free.append(int(lab))
         except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"label allocator state: {e!r}") from None
+            raise InvalidValue(f"label allocator state: {e!r}") from None
         if not a.low <= a._next <= a.high + 1:
-            raise ValueError(f"label allocator state: next {a._next} outside {a.low}..{a.high + 1}")
+            raise InvalidValue(f"label allocator state: next {a._next} outside {a.low}..{a.high + 1}")
         return a

@@ -23,6 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import InvalidValue
+
 
 @dataclass(frozen=True, slots=True)
 class VrfLabel:
@@ -69,7 +71,7 @@ def owner_to_json(owner: LabelOwner) -> dict[str, str]:
 
 def _text(value: Any, field: str) -> str:
     if not isinstance(value, str):
-        raise ValueError(f"label owner {field}: {value!r} is not a string")
+        raise InvalidValue(f"label owner {field}: {value!r} is not a string")
     return value
 
 
@@ -94,4 +96,4 @@ def owner_from_json(value: Any) -> LabelOwner:
             return PrefixLabel(_text(value[1], "vrf"), _text(value[2], "prefix"))
         if kind == "endpoint" and len(value) == 3:
             return EndpointLabel(_text(value[1], "vrf"), _text(value[2], "endpoint"))
-    raise ValueError(f"label owner: {value!r} is not a VRF, prefix or endpoint label owner")
+    raise InvalidValue(f"label owner: {value!r} is not a VRF, prefix or endpoint label owner")

@@ -35,6 +35,7 @@ from ..bgp.wire.nlri.base import IPAddress
 from ..bgp.wire.nlri.prefix import PLEN_BYTE, format_prefix
 from ..bgp.wire.nlri.rd import RouteDistinguisher
 from .entries import IPNetwork, Leak, RouteKind, RouteSource, VrfRoute
+from .errors import InvalidValue
 from .events import VrfTableChange
 from .paths import VpnPath
 from .route_target import RouteTargets, format_route_targets
@@ -76,7 +77,7 @@ def parse_label_mode(value: str | LabelMode, field: str = "label-mode") -> Label
         return LabelMode(value)
     except ValueError:
         allowed = ", ".join(m.value for m in LabelMode)
-        raise ValueError(f"{field}: {value!r} is not a label mode (expected one of {allowed})") from None
+        raise InvalidValue(f"{field}: {value!r} is not a label mode (expected one of {allowed})") from None
 
 
 def parse_route_kind(value: str | RouteKind, field: str = "kind") -> RouteKind:
@@ -87,7 +88,7 @@ def parse_route_kind(value: str | RouteKind, field: str = "kind") -> RouteKind:
         value = f"{value!r}"
     if kind is RouteKind.VPN:
         allowed = ", ".join(k.value for k in RouteKind if k is not RouteKind.VPN)
-        raise ValueError(f"{field}: {value} is not a local route kind (expected one of {allowed})")
+        raise InvalidValue(f"{field}: {value} is not a local route kind (expected one of {allowed})")
     return kind
 
 
@@ -103,9 +104,9 @@ def prefix_key(prefix: str | IPNetwork, field: str = "prefix") -> tuple[int, byt
     try:
         net = ip_network(prefix, strict=True) if isinstance(prefix, str) else prefix
     except ValueError as e:
-        raise ValueError(f"{field}: {prefix!r} is not an IP prefix ({e})") from None
+        raise InvalidValue(f"{field}: {prefix!r} is not an IP prefix ({e})") from None
     if not isinstance(net, IPv4Network | IPv6Network):
-        raise ValueError(f"{field}: {prefix!r} is not an IP prefix")
+        raise InvalidValue(f"{field}: {prefix!r} is not an IP prefix")
     plen = net.prefixlen
     return net.version, PLEN_BYTE[plen] + net.network_address.packed[: (plen + 7) >> 3]
 
@@ -194,9 +195,9 @@ class Vrf:
         tenant: str | None = None,
     ) -> None:
         if not isinstance(name, str) or not name or len(name) > 64 or not name.isprintable():
-            raise ValueError(f"name: {name!r} is not a VRF name (1-64 printable characters)")
+            raise InvalidValue(f"name: {name!r} is not a VRF name (1-64 printable characters)")
         if type(multipath) is not int or not 1 <= multipath <= 64:
-            raise ValueError(f"multipath: {multipath!r} is not a path count in 1..64")
+            raise InvalidValue(f"multipath: {multipath!r} is not a path count in 1..64")
         self.name = name
         self.rd = rd
         self.rd_auto = rd_auto
