@@ -29,11 +29,13 @@ venv: $(VENV)/.installed
 test: deps venv
 	$(VENV)/bin/ruff check src tests bench tools
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-logo
 	$(PY) -m pytest -q tests
 
 lint: venv
 	$(VENV)/bin/ruff check src tests bench tools
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-logo
 
 demo: deps venv
 	$(PY) -m vpe.demo

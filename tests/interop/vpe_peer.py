@@ -2,8 +2,8 @@
 
 Why a module: the GoBGP, FRR and BIRD tests all run a vpe speaker in the
 test's own event loop next to a daemon started by the harness, and all
-need the same three things -- a :class:`~vpe.bgp.speaker.Speaker` with one
-peer configured from a handful of knobs, the path attributes a PE sends
+need the same three things -- a vpe speaker that keeps its own tables
+(:class:`standalone_speaker.StandaloneSpeaker`) with one peer configured from a handful of knobs, the path attributes a PE sends
 (route target plus the MPLS-in-UDP encapsulation community), and bounded
 polling that never blocks the event loop the speaker runs in (daemon CLI
 calls are blocking subprocesses, so they go to a worker thread). The steps
@@ -23,8 +23,8 @@ from typing import Any, TypeVar
 import pytest
 from daemons import Daemon
 
+from standalone_speaker import Route, StandaloneSpeaker
 from vpe.bgp.session import Peer, PeerSettings
-from vpe.bgp.speaker import Route, Speaker
 from vpe.bgp.wire.attributes.as_path import AsPath
 from vpe.bgp.wire.attributes.base import PathAttributes
 from vpe.bgp.wire.attributes.extended_communities import (
@@ -76,9 +76,9 @@ def settings(
 @contextlib.asynccontextmanager
 async def running_speaker(
     me: str, listen_port: int, *peers: PeerSettings, listen: bool = True
-) -> AsyncIterator[Speaker]:
+) -> AsyncIterator[StandaloneSpeaker]:
     """A started vpe speaker (listening on ``me``:``listen_port`` if ``listen``), stopped on exit."""
-    speaker = Speaker([me] if listen else [], listen_port)
+    speaker = StandaloneSpeaker([me] if listen else [], listen_port)
     for p in peers:
         speaker.add_peer(p)
     await speaker.start()
@@ -158,7 +158,7 @@ def family_names(peer: Peer) -> set[str]:
 # Steps the GoBGP, FRR and BIRD tests take alike; ``name`` is the daemon as messages show it.
 
 
-def announce_both_ways_routes(sp: Speaker, nexthop4: str) -> VPNv4Prefix:
+def announce_both_ways_routes(sp: StandaloneSpeaker, nexthop4: str) -> VPNv4Prefix:
     """vpe's side of the routes-both-ways tests; returns the route withdrawn later.
 
     VPNv4 65000:2:198.51.100.0/24 (label 200) and 65000:2:198.51.100.128/25
@@ -175,7 +175,7 @@ def announce_both_ways_routes(sp: Speaker, nexthop4: str) -> VPNv4Prefix:
 
 
 async def relearned_after_daemon_reset(
-    sp: Speaker, daemon: Daemon, name: str, how: str, vpe_routes_back: Callable[[], Any]
+    sp: StandaloneSpeaker, daemon: Daemon, name: str, how: str, vpe_routes_back: Callable[[], Any]
 ) -> None:
     """After ``daemon`` reset the session (``how``; vpe gets a NOTIFICATION), it comes back,
     vpe holds the daemon's one VPNv4 and its VPNv6 routes again, and ``vpe_routes_back``
@@ -197,7 +197,7 @@ async def relearned_after_daemon_reset(
 
 
 async def vpe_resets_session(
-    sp: Speaker,
+    sp: StandaloneSpeaker,
     daemon: Daemon,
     name: str,
     me: str,

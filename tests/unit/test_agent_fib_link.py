@@ -98,10 +98,12 @@ async def test_agent_programs_a_registered_in_memory_driver(
         assert [str(r.prefix) for r in driver.held.routes] == ["192.0.2.10/32"]
 
         # a batch adding a bad port: refused, reported to the waiter, rest resynced
+        before = driver.syncs
         fib.add_port(_vm("vm2", "missing2", "192.0.2.11/24"))
         refused = await fib.port_result("vm2")
         assert refused is not None and "no interface 'missing2'" in refused
         assert "vm2" in fib.failed_ports
+        await _until(lambda: driver.syncs == before + 1, "the resync after the refusal")
 
         # a good port and a label swap go through as batches, in order
         syncs = driver.syncs

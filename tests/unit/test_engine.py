@@ -12,10 +12,10 @@ import time
 from collections.abc import Callable
 from ipaddress import IPv4Address
 
+from standalone_speaker import StandaloneSpeaker  # type: ignore[import-not-found]
 from vpe.agent.config import parse_config
 from vpe.agent.engine import Engine
 from vpe.bgp.session import PeerSettings
-from vpe.bgp.speaker import Speaker
 from vpe.bgp.wire.attributes.as_path import AsPath
 from vpe.bgp.wire.attributes.base import PathAttributes
 from vpe.bgp.wire.attributes.extended_communities import ExtendedCommunities, RouteTarget
@@ -67,8 +67,8 @@ underlay_address = "198.18.0.31"
     )
 
 
-def _peer(port: int) -> Speaker:
-    sp = Speaker()
+def _peer(port: int) -> StandaloneSpeaker:
+    sp = StandaloneSpeaker()
     sp.add_peer(
         PeerSettings(
             address="127.0.0.31", local_as=65000, remote_as=65000, router_id=IPv4Address("198.18.0.32"),

@@ -15,8 +15,8 @@ from ipaddress import IPv4Address
 
 import pytest
 
+from standalone_speaker import StandaloneSpeaker  # type: ignore[import-not-found]
 from vpe.bgp.session import PeerSettings
-from vpe.bgp.speaker import Speaker
 from vpe.bgp.wire.attributes.as_path import AsPath
 from vpe.bgp.wire.attributes.base import PathAttributes
 from vpe.bgp.wire.attributes.extended_communities import (
@@ -71,9 +71,9 @@ def _pair(
     md5_b: str | None = None,
     addpath: tuple[tuple[Family, int], ...] = (),
     hold: int = 90,
-) -> tuple[Speaker, Speaker]:
-    a = Speaker(["127.0.0.11"], port)
-    b = Speaker(["127.0.0.12"], port)
+) -> tuple[StandaloneSpeaker, StandaloneSpeaker]:
+    a = StandaloneSpeaker(["127.0.0.11"], port)
+    b = StandaloneSpeaker(["127.0.0.12"], port)
     a.add_peer(
         PeerSettings(
             address="127.0.0.12", local_as=65000, remote_as=65000, router_id=IPv4Address("198.18.0.11"),

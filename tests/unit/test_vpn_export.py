@@ -12,7 +12,16 @@ from vpe.bgp.wire.constants import VPNV4, VPNV6, AttrCode
 from vpe.bgp.wire.context import DEFAULT_CONTEXT
 from vpe.bgp.wire.nlri.vpn import VPNv4Prefix
 from vpe.bgp.wire.update import pack_announcements
-from vpe.vpn import RouteKind, RouteSource, VpnService, parse_route_targets
+from vpe.vpn import (
+    Endpoint,
+    EndpointLabel,
+    PrefixLabel,
+    RouteKind,
+    RouteSource,
+    VpnService,
+    VrfLabel,
+    parse_route_targets,
+)
 
 
 def svc(**kw: object) -> VpnService:
@@ -37,7 +46,7 @@ def test_host_route_exported_with_rd_rts_label_encap_next_hop() -> None:
     # the local entry carries the label the dataplane binds
     (local,) = s.vrf("red").routes("10.0.0.5/32")
     assert local.source is RouteSource.LOCAL and local.kind is RouteKind.HOST
-    assert local.labels == (16,) and local.origin == "vm1-eth0" and local.next_hop is None
+    assert local.labels == (16,) and local.origin == Endpoint("vm1-eth0") and local.next_hop is None
     assert [c.vrf for c in out.table_changes] == ["red"]
     # ready for the speaker: it packs into UPDATEs
     for fam, a, nh, nlris in out.announce_groups():
@@ -73,9 +82,10 @@ def test_label_modes() -> None:
     # aggregates always get the VRF's IP-lookup label (R10.3)
     agg_p = lab("p", "10.0.0.0/16", kind="aggregate")
     agg_e = lab("e", "10.0.0.0/16", kind="aggregate")
-    assert s.label_bindings()[agg_p] == ("vrf", "p")
-    assert s.label_bindings()[agg_e] == ("vrf", "e")
-    assert s.label_bindings()[e1] == ("endpoint", "e", "a")
+    assert s.label_bindings()[agg_p] == VrfLabel("p")
+    assert s.label_bindings()[agg_e] == VrfLabel("e")
+    assert s.label_bindings()[e1] == EndpointLabel("e", "a")
+    assert s.label_bindings()[min(p)] == PrefixLabel("p", "10.0.0.1/32")
     assert agg_p not in p
 
 

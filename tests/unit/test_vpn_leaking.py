@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from test_vpn_import import remote  # type: ignore[import-not-found]
 
-from vpe.vpn import LeakPolicy, PrefixListEntry, RouteSource, VpnPathsChanged, VpnService
+from vpe.vpn import Endpoint, LeakPolicy, PrefixListEntry, RouteSource, VpnPathsChanged, VpnService
 
 
 def setup() -> VpnService:
@@ -57,7 +57,7 @@ def test_leak_with_prefix_list_marks_source() -> None:
     db = s.vrf("db")
     (host,) = db.routes("10.1.0.5/32")
     assert host.source is RouteSource.LEAKED and host.leaked_from == "web"
-    assert host.origin.route.origin == "web1"  # type: ignore[union-attr]
+    assert host.origin.route.origin == Endpoint("web1")  # type: ignore[union-attr]
     (remote_leak,) = db.routes("10.1.9.0/24")
     assert remote_leak.next_hop is not None and str(remote_leak.next_hop) == "198.51.100.1"
     assert db.routes("10.2.0.0/16") == ()

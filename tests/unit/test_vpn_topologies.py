@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from test_vpn_import import remote  # type: ignore[import-not-found]
 
-from vpe.vpn import RouteSource, VpnPathsChanged, VpnService
+from vpe.vpn import RouteSource, VpnPathsChanged, VpnService, VrfLabel
 
 
 def table(s: VpnService, vrf: str) -> dict[str, list[str]]:
@@ -83,7 +83,7 @@ def test_hub_and_spoke() -> None:
         assert table(s, spoke) == {own: ["local"], "0.0.0.0/0": ["65000:20:0.0.0.0/0"]}
     # the hub's default route carries its VRF (IP lookup) label
     (dflt,) = s.vrf("spoke1").routes("0.0.0.0/0")
-    assert s.label_bindings()[dflt.labels[0]] == ("vrf", "hub")
+    assert s.label_bindings()[dflt.labels[0]] == VrfLabel("hub")
 
 
 def test_any_to_any_and_isolated_vpns() -> None:

@@ -23,7 +23,7 @@ Resolution, in short:
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from ipaddress import IPv4Address, IPv6Address
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -39,7 +39,8 @@ from ..dataplane.driver import (
     RouteKey,
     State,
 )
-from ..vpn.vrf import Leak, RouteKind, RouteSource
+from ..vpn.entries import Endpoint, Leak, RouteKind, RouteSource
+from ..vpn.label_owners import EndpointLabel, LabelOwner
 
 if TYPE_CHECKING:
     from ..vpn.events import VrfTableChange
@@ -199,14 +200,14 @@ class FibResolver:
         return None
 
     def _next_hops(self, ch: VrfTableChange, vpn: VpnService,
-                   bindings: dict[int, Hashable]) -> list[NextHop]:
+                   bindings: dict[int, LabelOwner]) -> list[NextHop]:
         hops: list[NextHop] = []
         for r in ch.routes:
             while isinstance(r.origin, Leak):  # leaked: forward as the source VRF's entry does
                 r = r.origin.route
             if r.next_hop is None:
-                if r.kind is RouteKind.HOST and isinstance(r.origin, str):
-                    hops.append(NextHop.local(r.origin))
+                if r.kind is RouteKind.HOST and isinstance(r.origin, Endpoint):
+                    hops.append(NextHop.local(r.origin.name))
                 continue
             if r.source is RouteSource.LOCAL and r.kind is RouteKind.STATIC:
                 # a static route of this VRF via one of its VMs (a routing VM):
@@ -233,21 +234,21 @@ class FibResolver:
         return hops
 
     def _resolve_local(self, label: int, ch: VrfTableChange, vpn: VpnService,
-                       bindings: dict[int, Hashable]) -> NextHop | None:
+                       bindings: dict[int, LabelOwner]) -> NextHop | None:
         owner = bindings.get(label)
-        if not isinstance(owner, tuple) or not owner:
+        if owner is None:
             return None
-        if owner[0] == "endpoint":
-            port = self._port_for(str(owner[1]), owner[2])
+        if isinstance(owner, EndpointLabel):
+            port = self._port_for(owner.vrf, owner.endpoint)
             return NextHop.local(port) if port is not None else None
-        src_vrf = str(owner[1])
+        src_vrf = owner.vrf  # VrfLabel, PrefixLabel: the source VRF's own entry says where
         try:
             entries = vpn.vrf(src_vrf).active((ch.version, ch.prefix))
         except (ValueError, KeyError):
             return None
         for e in entries:
-            if e.next_hop is None and e.kind is RouteKind.HOST and isinstance(e.origin, str):
-                return NextHop.local(e.origin)
+            if e.next_hop is None and e.kind is RouteKind.HOST and isinstance(e.origin, Endpoint):
+                return NextHop.local(e.origin.name)
         return None
 
     def encap_for(self, offered: tuple[int, ...]) -> Encap:
@@ -258,17 +259,15 @@ class FibResolver:
                 return pref
         return self.encap_order[0]
 
-    def _label_table(self, bindings: dict[int, Hashable]) -> dict[int, LabelEntry]:
+    def _label_table(self, bindings: dict[int, LabelOwner]) -> dict[int, LabelEntry]:
         out: dict[int, LabelEntry] = {}
         for label, owner in bindings.items():
-            if not isinstance(owner, tuple):
-                continue
-            if owner[0] == "endpoint":
+            if isinstance(owner, EndpointLabel):
                 # a static route's endpoint label names the VM's address
-                port = self._port_for(str(owner[1]), owner[2])
-                out[label] = LabelEntry(label, "port", port if port is not None else str(owner[2]))
+                port = self._port_for(owner.vrf, owner.endpoint)
+                out[label] = LabelEntry(label, "port", port if port is not None else owner.endpoint)
             else:
-                out[label] = LabelEntry(label, "vrf", str(owner[1]))
+                out[label] = LabelEntry(label, "vrf", owner.vrf)
         return out
 
     def state(self) -> State:

@@ -15,21 +15,12 @@ from typing import TYPE_CHECKING
 
 from ..bgp.wire.constants import Family
 from ..bgp.wire.nlri.base import Nlri
-from .path import Path, PeerInfo
+from .path import Path, PeerInfo, RouteKey, nlri_route_key, route_key
 
 if TYPE_CHECKING:
     from .loc_rib import LocRib
 
-RouteKey = bytes | tuple[bytes, int]
-
-
-def route_key(key: bytes, path_id: int = 0) -> RouteKey:
-    return (key, path_id) if path_id else key
-
-
-def nlri_route_key(nlri: Nlri) -> RouteKey:
-    pid = nlri.path_id
-    return (nlri.key, pid) if pid else nlri.key
+__all__ = ["AdjRibIn", "RouteKey", "nlri_route_key", "route_key"]
 
 
 class AdjRibIn:

@@ -18,15 +18,11 @@ form that fits; reads make Path objects on demand.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING
 
 from ..bgp.wire.constants import Family
 from ..bgp.wire.nlri.base import Nlri
 from .decision import DecisionOptions, Rank, compute_rank, select
-from .path import STALE, Path, PathSource
-
-if TYPE_CHECKING:
-    from .adj_rib_in import AdjRibIn
+from .path import STALE, Path, PathSource, ReceivedRoutes
 
 
 class Destination(list[Path]):
@@ -160,7 +156,7 @@ class LocRib:
             elif d.best is not None:  # type: ignore[union-attr]
                 yield k, d.best  # type: ignore[union-attr]
 
-    def path_of(self, adj: AdjRibIn, nlri: Nlri) -> Path | None:
+    def path_of(self, adj: ReceivedRoutes, nlri: Nlri) -> Path | None:
         """The path ``adj`` holds as ``nlri`` (for reading an Adj-RIB-In)."""
         key = nlri.key
         d = self.dests.get(key)
@@ -182,7 +178,7 @@ class LocRib:
     def change(
         self,
         key: bytes,
-        adj: AdjRibIn,
+        adj: ReceivedRoutes,
         old: Nlri | None,
         new: Nlri | None = None,
         source: PathSource | None = None,
@@ -201,7 +197,7 @@ class LocRib:
     def _change(
         self,
         key: bytes,
-        adj: AdjRibIn,
+        adj: ReceivedRoutes,
         old: Nlri | None,
         new: Nlri | None = None,
         source: PathSource | None = None,
@@ -254,7 +250,7 @@ class LocRib:
         self,
         key: bytes,
         srcs: tuple[PathSource, ...],
-        adj: AdjRibIn,
+        adj: ReceivedRoutes,
         old: Nlri | None,
         new: PathSource | None,
     ) -> bool | None:
@@ -340,7 +336,7 @@ class LocRib:
         adj = p.source.adj
         return adj is not None and p.nlri.path_id == 0 and adj.routes.get(key) is p.nlri
 
-    def set_flags(self, key: bytes, adj: AdjRibIn, nlri: Nlri, flags: int) -> None:
+    def set_flags(self, key: bytes, adj: ReceivedRoutes, nlri: Nlri, flags: int) -> None:
         """Update the flags snapshot of a path held in a Destination (stale marking)."""
         d = self.dests.get(key)
         if d is not None and type(d) is Destination:

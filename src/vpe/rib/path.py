@@ -19,15 +19,42 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..bgp.wire.attributes.base import PathAttributes
 from ..bgp.wire.nlri.base import Nlri
 
-if TYPE_CHECKING:
-    from .adj_rib_in import AdjRibIn
-
 IPAddress = IPv4Address | IPv6Address
+
+#: how an Adj-RIB-In indexes a route: the NLRI key alone when the path id is 0
+#: (the common case: no tuple per route), ``(key, path_id)`` with add-path
+#: (RFC 7911). The two forms never collide since bytes never equal a tuple.
+RouteKey = bytes | tuple[bytes, int]
+
+
+def route_key(key: bytes, path_id: int = 0) -> RouteKey:
+    return (key, path_id) if path_id else key
+
+
+def nlri_route_key(nlri: Nlri) -> RouteKey:
+    pid = nlri.path_id
+    return (nlri.key, pid) if pid else nlri.key
+
+
+class ReceivedRoutes(Protocol):
+    """What the Loc-RIB reads of the Adj-RIB-In a :class:`PathSource` belongs to
+    (:class:`vpe.rib.adj_rib_in.AdjRibIn` has it). Named here, below both
+    tables, so the Loc-RIB need not import the Adj-RIB-In that reads through it."""
+
+    @property
+    def routes(self) -> dict[RouteKey, Nlri]:
+        """route key -> NLRI as last received"""
+        ...
+
+    @property
+    def stale(self) -> set[RouteKey]:
+        """route keys still stale since the last graceful restart"""
+        ...
 
 #: Path.flags bits.
 STALE = 0x1  # kept across a graceful restart until re-announced or swept (RFC 4724)
@@ -73,7 +100,7 @@ class PathSource:
         peer: PeerInfo,
         attrs: PathAttributes,
         next_hop: IPAddress | None,
-        adj: AdjRibIn | None = None,
+        adj: ReceivedRoutes | None = None,
     ) -> None:
         self.peer = peer
         self.attrs = attrs

@@ -7,6 +7,28 @@ configuration calls; outputs are :class:`VpnOutput` values (VRF table
 changes for the FIB, VPN routes for the speaker, labels to confirm).
 """
 
+from .entries import (
+    CONFIGURED,
+    Configured,
+    Endpoint,
+    Leak,
+    RouteKind,
+    RouteOrigin,
+    RouteSource,
+    VrfRoute,
+)
+from .errors import (
+    AlreadyExists,
+    Conflict,
+    Exhausted,
+    InUse,
+    InvalidValue,
+    NotFound,
+    UnknownLeakPolicy,
+    UnknownLocalRoute,
+    UnknownVrf,
+    VpnError,
+)
 from .events import (
     ExportedRoute,
     PathIdent,
@@ -18,7 +40,15 @@ from .events import (
 )
 from .exporter import Exporter, LocalRoute
 from .importer import Importer
-from .label_allocator import MAX_LABEL, MIN_LABEL, LabelAllocator, LabelSpaceExhausted, label_owner
+from .label_allocator import MAX_LABEL, MIN_LABEL, LabelAllocator, LabelSpaceExhausted
+from .label_owners import (
+    EndpointLabel,
+    LabelOwner,
+    PrefixLabel,
+    VrfLabel,
+    owner_from_json,
+    owner_to_json,
+)
 from .leaking import Leaker, LeakPolicy, PrefixListEntry
 from .rd_allocator import RdAllocator, parse_rd
 from .route_target import (
@@ -31,38 +61,47 @@ from .route_target import (
     route_targets_of,
 )
 from .service import VpnService
-from .vrf import (
-    LabelMode,
-    Leak,
-    RouteKind,
-    RouteSource,
-    Vrf,
-    VrfRoute,
-    parse_label_mode,
-    prefix_key,
-)
+from .vrf import LabelMode, Vrf, parse_label_mode, prefix_key
 
 __all__ = [
+    "AlreadyExists",
+    "Conflict",
+    "Exhausted",
+    "InUse",
+    "InvalidValue",
+    "NotFound",
+    "UnknownLeakPolicy",
+    "UnknownLocalRoute",
+    "UnknownVrf",
+    "VpnError",
+    "CONFIGURED",
     "MAX_LABEL",
     "MIN_LABEL",
     "ExportedRoute",
+    "Configured",
+    "Endpoint",
+    "EndpointLabel",
     "Exporter",
     "Importer",
     "LabelAllocator",
     "LabelMode",
+    "LabelOwner",
     "LabelSpaceExhausted",
     "Leak",
     "LeakPolicy",
     "Leaker",
     "LocalRoute",
     "PathIdent",
+    "PrefixLabel",
     "PrefixListEntry",
     "RdAllocator",
     "RouteKind",
+    "RouteOrigin",
     "RouteSource",
     "RouteTargetIndex",
     "RouteTargets",
     "Vrf",
+    "VrfLabel",
     "VrfRoute",
     "VpnOutput",
     "VpnPath",
@@ -70,7 +109,8 @@ __all__ = [
     "VpnService",
     "VrfTableChange",
     "format_route_targets",
-    "label_owner",
+    "owner_from_json",
+    "owner_to_json",
     "matches",
     "parse_label_mode",
     "parse_rd",

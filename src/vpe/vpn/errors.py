@@ -1,30 +1,67 @@
-"""Typed errors of the VPN layer: callers (the API) decide by type, never by message text.
+"""Why the VPN layer refused a request, as types (never a pattern on a message).
 
-Each is a subclass of the builtin the code raised before (``ValueError``,
-``KeyError``), so existing ``except`` clauses keep working; the message
-names the field first (``name: port 'vm1' is already attached``).
+Every error is still the builtin its callers caught before - a
+``ValueError``, and for the "no such thing" errors also a ``KeyError`` - so
+``except ValueError`` keeps working; callers that want to tell the cases
+apart (the API: 422, 409, 404) look at the class instead of the text:
+
+==========================  =================================================
+:class:`InvalidValue`       a value is malformed or out of range (422)
+:class:`Conflict`           clashes with the current state (409)
+:class:`AlreadyExists`      ... a named object of that kind exists
+:class:`InUse`              ... the resource is held by someone else
+:class:`NotFound`           names something that does not exist (404)
+:class:`UnknownVrf`         ... no VRF of that name
+:class:`UnknownLeakPolicy`  ... no leak policy of that name
+:class:`UnknownLocalRoute`  ... the VRF has no such local route
+:class:`Exhausted`          a pool (automatic RDs) has nothing left
+==========================  =================================================
+
+The message always names the field and the value first (``name: VRF 'red'
+already exists``), as before.
 """
 
 from __future__ import annotations
 
 
 class VpnError(ValueError):
-    """A VPN-layer operation refused: a bad value or a state conflict (HTTP 422)."""
+    """A request the VPN layer refused; the message names the field and the value."""
+
+    # KeyError (a base of NotFound) would quote the message; every VpnError reads the same
+    __str__ = BaseException.__str__
 
 
-class AlreadyExists(VpnError):
-    """The object to create exists already (HTTP 409)."""
+class InvalidValue(VpnError):
+    """A value is malformed or out of range (an RT, RD, prefix, count, name...)."""
 
 
 class Conflict(VpnError):
-    """The operation contradicts the current state (HTTP 409)."""
+    """The request is well-formed but clashes with the current state."""
+
+
+class AlreadyExists(Conflict):
+    """An object of that kind and name exists already (VRF, leak policy)."""
+
+
+class InUse(Conflict):
+    """The resource asked for is held by someone else (an RD, an MPLS label)."""
 
 
 class NotFound(VpnError, KeyError):
-    """No such VPN instance, port or route (HTTP 404)."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else "not found"
+    """The request names something that does not exist."""
 
 
-__all__ = ["AlreadyExists", "Conflict", "NotFound", "VpnError"]
+class UnknownVrf(NotFound):
+    """No VRF of that name."""
+
+
+class UnknownLeakPolicy(NotFound):
+    """No leak policy of that name."""
+
+
+class UnknownLocalRoute(NotFound):
+    """The VRF has no local route for that prefix."""
+
+
+class Exhausted(VpnError):
+    """A pool this vPE allocates from (automatic RDs) has nothing left."""

@@ -1,12 +1,7 @@
 """Values that cross the VPN layer's edges: VPN paths in, VRF table changes and exports out.
 
-In (from the RIB): :class:`VpnPathsChanged` - the paths of VPN destinations
-whose best path / multipath set changed, as ``removes`` and ``adds`` lists of
-:class:`VpnPath` ``(family, nlri, attributes, next_hop, labels)``. Wiring the
-RIB is a few lines: for each changed key of a :class:`vpe.rib.RibChange` of
-family VPNv4/VPNv6, the old multipath set goes to ``removes`` and the new one
-to ``adds`` (:func:`vpn_path_of` reads anything shaped like ``vpe.rib.Path``).
-An add whose identity (:attr:`VpnPath.ident`) is already known replaces it.
+In (from the RIB): :class:`VpnPathsChanged` batches of :class:`VpnPath`
+values, defined in :mod:`vpe.vpn.paths` and re-exported here.
 
 Out: :class:`VrfTableChange` - one VRF prefix and its new forwarding set,
 for the FIB channel; :class:`ExportedRoute` - a VPN route ready for
@@ -18,62 +13,25 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 from ..bgp.wire.attributes.base import PathAttributes
 from ..bgp.wire.constants import Family
 from ..bgp.wire.nlri.base import IPAddress, Nlri
 from ..bgp.wire.nlri.prefix import format_prefix, make_network
+from .entries import VrfRoute
+from .paths import BestPathLike, PathIdent, VpnPath, VpnPathsChanged, vpn_path_of
 
-if TYPE_CHECKING:
-    from .vrf import VrfRoute
-
-#: identity of a VPN path: (NLRI key, path id, packed next hop or b"").
-#: Bytes, not address objects: they hash once (cached) and leave the tuple
-#: untracked by the garbage collector.
-PathIdent = tuple[bytes, int, bytes]
-
-
-class VpnPath(NamedTuple):
-    """One VPN path as the RIB selected it (the RD is inside ``nlri.key``)."""
-
-    family: Family
-    nlri: Nlri
-    attributes: PathAttributes
-    next_hop: IPAddress | None
-    labels: tuple[int, ...]
-
-    @property
-    def ident(self) -> PathIdent:
-        nh = self.next_hop
-        return (self.nlri.key, self.nlri.path_id, nh.packed if nh is not None else b"")
-
-
-class BestPathLike(Protocol):
-    """What :func:`vpn_path_of` needs of a RIB path (``vpe.rib.Path`` has it)."""
-
-    @property
-    def nlri(self) -> Nlri: ...
-
-    @property
-    def attrs(self) -> PathAttributes: ...
-
-    @property
-    def next_hop(self) -> IPAddress | None: ...
-
-
-def vpn_path_of(family: Family, path: BestPathLike) -> VpnPath:
-    nlri = path.nlri
-    return VpnPath(family, nlri, path.attrs, path.next_hop, tuple(getattr(nlri, "labels", ())))
-
-
-@dataclass(slots=True)
-class VpnPathsChanged:
-    """A batch of "best path changed" results for VPN destinations."""
-
-    adds: list[VpnPath] = field(default_factory=list)
-    removes: list[VpnPath] = field(default_factory=list)
-
+__all__ = [
+    "BestPathLike",
+    "ExportedRoute",
+    "PathIdent",
+    "VpnOutput",
+    "VpnPath",
+    "VpnPathsChanged",
+    "VrfTableChange",
+    "vpn_path_of",
+]
 
 class VrfTableChange(NamedTuple):
     """The forwarding set of ``prefix`` in VRF ``vrf`` is now ``routes`` (empty: delete).

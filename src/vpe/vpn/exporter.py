@@ -21,7 +21,7 @@ one host).
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
+from collections.abc import Iterable
 from typing import NamedTuple
 
 from ..bgp.wire.attributes.as_path import AsPath
@@ -36,10 +36,12 @@ from ..bgp.wire.attributes.simple import LocalPref
 from ..bgp.wire.constants import VPNV4, VPNV6
 from ..bgp.wire.nlri.base import IPAddress
 from ..bgp.wire.nlri.vpn import VPNv4Prefix, VPNv6Prefix
+from .entries import CONFIGURED, Endpoint, RouteKind, RouteSource, VrfRoute
 from .events import ExportedRoute, VpnPath
-from .label_allocator import LabelAllocator, label_owner
+from .label_allocator import LabelAllocator
+from .label_owners import EndpointLabel, LabelOwner, PrefixLabel, VrfLabel
 from .route_target import RouteTargets
-from .vrf import LabelMode, RouteKind, RouteSource, Vrf, VrfRoute, bgp_rank, key_text
+from .vrf import LabelMode, Vrf, bgp_rank, key_text
 
 _LOCAL_RANK = bgp_rank(RouteSource.LOCAL, None)
 
@@ -91,9 +93,9 @@ class Exporter:
         #: vrf -> (version, prefix) -> exported route
         self._exported: dict[str, dict[tuple[int, bytes], ExportedRoute]] = {}
         #: (vrf, version, prefix) -> label owner of its route
-        self._owner: dict[tuple[str, int, bytes], Hashable] = {}
+        self._owner: dict[tuple[str, int, bytes], LabelOwner] = {}
         #: label owner -> number of routes using it
-        self._users: dict[Hashable, int] = {}
+        self._users: dict[LabelOwner, int] = {}
         self._attrs: dict[tuple[RouteTargets, tuple[int, ...], int], PathAttributes] = {}
 
     def exported(self, vrf: str) -> list[ExportedRoute]:
@@ -102,10 +104,10 @@ class Exporter:
     def all_exported(self) -> list[ExportedRoute]:
         return [r for t in self._exported.values() for r in t.values()]
 
-    def label_bindings(self) -> dict[int, Hashable]:
-        """label -> owner (``("vrf", name)``: IP lookup in that VRF;
-        ``("prefix", vrf, prefix)``; ``("endpoint", vrf, endpoint)``)."""
-        out: dict[int, Hashable] = {}
+    def label_bindings(self) -> dict[int, LabelOwner]:
+        """label -> what it means (:class:`~vpe.vpn.label_owners.VrfLabel`: IP
+        lookup in that VRF; :class:`PrefixLabel`; :class:`EndpointLabel`)."""
+        out: dict[int, LabelOwner] = {}
         for owner in self._users:
             lab = self.labels.label_of(owner)
             if lab is not None:
@@ -135,21 +137,21 @@ class Exporter:
         return attrs
 
     @staticmethod
-    def owner_for(vrf: Vrf, route: LocalRoute) -> Hashable:
+    def owner_for(vrf: Vrf, route: LocalRoute) -> LabelOwner:
         mode = vrf.label_mode
         if mode is LabelMode.PER_VRF or route.kind is RouteKind.AGGREGATE:
-            return label_owner("vrf", vrf.name)
+            return VrfLabel(vrf.name)
         if mode is LabelMode.PER_PREFIX:
-            return label_owner("prefix", vrf.name, _text(route))
+            return PrefixLabel(vrf.name, _text(route))
         item = route.endpoint or (str(route.next_hop) if route.next_hop is not None else None)
-        return label_owner("endpoint", vrf.name, item)
+        return EndpointLabel(vrf.name, item) if item is not None else VrfLabel(vrf.name)
 
-    def _acquire(self, owner: Hashable, now: float) -> int:
+    def _acquire(self, owner: LabelOwner, now: float) -> int:
         lab = self.labels.allocate(owner, now)
         self._users[owner] = self._users.get(owner, 0) + 1
         return lab
 
-    def _release(self, owner: Hashable) -> tuple[int, ...]:
+    def _release(self, owner: LabelOwner) -> tuple[int, ...]:
         n = self._users.get(owner, 0) - 1
         if n > 0:
             self._users[owner] = n
@@ -158,12 +160,12 @@ class Exporter:
         lab = self.labels.release(owner)
         return (lab,) if lab is not None else ()
 
-    def hold(self, owner: Hashable, now: float) -> int:
+    def hold(self, owner: LabelOwner, now: float) -> int:
         """Take a reference on ``owner``'s label for a user outside the VRF tables
         (the VRF label an I-PMSI route carries in its PMSI tunnel attribute)."""
         return self._acquire(owner, now)
 
-    def unhold(self, owner: Hashable) -> tuple[int, ...]:
+    def unhold(self, owner: LabelOwner) -> tuple[int, ...]:
         """Drop a reference taken with :meth:`hold`; the labels released by it."""
         return self._release(owner)
 
@@ -209,7 +211,7 @@ class Exporter:
             labels,
             self.encapsulations if labels else (),
             RouteSource.LOCAL,
-            route.endpoint,
+            Endpoint(route.endpoint) if route.endpoint is not None else CONFIGURED,
             None,
             _LOCAL_RANK,
             route.kind,

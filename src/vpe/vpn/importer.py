@@ -20,8 +20,8 @@ Two feeds, one logic:
   route is already there as a local entry.
 
 The hot loop does per route: one dictionary store keyed by the NLRI's own
-key bytes (their hash is cached), a slice and a concatenation for the table key, and one :class:`~vpe.vpn.vrf.VrfRoute` tuple per
-importing VRF; anything per attribute set (importing VRFs, rank,
+key bytes (their hash is cached), a slice and a concatenation for the table key, and one :class:`~vpe.vpn.entries.VrfRoute` tuple per
+importing VRF, whose origin is the :class:`~vpe.vpn.paths.VpnPath` itself; anything per attribute set (importing VRFs, rank,
 encapsulations) is looked up once per run of routes sharing that set.
 """
 
@@ -34,9 +34,10 @@ from typing import Any
 from ..bgp.wire.attributes.base import PathAttributes
 from ..bgp.wire.constants import AFI, VPNV4, VPNV6
 from ..bgp.wire.nlri.prefix import PLEN_BYTE
-from .events import PathIdent, VpnPath, VpnPathsChanged
+from .entries import RouteKind, RouteSource, VrfRoute
+from .paths import PathIdent, VpnPath, VpnPathsChanged
 from .route_target import RouteTargetIndex, RouteTargets, matches, route_targets_of
-from .vrf import RouteKind, RouteSource, Vrf, VrfRoute, bgp_rank, encapsulations_of
+from .vrf import Vrf, bgp_rank, encapsulations_of
 
 _IMPORTED = RouteSource.IMPORTED
 _VPN = RouteKind.VPN
@@ -170,7 +171,7 @@ class Importer:
             prefix = plen_byte[key[0]] + key[9:]
             labels = p.labels
             for vrf, table, dirty in targets:
-                r = new(VrfRoute, (version, prefix, nh, labels, encaps, _IMPORTED, nlri, attrs, rank, _VPN))
+                r = new(VrfRoute, (version, prefix, nh, labels, encaps, _IMPORTED, p, attrs, rank, _VPN))
                 if prefix in table:
                     vrf.add_route(r)
                 else:
@@ -266,7 +267,7 @@ class Importer:
                 vrf.add_route(
                     VrfRoute(
                         version, prefix, p.next_hop, p.labels, encaps, _IMPORTED,
-                        p.nlri, attrs, rank, _VPN,
+                        p, attrs, rank, _VPN,
                     )
                 )
             else:

@@ -1,11 +1,11 @@
 """MPLS label allocation for VPN routes (RFC 4364 section 4.3.2, RFC 3032 label range).
 
 Labels 0-15 are reserved (RFC 3032); the allocator hands out 16..2^20-1.
-An *owner* is a hashable key saying what a label means: ``("vrf", name)``
-for a per-VRF aggregate label, ``("prefix", vrf, prefix)`` or
-``("endpoint", vrf, endpoint)`` for the other modes (see
-:func:`label_owner`). Owners made of strings survive :meth:`dump` /
-:meth:`restore` as JSON.
+An *owner* is a hashable key saying what a label means; the VPN layer
+uses the typed values of :mod:`vpe.vpn.label_owners` (:class:`VrfLabel`
+for a per-VRF aggregate label, :class:`PrefixLabel` or
+:class:`EndpointLabel` for the other modes). Those, strings, and tuples of
+strings survive :meth:`dump` / :meth:`restore` as JSON.
 
 A label must not mean something new while a remote PE may still send
 traffic with it, so a released label goes through two gates before reuse:
@@ -27,24 +27,35 @@ possible".
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any
+
+from .errors import Conflict, InUse, InvalidValue
+from .label_owners import LABEL_OWNER_TYPES, owner_from_json
 
 MIN_LABEL = 16
 MAX_LABEL = (1 << 20) - 1
 
-LabelOwner = Hashable
+#: what the allocator accepts as an owner (the VPN layer passes :data:`~vpe.vpn.label_owners.LabelOwner` values)
+Owner = Hashable
 
 
 class LabelSpaceExhausted(RuntimeError):
     """Every label of the range is in use, pending or held down."""
 
 
-def label_owner(mode: str, vrf: str, item: str | None = None) -> tuple[str, ...]:
-    """The owner key of a label: ``("vrf", vrf)`` or ``(mode, vrf, item)``."""
-    if mode == "vrf" or item is None:
-        return ("vrf", vrf)
-    return (mode, vrf, item)
+def _owner_to_json(o: Owner) -> Any:
+    if isinstance(o, LABEL_OWNER_TYPES):
+        return o.to_json()
+    return list(o) if isinstance(o, tuple) else o
+
+
+def generic_owner_from_json(value: Any) -> Owner:
+    """The default reader of stored owners: typed owners (JSON objects) as
+    :data:`~vpe.vpn.label_owners.LabelOwner` values, lists as tuples, anything else as it is."""
+    if isinstance(value, dict):
+        return owner_from_json(value)
+    return tuple(value) if isinstance(value, list) else value
 
 
 class LabelAllocator:
@@ -73,17 +84,17 @@ class LabelAllocator:
 
     def __init__(self, hold_down: float = 60.0, low: int = MIN_LABEL, high: int = MAX_LABEL) -> None:
         if not MIN_LABEL <= low <= high <= MAX_LABEL:
-            raise ValueError(
+            raise InvalidValue(
                 f"label range {low}..{high}: must lie within {MIN_LABEL}..{MAX_LABEL} and low <= high"
             )
         if hold_down < 0:
-            raise ValueError(f"hold-down: {hold_down} seconds is negative")
+            raise InvalidValue(f"hold-down: {hold_down} seconds is negative")
         self.low = low
         self.high = high
         self.hold_down = float(hold_down)
         self._next = low  # first never-used label
-        self._by_owner: dict[LabelOwner, int] = {}
-        self._owner_of: dict[int, LabelOwner] = {}  # used, pending and cooling labels
+        self._by_owner: dict[Owner, int] = {}
+        self._owner_of: dict[int, Owner] = {}  # used, pending and cooling labels
         self._pending: dict[int, None] = {}  # released, withdraw not yet confirmed
         self._cooling: deque[tuple[float, int]] = deque()  # (reusable at, label), sorted
         self._last_deadline = float("-inf")
@@ -93,20 +104,20 @@ class LabelAllocator:
 
     # -- queries ------------------------------------------------------------
 
-    def label_of(self, owner: LabelOwner) -> int | None:
+    def label_of(self, owner: Owner) -> int | None:
         """The label ``owner`` holds now (not one it released)."""
         lab = self._by_owner.get(owner)
         if lab is not None and self._state.get(lab) == self._USED:
             return lab
         return None
 
-    def owner_of(self, label: int) -> LabelOwner | None:
+    def owner_of(self, label: int) -> Owner | None:
         """Who holds ``label`` (in use), else None."""
         if self._state.get(label) == self._USED:
             return self._owner_of[label]
         return None
 
-    def in_use(self) -> dict[int, LabelOwner]:
+    def in_use(self) -> dict[int, Owner]:
         return {lab: o for lab, o in self._owner_of.items() if self._state.get(lab) == self._USED}
 
     def state_of(self, label: int) -> str:
@@ -120,7 +131,7 @@ class LabelAllocator:
 
     # -- allocation ---------------------------------------------------------
 
-    def allocate(self, owner: LabelOwner, now: float = 0.0) -> int:
+    def allocate(self, owner: Owner, now: float = 0.0) -> int:
         """The label of ``owner``: its current one, its own released one, or a new one."""
         lab = self._by_owner.get(owner)
         if lab is not None:
@@ -135,14 +146,14 @@ class LabelAllocator:
         self._bind(owner, lab)
         return lab
 
-    def reserve(self, label: int, owner: LabelOwner) -> int:
+    def reserve(self, label: int, owner: Owner) -> int:
         """Take exactly ``label`` for ``owner`` (restart: same labels where possible).
 
         ``ValueError`` if the label is outside the range or held by someone else
         (in use, pending or in hold-down for another owner).
         """
         if type(label) is not int or not self.low <= label <= self.high:
-            raise ValueError(f"label: {label!r} is outside {self.low}..{self.high}")
+            raise InvalidValue(f"label: {label!r} is outside {self.low}..{self.high}")
         st = self._state.get(label, 0)
         if st in (self._USED, self._PENDING, self._COOLING):
             if self._owner_of.get(label) == owner:
@@ -151,12 +162,12 @@ class LabelAllocator:
                     self._state[label] = self._USED
                     self._by_owner[owner] = label
                 return label
-            raise ValueError(
+            raise InUse(
                 f"label: {label} is {self.state_of(label)} for {self._owner_of.get(label)!r}, "
                 f"cannot reserve it for {owner!r}"
             )
         if owner in self._by_owner and self.label_of(owner) is not None:
-            raise ValueError(f"label owner {owner!r} already holds label {self._by_owner[owner]}")
+            raise Conflict(f"label owner {owner!r} already holds label {self._by_owner[owner]}")
         if st == 0 and label >= self._next:
             if label == self._next:
                 self._advance()
@@ -166,7 +177,7 @@ class LabelAllocator:
         self._bind(owner, label)
         return label
 
-    def release(self, owner: LabelOwner) -> int | None:
+    def release(self, owner: Owner) -> int | None:
         """``owner`` no longer needs its label: it becomes pending; returns it."""
         lab = self.label_of(owner)
         if lab is None:
@@ -192,7 +203,7 @@ class LabelAllocator:
 
     # -- internals ----------------------------------------------------------
 
-    def _bind(self, owner: LabelOwner, lab: int) -> None:
+    def _bind(self, owner: Owner, lab: int) -> None:
         # a released label the owner held before keeps maturing; only the newest counts
         self._by_owner[owner] = lab
         prev = self._owner_of.get(lab)
@@ -242,10 +253,7 @@ class LabelAllocator:
     def dump(self, now: float) -> dict[str, Any]:
         """JSON-able state; hold-downs are stored as seconds remaining at ``now``."""
         self._mature(now)
-
-        def jowner(o: LabelOwner) -> Any:
-            return list(o) if isinstance(o, tuple) else o
-
+        jowner = _owner_to_json
         st = self._state
         return {
             "low": self.low,
@@ -264,15 +272,19 @@ class LabelAllocator:
         }
 
     @classmethod
-    def restore(cls, state: dict[str, Any], now: float) -> LabelAllocator:
-        """The allocator :meth:`dump` described, hold-downs resumed from ``now``.
+    def restore(
+        cls,
+        state: dict[str, Any],
+        now: float,
+        owner: Callable[[Any], Owner] = generic_owner_from_json,
+    ) -> LabelAllocator:
+        """The allocator :meth:`dump` described, hold-downs resumed from ``now``;
+        ``owner`` reads a stored owner (the VPN service passes
+        :func:`~vpe.vpn.label_owners.owner_from_json`, which also reads the
+        positional lists older versions wrote).
 
         ``ValueError`` naming the field on a state that does not fit together.
         """
-
-        def owner(o: Any) -> LabelOwner:
-            return tuple(o) if isinstance(o, list) else o
-
         try:
             a = cls(float(state["hold_down"]), int(state["low"]), int(state["high"]))
             a._next = int(state["next"])
@@ -293,7 +305,7 @@ class LabelAllocator:
                 a._state[int(lab)] = cls._FREE
                 a._free.append(int(lab))
         except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"label allocator state: {e!r}") from None
+            raise InvalidValue(f"label allocator state: {e!r}") from None
         if not a.low <= a._next <= a.high + 1:
-            raise ValueError(f"label allocator state: next {a._next} outside {a.low}..{a.high + 1}")
+            raise InvalidValue(f"label allocator state: next {a._next} outside {a.low}..{a.high + 1}")
         return a

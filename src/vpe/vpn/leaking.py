@@ -5,7 +5,7 @@ into a destination VRF, filtered by an optional prefix list (prefix with
 ``ge``/``le`` lengths, as in the usual router prefix lists) and an optional
 RT match (the route's RTs: the attributes of an imported route, the source
 VRF's export RTs for a local one). Leaked entries are marked
-:attr:`~vpe.vpn.vrf.RouteSource.LEAKED` with a :class:`~vpe.vpn.vrf.Leak`
+:attr:`~vpe.vpn.entries.RouteSource.LEAKED` with a :class:`~vpe.vpn.entries.Leak`
 origin naming the source VRF and the entry copied; they keep its next hop,
 labels and encapsulation, so traffic goes exactly where the source VRF
 would send it. They rank after the destination's own entries.
@@ -24,10 +24,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network, ip_network
 
-from .errors import AlreadyExists
+from .entries import Leak, RouteSource, VrfRoute
+from .errors import AlreadyExists, InvalidValue, UnknownLeakPolicy
 from .events import VrfTableChange
 from .route_target import RouteTargets, matches, parse_route_targets, route_targets_of
-from .vrf import Leak, RouteSource, Vrf, VrfRoute
+from .vrf import Vrf
 
 _LEAKED = RouteSource.LEAKED
 
@@ -47,25 +48,25 @@ class PrefixListEntry:
             try:
                 p = ip_network(p, strict=True)
             except ValueError as e:
-                raise ValueError(f"prefix-list prefix: {self.prefix!r} is not an IP prefix ({e})") from None
+                raise InvalidValue(f"prefix-list prefix: {self.prefix!r} is not an IP prefix ({e})") from None
             object.__setattr__(self, "prefix", p)
         bits = p.max_prefixlen
         for name, v in (("ge", self.ge), ("le", self.le)):
             if v is not None and (type(v) is not int or not p.prefixlen <= v <= bits):
-                raise ValueError(f"prefix-list {name}: {v!r} not in {p.prefixlen}..{bits} for {p}")
+                raise InvalidValue(f"prefix-list {name}: {v!r} not in {p.prefixlen}..{bits} for {p}")
         if self.ge is not None and self.le is not None and self.ge > self.le:
-            raise ValueError(f"prefix-list ge/le: ge {self.ge} > le {self.le} for {p}")
+            raise InvalidValue(f"prefix-list ge/le: ge {self.ge} > le {self.le} for {p}")
 
     @classmethod
     def parse(cls, text: str) -> PrefixListEntry:
         """``"10.0.0.0/8"``, ``"10.0.0.0/8 le 24"``, ``"2001:db8::/32 ge 48 le 64"``."""
         parts = text.split()
         if not parts or len(parts) % 2 == 0:
-            raise ValueError(f"prefix-list entry: {text!r} (expected 'PREFIX [ge N] [le M]')")
+            raise InvalidValue(f"prefix-list entry: {text!r} (expected 'PREFIX [ge N] [le M]')")
         opts: dict[str, int] = {}
         for k, v in zip(parts[1::2], parts[2::2], strict=True):
             if k not in ("ge", "le") or k in opts or not v.isdigit():
-                raise ValueError(f"prefix-list entry: {text!r} (expected 'PREFIX [ge N] [le M]')")
+                raise InvalidValue(f"prefix-list entry: {text!r} (expected 'PREFIX [ge N] [le M]')")
             opts[k] = int(v)
         return cls(parts[0], opts.get("ge"), opts.get("le"))  # type: ignore[arg-type]
 
@@ -115,9 +116,9 @@ class LeakPolicy:
 
     def __post_init__(self) -> None:
         if not self.name:
-            raise ValueError("leak policy name: must not be empty")
+            raise InvalidValue("leak policy name: must not be empty")
         if self.source == self.destination:
-            raise ValueError(f"leak policy {self.name!r}: source and destination are both {self.source!r}")
+            raise InvalidValue(f"leak policy {self.name!r}: source and destination are both {self.source!r}")
         if self.prefixes is not None:
             object.__setattr__(
                 self,
@@ -172,7 +173,7 @@ class Leaker:
     def remove(self, name: str) -> LeakPolicy:
         policy = self.policies.pop(name, None)
         if policy is None:
-            raise ValueError(f"leak policy name: {name!r} does not exist")
+            raise UnknownLeakPolicy(f"leak policy name: {name!r} does not exist")
         dests = self._pairs[policy.source]
         dests[policy.destination].remove(policy)
         if not dests[policy.destination]:

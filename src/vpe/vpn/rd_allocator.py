@@ -18,7 +18,7 @@ import heapq
 from ipaddress import IPv4Address
 
 from ..bgp.wire.nlri.rd import RouteDistinguisher
-from .errors import AlreadyExists
+from .errors import Exhausted, InUse, InvalidValue
 
 _MAX_N = 0xFFFF
 
@@ -31,11 +31,11 @@ def parse_rd(text: str | RouteDistinguisher, field: str = "rd") -> RouteDistingu
     if isinstance(text, RouteDistinguisher):
         return text
     if not isinstance(text, str):
-        raise ValueError(f"{field}: {text!r} is not a route distinguisher string")
+        raise InvalidValue(f"{field}: {text!r} is not a route distinguisher string")
     try:
         return RouteDistinguisher.from_str(text.strip())
     except ValueError as e:
-        raise ValueError(f"{field}: {text!r} is not a route distinguisher ({e})") from None
+        raise InvalidValue(f"{field}: {text!r} is not a route distinguisher ({e})") from None
 
 
 class RdAllocator:
@@ -47,7 +47,7 @@ class RdAllocator:
         try:
             self.router_id = IPv4Address(router_id)
         except ValueError:
-            raise ValueError(f"router-id: {router_id!r} is not an IPv4 address") from None
+            raise InvalidValue(f"router-id: {router_id!r} is not an IPv4 address") from None
         self._by_vrf: dict[str, RouteDistinguisher] = {}
         self._owner: dict[RouteDistinguisher, str] = {}
         self._next = 1
@@ -61,7 +61,7 @@ class RdAllocator:
         """Give ``vrf`` a configured RD; ``ValueError`` if another VRF has it."""
         holder = self._owner.get(rd)
         if holder is not None and holder != vrf:
-            raise AlreadyExists(f"rd: {rd} is already used by VRF {holder!r}")
+            raise InUse(f"rd: {rd} is already used by VRF {holder!r}")
         self.release(vrf)
         self._by_vrf[vrf] = rd
         self._owner[rd] = vrf
@@ -82,7 +82,7 @@ class RdAllocator:
                 n = self._next
                 self._next += 1
             else:
-                raise ValueError(
+                raise Exhausted(
                     f"rd: no free '{self.router_id}:n' route distinguisher left for VRF {vrf!r}"
                 )
             rd = RouteDistinguisher.type1(self.router_id, n)

@@ -25,6 +25,7 @@ from typing import Generic, TypeVar
 from ..bgp.wire.attributes.base import PathAttributes
 from ..bgp.wire.attributes.extended_communities import ExtendedCommunities, RouteTarget
 from ..bgp.wire.constants import AttrCode
+from .errors import InvalidValue
 
 RouteTargets = frozenset[RouteTarget]
 EMPTY_RTS: RouteTargets = frozenset()
@@ -41,13 +42,13 @@ def parse_route_target(text: str | RouteTarget, field: str = "route-target") -> 
     if isinstance(text, RouteTarget):
         return text
     if not isinstance(text, str):
-        raise ValueError(f"{field}: {text!r} is not a route target string")
+        raise InvalidValue(f"{field}: {text!r} is not a route target string")
     t = text.strip()
     body = t[7:] if t[:7].lower() == "target:" else t
     try:
         return RouteTarget.from_str(body)
     except ValueError:
-        raise ValueError(
+        raise InvalidValue(
             f"{field}: {text!r} is not a route target (expected ASN:N with N < 2^32 for "
             "ASN < 65536, IPv4:N or ASN4:N / ASNL:N with N < 65536, optionally after 'target:')"
         ) from None

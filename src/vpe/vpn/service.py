@@ -17,17 +17,18 @@ every *other* local VRF importing one of its RTs. Flow of a remote route:
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
+from collections.abc import Iterable
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any
 
 from ..bgp.wire.attributes.tunnel_types import parse_tunnel_type
 from ..bgp.wire.nlri.base import IPAddress
-from .errors import AlreadyExists
+from .errors import AlreadyExists, InvalidValue, UnknownLocalRoute, UnknownVrf
 from .events import VpnOutput, VpnPathsChanged, VrfTableChange
 from .exporter import Export, Exporter, LocalRoute, vpn_path
 from .importer import Importer
-from .label_allocator import MAX_LABEL, MIN_LABEL, LabelAllocator, label_owner
+from .label_allocator import MAX_LABEL, MIN_LABEL, LabelAllocator
+from .label_owners import LabelOwner, VrfLabel, owner_from_json
 from .leaking import Leaker, LeakPolicy
 from .rd_allocator import RdAllocator, parse_rd
 from .route_target import RouteTargetIndex, parse_route_targets
@@ -51,7 +52,7 @@ def _ip(value: Any, field: str) -> IPAddress:
     try:
         return ip_address(value)
     except ValueError:
-        raise ValueError(f"{field}: {value!r} is not an IP address") from None
+        raise InvalidValue(f"{field}: {value!r} is not an IP address") from None
 
 
 class VpnService:
@@ -85,9 +86,9 @@ class VpnService:
             try:
                 encaps.append(e if isinstance(e, int) else parse_tunnel_type(e))
             except ValueError as err:
-                raise ValueError(f"encapsulations: {e!r} ({err})") from None
+                raise InvalidValue(f"encapsulations: {e!r} ({err})") from None
         if state is not None:
-            self.labels = LabelAllocator.restore(state.get("labels", {}), now)
+            self.labels = LabelAllocator.restore(state.get("labels", {}), now, owner_from_json)
             self.rds.restore(state.get("rds", {}))
         else:
             self.labels = LabelAllocator(label_hold_down, *label_range)
@@ -104,10 +105,10 @@ class VpnService:
     def vrf(self, name: str) -> Vrf:
         v = self.vrfs.get(name)
         if v is None:
-            raise ValueError(f"vrf: {name!r} does not exist")
+            raise UnknownVrf(f"vrf: {name!r} does not exist")
         return v
 
-    def label_bindings(self) -> dict[int, Hashable]:
+    def label_bindings(self) -> dict[int, LabelOwner]:
         """label -> what it means, for the FIB's MPLS table (see the exporter)."""
         return self.exporter.label_bindings()
 
@@ -116,15 +117,15 @@ class VpnService:
         :meth:`release_vrf_label`, whatever its routes do (ingress replication
         advertises it for broadcast/multicast, R3.2). Call once per holder."""
         self.vrf(name)
-        return self.exporter.hold(label_owner("vrf", name), now)
+        return self.exporter.hold(VrfLabel(name), now)
 
     def vrf_label(self, name: str) -> int | None:
-        """The VRF's aggregate label, if it has one now."""
-        return self.exporter.labels.label_of(label_owner("vrf", name))
+        """The VRF's aggregate label if it is allocated now (held or used by a route)."""
+        return self.labels.label_of(VrfLabel(name))
 
     def release_vrf_label(self, name: str) -> tuple[int, ...]:
         """Undo one :meth:`hold_vrf_label`; labels to confirm with :meth:`labels_withdrawn`."""
-        return self.exporter.unhold(label_owner("vrf", name))
+        return self.exporter.unhold(VrfLabel(name))
 
     def dump_state(self, now: float) -> dict[str, Any]:
         """What must survive a restart to keep the same RDs and labels."""
@@ -229,7 +230,7 @@ class VpnService:
     def set_multipath(self, name: str, multipath: int) -> VpnOutput:
         vrf = self.vrf(name)
         if type(multipath) is not int or not 1 <= multipath <= 64:
-            raise ValueError(f"multipath: {multipath!r} is not a path count in 1..64")
+            raise InvalidValue(f"multipath: {multipath!r} is not a path count in 1..64")
         vrf.touch_all()
         vrf.multipath = multipath
         return self._finish(VpnOutput())
@@ -254,13 +255,13 @@ class VpnService:
         k = parse_route_kind(kind)
         nh = _ip(next_hop, "next-hop") if next_hop is not None else None
         if k is RouteKind.HOST and key[0] != (32 if version == 4 else 128):
-            raise ValueError(f"prefix: host route {prefix!r} must be a /32 or /128")
+            raise InvalidValue(f"prefix: host route {prefix!r} must be a /32 or /128")
         if k is RouteKind.STATIC and nh is None:
-            raise ValueError(f"next-hop: static route {prefix!r} needs a next hop")
+            raise InvalidValue(f"next-hop: static route {prefix!r} needs a next hop")
         if nh is not None and nh.version != version:
-            raise ValueError(f"next-hop: {nh} is not an IPv{version} address like {prefix!r}")
+            raise InvalidValue(f"next-hop: {nh} is not an IPv{version} address like {prefix!r}")
         if local_pref is not None and (type(local_pref) is not int or not 0 <= local_pref <= 0xFFFFFFFF):
-            raise ValueError(f"local_pref: {local_pref!r} is not a LOCAL_PREF value (0..4294967295)")
+            raise InvalidValue(f"local_pref: {local_pref!r} is not a LOCAL_PREF value (0..4294967295)")
         route = LocalRoute(version, key, k, endpoint, nh, local_pref)
         self._locals[vrf][(version, key)] = route
         out = VpnOutput()
@@ -271,7 +272,7 @@ class VpnService:
         v = self.vrf(vrf)
         version, key = prefix_key(prefix)
         if (version, key) not in self._locals[vrf]:
-            raise ValueError(f"prefix: {prefix!r} is not a local route of VRF {vrf!r}")
+            raise UnknownLocalRoute(f"prefix: {prefix!r} is not a local route of VRF {vrf!r}")
         out = VpnOutput()
         self._remove_local(v, version, key, out)
         return self._finish(out)
@@ -338,7 +339,7 @@ class VpnService:
     def add_leak_policy(self, policy: LeakPolicy) -> VpnOutput:
         src, dst = self.vrf(policy.source), self.vrf(policy.destination)
         if src.tenant is not None and dst.tenant is not None and src.tenant != dst.tenant:
-            raise ValueError(
+            raise InvalidValue(
                 f"leak policy {policy.name!r}: VRF {src.name!r} (tenant {src.tenant!r}) and "
                 f"VRF {dst.name!r} (tenant {dst.tenant!r}) belong to different tenants"
             )

@@ -4,8 +4,9 @@ Tables are keyed by IP prefix only (RFC 4364 section 4.3.1: the RD is
 stripped on import), as the canonical unicast key ``prefix-length octet +
 minimal prefix octets`` - the VPN NLRI key without its 8 RD octets, so
 import is two slices and no ``ipaddress`` object. Each prefix holds a list
-of :class:`VrfRoute` entries from several sources (local attachment,
-imports from remote or local VPN routes, leaks), kept sorted best first.
+of :class:`~vpe.vpn.entries.VrfRoute` entries from several sources (local
+attachment, imports from remote or local VPN routes, leaks; their typed
+origins are in :mod:`vpe.vpn.entries`), kept sorted best first.
 
 The *forwarding set* of a prefix is the best entry plus the entries of equal
 rank after it, up to the VRF's multipath limit; that is what a
@@ -23,21 +24,38 @@ really changed.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from enum import IntEnum, StrEnum
+from enum import StrEnum
 from ipaddress import IPv4Network, IPv6Network, ip_network
-from typing import Any, NamedTuple
+from typing import Any
 
 from ..bgp.wire.attributes.base import PathAttributes
 from ..bgp.wire.attributes.extended_communities import Encapsulation, ExtendedCommunities
-from ..bgp.wire.attributes.tunnel_types import tunnel_name
 from ..bgp.wire.constants import AttrCode
-from ..bgp.wire.nlri.base import IPAddress, Nlri
-from ..bgp.wire.nlri.prefix import PLEN_BYTE, format_prefix, make_network
+from ..bgp.wire.nlri.base import IPAddress
+from ..bgp.wire.nlri.prefix import PLEN_BYTE, format_prefix
 from ..bgp.wire.nlri.rd import RouteDistinguisher
+from .entries import IPNetwork, Leak, RouteKind, RouteSource, VrfRoute
+from .errors import InvalidValue
 from .events import VrfTableChange
+from .paths import VpnPath
 from .route_target import RouteTargets, format_route_targets
 
-IPNetwork = IPv4Network | IPv6Network
+# the entry values live in .entries; named here too for callers that know them as vrf.*
+__all__ = [
+    "IPNetwork",
+    "LabelMode",
+    "Leak",
+    "RouteKind",
+    "RouteSource",
+    "Vrf",
+    "VrfRoute",
+    "bgp_rank",
+    "encapsulations_of",
+    "key_text",
+    "parse_label_mode",
+    "parse_route_kind",
+    "prefix_key",
+]
 
 
 class LabelMode(StrEnum):
@@ -59,25 +77,7 @@ def parse_label_mode(value: str | LabelMode, field: str = "label-mode") -> Label
         return LabelMode(value)
     except ValueError:
         allowed = ", ".join(m.value for m in LabelMode)
-        raise ValueError(f"{field}: {value!r} is not a label mode (expected one of {allowed})") from None
-
-
-class RouteSource(IntEnum):
-    """Where a VRF entry came from; also the first element of its rank."""
-
-    LOCAL = 0
-    IMPORTED = 1
-    LEAKED = 2
-
-
-class RouteKind(StrEnum):
-    """What a local route is; imported entries have the kind ``vpn``."""
-
-    HOST = "host"  # an attached endpoint's address
-    STATIC = "static"  # configured, via a next hop inside the VRF
-    SUBNET = "subnet"  # an attached segment
-    AGGREGATE = "aggregate"  # a summary: label triggers an IP lookup (R10.3)
-    VPN = "vpn"  # imported from a VPN route
+        raise InvalidValue(f"{field}: {value!r} is not a label mode (expected one of {allowed})") from None
 
 
 def parse_route_kind(value: str | RouteKind, field: str = "kind") -> RouteKind:
@@ -88,87 +88,8 @@ def parse_route_kind(value: str | RouteKind, field: str = "kind") -> RouteKind:
         value = f"{value!r}"
     if kind is RouteKind.VPN:
         allowed = ", ".join(k.value for k in RouteKind if k is not RouteKind.VPN)
-        raise ValueError(f"{field}: {value} is not a local route kind (expected one of {allowed})")
+        raise InvalidValue(f"{field}: {value} is not a local route kind (expected one of {allowed})")
     return kind
-
-
-class Leak(NamedTuple):
-    """Origin of a leaked entry: the source VRF and its entry that was copied."""
-
-    vrf: str
-    route: VrfRoute
-
-
-class VrfRoute(NamedTuple):
-    """One entry of a VRF table.
-
-    ``next_hop`` is the remote vPE/PE for imported entries, the in-VRF next
-    hop of a static route, or None (deliver locally / IP lookup). ``labels``
-    is the stack to push toward ``next_hop`` for imported entries, and the
-    label this vPE allocated for local ones (empty if not exported).
-    ``encapsulation`` lists tunnel types (RFC 9012 numbers) the next hop
-    accepts. ``origin`` says where the entry came from: the VPN NLRI
-    (imported), the endpoint name or None (local), a :class:`Leak` (leaked).
-    """
-
-    version: int
-    prefix: bytes
-    next_hop: IPAddress | None
-    labels: tuple[int, ...]
-    encapsulation: tuple[int, ...]
-    source: RouteSource
-    origin: Nlri | Leak | str | None
-    attributes: PathAttributes | None
-    rank: tuple[int, ...]
-    kind: RouteKind
-
-    @property
-    def network(self) -> IPNetwork:
-        return make_network(self.prefix[1:], self.prefix[0], self.version)
-
-    @property
-    def prefix_text(self) -> str:
-        return format_prefix(self.prefix[1:], self.prefix[0], self.version)
-
-    @property
-    def ident(self) -> tuple[Any, ...]:
-        """Identity within one prefix of one VRF: a new entry with the same
-        identity replaces the old one."""
-        src = self.source
-        o = self.origin
-        if src is RouteSource.IMPORTED:
-            assert isinstance(o, Nlri)
-            return (1, o.key, o.path_id, self.next_hop)
-        if src is RouteSource.LEAKED:
-            assert isinstance(o, Leak)
-            return (2, o.vrf, o.route.ident)
-        return (0,)
-
-    @property
-    def leaked_from(self) -> str | None:
-        o = self.origin
-        return o.vrf if isinstance(o, Leak) else None
-
-    def to_json(self) -> dict[str, Any]:
-        d: dict[str, Any] = {
-            "prefix": self.prefix_text,
-            "source": self.source.name.lower(),
-            "kind": self.kind.value,
-            "next_hop": str(self.next_hop) if self.next_hop is not None else None,
-            "labels": list(self.labels),
-            "encapsulation": [tunnel_name(t) for t in self.encapsulation],
-        }
-        o = self.origin
-        if isinstance(o, Leak):
-            d["leaked_from"] = o.vrf
-            d["leaked_route"] = o.route.to_json()
-        elif isinstance(o, Nlri):
-            d["vpn_route"] = str(o)
-        elif o is not None:
-            d["endpoint"] = o
-        if self.attributes is not None:
-            d["attributes"] = self.attributes.to_json()
-        return d
 
 
 # -- prefixes -------------------------------------------------------------------
@@ -183,9 +104,9 @@ def prefix_key(prefix: str | IPNetwork, field: str = "prefix") -> tuple[int, byt
     try:
         net = ip_network(prefix, strict=True) if isinstance(prefix, str) else prefix
     except ValueError as e:
-        raise ValueError(f"{field}: {prefix!r} is not an IP prefix ({e})") from None
+        raise InvalidValue(f"{field}: {prefix!r} is not an IP prefix ({e})") from None
     if not isinstance(net, IPv4Network | IPv6Network):
-        raise ValueError(f"{field}: {prefix!r} is not an IP prefix")
+        raise InvalidValue(f"{field}: {prefix!r} is not an IP prefix")
     plen = net.prefixlen
     return net.version, PLEN_BYTE[plen] + net.network_address.packed[: (plen + 7) >> 3]
 
@@ -231,8 +152,8 @@ def _nh_sort(nh: IPAddress | None) -> bytes:
 
 def _order(r: VrfRoute) -> tuple[Any, ...]:
     o = r.origin
-    if isinstance(o, Nlri):
-        tie: bytes = o.key + o.path_id.to_bytes(4, "big")
+    if isinstance(o, VpnPath):
+        tie: bytes = o.nlri.key + o.nlri.path_id.to_bytes(4, "big")
     elif isinstance(o, Leak):
         tie = o.vrf.encode()
     else:
@@ -274,9 +195,9 @@ class Vrf:
         tenant: str | None = None,
     ) -> None:
         if not isinstance(name, str) or not name or len(name) > 64 or not name.isprintable():
-            raise ValueError(f"name: {name!r} is not a VRF name (1-64 printable characters)")
+            raise InvalidValue(f"name: {name!r} is not a VRF name (1-64 printable characters)")
         if type(multipath) is not int or not 1 <= multipath <= 64:
-            raise ValueError(f"multipath: {multipath!r} is not a path count in 1..64")
+            raise InvalidValue(f"multipath: {multipath!r} is not a path count in 1..64")
         self.name = name
         self.rd = rd
         self.rd_auto = rd_auto
