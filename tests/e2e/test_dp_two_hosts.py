@@ -32,6 +32,11 @@ ROOT = os.geteuid() == 0
 IP = shutil.which("ip")
 PING = shutil.which("ping")
 GW_MAC = "02:00:5e:00:00:01"
+DRIVERS = [
+    "userspace",
+    pytest.param("ebpf", marks=pytest.mark.skipif(
+        shutil.which("clang") is None, reason="the ebpf driver needs clang and libbpf-dev: make deps")),
+]
 
 
 def sh(*args: str, check: bool = True, timeout: float = 10.0) -> subprocess.CompletedProcess[str]:
@@ -58,7 +63,7 @@ class Lab:
         nsx(full, "ip", "link", "set", "lo", "up")
         return full
 
-    def forwarder(self, host_ns: str, underlay_ip: str, sock: Path) -> None:
+    def forwarder(self, host_ns: str, underlay_ip: str, sock: Path, driver: str = "userspace") -> None:
         log = open(self.tmp / f"{Path(sock).stem}.log", "wb")  # noqa: SIM115 - lives as the process
         proc = subprocess.Popen(
             [
@@ -69,6 +74,8 @@ class Lab:
                 sys.executable,
                 "-m",
                 "vpe.dataplane.process",
+                "--driver",
+                driver,
                 "--underlay-if",
                 "ul0",
                 "--underlay-ip",
@@ -249,12 +256,13 @@ def lab() -> Iterator[Lab]:
 
 
 @pytest.mark.parametrize("encap", ["mpls-in-udp", "mpls-in-gre"])
-def test_dp_r3_1_r7_1_vm_to_vm_ping_across_hosts(lab: Lab, encap: str) -> None:
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_dp_r3_1_r7_1_vm_to_vm_ping_across_hosts(lab: Lab, encap: str, driver: str) -> None:
     """R3.1 R3.3 R7.1 R7.2 R8.1: VM1 on host 1 reaches VM2 on host 2: ping v4/v6, TCP."""
     ns = build(lab)
     socks = {i: lab.tmp / f"h{i}.sock" for i in (1, 2)}
-    lab.forwarder(ns["h1"], "198.18.0.1", socks[1])
-    lab.forwarder(ns["h2"], "198.18.0.2", socks[2])
+    lab.forwarder(ns["h1"], "198.18.0.1", socks[1], driver)
+    lab.forwarder(ns["h2"], "198.18.0.2", socks[2], driver)
     for i in (1, 2):
         with FibClient.connect(str(socks[i])) as client:
             client.sync(host_state(i, encap))
