@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from e2e_lab import DRIVERS
 
 from vpe.dataplane.channel import FibClient
 from vpe.dataplane.driver import LabelEntry, NextHop, Peer, Port, Route, State
@@ -32,11 +33,6 @@ ROOT = os.geteuid() == 0
 IP = shutil.which("ip")
 PING = shutil.which("ping")
 GW_MAC = "02:00:5e:00:00:01"
-DRIVERS = [
-    "userspace",
-    pytest.param("ebpf", marks=pytest.mark.skipif(
-        shutil.which("clang") is None, reason="the ebpf driver needs clang and libbpf-dev: make deps")),
-]
 
 
 def sh(*args: str, check: bool = True, timeout: float = 10.0) -> subprocess.CompletedProcess[str]:
