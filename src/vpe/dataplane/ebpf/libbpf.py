@@ -63,6 +63,26 @@ class _TcOpts(ctypes.Structure):
     ]
 
 
+class _TestRunOpts(ctypes.Structure):
+    _fields_ = [
+        ("sz", ctypes.c_size_t),
+        ("data_in", ctypes.c_void_p),
+        ("data_out", ctypes.c_void_p),
+        ("data_size_in", ctypes.c_uint32),
+        ("data_size_out", ctypes.c_uint32),
+        ("ctx_in", ctypes.c_void_p),
+        ("ctx_out", ctypes.c_void_p),
+        ("ctx_size_in", ctypes.c_uint32),
+        ("ctx_size_out", ctypes.c_uint32),
+        ("retval", ctypes.c_uint32),
+        ("repeat", ctypes.c_int),
+        ("duration", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("cpu", ctypes.c_uint32),
+        ("batch_size", ctypes.c_uint32),
+    ]
+
+
 SampleFn = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_uint32)
 LostFn = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int, ctypes.c_uint64)
 
@@ -115,6 +135,7 @@ def lib() -> ctypes.CDLL:
         ("perf_buffer__consume", i, [vp]),
         ("perf_buffer__free", None, [vp]),
         ("bpf_enable_stats", i, [i]),
+        ("bpf_prog_test_run_opts", i, [i, vp]),
         ("bpf_obj_get_info_by_fd", i, [i, vp, ctypes.POINTER(u32)]),
     ):
         f = getattr(L, fname)
@@ -305,6 +326,32 @@ class PerfBuffer:
         if self._pb:
             lib().perf_buffer__free(self._pb)
             self._pb = None
+
+
+#: TC_ACT_* return codes of the programs
+TC_ACT_OK = 0
+TC_ACT_SHOT = 2
+TC_ACT_REDIRECT = 7
+
+
+def test_run(prog_fd: int, frame: bytes, repeat: int = 1) -> tuple[int, bytes, int]:
+    """Run a tc program on ``frame`` without a device (BPF_PROG_TEST_RUN).
+
+    Returns (return code, the frame as the program left it, average ns per run).
+    A redirect is only reported, not performed; the packet arrives as on the
+    loopback device (``skb->ifindex`` 1).
+    """
+    out = ctypes.create_string_buffer(len(frame) + 256)
+    data = ctypes.create_string_buffer(frame, len(frame))
+    opts = _TestRunOpts()
+    opts.sz = ctypes.sizeof(_TestRunOpts)
+    opts.data_in = ctypes.cast(data, ctypes.c_void_p)
+    opts.data_out = ctypes.cast(out, ctypes.c_void_p)
+    opts.data_size_in = len(frame)
+    opts.data_size_out = len(out)
+    opts.repeat = repeat
+    _check(lib().bpf_prog_test_run_opts(prog_fd, ctypes.byref(opts)), "test run of a program")
+    return opts.retval, out.raw[: opts.data_size_out], opts.duration
 
 
 def enable_run_stats() -> int | None:
