@@ -309,3 +309,15 @@ def test_dp_r3_1_r7_1_vm_to_vm_ping_across_hosts(lab: Lab, encap: str, driver: s
     assert counters["ports"]["vm1"]["tx_packets"] >= 6
     # The FIB survives the control plane's disconnect (we connected twice).
     assert counters["generation"] == 1
+    if driver == "ebpf":
+        fast = counters["ebpf"]["fast_path"]
+        if encap == "mpls-in-udp":  # the kernel did the work; GRE is the slow path's
+            assert fast["encapsulated"] >= 6 and fast["decapsulated"] >= 6, fast
+        # the forwarder leaves no tc qdisc or filter behind when it exits
+        for p in lab.procs:
+            p.terminate()
+            p.wait(timeout=10)
+        for host, port in (("h1", "vp1"), ("h2", "vp2")):
+            for dev in ("ul0", port):
+                q = nsx(ns[host], "tc", "qdisc", "show", "dev", dev).stdout
+                assert "clsact" not in q, f"{host} {dev}: {q}"

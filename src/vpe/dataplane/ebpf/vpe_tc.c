@@ -355,17 +355,24 @@ static __always_inline __u32 *pick_member(struct rt_val *rt, struct nhg_val *g, 
 	return bpf_map_lookup_elem(&members, &mk);
 }
 
-/* length of one segment on the wire (GSO: headers + gso_size) */
+/* length of one segment on the wire (GSO: headers + gso_size); the headers
+ * of a GSO packet are in the linear part, its payload may not be */
 static __always_inline __u32 seg_len(struct __sk_buff *skb, const __u8 *ip, const void *end,
-				    __u32 total, __u32 l3hl, __u8 proto)
+				    __u32 total, int v6, __u8 proto)
 {
 	if (!skb->gso_size)
 		return total;
-	__u32 l4 = 8;
+	__u32 l3hl = v6 ? 40 : 20, l4 = 8;
 	if (proto == 6) {
-		if ((void *)(ip + 40 + 13) > end)
-			return total;
-		l4 = (ip[l3hl + 12] >> 4) * 4;
+		if (v6) {
+			if ((void *)(ip + 40 + 13) > end)
+				return total;
+			l4 = (ip[40 + 12] >> 4) * 4;
+		} else {
+			if ((void *)(ip + 20 + 13) > end)
+				return total;
+			l4 = (ip[20 + 12] >> 4) * 4;
+		}
 	}
 	return l3hl + l4 + skb->gso_size;
 }
@@ -596,7 +603,7 @@ int vpe_port(struct __sk_buff *skb)
 	struct nh_val *nh = bpf_map_lookup_elem(&nhs, nid);
 	if (!nh)
 		return punt(skb, P_NEXT_HOP, 0);
-	__u32 seglen = seg_len(skb, ip, end, total, l3hl, proto);
+	__u32 seglen = seg_len(skb, ip, end, total, v6, proto);
 	struct vrf_ctr *vc = vrf_ctr(p->vrf);
 	__u64 rx_bytes = skb->len;
 	int rc;
@@ -715,7 +722,7 @@ int vpe_underlay(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	if (udp[2] != (MPLS_UDP_PORT >> 8) || udp[3] != (MPLS_UDP_PORT & 0xff))
 		return TC_ACT_OK;
-	if (skb->gso_size || skb->len != 14 + outer_total)
+	if (!skb->gso_size && skb->len != 14 + outer_total)
 		return TC_ACT_OK;
 	struct ul_ctr *u = bpf_map_lookup_elem(&ul_ctrs, &zero);
 	if (!bpf_map_lookup_elem(&peers, &pk)) {
