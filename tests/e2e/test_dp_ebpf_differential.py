@@ -152,11 +152,15 @@ def port_frames(rnd: random.Random) -> Iterator[tuple[str, bytes]]:
     yield "ethertype", mac(GW) + mac(MAC_A) + b"\x88\xcc" + bytes(46)
 
 
-def tunnel(src: str, label: int, inner: bytes, bos: bool = True) -> bytes:
+def tunnel(src: str, label: int, inner: bytes, bos: bool = True, gre: bool = False) -> bytes:
     lse = struct.pack("!I", (label << 12) | (0x100 if bos else 0) | 63)
-    udp = struct.pack("!HHHH", 50000, 6635, 8 + 4 + len(inner), 0) + lse + inner
+    if gre:
+        shim, proto = struct.pack("!HH", 0, 0x8847), 47
+    else:
+        shim, proto = struct.pack("!HHHH", 50000, 6635, 8 + 4 + len(inner), 0), 17
+    body = shim + lse + inner
     return mac("02:00:00:00:aa:01") + mac("02:00:00:00:aa:02") + b"\x08\x00" + P.build_ipv4_header(
-        ip(src), ip(UL4), 17, len(udp)) + udp  # fmt: skip
+        ip(src), ip(UL4), proto, len(body)) + body  # fmt: skip
 
 
 def underlay_frames(rnd: random.Random) -> Iterator[tuple[str, bytes]]:
@@ -168,12 +172,15 @@ def underlay_frames(rnd: random.Random) -> Iterator[tuple[str, bytes]]:
                                                                        rnd.choice((10, 500, 1390)), ttl))
         d6 = rnd.choice(("2001:db8:1::10", "2001:db8:1::11", "2001:db8:1::20"))
         yield f"decap v6 #{i} {d6}", tunnel(R4[0], 1001, v6("2001:db8:1::20", d6, proto, rnd, 64, ttl))
+        yield f"decap gre #{i} {d4}", tunnel(R4[1], 1001, v4("192.0.2.30", d4, proto, rnd, 100, ttl), gre=True)
         yield f"port label #{i}", tunnel(R4[0], 1005, v4("192.0.2.20", "192.0.2.10", proto, rnd, 30, ttl))
         yield f"ingress check #{i}", tunnel("198.18.0.9", 1005, v4("192.0.2.20", "192.0.2.10", proto, rnd, 30))
         yield f"unknown label #{i}", tunnel(R4[1], 77777, v4("192.0.2.20", "192.0.2.10", proto, rnd, 30))
         yield f"unknown source #{i}", tunnel("198.18.0.77", 1001, v4("192.0.2.20", "192.0.2.10", proto, rnd, 30))
     yield "label stack", tunnel(R4[0], 1001, v4("192.0.2.20", "192.0.2.10", 17, rnd, 30), bos=False)
     yield "not ip", tunnel(R4[0], 1001, b"\x00" * 40)
+    keyed = tunnel(R4[1], 1001, v4("192.0.2.30", "192.0.2.10", 17, rnd, 30), gre=True)
+    yield "gre with a key", keyed[:34] + b"\x20\x00\x88\x47" + bytes(4) + keyed[38:]
 
 
 def valid_ipv4_checksum(h: bytes) -> bool:
@@ -255,10 +262,10 @@ def test_ebpf_programs_match_the_userspace_pipeline(programs: dict[str, Any]) ->
             if isinstance(where, ToPort):
                 assert out == bytes(data), f"{what}: frame to {where.name} differs"
             else:
-                assert isinstance(where, ToUnderlay) and where.proto == 17, what
+                assert isinstance(where, ToUnderlay) and where.proto in (17, 47), what
                 outer = out[14:34]
                 assert out[12:14] == b"\x08\x00" and valid_ipv4_checksum(outer), what
-                assert outer[12:16] == ip(UL4) and outer[9] == 17 and outer[8] == 64, what
+                assert outer[12:16] == ip(UL4) and outer[9] == where.proto and outer[8] == 64, what
                 assert struct.unpack("!H", outer[2:4])[0] == 20 + len(data), what
                 if "198.51.100." in what and int(what.split()[3].split(".")[-1]) >= 128:
                     # per-packet ECMP: both rotate, each over its own sequence

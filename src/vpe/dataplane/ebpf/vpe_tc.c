@@ -422,6 +422,67 @@ struct outer4 {
 	__be32 lse;
 } __attribute__((packed));
 
+struct outer4gre {
+	__u8 eth[14];
+	__u8 ip[20];
+	__be16 flags, proto;
+	__be32 lse;
+} __attribute__((packed));
+
+static __always_inline void outer_ip4(__u8 *o, struct cfg *c, struct nh_val *nh, __u16 tot, __u8 proto)
+{
+	o[0] = 0x45;
+	o[2] = tot >> 8;
+	o[3] = tot & 0xff;
+	__u16 id = bpf_get_prandom_u32();
+	o[4] = id >> 8;
+	o[5] = id & 0xff;
+	o[8] = 64;
+	o[9] = proto;
+	__builtin_memcpy(o + 12, c->src4, 4);
+	__builtin_memcpy(o + 16, nh->dst, 4);
+	__u32 sum = 0;
+#pragma unroll
+	for (int i = 0; i < 20; i += 2)
+		sum += ((__u32)o[i] << 8) | o[i + 1];
+	__u16 ck = ~csum_fold_add(sum) & 0xffff;
+	o[10] = ck >> 8;
+	o[11] = ck & 0xff;
+}
+
+/* MPLS-in-GRE (RFC 4023) over IPv4: GRE without optional fields, protocol 0x8847 */
+static __always_inline int to_gre4(struct __sk_buff *skb, struct nh_val *nh, int v6, __u8 ttl,
+				   __u32 total, struct vrf_ctr *vc)
+{
+	__u32 zero = 0;
+	struct cfg *c = bpf_map_lookup_elem(&cfg, &zero);
+	if (!c || !c->has4)
+		return punt(skb, P_NEXT_HOP, 0);
+	if (ttl_dec(skb, v6, ttl))
+		return punt(skb, P_HEADER, 0);
+	struct outer4gre o = {};
+	o.eth[12] = 0x08;
+	outer_ip4(o.ip, c, nh, 20 + 8 + total, IPPROTO_GRE_);
+	o.proto = bpf_htons(0x8847);
+	o.lse = bpf_htonl(nh->label_word | (__u8)(ttl - 1));
+	__u64 flags = BPF_F_ADJ_ROOM_FIXED_GSO | BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 |
+		      BPF_F_ADJ_ROOM_ENCAP_L4_GRE | BPF_F_ADJ_ROOM_ENCAP_L2(4);
+	if (bpf_skb_adjust_room(skb, 28, BPF_ADJ_ROOM_MAC, flags))
+		return punt(skb, P_NEXT_HOP, 0);
+	if (bpf_skb_store_bytes(skb, 0, &o, sizeof(o), 0)) {
+		count_drop(D_REDIRECT);
+		return TC_ACT_SHOT;
+	}
+	if (vc)
+		vc->encapsulated += 1;
+	struct ul_ctr *u = bpf_map_lookup_elem(&ul_ctrs, &zero);
+	if (u) {
+		u->tx_packets += 1;
+		u->tx_bytes += 8 + total;
+	}
+	return bpf_redirect_neigh(c->ul_ifindex, 0, 0, 0);
+}
+
 static __always_inline int to_tunnel4(struct __sk_buff *skb, struct nh_val *nh, int v6, __u8 ttl,
 				      __u32 total, __u32 fh, struct vrf_ctr *vc)
 {
@@ -437,23 +498,7 @@ static __always_inline int to_tunnel4(struct __sk_buff *skb, struct nh_val *nh, 
 	o.eth[12] = 0x08;
 	o.eth[13] = 0x00;
 	__u16 tot = 20 + 12 + total;
-	o.ip[0] = 0x45;
-	o.ip[2] = tot >> 8;
-	o.ip[3] = tot & 0xff;
-	__u16 id = bpf_get_prandom_u32();
-	o.ip[4] = id >> 8;
-	o.ip[5] = id & 0xff;
-	o.ip[8] = 64;
-	o.ip[9] = IPPROTO_UDP;
-	__builtin_memcpy(o.ip + 12, c->src4, 4);
-	__builtin_memcpy(o.ip + 16, nh->dst, 4);
-	__u32 sum = 0;
-#pragma unroll
-	for (int i = 0; i < 20; i += 2)
-		sum += ((__u32)o.ip[i] << 8) | o.ip[i + 1];
-	__u16 ck = ~csum_fold_add(sum) & 0xffff;
-	o.ip[10] = ck >> 8;
-	o.ip[11] = ck & 0xff;
+	outer_ip4(o.ip, c, nh, tot, IPPROTO_UDP);
 	o.sport = bpf_htons(FLOW_PORT_MIN + (fh & 0x3FFF));
 	o.dport = bpf_htons(MPLS_UDP_PORT);
 	o.ulen = bpf_htons(12 + total);
@@ -619,6 +664,13 @@ int vpe_port(struct __sk_buff *skb)
 		if (!(g->n > 1 && g->mode == ECMP_PER_FLOW))
 			fh = v6 ? flow_hash6(ip, end, total) : flow_hash4(ip, end, total);
 		rc = to_tunnel4(skb, nh, v6, ttl, total, fh, vc);
+	} else if (nh->kind == NH_GRE4) {
+		if (seglen > nh->max_inner) {
+			if (!v6 && !(ip[6] & 0x40))
+				return punt(skb, P_FRAGMENT, 0);
+			return punt(skb, P_TOO_BIG, nh->max_inner);
+		}
+		rc = to_gre4(skb, nh, v6, ttl, total, vc);
 	} else {
 		return punt(skb, P_NEXT_HOP, 0);
 	}
@@ -687,12 +739,13 @@ int vpe_underlay(struct __sk_buff *skb)
 	__u8 *ip = data + 14;
 	struct addr_key pk = {};
 	__u32 l3hl, outer_total;
-	int outer6;
+	int outer6, gre;
 	if (et == ETH_P_IP) {
 		if ((void *)(ip + 20 + 8 + 4) > end)
 			return TC_ACT_OK;
-		if (ip[0] != 0x45 || ip[9] != IPPROTO_UDP || !c->has4)
+		if (ip[0] != 0x45 || (ip[9] != IPPROTO_UDP && ip[9] != IPPROTO_GRE_) || !c->has4)
 			return TC_ACT_OK;
+		gre = ip[9] == IPPROTO_GRE_;
 		if ((ip[6] & 0x3f) || ip[7])
 			return TC_ACT_OK; /* fragment: the stack reassembles */
 		if (neq(ip + 16, c->src4, 4))
@@ -705,8 +758,9 @@ int vpe_underlay(struct __sk_buff *skb)
 	} else if (et == ETH_P_IPV6) {
 		if ((void *)(ip + 40 + 8 + 4) > end)
 			return TC_ACT_OK;
-		if (ip[6] != IPPROTO_UDP || !c->has6)
+		if ((ip[6] != IPPROTO_UDP && ip[6] != IPPROTO_GRE_) || !c->has6)
 			return TC_ACT_OK;
+		gre = ip[6] == IPPROTO_GRE_;
 		if (neq(ip + 24, c->src6, 16))
 			return TC_ACT_OK;
 		outer_total = 40 + (((__u32)ip[4] << 8) | ip[5]);
@@ -717,11 +771,24 @@ int vpe_underlay(struct __sk_buff *skb)
 	} else {
 		return TC_ACT_OK;
 	}
+	/* MPLS-in-UDP: UDP header (8) then the label; MPLS-in-GRE: a GRE header
+	 * without optional fields (4, else the slow path parses it), the label */
 	__u8 *udp = ip + l3hl;
 	if ((void *)(udp + 12) > end)
 		return TC_ACT_OK;
-	if (udp[2] != (MPLS_UDP_PORT >> 8) || udp[3] != (MPLS_UDP_PORT & 0xff))
-		return TC_ACT_OK;
+	__u32 shim = 8, lse;
+	if (gre) {
+		if (udp[0] || udp[1] || udp[2] != 0x88 || udp[3] != 0x47)
+			return TC_ACT_OK;
+		shim = 4;
+		lse = ((__u32)udp[4] << 24) | ((__u32)udp[5] << 16) | ((__u32)udp[6] << 8) | udp[7];
+	} else {
+		if (udp[2] != (MPLS_UDP_PORT >> 8) || udp[3] != (MPLS_UDP_PORT & 0xff))
+			return TC_ACT_OK;
+		lse = ((__u32)udp[8] << 24) | ((__u32)udp[9] << 16) | ((__u32)udp[10] << 8) | udp[11];
+	}
+	/* octets the userspace path counts: from the label (UDP) or the GRE header */
+	__u32 ul_len = skb->len - 14 - l3hl - (gre ? 0 : 8);
 	if (!skb->gso_size && skb->len != 14 + outer_total)
 		return TC_ACT_OK;
 	struct ul_ctr *u = bpf_map_lookup_elem(&ul_ctrs, &zero);
@@ -729,11 +796,10 @@ int vpe_underlay(struct __sk_buff *skb)
 		count_drop(D_UNDERLAY_UNKNOWN_SOURCE);
 		if (u) {
 			u->rx_packets += 1;
-			u->rx_bytes += skb->len - 14 - l3hl - 8;
+			u->rx_bytes += ul_len;
 		}
 		return TC_ACT_SHOT;
 	}
-	__u32 lse = ((__u32)udp[8] << 24) | ((__u32)udp[9] << 16) | ((__u32)udp[10] << 8) | udp[11];
 	if (!(lse & 0x100))
 		return TC_ACT_OK;
 	__u32 label = lse >> 12;
@@ -742,14 +808,14 @@ int vpe_underlay(struct __sk_buff *skb)
 		count_drop(D_UNKNOWN_LABEL);
 		if (u) {
 			u->rx_packets += 1;
-			u->rx_bytes += skb->len - 14 - l3hl - 8;
+			u->rx_bytes += ul_len;
 		}
 		return TC_ACT_SHOT;
 	}
 	if (lv->kind != LBL_VRF && lv->kind != LBL_PORT)
 		return TC_ACT_OK;
-	__u32 inner_off = 14 + l3hl + 12;
-	__u8 *in = udp + 12;
+	__u32 inner_off = 14 + l3hl + shim + 4;
+	__u8 *in = udp + shim + 4;
 	__u32 total, ttl;
 	int v6;
 	struct rt_val *rt;
@@ -807,7 +873,7 @@ int vpe_underlay(struct __sk_buff *skb)
 				opc->drops += 1;
 			if (u) {
 				u->rx_packets += 1;
-				u->rx_bytes += skb->len - 14 - l3hl - 8;
+				u->rx_bytes += ul_len;
 			}
 			return TC_ACT_SHOT;
 		}
@@ -842,11 +908,10 @@ int vpe_underlay(struct __sk_buff *skb)
 			return TC_ACT_OK;
 		oif = nh->ifindex;
 	}
-	__u64 rx = skb->len - 14 - l3hl - 8;
-	int rc = decap_deliver(skb, l3hl + 12, outer6, v6, oif, ttl, vc, inner_off);
+	int rc = decap_deliver(skb, l3hl + shim + 4, outer6, v6, oif, ttl, vc, inner_off);
 	if (rc == TC_ACT_REDIRECT && u) {
 		u->rx_packets += 1;
-		u->rx_bytes += rx;
+		u->rx_bytes += ul_len;
 	}
 	return rc;
 }
