@@ -75,7 +75,7 @@ PUNT_REASONS = (
     "underlay-neighbor",
     "copy-failed",
     "fragment",
-    "to-stack",
+    "nested-encapsulation",
 )
 P_TOO_BIG = PUNT_REASONS.index("too-big")
 #: octets of a punted frame the programs copy at most (too-big: the ICMP quote)

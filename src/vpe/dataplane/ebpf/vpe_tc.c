@@ -128,7 +128,7 @@ enum {
 	P_NEIGH,        /* underlay neighbour not resolved yet */
 	P_COPY_FAILED,
 	P_FRAGMENT,     /* IPv4 without DF too big for the tunnel: the slow path fragments */
-	P_UNDERLAY,     /* a tunnel packet left to the stack (the forwarder's sockets) */
+	P_NESTED,       /* the kernel refused the encapsulation (a packet decapsulated here before) */
 	P_MAX = 16,
 };
 
@@ -379,18 +379,27 @@ static __always_inline __u32 seg_len(struct __sk_buff *skb, const __u8 *ip, cons
 
 /* ---------------------------------------------------- VM port ingress */
 
-static __always_inline int ttl_dec(struct __sk_buff *skb, int v6, __u8 ttl)
+/* TTL / hop limit - 1 of the IP header at ``off`` (IPv4: checksum updated) */
+static __always_inline int ttl_dec(struct __sk_buff *skb, __u32 off, int v6, __u8 ttl)
 {
 	if (v6) {
 		__u8 nt = ttl - 1;
-		return bpf_skb_store_bytes(skb, 14 + 7, &nt, 1, 0);
+		return bpf_skb_store_bytes(skb, off + 7, &nt, 1, 0);
 	}
 	/* the TTL is the high octet of the 16-bit word at IP offset 8 */
 	__u16 old = bpf_htons((__u16)ttl << 8), new = bpf_htons((__u16)(ttl - 1) << 8);
 	__u8 nt = ttl - 1;
-	if (bpf_l3_csum_replace(skb, 14 + 10, old, new, 2))
+	if (bpf_l3_csum_replace(skb, off + 10, old, new, 2))
 		return -1;
-	return bpf_skb_store_bytes(skb, 14 + 8, &nt, 1, 0);
+	return bpf_skb_store_bytes(skb, off + 8, &nt, 1, 0);
+}
+
+/* A change failed after the packet was modified: it can no longer be punted
+ * (the slow path would see it half-done), so it is dropped and counted. */
+static __always_inline int broken(void)
+{
+	count_drop(D_REDIRECT);
+	return TC_ACT_SHOT;
 }
 
 static __always_inline int to_local_port(struct __sk_buff *skb, struct nh_val *nh, int v6, __u8 ttl,
@@ -402,13 +411,13 @@ static __always_inline int to_local_port(struct __sk_buff *skb, struct nh_val *n
 		return punt(skb, P_NEXT_HOP, 0);
 	if (seglen > op->mtu)
 		return punt(skb, P_TOO_BIG, op->mtu);
-	if (ttl_dec(skb, v6, ttl))
-		return punt(skb, P_HEADER, 0);
+	if (ttl_dec(skb, 14, v6, ttl))
+		return broken();
 	__u8 eth[12];
 	__builtin_memcpy(eth, op->mac, 6);
 	__builtin_memcpy(eth + 6, op->gw_mac, 6);
 	if (bpf_skb_store_bytes(skb, 0, eth, 12, 0))
-		return punt(skb, P_HEADER, 0);
+		return broken();
 	if (vc)
 		vc->routed_local += 1;
 	port_tx(oif, skb->len);
@@ -428,6 +437,20 @@ struct outer4gre {
 	__be16 flags, proto;
 	__be32 lse;
 } __attribute__((packed));
+
+/* Room for the outer headers after the MAC header. The ENCAP flags describe
+ * the tunnel for GSO; the kernel refuses them on an skb that already carries
+ * an encapsulation mark (a packet a program decapsulated, routed back out by a
+ * VM: the hub of hub-and-spoke). Such a packet, unless it is a GSO one, needs
+ * no tunnel description: the room is made without the flags. */
+static __always_inline int grow(struct __sk_buff *skb, __s32 len, __u64 flags)
+{
+	if (!bpf_skb_adjust_room(skb, len, BPF_ADJ_ROOM_MAC, flags))
+		return 0;
+	if (skb->gso_size)
+		return -1;
+	return bpf_skb_adjust_room(skb, len, BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_FIXED_GSO) ? -1 : 0;
+}
 
 static __always_inline void outer_ip4(__u8 *o, struct cfg *c, struct nh_val *nh, __u16 tot, __u8 proto)
 {
@@ -458,8 +481,6 @@ static __always_inline int to_gre4(struct __sk_buff *skb, struct nh_val *nh, int
 	struct cfg *c = bpf_map_lookup_elem(&cfg, &zero);
 	if (!c || !c->has4)
 		return punt(skb, P_NEXT_HOP, 0);
-	if (ttl_dec(skb, v6, ttl))
-		return punt(skb, P_HEADER, 0);
 	struct outer4gre o = {};
 	o.eth[12] = 0x08;
 	outer_ip4(o.ip, c, nh, 20 + 8 + total, IPPROTO_GRE_);
@@ -467,12 +488,13 @@ static __always_inline int to_gre4(struct __sk_buff *skb, struct nh_val *nh, int
 	o.lse = bpf_htonl(nh->label_word | (__u8)(ttl - 1));
 	__u64 flags = BPF_F_ADJ_ROOM_FIXED_GSO | BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 |
 		      BPF_F_ADJ_ROOM_ENCAP_L4_GRE | BPF_F_ADJ_ROOM_ENCAP_L2(4);
-	if (bpf_skb_adjust_room(skb, 28, BPF_ADJ_ROOM_MAC, flags))
-		return punt(skb, P_NEXT_HOP, 0);
-	if (bpf_skb_store_bytes(skb, 0, &o, sizeof(o), 0)) {
-		count_drop(D_REDIRECT);
-		return TC_ACT_SHOT;
-	}
+	/* first the room: when the kernel refuses it (a packet that was itself
+	 * decapsulated by a program keeps the skb's encapsulation mark, and
+	 * bpf_skb_adjust_room does not nest), nothing has changed yet */
+	if (grow(skb, 28, flags))
+		return punt(skb, P_NESTED, 0);
+	if (ttl_dec(skb, 14 + 28, v6, ttl) || bpf_skb_store_bytes(skb, 0, &o, sizeof(o), 0))
+		return broken();
 	if (vc)
 		vc->encapsulated += 1;
 	struct ul_ctr *u = bpf_map_lookup_elem(&ul_ctrs, &zero);
@@ -490,9 +512,6 @@ static __always_inline int to_tunnel4(struct __sk_buff *skb, struct nh_val *nh, 
 	struct cfg *c = bpf_map_lookup_elem(&cfg, &zero);
 	if (!c || !c->has4)
 		return punt(skb, P_NEXT_HOP, 0);
-	if (ttl_dec(skb, v6, ttl))
-		return punt(skb, P_HEADER, 0);
-
 	struct outer4 o = {};
 	/* the neighbour subsystem writes the MACs (bpf_redirect_neigh) */
 	o.eth[12] = 0x08;
@@ -506,12 +525,10 @@ static __always_inline int to_tunnel4(struct __sk_buff *skb, struct nh_val *nh, 
 
 	__u64 flags = BPF_F_ADJ_ROOM_FIXED_GSO | BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 |
 		      BPF_F_ADJ_ROOM_ENCAP_L4_UDP | BPF_F_ADJ_ROOM_ENCAP_L2(4);
-	if (bpf_skb_adjust_room(skb, 32, BPF_ADJ_ROOM_MAC, flags))
-		return punt(skb, P_NEXT_HOP, 0);
-	if (bpf_skb_store_bytes(skb, 0, &o, sizeof(o), 0)) {
-		count_drop(D_REDIRECT);
-		return TC_ACT_SHOT;
-	}
+	if (grow(skb, 32, flags))
+		return punt(skb, P_NESTED, 0);
+	if (ttl_dec(skb, 14 + 32, v6, ttl) || bpf_skb_store_bytes(skb, 0, &o, sizeof(o), 0))
+		return broken();
 	if (vc)
 		vc->encapsulated += 1;
 	struct ul_ctr *u = bpf_map_lookup_elem(&ul_ctrs, &zero);
@@ -692,33 +709,20 @@ static __always_inline int decap_deliver(struct __sk_buff *skb, __u32 hdr, int o
 	__u32 total_len = skb->len - inner_off;
 	if (!skb->gso_size && total_len > op->mtu)
 		return TC_ACT_OK;
-	/* the inner TTL, before the headers move */
-	if (v6) {
-		__u8 nt = ttl - 1;
-		if (bpf_skb_store_bytes(skb, inner_off + 7, &nt, 1, 0))
-			return TC_ACT_OK;
-	} else {
-		__u16 old = bpf_htons((__u16)ttl << 8), new = bpf_htons((__u16)(ttl - 1) << 8);
-		__u8 nt = ttl - 1;
-		if (bpf_l3_csum_replace(skb, inner_off + 10, old, new, 2) ||
-		    bpf_skb_store_bytes(skb, inner_off + 8, &nt, 1, 0))
-			return TC_ACT_OK;
-	}
 	__u64 flags = BPF_F_ADJ_ROOM_FIXED_GSO |
 		      (v6 ? BPF_F_ADJ_ROOM_DECAP_L3_IPV6 : BPF_F_ADJ_ROOM_DECAP_L3_IPV4);
-	if (bpf_skb_adjust_room(skb, -(__s32)hdr, BPF_ADJ_ROOM_MAC, flags)) {
-		count_drop(D_REDIRECT);
-		return TC_ACT_SHOT;
-	}
+	/* the headers go first: refused, the packet is still whole for the stack */
+	if (bpf_skb_adjust_room(skb, -(__s32)hdr, BPF_ADJ_ROOM_MAC, flags))
+		return TC_ACT_OK;
+	if (ttl_dec(skb, 14, v6, ttl))
+		return broken();
 	__u8 eth[14];
 	__builtin_memcpy(eth, op->mac, 6);
 	__builtin_memcpy(eth + 6, op->gw_mac, 6);
 	eth[12] = v6 ? 0x86 : 0x08;
 	eth[13] = v6 ? 0xDD : 0x00;
-	if (bpf_skb_store_bytes(skb, 0, eth, 14, 0)) {
-		count_drop(D_REDIRECT);
-		return TC_ACT_SHOT;
-	}
+	if (bpf_skb_store_bytes(skb, 0, eth, 14, 0))
+		return broken();
 	if (vc)
 		vc->decapsulated += 1;
 	port_tx(oif, skb->len);
