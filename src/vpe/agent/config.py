@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..bgp.wire.constants import FAMILY_BY_NAME, Family
 from ..dataplane import registry as dataplane_drivers
+from ..dataplane.channel import load_key
 
 AddPathMode = Literal["receive", "send", "both"]
 
@@ -192,6 +193,29 @@ class DataplaneConfig(_Strict):
     #: FIB channel of the forwarder process: a Unix socket path, or
     #: "tcp:HOST:PORT" for a forwarder on another host (R2.4)
     fib_socket: str = "/run/vpe/fib.sock"
+    #: file holding the FIB channel key (mode 0600, at least 16 octets; the
+    #: forwarder's ``--key-file``): both ends prove they hold it. Required
+    #: with a ``tcp:`` fib_socket.
+    fib_key_file: str | None = None
+    #: seconds between FIB channel keepalives; a forwarder silent for three
+    #: intervals is taken for lost and resynchronised when it answers again
+    fib_keepalive: float = Field(default=0.2, ge=0.05, le=10.0)
+
+    @field_validator("fib_key_file")
+    @classmethod
+    def _key_file(cls, v: str | None) -> str | None:
+        if v is not None:
+            load_key(v)  # readable, private, long enough: else ValueError naming the file
+        return v
+
+    @model_validator(mode="after")
+    def _tcp_needs_key(self) -> DataplaneConfig:
+        if self.fib_socket.startswith("tcp:") and self.fib_key_file is None:
+            raise ValueError(
+                "fib_socket is a TCP address but fib_key_file is missing: the FIB channel "
+                "over TCP must be authenticated"
+            )
+        return self
 
     @field_validator("driver")
     @classmethod
