@@ -70,7 +70,17 @@ class NeighborConfig(_Strict):
     add_path: list[AddPathConfig] = Field(default_factory=list)
     route_reflector_client: bool = False
     graceful_restart: bool = True
-    max_prefixes: int | None = Field(default=None, ge=1)
+    #: per-family limit of prefixes accepted from this neighbor (R13.4; counted in
+    #: its Adj-RIB-In, every family on its own); None: no limit
+    max_prefixes: int | None = Field(default=None, ge=1, le=2**32 - 1)
+    #: past the limit: "teardown" (Cease / Maximum Number of Prefixes Reached,
+    #: RFC 4486) or "warning" (log and report only)
+    max_prefixes_action: Literal["teardown", "warning"] = "teardown"
+    #: seconds a torn-down session stays down before it may come up again
+    #: (0: until the agent restarts)
+    max_prefixes_restart: float = Field(default=60.0, ge=0, le=86400)
+    #: percent of the limit at which a warning is logged
+    max_prefixes_threshold: int = Field(default=75, ge=1, le=100)
     description: str = ""
 
     @field_validator("address", "local_address")
