@@ -76,8 +76,8 @@ class _Fwd:
 
 @pytest.fixture
 def sock_path() -> Iterator[str]:
-    d = tempfile.mkdtemp(prefix="vpe-fibsec-")
-    yield os.path.join(d, "fib.sock")
+    with tempfile.TemporaryDirectory(prefix="vpe-fibsec-") as d:
+        yield os.path.join(d, "fib.sock")
 
 
 @pytest.fixture
