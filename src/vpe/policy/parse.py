@@ -156,7 +156,7 @@ def _u32(value: Any, where: str) -> int:
 
 
 def _family(v: Any, w: str) -> Any:
-    if v not in FAMILY_BY_NAME:
+    if not isinstance(v, str) or v not in FAMILY_BY_NAME:
         raise PolicyError(w, v, f"is not a family (known: {', '.join(sorted(FAMILY_BY_NAME))})")
     return FAMILY_BY_NAME[v]
 

@@ -37,16 +37,29 @@ case, a client's million routes reflected to the other clients of its
 group, that is one encoding for the others and nothing for the sender.
 Entry counts per tag make :meth:`AdjRibOut.sent` O(1).
 
-**Outbound attributes.** Computed once per (attribute set, transform kind)
-and cached: attribute sets are interned and shared by many routes. See
-:meth:`AdjRibOut._transform`.
+**Outbound attributes.** First the standard rewrites
+(:mod:`vpe.rib.outbound`: eBGP prepend, reflection attributes, default
+LOCAL_PREF, Partial bit, NEXT_HOP), then the peer's export policy
+(:attr:`OutPeer.export_policy`, :mod:`vpe.policy`). Both are computed once
+per path source (attribute set, next hop) and group, and cached: attribute
+sets are interned and shared by many routes. A policy that matches on the
+route itself (prefix, RD) or relabels is evaluated per route, only in the
+groups that have one (which then take the general, per-destination path
+instead of the hot loop). The policy is part of the group signature, so
+peers with different policies are in different groups;
+:meth:`AdjRibOut.set_export_policy` moves a peer and sends the difference.
+
+**Relabel.** When a peer's export verdict says relabel (Inter-AS option B,
+re-advertisement with next hop self), the route is sent with a local label
+from :attr:`AdjRibOut.relabeler` (a :class:`~vpe.policy.relabel.Relabeler`,
+which also yields the label-swap entries for the FIB) and our next hop.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
@@ -63,10 +76,13 @@ from ..bgp.wire.constants import (
 from ..bgp.wire.context import CodecContext
 from ..bgp.wire.nlri.base import Nlri
 from ..bgp.wire.update import end_of_rib, pack_announcements, pack_withdrawals
+from ..policy.policy import Policy
+from ..policy.relabel import Relabeler
 from . import attrs as A
 from .loc_rib import LocRib
+from .outbound import OutboundRewrites, outbound_next_hop
 from .path import Path, PathSource, PeerInfo, same_nlri
-from .reflection import is_reflection, may_advertise, outbound_reflection_attributes
+from .reflection import may_advertise
 from .rib import Rib, RibChange
 from .rtc import RtcFilter, RtcFilters, membership_keys
 
@@ -126,7 +142,8 @@ class OutPeer:
     (where path ids are on the wire). ``next_hop_self`` is the next hop
     sent to eBGP peers, and to iBGP peers for local routes without one.
     ``rtc``: the peer negotiated RTC, so VPN routes are filtered by the
-    RT membership it sent.
+    RT membership it sent. ``export_policy``: the user's policy, applied
+    after the standard rewrites (part of the update-group signature).
     """
 
     address: IPAddress
@@ -136,6 +153,7 @@ class OutPeer:
     addpath_send: dict[Family, int | str] = field(default_factory=dict, hash=False)
     next_hop_self: IPAddress | None = None
     rtc: bool = False
+    export_policy: Policy | None = None
 
 
 class _FamilyState:
@@ -225,9 +243,14 @@ class _FamilyState:
 class _Group:
     """An update group: members sharing one outbound policy."""
 
-    __slots__ = ("sig", "rep", "ctx", "ebgp", "next_hop_self", "rtc", "fams", "members", "_excl")
+    __slots__ = (
+        "sig", "rep", "ctx", "ebgp", "next_hop_self", "rtc", "fams", "members", "_excl",
+        "policy", "route_policy", "self_nh",
+    )
 
-    def __init__(self, sig: tuple[Any, ...], peer: OutPeer, rtc: RtcFilter | None) -> None:
+    def __init__(
+        self, sig: tuple[Any, ...], peer: OutPeer, rtc: RtcFilter | None, router_id: IPv4Address
+    ) -> None:
         info = peer.info
         self.sig = sig
         #: the members' PeerInfo with a member-neutral address and router id
@@ -236,6 +259,13 @@ class _Group:
         self.ebgp = not info.ibgp
         self.next_hop_self = peer.next_hop_self
         self.rtc = rtc
+        #: the export policy; ``route_policy`` is it when it must run per route
+        #: (prefix/RD match, relabel), else None and it runs per path source
+        self.policy = peer.export_policy
+        pol = self.policy
+        self.route_policy = pol if pol is not None and (pol.route_dependent or pol.relabels) else None
+        #: what "next hop self" means to this group's policy
+        self.self_nh: IPAddress = peer.next_hop_self if peer.next_hop_self is not None else router_id
         self.fams: dict[Family, _FamilyState] = {}
         for fam in peer.families:
             addpath = fam in peer.ctx.addpath
@@ -405,17 +435,20 @@ class AdjRibOut:
         router_id: IPv4Address,
         cluster_id: IPv4Address | None = None,
         vpn_families: frozenset[Family] = DEFAULT_VPN_FAMILIES,
+        relabeler: Relabeler | None = None,
     ) -> None:
         self.rib = rib
         self.local_asn = local_asn
         self.router_id = IPv4Address(router_id)
         self.cluster_id = IPv4Address(cluster_id) if cluster_id is not None else self.router_id
         self.vpn_families = frozenset(vpn_families)
+        #: local labels for routes an export policy relabels (None: relabel is ignored)
+        self.relabeler = relabeler
         self._groups: dict[tuple[Any, ...], _Group] = {}
         self._members: dict[IPAddress, _Member] = {}
         self._filters = RtcFilters()
-        #: (attrs, transform kind) -> outbound attrs
-        self._out_attrs: dict[tuple[PathAttributes, tuple[Any, ...]], PathAttributes] = {}
+        #: the standard outbound rewrites, cached per (attrs, kind)
+        self._std = OutboundRewrites(local_asn, self.cluster_id)
         self._okeys: dict[Okey, Okey] = {}
         self._rts: dict[PathAttributes, tuple[bytes, ...]] = {}
         #: (source address, ORIGINATOR_ID) -> tag; never cleared (one per source and
@@ -467,6 +500,7 @@ class AdjRibOut:
             peer.ctx,
             frozenset(peer.addpath_send.items()),
             rtc,
+            peer.export_policy,
         )
 
     def _group_for(self, peer: OutPeer, rtc: RtcFilter | None | object = _MISSING) -> _Group:
@@ -476,7 +510,7 @@ class AdjRibOut:
         sig = self._signature(peer, rtc)
         g = self._groups.get(sig)
         if g is None:
-            g = self._groups[sig] = _Group(sig, peer, rtc)
+            g = self._groups[sig] = _Group(sig, peer, rtc, self.router_id)
         return g
 
     def _join(self, m: _Member, g: _Group) -> None:
@@ -491,6 +525,9 @@ class AdjRibOut:
         g.membership_changed()
         if not g.members:
             self._groups.pop(g.sig, None)
+            if self.relabeler is not None and g.route_policy is not None:
+                for fs in g.fams.values():
+                    self.relabeler.release_owner(fs)
 
     # -- changes ---------------------------------------------------------------
 
@@ -506,11 +543,11 @@ class AdjRibOut:
             fs = g.fams[fam]
             info_of = self._info_getter(g, fam)
             b = _Batch()
-            if fs.mode == 1 and not fs.addpath:
+            if fs.mode == 1 and not fs.addpath and g.route_policy is None:
                 self._process_plain(fs, change.keys, loc, info_of, b)
             else:
                 for k in change.keys:
-                    self._process_key(fs, fam, loc, k, info_of, b)
+                    self._process_key(g, fs, fam, loc, k, info_of, b)
             if not b:
                 continue
             fs.table = None
@@ -598,7 +635,7 @@ class AdjRibOut:
         self._leave(m)
         new = self._group_for(m.peer, filt)
         fresh = not new.members
-        if fresh:
+        if fresh and new.route_policy is None:  # (relabeled views are owned per group: rebuilt)
             for f, fs in new.fams.items():
                 if f not in self.vpn_families:  # same policy as before: same group view
                     fs.copy_from(old.fams[f], share=not old.members)
@@ -606,6 +643,42 @@ class AdjRibOut:
         self._filters.release_unused(g.rtc for g in self._groups.values() if g.rtc is not None)
         out: list[bytes] = []
         for f in vpn:
+            self._scan(new, m, f)
+            after = self._member_view(new, m, f)
+            wd: list[Nlri] = []
+            ann: dict[Okey, list[Nlri]] = {}
+            for k, s in before[f].items():
+                if k not in after:
+                    wd.extend(e[0] for e in _entries(s))
+            for k, s in after.items():
+                _diff(_as_view(before[f].get(k)), _as_view(s), wd, ann)
+            out.extend(self._encode(f, new.ctx, wd, ann))
+        return out
+
+    def set_export_policy(self, address: IPAddress, policy: Policy | None) -> list[bytes]:
+        """Give ``address`` a new export policy without a session reset.
+
+        The peer moves to the update group of its new signature (built from
+        the Loc-RIB if it is new, else joined as it stands), and gets the
+        UPDATEs that turn what it holds into what it must hold now:
+        withdrawals for routes the policy now rejects, announcements for
+        routes now allowed or sent with other attributes, next hop or label.
+        """
+        m = self._members.get(address)
+        if m is None:
+            return []
+        if m.peer.export_policy == policy:
+            m.peer = replace(m.peer, export_policy=policy)
+            return []
+        old = m.group
+        fams = _family_order(m.peer.families)
+        before = {f: self._member_view(old, m, f) for f in fams}
+        self._leave(m)
+        m.peer = replace(m.peer, export_policy=policy)
+        new = self._group_for(m.peer, old.rtc)
+        self._join(m, new)
+        out: list[bytes] = []
+        for f in fams:
             self._scan(new, m, f)
             after = self._member_view(new, m, f)
             wd: list[Nlri] = []
@@ -685,12 +758,19 @@ class AdjRibOut:
         def info_of(src: PathSource) -> Info:
             r = cache.get(src, _MISSING)
             if r is _MISSING:
-                r = cache[src] = compute(g, src, vpn_filter, v4_unicast)
+                r = cache[src] = compute(g, fam, src, vpn_filter, v4_unicast)
             return r
 
         return info_of
 
-    def _source_info(self, g: _Group, src: PathSource, vpn_filter: RtcFilter | None, v4_unicast: bool) -> Info:
+    def _source_info(
+        self, g: _Group, fam: Family, src: PathSource, vpn_filter: RtcFilter | None, v4_unicast: bool
+    ) -> Info:
+        """The Okey of ``src``'s routes for ``g``: may they go, with which attributes and next hop.
+
+        Standard rewrites, then the export policy when it does not depend on
+        the route (a route-dependent one runs per route: :meth:`_route_policy`).
+        """
         peer = src.peer
         attrs = src.attrs
         rep = g.rep
@@ -700,13 +780,16 @@ class AdjRibOut:
             return None  # the peer's AS is on the path: it would drop the route as a loop
         if vpn_filter is not None and not vpn_filter.matches(self._route_targets(attrs)):
             return None
-        if g.ebgp:
-            nh = g.next_hop_self if g.next_hop_self is not None else src.next_hop
-        else:
-            nh = src.next_hop if src.next_hop is not None else g.next_hop_self
+        nh = outbound_next_hop(src.next_hop, g.ebgp, g.next_hop_self)
         if nh is None:
             return None
-        out = self._transform(attrs, peer, g, nh if v4_unicast and nh.version == 4 else None)
+        out = self._std.attributes(attrs, peer, rep, nh if v4_unicast and nh.version == 4 else None)
+        pol = g.policy
+        if pol is not None and g.route_policy is None:
+            v = pol.evaluate(fam, out, nh, None, g.self_nh)
+            if not v.accept or v.next_hop is None:
+                return None
+            out, nh = v.attrs, v.next_hop
         okey = (out, nh, self._tag(peer, None if g.ebgp else A.originator_id(attrs)))
         okey = self._okeys.setdefault(okey, okey)
         if len(self._okeys) > _CACHE_MAX:
@@ -732,75 +815,94 @@ class AdjRibOut:
             rts = self._rts[attrs] = A.route_target_octets(attrs)
         return rts
 
-    def _transform(
-        self, attrs: PathAttributes, source: PeerInfo, g: _Group, v4_next_hop: IPAddress | None
-    ) -> PathAttributes:
-        """Outbound attributes of ``attrs`` learned from ``source`` for group ``g``.
-
-        * to eBGP: local AS prepended; LOCAL_PREF, ORIGINATOR_ID, CLUSTER_LIST
-          dropped; MED kept only for routes originated in our AS;
-        * reflected (iBGP to iBGP): ORIGINATOR_ID (the source's router id if
-          absent) and our cluster id prepended to CLUSTER_LIST;
-        * local or eBGP-learned to iBGP: LOCAL_PREF 100 unless present;
-        * unrecognised transitive attributes of learned routes get Partial;
-        * NEXT_HOP is the outbound next hop for IPv4 unicast, absent otherwise.
-        """
-        if g.ebgp:
-            kind: tuple[Any, ...] = ("ebgp", source.local, v4_next_hop)
-        elif is_reflection(source, g.rep):
-            kind = ("reflect", source.router_id, v4_next_hop)
-        else:
-            kind = ("ibgp", source.local, v4_next_hop)
-        key = (attrs, kind)
-        out = self._out_attrs.get(key)
-        if out is not None:
-            return out
-        if g.ebgp:
-            out = A.for_external_peer(attrs, self.local_asn, keep_med=A.is_originated_in_as(attrs))
-        elif kind[0] == "reflect":
-            out = outbound_reflection_attributes(attrs, source, g.rep, self.cluster_id)
-        else:
-            out = A.with_default_local_pref(attrs)
-        if not source.local:
-            out = A.with_partial_unknowns(out)
-        out = A.with_next_hop(out, v4_next_hop)  # type: ignore[arg-type]
-        if len(self._out_attrs) > _CACHE_MAX:
-            self._out_attrs.clear()
-        self._out_attrs[key] = out
-        return out
-
     # -- what a destination offers a group ---------------------------------------------
 
     def _offers(
-        self, fs: _FamilyState, fam: Family, loc: LocRib, key: bytes, info_of: Callable[[PathSource], Info]
+        self,
+        g: _Group,
+        fs: _FamilyState,
+        fam: Family,
+        loc: LocRib,
+        key: bytes,
+        info_of: Callable[[PathSource], Info],
     ) -> dict[int, Entry]:
         """The group view of ``key``: path id (0 without add-path) -> Entry."""
-        chosen: list[tuple[Path, Okey]] = []
+        chosen: list[tuple[Path, Okey, bool]] = []
+        route_policy = g.route_policy is not None
+        relabel = False
         if fs.mode == 1:
             best = loc.best(key)
             if best is not None:
                 okey = info_of(best.source)
+                if okey is not None and route_policy:
+                    okey, relabel = self._route_policy(g, fam, best, okey)
                 if okey is not None:
-                    chosen.append((best, okey))
+                    chosen.append((best, okey, relabel))
         else:
             limit = fs.mode
             for p in _ranked_paths(loc, key):
                 okey = info_of(p.source)
+                if okey is not None and route_policy:
+                    okey, relabel = self._route_policy(g, fam, p, okey)
                 if okey is not None:
-                    chosen.append((p, okey))
+                    chosen.append((p, okey, relabel))
                     if limit and len(chosen) >= limit:
                         break
         if not fs.addpath:
             if not chosen:
                 return {}
-            p, okey = chosen[0]
-            return {0: (_with_path_id(p.nlri, 0), okey)}
+            p, okey, relabel = chosen[0]
+            n = _with_path_id(p.nlri, 0)
+            return {0: self._relabeled(fs, p, n, okey, relabel) if route_policy else (n, okey)}
         ids = self._path_ids(fam, loc, key)  # even with nothing chosen: frees the ids of gone paths
         out: dict[int, Entry] = {}
-        for p, okey in chosen:
+        for p, okey, relabel in chosen:
             pid = ids[(_origin(p.source), p.nlri.path_id)]
-            out[pid] = (_with_path_id(p.nlri, pid), okey)
+            n = _with_path_id(p.nlri, pid)
+            out[pid] = self._relabeled(fs, p, n, okey, relabel) if route_policy else (n, okey)
         return out
+
+    def _route_policy(self, g: _Group, fam: Family, p: Path, okey: Okey) -> tuple[Okey | None, bool]:
+        """``g``'s route-dependent export policy on one path: (Okey or None if rejected, relabel?)."""
+        pol = g.route_policy
+        assert pol is not None
+        attrs, nh, tag = okey
+        v = pol.verdict(pol.select(fam, attrs, nh, p.nlri.key), attrs, nh, g.self_nh)
+        if not v.accept or v.next_hop is None:
+            return None, False
+        relabel = (
+            v.relabel
+            and self.relabeler is not None
+            and bool(getattr(p.nlri, "labels", None))
+            and p.source.next_hop is not None
+        )
+        if relabel:
+            new: Okey = (v.attrs, g.self_nh, tag)
+        elif v.attrs is attrs and v.next_hop is nh:
+            return okey, False
+        else:
+            new = (v.attrs, v.next_hop, tag)
+        new = self._okeys.setdefault(new, new)
+        if len(self._okeys) > _CACHE_MAX:
+            self._okeys.clear()
+        return new, relabel
+
+    def _relabeled(self, fs: _FamilyState, p: Path, n: Nlri, okey: Okey, relabel: bool) -> Entry:
+        """The entry of ``n`` (our path id set): with ``relabel``, carrying the local label
+        for ``p``'s (next hop, label); without, any local label it held is given back."""
+        relabeler = self.relabeler
+        if relabeler is None:
+            return n, okey
+        if not relabel:
+            relabeler.release(fs, (n.key, n.path_id))
+            return n, okey
+        assert p.source.next_hop is not None
+        labels: tuple[int, ...] = n.labels  # type: ignore[attr-defined]
+        local = relabeler.acquire(fs, (n.key, n.path_id), p.source.next_hop, labels[-1])
+        if labels != (local,):
+            n = copy.copy(n)
+            n.labels = (local,)  # type: ignore[attr-defined]
+        return n, okey
 
     def _path_ids(self, fam: Family, loc: LocRib, key: bytes) -> dict[tuple[object, int], int]:
         """Our path ids for ``key``'s paths: stable per (source Adj-RIB-In, received path id).
@@ -931,6 +1033,7 @@ class AdjRibOut:
 
     def _process_key(
         self,
+        g: _Group,
         fs: _FamilyState,
         fam: Family,
         loc: LocRib,
@@ -938,9 +1041,11 @@ class AdjRibOut:
         info_of: Callable[[PathSource], Info],
         b: _Batch,
     ) -> None:
-        """One destination in the general way (add-path): diff the path-id views."""
-        new = self._offers(fs, fam, loc, k, info_of)
+        """One destination in the general way (add-path, per-route policy): diff the path-id views."""
         old = _as_view(fs.get(k))
+        new = self._offers(g, fs, fam, loc, k, info_of)
+        if g.route_policy is not None and self.relabeler is not None:
+            self._release_relabels(fs, k, old, new)
         if not new and not old:
             return
         fs.put(k, (new if fs.addpath else new[0]) if new else None)
@@ -959,6 +1064,17 @@ class AdjRibOut:
                 b.replace(o[1][2], t, o[0])
             b.announce(e[1], e[0])
 
+    def _release_relabels(
+        self, fs: _FamilyState, k: bytes, old: dict[int, Entry], new: dict[int, Entry]
+    ) -> None:
+        """Give back the local labels of ``k``'s entries that are gone (entries kept but no
+        longer relabeled gave theirs back in :meth:`_offers`)."""
+        relabeler = self.relabeler
+        assert relabeler is not None
+        for pid in old:
+            if pid not in new:
+                relabeler.release(fs, (k, pid))
+
     def _scan(self, g: _Group, m: _Member, fam: Family) -> None:
         """Make ``g``'s view of ``fam`` ready for member ``m``, which just joined.
 
@@ -969,16 +1085,18 @@ class AdjRibOut:
         """
         fs = g.fams[fam]
         if len(g.members) == 1:
+            if self.relabeler is not None and g.route_policy is not None:
+                self.relabeler.release_owner(fs)
             fs.reset()
             if fam in self.rib.families():
                 loc = self.rib.loc_rib(fam)
                 info_of = self._info_getter(g, fam)
                 b = _Batch()
-                if fs.mode == 1 and not fs.addpath:
+                if fs.mode == 1 and not fs.addpath and g.route_policy is None:
                     self._process_plain(fs, loc.dests, loc, info_of, b)  # reads only: no copy
                 else:
                     for k in list(loc.dests):
-                        self._process_key(fs, fam, loc, k, info_of, b)
+                        self._process_key(g, fs, fam, loc, k, info_of, b)
                 fs.count(b.tally())
         m.excluded[fam] = fs.excluded_count(m)
 
