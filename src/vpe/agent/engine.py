@@ -234,6 +234,7 @@ class Engine:
             addpath_send=addpath,
             next_hop_self=None if info.ibgp else self.underlay,
             rtc=RTC in n.families,
+            export_policy=self.cfg.policy_book().export_policy(peer.address),
         )
         msgs = self.out.peer_up(op)
         self.speaker.send(peer, self.gr.hold_eor(peer, msgs))
