@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address, ip_address
+from ipaddress import IPv4Address, IPv4Network, ip_address
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from vpe.bgp.wire.attributes import (
     AsPath,
@@ -255,3 +257,28 @@ def test_reject_keeps_attributes() -> None:
     a = attrs()
     v = pol(action="reject").evaluate(VPNV4, a, NH)
     assert not v.accept and v.attrs is a
+
+
+# -- property: prefix ranges agree with ipaddress -----------------------------------------
+
+
+
+
+def _net(bits: int, addr: int) -> IPv4Network:
+    return IPv4Network((addr >> (32 - bits) << (32 - bits) if bits else 0, bits))
+
+
+@given(
+    st.integers(0, 32), st.integers(0, 2**32 - 1), st.integers(0, 32), st.integers(0, 32),
+    st.integers(0, 32), st.integers(0, 2**32 - 1),
+)
+def test_prefix_match_agrees_with_ipaddress(
+    pbits: int, paddr: int, a: int, b: int, rbits: int, raddr: int
+) -> None:
+    net = _net(pbits, paddr)
+    ge, le = sorted((max(a, pbits), max(b, pbits)))
+    route = _net(rbits, raddr)
+    p = pol({"prefix": f"{net} ge {ge} le {le}"})
+    expected = route.subnet_of(net) and ge <= rbits <= le
+    assert decided(p, IPV4_UNICAST, attrs(), IPv4Prefix.from_network(route).key) is expected
+    assert decided(p, VPNV4, attrs(), VPNv4Prefix.from_parts("65000:1", route, (3,)).key) is expected

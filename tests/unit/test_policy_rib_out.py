@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from ipaddress import ip_address
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_rib_out_common import (
     LOCAL_ASN,
     NH_SELF,
@@ -15,9 +17,11 @@ from test_rib_out_common import (
     setup,
     vpn,
 )
+from test_rib_out_rtc import membership, rtm
 
 from vpe.bgp.wire.attributes import Communities, LocalPref, Med
-from vpe.bgp.wire.constants import VPNV4
+from vpe.bgp.wire.constants import IPV4_UNICAST, RTC, VPNV4
+from vpe.bgp.wire.nlri import IPv4Prefix
 from vpe.policy import Policy, Relabeler, RelabelKey, SwapEntry, parse_policy
 from vpe.rib import RibChange
 from vpe.rib import attrs as A
@@ -243,3 +247,70 @@ def test_relabel_without_relabeler_is_ignored() -> None:
     p = with_policy(out_peer(C1), RELABEL)
     s = sent_routes(aro.peer_up(p), p.ctx)
     assert s.one("65000:1:192.0.2.0/24")[1:] == (NH, (16,))
+
+
+# -- property: set_export_policy ends where a fresh session would -------------------------
+
+
+POLICIES: list[Policy | None] = [
+    None,
+    REJECT_AND_LP,
+    ONLY_RT2,
+    parse_policy({"name": "med", "terms": [{"match": {"communities": "65000:5"}, "set": {"med": 9}}]}),
+    parse_policy({"name": "rt", "terms": [{"set": {"route_targets": {"add": ["target:65000:9"]}}}]}),
+]
+PREFIXES = ("192.0.2.0/24", "192.0.2.128/25", "198.51.100.0/24", "203.0.113.0/24")
+
+
+def _apply(table: dict[str, tuple[object, object, object]], msgs: list[bytes], ctx: object) -> None:
+    s = sent_routes(msgs, ctx)  # type: ignore[arg-type]
+    for _, x, _ in s.withdrawn:
+        table.pop(x, None)
+    for (_, x, _), v in s.announced.items():
+        table[x] = v
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(PREFIXES), st.booleans(), st.booleans(), st.integers(50, 300)),
+        min_size=1,
+        max_size=6,
+    ),
+    st.lists(st.integers(0, len(POLICIES) - 1), min_size=1, max_size=5),
+)
+def test_set_export_policy_matches_a_fresh_peer(
+    routes: list[tuple[str, bool, bool, int]], choices: list[int]
+) -> None:
+    rib, aro = setup()
+    for prefix, rt2, comm, lp in routes:
+        extra = [Communities.from_strs(["65000:5"])] if comm else []
+        a = attrs(LocalPref(lp), *extra, rts=("target:65000:2",) if rt2 else ("target:65000:1",))
+        rib.announce(N1, VPNV4, a, NH, [vpn(prefix)])
+    p = out_peer(C1)
+    aro.peer_up(out_peer(C2))  # a bystander in the no-policy group
+    table: dict[str, tuple[object, object, object]] = {}
+    _apply(table, aro.peer_up(p), p.ctx)
+    for i in choices:
+        _apply(table, aro.set_export_policy(C1.address, POLICIES[i]), p.ctx)
+        fresh_peer = with_policy(out_peer(C3), POLICIES[i])
+        fresh: dict[str, tuple[object, object, object]] = {}
+        _apply(fresh, aro.peer_up(fresh_peer), fresh_peer.ctx)
+        aro.peer_down(C3.address)
+        assert table == fresh
+        assert aro.sent(C1.address, VPNV4) == len(table)
+
+
+def test_rtc_change_with_route_policy_keeps_other_families() -> None:
+    """A peer whose group has a per-route policy changes RTC membership: its VPN routes are
+    re-filtered and its IPv4 unicast routes (rebuilt in the new group, not copied) stay."""
+    rib, aro = setup()
+    rib.announce(N1, VPNV4, attrs(rts=("target:65000:1",)), NH, [vpn("203.0.113.0/24")])
+    rib.announce(N1, IPV4_UNICAST, attrs(), NH, [IPv4Prefix.from_str("198.51.100.0/24")])
+    p = with_policy(out_peer(C1, (VPNV4, IPV4_UNICAST, RTC), rtc=True), REJECT_AND_LP)
+    s = sent_routes(aro.peer_up(p), p.ctx)
+    assert s.prefixes(IPV4_UNICAST) == {"198.51.100.0/24"} and s.prefixes() == set()
+    assert A.local_pref(s.one("198.51.100.0/24", IPV4_UNICAST)[0]) == 250
+    s = sent_routes(membership(rib, aro, C1, rtm("target:65000:1")), p.ctx)
+    assert s.prefixes() == {"65000:1:203.0.113.0/24"} and not s.withdrawn
+    assert aro.sent(C1.address, IPV4_UNICAST) == 1 and aro.sent(C1.address, VPNV4) == 1

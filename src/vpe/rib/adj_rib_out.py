@@ -631,28 +631,10 @@ class AdjRibOut:
         if filt is old.rtc:
             return []
         vpn = [f for f in _family_order(m.peer.families) if f in self.vpn_families]
-        before = {f: self._member_view(old, m, f) for f in vpn}
-        self._leave(m)
-        new = self._group_for(m.peer, filt)
-        fresh = not new.members
-        if fresh and new.route_policy is None:  # (relabeled views are owned per group: rebuilt)
-            for f, fs in new.fams.items():
-                if f not in self.vpn_families:  # same policy as before: same group view
-                    fs.copy_from(old.fams[f], share=not old.members)
-        self._join(m, new)
+        # the other families' group views do not depend on RTC: copied, not rebuilt
+        keep = [f for f in m.peer.families if f not in self.vpn_families]
+        out = self._regroup(m, m.peer, filt, vpn, keep)
         self._filters.release_unused(g.rtc for g in self._groups.values() if g.rtc is not None)
-        out: list[bytes] = []
-        for f in vpn:
-            self._scan(new, m, f)
-            after = self._member_view(new, m, f)
-            wd: list[Nlri] = []
-            ann: dict[Okey, list[Nlri]] = {}
-            for k, s in before[f].items():
-                if k not in after:
-                    wd.extend(e[0] for e in _entries(s))
-            for k, s in after.items():
-                _diff(_as_view(before[f].get(k)), _as_view(s), wd, ann)
-            out.extend(self._encode(f, new.ctx, wd, ann))
         return out
 
     def set_export_policy(self, address: IPAddress, policy: Policy | None) -> list[bytes]:
@@ -671,14 +653,33 @@ class AdjRibOut:
             m.peer = replace(m.peer, export_policy=policy)
             return []
         old = m.group
-        fams = _family_order(m.peer.families)
-        before = {f: self._member_view(old, m, f) for f in fams}
+        return self._regroup(m, replace(m.peer, export_policy=policy), old.rtc, _family_order(m.peer.families))
+
+    def _regroup(
+        self, m: _Member, peer: OutPeer, rtc: RtcFilter | None, fams: list[Family], keep: Iterable[Family] = ()
+    ) -> list[bytes]:
+        """Move ``m`` to the group of (``peer``, ``rtc``); the UPDATEs that turn its view of
+        ``fams`` into its view in the new group.
+
+        ``keep``: families whose group view is the same in both groups; a new
+        group takes them from the old one instead of rebuilding them (unless
+        its views are its own: relabeled entries hold local labels per group).
+        """
+        old = m.group
+        fresh = self._signature(peer, rtc) not in self._groups
+        pol = peer.export_policy
+        copy = fresh and (pol is None or not (pol.route_dependent or pol.relabels))
+        diffed = list(fams) if copy or not fresh else [*fams, *keep]
+        before = {f: self._member_view(old, m, f) for f in diffed}
         self._leave(m)
-        m.peer = replace(m.peer, export_policy=policy)
-        new = self._group_for(m.peer, old.rtc)
+        m.peer = peer
+        new = self._group_for(peer, rtc)
+        if copy:
+            for f in keep:
+                new.fams[f].copy_from(old.fams[f], share=not old.members)
         self._join(m, new)
         out: list[bytes] = []
-        for f in fams:
+        for f in diffed:
             self._scan(new, m, f)
             after = self._member_view(new, m, f)
             wd: list[Nlri] = []
