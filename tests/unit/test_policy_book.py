@@ -224,3 +224,20 @@ async def test_api_422_names_the_field(name: str, body: Any, detail: str) -> Non
         r = await c.put("/v1/policies/p", json=[1, 2])
         assert r.status_code == 422
     assert book.names() == []
+
+
+async def test_api_config_policies_are_read_only() -> None:
+    book = PolicyBook()
+    book.load([P1])
+    async with await _client_fixed(book, ["p1"]) as c:
+        assert (await c.get("/v1/policies/p1")).status_code == 200
+        r = await c.put("/v1/policies/p1", json={})
+        assert r.status_code == 409 and "configuration file" in r.json()["detail"]
+        assert (await c.delete("/v1/policies/p1")).status_code == 409
+    assert book.get("p1") == parse_policy(P1)
+
+
+async def _client_fixed(book: PolicyBook, names: list[str]) -> httpx.AsyncClient:
+    app = FastAPI()
+    app.include_router(policies_router(book, None, names))
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://vpe")

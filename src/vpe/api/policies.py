@@ -13,10 +13,14 @@ before the book changes (a failed write is a 503 and changes nothing).
   equal to the path's); 422 naming the field path and value;
 * ``DELETE /v1/policies/{name}``: 204; 404 if unknown; 409 while a
   neighbor uses it.
+
+Policies named in ``config_names`` come from the configuration file, which
+stays authoritative for them (as for VRFs): PUT and DELETE on them are 409.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from fastapi import APIRouter, Body, HTTPException
@@ -28,9 +32,16 @@ from ..policy.parse import check_name, parse_policy, policy_to_json
 from ..policy.policy import Policy
 
 
-def policies_router(book: PolicyBook, store: Store | None = None) -> APIRouter:
+def policies_router(
+    book: PolicyBook, store: Store | None = None, config_names: Collection[str] = ()
+) -> APIRouter:
     """The /v1/policies endpoints over ``book`` (persisted in ``store`` when given)."""
     router = APIRouter(prefix="/v1/policies", tags=["policies"])
+    fixed = frozenset(config_names)
+
+    def writable(name: str) -> None:
+        if name in fixed:
+            raise HTTPException(409, f"policy {name!r} is defined in the configuration file: change it there")
 
     def shown(p: Policy) -> dict[str, Any]:
         d = policy_to_json(p)
@@ -51,7 +62,13 @@ def policies_router(book: PolicyBook, store: Store | None = None) -> APIRouter:
     async def get_policy(name: str) -> dict[str, Any]:
         return shown(lookup(name))
 
-    @router.put("/{name}", responses={422: {"description": "invalid policy: the field path and value"}})
+    @router.put(
+        "/{name}",
+        responses={
+            422: {"description": "invalid policy: the field path and value"},
+            409: {"description": "defined in the configuration file"},
+        },
+    )
     async def put_policy(name: str, body: dict[str, Any] = Body(...)) -> dict[str, Any]:  # noqa: B008
         try:
             check_name(name, "name")
@@ -60,6 +77,7 @@ def policies_router(book: PolicyBook, store: Store | None = None) -> APIRouter:
             policy = parse_policy({k: v for k, v in body.items() if k != "name"}, "policy", name=name)
         except PolicyError as e:
             raise HTTPException(422, str(e)) from None
+        writable(name)
         if store is not None:
             try:
                 with store.transaction() as tx:
@@ -69,9 +87,14 @@ def policies_router(book: PolicyBook, store: Store | None = None) -> APIRouter:
         book.put(policy)
         return shown(policy)
 
-    @router.delete("/{name}", status_code=204, responses={409: {"description": "a neighbor uses it"}})
+    @router.delete(
+        "/{name}",
+        status_code=204,
+        responses={409: {"description": "a neighbor uses it, or it is defined in the configuration file"}},
+    )
     async def delete_policy(name: str) -> None:
         lookup(name)
+        writable(name)
         users = book.users(name)
         if users:
             raise HTTPException(409, str(PolicyInUse(name, [(n, str(d)) for n, d in users])))

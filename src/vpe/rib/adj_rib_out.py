@@ -76,7 +76,7 @@ from ..bgp.wire.constants import (
 from ..bgp.wire.context import CodecContext
 from ..bgp.wire.nlri.base import Nlri
 from ..bgp.wire.update import end_of_rib, pack_announcements, pack_withdrawals
-from ..policy.policy import Policy
+from ..policy.policy import DEFAULT, Policy
 from ..policy.relabel import Relabeler
 from . import attrs as A
 from .loc_rib import LocRib
@@ -543,11 +543,7 @@ class AdjRibOut:
             fs = g.fams[fam]
             info_of = self._info_getter(g, fam)
             b = _Batch()
-            if fs.mode == 1 and not fs.addpath and g.route_policy is None:
-                self._process_plain(fs, change.keys, loc, info_of, b)
-            else:
-                for k in change.keys:
-                    self._process_key(g, fs, fam, loc, k, info_of, b)
+            self._process(g, fs, fam, change.keys, loc, info_of, b)
             if not b:
                 continue
             fs.table = None
@@ -867,26 +863,9 @@ class AdjRibOut:
         """``g``'s route-dependent export policy on one path: (Okey or None if rejected, relabel?)."""
         pol = g.route_policy
         assert pol is not None
-        attrs, nh, tag = okey
-        v = pol.verdict(pol.select(fam, attrs, nh, p.nlri.key), attrs, nh, g.self_nh)
-        if not v.accept or v.next_hop is None:
-            return None, False
-        relabel = (
-            v.relabel
-            and self.relabeler is not None
-            and bool(getattr(p.nlri, "labels", None))
-            and p.source.next_hop is not None
-        )
-        if relabel:
-            new: Okey = (v.attrs, g.self_nh, tag)
-        elif v.attrs is attrs and v.next_hop is nh:
-            return okey, False
-        else:
-            new = (v.attrs, v.next_hop, tag)
-        new = self._okeys.setdefault(new, new)
-        if len(self._okeys) > _CACHE_MAX:
-            self._okeys.clear()
-        return new, relabel
+        # a route without a label, or a local one (no next hop to swap to), is not relabeled
+        can = bool(getattr(p.nlri, "labels", None)) and p.source.next_hop is not None
+        return self._verdict_okey(g, pol.select(fam, okey[0], okey[1], p.nlri.key), okey, can)
 
     def _relabeled(self, fs: _FamilyState, p: Path, n: Nlri, okey: Okey, relabel: bool) -> Entry:
         """The entry of ``n`` (our path id set): with ``relabel``, carrying the local label
@@ -934,6 +913,27 @@ class AdjRibOut:
         return ids
 
     # -- computing and diffing -------------------------------------------------------
+
+    def _process(
+        self,
+        g: _Group,
+        fs: _FamilyState,
+        fam: Family,
+        keys: Iterable[bytes],
+        loc: LocRib,
+        info_of: Callable[[PathSource], Info],
+        b: _Batch,
+    ) -> None:
+        """Diff ``keys`` into batch ``b``, the fastest way the group's settings allow."""
+        pol = g.route_policy
+        if fs.mode == 1 and not fs.addpath and (pol is None or not pol.relabels):
+            if pol is None:
+                self._process_plain(fs, keys, loc, info_of, b)
+            else:
+                self._process_route_policy(g, fs, fam, keys, loc, info_of, b)
+            return
+        for k in list(keys):  # (the keys may be the Loc-RIB's own dict)
+            self._process_key(g, fs, fam, loc, k, info_of, b)
 
     @staticmethod
     def _process_plain(
@@ -1032,6 +1032,125 @@ class AdjRibOut:
             lt = last_okey[2]
             delta[lt] = delta.get(lt, 0) + added
 
+    def _process_route_policy(
+        self,
+        g: _Group,
+        fs: _FamilyState,
+        fam: Family,
+        keys: Iterable[bytes],
+        loc: LocRib,
+        info_of: Callable[[PathSource], Info],
+        b: _Batch,
+    ) -> None:
+        """Best path only with a per-route export policy (prefix/RD terms, no relabel).
+
+        Per path source, a plan: the candidate terms for its attributes, each
+        with the Okey it gives (computed once); per route, only the prefix/RD
+        tests of the plan's terms, first match deciding.
+        """
+        sent = fs.sent
+        okeys = fs.okeys
+        dests = loc.dests
+        delta = b.delta
+        plans: dict[PathSource, tuple[tuple[tuple[Any, Info], ...], Info]] = {}
+        last_src: Any = _MISSING
+        plan: tuple[tuple[Any, Info], ...] = ()
+        default: Info = None
+        d: Any
+        for k in keys:
+            d = dests.get(k)
+            t = type(d)
+            if t is PathSource:
+                src = d
+                n = d.adj.routes[k]
+            elif t is tuple:
+                src = d[0]
+                n = src.adj.routes[k]
+            elif d is None:
+                src = None
+            else:
+                p = loc.best(k)
+                if p is None:
+                    src = None
+                else:
+                    src = p.source
+                    n = p.nlri
+            if src is not last_src:
+                last_src = src
+                if src is None:
+                    plan, default = (), None
+                else:
+                    got = plans.get(src)
+                    if got is None:
+                        got = plans[src] = self._route_plan(g, fam, info_of(src))
+                    plan, default = got
+            okey = default
+            for m, ok in plan:
+                if m is None or m.matches_route(fam, k):
+                    okey = ok
+                    break
+            old = sent.get(k)
+            if okey is None:
+                if old is not None:
+                    del sent[k]
+                    b.withdraw(okeys.pop(k)[2], old)
+                continue
+            if old is not None:
+                o = okeys[k]
+                if (old is n or same_nlri(old, n)) and (o is okey or o == okey):
+                    continue
+                if o[2] is not okey[2]:
+                    b.replace(o[2], okey[2], old)
+            else:
+                tag = okey[2]
+                delta[tag] = delta.get(tag, 0) + 1
+            if n.path_id:
+                n = _with_path_id(n, 0)
+            sent[k] = n
+            okeys[k] = okey
+            b.announce(okey, n)
+
+    def _route_plan(
+        self, g: _Group, fam: Family, base: Info
+    ) -> tuple[tuple[tuple[Any, Info], ...], Info]:
+        """For one path source whose standard Okey is ``base``: ((per-route Match or None,
+        Okey), ...) for its candidate terms up to the first that needs no route test, and
+        the default's Okey."""
+        if base is None:
+            return (), None
+        pol = g.route_policy
+        assert pol is not None
+        plan: list[tuple[Any, Info]] = []
+        for i in pol.candidates(fam, base[0], base[1]):
+            m = pol.terms[i].match
+            plan.append((m if m.per_route else None, self._verdict_okey(g, i, base)[0]))
+            if not m.per_route:
+                break  # it always decides: later terms are never reached
+        return tuple(plan), self._verdict_okey(g, DEFAULT, base)[0]
+
+    def _verdict_okey(
+        self, g: _Group, index: int, okey: Okey, can_relabel: bool = False
+    ) -> tuple[Info, bool]:
+        """The Okey term ``index`` of ``g``'s policy makes of ``okey`` (None: rejected), and
+        whether it relabels (only if ``can_relabel``; then the next hop is ours)."""
+        pol = g.policy
+        assert pol is not None
+        attrs, nh, tag = okey
+        v = pol.verdict(index, attrs, nh, g.self_nh)
+        if not v.accept or v.next_hop is None:
+            return None, False
+        relabel = v.relabel and can_relabel and self.relabeler is not None
+        if relabel:
+            new: Okey = (v.attrs, g.self_nh, tag)
+        elif v.attrs is attrs and v.next_hop is nh:
+            return okey, False
+        else:
+            new = (v.attrs, v.next_hop, tag)
+        new = self._okeys.setdefault(new, new)
+        if len(self._okeys) > _CACHE_MAX:
+            self._okeys.clear()
+        return new, relabel
+
     def _process_key(
         self,
         g: _Group,
@@ -1093,11 +1212,7 @@ class AdjRibOut:
                 loc = self.rib.loc_rib(fam)
                 info_of = self._info_getter(g, fam)
                 b = _Batch()
-                if fs.mode == 1 and not fs.addpath and g.route_policy is None:
-                    self._process_plain(fs, loc.dests, loc, info_of, b)  # reads only: no copy
-                else:
-                    for k in list(loc.dests):
-                        self._process_key(g, fs, fam, loc, k, info_of, b)
+                self._process(g, fs, fam, loc.dests, loc, info_of, b)  # reads only: no copy
                 fs.count(b.tally())
         m.excluded[fam] = fs.excluded_count(m)
 
