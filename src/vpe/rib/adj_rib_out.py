@@ -76,9 +76,10 @@ from ..bgp.wire.constants import (
 from ..bgp.wire.context import CodecContext
 from ..bgp.wire.nlri.base import Nlri
 from ..bgp.wire.update import end_of_rib, pack_announcements, pack_withdrawals
-from ..policy.policy import DEFAULT, Policy
+from ..policy.policy import Policy
 from ..policy.relabel import Relabeler
 from . import attrs as A
+from .export_policy import GroupExportPolicy, Plan, plan_key
 from .loc_rib import LocRib
 from .outbound import OutboundRewrites, outbound_next_hop
 from .path import Path, PathSource, PeerInfo, same_nlri
@@ -245,11 +246,16 @@ class _Group:
 
     __slots__ = (
         "sig", "rep", "ctx", "ebgp", "next_hop_self", "rtc", "fams", "members", "_excl",
-        "policy", "route_policy", "self_nh",
+        "export", "per_route", "relabels",
     )
 
     def __init__(
-        self, sig: tuple[Any, ...], peer: OutPeer, rtc: RtcFilter | None, router_id: IPv4Address
+        self,
+        sig: tuple[Any, ...],
+        peer: OutPeer,
+        rtc: RtcFilter | None,
+        router_id: IPv4Address,
+        intern: Callable[[Okey], Okey],
     ) -> None:
         info = peer.info
         self.sig = sig
@@ -259,13 +265,14 @@ class _Group:
         self.ebgp = not info.ibgp
         self.next_hop_self = peer.next_hop_self
         self.rtc = rtc
-        #: the export policy; ``route_policy`` is it when it must run per route
-        #: (prefix/RD match, relabel), else None and it runs per path source
-        self.policy = peer.export_policy
-        pol = self.policy
-        self.route_policy = pol if pol is not None and (pol.route_dependent or pol.relabels) else None
-        #: what "next hop self" means to this group's policy
-        self.self_nh: IPAddress = peer.next_hop_self if peer.next_hop_self is not None else router_id
+        #: the export policy ("next hop self" is the group's next_hop_self, else our router
+        #: id); ``per_route``: it runs per route (prefix/RD terms, relabel), not per source
+        pol = peer.export_policy
+        self.export = None if pol is None else GroupExportPolicy(
+            pol, peer.next_hop_self if peer.next_hop_self is not None else router_id, intern
+        )
+        self.per_route = self.export is not None and self.export.per_route
+        self.relabels = pol is not None and pol.relabels
         self.fams: dict[Family, _FamilyState] = {}
         for fam in peer.families:
             addpath = fam in peer.ctx.addpath
@@ -510,7 +517,7 @@ class AdjRibOut:
         sig = self._signature(peer, rtc)
         g = self._groups.get(sig)
         if g is None:
-            g = self._groups[sig] = _Group(sig, peer, rtc, self.router_id)
+            g = self._groups[sig] = _Group(sig, peer, rtc, self.router_id, self._intern)
         return g
 
     def _join(self, m: _Member, g: _Group) -> None:
@@ -525,7 +532,7 @@ class AdjRibOut:
         g.membership_changed()
         if not g.members:
             self._groups.pop(g.sig, None)
-            if self.relabeler is not None and g.route_policy is not None:
+            if self.relabeler is not None and g.per_route:
                 for fs in g.fams.values():
                     self.relabeler.release_owner(fs)
 
@@ -766,7 +773,7 @@ class AdjRibOut:
         """The Okey of ``src``'s routes for ``g``: may they go, with which attributes and next hop.
 
         Standard rewrites, then the export policy when it does not depend on
-        the route (a route-dependent one runs per route: :meth:`_route_policy`).
+        the route (a route-dependent one runs per route: :mod:`vpe.rib.export_policy`).
         """
         peer = src.peer
         attrs = src.attrs
@@ -781,17 +788,17 @@ class AdjRibOut:
         if nh is None:
             return None
         out = self._std.attributes(attrs, peer, rep, nh if v4_unicast and nh.version == 4 else None)
-        pol = g.policy
-        if pol is not None and g.route_policy is None:
-            v = pol.evaluate(fam, out, nh, None, g.self_nh)
-            if not v.accept or v.next_hop is None:
-                return None
-            out, nh = v.attrs, v.next_hop
-        okey = (out, nh, self._tag(peer, None if g.ebgp else A.originator_id(attrs)))
-        okey = self._okeys.setdefault(okey, okey)
+        okey = self._intern((out, nh, self._tag(peer, None if g.ebgp else A.originator_id(attrs))))
+        if g.export is not None and not g.per_route:
+            return g.export.source_key(fam, okey)
+        return okey
+
+    def _intern(self, okey: Okey) -> Okey:
+        """The one Okey object equal to ``okey`` (routes are bucketed by Okey identity)."""
+        got = self._okeys.setdefault(okey, okey)
         if len(self._okeys) > _CACHE_MAX:
             self._okeys.clear()
-        return okey
+        return got
 
     def _tag(self, peer: PeerInfo, oid: IPv4Address | None) -> _Tag | None:
         """The interned split-horizon tag of paths from ``peer`` with ORIGINATOR_ID ``oid``."""
@@ -825,7 +832,7 @@ class AdjRibOut:
     ) -> dict[int, Entry]:
         """The group view of ``key``: path id (0 without add-path) -> Entry."""
         chosen: list[tuple[Path, Okey, bool]] = []
-        route_policy = g.route_policy is not None
+        route_policy = g.per_route
         relabel = False
         if fs.mode == 1:
             best = loc.best(key)
@@ -860,12 +867,11 @@ class AdjRibOut:
         return out
 
     def _route_policy(self, g: _Group, fam: Family, p: Path, okey: Okey) -> tuple[Okey | None, bool]:
-        """``g``'s route-dependent export policy on one path: (Okey or None if rejected, relabel?)."""
-        pol = g.route_policy
-        assert pol is not None
+        """``g``'s per-route export policy on one path: (Okey or None if rejected, relabel?)."""
+        assert g.export is not None
         # a route without a label, or a local one (no next hop to swap to), is not relabeled
-        can = bool(getattr(p.nlri, "labels", None)) and p.source.next_hop is not None
-        return self._verdict_okey(g, pol.select(fam, okey[0], okey[1], p.nlri.key), okey, can)
+        can = self.relabeler is not None and bool(getattr(p.nlri, "labels", None)) and p.source.next_hop is not None
+        return g.export.route_key(fam, p.nlri.key, okey, can)
 
     def _relabeled(self, fs: _FamilyState, p: Path, n: Nlri, okey: Okey, relabel: bool) -> Entry:
         """The entry of ``n`` (our path id set): with ``relabel``, carrying the local label
@@ -925,9 +931,8 @@ class AdjRibOut:
         b: _Batch,
     ) -> None:
         """Diff ``keys`` into batch ``b``, the fastest way the group's settings allow."""
-        pol = g.route_policy
-        if fs.mode == 1 and not fs.addpath and (pol is None or not pol.relabels):
-            if pol is None:
+        if fs.mode == 1 and not fs.addpath and not g.relabels:
+            if not g.per_route:
                 self._process_plain(fs, keys, loc, info_of, b)
             else:
                 self._process_route_policy(g, fs, fam, keys, loc, info_of, b)
@@ -1052,10 +1057,11 @@ class AdjRibOut:
         okeys = fs.okeys
         dests = loc.dests
         delta = b.delta
-        plans: dict[PathSource, tuple[tuple[tuple[Any, Info], ...], Info]] = {}
+        export = g.export
+        assert export is not None
+        plans: dict[PathSource, Plan] = {}
         last_src: Any = _MISSING
-        plan: tuple[tuple[Any, Info], ...] = ()
-        default: Info = None
+        plan: Plan = ((), None)
         d: Any
         for k in keys:
             d = dests.get(k)
@@ -1078,17 +1084,13 @@ class AdjRibOut:
             if src is not last_src:
                 last_src = src
                 if src is None:
-                    plan, default = (), None
+                    plan = ((), None)
                 else:
                     got = plans.get(src)
                     if got is None:
-                        got = plans[src] = self._route_plan(g, fam, info_of(src))
-                    plan, default = got
-            okey = default
-            for m, ok in plan:
-                if m is None or m.matches_route(fam, k):
-                    okey = ok
-                    break
+                        got = plans[src] = export.plan(fam, info_of(src))
+                    plan = got
+            okey = plan_key(plan, fam, k)
             old = sent.get(k)
             if okey is None:
                 if old is not None:
@@ -1110,47 +1112,6 @@ class AdjRibOut:
             okeys[k] = okey
             b.announce(okey, n)
 
-    def _route_plan(
-        self, g: _Group, fam: Family, base: Info
-    ) -> tuple[tuple[tuple[Any, Info], ...], Info]:
-        """For one path source whose standard Okey is ``base``: ((per-route Match or None,
-        Okey), ...) for its candidate terms up to the first that needs no route test, and
-        the default's Okey."""
-        if base is None:
-            return (), None
-        pol = g.route_policy
-        assert pol is not None
-        plan: list[tuple[Any, Info]] = []
-        for i in pol.candidates(fam, base[0], base[1]):
-            m = pol.terms[i].match
-            plan.append((m if m.per_route else None, self._verdict_okey(g, i, base)[0]))
-            if not m.per_route:
-                break  # it always decides: later terms are never reached
-        return tuple(plan), self._verdict_okey(g, DEFAULT, base)[0]
-
-    def _verdict_okey(
-        self, g: _Group, index: int, okey: Okey, can_relabel: bool = False
-    ) -> tuple[Info, bool]:
-        """The Okey term ``index`` of ``g``'s policy makes of ``okey`` (None: rejected), and
-        whether it relabels (only if ``can_relabel``; then the next hop is ours)."""
-        pol = g.policy
-        assert pol is not None
-        attrs, nh, tag = okey
-        v = pol.verdict(index, attrs, nh, g.self_nh)
-        if not v.accept or v.next_hop is None:
-            return None, False
-        relabel = v.relabel and can_relabel and self.relabeler is not None
-        if relabel:
-            new: Okey = (v.attrs, g.self_nh, tag)
-        elif v.attrs is attrs and v.next_hop is nh:
-            return okey, False
-        else:
-            new = (v.attrs, v.next_hop, tag)
-        new = self._okeys.setdefault(new, new)
-        if len(self._okeys) > _CACHE_MAX:
-            self._okeys.clear()
-        return new, relabel
-
     def _process_key(
         self,
         g: _Group,
@@ -1164,7 +1125,7 @@ class AdjRibOut:
         """One destination in the general way (add-path, per-route policy): diff the path-id views."""
         old = _as_view(fs.get(k))
         new = self._offers(g, fs, fam, loc, k, info_of)
-        if g.route_policy is not None and self.relabeler is not None:
+        if g.per_route and self.relabeler is not None:
             self._release_relabels(fs, k, old, new)
         if not new and not old:
             return
@@ -1205,7 +1166,7 @@ class AdjRibOut:
         """
         fs = g.fams[fam]
         if len(g.members) == 1:
-            if self.relabeler is not None and g.route_policy is not None:
+            if self.relabeler is not None and g.per_route:
                 self.relabeler.release_owner(fs)
             fs.reset()
             if fam in self.rib.families():
