@@ -94,6 +94,8 @@ hold_time = 180
     )
     cfg.write_text(
         f"""
+state_dir = "{dirpath}/state"
+
 [bgp]
 local_as = 65000
 router_id = "198.18.0.61"

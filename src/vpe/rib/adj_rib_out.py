@@ -37,16 +37,29 @@ case, a client's million routes reflected to the other clients of its
 group, that is one encoding for the others and nothing for the sender.
 Entry counts per tag make :meth:`AdjRibOut.sent` O(1).
 
-**Outbound attributes.** Computed once per (attribute set, transform kind)
-and cached: attribute sets are interned and shared by many routes. See
-:meth:`AdjRibOut._transform`.
+**Outbound attributes.** First the standard rewrites
+(:mod:`vpe.rib.outbound`: eBGP prepend, reflection attributes, default
+LOCAL_PREF, Partial bit, NEXT_HOP), then the peer's export policy
+(:attr:`OutPeer.export_policy`, :mod:`vpe.policy`). Both are computed once
+per path source (attribute set, next hop) and group, and cached: attribute
+sets are interned and shared by many routes. A policy that matches on the
+route itself (prefix, RD) or relabels is evaluated per route, only in the
+groups that have one (which then take the general, per-destination path
+instead of the hot loop). The policy is part of the group signature, so
+peers with different policies are in different groups;
+:meth:`AdjRibOut.set_export_policy` moves a peer and sends the difference.
+
+**Relabel.** When a peer's export verdict says relabel (Inter-AS option B,
+re-advertisement with next hop self), the route is sent with a local label
+from :attr:`AdjRibOut.relabeler` (a :class:`~vpe.policy.relabel.Relabeler`,
+which also yields the label-swap entries for the FIB) and our next hop.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
@@ -63,10 +76,14 @@ from ..bgp.wire.constants import (
 from ..bgp.wire.context import CodecContext
 from ..bgp.wire.nlri.base import Nlri
 from ..bgp.wire.update import end_of_rib, pack_announcements, pack_withdrawals
+from ..policy.policy import Policy
+from ..policy.relabel import Relabeler
 from . import attrs as A
+from .export_policy import GroupExportPolicy, Plan, plan_key
 from .loc_rib import LocRib
+from .outbound import OutboundRewrites, outbound_next_hop
 from .path import Path, PathSource, PeerInfo, same_nlri
-from .reflection import is_reflection, may_advertise, outbound_reflection_attributes
+from .reflection import may_advertise
 from .rib import Rib, RibChange
 from .rtc import RtcFilter, RtcFilters, membership_keys
 
@@ -126,7 +143,8 @@ class OutPeer:
     (where path ids are on the wire). ``next_hop_self`` is the next hop
     sent to eBGP peers, and to iBGP peers for local routes without one.
     ``rtc``: the peer negotiated RTC, so VPN routes are filtered by the
-    RT membership it sent.
+    RT membership it sent. ``export_policy``: the user's policy, applied
+    after the standard rewrites (part of the update-group signature).
     """
 
     address: IPAddress
@@ -136,6 +154,7 @@ class OutPeer:
     addpath_send: dict[Family, int | str] = field(default_factory=dict, hash=False)
     next_hop_self: IPAddress | None = None
     rtc: bool = False
+    export_policy: Policy | None = None
 
 
 class _FamilyState:
@@ -225,9 +244,19 @@ class _FamilyState:
 class _Group:
     """An update group: members sharing one outbound policy."""
 
-    __slots__ = ("sig", "rep", "ctx", "ebgp", "next_hop_self", "rtc", "fams", "members", "_excl")
+    __slots__ = (
+        "sig", "rep", "ctx", "ebgp", "next_hop_self", "rtc", "fams", "members", "_excl",
+        "export", "per_route", "relabels",
+    )
 
-    def __init__(self, sig: tuple[Any, ...], peer: OutPeer, rtc: RtcFilter | None) -> None:
+    def __init__(
+        self,
+        sig: tuple[Any, ...],
+        peer: OutPeer,
+        rtc: RtcFilter | None,
+        router_id: IPv4Address,
+        intern: Callable[[Okey], Okey],
+    ) -> None:
         info = peer.info
         self.sig = sig
         #: the members' PeerInfo with a member-neutral address and router id
@@ -236,6 +265,14 @@ class _Group:
         self.ebgp = not info.ibgp
         self.next_hop_self = peer.next_hop_self
         self.rtc = rtc
+        #: the export policy ("next hop self" is the group's next_hop_self, else our router
+        #: id); ``per_route``: it runs per route (prefix/RD terms, relabel), not per source
+        pol = peer.export_policy
+        self.export = None if pol is None else GroupExportPolicy(
+            pol, peer.next_hop_self if peer.next_hop_self is not None else router_id, intern
+        )
+        self.per_route = self.export is not None and self.export.per_route
+        self.relabels = pol is not None and pol.relabels
         self.fams: dict[Family, _FamilyState] = {}
         for fam in peer.families:
             addpath = fam in peer.ctx.addpath
@@ -405,17 +442,20 @@ class AdjRibOut:
         router_id: IPv4Address,
         cluster_id: IPv4Address | None = None,
         vpn_families: frozenset[Family] = DEFAULT_VPN_FAMILIES,
+        relabeler: Relabeler | None = None,
     ) -> None:
         self.rib = rib
         self.local_asn = local_asn
         self.router_id = IPv4Address(router_id)
         self.cluster_id = IPv4Address(cluster_id) if cluster_id is not None else self.router_id
         self.vpn_families = frozenset(vpn_families)
+        #: local labels for routes an export policy relabels (None: relabel is ignored)
+        self.relabeler = relabeler
         self._groups: dict[tuple[Any, ...], _Group] = {}
         self._members: dict[IPAddress, _Member] = {}
         self._filters = RtcFilters()
-        #: (attrs, transform kind) -> outbound attrs
-        self._out_attrs: dict[tuple[PathAttributes, tuple[Any, ...]], PathAttributes] = {}
+        #: the standard outbound rewrites, cached per (attrs, kind)
+        self._std = OutboundRewrites(local_asn, self.cluster_id)
         self._okeys: dict[Okey, Okey] = {}
         self._rts: dict[PathAttributes, tuple[bytes, ...]] = {}
         #: (source address, ORIGINATOR_ID) -> tag; never cleared (one per source and
@@ -467,6 +507,7 @@ class AdjRibOut:
             peer.ctx,
             frozenset(peer.addpath_send.items()),
             rtc,
+            peer.export_policy,
         )
 
     def _group_for(self, peer: OutPeer, rtc: RtcFilter | None | object = _MISSING) -> _Group:
@@ -476,7 +517,7 @@ class AdjRibOut:
         sig = self._signature(peer, rtc)
         g = self._groups.get(sig)
         if g is None:
-            g = self._groups[sig] = _Group(sig, peer, rtc)
+            g = self._groups[sig] = _Group(sig, peer, rtc, self.router_id, self._intern)
         return g
 
     def _join(self, m: _Member, g: _Group) -> None:
@@ -491,6 +532,9 @@ class AdjRibOut:
         g.membership_changed()
         if not g.members:
             self._groups.pop(g.sig, None)
+            if self.relabeler is not None and g.per_route:
+                for fs in g.fams.values():
+                    self.relabeler.release_owner(fs)
 
     # -- changes ---------------------------------------------------------------
 
@@ -506,11 +550,7 @@ class AdjRibOut:
             fs = g.fams[fam]
             info_of = self._info_getter(g, fam)
             b = _Batch()
-            if fs.mode == 1 and not fs.addpath:
-                self._process_plain(fs, change.keys, loc, info_of, b)
-            else:
-                for k in change.keys:
-                    self._process_key(fs, fam, loc, k, info_of, b)
+            self._process(g, fs, fam, change.keys, loc, info_of, b)
             if not b:
                 continue
             fs.table = None
@@ -594,18 +634,55 @@ class AdjRibOut:
         if filt is old.rtc:
             return []
         vpn = [f for f in _family_order(m.peer.families) if f in self.vpn_families]
-        before = {f: self._member_view(old, m, f) for f in vpn}
-        self._leave(m)
-        new = self._group_for(m.peer, filt)
-        fresh = not new.members
-        if fresh:
-            for f, fs in new.fams.items():
-                if f not in self.vpn_families:  # same policy as before: same group view
-                    fs.copy_from(old.fams[f], share=not old.members)
-        self._join(m, new)
+        # the other families' group views do not depend on RTC: copied, not rebuilt
+        keep = [f for f in m.peer.families if f not in self.vpn_families]
+        out = self._regroup(m, m.peer, filt, vpn, keep)
         self._filters.release_unused(g.rtc for g in self._groups.values() if g.rtc is not None)
+        return out
+
+    def set_export_policy(self, address: IPAddress, policy: Policy | None) -> list[bytes]:
+        """Give ``address`` a new export policy without a session reset.
+
+        The peer moves to the update group of its new signature (built from
+        the Loc-RIB if it is new, else joined as it stands), and gets the
+        UPDATEs that turn what it holds into what it must hold now:
+        withdrawals for routes the policy now rejects, announcements for
+        routes now allowed or sent with other attributes, next hop or label.
+        """
+        m = self._members.get(address)
+        if m is None:
+            return []
+        if m.peer.export_policy == policy:
+            m.peer = replace(m.peer, export_policy=policy)
+            return []
+        old = m.group
+        return self._regroup(m, replace(m.peer, export_policy=policy), old.rtc, _family_order(m.peer.families))
+
+    def _regroup(
+        self, m: _Member, peer: OutPeer, rtc: RtcFilter | None, fams: list[Family], keep: Iterable[Family] = ()
+    ) -> list[bytes]:
+        """Move ``m`` to the group of (``peer``, ``rtc``); the UPDATEs that turn its view of
+        ``fams`` into its view in the new group.
+
+        ``keep``: families whose group view is the same in both groups; a new
+        group takes them from the old one instead of rebuilding them (unless
+        its views are its own: relabeled entries hold local labels per group).
+        """
+        old = m.group
+        fresh = self._signature(peer, rtc) not in self._groups
+        pol = peer.export_policy
+        copy = fresh and (pol is None or not (pol.route_dependent or pol.relabels))
+        diffed = list(fams) if copy or not fresh else [*fams, *keep]
+        before = {f: self._member_view(old, m, f) for f in diffed}
+        self._leave(m)
+        m.peer = peer
+        new = self._group_for(peer, rtc)
+        if copy:
+            for f in keep:
+                new.fams[f].copy_from(old.fams[f], share=not old.members)
+        self._join(m, new)
         out: list[bytes] = []
-        for f in vpn:
+        for f in diffed:
             self._scan(new, m, f)
             after = self._member_view(new, m, f)
             wd: list[Nlri] = []
@@ -685,12 +762,19 @@ class AdjRibOut:
         def info_of(src: PathSource) -> Info:
             r = cache.get(src, _MISSING)
             if r is _MISSING:
-                r = cache[src] = compute(g, src, vpn_filter, v4_unicast)
+                r = cache[src] = compute(g, fam, src, vpn_filter, v4_unicast)
             return r
 
         return info_of
 
-    def _source_info(self, g: _Group, src: PathSource, vpn_filter: RtcFilter | None, v4_unicast: bool) -> Info:
+    def _source_info(
+        self, g: _Group, fam: Family, src: PathSource, vpn_filter: RtcFilter | None, v4_unicast: bool
+    ) -> Info:
+        """The Okey of ``src``'s routes for ``g``: may they go, with which attributes and next hop.
+
+        Standard rewrites, then the export policy when it does not depend on
+        the route (a route-dependent one runs per route: :mod:`vpe.rib.export_policy`).
+        """
         peer = src.peer
         attrs = src.attrs
         rep = g.rep
@@ -700,18 +784,21 @@ class AdjRibOut:
             return None  # the peer's AS is on the path: it would drop the route as a loop
         if vpn_filter is not None and not vpn_filter.matches(self._route_targets(attrs)):
             return None
-        if g.ebgp:
-            nh = g.next_hop_self if g.next_hop_self is not None else src.next_hop
-        else:
-            nh = src.next_hop if src.next_hop is not None else g.next_hop_self
+        nh = outbound_next_hop(src.next_hop, g.ebgp, g.next_hop_self)
         if nh is None:
             return None
-        out = self._transform(attrs, peer, g, nh if v4_unicast and nh.version == 4 else None)
-        okey = (out, nh, self._tag(peer, None if g.ebgp else A.originator_id(attrs)))
-        okey = self._okeys.setdefault(okey, okey)
+        out = self._std.attributes(attrs, peer, rep, nh if v4_unicast and nh.version == 4 else None)
+        okey = self._intern((out, nh, self._tag(peer, None if g.ebgp else A.originator_id(attrs))))
+        if g.export is not None and not g.per_route:
+            return g.export.source_key(fam, okey)
+        return okey
+
+    def _intern(self, okey: Okey) -> Okey:
+        """The one Okey object equal to ``okey`` (routes are bucketed by Okey identity)."""
+        got = self._okeys.setdefault(okey, okey)
         if len(self._okeys) > _CACHE_MAX:
             self._okeys.clear()
-        return okey
+        return got
 
     def _tag(self, peer: PeerInfo, oid: IPv4Address | None) -> _Tag | None:
         """The interned split-horizon tag of paths from ``peer`` with ORIGINATOR_ID ``oid``."""
@@ -732,75 +819,76 @@ class AdjRibOut:
             rts = self._rts[attrs] = A.route_target_octets(attrs)
         return rts
 
-    def _transform(
-        self, attrs: PathAttributes, source: PeerInfo, g: _Group, v4_next_hop: IPAddress | None
-    ) -> PathAttributes:
-        """Outbound attributes of ``attrs`` learned from ``source`` for group ``g``.
-
-        * to eBGP: local AS prepended; LOCAL_PREF, ORIGINATOR_ID, CLUSTER_LIST
-          dropped; MED kept only for routes originated in our AS;
-        * reflected (iBGP to iBGP): ORIGINATOR_ID (the source's router id if
-          absent) and our cluster id prepended to CLUSTER_LIST;
-        * local or eBGP-learned to iBGP: LOCAL_PREF 100 unless present;
-        * unrecognised transitive attributes of learned routes get Partial;
-        * NEXT_HOP is the outbound next hop for IPv4 unicast, absent otherwise.
-        """
-        if g.ebgp:
-            kind: tuple[Any, ...] = ("ebgp", source.local, v4_next_hop)
-        elif is_reflection(source, g.rep):
-            kind = ("reflect", source.router_id, v4_next_hop)
-        else:
-            kind = ("ibgp", source.local, v4_next_hop)
-        key = (attrs, kind)
-        out = self._out_attrs.get(key)
-        if out is not None:
-            return out
-        if g.ebgp:
-            out = A.for_external_peer(attrs, self.local_asn, keep_med=A.is_originated_in_as(attrs))
-        elif kind[0] == "reflect":
-            out = outbound_reflection_attributes(attrs, source, g.rep, self.cluster_id)
-        else:
-            out = A.with_default_local_pref(attrs)
-        if not source.local:
-            out = A.with_partial_unknowns(out)
-        out = A.with_next_hop(out, v4_next_hop)  # type: ignore[arg-type]
-        if len(self._out_attrs) > _CACHE_MAX:
-            self._out_attrs.clear()
-        self._out_attrs[key] = out
-        return out
-
     # -- what a destination offers a group ---------------------------------------------
 
     def _offers(
-        self, fs: _FamilyState, fam: Family, loc: LocRib, key: bytes, info_of: Callable[[PathSource], Info]
+        self,
+        g: _Group,
+        fs: _FamilyState,
+        fam: Family,
+        loc: LocRib,
+        key: bytes,
+        info_of: Callable[[PathSource], Info],
     ) -> dict[int, Entry]:
         """The group view of ``key``: path id (0 without add-path) -> Entry."""
-        chosen: list[tuple[Path, Okey]] = []
+        chosen: list[tuple[Path, Okey, bool]] = []
+        route_policy = g.per_route
+        relabel = False
         if fs.mode == 1:
             best = loc.best(key)
             if best is not None:
                 okey = info_of(best.source)
+                if okey is not None and route_policy:
+                    okey, relabel = self._route_policy(g, fam, best, okey)
                 if okey is not None:
-                    chosen.append((best, okey))
+                    chosen.append((best, okey, relabel))
         else:
             limit = fs.mode
             for p in _ranked_paths(loc, key):
                 okey = info_of(p.source)
+                if okey is not None and route_policy:
+                    okey, relabel = self._route_policy(g, fam, p, okey)
                 if okey is not None:
-                    chosen.append((p, okey))
+                    chosen.append((p, okey, relabel))
                     if limit and len(chosen) >= limit:
                         break
         if not fs.addpath:
             if not chosen:
                 return {}
-            p, okey = chosen[0]
-            return {0: (_with_path_id(p.nlri, 0), okey)}
+            p, okey, relabel = chosen[0]
+            n = _with_path_id(p.nlri, 0)
+            return {0: self._relabeled(fs, p, n, okey, relabel) if route_policy else (n, okey)}
         ids = self._path_ids(fam, loc, key)  # even with nothing chosen: frees the ids of gone paths
         out: dict[int, Entry] = {}
-        for p, okey in chosen:
+        for p, okey, relabel in chosen:
             pid = ids[(_origin(p.source), p.nlri.path_id)]
-            out[pid] = (_with_path_id(p.nlri, pid), okey)
+            n = _with_path_id(p.nlri, pid)
+            out[pid] = self._relabeled(fs, p, n, okey, relabel) if route_policy else (n, okey)
         return out
+
+    def _route_policy(self, g: _Group, fam: Family, p: Path, okey: Okey) -> tuple[Okey | None, bool]:
+        """``g``'s per-route export policy on one path: (Okey or None if rejected, relabel?)."""
+        assert g.export is not None
+        # a route without a label, or a local one (no next hop to swap to), is not relabeled
+        can = self.relabeler is not None and bool(getattr(p.nlri, "labels", None)) and p.source.next_hop is not None
+        return g.export.route_key(fam, p.nlri.key, okey, can)
+
+    def _relabeled(self, fs: _FamilyState, p: Path, n: Nlri, okey: Okey, relabel: bool) -> Entry:
+        """The entry of ``n`` (our path id set): with ``relabel``, carrying the local label
+        for ``p``'s (next hop, label); without, any local label it held is given back."""
+        relabeler = self.relabeler
+        if relabeler is None:
+            return n, okey
+        if not relabel:
+            relabeler.release(fs, (n.key, n.path_id))
+            return n, okey
+        assert p.source.next_hop is not None
+        labels: tuple[int, ...] = n.labels  # type: ignore[attr-defined]
+        local = relabeler.acquire(fs, (n.key, n.path_id), p.source.next_hop, labels[-1])
+        if labels != (local,):
+            n = copy.copy(n)
+            n.labels = (local,)  # type: ignore[attr-defined]
+        return n, okey
 
     def _path_ids(self, fam: Family, loc: LocRib, key: bytes) -> dict[tuple[object, int], int]:
         """Our path ids for ``key``'s paths: stable per (source Adj-RIB-In, received path id).
@@ -831,6 +919,26 @@ class AdjRibOut:
         return ids
 
     # -- computing and diffing -------------------------------------------------------
+
+    def _process(
+        self,
+        g: _Group,
+        fs: _FamilyState,
+        fam: Family,
+        keys: Iterable[bytes],
+        loc: LocRib,
+        info_of: Callable[[PathSource], Info],
+        b: _Batch,
+    ) -> None:
+        """Diff ``keys`` into batch ``b``, the fastest way the group's settings allow."""
+        if fs.mode == 1 and not fs.addpath and not g.relabels:
+            if not g.per_route:
+                self._process_plain(fs, keys, loc, info_of, b)
+            else:
+                self._process_route_policy(g, fs, fam, keys, loc, info_of, b)
+            return
+        for k in list(keys):  # (the keys may be the Loc-RIB's own dict)
+            self._process_key(g, fs, fam, loc, k, info_of, b)
 
     @staticmethod
     def _process_plain(
@@ -929,8 +1037,84 @@ class AdjRibOut:
             lt = last_okey[2]
             delta[lt] = delta.get(lt, 0) + added
 
+    def _process_route_policy(
+        self,
+        g: _Group,
+        fs: _FamilyState,
+        fam: Family,
+        keys: Iterable[bytes],
+        loc: LocRib,
+        info_of: Callable[[PathSource], Info],
+        b: _Batch,
+    ) -> None:
+        """Best path only with a per-route export policy (prefix/RD terms, no relabel).
+
+        Per path source, a plan: the candidate terms for its attributes, each
+        with the Okey it gives (computed once); per route, only the prefix/RD
+        tests of the plan's terms, first match deciding.
+        """
+        sent = fs.sent
+        okeys = fs.okeys
+        dests = loc.dests
+        delta = b.delta
+        export = g.export
+        assert export is not None
+        plans: dict[PathSource, Plan] = {}
+        last_src: Any = _MISSING
+        plan: Plan = ((), None)
+        d: Any
+        for k in keys:
+            d = dests.get(k)
+            t = type(d)
+            if t is PathSource:
+                src = d
+                n = d.adj.routes[k]
+            elif t is tuple:
+                src = d[0]
+                n = src.adj.routes[k]
+            elif d is None:
+                src = None
+            else:
+                p = loc.best(k)
+                if p is None:
+                    src = None
+                else:
+                    src = p.source
+                    n = p.nlri
+            if src is not last_src:
+                last_src = src
+                if src is None:
+                    plan = ((), None)
+                else:
+                    got = plans.get(src)
+                    if got is None:
+                        got = plans[src] = export.plan(fam, info_of(src))
+                    plan = got
+            okey = plan_key(plan, fam, k)
+            old = sent.get(k)
+            if okey is None:
+                if old is not None:
+                    del sent[k]
+                    b.withdraw(okeys.pop(k)[2], old)
+                continue
+            if old is not None:
+                o = okeys[k]
+                if (old is n or same_nlri(old, n)) and (o is okey or o == okey):
+                    continue
+                if o[2] is not okey[2]:
+                    b.replace(o[2], okey[2], old)
+            else:
+                tag = okey[2]
+                delta[tag] = delta.get(tag, 0) + 1
+            if n.path_id:
+                n = _with_path_id(n, 0)
+            sent[k] = n
+            okeys[k] = okey
+            b.announce(okey, n)
+
     def _process_key(
         self,
+        g: _Group,
         fs: _FamilyState,
         fam: Family,
         loc: LocRib,
@@ -938,9 +1122,11 @@ class AdjRibOut:
         info_of: Callable[[PathSource], Info],
         b: _Batch,
     ) -> None:
-        """One destination in the general way (add-path): diff the path-id views."""
-        new = self._offers(fs, fam, loc, k, info_of)
+        """One destination in the general way (add-path, per-route policy): diff the path-id views."""
         old = _as_view(fs.get(k))
+        new = self._offers(g, fs, fam, loc, k, info_of)
+        if g.per_route and self.relabeler is not None:
+            self._release_relabels(fs, k, old, new)
         if not new and not old:
             return
         fs.put(k, (new if fs.addpath else new[0]) if new else None)
@@ -959,6 +1145,17 @@ class AdjRibOut:
                 b.replace(o[1][2], t, o[0])
             b.announce(e[1], e[0])
 
+    def _release_relabels(
+        self, fs: _FamilyState, k: bytes, old: dict[int, Entry], new: dict[int, Entry]
+    ) -> None:
+        """Give back the local labels of ``k``'s entries that are gone (entries kept but no
+        longer relabeled gave theirs back in :meth:`_offers`)."""
+        relabeler = self.relabeler
+        assert relabeler is not None
+        for pid in old:
+            if pid not in new:
+                relabeler.release(fs, (k, pid))
+
     def _scan(self, g: _Group, m: _Member, fam: Family) -> None:
         """Make ``g``'s view of ``fam`` ready for member ``m``, which just joined.
 
@@ -969,16 +1166,14 @@ class AdjRibOut:
         """
         fs = g.fams[fam]
         if len(g.members) == 1:
+            if self.relabeler is not None and g.per_route:
+                self.relabeler.release_owner(fs)
             fs.reset()
             if fam in self.rib.families():
                 loc = self.rib.loc_rib(fam)
                 info_of = self._info_getter(g, fam)
                 b = _Batch()
-                if fs.mode == 1 and not fs.addpath:
-                    self._process_plain(fs, loc.dests, loc, info_of, b)  # reads only: no copy
-                else:
-                    for k in list(loc.dests):
-                        self._process_key(fs, fam, loc, k, info_of, b)
+                self._process(g, fs, fam, loc.dests, loc, info_of, b)  # reads only: no copy
                 fs.count(b.tally())
         m.excluded[fam] = fs.excluded_count(m)
 
