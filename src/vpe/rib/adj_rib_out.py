@@ -23,7 +23,7 @@ only what changed is (re)announced or withdrawn.
 **Split horizon without per-member state.** Whether a member may get a
 path the group may get depends only on the path's source: never back to
 the peer it came from, nor (over iBGP) to the router named in its
-ORIGINATOR_ID. Every advertised entry therefore carries a :class:`_Tag`
+ORIGINATOR_ID. Every advertised entry therefore carries a :class:`Tag`
 (source address, ORIGINATOR_ID), interned and stored inside the entry's
 outbound key, and a member's view *is* the group view minus the entries
 whose tag names it. Without add-path a member excluded from the best path
@@ -59,7 +59,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
@@ -68,7 +68,6 @@ from ..bgp.wire.constants import (
     IPV4_MCAST_VPN,
     IPV4_UNICAST,
     IPV6_MCAST_VPN,
-    RTC,
     VPNV4,
     VPNV6,
     Family,
@@ -79,351 +78,39 @@ from ..bgp.wire.update import end_of_rib, pack_announcements, pack_withdrawals
 from ..policy.policy import Policy
 from ..policy.relabel import Relabeler
 from . import attrs as A
-from .export_policy import GroupExportPolicy, Plan, plan_key
+from .export_policy import Plan, plan_key
 from .loc_rib import LocRib
 from .outbound import OutboundRewrites, outbound_next_hop
 from .path import Path, PathSource, PeerInfo, same_nlri
 from .reflection import may_advertise
 from .rib import Rib, RibChange
 from .rtc import RtcFilter, RtcFilters, membership_keys
+from .update_groups import (
+    CACHE_MAX,
+    MISSING,
+    Batch,
+    Entry,
+    FamilyState,
+    Group,
+    Info,
+    Member,
+    Okey,
+    OutPeer,
+    Stored,
+    Tag,
+    TagOrNone,
+    as_view,
+    diff_views,
+    entries_of,
+    family_order,
+    same_entry,
+    with_path_id,
+)
 
 IPAddress = IPv4Address | IPv6Address
 
 #: Families whose routes carry Route Targets and are subject to RTC (RFC 4684).
 DEFAULT_VPN_FAMILIES: frozenset[Family] = frozenset({VPNV4, VPNV6, IPV4_MCAST_VPN, IPV6_MCAST_VPN})
-
-
-class _Tag:
-    """Whom an advertised path must not go back to: its source peer and its originator.
-
-    ``addr`` is the source peer's address (None for local routes);
-    ``oid`` the ORIGINATOR_ID the path arrived with (None if absent, and
-    always None towards eBGP groups, where it does not matter). Interned
-    per (addr, oid), so tags hash and compare by identity: cheap as dict
-    keys in the per-batch buckets.
-    """
-
-    __slots__ = ("addr", "oid")
-
-    def __init__(self, addr: IPAddress | None, oid: IPv4Address | None) -> None:
-        self.addr = addr
-        self.oid = oid
-
-    def excludes(self, m: _Member) -> bool:
-        """Is member ``m`` the source peer or the originator (split horizon, RFC 4456 8)?"""
-        return (self.addr is not None and m.addr == self.addr) or (self.oid is not None and m.rid == self.oid)
-
-    def __repr__(self) -> str:
-        return f"_Tag({self.addr}, {self.oid})"
-
-
-#: (outbound attributes, outbound next hop, split-horizon tag): interned,
-#: shared by every route sent with them, and the unit UPDATEs are packed by.
-Okey = tuple[PathAttributes, IPAddress, _Tag | None]
-#: one advertised route: the NLRI as sent (our path id with add-path) and its Okey
-Entry = tuple[Nlri, Okey]
-#: what a destination holds: one Entry (plain families), path id -> Entry
-#: (add-path families), or None: nothing.
-Stored = Any
-#: the Okey of a path source for one group, or None: not sent to that group
-Info = Okey | None
-TagOrNone = _Tag | None
-
-_MISSING: Any = object()
-_NOBODY = IPv6Address("::")  # an address no peer has: stands for "a member" in group checks
-_CACHE_MAX = 65536
-
-
-@dataclass(frozen=True, slots=True)
-class OutPeer:
-    """What Adj-RIB-Out needs to know about one established peer.
-
-    ``addpath_send`` maps a family to ``"all"`` or N (best-N); absent means
-    best path only. It only takes effect for families in ``ctx.addpath``
-    (where path ids are on the wire). ``next_hop_self`` is the next hop
-    sent to eBGP peers, and to iBGP peers for local routes without one.
-    ``rtc``: the peer negotiated RTC, so VPN routes are filtered by the
-    RT membership it sent. ``export_policy``: the user's policy, applied
-    after the standard rewrites (part of the update-group signature).
-    """
-
-    address: IPAddress
-    info: PeerInfo
-    families: frozenset[Family]
-    ctx: CodecContext
-    addpath_send: dict[Family, int | str] = field(default_factory=dict, hash=False)
-    next_hop_self: IPAddress | None = None
-    rtc: bool = False
-    export_policy: Policy | None = None
-
-
-class _FamilyState:
-    """One group's state in one family: the group view of every destination.
-
-    Without add-path the view is two dicts, key -> NLRI sent and key ->
-    Okey, rather than one dict of (NLRI, Okey) pairs: both values already
-    exist, so a million-route table adds no object for the garbage collector
-    to walk. With add-path, ``sent`` maps key -> path id -> Entry.
-    ``total`` counts the entries (routes, or paths with add-path) and
-    ``tags`` the entries per tag, so a member's count is ``total`` minus
-    the counts of the tags that name it.
-    """
-
-    __slots__ = ("sent", "okeys", "mode", "addpath", "table", "total", "tags")
-
-    def __init__(self, mode: int, addpath: bool) -> None:
-        self.sent: dict[bytes, Any] = {}
-        self.okeys: dict[bytes, Okey] = {}
-        #: 1 best path, 0 all paths, N best N
-        self.mode = mode
-        #: path ids on the wire
-        self.addpath = addpath
-        #: the encoded group view per Okey, reused by members joining
-        self.table: dict[Okey, list[bytes]] | None = None
-        self.total = 0
-        self.tags: dict[_Tag, int] = {}
-
-    def get(self, key: bytes) -> Stored:
-        if self.addpath:
-            return self.sent.get(key)
-        n = self.sent.get(key)
-        return None if n is None else (n, self.okeys[key])
-
-    def put(self, key: bytes, s: Stored) -> None:
-        if s is None:
-            if self.sent.pop(key, None) is not None and not self.addpath:
-                del self.okeys[key]
-        elif self.addpath:
-            self.sent[key] = s
-        else:
-            self.sent[key] = s[0]
-            self.okeys[key] = s[1]
-
-    def items(self) -> Iterator[tuple[bytes, Stored]]:
-        if self.addpath:
-            yield from self.sent.items()
-            return
-        okeys = self.okeys
-        for k, n in self.sent.items():
-            yield k, (n, okeys[k])
-
-    def count(self, delta: dict[TagOrNone, int]) -> None:
-        """Add per-tag entry count changes."""
-        tags = self.tags
-        for t, d in delta.items():
-            if not d:
-                continue
-            self.total += d
-            if t is not None:
-                c = tags.get(t, 0) + d
-                if c:
-                    tags[t] = c
-                else:
-                    del tags[t]
-
-    def excluded_count(self, m: _Member) -> int:
-        """How many entries of the view ``m`` does not get (split horizon)."""
-        return sum(c for t, c in self.tags.items() if t.excludes(m))
-
-    def reset(self) -> None:
-        self.sent = {}
-        self.okeys = {}
-        self.table = None
-        self.total = 0
-        self.tags = {}
-
-    def copy_from(self, other: _FamilyState, share: bool) -> None:
-        """Take ``other``'s group view (shared when ``other`` is discarded)."""
-        self.sent = other.sent if share else dict(other.sent)
-        self.okeys = other.okeys if share else dict(other.okeys)
-        self.table = other.table
-        self.total = other.total
-        self.tags = dict(other.tags)
-
-
-class _Group:
-    """An update group: members sharing one outbound policy."""
-
-    __slots__ = (
-        "sig", "rep", "ctx", "ebgp", "next_hop_self", "rtc", "fams", "members", "_excl",
-        "export", "per_route", "relabels",
-    )
-
-    def __init__(
-        self,
-        sig: tuple[Any, ...],
-        peer: OutPeer,
-        rtc: RtcFilter | None,
-        router_id: IPv4Address,
-        intern: Callable[[Okey], Okey],
-    ) -> None:
-        info = peer.info
-        self.sig = sig
-        #: the members' PeerInfo with a member-neutral address and router id
-        self.rep = PeerInfo(_NOBODY, IPv4Address(0), info.asn, info.ibgp, info.rr_client)
-        self.ctx = peer.ctx
-        self.ebgp = not info.ibgp
-        self.next_hop_self = peer.next_hop_self
-        self.rtc = rtc
-        #: the export policy ("next hop self" is the group's next_hop_self, else our router
-        #: id); ``per_route``: it runs per route (prefix/RD terms, relabel), not per source
-        pol = peer.export_policy
-        self.export = None if pol is None else GroupExportPolicy(
-            pol, peer.next_hop_self if peer.next_hop_self is not None else router_id, intern
-        )
-        self.per_route = self.export is not None and self.export.per_route
-        self.relabels = pol is not None and pol.relabels
-        self.fams: dict[Family, _FamilyState] = {}
-        for fam in peer.families:
-            addpath = fam in peer.ctx.addpath
-            mode = _mode(peer.addpath_send.get(fam)) if addpath else 1
-            self.fams[fam] = _FamilyState(mode, addpath)
-        self.members: dict[IPAddress, _Member] = {}
-        #: tag -> the members it names (cleared when membership changes)
-        self._excl: dict[_Tag, tuple[_Member, ...]] = {}
-
-    def excluded(self, t: _Tag) -> tuple[_Member, ...]:
-        """The members ``t`` names: computed once per tag while membership stands."""
-        r = self._excl.get(t)
-        if r is None:
-            r = self._excl[t] = tuple(m for m in self.members.values() if t.excludes(m))
-        return r
-
-    def membership_changed(self) -> None:
-        self._excl = {}
-
-
-class _Member:
-    __slots__ = ("peer", "group", "addr", "rid", "excluded")
-
-    def __init__(self, peer: OutPeer, group: _Group) -> None:
-        self.peer = peer
-        self.group = group
-        self.addr = peer.address
-        #: the router id ORIGINATOR_IDs are compared with (iBGP only: RFC 4456 8)
-        self.rid: IPv4Address | None = peer.info.router_id if peer.info.ibgp else None
-        #: family -> how many entries of the group view split horizon keeps from this member
-        self.excluded: dict[Family, int] = {}
-
-
-class _Batch:
-    """One change batch of one group in one family, before encoding.
-
-    ``ann``: Okey -> NLRIs to announce (to every member its tag does not
-    name); ``wd``: tag of what is withdrawn -> NLRIs (members the tag names
-    never had them); ``xwd``: (old tag, new tag) -> NLRIs replaced by a path
-    with another tag (members the new tag names but the old one does not
-    get these withdrawn); ``delta``: entry count change per tag.
-    """
-
-    __slots__ = ("ann", "wd", "xwd", "delta")
-
-    def __init__(self) -> None:
-        self.ann: dict[Okey, list[Nlri]] = {}
-        self.wd: dict[TagOrNone, list[Nlri]] = {}
-        self.xwd: dict[tuple[TagOrNone, TagOrNone], list[Nlri]] = {}
-        self.delta: dict[TagOrNone, int] = {}
-
-    def __bool__(self) -> bool:
-        return bool(self.ann or self.wd)
-
-    def withdraw(self, t: TagOrNone, n: Nlri) -> None:
-        lst = self.wd.get(t)
-        if lst is None:
-            lst = self.wd[t] = []
-        lst.append(n)
-
-    def replace(self, old: TagOrNone, new: TagOrNone, n: Nlri) -> None:
-        lst = self.xwd.get((old, new))
-        if lst is None:
-            lst = self.xwd[(old, new)] = []
-        lst.append(n)
-
-    def announce(self, okey: Okey, n: Nlri) -> None:
-        lst = self.ann.get(okey)
-        if lst is None:
-            lst = self.ann[okey] = []
-        lst.append(n)
-
-    def tally(self) -> dict[TagOrNone, int]:
-        """``delta`` completed with the withdrawals and tag changes (counted from list sizes)."""
-        delta = self.delta
-        for t, lst in self.wd.items():
-            delta[t] = delta.get(t, 0) - len(lst)
-        for (a, b), lst in self.xwd.items():
-            delta[a] = delta.get(a, 0) - len(lst)
-            delta[b] = delta.get(b, 0) + len(lst)
-        return delta
-
-    def tags(self) -> set[_Tag]:
-        """Every tag the batch touches."""
-        out: set[TagOrNone] = set(self.wd)
-        out.update(o[2] for o in self.ann)
-        for a, b in self.xwd:
-            out.add(a)
-            out.add(b)
-        out.discard(None)
-        return out  # type: ignore[return-value]
-
-
-def _mode(v: int | str | None) -> int:
-    if v is None:
-        return 1
-    if v == "all":
-        return 0
-    if isinstance(v, int) and not isinstance(v, bool) and v >= 1:
-        return v
-    raise ValueError(f"add-path send {v!r}: expected 'all' or a path count of at least 1")
-
-
-def _with_path_id(n: Nlri, pid: int) -> Nlri:
-    """``n`` carrying path id ``pid`` (a copy; NLRI values are shared by the tables)."""
-    if n.path_id == pid:
-        return n
-    c = copy.copy(n)
-    c.path_id = pid
-    return c
-
-
-def _same_entry(a: Entry, b: Entry) -> bool:
-    return a is b or ((a[1] is b[1] or a[1] == b[1]) and same_nlri(a[0], b[0]))
-
-
-def _as_view(s: Stored) -> dict[int, Entry]:
-    if s is None:
-        return {}
-    if type(s) is dict:
-        return s
-    return {0: s}
-
-
-def _entries(s: Stored) -> Iterable[Entry]:
-    if s is None:
-        return ()
-    if type(s) is dict:
-        return s.values()
-    return (s,)
-
-
-def _diff(old: dict[int, Entry], new: dict[int, Entry], wd: list[Nlri], ann: dict[Okey, list[Nlri]]) -> None:
-    """One member's diff of one destination (used when a member changes group)."""
-    for pid, e in old.items():
-        if pid not in new:
-            wd.append(e[0])
-    for pid, e in new.items():
-        o = old.get(pid)
-        if o is not None and _same_entry(o, e):
-            continue
-        lst = ann.get(e[1])
-        if lst is None:
-            ann[e[1]] = [e[0]]
-        else:
-            lst.append(e[0])
-
-
-def _family_order(families: Iterable[Family]) -> list[Family]:
-    """RTC first (so the peer's filters are in place before VPN routes), then by AFI/SAFI."""
-    return sorted(families, key=lambda f: (f != RTC, f.afi, f.safi))
 
 
 class AdjRibOut:
@@ -451,8 +138,8 @@ class AdjRibOut:
         self.vpn_families = frozenset(vpn_families)
         #: local labels for routes an export policy relabels (None: relabel is ignored)
         self.relabeler = relabeler
-        self._groups: dict[tuple[Any, ...], _Group] = {}
-        self._members: dict[IPAddress, _Member] = {}
+        self._groups: dict[tuple[Any, ...], Group] = {}
+        self._members: dict[IPAddress, Member] = {}
         self._filters = RtcFilters()
         #: the standard outbound rewrites, cached per (attrs, kind)
         self._std = OutboundRewrites(local_asn, self.cluster_id)
@@ -460,7 +147,7 @@ class AdjRibOut:
         self._rts: dict[PathAttributes, tuple[bytes, ...]] = {}
         #: (source address, ORIGINATOR_ID) -> tag; never cleared (one per source and
         #: originator), so equal tags are always the same object
-        self._tags: dict[tuple[IPAddress | None, IPv4Address | None], _Tag] = {}
+        self._tags: dict[tuple[IPAddress | None, IPv4Address | None], Tag] = {}
         #: family -> key -> (source Adj-RIB-In, received path id) -> our path id
         self._pids: dict[Family, dict[bytes, dict[tuple[object, int], int]]] = {}
 
@@ -471,10 +158,10 @@ class AdjRibOut:
         if peer.address in self._members:
             self.peer_down(peer.address)
         group = self._group_for(peer)
-        m = _Member(peer, group)
+        m = Member(peer, group)
         self._join(m, group)
         out: list[bytes] = []
-        for fam in _family_order(peer.families):
+        for fam in family_order(peer.families):
             self._scan(group, m, fam)
             out.extend(self._table_msgs(group, m, fam))
             out.append(end_of_rib(fam))
@@ -510,23 +197,23 @@ class AdjRibOut:
             peer.export_policy,
         )
 
-    def _group_for(self, peer: OutPeer, rtc: RtcFilter | None | object = _MISSING) -> _Group:
-        if rtc is _MISSING:
+    def _group_for(self, peer: OutPeer, rtc: RtcFilter | None | object = MISSING) -> Group:
+        if rtc is MISSING:
             rtc = self._filters.get(membership_keys(self.rib, peer.address)) if peer.rtc else None
         assert rtc is None or isinstance(rtc, RtcFilter)
         sig = self._signature(peer, rtc)
         g = self._groups.get(sig)
         if g is None:
-            g = self._groups[sig] = _Group(sig, peer, rtc, self.router_id, self._intern)
+            g = self._groups[sig] = Group(sig, peer, rtc, self.router_id, self._intern)
         return g
 
-    def _join(self, m: _Member, g: _Group) -> None:
+    def _join(self, m: Member, g: Group) -> None:
         m.group = g
         g.members[m.addr] = m
         g.membership_changed()
         self._members[m.addr] = m
 
-    def _leave(self, m: _Member) -> None:
+    def _leave(self, m: Member) -> None:
         g = m.group
         g.members.pop(m.addr, None)
         g.membership_changed()
@@ -549,7 +236,7 @@ class AdjRibOut:
         for g in groups:
             fs = g.fams[fam]
             info_of = self._info_getter(g, fam)
-            b = _Batch()
+            b = Batch()
             self._process(g, fs, fam, change.keys, loc, info_of, b)
             if not b:
                 continue
@@ -558,7 +245,7 @@ class AdjRibOut:
             self._deliver(g, fam, b, out)
         return out
 
-    def _account(self, g: _Group, fam: Family, delta: dict[TagOrNone, int]) -> None:
+    def _account(self, g: Group, fam: Family, delta: dict[TagOrNone, int]) -> None:
         """Entry counts of the group view and of each member's exclusions (for :meth:`sent`)."""
         g.fams[fam].count(delta)
         for t, d in delta.items():
@@ -566,7 +253,7 @@ class AdjRibOut:
                 for m in g.excluded(t):
                     m.excluded[fam] = m.excluded.get(fam, 0) + d
 
-    def _deliver(self, g: _Group, fam: Family, b: _Batch, out: dict[IPAddress, list[bytes]]) -> None:
+    def _deliver(self, g: Group, fam: Family, b: Batch, out: dict[IPAddress, list[bytes]]) -> None:
         """Encode batch ``b`` once for the group: shared messages, filtered copies for named members.
 
         Members no tag of the batch names get every withdrawal and
@@ -578,7 +265,7 @@ class AdjRibOut:
         distinct selection.
         """
         ctx = g.ctx
-        touched: dict[_Member, set[_Tag]] = {}
+        touched: dict[Member, set[Tag]] = {}
         for t in b.tags():
             for m in g.excluded(t):
                 got = touched.get(m)
@@ -633,7 +320,7 @@ class AdjRibOut:
         old = m.group
         if filt is old.rtc:
             return []
-        vpn = [f for f in _family_order(m.peer.families) if f in self.vpn_families]
+        vpn = [f for f in family_order(m.peer.families) if f in self.vpn_families]
         # the other families' group views do not depend on RTC: copied, not rebuilt
         keep = [f for f in m.peer.families if f not in self.vpn_families]
         out = self._regroup(m, m.peer, filt, vpn, keep)
@@ -656,10 +343,10 @@ class AdjRibOut:
             m.peer = replace(m.peer, export_policy=policy)
             return []
         old = m.group
-        return self._regroup(m, replace(m.peer, export_policy=policy), old.rtc, _family_order(m.peer.families))
+        return self._regroup(m, replace(m.peer, export_policy=policy), old.rtc, family_order(m.peer.families))
 
     def _regroup(
-        self, m: _Member, peer: OutPeer, rtc: RtcFilter | None, fams: list[Family], keep: Iterable[Family] = ()
+        self, m: Member, peer: OutPeer, rtc: RtcFilter | None, fams: list[Family], keep: Iterable[Family] = ()
     ) -> list[bytes]:
         """Move ``m`` to the group of (``peer``, ``rtc``); the UPDATEs that turn its view of
         ``fams`` into its view in the new group.
@@ -689,9 +376,9 @@ class AdjRibOut:
             ann: dict[Okey, list[Nlri]] = {}
             for k, s in before[f].items():
                 if k not in after:
-                    wd.extend(e[0] for e in _entries(s))
+                    wd.extend(e[0] for e in entries_of(s))
             for k, s in after.items():
-                _diff(_as_view(before[f].get(k)), _as_view(s), wd, ann)
+                diff_views(as_view(before[f].get(k)), as_view(s), wd, ann)
             out.extend(self._encode(f, new.ctx, wd, ann))
         return out
 
@@ -725,10 +412,10 @@ class AdjRibOut:
         if m is None or family not in m.group.fams:
             return
         for s in self._member_view(m.group, m, family).values():
-            for n, (attrs, nh, _) in _entries(s):
+            for n, (attrs, nh, _) in entries_of(s):
                 yield n, attrs, nh
 
-    def _member_view(self, g: _Group, m: _Member, fam: Family) -> dict[bytes, Stored]:
+    def _member_view(self, g: Group, m: Member, fam: Family) -> dict[bytes, Stored]:
         """key -> what ``m`` holds: the group view minus the entries split horizon keeps from it."""
         fs = g.fams[fam]
         ex = {t for t in fs.tags if t.excludes(m)}
@@ -748,7 +435,7 @@ class AdjRibOut:
 
     # -- per-source outbound facts ---------------------------------------------------
 
-    def _info_getter(self, g: _Group, fam: Family) -> Callable[[PathSource], Info]:
+    def _info_getter(self, g: Group, fam: Family) -> Callable[[PathSource], Info]:
         """A function source -> :data:`Info` for ``g`` in ``fam``, cached for one batch.
 
         Sources are shared by every route of one UPDATE, so a batch computes
@@ -760,15 +447,15 @@ class AdjRibOut:
         compute = self._source_info
 
         def info_of(src: PathSource) -> Info:
-            r = cache.get(src, _MISSING)
-            if r is _MISSING:
+            r = cache.get(src, MISSING)
+            if r is MISSING:
                 r = cache[src] = compute(g, fam, src, vpn_filter, v4_unicast)
             return r
 
         return info_of
 
     def _source_info(
-        self, g: _Group, fam: Family, src: PathSource, vpn_filter: RtcFilter | None, v4_unicast: bool
+        self, g: Group, fam: Family, src: PathSource, vpn_filter: RtcFilter | None, v4_unicast: bool
     ) -> Info:
         """The Okey of ``src``'s routes for ``g``: may they go, with which attributes and next hop.
 
@@ -796,11 +483,11 @@ class AdjRibOut:
     def _intern(self, okey: Okey) -> Okey:
         """The one Okey object equal to ``okey`` (routes are bucketed by Okey identity)."""
         got = self._okeys.setdefault(okey, okey)
-        if len(self._okeys) > _CACHE_MAX:
+        if len(self._okeys) > CACHE_MAX:
             self._okeys.clear()
         return got
 
-    def _tag(self, peer: PeerInfo, oid: IPv4Address | None) -> _Tag | None:
+    def _tag(self, peer: PeerInfo, oid: IPv4Address | None) -> Tag | None:
         """The interned split-horizon tag of paths from ``peer`` with ORIGINATOR_ID ``oid``."""
         addr = None if peer.local else peer.address
         if addr is None and oid is None:
@@ -808,13 +495,13 @@ class AdjRibOut:
         k = (addr, oid)
         t = self._tags.get(k)
         if t is None:
-            t = self._tags[k] = _Tag(addr, oid)
+            t = self._tags[k] = Tag(addr, oid)
         return t
 
     def _route_targets(self, attrs: PathAttributes) -> tuple[bytes, ...]:
         rts = self._rts.get(attrs)
         if rts is None:
-            if len(self._rts) > _CACHE_MAX:
+            if len(self._rts) > CACHE_MAX:
                 self._rts.clear()
             rts = self._rts[attrs] = A.route_target_octets(attrs)
         return rts
@@ -823,8 +510,8 @@ class AdjRibOut:
 
     def _offers(
         self,
-        g: _Group,
-        fs: _FamilyState,
+        g: Group,
+        fs: FamilyState,
         fam: Family,
         loc: LocRib,
         key: bytes,
@@ -856,24 +543,24 @@ class AdjRibOut:
             if not chosen:
                 return {}
             p, okey, relabel = chosen[0]
-            n = _with_path_id(p.nlri, 0)
+            n = with_path_id(p.nlri, 0)
             return {0: self._relabeled(fs, p, n, okey, relabel) if route_policy else (n, okey)}
         ids = self._path_ids(fam, loc, key)  # even with nothing chosen: frees the ids of gone paths
         out: dict[int, Entry] = {}
         for p, okey, relabel in chosen:
             pid = ids[(_origin(p.source), p.nlri.path_id)]
-            n = _with_path_id(p.nlri, pid)
+            n = with_path_id(p.nlri, pid)
             out[pid] = self._relabeled(fs, p, n, okey, relabel) if route_policy else (n, okey)
         return out
 
-    def _route_policy(self, g: _Group, fam: Family, p: Path, okey: Okey) -> tuple[Okey | None, bool]:
+    def _route_policy(self, g: Group, fam: Family, p: Path, okey: Okey) -> tuple[Okey | None, bool]:
         """``g``'s per-route export policy on one path: (Okey or None if rejected, relabel?)."""
         assert g.export is not None
         # a route without a label, or a local one (no next hop to swap to), is not relabeled
         can = self.relabeler is not None and bool(getattr(p.nlri, "labels", None)) and p.source.next_hop is not None
         return g.export.route_key(fam, p.nlri.key, okey, can)
 
-    def _relabeled(self, fs: _FamilyState, p: Path, n: Nlri, okey: Okey, relabel: bool) -> Entry:
+    def _relabeled(self, fs: FamilyState, p: Path, n: Nlri, okey: Okey, relabel: bool) -> Entry:
         """The entry of ``n`` (our path id set): with ``relabel``, carrying the local label
         for ``p``'s (next hop, label); without, any local label it held is given back."""
         relabeler = self.relabeler
@@ -922,13 +609,13 @@ class AdjRibOut:
 
     def _process(
         self,
-        g: _Group,
-        fs: _FamilyState,
+        g: Group,
+        fs: FamilyState,
         fam: Family,
         keys: Iterable[bytes],
         loc: LocRib,
         info_of: Callable[[PathSource], Info],
-        b: _Batch,
+        b: Batch,
     ) -> None:
         """Diff ``keys`` into batch ``b``, the fastest way the group's settings allow."""
         if fs.mode == 1 and not fs.addpath and not g.relabels:
@@ -942,11 +629,11 @@ class AdjRibOut:
 
     @staticmethod
     def _process_plain(
-        fs: _FamilyState,
+        fs: FamilyState,
         keys: Iterable[bytes],
         loc: LocRib,
         info_of: Callable[[PathSource], Info],
-        b: _Batch,
+        b: Batch,
     ) -> None:
         """The hot loop: best path only, no path ids, every member's split horizon included.
 
@@ -967,12 +654,12 @@ class AdjRibOut:
         # them in a set): announcement lists are found by the Okey's identity
         # (an int hash) rather than by its value (hashing addresses in Python)
         lists: dict[int, list[Nlri]] = {}
-        last_src: Any = _MISSING
+        last_src: Any = MISSING
         okey: Info = None
-        last_okey: Any = _MISSING
+        last_okey: Any = MISSING
         lst: list[Nlri] = []
         added = 0  # new entries under last_okey not yet in delta
-        last_tag: Any = _MISSING
+        last_tag: Any = MISSING
         wlst: list[Nlri] = []
         d: Any
         for k in keys:
@@ -1017,7 +704,7 @@ class AdjRibOut:
                 if o[2] is not okey[2]:
                     b.replace(o[2], okey[2], old)
             if n.path_id:
-                n = _with_path_id(n, 0)
+                n = with_path_id(n, 0)
             sent[k] = n
             okeys[k] = okey
             if okey is not last_okey:
@@ -1039,13 +726,13 @@ class AdjRibOut:
 
     def _process_route_policy(
         self,
-        g: _Group,
-        fs: _FamilyState,
+        g: Group,
+        fs: FamilyState,
         fam: Family,
         keys: Iterable[bytes],
         loc: LocRib,
         info_of: Callable[[PathSource], Info],
-        b: _Batch,
+        b: Batch,
     ) -> None:
         """Best path only with a per-route export policy (prefix/RD terms, no relabel).
 
@@ -1060,7 +747,7 @@ class AdjRibOut:
         export = g.export
         assert export is not None
         plans: dict[PathSource, Plan] = {}
-        last_src: Any = _MISSING
+        last_src: Any = MISSING
         plan: Plan = ((), None)
         d: Any
         for k in keys:
@@ -1107,23 +794,23 @@ class AdjRibOut:
                 tag = okey[2]
                 delta[tag] = delta.get(tag, 0) + 1
             if n.path_id:
-                n = _with_path_id(n, 0)
+                n = with_path_id(n, 0)
             sent[k] = n
             okeys[k] = okey
             b.announce(okey, n)
 
     def _process_key(
         self,
-        g: _Group,
-        fs: _FamilyState,
+        g: Group,
+        fs: FamilyState,
         fam: Family,
         loc: LocRib,
         k: bytes,
         info_of: Callable[[PathSource], Info],
-        b: _Batch,
+        b: Batch,
     ) -> None:
         """One destination in the general way (add-path, per-route policy): diff the path-id views."""
-        old = _as_view(fs.get(k))
+        old = as_view(fs.get(k))
         new = self._offers(g, fs, fam, loc, k, info_of)
         if g.per_route and self.relabeler is not None:
             self._release_relabels(fs, k, old, new)
@@ -1139,14 +826,14 @@ class AdjRibOut:
             t = e[1][2]
             if o is None:
                 delta[t] = delta.get(t, 0) + 1
-            elif _same_entry(o, e):
+            elif same_entry(o, e):
                 continue
             elif o[1][2] is not t:
                 b.replace(o[1][2], t, o[0])
             b.announce(e[1], e[0])
 
     def _release_relabels(
-        self, fs: _FamilyState, k: bytes, old: dict[int, Entry], new: dict[int, Entry]
+        self, fs: FamilyState, k: bytes, old: dict[int, Entry], new: dict[int, Entry]
     ) -> None:
         """Give back the local labels of ``k``'s entries that are gone (entries kept but no
         longer relabeled gave theirs back in :meth:`_offers`)."""
@@ -1156,7 +843,7 @@ class AdjRibOut:
             if pid not in new:
                 relabeler.release(fs, (k, pid))
 
-    def _scan(self, g: _Group, m: _Member, fam: Family) -> None:
+    def _scan(self, g: Group, m: Member, fam: Family) -> None:
         """Make ``g``'s view of ``fam`` ready for member ``m``, which just joined.
 
         A group whose only member is ``m`` has its view rebuilt from the
@@ -1172,14 +859,14 @@ class AdjRibOut:
             if fam in self.rib.families():
                 loc = self.rib.loc_rib(fam)
                 info_of = self._info_getter(g, fam)
-                b = _Batch()
+                b = Batch()
                 self._process(g, fs, fam, loc.dests, loc, info_of, b)  # reads only: no copy
                 fs.count(b.tally())
         m.excluded[fam] = fs.excluded_count(m)
 
     # -- encoding --------------------------------------------------------------------
 
-    def _table_msgs(self, g: _Group, m: _Member, fam: Family) -> list[bytes]:
+    def _table_msgs(self, g: Group, m: Member, fam: Family) -> list[bytes]:
         """The whole of ``m``'s view of ``fam`` as UPDATEs (no End-of-RIB).
 
         The group view is encoded once per Okey and kept until it changes;
@@ -1190,7 +877,7 @@ class AdjRibOut:
         if table is None:
             ann: dict[Okey, list[Nlri]] = {}
             lists: dict[int, list[Nlri]] = {}  # by the Okey's identity: see _process_plain
-            last: Any = _MISSING
+            last: Any = MISSING
             lst: list[Nlri] = []
             if not fs.addpath:
                 okeys = fs.okeys
