@@ -344,14 +344,15 @@ def codec_campaign(inputs: int, workers: int, seed: int) -> dict[str, Any]:
 
 # -- session campaign --------------------------------------------------------------------
 
-ENGINE = "127.0.0.61"
-WITNESS = "127.0.0.62"
-FUZZERS = [f"127.0.0.{i}" for i in range(63, 71)]
+#: loopback addresses no test uses (TESTBED: 127.0.0.0/8 for processes on one machine)
+ENGINE = "127.0.0.70"
+WITNESS = "127.0.0.71"
+FUZZERS = [f"127.0.0.{i}" for i in range(72, 80)]
 
 
 def _config(port: int) -> str:
     fams = '["ipv4-unicast", "vpnv4", "vpnv6", "rtc", "ipv4-labeled-unicast", "ipv4-mcast-vpn"]'
-    out = ["[bgp]", "local_as = 65000", 'router_id = "198.18.0.61"', f'listen = ["{ENGINE}"]',
+    out = ["[bgp]", "local_as = 65000", 'router_id = "198.18.0.70"', f'listen = ["{ENGINE}"]',
            f"port = {port}"]
     for a in [WITNESS, *FUZZERS]:
         out += ["", "[[neighbors]]", f'address = "{a}"', "remote_as = 65000", "passive = true",
@@ -433,7 +434,7 @@ async def session_campaign(inputs: int, seed: int) -> dict[str, Any]:
             await asyncio.sleep(0.02)
         raise RuntimeError(f"{addr}: cannot connect to the agent")
 
-    witness = await connect(WITNESS, _open_body("198.18.0.62"))
+    witness = await connect(WITNESS, _open_body("198.18.0.71"))
     assert witness is not None
 
     async def keep_witness() -> None:
@@ -463,9 +464,18 @@ async def session_campaign(inputs: int, seed: int) -> dict[str, Any]:
                 conn = await connect(addr, ob)
                 done += 1
                 sent += 1
-                outcomes["open " + ("accepted" if conn else "refused with NOTIFICATION")] += 1
                 if conn is None:
+                    outcomes["open refused with NOTIFICATION"] += 1
                     continue
+                # the agent sends its OPEN first: whether ours passed shows in the session
+                r, w = conn
+                if not await wait(lambda: peer.established, 1.0):
+                    msgs, _eof = await _read_msgs(r, 0.2)
+                    codes = [f"{b[0]}/{b[1]}" for t, b in msgs if t == int(MessageType.NOTIFICATION)]
+                    outcomes["open refused: " + (", ".join(codes) or "closed")] += 1
+                    w.close()
+                    continue
+                outcomes["open accepted"] += 1
             else:
                 conn = await connect(addr, _open_body(rid))
                 if conn is None:
