@@ -104,7 +104,7 @@ def agent(
     _setup_logging(log_level, log_json)
     from ..daemon import main as run
 
-    run(cfg, withdraw_on_exit=withdraw_on_exit)
+    run(cfg, withdraw_on_exit=withdraw_on_exit, source=config)
 
 
 def _call(socket: str, method: str, path: str, body: Any = None, **params: Any) -> Any:
