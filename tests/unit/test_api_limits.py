@@ -171,3 +171,23 @@ async def test_point_to_point_and_host_addresses_ok(env: tuple[httpx.AsyncClient
     r = await c.post("/v1/ports", json={**PORT, "ips": ["192.0.2.10/32", "198.51.100.0/31",
                                                         "2001:db8:1::10/64", "2001:db8:2::/127"]})
     assert r.status_code == 201, r.text
+
+
+async def test_ipv4_mapped_neighbor_is_the_ipv4_neighbor(tmp_path: Path) -> None:
+    """`::ffff:127.0.0.72` and `127.0.0.72` are one neighbor: in the configuration and in the API."""
+    cfg = parse_config(CONFIG.format(state=tmp_path) +
+                       '[[neighbors]]\naddress = "::ffff:127.0.0.72"\nremote_as = 65000\npassive = true\n')
+    assert [n.address for n in cfg.neighbors] == ["127.0.0.72"]
+    e = Engine(cfg, Store.in_dir(tmp_path))
+    await e.start()
+    try:
+        transport = httpx.ASGITransport(app=create_app(e), raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://vpe") as c:
+            for form in ("127.0.0.72", "::ffff:127.0.0.72"):
+                r = await c.get(f"/v1/bgp/neighbors/{form}")
+                assert r.status_code == 200 and r.json()["address"] == "127.0.0.72", r.text
+            assert (await c.get("/v1/bgp/neighbors/not-an-ip")).status_code == 422
+    finally:
+        await e.stop()
+        assert e.store is not None
+        e.store.close()
