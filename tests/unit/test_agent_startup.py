@@ -125,13 +125,23 @@ def _free_port(host: str = "127.0.0.1") -> int:
 
 
 def test_r13_4_api_socket_is_owner_only(d: Path, agents: list[Agent]) -> None:
-    """Finding 1: the Unix socket is 0600 by default, not uvicorn's world-writable 0666."""
+    """Finding 1: the Unix socket is 0600 by default, not uvicorn's world-writable 0666:
+    another local user cannot create a VPN through it."""
     cfg = _config(d)
     a = Agent(cfg, d / "a.log")
     agents.append(a)
     a.wait_api(d / "a.sock")
     mode = stat.S_IMODE(os.stat(d / "a.sock").st_mode)
     assert mode == 0o600, oct(mode)
+    if os.geteuid() == 0 and shutil.which("setpriv") and shutil.which("curl"):
+        d.chmod(0o755)  # the directory is not what guards it: the socket's mode is
+        r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "curl", "-sS",
+                            "--unix-socket", str(d / "a.sock"), "-H", "content-type: application/json",
+                            "-d", '{"name": "evil", "route_targets": ["65000:9"]}', "http://vpe/v1/vpns"],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 7, (r.returncode, r.stdout, r.stderr)  # 7: could not connect (EACCES)
+        with httpx.Client(transport=httpx.HTTPTransport(uds=str(d / "a.sock")), timeout=5) as c:
+            assert c.get("http://vpe/v1/vpns").json() == []
 
 
 def test_r13_4_api_socket_group(d: Path, agents: list[Agent]) -> None:
