@@ -13,12 +13,15 @@ from __future__ import annotations
 import ipaddress
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..bgp.wire.constants import FAMILY_BY_NAME, Family
 from ..dataplane import registry as dataplane_drivers
+from ..policy.book import PolicyBook
+from ..policy.errors import PolicyError
+from ..policy.parse import parse_policy
 from ..vpn.errors import InvalidValue
 from ..vpn.leaking import PrefixListEntry
 from ..vpn.names import check_name, check_text
@@ -110,6 +113,9 @@ class NeighborConfig(_Strict):
     graceful_restart: bool = True
     max_prefixes: int | None = Field(default=None, ge=1)
     description: str = ""
+    #: names of ``[[policies]]`` applied to routes received from / sent to this neighbor
+    import_policy: str | None = None
+    export_policy: str | None = None
 
     @field_validator("description")
     @classmethod
@@ -249,6 +255,9 @@ class VrfConfig(_Strict):
     label_mode: Literal["per-vrf", "per-prefix", "per-endpoint"] = "per-vrf"
     multipath: int = Field(default=1, ge=1, le=64)
     routes: list[StaticRouteConfig] = Field(default_factory=list)
+    #: names of ``[[policies]]`` on what this VRF imports / exports (docs/policy.md)
+    import_policy: str | None = None
+    export_policy: str | None = None
 
     @field_validator("name")
     @classmethod
@@ -367,6 +376,35 @@ class AgentConfig(_Strict):
     api: ApiConfig = Field(default_factory=ApiConfig)
     dataplane: DataplaneConfig = Field(default_factory=DataplaneConfig)
     state_dir: str = "/var/lib/vpe"
+    #: routing policies (see docs/policy.md), named by neighbors' import_policy/export_policy
+    policies: list[dict[str, Any]] = Field(default_factory=list)
+
+    @field_validator("policies")
+    @classmethod
+    def _policies(cls, v: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        names: set[str] = set()
+        for i, d in enumerate(v):
+            try:
+                p = parse_policy(d, f"policies[{i}]")
+            except PolicyError as e:
+                raise ValueError(str(e)) from None
+            if p.name in names:
+                raise ValueError(f"policies[{i}].name: {p.name!r} names two policies")
+            names.add(p.name)
+        return v
+
+    def policy_book(self) -> PolicyBook:
+        """The configured policies and the neighbors' bindings, as a :class:`PolicyBook`."""
+        book = PolicyBook()
+        book.load(
+            self.policies,
+            [
+                {"address": n.address, "import_policy": n.import_policy, "export_policy": n.export_policy}
+                for n in self.neighbors
+                if n.import_policy or n.export_policy
+            ],
+        )
+        return book
 
 
 def semantic_errors(cfg: AgentConfig) -> list[tuple[str, str]]:
@@ -395,6 +433,14 @@ def semantic_errors(cfg: AgentConfig) -> list[tuple[str, str]]:
         for key, end in (("source", leak.source), ("destination", leak.destination)):
             if end not in names:
                 out.append((f"leaks.{i}.{key}", f"leak {leak.name!r}: no vrf {end!r} in this configuration"))
+    policies = {d["name"] for d in cfg.policies}
+    users = [(f"neighbors.{i}", f"neighbor {n.address}", n.import_policy, n.export_policy)
+             for i, n in enumerate(cfg.neighbors)]
+    users += [(f"vrfs.{i}", f"vrf {v.name!r}", v.import_policy, v.export_policy) for i, v in enumerate(cfg.vrfs)]
+    for where, who, imp, exp in users:
+        for key, ref in (("import_policy", imp), ("export_policy", exp)):
+            if ref is not None and ref not in policies:
+                out.append((f"{where}.{key}", f"{who} {key}: no policy named {ref!r} in this configuration"))
     return out
 
 

@@ -7,7 +7,8 @@ What a restarted agent must find again, and nothing it can relearn:
 * port attachments (the VMs plugged into VRFs);
 * the VPN service's label and RD state (:meth:`VpnService.dump_state`),
   so the same VPN routes come back with the same labels and RDs and the
-  forwarder's MPLS table and the peers' stale routes stay valid.
+  forwarder's MPLS table and the peers' stale routes stay valid;
+* routing policies created through the API (``vpe.policy`` plain-data form).
 
 Why SQLite: transactions. Every API operation writes its rows inside one
 transaction that is committed only after the engine accepted the change
@@ -47,7 +48,7 @@ log = logging.getLogger("vpe.store")
 
 #: ``PRAGMA application_id`` of a vpe state file: ASCII "vpe1"
 APPLICATION_ID = 0x76706531
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DB_NAME = "vpe.db"
 LOCK_NAME = "vpe.lock"
 
@@ -70,14 +71,18 @@ CREATE TABLE IF NOT EXISTS service_state (
     state    TEXT NOT NULL,         -- JSON: VpnService.dump_state()
     saved_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS policies (
+    name TEXT PRIMARY KEY,
+    spec TEXT NOT NULL              -- JSON: vpe.policy.policy_to_json()
+);
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,         -- 'owner': JSON {local_as, router_id, config}
     value TEXT NOT NULL
 );
 """
-_TABLES = frozenset({"schema", "vpns", "ports", "service_state", "meta"})
-#: tables a file of schema version 1 has (version 2 added ``meta``)
-_TABLES_V1 = _TABLES - {"meta"}
+_TABLES = frozenset({"schema", "vpns", "ports", "service_state", "policies", "meta"})
+#: the tables a file of each older schema version has (2 added ``policies``, 3 ``meta``)
+_TABLES_OF = {1: _TABLES - {"policies", "meta"}, 2: _TABLES - {"meta"}, 3: _TABLES}
 
 
 class StoreError(Exception):
@@ -238,7 +243,9 @@ class Store:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version == SCHEMA_VERSION:
             return
-        # version 0: a new (empty) file. Later versions add steps here.
+        # version 0: a new (empty) file; version 1 lacks policies and meta, 2 lacks meta. Every
+        # statement of the schema is CREATE ... IF NOT EXISTS, so running it
+        # brings either up to date. Later versions add steps here.
         self._db.execute("BEGIN IMMEDIATE")
         try:
             for stmt in _SCHEMA.split(";"):
@@ -298,6 +305,11 @@ class Store:
         rows = self._query("SELECT name, spec FROM ports ORDER BY rowid")
         return {name: _loads(self.path, spec, f"ports[{name}]") for name, spec in rows}
 
+    def policies(self) -> dict[str, dict[str, Any]]:
+        """Routing policies created through the API: name -> plain-data form (creation order)."""
+        rows = self._query("SELECT name, spec FROM policies ORDER BY rowid")
+        return {name: _loads(self.path, spec, f"policies[{name}]") for name, spec in rows}
+
     def service_state(self) -> dict[str, Any] | None:
         """The VPN service's last saved label/RD state, None on a new file."""
         rows = self._query("SELECT state FROM service_state WHERE id = 1")
@@ -344,6 +356,16 @@ class Transaction:
 
     def delete_port(self, name: str) -> None:
         self._exec("DELETE FROM ports WHERE name = ?", (name,))
+
+    def put_policy(self, name: str, spec: dict[str, Any]) -> None:
+        self._exec(
+            "INSERT INTO policies (name, spec) VALUES (?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET spec = excluded.spec",
+            (name, json.dumps(spec, sort_keys=True)),
+        )
+
+    def delete_policy(self, name: str) -> None:
+        self._exec("DELETE FROM policies WHERE name = ?", (name,))
 
     def put_service_state(self, state: dict[str, Any]) -> None:
         self._exec(
@@ -423,7 +445,7 @@ def _check_existing(path: Path) -> None:
             f"{path}: the state database is damaged (integrity check: {check}); refusing to "
             "use or overwrite it: restore a backup or move it away"
         )
-    missing = (_TABLES if version == SCHEMA_VERSION else _TABLES_V1) - tables
+    missing = _TABLES_OF.get(version, _TABLES) - tables
     if version >= 1 and missing:
         raise StoreError(f"{path}: the state database lacks tables {', '.join(sorted(missing))}")
 
