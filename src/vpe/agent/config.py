@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..bgp.wire.constants import FAMILY_BY_NAME, Family
 from ..dataplane import registry as dataplane_drivers
+from ..dataplane.channel import load_key
 from ..policy.book import PolicyBook
 from ..policy.errors import PolicyError
 from ..policy.parse import parse_policy
@@ -111,7 +112,17 @@ class NeighborConfig(_Strict):
     add_path: list[AddPathConfig] = Field(default_factory=list)
     route_reflector_client: bool = False
     graceful_restart: bool = True
-    max_prefixes: int | None = Field(default=None, ge=1)
+    #: per-family limit of prefixes accepted from this neighbor (R13.4; counted in
+    #: its Adj-RIB-In, every family on its own); None: no limit
+    max_prefixes: int | None = Field(default=None, ge=1, le=2**32 - 1)
+    #: past the limit: "teardown" (Cease / Maximum Number of Prefixes Reached,
+    #: RFC 4486) or "warning" (log and report only)
+    max_prefixes_action: Literal["teardown", "warning"] = "teardown"
+    #: seconds a torn-down session stays down before it may come up again
+    #: (0: until the agent restarts)
+    max_prefixes_restart: float = Field(default=60.0, ge=0, le=86400)
+    #: percent of the limit at which a warning is logged
+    max_prefixes_threshold: int = Field(default=75, ge=1, le=100)
     description: str = ""
     #: names of ``[[policies]]`` applied to routes received from / sent to this neighbor
     import_policy: str | None = None
@@ -342,6 +353,29 @@ class DataplaneConfig(_Strict):
     #: FIB channel of the forwarder process: a Unix socket path, or
     #: "tcp:HOST:PORT" for a forwarder on another host (R2.4)
     fib_socket: str = "/run/vpe/fib.sock"
+    #: file holding the FIB channel key (mode 0600, at least 16 octets; the
+    #: forwarder's ``--key-file``): both ends prove they hold it. Required
+    #: with a ``tcp:`` fib_socket.
+    fib_key_file: str | None = None
+    #: seconds between FIB channel keepalives; a forwarder silent for three
+    #: intervals is taken for lost and resynchronised when it answers again
+    fib_keepalive: float = Field(default=0.2, ge=0.05, le=10.0)
+
+    @field_validator("fib_key_file")
+    @classmethod
+    def _key_file(cls, v: str | None) -> str | None:
+        if v is not None:
+            load_key(v)  # readable, private, long enough: else ValueError naming the file
+        return v
+
+    @model_validator(mode="after")
+    def _tcp_needs_key(self) -> DataplaneConfig:
+        if self.fib_socket.startswith("tcp:") and self.fib_key_file is None:
+            raise ValueError(
+                "fib_socket is a TCP address but fib_key_file is missing: the FIB channel "
+                "over TCP must be authenticated"
+            )
+        return self
 
     @field_validator("driver")
     @classmethod
