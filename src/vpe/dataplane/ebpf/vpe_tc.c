@@ -920,4 +920,4 @@ int vpe_underlay(struct __sk_buff *skb)
 	return rc;
 }
 
-char LICENSE[] SEC("license") = "Dual MIT/GPL";
+char LICENSE[] SEC("license") = "GPL v2";  /* the GPL-2.0-only option of the SPDX line */
