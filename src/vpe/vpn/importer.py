@@ -166,6 +166,8 @@ class Importer:
                     for vrf in members_for(attrs)
                     if vrf.name != origin
                 ]
+                for vrf, _, _ in targets:
+                    vrf.watch[vrf.name] = None
             if not targets:
                 continue
             prefix = plen_byte[key[0]] + key[9:]
