@@ -17,6 +17,7 @@ every *other* local VRF importing one of its RTs. Flow of a remote route:
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any
@@ -105,6 +106,7 @@ class VpnService:
         self._locals: dict[str, dict[tuple[int, bytes], LocalRoute]] = {}
         #: names of the VRFs with unflushed table changes (each VRF's ``watch``)
         self._changed: dict[str, None] = {}
+        self._sorted: list[str] = []  # VRF names, sorted (pages of the API's listing)
 
     # -- reading ------------------------------------------------------------------
 
@@ -113,6 +115,10 @@ class VpnService:
         if v is None:
             raise UnknownVrf(f"vrf: {name!r} does not exist")
         return v
+
+    def vrf_names(self, offset: int = 0, limit: int | None = None) -> list[str]:
+        """VRF names in order, ``limit`` of them from ``offset`` (costs the page only)."""
+        return self._sorted[offset:] if limit is None else self._sorted[offset : offset + limit]
 
     def label_bindings(self) -> dict[int, LabelOwner]:
         """label -> what it means, for the FIB's MPLS table (see the exporter)."""
@@ -192,6 +198,7 @@ class VpnService:
         vrf.rd = self.rds.allocate(name) if rd_value is None else self.rds.claim(name, rd_value)
         vrf.watch = self._changed
         self.vrfs[name] = vrf
+        bisect.insort(self._sorted, name)
         self._locals[name] = {}
         self.index.set(vrf, imp)
         self.importer.reimport(vrf, frozenset(), imp)
@@ -215,6 +222,7 @@ class VpnService:
         changes = vrf.flush()
         self.rds.release(name)
         del self.vrfs[name]
+        del self._sorted[bisect.bisect_left(self._sorted, name)]
         del self._locals[name]
         self.exporter.drop_vrf(name)
         out.table_changes.extend(changes)
