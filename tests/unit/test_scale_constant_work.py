@@ -2,7 +2,8 @@
 operation does not depend on how many VRFs the agent already has.
 
 Work is counted, not timed: derived routes built (I-PMSI A-D, RTC), VRFs
-whose tables are flushed, and what the operation writes to the SQLite state
+whose tables are flushed, attribute sets of known VPN paths examined when a
+VRF's import RTs change, and what the operation writes to the SQLite state
 file (statements and their size). The same operations are counted for the
 10th and for the 300th VRF; the counts must be the same.
 """
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 
 import vpe.agent.originators as originators
+import vpe.vpn.importer as importer
 from vpe.agent.config import parse_config
 from vpe.agent.engine import Engine
 from vpe.agent.store import APPLICATION_ID, Store
@@ -56,6 +58,13 @@ class Work:
             self.add("vrfs_looked_at")
             return has_changes(vrf)
 
+        matches = importer.matches
+
+        def count_matches(*a: Any) -> bool:
+            self.add("attribute_sets_examined")
+            return matches(*a)
+
+        monkeypatch.setattr(importer, "matches", count_matches)
         monkeypatch.setattr(originators, "i_pmsi_route", count_pmsi)
         monkeypatch.setattr(originators, "local_rtc_routes", count_rtc)
         monkeypatch.setattr(Vrf, "has_changes", count_flush)

@@ -168,6 +168,10 @@ class AttachmentOutcome:
     fib: list[FibIntent] = field(default_factory=list)
 
 
+def _addresses(a: Attachment) -> set[str]:
+    return {str(ip_interface(x).ip) for x in a.ips}
+
+
 class AttachmentTable:
     """The attachments of one vPE and their state machine, over a :class:`VpnService`."""
 
@@ -177,11 +181,15 @@ class AttachmentTable:
         #: VRF -> names of its attachments (in attach order); every name, sorted (pages)
         self._in_vrf: dict[str, dict[str, None]] = {}
         self._sorted: list[str] = []
+        #: (VRF, address) -> the attachments holding it (two while mobility contests it)
+        self._holders: dict[tuple[str, str], dict[str, None]] = {}
 
     def _add(self, a: Attachment) -> None:
         self._by_name[a.name] = a
         self._in_vrf.setdefault(a.vrf, {})[a.name] = None
         bisect.insort(self._sorted, a.name)
+        for ip in _addresses(a):
+            self._holders.setdefault((a.vrf, ip), {})[a.name] = None
 
     def _remove(self, a: Attachment) -> None:
         del self._by_name[a.name]
@@ -191,6 +199,11 @@ class AttachmentTable:
             del self._in_vrf[a.vrf]
         i = bisect.bisect_left(self._sorted, a.name)
         del self._sorted[i]
+        for ip in _addresses(a):
+            held = self._holders[(a.vrf, ip)]
+            held.pop(a.name, None)
+            if not held:
+                del self._holders[(a.vrf, ip)]
 
     # -- reading ---------------------------------------------------------------
 
@@ -216,13 +229,17 @@ class AttachmentTable:
 
     def address_clash(self, a: Attachment) -> tuple[Attachment, set[str]] | None:
         """Another attachment of ``a``'s VRF holding one of ``a``'s addresses."""
-        mine = {str(ip_interface(x).ip) for x in a.ips}
-        for other in self.by_vrf(a.vrf):
-            if other.name != a.name:
-                clash = mine & {str(ip_interface(x).ip) for x in other.ips}
-                if clash:
-                    return other, clash
-        return None
+        mine = _addresses(a)
+        others: dict[str, set[str]] = {}
+        for ip in mine:
+            for name in self._holders.get((a.vrf, ip), ()):
+                if name != a.name:
+                    others.setdefault(name, set()).add(ip)
+        if not others:
+            return None
+        order = self._in_vrf[a.vrf]  # the first attached of them, as a walk in order finds it
+        name = min(others, key=list(order).index) if len(others) > 1 else next(iter(others))
+        return self._by_name[name], others[name]
 
     # -- operations ----------------------------------------------------------------
 
