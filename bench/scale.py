@@ -241,6 +241,340 @@ def part1(vpns: int, ports: int, workdir: Path) -> dict[str, Any]:
     return result
 
 
+# -- part 2: reflection to simulated vPE clients --------------------------------------------
+
+ASN = 65000
+RR_ADDRESS = "127.0.0.1"
+RR_PORT = 17990
+AFI_IPV4, SAFI_VPN, SAFI_RTC = 1, 128, 132
+_MARKER = b"\xff" * 16
+
+
+def client_address(i: int) -> str:
+    return f"127.10.{i >> 8}.{i & 255}"
+
+
+def client_router_id(i: int) -> str:
+    return f"198.19.{i >> 8}.{i & 255}"
+
+
+def memberships(clients: int, vpns: int, member_of: int) -> list[list[int]]:
+    """Client -> the VPNs it is a member of (seeded: the same every run)."""
+    import random
+
+    rnd = random.Random(15)
+    return [sorted(rnd.sample(range(vpns), member_of)) for _ in range(clients)]
+
+
+def route_target(vpn: int) -> bytes:
+    return struct.pack("!BBHI", 0x00, 0x02, ASN, vpn + 1)  # two-octet-AS route target ASN:vpn+1
+
+
+def _msg(kind: int, body: bytes) -> bytes:
+    return _MARKER + struct.pack("!HB", 19 + len(body), kind) + body
+
+
+def _attr(flags: int, code: int, value: bytes) -> bytes:
+    if len(value) > 255:
+        return struct.pack("!BBH", flags | 0x10, code, len(value)) + value
+    return struct.pack("!BBB", flags, code, len(value)) + value
+
+
+def _open(router_id: str) -> bytes:
+    caps = b"".join([
+        b"\x01\x04" + struct.pack("!HBB", AFI_IPV4, 0, SAFI_VPN),
+        b"\x01\x04" + struct.pack("!HBB", AFI_IPV4, 0, SAFI_RTC),
+        b"\x41\x04" + struct.pack("!I", ASN),
+        b"\x02\x00",
+    ])
+    params = b"\x02" + bytes([len(caps)]) + caps
+    return _msg(1, struct.pack("!BHH4sB", 4, ASN, 180, IPv4Address(router_id).packed, len(params)) + params)
+
+
+def _update(attrs: bytes) -> bytes:
+    return _msg(2, struct.pack("!HH", 0, len(attrs)) + attrs)
+
+
+_BASE_ATTRS = _attr(0x40, 1, b"\x00") + _attr(0x40, 2, b"") + _attr(0x40, 5, struct.pack("!I", 100))
+
+
+def _vpn_update(router_id: str, vpn: int, prefixes: list[bytes], label: int) -> bytes:
+    rid = IPv4Address(router_id).packed
+    rd = struct.pack("!H4sH", 1, rid, vpn)
+    nlri = b"".join(bytes([120]) + struct.pack("!I", (label << 4) | 1)[1:] + rd + p for p in prefixes)
+    reach = struct.pack("!HBB", AFI_IPV4, SAFI_VPN, 12) + bytes(8) + rid + b"\x00" + nlri
+    return _update(_BASE_ATTRS + _attr(0xC0, 16, route_target(vpn)) + _attr(0x80, 14, reach))
+
+
+def _rtc_update(router_id: str, vpns: list[int]) -> bytes:
+    nlri = b"".join(bytes([96]) + struct.pack("!I", ASN) + route_target(v) for v in vpns)
+    reach = struct.pack("!HBB", AFI_IPV4, SAFI_RTC, 4) + IPv4Address(router_id).packed + b"\x00" + nlri
+    return _update(_BASE_ATTRS + _attr(0x80, 14, reach))
+
+
+def _eor(safi: int) -> bytes:
+    return _update(_attr(0x80, 15, struct.pack("!HB", AFI_IPV4, safi)))
+
+
+def _vpn_keys(data: bytes) -> list[bytes]:
+    """RD + prefix of every VPN-IPv4 NLRI (one label each) in ``data``."""
+    out = []
+    i = 0
+    while i < len(data):
+        plen = data[i]
+        n = (plen + 7) // 8
+        out.append(data[i + 4 : i + 1 + n])
+        i += 1 + n
+    return out
+
+
+class SimClient:
+    """One simulated vPE: its session, what it announces, what it received."""
+
+    def __init__(self, i: int, vpns: list[int], expected: set[bytes], routes_per_vrf: int) -> None:
+        self.i = i
+        self.address = client_address(i)
+        self.router_id = client_router_id(i)
+        self.vpns = vpns
+        self.rts = {route_target(v) for v in vpns}
+        self.expected = expected
+        self.routes_per_vrf = routes_per_vrf
+        self.received: set[bytes] = set()
+        self.hits = 0
+        self.unwanted = 0  # VPN routes carrying none of our RTs
+        self.error = ""
+        self.done = asyncio.Event()
+
+    def own_keys(self) -> set[bytes]:
+        rid = IPv4Address(self.router_id).packed
+        return {struct.pack("!H4sH", 1, rid, v) + _prefix(k) for v in self.vpns for k in range(self.routes_per_vrf)}
+
+    async def run(self, connect_sem: asyncio.Semaphore, port: int) -> None:
+        try:
+            async with connect_sem:
+                reader, writer = await asyncio.open_connection(RR_ADDRESS, port, local_addr=(self.address, 0))
+                writer.write(_open(self.router_id))
+                await self._expect(reader, 1)
+                writer.write(_msg(4, b""))
+                await self._expect(reader, 4)
+            writer.write(_rtc_update(self.router_id, self.vpns))
+            writer.write(_eor(SAFI_RTC))
+            for v in self.vpns:
+                writer.write(_vpn_update(self.router_id, v, [_prefix(k) for k in range(self.routes_per_vrf)],
+                                         16 + v))
+            writer.write(_eor(SAFI_VPN))
+            await writer.drain()
+            keepalive = asyncio.create_task(self._keepalive(writer))
+            try:
+                await self._read(reader)
+            finally:
+                keepalive.cancel()
+                writer.close()
+        except (OSError, asyncio.IncompleteReadError, ValueError) as e:
+            self.error = f"{type(e).__name__}: {e}"
+            self.done.set()
+
+    async def _keepalive(self, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await asyncio.sleep(20)
+            writer.write(_msg(4, b""))
+
+    async def _expect(self, reader: asyncio.StreamReader, kind: int) -> bytes:
+        head = await reader.readexactly(19)
+        body = await reader.readexactly(struct.unpack("!H", head[16:18])[0] - 19)
+        if head[18] == 3:
+            raise ValueError(f"NOTIFICATION {body[:2].hex()} {body[2:].hex()}")
+        if head[18] != kind:
+            raise ValueError(f"expected message type {kind}, got {head[18]}")
+        return body
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        while True:
+            head = await reader.readexactly(19)
+            body = await reader.readexactly(struct.unpack("!H", head[16:18])[0] - 19)
+            kind = head[18]
+            if kind == 2:
+                self._update(body)
+            elif kind == 3:
+                raise ValueError(f"NOTIFICATION {body[:2].hex()} {body[2:].hex()}")
+
+    def _update(self, body: bytes) -> None:
+        wlen = struct.unpack("!H", body[:2])[0]
+        alen = struct.unpack("!H", body[2 + wlen : 4 + wlen])[0]
+        attrs = body[4 + wlen : 4 + wlen + alen]
+        i = 0
+        rts: set[bytes] = set()
+        reach: list[bytes] = []
+        unreach: list[bytes] = []
+        while i < len(attrs):
+            flags, code = attrs[i], attrs[i + 1]
+            if flags & 0x10:
+                n = struct.unpack("!H", attrs[i + 2 : i + 4])[0]
+                v = attrs[i + 4 : i + 4 + n]
+                i += 4 + n
+            else:
+                n = attrs[i + 2]
+                v = attrs[i + 3 : i + 3 + n]
+                i += 3 + n
+            if code == 14 and v[2] == SAFI_VPN:
+                nh = v[3]
+                reach = _vpn_keys(v[5 + nh :])
+            elif code == 15 and len(v) > 3 and v[2] == SAFI_VPN:
+                unreach = _vpn_keys(v[3:])
+            elif code == 16:
+                rts = {v[j : j + 8] for j in range(0, len(v), 8) if v[j + 1] == 0x02}
+        for k in unreach:
+            if k in self.received:
+                self.received.discard(k)
+                if k in self.expected:
+                    self.hits -= 1
+        if reach:
+            if not rts & self.rts:
+                self.unwanted += len(reach)
+            for k in reach:
+                if k not in self.received:
+                    self.received.add(k)
+                    if k in self.expected:
+                        self.hits += 1
+            if self.hits == len(self.expected):
+                self.done.set()
+
+
+def _prefix(k: int) -> bytes:
+    return IPv4Address(f"198.51.100.{k % 256}").packed if k < 256 else IPv4Address(f"203.0.113.{k % 256}").packed
+
+
+def _clients(n: int, vpns: int, member_of: int, routes_per_vrf: int) -> list[SimClient]:
+    member = memberships(n, vpns, member_of)
+    by_vpn: dict[int, list[int]] = {}
+    for c, vs in enumerate(member):
+        for v in vs:
+            by_vpn.setdefault(v, []).append(c)
+    keys_of: dict[tuple[int, int], list[bytes]] = {}
+    for c, vs in enumerate(member):
+        rid = IPv4Address(client_router_id(c)).packed
+        for v in vs:
+            keys_of[(c, v)] = [struct.pack("!H4sH", 1, rid, v) + _prefix(k) for k in range(routes_per_vrf)]
+    out = []
+    for c, vs in enumerate(member):
+        expected = {k for v in vs for other in by_vpn[v] if other != c for k in keys_of[(other, v)]}
+        out.append(SimClient(c, vs, expected, routes_per_vrf))
+    return out
+
+
+def _proc_stats(pid: int) -> tuple[float, float]:
+    """(peak RSS in MiB, CPU seconds) of a process."""
+    rss = float("nan")
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            rss = int(line.split()[1]) / 1024
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return rss, cpu
+
+
+def _start_vpe_rr(workdir: Path, n: int, port: int) -> subprocess.Popen[bytes]:
+    lines = [f'state_dir = "{workdir / "state"}"', "[bgp]", f"local_as = {ASN}", 'router_id = "198.18.0.1"',
+             f'listen = ["{RR_ADDRESS}"]', f"port = {port}", "[api]", f'socket = "{workdir / "api.sock"}"']
+    for i in range(n):
+        lines += ["[[neighbors]]", f'address = "{client_address(i)}"', f"remote_as = {ASN}", "passive = true",
+                  "hold_time = 180", "route_reflector_client = true", 'families = ["vpnv4", "rtc"]']
+    (workdir / "rr.toml").write_text("\n".join(lines) + "\n")
+    log = (workdir / "rr.log").open("ab")
+    return subprocess.Popen(
+        [sys.executable, "-c", "from vpe.cli.main import app; app()", "agent", "-c", str(workdir / "rr.toml"),
+         "--log-level", "warning"], stdout=log, stderr=log, env=os.environ.copy())
+
+
+def _start_gobgp_rr(workdir: Path, n: int, port: int) -> subprocess.Popen[bytes]:
+    lines = ["[global.config]", f"  as = {ASN}", '  router-id = "198.18.0.1"', f"  port = {port}",
+             f'  local-address-list = ["{RR_ADDRESS}"]']
+    for i in range(n):
+        lines += ["[[neighbors]]", "  [neighbors.config]", f'    neighbor-address = "{client_address(i)}"',
+                  f"    peer-as = {ASN}", "  [neighbors.timers.config]", "    hold-time = 180",
+                  "  [neighbors.transport.config]", "    passive-mode = true", f'    local-address = "{RR_ADDRESS}"',
+                  "  [neighbors.route-reflector.config]", "    route-reflector-client = true",
+                  '    route-reflector-cluster-id = "198.18.0.1"',
+                  "  [[neighbors.afi-safis]]", "    [neighbors.afi-safis.config]",
+                  '      afi-safi-name = "l3vpn-ipv4-unicast"',
+                  "  [[neighbors.afi-safis]]", "    [neighbors.afi-safis.config]", '      afi-safi-name = "rtc"']
+    (workdir / "gobgpd.toml").write_text("\n".join(lines) + "\n")
+    log = (workdir / "rr.log").open("ab")
+    return subprocess.Popen(["gobgpd", "-f", str(workdir / "gobgpd.toml"), "--api-hosts", "127.0.0.1:50151",
+                             "-l", "warn"], stdout=log, stderr=log)
+
+
+def _wait_listening(proc: subprocess.Popen[bytes], port: int, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the reflector exited with {proc.returncode}")
+        with socket.socket() as s:
+            s.settimeout(0.2)
+            s.bind((client_address(65535), 0))  # no neighbor: refused by the reflector, harmlessly
+            if s.connect_ex((RR_ADDRESS, port)) == 0:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"the reflector does not listen on {RR_ADDRESS}:{port}")
+
+
+async def _drive(clients: list[SimClient], port: int, timeout: float) -> tuple[float, bool]:
+    sem = asyncio.Semaphore(64)
+    t0 = time.perf_counter()
+    tasks = [asyncio.create_task(c.run(sem, port)) for c in clients]
+    waits = [asyncio.create_task(c.done.wait()) for c in clients]
+    done, _ = await asyncio.wait(waits, timeout=timeout)
+    elapsed = time.perf_counter() - t0
+    complete = len(done) == len(clients) and not any(c.error for c in clients)
+    await asyncio.sleep(2.0)  # anything more that arrives now was not asked for
+    for t in tasks + waits:
+        t.cancel()
+    await asyncio.gather(*tasks, *waits, return_exceptions=True)
+    return elapsed, complete
+
+
+def part2(rr: str, clients: int, vpns: int, member_of: int, routes_per_vrf: int, workdir: Path,
+          timeout: float = 900.0) -> dict[str, Any]:
+    workdir.mkdir(parents=True, exist_ok=True)
+    result: dict[str, Any] = {"part": 2, "reflector": rr, "clients": clients, "vpns": vpns, "member_of": member_of,
+                              "routes_per_vrf": routes_per_vrf}
+    if rr == "gobgp" and shutil.which("gobgpd") is None:
+        result["skipped"] = "gobgpd is not installed (Debian package gobgpd)"
+        return result
+    sims = _clients(clients, vpns, member_of, routes_per_vrf)
+    result["routes_announced"] = clients * member_of * routes_per_vrf
+    result["routes_expected_total"] = sum(len(c.expected) for c in sims)
+    proc = (_start_vpe_rr if rr == "vpe" else _start_gobgp_rr)(workdir, clients, RR_PORT)
+    try:
+        t0 = time.perf_counter()
+        _wait_listening(proc, RR_PORT)
+        result["reflector_start_s"] = round(time.perf_counter() - t0, 2)
+        _, cpu0 = _proc_stats(proc.pid)
+        elapsed, complete = asyncio.run(_drive(sims, RR_PORT, timeout))
+        rss, cpu1 = _proc_stats(proc.pid)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    errors = [f"{c.address}: {c.error}" for c in sims if c.error]
+    result.update({
+        "complete": complete,
+        "converged_s": round(elapsed, 2) if complete else None,
+        "clients_complete": sum(1 for c in sims if c.hits == len(c.expected)),
+        "routes_received_total": sum(len(c.received) for c in sims),
+        "unwanted_routes": sum(c.unwanted for c in sims),
+        "extra_routes": sum(len(c.received - c.expected) for c in sims),
+        "reflector_peak_rss_mib": round(rss, 1),
+        "reflector_cpu_s": round(cpu1 - cpu0, 2),
+        "errors": errors[:5],
+    })
+    return result
+
+
 # -- main ----------------------------------------------------------------------------------
 
 
