@@ -68,7 +68,7 @@ from .loc_rib import LocRib
 from .path import Path, PathSource, PeerInfo, same_nlri
 from .reflection import is_reflection, may_advertise, outbound_reflection_attributes
 from .rib import Rib, RibChange
-from .rtc import RtcFilter, RtcFilters, membership_keys
+from .rtc import RtcFilter, RtcFilters, RtIndex, membership_keys
 
 IPAddress = IPv4Address | IPv6Address
 
@@ -225,7 +225,7 @@ class _FamilyState:
 class _Group:
     """An update group: members sharing one outbound policy."""
 
-    __slots__ = ("sig", "rep", "ctx", "ebgp", "next_hop_self", "rtc", "fams", "members", "_excl")
+    __slots__ = ("sig", "rep", "ctx", "ebgp", "next_hop_self", "rtc", "fams", "members", "_excl", "narrow")
 
     def __init__(self, sig: tuple[Any, ...], peer: OutPeer, rtc: RtcFilter | None) -> None:
         info = peer.info
@@ -244,6 +244,8 @@ class _Group:
         self.members: dict[IPAddress, _Member] = {}
         #: tag -> the members it names (cleared when membership changes)
         self._excl: dict[_Tag, tuple[_Member, ...]] = {}
+        #: VPN routes reach this group through the RT index (see RtIndex; set by AdjRibOut)
+        self.narrow = False
 
     def excluded(self, t: _Tag) -> tuple[_Member, ...]:
         """The members ``t`` names: computed once per tag while membership stands."""
@@ -423,6 +425,8 @@ class AdjRibOut:
         self._tags: dict[tuple[IPAddress | None, IPv4Address | None], _Tag] = {}
         #: family -> key -> (source Adj-RIB-In, received path id) -> our path id
         self._pids: dict[Family, dict[bytes, dict[tuple[object, int], int]]] = {}
+        #: route targets of VPN destinations and narrow groups; from the first RTC peer on
+        self._rtidx: RtIndex | None = None
 
     # -- peers -----------------------------------------------------------------
 
@@ -430,6 +434,8 @@ class AdjRibOut:
         """The full table of every family of ``peer``, RTC first, End-of-RIB after each."""
         if peer.address in self._members:
             self.peer_down(peer.address)
+        if peer.rtc and self._rtidx is None:
+            self._start_rt_index()
         group = self._group_for(peer)
         m = _Member(peer, group)
         self._join(m, group)
@@ -477,6 +483,11 @@ class AdjRibOut:
         g = self._groups.get(sig)
         if g is None:
             g = self._groups[sig] = _Group(sig, peer, rtc)
+            idx = self._rtidx
+            if idx is not None and rtc is not None and idx.narrow(rtc) and all(
+                    fs.mode == 1 and not fs.addpath for f, fs in g.fams.items() if f in self.vpn_families):
+                g.narrow = True
+                idx.add_group(g, rtc)
         return g
 
     def _join(self, m: _Member, g: _Group) -> None:
@@ -491,6 +502,8 @@ class AdjRibOut:
         g.membership_changed()
         if not g.members:
             self._groups.pop(g.sig, None)
+            if g.narrow and self._rtidx is not None and g.rtc is not None:
+                self._rtidx.remove_group(g, g.rtc)
 
     # -- changes ---------------------------------------------------------------
 
@@ -502,20 +515,58 @@ class AdjRibOut:
         if not groups or not change.keys:
             return out
         loc = self.rib.loc_rib(fam)
-        for g in groups:
+        work: list[tuple[_Group, Iterable[bytes]]] = [(g, change.keys) for g in groups]
+        if self._rtidx is not None and fam in self.vpn_families:
+            work = self._narrowed(fam, loc, groups, change.keys)
+        for g, keys in work:
             fs = g.fams[fam]
             info_of = self._info_getter(g, fam)
             b = _Batch()
             if fs.mode == 1 and not fs.addpath:
-                self._process_plain(fs, change.keys, loc, info_of, b)
+                self._process_plain(fs, keys, loc, info_of, b)
             else:
-                for k in change.keys:
+                for k in keys:
                     self._process_key(fs, fam, loc, k, info_of, b)
             if not b:
                 continue
             fs.table = None
             self._account(g, fam, b.tally())
             self._deliver(g, fam, b, out)
+        return out
+
+    def _start_rt_index(self) -> None:
+        """The first RTC peer: index the VPN destinations by route target from now on."""
+        idx = self._rtidx = RtIndex()
+        for fam in self.vpn_families:
+            if fam in self.rib.families():
+                loc = self.rib.loc_rib(fam)
+                for k, p in loc.best_paths():
+                    idx.set_key(fam, k, self._route_targets(p.attrs))
+
+    def _narrowed(self, fam: Family, loc: LocRib, groups: list[_Group],
+                  keys: Iterable[bytes]) -> list[tuple[_Group, Iterable[bytes]]]:
+        """Each group with the changed keys it must look at: every key for a wide
+        group; for a narrow group the keys whose route targets, now or when
+        last seen, its filter names (so the work follows routes x interested
+        groups, not routes x groups)."""
+        idx = self._rtidx
+        assert idx is not None
+        keys = list(keys)
+        per: dict[_Group, dict[bytes, None]] = {}
+        rt_groups = idx.rt_groups
+        for k in keys:
+            p = loc.best(k)
+            rts = self._route_targets(p.attrs) if p is not None else ()
+            old = idx.set_key(fam, k, rts)
+            for rt in {*old, *rts}:
+                for g in rt_groups.get(rt, ()):
+                    per.setdefault(g, {})[k] = None  # type: ignore[arg-type]
+        out: list[tuple[_Group, Iterable[bytes]]] = []
+        for g in groups:
+            if not g.narrow:
+                out.append((g, keys))
+            elif g in per:
+                out.append((g, list(per[g])))
         return out
 
     def _account(self, g: _Group, fam: Family, delta: dict[TagOrNone, int]) -> None:
@@ -974,7 +1025,10 @@ class AdjRibOut:
                 loc = self.rib.loc_rib(fam)
                 info_of = self._info_getter(g, fam)
                 b = _Batch()
-                if fs.mode == 1 and not fs.addpath:
+                if g.narrow and fam in self.vpn_families and self._rtidx is not None and g.rtc is not None:
+                    # only the destinations carrying the filter's route targets can pass it
+                    self._process_plain(fs, self._rtidx.keys_for(fam, g.rtc.exact), loc, info_of, b)
+                elif fs.mode == 1 and not fs.addpath:
                     self._process_plain(fs, loc.dests, loc, info_of, b)  # reads only: no copy
                 else:
                     for k in list(loc.dests):
