@@ -235,3 +235,39 @@ def test_work_per_route_does_not_grow_with_uninterested_rtc_peers(monkeypatch: p
         return sum(looked)
 
     assert work_with(40) == work_with(3) == 1
+
+
+def test_rtc_routes_are_processed_once_for_groups_that_differ_by_filter_only(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """RTC peers with different memberships are different update groups, but their
+    view of the RTC family is the same: computed once per change, and correct for
+    a peer joining later and after a peer leaves."""
+    rib, aro = setup()
+    ps = [out_peer(peer(10 + i, client=True), (VPNV4, RTC), rtc=True) for i in range(3)]
+    for i, p in enumerate(ps[:2]):
+        aro.peer_up(p)
+        membership(rib, aro, p.info, rtm(f"target:65000:{100 + i}"))
+    calls: list[int] = []
+    plain = AdjRibOut._process_plain
+
+    def counting(fs: object, keys: object, *a: object) -> None:
+        calls.append(1)
+        plain(fs, keys, *a)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(AdjRibOut, "_process_plain", staticmethod(counting))
+    keys = rib.announce(N1, RTC, attrs(rts=()), NH, [rtm("target:65000:555")])
+    out = aro.on_change(RibChange(RTC, tuple(keys)))
+    assert len(calls) == 1
+    assert set(out) == {ps[0].address, ps[1].address}
+    assert out[ps[0].address] == out[ps[1].address]
+    # a third peer (another filter) joins: it gets the whole RTC table
+    msgs = aro.peer_up(ps[2])
+    assert aro.sent(ps[2].address, RTC) == 3  # 555 and the two others' (a member is not sent its own)
+    assert aro.sent(ps[0].address, RTC) == aro.sent(ps[1].address, RTC) == 2
+    assert len(sent_routes(msgs, ps[2].ctx).announced) >= 1
+    membership(rib, aro, ps[2].info, rtm("target:65000:102"))
+    aro.peer_down(ps[0].address)
+    keys = rib.withdraw(N1, RTC, [rtm("target:65000:555")])
+    out = aro.on_change(RibChange(RTC, tuple(keys)))
+    assert set(out) == {ps[1].address, ps[2].address}
+    assert aro.sent(ps[1].address, RTC) == aro.sent(ps[2].address, RTC) == 2  # 555 withdrawn; a member is not sent its own

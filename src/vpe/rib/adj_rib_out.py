@@ -225,7 +225,8 @@ class _FamilyState:
 class _Group:
     """An update group: members sharing one outbound policy."""
 
-    __slots__ = ("sig", "rep", "ctx", "ebgp", "next_hop_self", "rtc", "fams", "members", "_excl", "narrow")
+    __slots__ = ("sig", "rep", "ctx", "ebgp", "next_hop_self", "rtc", "fams", "members", "_excl", "narrow",
+                 "base")
 
     def __init__(self, sig: tuple[Any, ...], peer: OutPeer, rtc: RtcFilter | None) -> None:
         info = peer.info
@@ -246,6 +247,9 @@ class _Group:
         self._excl: dict[_Tag, tuple[_Member, ...]] = {}
         #: VPN routes reach this group through the RT index (see RtIndex; set by AdjRibOut)
         self.narrow = False
+        #: the signature without the RTC filter: groups with the same one share their
+        #: views of the other families (set by AdjRibOut)
+        self.base: tuple[Any, ...] = sig
 
     def excluded(self, t: _Tag) -> tuple[_Member, ...]:
         """The members ``t`` names: computed once per tag while membership stands."""
@@ -427,6 +431,10 @@ class AdjRibOut:
         self._pids: dict[Family, dict[bytes, dict[tuple[object, int], int]]] = {}
         #: route targets of VPN destinations and narrow groups; from the first RTC peer on
         self._rtidx: RtIndex | None = None
+        #: (signature without RTC filter, family) -> the groups sharing one view of that
+        #: family (not a VPN family: it does not depend on the filter); with a thousand
+        #: RTC peers, RTC routes are then processed and encoded once, not per group
+        self._shared: dict[tuple[tuple[Any, ...], Family], list[_Group]] = {}
 
     # -- peers -----------------------------------------------------------------
 
@@ -483,6 +491,14 @@ class AdjRibOut:
         g = self._groups.get(sig)
         if g is None:
             g = self._groups[sig] = _Group(sig, peer, rtc)
+            if rtc is not None:
+                g.base = self._signature(peer, None)
+                for fam in g.fams:
+                    if fam not in self.vpn_families:
+                        sharing = self._shared.setdefault((g.base, fam), [])
+                        if sharing:
+                            g.fams[fam] = sharing[0].fams[fam]
+                        sharing.append(g)
             idx = self._rtidx
             if idx is not None and rtc is not None and idx.narrow(rtc) and all(
                     fs.mode == 1 and not fs.addpath for f, fs in g.fams.items() if f in self.vpn_families):
@@ -502,6 +518,12 @@ class AdjRibOut:
         g.membership_changed()
         if not g.members:
             self._groups.pop(g.sig, None)
+            for fam in g.fams:
+                sharing = self._shared.get((g.base, fam))
+                if sharing is not None and g in sharing:
+                    sharing.remove(g)
+                    if not sharing:
+                        del self._shared[(g.base, fam)]
             if g.narrow and self._rtidx is not None and g.rtc is not None:
                 self._rtidx.remove_group(g, g.rtc)
 
@@ -518,20 +540,32 @@ class AdjRibOut:
         work: list[tuple[_Group, Iterable[bytes]]] = [(g, change.keys) for g in groups]
         if self._rtidx is not None and fam in self.vpn_families:
             work = self._narrowed(fam, loc, groups, change.keys)
+        done: dict[int, tuple[_Batch, dict[TagOrNone, int], dict[int, list[bytes]]] | None] = {}
         for g, keys in work:
             fs = g.fams[fam]
-            info_of = self._info_getter(g, fam)
-            b = _Batch()
-            if fs.mode == 1 and not fs.addpath:
-                self._process_plain(fs, keys, loc, info_of, b)
-            else:
-                for k in keys:
-                    self._process_key(fs, fam, loc, k, info_of, b)
-            if not b:
+            shared = done.get(id(fs), _MISSING)  # a view shared with a group already done
+            if shared is None:
                 continue
-            fs.table = None
-            self._account(g, fam, b.tally())
-            self._deliver(g, fam, b, out)
+            if shared is _MISSING:
+                info_of = self._info_getter(g, fam)
+                b = _Batch()
+                if fs.mode == 1 and not fs.addpath:
+                    self._process_plain(fs, keys, loc, info_of, b)
+                else:
+                    for k in keys:
+                        self._process_key(fs, fam, loc, k, info_of, b)
+                if not b:
+                    done[id(fs)] = None
+                    continue
+                fs.table = None
+                delta = b.tally()
+                fs.count(delta)
+                encoded: dict[int, list[bytes]] = {}
+                done[id(fs)] = (b, delta, encoded)
+            else:
+                b, delta, encoded = shared
+            self._account_members(g, fam, delta)
+            self._deliver(g, fam, b, out, encoded)
         return out
 
     def _start_rt_index(self) -> None:
@@ -572,12 +606,17 @@ class AdjRibOut:
     def _account(self, g: _Group, fam: Family, delta: dict[TagOrNone, int]) -> None:
         """Entry counts of the group view and of each member's exclusions (for :meth:`sent`)."""
         g.fams[fam].count(delta)
+        self._account_members(g, fam, delta)
+
+    def _account_members(self, g: _Group, fam: Family, delta: dict[TagOrNone, int]) -> None:
+        """Entry counts of each member's exclusions (the view's own are counted once)."""
         for t, d in delta.items():
             if d and t is not None:
                 for m in g.excluded(t):
                     m.excluded[fam] = m.excluded.get(fam, 0) + d
 
-    def _deliver(self, g: _Group, fam: Family, b: _Batch, out: dict[IPAddress, list[bytes]]) -> None:
+    def _deliver(self, g: _Group, fam: Family, b: _Batch, out: dict[IPAddress, list[bytes]],
+                 encoded: dict[int, list[bytes]] | None = None) -> None:
         """Encode batch ``b`` once for the group: shared messages, filtered copies for named members.
 
         Members no tag of the batch names get every withdrawal and
@@ -597,7 +636,8 @@ class AdjRibOut:
                     touched[m] = {t}
                 else:
                     got.add(t)
-        encoded: dict[int, list[bytes]] = {}
+        if encoded is None:  # else shared by the groups sharing this view (same context)
+            encoded = {}
 
         def ann_msgs(okey: Okey, nlris: list[Nlri]) -> list[bytes]:
             msgs = encoded.get(id(nlris))
@@ -651,7 +691,7 @@ class AdjRibOut:
         fresh = not new.members
         if fresh:
             for f, fs in new.fams.items():
-                if f not in self.vpn_families:  # same policy as before: same group view
+                if f not in self.vpn_families and fs is not old.fams[f]:  # same policy: same view
                     fs.copy_from(old.fams[f], share=not old.members)
         self._join(m, new)
         self._filters.release_unused(g.rtc for g in self._groups.values() if g.rtc is not None)
@@ -1019,7 +1059,8 @@ class AdjRibOut:
         for ``m`` is its split-horizon count (O(tags)).
         """
         fs = g.fams[fam]
-        if len(g.members) == 1:
+        sharing = self._shared.get((g.base, fam), ())
+        if len(g.members) == 1 and sum(len(o.members) for o in sharing if o is not g) == 0:
             fs.reset()
             if fam in self.rib.families():
                 loc = self.rib.loc_rib(fam)
