@@ -7,7 +7,9 @@ script: it speaks just enough BGP (OPEN, KEEPALIVE) with vpe's codec and then
 writes pre-encoded UPDATEs (200 routes each, 100 RDs/RTs) as fast as the
 agent's TCP window allows, so the sender is never the bottleneck. The clock
 starts at the first UPDATE byte and stops when the agent's API reports all N
-routes in its Loc-RIB. Peak RSS is the agent's VmHWM from /proc.
+routes in its Loc-RIB. Peak RSS is the agent's VmHWM from /proc; agent CPU is
+the user + system time the agent used meanwhile (steadier than the wall clock
+on a busy machine).
 
 With ``--clients K`` the agent is also a route reflector for K passive vpe
 clients (separate agent processes) and the script reports when the last
@@ -94,6 +96,8 @@ hold_time = 180
     )
     cfg.write_text(
         f"""
+state_dir = "{dirpath}/state"
+
 [bgp]
 local_as = 65000
 router_id = "198.18.0.61"
@@ -148,6 +152,13 @@ def vm_hwm(pid: int) -> int:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) * 1024
     return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) the process has used: less sensitive to a busy
+    machine than the wall clock, so before/after comparisons hold."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rib_count(sock: str) -> int:
@@ -226,7 +237,7 @@ async def send_routes(stream: bytes, port: int, n: int, sock: str, clients: int 
     return elapsed, reflected
 
 
-def one_run(stream: bytes, n: int, clients: int = 0) -> tuple[float, float, int]:
+def one_run(stream: bytes, n: int, clients: int = 0) -> tuple[float, float, int, float]:
     with tempfile.TemporaryDirectory(prefix="vpe-ingest-") as d:
         dirpath = Path(d)
         port = 20179
@@ -245,8 +256,9 @@ def one_run(stream: bytes, n: int, clients: int = 0) -> tuple[float, float, int]
                 time.sleep(0.1)
             else:
                 raise RuntimeError("agent did not start: " + (dirpath / "agent.log").read_text())
+            cpu0 = cpu_seconds(proc.pid)
             elapsed, reflected = asyncio.run(send_routes(stream, port, n, sock, clients))
-            return elapsed, reflected, vm_hwm(proc.pid)
+            return elapsed, reflected, vm_hwm(proc.pid), cpu_seconds(proc.pid) - cpu0
         finally:
             proc.terminate()
             try:
@@ -265,18 +277,20 @@ def main() -> None:
     stream = build_stream(args.routes)
     print(f"built {args.routes} VPNv4 routes ({len(stream) / 1e6:.1f} MB of UPDATEs) "
           f"in {time.perf_counter() - t:.1f} s; {os.cpu_count()} CPUs")
-    times, refl, rss = [], [], []
+    times, refl, rss, cpus = [], [], [], []
     for i in range(args.runs):
-        e, r, m = one_run(stream, args.routes, args.clients)
+        e, r, m, c = one_run(stream, args.routes, args.clients)
         times.append(e)
         refl.append(r)
         rss.append(m)
+        cpus.append(c)
         line = (f"run {i + 1}: {e:.2f} s until all {args.routes} routes are in the RIB, "
-                f"agent peak RSS {m / 2**20:.0f} MiB")
+                f"agent CPU {c:.2f} s, agent peak RSS {m / 2**20:.0f} MiB")
         if args.clients:
             line += f"; {r:.2f} s until the last of {args.clients} RR clients has them all"
         print(line)
-    out = f"median: {statistics.median(times):.2f} s, peak RSS {statistics.median(rss) / 2**20:.0f} MiB"
+    out = (f"median: {statistics.median(times):.2f} s, agent CPU {statistics.median(cpus):.2f} s, "
+           f"peak RSS {statistics.median(rss) / 2**20:.0f} MiB")
     if args.clients:
         out += f", reflected to {args.clients} clients in {statistics.median(refl):.2f} s"
     print(out)

@@ -23,7 +23,7 @@ import vpe.agent.originators as originators
 import vpe.vpn.importer as importer
 from vpe.agent.config import parse_config
 from vpe.agent.engine import Engine
-from vpe.agent.store import APPLICATION_ID, Store
+from vpe.agent.store import APPLICATION_ID, SCHEMA_VERSION, Store
 from vpe.vpn.attachments import Attachment
 from vpe.vpn.label_owners import VrfLabel
 from vpe.vpn.service import VpnService
@@ -194,7 +194,7 @@ def test_version_1_state_document_is_migrated_to_rows(tmp_path: Path) -> None:
         con = sqlite3.connect(tmp_path / "vpe.db")
         tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         assert "service_state" not in tables and {"labels", "rds", "label_space"} <= tables
-        assert con.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
         con.close()
         again = VpnService("198.18.0.1", state=store.service_state(), now=100.0)
     finally:

@@ -57,7 +57,7 @@ class VpnBridge:
         self.next_hop = next_hop
         self.attachments = AttachmentTable(vpn)
         self.rtc = RtcOriginator(router, vpn, next_hop)
-        self.pmsi = PmsiOriginator(router, vpn, next_hop, self._release)
+        self.pmsi = PmsiOriginator(router, vpn, next_hop, self.release_labels)
         self._fed: dict[tuple[Family, bytes], list[VpnPath]] = {}
         #: import RT -> the VRFs importing it; VRF -> the RTs it is counted in
         self._import_rts: dict[bytes, set[str]] = {}
@@ -206,9 +206,10 @@ class VpnBridge:
             self.router.announce_local(fam, attrs, nh, nlris)
         if self.fib is not None and out.table_changes:
             self.fib.vrf_changes(out.table_changes, self.vpn)
-        self._release(tuple(out.released_labels))
+        self.release_labels(tuple(out.released_labels))
 
-    def _release(self, labels: tuple[int, ...]) -> None:
+    def release_labels(self, labels: tuple[int, ...]) -> None:
+        """Labels let go of: each starts its hold-down once the withdrawals are on the wire."""
         if labels:
             self.router.after_advertised(lambda: self.vpn.labels_withdrawn(labels, time.monotonic()))
 

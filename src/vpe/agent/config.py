@@ -9,12 +9,15 @@ from __future__ import annotations
 import ipaddress
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..bgp.wire.constants import FAMILY_BY_NAME, Family
 from ..dataplane import registry as dataplane_drivers
+from ..policy.book import PolicyBook
+from ..policy.errors import PolicyError
+from ..policy.parse import parse_policy
 
 AddPathMode = Literal["receive", "send", "both"]
 
@@ -71,6 +74,9 @@ class NeighborConfig(_Strict):
     graceful_restart: bool = True
     max_prefixes: int | None = Field(default=None, ge=1)
     description: str = ""
+    #: names of ``[[policies]]`` applied to routes received from / sent to this neighbor
+    import_policy: str | None = None
+    export_policy: str | None = None
 
     @field_validator("address", "local_address")
     @classmethod
@@ -163,6 +169,9 @@ class VrfConfig(_Strict):
     label_mode: Literal["per-vrf", "per-prefix", "per-endpoint"] = "per-vrf"
     multipath: int = Field(default=1, ge=1, le=64)
     routes: list[StaticRouteConfig] = Field(default_factory=list)
+    #: names of ``[[policies]]`` on what this VRF imports / exports (docs/policy.md)
+    import_policy: str | None = None
+    export_policy: str | None = None
 
 
 class LeakConfig(_Strict):
@@ -226,6 +235,50 @@ class AgentConfig(_Strict):
     api: ApiConfig = Field(default_factory=ApiConfig)
     dataplane: DataplaneConfig = Field(default_factory=DataplaneConfig)
     state_dir: str = "/var/lib/vpe"
+    #: routing policies (see docs/policy.md), named by neighbors' import_policy/export_policy
+    policies: list[dict[str, Any]] = Field(default_factory=list)
+
+    @field_validator("policies")
+    @classmethod
+    def _policies(cls, v: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        names: set[str] = set()
+        for i, d in enumerate(v):
+            try:
+                p = parse_policy(d, f"policies[{i}]")
+            except PolicyError as e:
+                raise ValueError(str(e)) from None
+            if p.name in names:
+                raise ValueError(f"policies[{i}].name: {p.name!r} names two policies")
+            names.add(p.name)
+        return v
+
+    @model_validator(mode="after")
+    def _policy_references(self) -> AgentConfig:
+        names = {d["name"] for d in self.policies}
+        for n in self.neighbors:
+            for key in ("import_policy", "export_policy"):
+                ref = getattr(n, key)
+                if ref is not None and ref not in names:
+                    raise ValueError(f"neighbor {n.address} {key}: no policy named {ref!r} in this configuration")
+        for v in self.vrfs:
+            for key in ("import_policy", "export_policy"):
+                ref = getattr(v, key)
+                if ref is not None and ref not in names:
+                    raise ValueError(f"vrf {v.name!r} {key}: no policy named {ref!r} in this configuration")
+        return self
+
+    def policy_book(self) -> PolicyBook:
+        """The configured policies and the neighbors' bindings, as a :class:`PolicyBook`."""
+        book = PolicyBook()
+        book.load(
+            self.policies,
+            [
+                {"address": n.address, "import_policy": n.import_policy, "export_policy": n.export_policy}
+                for n in self.neighbors
+                if n.import_policy or n.export_policy
+            ],
+        )
+        return book
 
     @model_validator(mode="after")
     def _unique_neighbors(self) -> AgentConfig:

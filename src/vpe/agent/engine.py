@@ -18,11 +18,14 @@ the top of the house: the agent package never imports the API.
 
 from __future__ import annotations
 
+import logging
 import time
 from ipaddress import IPv4Address, ip_address
 
 from ..bgp.session import Peer
 from ..bgp.speaker import Speaker
+from ..dataplane.driver import NextHop
+from ..policy import PolicyBook, PolicyError, Relabeler, RelabelKey, SwapChanges, parse_policy
 from ..rib.adj_rib_out import AdjRibOut
 from ..rib.rib import Rib
 from ..vpn.leaking import LeakPolicy
@@ -35,6 +38,8 @@ from .restart import GracefulRestartManager
 from .router import Router
 from .store import Store
 from .view import AgentView
+
+log = logging.getLogger("vpe.engine")
 
 
 class Engine:
@@ -53,15 +58,50 @@ class Engine:
             if dp.driver != "none"
             else None
         )
-        self.router = Router(cfg, next_hop=self.underlay, restarting=saved is not None,
-                             on_selection_done=self._selection_done)
         self.vpn = VpnService(self.router_id, next_hop=self.underlay, encapsulations=dp.encapsulations,
                               state=saved, now=time.monotonic())
+        self.router = Router(cfg, next_hop=self.underlay, restarting=saved is not None,
+                             on_selection_done=self._selection_done,
+                             policies=self._policy_book(cfg, store),
+                             relabeler=Relabeler(self._hold_swap_label, self._release_swap_label),
+                             on_swaps=self._swaps_changed)
         self.bridge = VpnBridge(self.router, self.vpn, self.fib, self.underlay)
         self._configure(cfg)
         self.ops = DurableOps(self.bridge, store, config_vrfs={v.name for v in cfg.vrfs})
         self.view = AgentView(self.router, self.bridge, dp.driver, self.ops.specs)
         self.ops.restore()
+
+    @staticmethod
+    def _policy_book(cfg: AgentConfig, store: Store | None) -> PolicyBook:
+        """The configuration's policies and bindings, then those made through the API
+        (a policy of the same name in the configuration file wins)."""
+        book = cfg.policy_book()
+        for name, spec in (store.policies() if store is not None else {}).items():
+            if book.get(name) is not None:
+                log.warning("policy %s from %s: the configuration file defines it too; using the "
+                            "configuration", name, store.path if store else "")
+                continue
+            try:
+                book.put(parse_policy(spec, f"policies[{name}]", name=name))
+            except PolicyError as e:
+                log.error("policy %s from the state database not restored: %s", name, e)
+        return book
+
+    # -- relabel (export policies): swap labels from the VPN label space, FIB swap entries --
+
+    def _hold_swap_label(self, key: RelabelKey) -> int:
+        return self.vpn.hold_swap_label(str(key.next_hop), key.label, time.monotonic())
+
+    def _release_swap_label(self, key: RelabelKey) -> None:
+        self.bridge.release_labels(self.vpn.release_swap_label(str(key.next_hop), key.label))
+
+    def _swaps_changed(self, ch: SwapChanges) -> None:
+        if self.fib is None:
+            return
+        for e in ch.removed:
+            self.fib.remove_swap(e.local_label)
+        for e in ch.added:
+            self.fib.set_swap(e.local_label, NextHop.remote(e.next_hop, e.out_label, self.fib.encap_for(())))
 
     def _configure(self, cfg: AgentConfig) -> None:
         """The configuration file's VRFs, their static routes and the leak policies."""
@@ -70,6 +110,13 @@ class Engine:
             bridge.apply(vpn.add_vrf(v.name, rd=v.rd, import_rts=v.import_rts, export_rts=v.export_rts,
                                      route_targets=v.route_targets, label_mode=v.label_mode,
                                      multipath=v.multipath))
+            if v.import_policy or v.export_policy:
+                book = self.router.policies
+                bridge.apply(vpn.set_policies(
+                    v.name,
+                    book.get(v.import_policy) if v.import_policy else None,
+                    book.get(v.export_policy) if v.export_policy else None,
+                ))
             for r in v.routes:
                 bridge.apply(vpn.add_local_route(v.name, r.prefix, kind=r.kind, next_hop=r.next_hop))
         for lk in cfg.leaks:

@@ -40,7 +40,7 @@ from ..dataplane.driver import (
     State,
 )
 from ..vpn.entries import Endpoint, Leak, RouteKind, RouteSource
-from ..vpn.label_owners import EndpointLabel, LabelOwner
+from ..vpn.label_owners import EndpointLabel, LabelOwner, SwapLabel
 
 if TYPE_CHECKING:
     from ..vpn.events import VrfTableChange
@@ -236,7 +236,7 @@ class FibResolver:
     def _resolve_local(self, label: int, ch: VrfTableChange, vpn: VpnService,
                        bindings: dict[int, LabelOwner]) -> NextHop | None:
         owner = bindings.get(label)
-        if owner is None:
+        if owner is None or isinstance(owner, SwapLabel):
             return None
         if isinstance(owner, EndpointLabel):
             port = self._port_for(owner.vrf, owner.endpoint)
@@ -266,7 +266,7 @@ class FibResolver:
                 # a static route's endpoint label names the VM's address
                 port = self._port_for(owner.vrf, owner.endpoint)
                 out[label] = LabelEntry(label, "port", port if port is not None else owner.endpoint)
-            else:
+            elif not isinstance(owner, SwapLabel):  # swap entries come from set_swap
                 out[label] = LabelEntry(label, "vrf", owner.vrf)
         return out
 

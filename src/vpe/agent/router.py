@@ -29,6 +29,7 @@ from ..bgp.session import Peer
 from ..bgp.speaker import Speaker, settings_from_config
 from ..bgp.wire.constants import RTC, Family
 from ..bgp.wire.update import Update
+from ..policy import PolicyBook, PolicyChange, Relabeler, SwapChanges, import_updates
 from ..rib.adj_rib_out import AdjRibOut, OutPeer
 from ..rib.decision import DecisionOptions
 from ..rib.path import PeerInfo
@@ -50,7 +51,9 @@ class Router:
     """Speaker + Rib + AdjRibOut of one agent, with batching and MRAI."""
 
     def __init__(self, cfg: AgentConfig, *, next_hop: IPAddress, restarting: bool,
-                 on_selection_done: Callable[[], None] = lambda: None) -> None:
+                 on_selection_done: Callable[[], None] = lambda: None,
+                 policies: PolicyBook | None = None, relabeler: Relabeler | None = None,
+                 on_swaps: Callable[[SwapChanges], None] = lambda _: None) -> None:
         bgp = cfg.bgp
         self.router_id = IPv4Address(bgp.router_id)
         self.local_as = bgp.local_as
@@ -66,7 +69,13 @@ class Router:
             cluster_id=cluster,
             local_asn=self.local_as,
         )
-        self.out = AdjRibOut(self.rib, local_asn=self.local_as, router_id=self.router_id, cluster_id=cluster)
+        self.out = AdjRibOut(self.rib, local_asn=self.local_as, router_id=self.router_id, cluster_id=cluster,
+                             relabeler=relabeler)
+        #: the neighbors' import and export policies (docs/policy.md)
+        self.policies = policies if policies is not None else PolicyBook()
+        self.policies.subscribe(self._policies_changed)
+        self._relabeler = relabeler
+        self._on_swaps = on_swaps
         #: the PeerInfo of locally originated paths
         self.local = PeerInfo.local_origin(self.router_id, self.local_as)
         self.mrai = bgp.mrai
@@ -181,13 +190,16 @@ class Router:
             addpath_send=addpath,
             next_hop_self=None if info.ibgp else self.next_hop,
             rtc=RTC in n.families,
+            export_policy=self.policies.export_policy(peer.address),
         )
         msgs = self.out.peer_up(op)
+        self._swaps()
         self.send(peer, self.gr.hold_eor(peer, msgs))
 
     def session_down(self, peer: Peer, reason: str) -> None:
         addr = ip_address(peer.address)
         self.out.peer_down(addr)
+        self._swaps()
         if not self.gr.peer_down(peer, reason):  # graceful restart keeps them stale
             self.rib.peer_down(addr)
         self._schedule_flush()
@@ -199,7 +211,12 @@ class Router:
             self.rib.end_of_rib(info.address, eor)
             self.gr.eor_received(peer, eor)
             return
-        self.rib.apply_update(info, update)
+        policy = self.policies.import_policy(peer.address)
+        if policy is None:
+            self.rib.apply_update(info, update)
+        else:
+            for u in import_updates(policy, update, self_next_hop=self.next_hop):
+                self.rib.apply_update(info, u)
         if (update.mp_reach is not None and update.mp_reach.family == RTC) or (
             update.mp_unreach is not None and update.mp_unreach.family == RTC
         ):
@@ -207,10 +224,40 @@ class Router:
             # are best): re-filter the VPN routes it gets (RFC 4684).
             self.flush()
             self.send(peer, self.out.rtc_changed(info.address))
+            self._swaps()
 
     def refresh_requested(self, peer: Peer, family: Family, subtype: int) -> None:
         if subtype == 0:
             self.send(peer, self.out.refresh(ip_address(peer.address), family))
+            self._swaps()
+
+    # -- policies ------------------------------------------------------------------------
+
+    def _policies_changed(self, changes: list[PolicyChange]) -> None:
+        """A neighbor's policy changed: export - send it only the difference;
+        import - ask it to send its routes again (the Adj-RIB-In holds them
+        after the import policy, so a soft inbound reset re-applies it)."""
+        for ch in changes:
+            peer = self.speaker.peers.get(ch.neighbor)
+            if peer is None or not peer.established:
+                continue  # the policy applies when the session comes up
+            if ch.direction == "export":
+                self.send(peer, self.out.set_export_policy(ip_address(ch.neighbor), ch.policy))
+                self._swaps()
+            else:
+                try:
+                    peer.request_refresh()
+                except ValueError as e:
+                    log.warning("neighbor %s: import policy changed but no ROUTE-REFRESH possible (%s): "
+                                "it applies to routes received from now on", ch.neighbor, e,
+                                extra={"peer": ch.neighbor})
+
+    def _swaps(self) -> None:
+        """Label-swap entries the export policies' relabels added or removed go to the FIB."""
+        if self._relabeler is not None:
+            ch = self._relabeler.drain()
+            if ch:
+                self._on_swaps(ch)
 
     # -- RIB changes -> Adj-RIB-Out, subscribers ------------------------------------------
 
@@ -259,6 +306,7 @@ class Router:
             peer = self.speaker.peers.get(str(addr))
             if peer is not None:
                 self.send(peer, msgs)
+        self._swaps()
 
     def _schedule_advertise(self) -> None:
         """MinRouteAdvertisementInterval (RFC 4271 9.2.1.1): changes collected

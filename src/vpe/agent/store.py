@@ -5,6 +5,7 @@ What a restarted agent must find again, and nothing it can relearn:
 * VPN instances created through the API (config-file VRFs live in the
   config file, which stays authoritative for their names);
 * port attachments (the VMs plugged into VRFs);
+* routing policies created through the API (``vpe.policy`` plain-data form);
 * the VPN service's label and RD state, so the same VPN routes come back
   with the same labels and RDs and the forwarder's MPLS table and the peers'
   stale routes stay valid: one row per label (``labels``, keyed by the
@@ -13,9 +14,9 @@ What a restarted agent must find again, and nothing it can relearn:
   (:meth:`VpnService.take_state_changes`), so its cost does not grow with
   the number of VRFs, ports or labels.
 
-Schema version 1 kept the label/RD state as one JSON document
+Schema versions 1 and 2 kept the label/RD state as one JSON document
 (``service_state``) rewritten on every operation; such a file is migrated to
-the rows when it is opened (version 2), hold-downs counted from the time
+the rows when it is opened (version 3), hold-downs counted from the time
 the document was saved.
 
 Why SQLite: transactions. Every API operation writes its rows inside one
@@ -45,7 +46,7 @@ log = logging.getLogger("vpe.store")
 
 #: ``PRAGMA application_id`` of a vpe state file: ASCII "vpe1"
 APPLICATION_ID = 0x76706531
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DB_NAME = "vpe.db"
 
 _SCHEMA = """
@@ -79,8 +80,12 @@ CREATE TABLE IF NOT EXISTS rds (
     vrf TEXT PRIMARY KEY,
     rd  TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS policies (
+    name TEXT PRIMARY KEY,
+    spec TEXT NOT NULL              -- JSON: vpe.policy.policy_to_json()
+);
 """
-_TABLES = frozenset({"schema", "vpns", "ports", "label_space", "labels", "rds"})
+_TABLES = frozenset({"schema", "vpns", "ports", "label_space", "labels", "rds", "policies"})
 
 
 class StoreError(Exception):
@@ -128,13 +133,15 @@ class Store:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version == SCHEMA_VERSION:
             return
-        # version 0: a new (empty) file; version 1: the label/RD state as one document
+        # version 0: a new (empty) file; version 1: the label/RD state as one document;
+        # version 2: that and the policies table. Every statement of the schema is
+        # CREATE ... IF NOT EXISTS, so running it brings any of them up to date.
         self._db.execute("BEGIN IMMEDIATE")
         try:
             for stmt in _SCHEMA.split(";"):
                 if stmt.strip():
                     self._db.execute(stmt)
-            if version == 1:
+            if version in (1, 2):
                 self._from_document()
             self._db.execute(
                 "INSERT OR REPLACE INTO schema (version, applied_at) VALUES (?, ?)",
@@ -153,7 +160,11 @@ class Store:
             log.info("state database %s created (schema version %d)", self.path, SCHEMA_VERSION)
 
     def _from_document(self) -> None:
-        """Version 1 -> 2: the ``service_state`` document becomes rows."""
+        """Version 1 or 2 -> 3: the ``service_state`` document becomes rows."""
+        has = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'service_state'").fetchall()
+        if not has:
+            return
         rows = self._db.execute("SELECT state, saved_at FROM service_state WHERE id = 1").fetchall()
         if rows:
             state = _loads(self.path, rows[0][0], "service_state")
@@ -206,6 +217,11 @@ class Store:
         """Attachments: name -> Attachment JSON (creation order)."""
         rows = self._query("SELECT name, spec FROM ports ORDER BY rowid")
         return {name: _loads(self.path, spec, f"ports[{name}]") for name, spec in rows}
+
+    def policies(self) -> dict[str, dict[str, Any]]:
+        """Routing policies created through the API: name -> plain-data form (creation order)."""
+        rows = self._query("SELECT name, spec FROM policies ORDER BY rowid")
+        return {name: _loads(self.path, spec, f"policies[{name}]") for name, spec in rows}
 
     def service_state(self) -> dict[str, Any] | None:
         """The VPN service's saved label/RD state (``state=`` of
@@ -276,6 +292,16 @@ class Transaction:
 
     def delete_port(self, name: str) -> None:
         self._exec("DELETE FROM ports WHERE name = ?", (name,))
+
+    def put_policy(self, name: str, spec: dict[str, Any]) -> None:
+        self._exec(
+            "INSERT INTO policies (name, spec) VALUES (?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET spec = excluded.spec",
+            (name, json.dumps(spec, sort_keys=True)),
+        )
+
+    def delete_policy(self, name: str) -> None:
+        self._exec("DELETE FROM policies WHERE name = ?", (name,))
 
     def _exec_many(self, sql: str, args: list[tuple[Any, ...]]) -> None:
         if self.done:

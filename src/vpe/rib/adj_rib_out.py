@@ -23,7 +23,7 @@ only what changed is (re)announced or withdrawn.
 **Split horizon without per-member state.** Whether a member may get a
 path the group may get depends only on the path's source: never back to
 the peer it came from, nor (over iBGP) to the router named in its
-ORIGINATOR_ID. Every advertised entry therefore carries a :class:`_Tag`
+ORIGINATOR_ID. Every advertised entry therefore carries a :class:`Tag`
 (source address, ORIGINATOR_ID), interned and stored inside the entry's
 outbound key, and a member's view *is* the group view minus the entries
 whose tag names it. Without add-path a member excluded from the best path
@@ -37,16 +37,29 @@ case, a client's million routes reflected to the other clients of its
 group, that is one encoding for the others and nothing for the sender.
 Entry counts per tag make :meth:`AdjRibOut.sent` O(1).
 
-**Outbound attributes.** Computed once per (attribute set, transform kind)
-and cached: attribute sets are interned and shared by many routes. See
-:meth:`AdjRibOut._transform`.
+**Outbound attributes.** First the standard rewrites
+(:mod:`vpe.rib.outbound`: eBGP prepend, reflection attributes, default
+LOCAL_PREF, Partial bit, NEXT_HOP), then the peer's export policy
+(:attr:`OutPeer.export_policy`, :mod:`vpe.policy`). Both are computed once
+per path source (attribute set, next hop) and group, and cached: attribute
+sets are interned and shared by many routes. A policy that matches on the
+route itself (prefix, RD) or relabels is evaluated per route, only in the
+groups that have one (which then take the general, per-destination path
+instead of the hot loop). The policy is part of the group signature, so
+peers with different policies are in different groups;
+:meth:`AdjRibOut.set_export_policy` moves a peer and sends the difference.
+
+**Relabel.** When a peer's export verdict says relabel (Inter-AS option B,
+re-advertisement with next hop self), the route is sent with a local label
+from :attr:`AdjRibOut.relabeler` (a :class:`~vpe.policy.relabel.Relabeler`,
+which also yields the label-swap entries for the FIB) and our next hop.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import replace
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
@@ -55,7 +68,6 @@ from ..bgp.wire.constants import (
     IPV4_MCAST_VPN,
     IPV4_UNICAST,
     IPV6_MCAST_VPN,
-    RTC,
     VPNV4,
     VPNV6,
     Family,
@@ -63,336 +75,42 @@ from ..bgp.wire.constants import (
 from ..bgp.wire.context import CodecContext
 from ..bgp.wire.nlri.base import Nlri
 from ..bgp.wire.update import end_of_rib, pack_announcements, pack_withdrawals
+from ..policy.policy import Policy
+from ..policy.relabel import Relabeler
 from . import attrs as A
+from .export_policy import Plan, plan_key
 from .loc_rib import LocRib
+from .outbound import OutboundRewrites, outbound_next_hop
 from .path import Path, PathSource, PeerInfo, same_nlri
-from .reflection import is_reflection, may_advertise, outbound_reflection_attributes
+from .reflection import may_advertise
 from .rib import Rib, RibChange
 from .rtc import RtcFilter, RtcFilters, RtIndex, membership_keys
+from .update_groups import (
+    CACHE_MAX,
+    MISSING,
+    Batch,
+    Entry,
+    FamilyState,
+    Group,
+    Info,
+    Member,
+    Okey,
+    OutPeer,
+    Stored,
+    Tag,
+    TagOrNone,
+    as_view,
+    diff_views,
+    entries_of,
+    family_order,
+    same_entry,
+    with_path_id,
+)
 
 IPAddress = IPv4Address | IPv6Address
 
 #: Families whose routes carry Route Targets and are subject to RTC (RFC 4684).
 DEFAULT_VPN_FAMILIES: frozenset[Family] = frozenset({VPNV4, VPNV6, IPV4_MCAST_VPN, IPV6_MCAST_VPN})
-
-
-class _Tag:
-    """Whom an advertised path must not go back to: its source peer and its originator.
-
-    ``addr`` is the source peer's address (None for local routes);
-    ``oid`` the ORIGINATOR_ID the path arrived with (None if absent, and
-    always None towards eBGP groups, where it does not matter). Interned
-    per (addr, oid), so tags hash and compare by identity: cheap as dict
-    keys in the per-batch buckets.
-    """
-
-    __slots__ = ("addr", "oid")
-
-    def __init__(self, addr: IPAddress | None, oid: IPv4Address | None) -> None:
-        self.addr = addr
-        self.oid = oid
-
-    def excludes(self, m: _Member) -> bool:
-        """Is member ``m`` the source peer or the originator (split horizon, RFC 4456 8)?"""
-        return (self.addr is not None and m.addr == self.addr) or (self.oid is not None and m.rid == self.oid)
-
-    def __repr__(self) -> str:
-        return f"_Tag({self.addr}, {self.oid})"
-
-
-#: (outbound attributes, outbound next hop, split-horizon tag): interned,
-#: shared by every route sent with them, and the unit UPDATEs are packed by.
-Okey = tuple[PathAttributes, IPAddress, _Tag | None]
-#: one advertised route: the NLRI as sent (our path id with add-path) and its Okey
-Entry = tuple[Nlri, Okey]
-#: what a destination holds: one Entry (plain families), path id -> Entry
-#: (add-path families), or None: nothing.
-Stored = Any
-#: the Okey of a path source for one group, or None: not sent to that group
-Info = Okey | None
-TagOrNone = _Tag | None
-
-_MISSING: Any = object()
-_NOBODY = IPv6Address("::")  # an address no peer has: stands for "a member" in group checks
-_CACHE_MAX = 65536
-
-
-@dataclass(frozen=True, slots=True)
-class OutPeer:
-    """What Adj-RIB-Out needs to know about one established peer.
-
-    ``addpath_send`` maps a family to ``"all"`` or N (best-N); absent means
-    best path only. It only takes effect for families in ``ctx.addpath``
-    (where path ids are on the wire). ``next_hop_self`` is the next hop
-    sent to eBGP peers, and to iBGP peers for local routes without one.
-    ``rtc``: the peer negotiated RTC, so VPN routes are filtered by the
-    RT membership it sent.
-    """
-
-    address: IPAddress
-    info: PeerInfo
-    families: frozenset[Family]
-    ctx: CodecContext
-    addpath_send: dict[Family, int | str] = field(default_factory=dict, hash=False)
-    next_hop_self: IPAddress | None = None
-    rtc: bool = False
-
-
-class _FamilyState:
-    """One group's state in one family: the group view of every destination.
-
-    Without add-path the view is two dicts, key -> NLRI sent and key ->
-    Okey, rather than one dict of (NLRI, Okey) pairs: both values already
-    exist, so a million-route table adds no object for the garbage collector
-    to walk. With add-path, ``sent`` maps key -> path id -> Entry.
-    ``total`` counts the entries (routes, or paths with add-path) and
-    ``tags`` the entries per tag, so a member's count is ``total`` minus
-    the counts of the tags that name it.
-    """
-
-    __slots__ = ("sent", "okeys", "mode", "addpath", "table", "total", "tags")
-
-    def __init__(self, mode: int, addpath: bool) -> None:
-        self.sent: dict[bytes, Any] = {}
-        self.okeys: dict[bytes, Okey] = {}
-        #: 1 best path, 0 all paths, N best N
-        self.mode = mode
-        #: path ids on the wire
-        self.addpath = addpath
-        #: the encoded group view per Okey, reused by members joining
-        self.table: dict[Okey, list[bytes]] | None = None
-        self.total = 0
-        self.tags: dict[_Tag, int] = {}
-
-    def get(self, key: bytes) -> Stored:
-        if self.addpath:
-            return self.sent.get(key)
-        n = self.sent.get(key)
-        return None if n is None else (n, self.okeys[key])
-
-    def put(self, key: bytes, s: Stored) -> None:
-        if s is None:
-            if self.sent.pop(key, None) is not None and not self.addpath:
-                del self.okeys[key]
-        elif self.addpath:
-            self.sent[key] = s
-        else:
-            self.sent[key] = s[0]
-            self.okeys[key] = s[1]
-
-    def items(self) -> Iterator[tuple[bytes, Stored]]:
-        if self.addpath:
-            yield from self.sent.items()
-            return
-        okeys = self.okeys
-        for k, n in self.sent.items():
-            yield k, (n, okeys[k])
-
-    def count(self, delta: dict[TagOrNone, int]) -> None:
-        """Add per-tag entry count changes."""
-        tags = self.tags
-        for t, d in delta.items():
-            if not d:
-                continue
-            self.total += d
-            if t is not None:
-                c = tags.get(t, 0) + d
-                if c:
-                    tags[t] = c
-                else:
-                    del tags[t]
-
-    def excluded_count(self, m: _Member) -> int:
-        """How many entries of the view ``m`` does not get (split horizon)."""
-        return sum(c for t, c in self.tags.items() if t.excludes(m))
-
-    def reset(self) -> None:
-        self.sent = {}
-        self.okeys = {}
-        self.table = None
-        self.total = 0
-        self.tags = {}
-
-    def copy_from(self, other: _FamilyState, share: bool) -> None:
-        """Take ``other``'s group view (shared when ``other`` is discarded)."""
-        self.sent = other.sent if share else dict(other.sent)
-        self.okeys = other.okeys if share else dict(other.okeys)
-        self.table = other.table
-        self.total = other.total
-        self.tags = dict(other.tags)
-
-
-class _Group:
-    """An update group: members sharing one outbound policy."""
-
-    __slots__ = ("sig", "rep", "ctx", "ebgp", "next_hop_self", "rtc", "fams", "members", "_excl", "narrow",
-                 "base")
-
-    def __init__(self, sig: tuple[Any, ...], peer: OutPeer, rtc: RtcFilter | None) -> None:
-        info = peer.info
-        self.sig = sig
-        #: the members' PeerInfo with a member-neutral address and router id
-        self.rep = PeerInfo(_NOBODY, IPv4Address(0), info.asn, info.ibgp, info.rr_client)
-        self.ctx = peer.ctx
-        self.ebgp = not info.ibgp
-        self.next_hop_self = peer.next_hop_self
-        self.rtc = rtc
-        self.fams: dict[Family, _FamilyState] = {}
-        for fam in peer.families:
-            addpath = fam in peer.ctx.addpath
-            mode = _mode(peer.addpath_send.get(fam)) if addpath else 1
-            self.fams[fam] = _FamilyState(mode, addpath)
-        self.members: dict[IPAddress, _Member] = {}
-        #: tag -> the members it names (cleared when membership changes)
-        self._excl: dict[_Tag, tuple[_Member, ...]] = {}
-        #: VPN routes reach this group through the RT index (see RtIndex; set by AdjRibOut)
-        self.narrow = False
-        #: the signature without the RTC filter: groups with the same one share their
-        #: views of the other families (set by AdjRibOut)
-        self.base: tuple[Any, ...] = sig
-
-    def excluded(self, t: _Tag) -> tuple[_Member, ...]:
-        """The members ``t`` names: computed once per tag while membership stands."""
-        r = self._excl.get(t)
-        if r is None:
-            r = self._excl[t] = tuple(m for m in self.members.values() if t.excludes(m))
-        return r
-
-    def membership_changed(self) -> None:
-        self._excl = {}
-
-
-class _Member:
-    __slots__ = ("peer", "group", "addr", "rid", "excluded")
-
-    def __init__(self, peer: OutPeer, group: _Group) -> None:
-        self.peer = peer
-        self.group = group
-        self.addr = peer.address
-        #: the router id ORIGINATOR_IDs are compared with (iBGP only: RFC 4456 8)
-        self.rid: IPv4Address | None = peer.info.router_id if peer.info.ibgp else None
-        #: family -> how many entries of the group view split horizon keeps from this member
-        self.excluded: dict[Family, int] = {}
-
-
-class _Batch:
-    """One change batch of one group in one family, before encoding.
-
-    ``ann``: Okey -> NLRIs to announce (to every member its tag does not
-    name); ``wd``: tag of what is withdrawn -> NLRIs (members the tag names
-    never had them); ``xwd``: (old tag, new tag) -> NLRIs replaced by a path
-    with another tag (members the new tag names but the old one does not
-    get these withdrawn); ``delta``: entry count change per tag.
-    """
-
-    __slots__ = ("ann", "wd", "xwd", "delta")
-
-    def __init__(self) -> None:
-        self.ann: dict[Okey, list[Nlri]] = {}
-        self.wd: dict[TagOrNone, list[Nlri]] = {}
-        self.xwd: dict[tuple[TagOrNone, TagOrNone], list[Nlri]] = {}
-        self.delta: dict[TagOrNone, int] = {}
-
-    def __bool__(self) -> bool:
-        return bool(self.ann or self.wd)
-
-    def withdraw(self, t: TagOrNone, n: Nlri) -> None:
-        lst = self.wd.get(t)
-        if lst is None:
-            lst = self.wd[t] = []
-        lst.append(n)
-
-    def replace(self, old: TagOrNone, new: TagOrNone, n: Nlri) -> None:
-        lst = self.xwd.get((old, new))
-        if lst is None:
-            lst = self.xwd[(old, new)] = []
-        lst.append(n)
-
-    def announce(self, okey: Okey, n: Nlri) -> None:
-        lst = self.ann.get(okey)
-        if lst is None:
-            lst = self.ann[okey] = []
-        lst.append(n)
-
-    def tally(self) -> dict[TagOrNone, int]:
-        """``delta`` completed with the withdrawals and tag changes (counted from list sizes)."""
-        delta = self.delta
-        for t, lst in self.wd.items():
-            delta[t] = delta.get(t, 0) - len(lst)
-        for (a, b), lst in self.xwd.items():
-            delta[a] = delta.get(a, 0) - len(lst)
-            delta[b] = delta.get(b, 0) + len(lst)
-        return delta
-
-    def tags(self) -> set[_Tag]:
-        """Every tag the batch touches."""
-        out: set[TagOrNone] = set(self.wd)
-        out.update(o[2] for o in self.ann)
-        for a, b in self.xwd:
-            out.add(a)
-            out.add(b)
-        out.discard(None)
-        return out  # type: ignore[return-value]
-
-
-def _mode(v: int | str | None) -> int:
-    if v is None:
-        return 1
-    if v == "all":
-        return 0
-    if isinstance(v, int) and not isinstance(v, bool) and v >= 1:
-        return v
-    raise ValueError(f"add-path send {v!r}: expected 'all' or a path count of at least 1")
-
-
-def _with_path_id(n: Nlri, pid: int) -> Nlri:
-    """``n`` carrying path id ``pid`` (a copy; NLRI values are shared by the tables)."""
-    if n.path_id == pid:
-        return n
-    c = copy.copy(n)
-    c.path_id = pid
-    return c
-
-
-def _same_entry(a: Entry, b: Entry) -> bool:
-    return a is b or ((a[1] is b[1] or a[1] == b[1]) and same_nlri(a[0], b[0]))
-
-
-def _as_view(s: Stored) -> dict[int, Entry]:
-    if s is None:
-        return {}
-    if type(s) is dict:
-        return s
-    return {0: s}
-
-
-def _entries(s: Stored) -> Iterable[Entry]:
-    if s is None:
-        return ()
-    if type(s) is dict:
-        return s.values()
-    return (s,)
-
-
-def _diff(old: dict[int, Entry], new: dict[int, Entry], wd: list[Nlri], ann: dict[Okey, list[Nlri]]) -> None:
-    """One member's diff of one destination (used when a member changes group)."""
-    for pid, e in old.items():
-        if pid not in new:
-            wd.append(e[0])
-    for pid, e in new.items():
-        o = old.get(pid)
-        if o is not None and _same_entry(o, e):
-            continue
-        lst = ann.get(e[1])
-        if lst is None:
-            ann[e[1]] = [e[0]]
-        else:
-            lst.append(e[0])
-
-
-def _family_order(families: Iterable[Family]) -> list[Family]:
-    """RTC first (so the peer's filters are in place before VPN routes), then by AFI/SAFI."""
-    return sorted(families, key=lambda f: (f != RTC, f.afi, f.safi))
 
 
 class AdjRibOut:
@@ -411,22 +129,25 @@ class AdjRibOut:
         router_id: IPv4Address,
         cluster_id: IPv4Address | None = None,
         vpn_families: frozenset[Family] = DEFAULT_VPN_FAMILIES,
+        relabeler: Relabeler | None = None,
     ) -> None:
         self.rib = rib
         self.local_asn = local_asn
         self.router_id = IPv4Address(router_id)
         self.cluster_id = IPv4Address(cluster_id) if cluster_id is not None else self.router_id
         self.vpn_families = frozenset(vpn_families)
-        self._groups: dict[tuple[Any, ...], _Group] = {}
-        self._members: dict[IPAddress, _Member] = {}
+        #: local labels for routes an export policy relabels (None: relabel is ignored)
+        self.relabeler = relabeler
+        self._groups: dict[tuple[Any, ...], Group] = {}
+        self._members: dict[IPAddress, Member] = {}
         self._filters = RtcFilters()
-        #: (attrs, transform kind) -> outbound attrs
-        self._out_attrs: dict[tuple[PathAttributes, tuple[Any, ...]], PathAttributes] = {}
+        #: the standard outbound rewrites, cached per (attrs, kind)
+        self._std = OutboundRewrites(local_asn, self.cluster_id)
         self._okeys: dict[Okey, Okey] = {}
         self._rts: dict[PathAttributes, tuple[bytes, ...]] = {}
         #: (source address, ORIGINATOR_ID) -> tag; never cleared (one per source and
         #: originator), so equal tags are always the same object
-        self._tags: dict[tuple[IPAddress | None, IPv4Address | None], _Tag] = {}
+        self._tags: dict[tuple[IPAddress | None, IPv4Address | None], Tag] = {}
         #: family -> key -> (source Adj-RIB-In, received path id) -> our path id
         self._pids: dict[Family, dict[bytes, dict[tuple[object, int], int]]] = {}
         #: route targets of VPN destinations and narrow groups; from the first RTC peer on
@@ -434,7 +155,7 @@ class AdjRibOut:
         #: (signature without RTC filter, family) -> the groups sharing one view of that
         #: family (not a VPN family: it does not depend on the filter); with a thousand
         #: RTC peers, RTC routes are then processed and encoded once, not per group
-        self._shared: dict[tuple[tuple[Any, ...], Family], list[_Group]] = {}
+        self._shared: dict[tuple[tuple[Any, ...], Family], list[Group]] = {}
 
     # -- peers -----------------------------------------------------------------
 
@@ -445,10 +166,10 @@ class AdjRibOut:
         if peer.rtc and self._rtidx is None:
             self._start_rt_index()
         group = self._group_for(peer)
-        m = _Member(peer, group)
+        m = Member(peer, group)
         self._join(m, group)
         out: list[bytes] = []
-        for fam in _family_order(peer.families):
+        for fam in family_order(peer.families):
             self._scan(group, m, fam)
             out.extend(self._table_msgs(group, m, fam))
             out.append(end_of_rib(fam))
@@ -481,38 +202,45 @@ class AdjRibOut:
             peer.ctx,
             frozenset(peer.addpath_send.items()),
             rtc,
+            peer.export_policy,
         )
 
-    def _group_for(self, peer: OutPeer, rtc: RtcFilter | None | object = _MISSING) -> _Group:
-        if rtc is _MISSING:
+    def _group_for(self, peer: OutPeer, rtc: RtcFilter | None | object = MISSING) -> Group:
+        if rtc is MISSING:
             rtc = self._filters.get(membership_keys(self.rib, peer.address)) if peer.rtc else None
         assert rtc is None or isinstance(rtc, RtcFilter)
         sig = self._signature(peer, rtc)
         g = self._groups.get(sig)
         if g is None:
-            g = self._groups[sig] = _Group(sig, peer, rtc)
-            if rtc is not None:
-                g.base = self._signature(peer, None)
-                for fam in g.fams:
-                    if fam not in self.vpn_families:
-                        sharing = self._shared.setdefault((g.base, fam), [])
-                        if sharing:
-                            g.fams[fam] = sharing[0].fams[fam]
-                        sharing.append(g)
-            idx = self._rtidx
-            if idx is not None and rtc is not None and idx.narrow(rtc) and all(
-                    fs.mode == 1 and not fs.addpath for f, fs in g.fams.items() if f in self.vpn_families):
-                g.narrow = True
-                idx.add_group(g, rtc)
+            g = self._groups[sig] = Group(sig, peer, rtc, self.router_id, self._intern)
+            if rtc is not None and peer.export_policy is None:
+                self._rtc_group(g, peer, rtc)
         return g
 
-    def _join(self, m: _Member, g: _Group) -> None:
+    def _rtc_group(self, g: Group, peer: OutPeer, rtc: RtcFilter) -> None:
+        """A new group of an RTC peer (no export policy): it shares the views of the
+        families RTC does not filter with the groups differing by their filter only,
+        and, if its filter names exact RTs, is found through the RT index."""
+        g.base = self._signature(peer, None)
+        for fam in g.fams:
+            if fam not in self.vpn_families:
+                sharing = self._shared.setdefault((g.base, fam), [])
+                if sharing:
+                    g.fams[fam] = sharing[0].fams[fam]
+                sharing.append(g)
+        idx = self._rtidx
+        if idx is not None and idx.narrow(rtc) and all(
+                fs.mode == 1 and not fs.addpath for f, fs in g.fams.items() if f in self.vpn_families):
+            g.narrow = True
+            idx.add_group(g, rtc)
+
+    def _join(self, m: Member, g: Group) -> None:
         m.group = g
         g.members[m.addr] = m
         g.membership_changed()
         self._members[m.addr] = m
 
-    def _leave(self, m: _Member) -> None:
+    def _leave(self, m: Member) -> None:
         g = m.group
         g.members.pop(m.addr, None)
         g.membership_changed()
@@ -526,6 +254,9 @@ class AdjRibOut:
                         del self._shared[(g.base, fam)]
             if g.narrow and self._rtidx is not None and g.rtc is not None:
                 self._rtidx.remove_group(g, g.rtc)
+            if self.relabeler is not None and g.per_route:
+                for fs in g.fams.values():
+                    self.relabeler.release_owner(fs)
 
     # -- changes ---------------------------------------------------------------
 
@@ -537,23 +268,19 @@ class AdjRibOut:
         if not groups or not change.keys:
             return out
         loc = self.rib.loc_rib(fam)
-        work: list[tuple[_Group, Iterable[bytes]]] = [(g, change.keys) for g in groups]
+        work: list[tuple[Group, Iterable[bytes]]] = [(g, change.keys) for g in groups]
         if self._rtidx is not None and fam in self.vpn_families:
             work = self._narrowed(fam, loc, groups, change.keys)
-        done: dict[int, tuple[_Batch, dict[TagOrNone, int], dict[int, list[bytes]]] | None] = {}
+        done: dict[int, tuple[Batch, dict[TagOrNone, int], dict[int, list[bytes]]] | None] = {}
         for g, keys in work:
             fs = g.fams[fam]
-            shared = done.get(id(fs), _MISSING)  # a view shared with a group already done
+            shared = done.get(id(fs), MISSING)  # a view shared with a group already done
             if shared is None:
                 continue
-            if shared is _MISSING:
+            if shared is MISSING:
                 info_of = self._info_getter(g, fam)
-                b = _Batch()
-                if fs.mode == 1 and not fs.addpath:
-                    self._process_plain(fs, keys, loc, info_of, b)
-                else:
-                    for k in keys:
-                        self._process_key(fs, fam, loc, k, info_of, b)
+                b = Batch()
+                self._process(g, fs, fam, keys, loc, info_of, b)
                 if not b:
                     done[id(fs)] = None
                     continue
@@ -573,12 +300,11 @@ class AdjRibOut:
         idx = self._rtidx = RtIndex()
         for fam in self.vpn_families:
             if fam in self.rib.families():
-                loc = self.rib.loc_rib(fam)
-                for k, p in loc.best_paths():
+                for k, p in self.rib.loc_rib(fam).best_paths():
                     idx.set_key(fam, k, self._route_targets(p.attrs))
 
-    def _narrowed(self, fam: Family, loc: LocRib, groups: list[_Group],
-                  keys: Iterable[bytes]) -> list[tuple[_Group, Iterable[bytes]]]:
+    def _narrowed(self, fam: Family, loc: LocRib, groups: list[Group],
+                  keys: Iterable[bytes]) -> list[tuple[Group, Iterable[bytes]]]:
         """Each group with the changed keys it must look at: every key for a wide
         group; for a narrow group the keys whose route targets, now or when
         last seen, its filter names (so the work follows routes x interested
@@ -586,7 +312,7 @@ class AdjRibOut:
         idx = self._rtidx
         assert idx is not None
         keys = list(keys)
-        per: dict[_Group, dict[bytes, None]] = {}
+        per: dict[object, dict[bytes, None]] = {}
         rt_groups = idx.rt_groups
         for k in keys:
             p = loc.best(k)
@@ -594,8 +320,8 @@ class AdjRibOut:
             old = idx.set_key(fam, k, rts)
             for rt in {*old, *rts}:
                 for g in rt_groups.get(rt, ()):
-                    per.setdefault(g, {})[k] = None  # type: ignore[arg-type]
-        out: list[tuple[_Group, Iterable[bytes]]] = []
+                    per.setdefault(g, {})[k] = None
+        out: list[tuple[Group, Iterable[bytes]]] = []
         for g in groups:
             if not g.narrow:
                 out.append((g, keys))
@@ -603,19 +329,19 @@ class AdjRibOut:
                 out.append((g, list(per[g])))
         return out
 
-    def _account(self, g: _Group, fam: Family, delta: dict[TagOrNone, int]) -> None:
+    def _account(self, g: Group, fam: Family, delta: dict[TagOrNone, int]) -> None:
         """Entry counts of the group view and of each member's exclusions (for :meth:`sent`)."""
         g.fams[fam].count(delta)
         self._account_members(g, fam, delta)
 
-    def _account_members(self, g: _Group, fam: Family, delta: dict[TagOrNone, int]) -> None:
+    def _account_members(self, g: Group, fam: Family, delta: dict[TagOrNone, int]) -> None:
         """Entry counts of each member's exclusions (the view's own are counted once)."""
         for t, d in delta.items():
             if d and t is not None:
                 for m in g.excluded(t):
                     m.excluded[fam] = m.excluded.get(fam, 0) + d
 
-    def _deliver(self, g: _Group, fam: Family, b: _Batch, out: dict[IPAddress, list[bytes]],
+    def _deliver(self, g: Group, fam: Family, b: Batch, out: dict[IPAddress, list[bytes]],
                  encoded: dict[int, list[bytes]] | None = None) -> None:
         """Encode batch ``b`` once for the group: shared messages, filtered copies for named members.
 
@@ -628,7 +354,7 @@ class AdjRibOut:
         distinct selection.
         """
         ctx = g.ctx
-        touched: dict[_Member, set[_Tag]] = {}
+        touched: dict[Member, set[Tag]] = {}
         for t in b.tags():
             for m in g.excluded(t):
                 got = touched.get(m)
@@ -684,28 +410,66 @@ class AdjRibOut:
         old = m.group
         if filt is old.rtc:
             return []
-        vpn = [f for f in _family_order(m.peer.families) if f in self.vpn_families]
-        before = {f: self._member_view(old, m, f) for f in vpn}
-        self._leave(m)
-        new = self._group_for(m.peer, filt)
-        fresh = not new.members
-        if fresh:
-            for f, fs in new.fams.items():
-                if f not in self.vpn_families and fs is not old.fams[f]:  # same policy: same view
-                    fs.copy_from(old.fams[f], share=not old.members)
-        self._join(m, new)
+        vpn = [f for f in family_order(m.peer.families) if f in self.vpn_families]
+        # the other families' group views do not depend on RTC: copied, not rebuilt
+        keep = [f for f in m.peer.families if f not in self.vpn_families]
+        out = self._regroup(m, m.peer, filt, vpn, keep)
         self._filters.release_unused(g.rtc for g in self._groups.values() if g.rtc is not None)
+        return out
+
+    def set_export_policy(self, address: IPAddress, policy: Policy | None) -> list[bytes]:
+        """Give ``address`` a new export policy without a session reset.
+
+        The peer moves to the update group of its new signature (built from
+        the Loc-RIB if it is new, else joined as it stands), and gets the
+        UPDATEs that turn what it holds into what it must hold now:
+        withdrawals for routes the policy now rejects, announcements for
+        routes now allowed or sent with other attributes, next hop or label.
+        """
+        m = self._members.get(address)
+        if m is None:
+            return []
+        if m.peer.export_policy == policy:
+            m.peer = replace(m.peer, export_policy=policy)
+            return []
+        old = m.group
+        return self._regroup(m, replace(m.peer, export_policy=policy), old.rtc, family_order(m.peer.families))
+
+    def _regroup(
+        self, m: Member, peer: OutPeer, rtc: RtcFilter | None, fams: list[Family], keep: Iterable[Family] = ()
+    ) -> list[bytes]:
+        """Move ``m`` to the group of (``peer``, ``rtc``); the UPDATEs that turn its view of
+        ``fams`` into its view in the new group.
+
+        ``keep``: families whose group view is the same in both groups; a new
+        group takes them from the old one instead of rebuilding them (unless
+        its views are its own: relabeled entries hold local labels per group).
+        """
+        old = m.group
+        fresh = self._signature(peer, rtc) not in self._groups
+        pol = peer.export_policy
+        copy = fresh and (pol is None or not (pol.route_dependent or pol.relabels))
+        diffed = list(fams) if copy or not fresh else [*fams, *keep]
+        before = {f: self._member_view(old, m, f) for f in diffed}
+        self._leave(m)
+        m.peer = peer
+        new = self._group_for(peer, rtc)
+        if copy:
+            for f in keep:
+                if new.fams[f] is not old.fams[f]:  # (a view shared by both: nothing to copy)
+                    new.fams[f].copy_from(old.fams[f], share=not old.members)
+        self._join(m, new)
         out: list[bytes] = []
-        for f in vpn:
+        for f in diffed:
             self._scan(new, m, f)
             after = self._member_view(new, m, f)
             wd: list[Nlri] = []
             ann: dict[Okey, list[Nlri]] = {}
             for k, s in before[f].items():
                 if k not in after:
-                    wd.extend(e[0] for e in _entries(s))
+                    wd.extend(e[0] for e in entries_of(s))
             for k, s in after.items():
-                _diff(_as_view(before[f].get(k)), _as_view(s), wd, ann)
+                diff_views(as_view(before[f].get(k)), as_view(s), wd, ann)
             out.extend(self._encode(f, new.ctx, wd, ann))
         return out
 
@@ -739,10 +503,10 @@ class AdjRibOut:
         if m is None or family not in m.group.fams:
             return
         for s in self._member_view(m.group, m, family).values():
-            for n, (attrs, nh, _) in _entries(s):
+            for n, (attrs, nh, _) in entries_of(s):
                 yield n, attrs, nh
 
-    def _member_view(self, g: _Group, m: _Member, fam: Family) -> dict[bytes, Stored]:
+    def _member_view(self, g: Group, m: Member, fam: Family) -> dict[bytes, Stored]:
         """key -> what ``m`` holds: the group view minus the entries split horizon keeps from it."""
         fs = g.fams[fam]
         ex = {t for t in fs.tags if t.excludes(m)}
@@ -762,7 +526,7 @@ class AdjRibOut:
 
     # -- per-source outbound facts ---------------------------------------------------
 
-    def _info_getter(self, g: _Group, fam: Family) -> Callable[[PathSource], Info]:
+    def _info_getter(self, g: Group, fam: Family) -> Callable[[PathSource], Info]:
         """A function source -> :data:`Info` for ``g`` in ``fam``, cached for one batch.
 
         Sources are shared by every route of one UPDATE, so a batch computes
@@ -774,14 +538,21 @@ class AdjRibOut:
         compute = self._source_info
 
         def info_of(src: PathSource) -> Info:
-            r = cache.get(src, _MISSING)
-            if r is _MISSING:
-                r = cache[src] = compute(g, src, vpn_filter, v4_unicast)
+            r = cache.get(src, MISSING)
+            if r is MISSING:
+                r = cache[src] = compute(g, fam, src, vpn_filter, v4_unicast)
             return r
 
         return info_of
 
-    def _source_info(self, g: _Group, src: PathSource, vpn_filter: RtcFilter | None, v4_unicast: bool) -> Info:
+    def _source_info(
+        self, g: Group, fam: Family, src: PathSource, vpn_filter: RtcFilter | None, v4_unicast: bool
+    ) -> Info:
+        """The Okey of ``src``'s routes for ``g``: may they go, with which attributes and next hop.
+
+        Standard rewrites, then the export policy when it does not depend on
+        the route (a route-dependent one runs per route: :mod:`vpe.rib.export_policy`).
+        """
         peer = src.peer
         attrs = src.attrs
         rep = g.rep
@@ -791,20 +562,23 @@ class AdjRibOut:
             return None  # the peer's AS is on the path: it would drop the route as a loop
         if vpn_filter is not None and not vpn_filter.matches(self._route_targets(attrs)):
             return None
-        if g.ebgp:
-            nh = g.next_hop_self if g.next_hop_self is not None else src.next_hop
-        else:
-            nh = src.next_hop if src.next_hop is not None else g.next_hop_self
+        nh = outbound_next_hop(src.next_hop, g.ebgp, g.next_hop_self)
         if nh is None:
             return None
-        out = self._transform(attrs, peer, g, nh if v4_unicast and nh.version == 4 else None)
-        okey = (out, nh, self._tag(peer, None if g.ebgp else A.originator_id(attrs)))
-        okey = self._okeys.setdefault(okey, okey)
-        if len(self._okeys) > _CACHE_MAX:
-            self._okeys.clear()
+        out = self._std.attributes(attrs, peer, rep, nh if v4_unicast and nh.version == 4 else None)
+        okey = self._intern((out, nh, self._tag(peer, None if g.ebgp else A.originator_id(attrs))))
+        if g.export is not None and not g.per_route:
+            return g.export.source_key(fam, okey)
         return okey
 
-    def _tag(self, peer: PeerInfo, oid: IPv4Address | None) -> _Tag | None:
+    def _intern(self, okey: Okey) -> Okey:
+        """The one Okey object equal to ``okey`` (routes are bucketed by Okey identity)."""
+        got = self._okeys.setdefault(okey, okey)
+        if len(self._okeys) > CACHE_MAX:
+            self._okeys.clear()
+        return got
+
+    def _tag(self, peer: PeerInfo, oid: IPv4Address | None) -> Tag | None:
         """The interned split-horizon tag of paths from ``peer`` with ORIGINATOR_ID ``oid``."""
         addr = None if peer.local else peer.address
         if addr is None and oid is None:
@@ -812,86 +586,87 @@ class AdjRibOut:
         k = (addr, oid)
         t = self._tags.get(k)
         if t is None:
-            t = self._tags[k] = _Tag(addr, oid)
+            t = self._tags[k] = Tag(addr, oid)
         return t
 
     def _route_targets(self, attrs: PathAttributes) -> tuple[bytes, ...]:
         rts = self._rts.get(attrs)
         if rts is None:
-            if len(self._rts) > _CACHE_MAX:
+            if len(self._rts) > CACHE_MAX:
                 self._rts.clear()
             rts = self._rts[attrs] = A.route_target_octets(attrs)
         return rts
 
-    def _transform(
-        self, attrs: PathAttributes, source: PeerInfo, g: _Group, v4_next_hop: IPAddress | None
-    ) -> PathAttributes:
-        """Outbound attributes of ``attrs`` learned from ``source`` for group ``g``.
-
-        * to eBGP: local AS prepended; LOCAL_PREF, ORIGINATOR_ID, CLUSTER_LIST
-          dropped; MED kept only for routes originated in our AS;
-        * reflected (iBGP to iBGP): ORIGINATOR_ID (the source's router id if
-          absent) and our cluster id prepended to CLUSTER_LIST;
-        * local or eBGP-learned to iBGP: LOCAL_PREF 100 unless present;
-        * unrecognised transitive attributes of learned routes get Partial;
-        * NEXT_HOP is the outbound next hop for IPv4 unicast, absent otherwise.
-        """
-        if g.ebgp:
-            kind: tuple[Any, ...] = ("ebgp", source.local, v4_next_hop)
-        elif is_reflection(source, g.rep):
-            kind = ("reflect", source.router_id, v4_next_hop)
-        else:
-            kind = ("ibgp", source.local, v4_next_hop)
-        key = (attrs, kind)
-        out = self._out_attrs.get(key)
-        if out is not None:
-            return out
-        if g.ebgp:
-            out = A.for_external_peer(attrs, self.local_asn, keep_med=A.is_originated_in_as(attrs))
-        elif kind[0] == "reflect":
-            out = outbound_reflection_attributes(attrs, source, g.rep, self.cluster_id)
-        else:
-            out = A.with_default_local_pref(attrs)
-        if not source.local:
-            out = A.with_partial_unknowns(out)
-        out = A.with_next_hop(out, v4_next_hop)  # type: ignore[arg-type]
-        if len(self._out_attrs) > _CACHE_MAX:
-            self._out_attrs.clear()
-        self._out_attrs[key] = out
-        return out
-
     # -- what a destination offers a group ---------------------------------------------
 
     def _offers(
-        self, fs: _FamilyState, fam: Family, loc: LocRib, key: bytes, info_of: Callable[[PathSource], Info]
+        self,
+        g: Group,
+        fs: FamilyState,
+        fam: Family,
+        loc: LocRib,
+        key: bytes,
+        info_of: Callable[[PathSource], Info],
     ) -> dict[int, Entry]:
         """The group view of ``key``: path id (0 without add-path) -> Entry."""
-        chosen: list[tuple[Path, Okey]] = []
+        chosen: list[tuple[Path, Okey, bool]] = []
+        route_policy = g.per_route
+        relabel = False
         if fs.mode == 1:
             best = loc.best(key)
             if best is not None:
                 okey = info_of(best.source)
+                if okey is not None and route_policy:
+                    okey, relabel = self._route_policy(g, fam, best, okey)
                 if okey is not None:
-                    chosen.append((best, okey))
+                    chosen.append((best, okey, relabel))
         else:
             limit = fs.mode
             for p in _ranked_paths(loc, key):
                 okey = info_of(p.source)
+                if okey is not None and route_policy:
+                    okey, relabel = self._route_policy(g, fam, p, okey)
                 if okey is not None:
-                    chosen.append((p, okey))
+                    chosen.append((p, okey, relabel))
                     if limit and len(chosen) >= limit:
                         break
         if not fs.addpath:
             if not chosen:
                 return {}
-            p, okey = chosen[0]
-            return {0: (_with_path_id(p.nlri, 0), okey)}
+            p, okey, relabel = chosen[0]
+            n = with_path_id(p.nlri, 0)
+            return {0: self._relabeled(fs, p, n, okey, relabel) if route_policy else (n, okey)}
         ids = self._path_ids(fam, loc, key)  # even with nothing chosen: frees the ids of gone paths
         out: dict[int, Entry] = {}
-        for p, okey in chosen:
+        for p, okey, relabel in chosen:
             pid = ids[(_origin(p.source), p.nlri.path_id)]
-            out[pid] = (_with_path_id(p.nlri, pid), okey)
+            n = with_path_id(p.nlri, pid)
+            out[pid] = self._relabeled(fs, p, n, okey, relabel) if route_policy else (n, okey)
         return out
+
+    def _route_policy(self, g: Group, fam: Family, p: Path, okey: Okey) -> tuple[Okey | None, bool]:
+        """``g``'s per-route export policy on one path: (Okey or None if rejected, relabel?)."""
+        assert g.export is not None
+        # a route without a label, or a local one (no next hop to swap to), is not relabeled
+        can = self.relabeler is not None and bool(getattr(p.nlri, "labels", None)) and p.source.next_hop is not None
+        return g.export.route_key(fam, p.nlri.key, okey, can)
+
+    def _relabeled(self, fs: FamilyState, p: Path, n: Nlri, okey: Okey, relabel: bool) -> Entry:
+        """The entry of ``n`` (our path id set): with ``relabel``, carrying the local label
+        for ``p``'s (next hop, label); without, any local label it held is given back."""
+        relabeler = self.relabeler
+        if relabeler is None:
+            return n, okey
+        if not relabel:
+            relabeler.release(fs, (n.key, n.path_id))
+            return n, okey
+        assert p.source.next_hop is not None
+        labels: tuple[int, ...] = n.labels  # type: ignore[attr-defined]
+        local = relabeler.acquire(fs, (n.key, n.path_id), p.source.next_hop, labels[-1])
+        if labels != (local,):
+            n = copy.copy(n)
+            n.labels = (local,)  # type: ignore[attr-defined]
+        return n, okey
 
     def _path_ids(self, fam: Family, loc: LocRib, key: bytes) -> dict[tuple[object, int], int]:
         """Our path ids for ``key``'s paths: stable per (source Adj-RIB-In, received path id).
@@ -923,13 +698,33 @@ class AdjRibOut:
 
     # -- computing and diffing -------------------------------------------------------
 
-    @staticmethod
-    def _process_plain(
-        fs: _FamilyState,
+    def _process(
+        self,
+        g: Group,
+        fs: FamilyState,
+        fam: Family,
         keys: Iterable[bytes],
         loc: LocRib,
         info_of: Callable[[PathSource], Info],
-        b: _Batch,
+        b: Batch,
+    ) -> None:
+        """Diff ``keys`` into batch ``b``, the fastest way the group's settings allow."""
+        if fs.mode == 1 and not fs.addpath and not g.relabels:
+            if not g.per_route:
+                self._process_plain(fs, keys, loc, info_of, b)
+            else:
+                self._process_route_policy(g, fs, fam, keys, loc, info_of, b)
+            return
+        for k in list(keys):  # (the keys may be the Loc-RIB's own dict)
+            self._process_key(g, fs, fam, loc, k, info_of, b)
+
+    @staticmethod
+    def _process_plain(
+        fs: FamilyState,
+        keys: Iterable[bytes],
+        loc: LocRib,
+        info_of: Callable[[PathSource], Info],
+        b: Batch,
     ) -> None:
         """The hot loop: best path only, no path ids, every member's split horizon included.
 
@@ -950,12 +745,12 @@ class AdjRibOut:
         # them in a set): announcement lists are found by the Okey's identity
         # (an int hash) rather than by its value (hashing addresses in Python)
         lists: dict[int, list[Nlri]] = {}
-        last_src: Any = _MISSING
+        last_src: Any = MISSING
         okey: Info = None
-        last_okey: Any = _MISSING
+        last_okey: Any = MISSING
         lst: list[Nlri] = []
         added = 0  # new entries under last_okey not yet in delta
-        last_tag: Any = _MISSING
+        last_tag: Any = MISSING
         wlst: list[Nlri] = []
         d: Any
         for k in keys:
@@ -1000,7 +795,7 @@ class AdjRibOut:
                 if o[2] is not okey[2]:
                     b.replace(o[2], okey[2], old)
             if n.path_id:
-                n = _with_path_id(n, 0)
+                n = with_path_id(n, 0)
             sent[k] = n
             okeys[k] = okey
             if okey is not last_okey:
@@ -1020,18 +815,96 @@ class AdjRibOut:
             lt = last_okey[2]
             delta[lt] = delta.get(lt, 0) + added
 
+    def _process_route_policy(
+        self,
+        g: Group,
+        fs: FamilyState,
+        fam: Family,
+        keys: Iterable[bytes],
+        loc: LocRib,
+        info_of: Callable[[PathSource], Info],
+        b: Batch,
+    ) -> None:
+        """Best path only with a per-route export policy (prefix/RD terms, no relabel).
+
+        Per path source, a plan: the candidate terms for its attributes, each
+        with the Okey it gives (computed once); per route, only the prefix/RD
+        tests of the plan's terms, first match deciding.
+        """
+        sent = fs.sent
+        okeys = fs.okeys
+        dests = loc.dests
+        delta = b.delta
+        export = g.export
+        assert export is not None
+        plans: dict[PathSource, Plan] = {}
+        last_src: Any = MISSING
+        plan: Plan = ((), None)
+        d: Any
+        for k in keys:
+            d = dests.get(k)
+            t = type(d)
+            if t is PathSource:
+                src = d
+                n = d.adj.routes[k]
+            elif t is tuple:
+                src = d[0]
+                n = src.adj.routes[k]
+            elif d is None:
+                src = None
+            else:
+                p = loc.best(k)
+                if p is None:
+                    src = None
+                else:
+                    src = p.source
+                    n = p.nlri
+            if src is not last_src:
+                last_src = src
+                if src is None:
+                    plan = ((), None)
+                else:
+                    got = plans.get(src)
+                    if got is None:
+                        got = plans[src] = export.plan(fam, info_of(src))
+                    plan = got
+            okey = plan_key(plan, fam, k)
+            old = sent.get(k)
+            if okey is None:
+                if old is not None:
+                    del sent[k]
+                    b.withdraw(okeys.pop(k)[2], old)
+                continue
+            if old is not None:
+                o = okeys[k]
+                if (old is n or same_nlri(old, n)) and (o is okey or o == okey):
+                    continue
+                if o[2] is not okey[2]:
+                    b.replace(o[2], okey[2], old)
+            else:
+                tag = okey[2]
+                delta[tag] = delta.get(tag, 0) + 1
+            if n.path_id:
+                n = with_path_id(n, 0)
+            sent[k] = n
+            okeys[k] = okey
+            b.announce(okey, n)
+
     def _process_key(
         self,
-        fs: _FamilyState,
+        g: Group,
+        fs: FamilyState,
         fam: Family,
         loc: LocRib,
         k: bytes,
         info_of: Callable[[PathSource], Info],
-        b: _Batch,
+        b: Batch,
     ) -> None:
-        """One destination in the general way (add-path): diff the path-id views."""
-        new = self._offers(fs, fam, loc, k, info_of)
-        old = _as_view(fs.get(k))
+        """One destination in the general way (add-path, per-route policy): diff the path-id views."""
+        old = as_view(fs.get(k))
+        new = self._offers(g, fs, fam, loc, k, info_of)
+        if g.per_route and self.relabeler is not None:
+            self._release_relabels(fs, k, old, new)
         if not new and not old:
             return
         fs.put(k, (new if fs.addpath else new[0]) if new else None)
@@ -1044,13 +917,24 @@ class AdjRibOut:
             t = e[1][2]
             if o is None:
                 delta[t] = delta.get(t, 0) + 1
-            elif _same_entry(o, e):
+            elif same_entry(o, e):
                 continue
             elif o[1][2] is not t:
                 b.replace(o[1][2], t, o[0])
             b.announce(e[1], e[0])
 
-    def _scan(self, g: _Group, m: _Member, fam: Family) -> None:
+    def _release_relabels(
+        self, fs: FamilyState, k: bytes, old: dict[int, Entry], new: dict[int, Entry]
+    ) -> None:
+        """Give back the local labels of ``k``'s entries that are gone (entries kept but no
+        longer relabeled gave theirs back in :meth:`_offers`)."""
+        relabeler = self.relabeler
+        assert relabeler is not None
+        for pid in old:
+            if pid not in new:
+                relabeler.release(fs, (k, pid))
+
+    def _scan(self, g: Group, m: Member, fam: Family) -> None:
         """Make ``g``'s view of ``fam`` ready for member ``m``, which just joined.
 
         A group whose only member is ``m`` has its view rebuilt from the
@@ -1060,26 +944,25 @@ class AdjRibOut:
         """
         fs = g.fams[fam]
         sharing = self._shared.get((g.base, fam), ())
-        if len(g.members) == 1 and sum(len(o.members) for o in sharing if o is not g) == 0:
+        if len(g.members) == 1 and not any(o.members for o in sharing if o is not g):
+            if self.relabeler is not None and g.per_route:
+                self.relabeler.release_owner(fs)
             fs.reset()
             if fam in self.rib.families():
                 loc = self.rib.loc_rib(fam)
                 info_of = self._info_getter(g, fam)
-                b = _Batch()
+                b = Batch()
+                keys: Iterable[bytes] = loc.dests  # reads only: no copy
                 if g.narrow and fam in self.vpn_families and self._rtidx is not None and g.rtc is not None:
                     # only the destinations carrying the filter's route targets can pass it
-                    self._process_plain(fs, self._rtidx.keys_for(fam, g.rtc.exact), loc, info_of, b)
-                elif fs.mode == 1 and not fs.addpath:
-                    self._process_plain(fs, loc.dests, loc, info_of, b)  # reads only: no copy
-                else:
-                    for k in list(loc.dests):
-                        self._process_key(fs, fam, loc, k, info_of, b)
+                    keys = self._rtidx.keys_for(fam, g.rtc.exact)
+                self._process(g, fs, fam, keys, loc, info_of, b)
                 fs.count(b.tally())
         m.excluded[fam] = fs.excluded_count(m)
 
     # -- encoding --------------------------------------------------------------------
 
-    def _table_msgs(self, g: _Group, m: _Member, fam: Family) -> list[bytes]:
+    def _table_msgs(self, g: Group, m: Member, fam: Family) -> list[bytes]:
         """The whole of ``m``'s view of ``fam`` as UPDATEs (no End-of-RIB).
 
         The group view is encoded once per Okey and kept until it changes;
@@ -1090,7 +973,7 @@ class AdjRibOut:
         if table is None:
             ann: dict[Okey, list[Nlri]] = {}
             lists: dict[int, list[Nlri]] = {}  # by the Okey's identity: see _process_plain
-            last: Any = _MISSING
+            last: Any = MISSING
             lst: list[Nlri] = []
             if not fs.addpath:
                 okeys = fs.okeys

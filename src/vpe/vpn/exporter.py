@@ -179,7 +179,8 @@ class Exporter:
         old = table.get((route.version, route.prefix))
         new: ExportedRoute | None = None
         labels: tuple[int, ...] = ()
-        if vrf.export_rts:
+        attrs, nh = self._exported_attributes(vrf, route)
+        if attrs is not None:
             owner = self.owner_for(vrf, route)
             if owner == old_owner:
                 lab = self.labels.label_of(owner)
@@ -191,12 +192,7 @@ class Exporter:
             cls = VPNv4Prefix if route.version == 4 else VPNv6Prefix
             key = route.prefix
             nlri = cls(key[:1] + vrf.rd.raw + key[1:], 0, labels)
-            new = ExportedRoute(
-                VPNV4 if route.version == 4 else VPNV6,
-                nlri,
-                self.attributes_for(vrf.export_rts, route.local_pref),
-                self.next_hop,
-            )
+            new = ExportedRoute(VPNV4 if route.version == 4 else VPNV6, nlri, attrs, nh)
             table[(route.version, route.prefix)] = new
         else:
             table.pop((route.version, route.prefix), None)
@@ -217,6 +213,22 @@ class Exporter:
             route.kind,
         )
         return Export(entry, old, new, released)
+
+    def _exported_attributes(self, vrf: Vrf, route: LocalRoute) -> tuple[PathAttributes | None, IPAddress]:
+        """The attributes and next hop ``route`` is exported with, None when it is not
+        exported (no export RTs, or the VRF's export policy rejects it)."""
+        if not vrf.export_rts:
+            return None, self.next_hop
+        attrs = self.attributes_for(vrf.export_rts, route.local_pref)
+        policy = vrf.export_policy
+        if policy is None:
+            return attrs, self.next_hop
+        key = route.prefix[:1] + vrf.rd.raw + route.prefix[1:]
+        v = policy.evaluate(VPNV4 if route.version == 4 else VPNV6, attrs, self.next_hop, key,
+                            self_next_hop=self.next_hop)
+        if not v.accept:
+            return None, self.next_hop
+        return v.attrs, v.next_hop if v.next_hop is not None else self.next_hop
 
     def unexport(self, vrf: str, version: int, prefix: bytes) -> tuple[ExportedRoute | None, tuple[int, ...]]:
         """The local route is gone: its exported route (to withdraw) and released labels."""

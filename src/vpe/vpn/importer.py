@@ -36,6 +36,7 @@ from typing import Any
 from ..bgp.wire.attributes.base import PathAttributes
 from ..bgp.wire.constants import AFI, VPNV4, VPNV6
 from ..bgp.wire.nlri.prefix import PLEN_BYTE
+from ..policy.policy import Policy
 from .entries import RouteKind, RouteSource, VrfRoute
 from .paths import PathIdent, VpnPath, VpnPathsChanged
 from .route_target import RouteTargetIndex, RouteTargets, matches, route_targets_of
@@ -47,6 +48,18 @@ _VPN_FAMILIES = (VPNV4, VPNV6)
 _CACHE_MAX = 65536
 _NOTHING = object()
 _tuple_new = tuple.__new__  # VrfRoute without its Python-level __new__: hot loop
+
+
+def _imported_under(policy: Policy, p: VpnPath, version: int, prefix: bytes,
+                    encaps: tuple[int, ...]) -> VrfRoute | None:
+    """The VRF entry of ``p`` under a VRF import policy (None: rejected). The
+    policy may rewrite attributes (and so the rank); the next hop stays the
+    path's own, which is what identifies the entry."""
+    v = policy.evaluate(p.family, p.attributes, p.next_hop, p.nlri.key)
+    if not v.accept:
+        return None
+    return VrfRoute(version, prefix, p.next_hop, p.labels, encaps, _IMPORTED, p, v.attrs,
+                    bgp_rank(_IMPORTED, v.attrs), _VPN)
 
 
 def _packed(nh: IPv4Address | IPv6Address | None) -> bytes:
@@ -138,7 +151,7 @@ class Importer:
         nhk = b""
         fam_ok = nh_ok = True
         version = 4
-        targets: list[tuple[Vrf, dict[bytes, Any], dict[bytes, Any]]] = []
+        targets: list[tuple[Vrf, dict[bytes, Any], dict[bytes, Any], Policy | None]] = []
         rank: tuple[int, ...] = ()
         encaps: tuple[int, ...] = ()
         bucket: dict[PathIdent, VpnPath] = {}
@@ -175,18 +188,24 @@ class Importer:
                 last_attrs = attrs
                 rank, encaps = self._attr_info(attrs)
                 targets = [
-                    (vrf, vrf.tables[version], vrf._dirty[version])
+                    (vrf, vrf.tables[version], vrf._dirty[version], vrf.import_policy)
                     for vrf in members_for(attrs)
                     if vrf.name != origin
                 ]
-                for vrf, _, _ in targets:
+                for vrf, _, _, _ in targets:
                     vrf.watch[vrf.name] = None
             if not targets:
                 continue
             prefix = plen_byte[key[0]] + key[9:]
             labels = p.labels
-            for vrf, table, dirty in targets:
-                r = new(VrfRoute, (version, prefix, nh, labels, encaps, _IMPORTED, p, attrs, rank, _VPN))
+            for vrf, table, dirty, policy in targets:
+                if policy is None:
+                    r = new(VrfRoute, (version, prefix, nh, labels, encaps, _IMPORTED, p, attrs, rank, _VPN))
+                else:
+                    under = _imported_under(policy, p, version, prefix, encaps)
+                    if under is None:
+                        continue
+                    r = under
                 if prefix in table:
                     vrf.add_route(r)
                 else:
@@ -303,11 +322,10 @@ class Importer:
             prefix = PLEN_BYTE[key[0]] + key[9:]
             version = 4 if p.family.afi == AFI.IPV4 else 6
             if now:
-                vrf.add_route(
-                    VrfRoute(
-                        version, prefix, p.next_hop, p.labels, encaps, _IMPORTED,
-                        p, attrs, rank, _VPN,
-                    )
-                )
+                r = (VrfRoute(version, prefix, p.next_hop, p.labels, encaps, _IMPORTED, p, attrs, rank, _VPN)
+                     if vrf.import_policy is None
+                     else _imported_under(vrf.import_policy, p, version, prefix, encaps))
+                if r is not None:
+                    vrf.add_route(r)
             else:
                 vrf.remove_route(version, prefix, (1, key, ident[1], p.next_hop))

@@ -6,6 +6,7 @@ table is built from:
 * :class:`VrfLabel` - "IP lookup in this VRF" (per-VRF label mode, and the
   aggregate label of aggregates, subnets and ingress replication);
 * :class:`PrefixLabel` - one exported prefix of a VRF (per-prefix mode);
+* :class:`SwapLabel` - swap to a label toward a next hop (a policy's relabel);
 * :class:`EndpointLabel` - one attached endpoint of a VRF, or the in-VRF
   next hop of a static route (per-endpoint mode): the label alone picks the
   egress port.
@@ -59,12 +60,24 @@ class EndpointLabel:
         return {"kind": "endpoint", "vrf": self.vrf, "endpoint": self.endpoint}
 
 
-LabelOwner = VrfLabel | PrefixLabel | EndpointLabel
+@dataclass(frozen=True, slots=True)
+class SwapLabel:
+    """A local label that swaps to ``label`` toward ``next_hop`` (an export policy's
+    relabel, Inter-AS option B): a swap entry of the FIB, not a VRF lookup."""
 
-LABEL_OWNER_TYPES = (VrfLabel, PrefixLabel, EndpointLabel)
+    next_hop: str
+    label: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": "swap", "next_hop": self.next_hop, "label": self.label}
 
 
-def owner_to_json(owner: LabelOwner) -> dict[str, str]:
+LabelOwner = VrfLabel | PrefixLabel | EndpointLabel | SwapLabel
+
+LABEL_OWNER_TYPES = (VrfLabel, PrefixLabel, EndpointLabel, SwapLabel)
+
+
+def owner_to_json(owner: LabelOwner) -> dict[str, Any]:
     """The stored form: ``{"kind": "vrf" | "prefix" | "endpoint", "vrf": ..., ...}``."""
     return owner.to_json()
 
@@ -88,6 +101,8 @@ def owner_from_json(value: Any) -> LabelOwner:
             return PrefixLabel(_text(value.get("vrf"), "vrf"), _text(value.get("prefix"), "prefix"))
         if kind == "endpoint":
             return EndpointLabel(_text(value.get("vrf"), "vrf"), _text(value.get("endpoint"), "endpoint"))
+        if kind == "swap" and isinstance(value.get("label"), int):
+            return SwapLabel(_text(value.get("next_hop"), "next_hop"), value["label"])
     elif isinstance(value, list | tuple) and value:
         kind = value[0]
         if kind == "vrf" and len(value) == 2:
@@ -96,4 +111,4 @@ def owner_from_json(value: Any) -> LabelOwner:
             return PrefixLabel(_text(value[1], "vrf"), _text(value[2], "prefix"))
         if kind == "endpoint" and len(value) == 3:
             return EndpointLabel(_text(value[1], "vrf"), _text(value[2], "endpoint"))
-    raise InvalidValue(f"label owner: {value!r} is not a VRF, prefix or endpoint label owner")
+    raise InvalidValue(f"label owner: {value!r} is not a VRF, prefix, endpoint or swap label owner")

@@ -24,15 +24,16 @@ from typing import Any
 
 from ..bgp.wire.attributes.tunnel_types import parse_tunnel_type
 from ..bgp.wire.nlri.base import IPAddress
+from ..policy.policy import Policy
 from .errors import AlreadyExists, InvalidValue, UnknownLocalRoute, UnknownVrf
 from .events import VpnOutput, VpnPathsChanged, VrfTableChange
 from .exporter import Export, Exporter, LocalRoute, vpn_path
 from .importer import Importer
 from .label_allocator import MAX_LABEL, MIN_LABEL, LabelAllocator
-from .label_owners import LabelOwner, VrfLabel, owner_from_json
+from .label_owners import LabelOwner, SwapLabel, VrfLabel, owner_from_json
 from .leaking import Leaker, LeakPolicy
 from .rd_allocator import RdAllocator, parse_rd
-from .route_target import RouteTargetIndex, parse_route_targets
+from .route_target import EMPTY_RTS, RouteTargetIndex, parse_route_targets
 from .vrf import (
     IPNetwork,
     LabelMode,
@@ -139,6 +140,16 @@ class VpnService:
         """Undo one :meth:`hold_vrf_label`; labels to confirm with :meth:`labels_withdrawn`."""
         return self.exporter.unhold(VrfLabel(name))
 
+    def hold_swap_label(self, next_hop: str, label: int, now: float = 0.0) -> int:
+        """A local label meaning "swap to ``label`` toward ``next_hop``" (an export
+        policy's relabel): from the same label space as the VPN labels."""
+        return self.labels.allocate(SwapLabel(next_hop, label), now)
+
+    def release_swap_label(self, next_hop: str, label: int) -> tuple[int, ...]:
+        """Undo :meth:`hold_swap_label`; labels to confirm with :meth:`labels_withdrawn`."""
+        lab = self.labels.release(SwapLabel(next_hop, label))
+        return () if lab is None else (lab,)
+
     def dump_state(self, now: float) -> dict[str, Any]:
         """What must survive a restart to keep the same RDs and labels (all of it)."""
         return {"labels": self.labels.dump(now), "rds": self.rds.dump()}
@@ -240,6 +251,20 @@ class VpnService:
     def set_export_rts(self, name: str, rts: Iterable[str], now: float = 0.0) -> VpnOutput:
         vrf = self.vrf(name)
         vrf.export_rts = parse_route_targets(rts, "export-rts")
+        return self._reexport(vrf, now)
+
+    def set_policies(self, name: str, import_policy: Policy | None, export_policy: Policy | None,
+                     now: float = 0.0) -> VpnOutput:
+        """The VRF's import and export policies (docs/policy.md): what it imports is
+        imported again under the new import policy, its routes exported again."""
+        vrf = self.vrf(name)
+        if import_policy != vrf.import_policy:
+            self.importer.reimport(vrf, vrf.import_rts, EMPTY_RTS)
+            vrf.import_policy = import_policy
+            self.importer.reimport(vrf, EMPTY_RTS, vrf.import_rts)
+        if export_policy == vrf.export_policy:
+            return self._finish(VpnOutput())
+        vrf.export_policy = export_policy
         return self._reexport(vrf, now)
 
     def set_rd(self, name: str, rd: str | None, now: float = 0.0) -> VpnOutput:
@@ -419,5 +444,7 @@ class VpnService:
         d = vrf.to_json()
         d["table"] = {p: [r.to_json() for r in rs] for p, rs in vrf.snapshot().items()}
         d["local_routes"] = [key_text(r.version, r.prefix) for r in self.local_routes(name)]
+        d["import_policy"] = vrf.import_policy.name if vrf.import_policy is not None else None
+        d["export_policy"] = vrf.export_policy.name if vrf.export_policy is not None else None
         return d
 

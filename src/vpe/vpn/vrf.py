@@ -34,6 +34,7 @@ from ..bgp.wire.constants import AttrCode
 from ..bgp.wire.nlri.base import IPAddress
 from ..bgp.wire.nlri.prefix import PLEN_BYTE, format_prefix
 from ..bgp.wire.nlri.rd import RouteDistinguisher
+from ..policy.policy import Policy
 from .entries import IPNetwork, Leak, RouteKind, RouteSource, VrfRoute
 from .errors import InvalidValue
 from .events import VrfTableChange
@@ -181,6 +182,8 @@ class Vrf:
         "tables",
         "_dirty",
         "watch",
+        "import_policy",
+        "export_policy",
     )
 
     def __init__(
@@ -207,6 +210,9 @@ class Vrf:
         self.label_mode = label_mode
         self.multipath = multipath
         self.tenant = tenant
+        #: routing policies on what this VRF imports / exports (docs/policy.md), None: none
+        self.import_policy: Policy | None = None
+        self.export_policy: Policy | None = None
         self.tables: dict[int, dict[bytes, VrfRoute | list[VrfRoute]]] = {4: {}, 6: {}}
         self._dirty: dict[int, dict[bytes, tuple[VrfRoute, ...]]] = {4: {}, 6: {}}
         #: VRF names with unflushed changes: this VRF adds its name on a change (the

@@ -481,6 +481,11 @@ class _VrfRt:
         self.counters = VrfCounters()
 
 
+#: the Forwarder's tables, all replaced together by a full sync (and restored if it is refused)
+_TABLES = ("ports", "routes", "labels", "replication", "peers", "_prt", "_vrfs", "_adj_cache",
+           "_ep_refs", "_known", "_swaps")
+
+
 class Forwarder:
     """The forwarding state of one host and the packet pipeline over it."""
 
@@ -597,36 +602,13 @@ class Forwarder:
     def full_sync(self, state: State) -> None:
         """Replace everything with ``state`` (atomic: checked before anything changes)."""
         batch = state.as_batch()
-        saved = (
-            self.ports,
-            self.routes,
-            self.labels,
-            self.replication,
-            self.peers,
-            self._prt,
-            self._vrfs,
-            self._adj_cache,
-            self._ep_refs,
-            self._known,
-            self._swaps,
-        )
+        saved = [getattr(self, name) for name in _TABLES]
         self._reset()
         try:
             self.check(batch)
         except DriverError:
-            (
-                self.ports,
-                self.routes,
-                self.labels,
-                self.replication,
-                self.peers,
-                self._prt,
-                self._vrfs,
-                self._adj_cache,
-                self._ep_refs,
-                self._known,
-                self._swaps,
-            ) = saved
+            for name, value in zip(_TABLES, saved, strict=True):
+                setattr(self, name, value)
             raise
         self.apply(batch)
 
