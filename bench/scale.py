@@ -588,6 +588,7 @@ def main() -> None:
     ap.add_argument("--member-of", type=int, default=10)
     ap.add_argument("--routes-per-vrf", type=int, default=10)
     ap.add_argument("--reflectors", default="vpe,gobgp", help="comma-separated: vpe, gobgp")
+    ap.add_argument("--timeout", type=float, default=900.0, help="part 2: seconds to wait for convergence")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     args = ap.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="vpe-scale-"))
@@ -597,7 +598,7 @@ def main() -> None:
         if args.part in ("2", "all"):
             for rr in args.reflectors.split(","):
                 res = part2(rr.strip(), args.clients, args.client_vpns, args.member_of, args.routes_per_vrf,
-                            workdir / f"part2-{rr.strip()}")
+                            workdir / f"part2-{rr.strip()}", args.timeout)
                 print(json.dumps(res), flush=True)
     finally:
         if not args.keep:
