@@ -194,7 +194,7 @@ def test_version_1_state_document_is_migrated_to_rows(tmp_path: Path) -> None:
         con = sqlite3.connect(tmp_path / "vpe.db")
         tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         assert "service_state" not in tables and {"labels", "rds", "label_space"} <= tables
-        assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
         con.close()
         again = VpnService("198.18.0.1", state=store.service_state(), now=100.0)
     finally:

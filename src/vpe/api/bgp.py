@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query
@@ -9,6 +10,17 @@ from fastapi import APIRouter, HTTPException, Query
 from ..agent.router import Router
 from ..agent.view import AgentView
 from ..bgp.wire.constants import FAMILY_BY_NAME
+
+
+def _address(text: str) -> str:
+    """A neighbor address as the configuration holds it (IPv4-mapped IPv6 folded to IPv4)."""
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        raise HTTPException(422, f"address: {text!r} is not an IP address") from None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)
 
 
 def bgp_router(view: AgentView, router: Router) -> APIRouter:
@@ -20,6 +32,7 @@ def bgp_router(view: AgentView, router: Router) -> APIRouter:
 
     @api.get("/neighbors/{address}")
     async def neighbor(address: str) -> dict[str, Any]:
+        address = _address(address)
         n = view.neighbor(address)
         if n is None:
             raise HTTPException(404, f"no neighbor {address}")
@@ -28,6 +41,7 @@ def bgp_router(view: AgentView, router: Router) -> APIRouter:
     @api.post("/neighbors/{address}/refresh")
     async def refresh(address: str) -> dict[str, Any]:
         """Soft inbound reset: ask the neighbor to resend its routes (ROUTE-REFRESH)."""
+        address = _address(address)
         try:
             fams = router.request_refresh(address)
         except KeyError:
