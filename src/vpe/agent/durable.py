@@ -115,7 +115,7 @@ class DurableOps:
                 return
             with self.store.transaction() as tx:
                 yield tx, undo
-                tx.put_service_state(self.bridge.vpn.dump_state(time.monotonic()))
+                self._write_state(tx)
                 tx.commit()
         except BaseException:
             for fn in reversed(undo):
@@ -125,12 +125,20 @@ class DurableOps:
                     log.exception("undoing a failed operation: a step failed")
             raise
 
+    def _write_state(self, tx: Transaction) -> None:
+        """The label/RD rows changed since the last write, inside ``tx``; if the
+        transaction does not commit, they are reported again next time."""
+        vpn = self.bridge.vpn
+        changes = vpn.take_state_changes(time.monotonic())
+        tx.on_rollback(lambda: vpn.state_changes_lost(changes))
+        tx.put_service_changes(changes)
+
     def save_state(self) -> None:
-        """Write the VPN service's label/RD state now (after start-up)."""
+        """Write the VPN service's changed label/RD rows now (after start-up)."""
         if self.store is None:
             return
         with self.store.transaction() as tx:
-            tx.put_service_state(self.bridge.vpn.dump_state(time.monotonic()))
+            self._write_state(tx)
 
     # -- VPN instances -----------------------------------------------------------------
 
@@ -332,6 +340,7 @@ class DurableOps:
                           extra={"port": name})
                 continue
             npt += 1
+        eng.vpn.rds.drop_preferred()  # RDs of VRFs not restored: their rows go
         released = eng.vpn.release_unclaimed_labels()
         if released:
             # never announced by this run, but peers may hold stale routes with them

@@ -18,7 +18,7 @@ def ports_router(view: AgentView, ops: DurableOps) -> APIRouter:
 
     @api.get("")
     async def ports(offset: int = Query(0, ge=0), limit: int = Query(1000, ge=1, le=100000)) -> list[dict[str, Any]]:
-        return [a.to_json() for a in view.ports()[offset : offset + limit]]
+        return [a.to_json() for a in view.ports(offset, limit)]
 
     @api.get("/{name}")
     async def port(name: str) -> dict[str, Any]:

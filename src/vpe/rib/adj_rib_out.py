@@ -84,7 +84,7 @@ from .outbound import OutboundRewrites, outbound_next_hop
 from .path import Path, PathSource, PeerInfo, same_nlri
 from .reflection import may_advertise
 from .rib import Rib, RibChange
-from .rtc import RtcFilter, RtcFilters, membership_keys
+from .rtc import RtcFilter, RtcFilters, RtIndex, membership_keys
 from .update_groups import (
     CACHE_MAX,
     MISSING,
@@ -150,6 +150,8 @@ class AdjRibOut:
         self._tags: dict[tuple[IPAddress | None, IPv4Address | None], Tag] = {}
         #: family -> key -> (source Adj-RIB-In, received path id) -> our path id
         self._pids: dict[Family, dict[bytes, dict[tuple[object, int], int]]] = {}
+        #: route targets of VPN destinations and narrow groups; from the first RTC peer on
+        self._rtidx: RtIndex | None = None
 
     # -- peers -----------------------------------------------------------------
 
@@ -157,6 +159,8 @@ class AdjRibOut:
         """The full table of every family of ``peer``, RTC first, End-of-RIB after each."""
         if peer.address in self._members:
             self.peer_down(peer.address)
+        if peer.rtc and self._rtidx is None:
+            self._start_rt_index()
         group = self._group_for(peer)
         m = Member(peer, group)
         self._join(m, group)
@@ -205,6 +209,12 @@ class AdjRibOut:
         g = self._groups.get(sig)
         if g is None:
             g = self._groups[sig] = Group(sig, peer, rtc, self.router_id, self._intern)
+            idx = self._rtidx
+            # an export policy may rewrite route targets: such a group sees every change
+            if idx is not None and rtc is not None and g.export is None and idx.narrow(rtc) and all(
+                    fs.mode == 1 and not fs.addpath for f, fs in g.fams.items() if f in self.vpn_families):
+                g.narrow = True
+                idx.add_group(g, rtc)
         return g
 
     def _join(self, m: Member, g: Group) -> None:
@@ -222,6 +232,8 @@ class AdjRibOut:
             if self.relabeler is not None and g.per_route:
                 for fs in g.fams.values():
                     self.relabeler.release_owner(fs)
+            if g.narrow and self._rtidx is not None and g.rtc is not None:
+                self._rtidx.remove_group(g, g.rtc)
 
     # -- changes ---------------------------------------------------------------
 
@@ -233,16 +245,54 @@ class AdjRibOut:
         if not groups or not change.keys:
             return out
         loc = self.rib.loc_rib(fam)
-        for g in groups:
+        work: list[tuple[Group, Iterable[bytes]]] = [(g, change.keys) for g in groups]
+        if self._rtidx is not None and fam in self.vpn_families:
+            work = self._narrowed(fam, loc, groups, change.keys)
+        for g, keys in work:
             fs = g.fams[fam]
             info_of = self._info_getter(g, fam)
             b = Batch()
-            self._process(g, fs, fam, change.keys, loc, info_of, b)
+            self._process(g, fs, fam, keys, loc, info_of, b)
             if not b:
                 continue
             fs.table = None
             self._account(g, fam, b.tally())
             self._deliver(g, fam, b, out)
+        return out
+
+    def _start_rt_index(self) -> None:
+        """The first RTC peer: index the VPN destinations by route target from now on."""
+        idx = self._rtidx = RtIndex()
+        for fam in self.vpn_families:
+            if fam in self.rib.families():
+                loc = self.rib.loc_rib(fam)
+                for k, p in loc.best_paths():
+                    idx.set_key(fam, k, self._route_targets(p.attrs))
+
+    def _narrowed(self, fam: Family, loc: LocRib, groups: list[Group],
+                  keys: Iterable[bytes]) -> list[tuple[Group, Iterable[bytes]]]:
+        """Each group with the changed keys it must look at: every key for a wide
+        group; for a narrow group the keys whose route targets, now or when
+        last seen, its filter names (so the work follows routes x interested
+        groups, not routes x groups)."""
+        idx = self._rtidx
+        assert idx is not None
+        keys = list(keys)
+        per: dict[Group, dict[bytes, None]] = {}
+        rt_groups = idx.rt_groups
+        for k in keys:
+            p = loc.best(k)
+            rts = self._route_targets(p.attrs) if p is not None else ()
+            old = idx.set_key(fam, k, rts)
+            for rt in {*old, *rts}:
+                for g in rt_groups.get(rt, ()):
+                    per.setdefault(g, {})[k] = None  # type: ignore[arg-type]
+        out: list[tuple[Group, Iterable[bytes]]] = []
+        for g in groups:
+            if not g.narrow:
+                out.append((g, keys))
+            elif g in per:
+                out.append((g, list(per[g])))
         return out
 
     def _account(self, g: Group, fam: Family, delta: dict[TagOrNone, int]) -> None:
@@ -860,7 +910,11 @@ class AdjRibOut:
                 loc = self.rib.loc_rib(fam)
                 info_of = self._info_getter(g, fam)
                 b = Batch()
-                self._process(g, fs, fam, loc.dests, loc, info_of, b)  # reads only: no copy
+                if g.narrow and fam in self.vpn_families and self._rtidx is not None and g.rtc is not None:
+                    # only the destinations carrying the filter's route targets can pass it
+                    self._process(g, fs, fam, self._rtidx.keys_for(fam, g.rtc.exact), loc, info_of, b)
+                else:
+                    self._process(g, fs, fam, loc.dests, loc, info_of, b)  # reads only: no copy
                 fs.count(b.tally())
         m.excluded[fam] = fs.excluded_count(m)
 

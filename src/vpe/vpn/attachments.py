@@ -28,6 +28,7 @@ sequence number its routes will carry (the highest claim to an address wins).
 
 from __future__ import annotations
 
+import bisect
 import enum
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -167,12 +168,42 @@ class AttachmentOutcome:
     fib: list[FibIntent] = field(default_factory=list)
 
 
+def _addresses(a: Attachment) -> set[str]:
+    return {str(ip_interface(x).ip) for x in a.ips}
+
+
 class AttachmentTable:
     """The attachments of one vPE and their state machine, over a :class:`VpnService`."""
 
     def __init__(self, vpn: VpnService) -> None:
         self.vpn = vpn
         self._by_name: dict[str, Attachment] = {}
+        #: VRF -> names of its attachments (in attach order); every name, sorted (pages)
+        self._in_vrf: dict[str, dict[str, None]] = {}
+        self._sorted: list[str] = []
+        #: (VRF, address) -> the attachments holding it (two while mobility contests it)
+        self._holders: dict[tuple[str, str], dict[str, None]] = {}
+
+    def _add(self, a: Attachment) -> None:
+        self._by_name[a.name] = a
+        self._in_vrf.setdefault(a.vrf, {})[a.name] = None
+        bisect.insort(self._sorted, a.name)
+        for ip in _addresses(a):
+            self._holders.setdefault((a.vrf, ip), {})[a.name] = None
+
+    def _remove(self, a: Attachment) -> None:
+        del self._by_name[a.name]
+        names = self._in_vrf[a.vrf]
+        del names[a.name]
+        if not names:
+            del self._in_vrf[a.vrf]
+        i = bisect.bisect_left(self._sorted, a.name)
+        del self._sorted[i]
+        for ip in _addresses(a):
+            held = self._holders[(a.vrf, ip)]
+            held.pop(a.name, None)
+            if not held:
+                del self._holders[(a.vrf, ip)]
 
     # -- reading ---------------------------------------------------------------
 
@@ -189,17 +220,26 @@ class AttachmentTable:
         return self._by_name.get(name)
 
     def by_vrf(self, vrf: str) -> list[Attachment]:
-        return [a for a in self._by_name.values() if a.vrf == vrf]
+        """The attachments of ``vrf`` (in attach order; costs those only)."""
+        return [self._by_name[n] for n in self._in_vrf.get(vrf, ())]
+
+    def page(self, offset: int, limit: int) -> list[Attachment]:
+        """Attachments by name, ``limit`` from ``offset`` (costs the page, not the total)."""
+        return [self._by_name[n] for n in self._sorted[offset : offset + limit]]
 
     def address_clash(self, a: Attachment) -> tuple[Attachment, set[str]] | None:
         """Another attachment of ``a``'s VRF holding one of ``a``'s addresses."""
-        mine = {str(ip_interface(x).ip) for x in a.ips}
-        for other in self._by_name.values():
-            if other.vrf == a.vrf and other.name != a.name:
-                clash = mine & {str(ip_interface(x).ip) for x in other.ips}
-                if clash:
-                    return other, clash
-        return None
+        mine = _addresses(a)
+        others: dict[str, set[str]] = {}
+        for ip in mine:
+            for name in self._holders.get((a.vrf, ip), ()):
+                if name != a.name:
+                    others.setdefault(name, set()).add(ip)
+        if not others:
+            return None
+        order = self._in_vrf[a.vrf]  # the first attached of them, as a walk in order finds it
+        name = min(others, key=list(order).index) if len(others) > 1 else next(iter(others))
+        return self._by_name[name], others[name]
 
     # -- operations ----------------------------------------------------------------
 
@@ -225,7 +265,7 @@ class AttachmentTable:
             raise
         if a.forwards:
             out.fib.append(PortUp(a))
-        self._by_name[a.name] = a
+        self._add(a)
         return out
 
     def activate(self, name: str) -> AttachmentOutcome:
@@ -241,10 +281,9 @@ class AttachmentTable:
         a = self._by_name.get(name)
         if a is None:
             raise NotFound(f"no port {name!r}")
-        del self._by_name[name]
+        self._remove(a)
         out = AttachmentOutcome(a)  # as it was: attaching it again undoes the detach
-        kept = {p for o in self._by_name.values() if o.vrf == a.vrf
-                for p, k in o.originated() if k == "subnet"}
+        kept = {p for o in self.by_vrf(a.vrf) for p, k in o.originated() if k == "subnet"}
         for prefix, kind in a.originated():
             if kind == "host" or prefix not in kept:
                 out.vpn.extend(self.vpn.remove_local_route(a.vrf, prefix, now))

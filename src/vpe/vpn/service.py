@@ -17,6 +17,7 @@ every *other* local VRF importing one of its RTs. Flow of a remote route:
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any
@@ -88,7 +89,11 @@ class VpnService:
                 encaps.append(e if isinstance(e, int) else parse_tunnel_type(e))
             except ValueError as err:
                 raise InvalidValue(f"encapsulations: {e!r} ({err})") from None
-        if state is not None:
+        if state is not None and "label_space" in state:  # rows (take_state_changes)
+            self.labels = LabelAllocator.from_rows(state["label_space"], state.get("label_rows", []), now,
+                                                   owner_from_json)
+            self.rds.restore(state.get("rds", {}))
+        elif state is not None:  # a whole-state dump (dump_state)
             self.labels = LabelAllocator.restore(state.get("labels", {}), now, owner_from_json)
             self.rds.restore(state.get("rds", {}))
         else:
@@ -100,6 +105,9 @@ class VpnService:
         self.exporter = Exporter(self.labels, nh, encaps, local_pref)
         self.leaker = Leaker()
         self._locals: dict[str, dict[tuple[int, bytes], LocalRoute]] = {}
+        #: names of the VRFs with unflushed table changes (each VRF's ``watch``)
+        self._changed: dict[str, None] = {}
+        self._sorted: list[str] = []  # VRF names, sorted (pages of the API's listing)
 
     # -- reading ------------------------------------------------------------------
 
@@ -108,6 +116,10 @@ class VpnService:
         if v is None:
             raise UnknownVrf(f"vrf: {name!r} does not exist")
         return v
+
+    def vrf_names(self, offset: int = 0, limit: int | None = None) -> list[str]:
+        """VRF names in order, ``limit`` of them from ``offset`` (costs the page only)."""
+        return self._sorted[offset:] if limit is None else self._sorted[offset : offset + limit]
 
     def label_bindings(self) -> dict[int, LabelOwner]:
         """label -> what it means, for the FIB's MPLS table (see the exporter)."""
@@ -139,8 +151,23 @@ class VpnService:
         return () if lab is None else (lab,)
 
     def dump_state(self, now: float) -> dict[str, Any]:
-        """What must survive a restart to keep the same RDs and labels."""
+        """What must survive a restart to keep the same RDs and labels (all of it)."""
         return {"labels": self.labels.dump(now), "rds": self.rds.dump()}
+
+    def take_state_changes(self, now: float) -> dict[str, Any]:
+        """The part of :meth:`dump_state` that changed since the last call, as rows:
+        ``label_space`` (or None), ``label_rows`` (see
+        :meth:`LabelAllocator.take_changes`) and ``rds`` (VRF -> RD text, None:
+        gone). Its cost follows the change, not the number of VRFs or labels.
+        ``state=`` of a new service reads the rows back (``label_space``,
+        ``label_rows``, ``rds``)."""
+        space, rows = self.labels.take_changes(now)
+        return {"label_space": space, "label_rows": rows, "rds": self.rds.take_changes()}
+
+    def state_changes_lost(self, changes: dict[str, Any]) -> None:
+        """The changes :meth:`take_state_changes` returned were not stored."""
+        self.labels.changes_lost(changes["label_space"], changes["label_rows"])
+        self.rds.changes_lost(changes["rds"])
 
     # -- VRFs -----------------------------------------------------------------------
 
@@ -180,7 +207,9 @@ class VpnService:
             tenant=tenant,
         )
         vrf.rd = self.rds.allocate(name) if rd_value is None else self.rds.claim(name, rd_value)
+        vrf.watch = self._changed
         self.vrfs[name] = vrf
+        bisect.insort(self._sorted, name)
         self._locals[name] = {}
         self.index.set(vrf, imp)
         self.importer.reimport(vrf, frozenset(), imp)
@@ -204,6 +233,7 @@ class VpnService:
         changes = vrf.flush()
         self.rds.release(name)
         del self.vrfs[name]
+        del self._sorted[bisect.bisect_left(self._sorted, name)]
         del self._locals[name]
         self.exporter.drop_vrf(name)
         out.table_changes.extend(changes)
@@ -379,20 +409,27 @@ class VpnService:
 
     # -- change collection ---------------------------------------------------------------
 
+    def _flush_changed(self) -> list[VrfTableChange]:
+        """The table changes of the VRFs that have some (not a walk of every VRF)."""
+        changes: list[VrfTableChange] = []
+        names = list(self._changed)
+        self._changed.clear()
+        for name in names:
+            vrf = self.vrfs.get(name)
+            if vrf is not None and vrf.has_changes():
+                changes.extend(vrf.flush())
+        return changes
+
     def _finish(self, out: VpnOutput) -> VpnOutput:
-        """Flush every VRF's changes, let leaks follow them, merge per prefix."""
+        """Flush the changed VRFs, let leaks follow them, merge per prefix."""
         if not self.leaker.policies:
-            for vrf in self.vrfs.values():
-                if vrf.has_changes():
-                    out.table_changes.extend(vrf.flush())
+            out.table_changes.extend(self._flush_changed())
             return out
         merged: dict[tuple[str, int, bytes], VrfTableChange] = {
             (c.vrf, c.version, c.prefix): c for c in out.table_changes
         }
         for _ in range(_MAX_LEAK_ROUNDS):
-            changes: list[VrfTableChange] = []
-            for vrf in self.vrfs.values():
-                changes.extend(vrf.flush())
+            changes = self._flush_changed()
             if not changes:
                 break
             for c in changes:

@@ -183,6 +183,7 @@ class Vrf:
         "_dirty",
         "import_policy",
         "export_policy",
+        "watch",
     )
 
     def __init__(
@@ -214,6 +215,10 @@ class Vrf:
         self.export_policy: Policy | None = None
         self.tables: dict[int, dict[bytes, VrfRoute | list[VrfRoute]]] = {4: {}, 6: {}}
         self._dirty: dict[int, dict[bytes, tuple[VrfRoute, ...]]] = {4: {}, 6: {}}
+        #: VRF names with unflushed changes: this VRF adds its name on a change (the
+        #: VPN service shares one such ordered set among its VRFs, so that it
+        #: flushes the changed VRFs only)
+        self.watch: dict[str, None] = {}
 
     def __repr__(self) -> str:
         return f"Vrf({self.name!r}, rd={self.rd}, routes={len(self)})"
@@ -288,6 +293,7 @@ class Vrf:
         p = route.prefix
         table = self.tables[route.version]
         dirty = self._dirty[route.version]
+        self.watch[self.name] = None
         val = table.get(p)
         if val is None:
             table[p] = route
@@ -333,6 +339,7 @@ class Vrf:
         dirty = self._dirty[version]
         if prefix not in dirty:
             dirty[prefix] = self._select(val)
+        self.watch[self.name] = None
         e = entries[i]
         if len(entries) == 1:
             del table[prefix]
@@ -344,6 +351,7 @@ class Vrf:
 
     def touch_all(self) -> None:
         """Mark every prefix as possibly changed (e.g. the multipath limit changed)."""
+        self.watch[self.name] = None
         for v, table in self.tables.items():
             dirty = self._dirty[v]
             for k, val in table.items():
