@@ -54,7 +54,8 @@ class Engine:
         self.router_id = IPv4Address(cfg.bgp.router_id)
         self.underlay = ip_address(dp.underlay_address) if dp.underlay_address else self.router_id
         self.fib = (
-            FibProgrammer(dp.fib_socket, self.underlay, encap_order=dp.encapsulations)
+            FibProgrammer(dp.fib_socket, self.underlay, encap_order=dp.encapsulations,
+                          gateway_mac=dp.gateway_mac)
             if dp.driver != "none"
             else None
         )

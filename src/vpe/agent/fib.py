@@ -24,7 +24,7 @@ from ..dataplane.driver import (
     State,
 )
 from .fib_link import FibLink, fib_address
-from .fib_resolver import FibResolver, PortSpec
+from .fib_resolver import DEFAULT_GATEWAY_MAC, FibResolver, PortSpec
 
 if TYPE_CHECKING:
     from ..vpn.events import VrfTableChange
@@ -37,8 +37,9 @@ class FibProgrammer:
     """Desired forwarder state plus the task that keeps the forwarder in step with it."""
 
     def __init__(self, socket_path: str, underlay: IPv4Address | IPv6Address,
-                 encap_order: Iterable[Encap] = ("mpls-in-udp", "mpls-in-gre")) -> None:
-        self.resolver = FibResolver(underlay, encap_order)
+                 encap_order: Iterable[Encap] = ("mpls-in-udp", "mpls-in-gre"),
+                 gateway_mac: str = DEFAULT_GATEWAY_MAC) -> None:
+        self.resolver = FibResolver(underlay, encap_order, gateway_mac)
         self.link = FibLink(socket_path, self.resolver.state)
 
     # -- the desired state (the resolver's) ----------------------------------------

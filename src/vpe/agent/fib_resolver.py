@@ -17,7 +17,8 @@ Resolution, in short:
 * a static route via a VM's address goes to that VM's port, once the port
   exists (ports re-resolve what depends on them);
 * every allocated label becomes a label entry: IP lookup in a VRF, or
-  delivery to a port (per-endpoint labels); swap entries (Inter-AS option
+  delivery to a port (per-endpoint labels; IP lookup in the VRF while the
+  endpoint is not here: a standby or released port, docs/mobility.md); swap entries (Inter-AS option
   B, policy re-label) are set explicitly with :meth:`FibResolver.set_swap`.
 """
 
@@ -71,9 +72,15 @@ class PortSpec(Protocol):
     def allowed_pairs(self) -> Sequence[str]: ...
 
 
-def port_of(a: PortSpec) -> Port:
+#: the gateway MAC every port sees unless configured (``[dataplane] gateway_mac``): the
+#: same on every host (an anycast gateway MAC), so no MAC state moves with a VM (R9.2)
+DEFAULT_GATEWAY_MAC = "02:00:5e:00:00:01"
+
+
+def port_of(a: PortSpec, gateway_mac: str = DEFAULT_GATEWAY_MAC) -> Port:
     """The forwarder port of attachment ``a``."""
     return Port(
+        gateway_mac=gateway_mac,
         name=a.name,
         ifname=a.ifname,
         vrf=a.vrf,
@@ -88,8 +95,10 @@ class FibResolver:
     """The desired forwarder state, and the batch each change makes of it."""
 
     def __init__(self, underlay: IPv4Address | IPv6Address,
-                 encap_order: Iterable[Encap] = ("mpls-in-udp", "mpls-in-gre")) -> None:
+                 encap_order: Iterable[Encap] = ("mpls-in-udp", "mpls-in-gre"),
+                 gateway_mac: str = DEFAULT_GATEWAY_MAC) -> None:
         self.underlay = underlay
+        self.gateway_mac = gateway_mac
         self.encap_order = tuple(encap_order)
         self.ports: dict[str, Port] = {}
         self.routes: dict[RouteKey, Route] = {}
@@ -107,7 +116,7 @@ class FibResolver:
 
     def add_port(self, a: PortSpec) -> Batch:
         """Port ``a`` (new or changed), with what its presence re-resolves."""
-        port = port_of(a)
+        port = port_of(a, self.gateway_mac)
         self.ports[a.name] = port
         return Batch(add_ports=(port,), **self._port_dependents())
 
@@ -264,8 +273,11 @@ class FibResolver:
         for label, owner in bindings.items():
             if isinstance(owner, EndpointLabel):
                 # a static route's endpoint label names the VM's address
+                # (an endpoint not here - standby, released: docs/mobility.md - is looked up
+                # in its VRF, whose route leads to where the VM runs: local repair)
                 port = self._port_for(owner.vrf, owner.endpoint)
-                out[label] = LabelEntry(label, "port", port if port is not None else owner.endpoint)
+                out[label] = (LabelEntry(label, "port", port) if port is not None
+                              else LabelEntry(label, "vrf", owner.vrf))
             elif not isinstance(owner, SwapLabel):  # swap entries come from set_swap
                 out[label] = LabelEntry(label, "vrf", owner.vrf)
         return out

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..vpn.attachments import Attachment
+from ..vpn.attachments import Attachment, AttachmentState
 
 
 class _Model(BaseModel):
@@ -28,6 +28,15 @@ class VpnCreate(_Model):
     label_mode: Literal["per-vrf", "per-prefix", "per-endpoint"] = "per-vrf"
     multipath: int = Field(default=1, ge=1, le=64)
     description: str = Field(default="", max_length=256, description="free text (bagpipe: instance_description)")
+
+
+class PortRelease(_Model):
+    """``POST /v1/ports/{name}/release``: the VM left this host (docs/mobility.md)."""
+
+    hold: float | None = Field(
+        default=30.0, ge=0, le=86400,
+        description="seconds the redirect (local repair) is kept once the withdrawal is sent; "
+                    "null: until DELETE /v1/ports/{name}")
 
 
 class VpnUpdate(_Model):
@@ -61,6 +70,13 @@ class PortAttach(_Model):
     local_pref: int | None = Field(default=None, ge=0, le=0xFFFFFFFF,
                                    description="LOCAL_PREF of the port's exported routes (default 100)")
     description: str = Field(default="", max_length=256, description="free text about the port")
+    state: Literal["active", "standby"] = Field(
+        default="active",
+        description="standby: prepare a move here (routes advertised with a higher mobility "
+                    "sequence number, port not taken until POST /v1/ports/{name}/activate); "
+                    "docs/mobility.md")
+    sequence: int = Field(default=0, ge=0, le=0xFFFFFFFF,
+                          description="mobility sequence number (0: chosen by the vPE)")
     vpn_type: str = Field(default="ipvpn", description="only 'ipvpn' (bagpipe: vpn_type)")
     import_rts: list[str] | None = Field(
         default=None, max_length=64,
@@ -81,6 +97,7 @@ class PortAttach(_Model):
             ips=tuple(self.ips), gateways=tuple(self.gateways),
             allowed_pairs=tuple(self.allowed_pairs), advertise=self.advertise,
             direction=self.direction, local_pref=self.local_pref, description=self.description,
+            state=AttachmentState(self.state), sequence=self.sequence,
         )
 
     @field_validator("vpn_type")
