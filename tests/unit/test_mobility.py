@@ -195,3 +195,37 @@ def test_r9_3_whole_move_between_two_vpe_services() -> None:
     back = src.sequence_for(Attachment("vm1b", "tap-b", "red", "02:00:00:00:00:01", (f"{VM}/24",),
                                        state=AttachmentState.STANDBY))
     assert back.sequence == 2
+
+
+def test_r9_3_released_route_is_marked_moved_for_the_forwarder() -> None:
+    src = host("198.18.0.1")
+    src.attach(port())
+    seen(src, remote("198.18.0.2", seq=1))
+    out = src.release("vm1")
+    fib = FibResolver(ip_address("198.18.0.1"))
+    fib.vrf_changes(out.vpn.table_changes, src.vpn)
+    (route,) = [r for k, r in fib.routes.items() if str(k.prefix) == f"{VM}/32"]
+    assert route.moved and route.to_json()["moved"] is True
+
+
+def test_r9_3_forwarder_retunnels_for_a_moved_vm_but_never_transit_or_back() -> None:
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_dp_helpers import forwarder, mpls_udp_payload, udp4
+
+    from vpe.dataplane.driver import Batch, NextHop, Route
+
+    fwd = forwarder()
+    fwd.apply(Batch(add_routes=(
+        Route("red", "192.0.2.30/32", (NextHop.remote("198.18.0.3", 7000, "mpls-in-udp"),), moved=True),
+    )))
+    inner = udp4("192.0.2.20", "192.0.2.30", ttl=9)
+    out = fwd.from_underlay(mpls_udp_payload(1000, inner), "198.18.0.2", "mpls-in-udp")
+    assert len(out) == 1 and out[0][0].endpoint == "198.18.0.3"  # type: ignore[union-attr]
+    payload = bytes(out[0][1])
+    assert (int.from_bytes(payload[8:12], "big") >> 12) == 7000 and payload[12 + 8] == 8  # label, TTL - 1
+    assert fwd.counters()["vrfs"]["red"]["redirected"] == 1
+    # what came from the new host itself is not sent back (a loop)
+    assert fwd.from_underlay(mpls_udp_payload(1000, inner), "198.18.0.3", "mpls-in-udp") == []
+    assert fwd.drops["redirect-loop"] == 1

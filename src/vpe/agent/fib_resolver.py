@@ -42,6 +42,7 @@ from ..dataplane.driver import (
 )
 from ..vpn.entries import Endpoint, Leak, RouteKind, RouteSource
 from ..vpn.label_owners import EndpointLabel, LabelOwner, SwapLabel
+from ..vpn.mobility import RANK_NOT_HERE
 
 if TYPE_CHECKING:
     from ..vpn.events import VrfTableChange
@@ -180,7 +181,8 @@ class FibResolver:
                 self._statics.pop(key, None)
             hops = self._next_hops(ch, vpn, bindings)
             if hops:
-                r = Route(ch.vrf, ch.network, tuple(hops[:_MAX_NEXT_HOPS]))
+                moved = ch.routes[-1].rank[0] == RANK_NOT_HERE and ch.routes[0].source is not RouteSource.LOCAL
+                r = Route(ch.vrf, ch.network, tuple(hops[:_MAX_NEXT_HOPS]), moved=moved)
                 if self.routes.get(key) != r:
                     self.routes[key] = r
                     add.append(r)
@@ -212,6 +214,8 @@ class FibResolver:
                    bindings: dict[int, LabelOwner]) -> list[NextHop]:
         hops: list[NextHop] = []
         for r in ch.routes:
+            if r.rank[0] == RANK_NOT_HERE:  # the marker of a moved endpoint (vpe.vpn.mobility)
+                continue
             while isinstance(r.origin, Leak):  # leaked: forward as the source VRF's entry does
                 r = r.origin.route
             if r.next_hop is None:

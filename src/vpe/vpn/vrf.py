@@ -38,7 +38,7 @@ from ..policy.policy import Policy
 from .entries import IPNetwork, Leak, RouteKind, RouteSource, VrfRoute
 from .errors import InvalidValue
 from .events import VrfTableChange
-from .mobility import sequence_of
+from .mobility import RANK_NOT_HERE, sequence_of
 from .paths import VpnPath
 from .route_target import RouteTargets, format_route_targets
 
@@ -284,6 +284,10 @@ class Vrf:
             if len(out) >= limit or e.rank != rank:
                 break
             out.append(e)
+        if best.source is not RouteSource.LOCAL and val[-1].rank[0] == RANK_NOT_HERE:
+            # a standby / released endpoint of this host: its entry rides along as a marker
+            # (the FIB re-tunnels what arrives for it; vpe.vpn.mobility), never a next hop
+            out.append(val[-1])
         return tuple(out)
 
     # -- writing ---------------------------------------------------------------
