@@ -34,7 +34,14 @@ from ..bgp.wire.attributes.base import PathAttributes
 from ..bgp.wire.constants import IPV4_MCAST_VPN, VPNV4, VPNV6, Family
 from ..rib.attrs import route_target_octets
 from ..rib.path import Path
-from ..vpn.attachments import Attachment, AttachmentOutcome, AttachmentTable, PortDown, PortUp
+from ..vpn.attachments import (
+    Attachment,
+    AttachmentOutcome,
+    AttachmentState,
+    AttachmentTable,
+    PortDown,
+    PortUp,
+)
 from ..vpn.events import VpnOutput, VpnPath, VpnPathsChanged, vpn_path_of
 from ..vpn.service import VpnService
 from .fib import FibProgrammer
@@ -304,8 +311,13 @@ class VpnBridge:
 
     def attach(self, a: Attachment) -> Attachment:
         """Attach an endpoint: its routes are originated in its VRF; the forwarder gets
-        the port. A port the FIB refuses at once undoes the whole attach."""
-        outcome = self.attachments.attach(a, time.monotonic())
+        the port. A port the FIB refuses at once undoes the whole attach. The
+        attachment's mobility sequence number is chosen here (see
+        :meth:`AttachmentTable.sequence_for`); the one returned carries it."""
+        restoring = a.state is AttachmentState.REDIRECTING
+        if not restoring:
+            a = self.attachments.sequence_for(a)
+        outcome = self.attachments.attach(a, time.monotonic(), restoring)
         try:
             self._apply_outcome(outcome)
         except Exception:
@@ -319,7 +331,14 @@ class VpnBridge:
         return outcome.attachment
 
     def activate(self, name: str) -> Attachment:
-        outcome = self.attachments.activate(name)
+        outcome = self.attachments.activate(name, time.monotonic())
+        self._apply_outcome(outcome)
+        return outcome.attachment
+
+    def release(self, name: str) -> Attachment:
+        """The endpoint left for another host: routes withdrawn, labels kept for
+        local repair, port removed (docs/mobility.md)."""
+        outcome = self.attachments.release(name, time.monotonic())
         self._apply_outcome(outcome)
         return outcome.attachment
 

@@ -69,7 +69,8 @@ def _packed(nh: IPv4Address | IPv6Address | None) -> bytes:
 class Importer:
     """Every known VPN path, and the VRF entries imported from them."""
 
-    __slots__ = ("index", "_own", "_own_packed", "_paths", "_origin", "_info", "_by_attrs", "_attrs_by_rt")
+    __slots__ = ("index", "_own", "_own_packed", "_paths", "_origin", "_info", "_by_attrs", "_attrs_by_rt",
+                 "contested")
 
     def __init__(
         self,
@@ -87,6 +88,9 @@ class Importer:
         #: every known path by attribute set, and attribute sets by route target (for reimport)
         self._by_attrs: dict[PathAttributes, dict[PathIdent, VpnPath]] = {}
         self._attrs_by_rt: dict[Any, set[PathAttributes]] = {}
+        #: (VRF, version, prefix) given a claim with a mobility sequence while holding
+        #: entries: the service looks at them once (logs contested addresses)
+        self.contested: list[tuple[Vrf, int, bytes]] = []
 
     @property
     def local_next_hops(self) -> frozenset[IPv4Address | IPv6Address]:
@@ -192,7 +196,7 @@ class Importer:
                     for vrf in members_for(attrs)
                     if vrf.name != origin
                 ]
-                for vrf, _, _, _ in targets:
+                for vrf, *_ in targets:
                     vrf.watch[vrf.name] = None
             if not targets:
                 continue
@@ -208,6 +212,8 @@ class Importer:
                     r = under
                 if prefix in table:
                     vrf.add_route(r)
+                    if r.rank[1]:  # a mobility claim on a prefix held already (vpe.vpn.mobility)
+                        self.contested.append((vrf, version, prefix))
                 else:
                     table[prefix] = r
                     dirty.setdefault(prefix, ())

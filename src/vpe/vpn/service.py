@@ -25,6 +25,7 @@ from typing import Any
 from ..bgp.wire.attributes.tunnel_types import parse_tunnel_type
 from ..bgp.wire.nlri.base import IPAddress
 from ..policy.policy import Policy
+from .entries import RouteSource
 from .errors import AlreadyExists, InvalidValue, UnknownLocalRoute, UnknownVrf
 from .events import VpnOutput, VpnPathsChanged, VrfTableChange
 from .exporter import Export, Exporter, LocalRoute, vpn_path
@@ -32,6 +33,7 @@ from .importer import Importer
 from .label_allocator import MAX_LABEL, MIN_LABEL, LabelAllocator
 from .label_owners import LabelOwner, SwapLabel, VrfLabel, owner_from_json
 from .leaking import Leaker, LeakPolicy
+from .mobility import MAX_SEQUENCE, check_contest, entry_sequence
 from .rd_allocator import RdAllocator, parse_rd
 from .route_target import EMPTY_RTS, RouteTargetIndex, parse_route_targets
 from .vrf import (
@@ -302,9 +304,12 @@ class VpnService:
         next_hop: IPAddress | str | None = None,
         now: float = 0.0,
         local_pref: int | None = None,
+        sequence: int = 0,
+        mode: str = "active",
     ) -> VpnOutput:
         """Originate ``prefix`` in ``vrf`` (replacing its previous local route);
-        ``local_pref`` is the LOCAL_PREF of its export (default: the service's)."""
+        ``local_pref`` is the LOCAL_PREF of its export (default: the service's);
+        ``sequence`` and ``mode`` its mobility (:class:`~vpe.vpn.exporter.LocalRoute`)."""
         v = self.vrf(vrf)
         version, key = prefix_key(prefix)
         k = parse_route_kind(kind)
@@ -317,7 +322,11 @@ class VpnService:
             raise InvalidValue(f"next-hop: {nh} is not an IPv{version} address like {prefix!r}")
         if local_pref is not None and (type(local_pref) is not int or not 0 <= local_pref <= 0xFFFFFFFF):
             raise InvalidValue(f"local_pref: {local_pref!r} is not a LOCAL_PREF value (0..4294967295)")
-        route = LocalRoute(version, key, k, endpoint, nh, local_pref)
+        if type(sequence) is not int or not 0 <= sequence <= MAX_SEQUENCE:
+            raise InvalidValue(f"sequence: {sequence!r} is not a mobility sequence number (0..{MAX_SEQUENCE})")
+        if mode not in ("active", "standby", "redirect"):
+            raise InvalidValue(f"mode: {mode!r} is not active, standby or redirect")
+        route = LocalRoute(version, key, k, endpoint, nh, local_pref, sequence, mode)
         self._locals[vrf][(version, key)] = route
         out = VpnOutput()
         self._apply_export(v, self.exporter.export(v, route, now), out)
@@ -331,6 +340,23 @@ class VpnService:
         out = VpnOutput()
         self._remove_local(v, version, key, out)
         return self._finish(out)
+
+    def highest_sequence(self, vrf: str, prefix: str | IPNetwork) -> tuple[int, IPAddress | None]:
+        """The highest mobility sequence number claimed for ``prefix`` in ``vrf`` by
+        another vPE (imported entries), and that vPE's address (None: no claim)."""
+        v = self.vrf(vrf)
+        best: tuple[int, IPAddress | None] = (0, None)
+        for e in v.routes(prefix_key(prefix)):
+            if e.source is RouteSource.IMPORTED:
+                seq = entry_sequence(e)
+                if seq > best[0] or best[1] is None:
+                    best = (seq, e.next_hop)
+        return best
+
+    def local_sequence(self, vrf: str, prefix: str | IPNetwork) -> int:
+        """The mobility sequence number of this vPE's own route for ``prefix`` (0: none)."""
+        r = self._locals.get(vrf, {}).get(prefix_key(prefix))
+        return r.sequence if r is not None else 0
 
     def local_routes(self, vrf: str) -> list[LocalRoute]:
         self.vrf(vrf)
@@ -424,6 +450,7 @@ class VpnService:
         """Flush the changed VRFs, let leaks follow them, merge per prefix."""
         if not self.leaker.policies:
             out.table_changes.extend(self._flush_changed())
+            self._contests(out.table_changes)
             return out
         merged: dict[tuple[str, int, bytes], VrfTableChange] = {
             (c.vrf, c.version, c.prefix): c for c in out.table_changes
@@ -436,7 +463,22 @@ class VpnService:
                 merged[(c.vrf, c.version, c.prefix)] = c
             self.leaker.on_changes(changes, self.vrfs)
         out.table_changes = list(merged.values())
+        self._contests(out.table_changes)
         return out
+
+    def _contests(self, changes: list[VrfTableChange]) -> None:
+        """Log contested host addresses (mobility): only host prefixes with several
+        entries are looked at, so a table of plain routes costs one test each."""
+        own = self.importer.local_next_hops
+        todo = {(c.vrf, c.version, c.prefix): None for c in changes if c.prefix[0] in (32, 128)}
+        for v, version, prefix in self.importer.contested:
+            todo[(v.name, version, prefix)] = None
+        self.importer.contested.clear()
+        for name, version, prefix in todo:
+            vrf = self.vrfs.get(name)
+            val = vrf.tables[version].get(prefix) if vrf is not None else None
+            if type(val) is list and any(e.rank[1] for e in val):
+                check_contest(name, key_text(version, prefix), val, own)
 
     def describe(self, name: str) -> dict[str, Any]:
         """A VRF's configuration and table, as JSON values (API / CLI)."""
