@@ -250,13 +250,13 @@ async def test_attach_local_pref_and_description(client: httpx.AsyncClient, engi
     routes = (await client.get("/v1/bgp/routes", params={"family": "vpnv4", "peer": "local"})).json()
     host = _local_route(routes, "192.0.2.10/32")
     subnet = _local_route(routes, "192.0.2.0/24")
-    assert host is not None and host["attributes"]["local-pref"] == 250
-    assert subnet is not None and subnet["attributes"]["local-pref"] == 250
+    assert host is not None and host["attributes"]["local_pref"] == 250
+    assert subnet is not None and subnet["attributes"]["local_pref"] == 250
     # a port without local_pref keeps the default
     other = {**PORT, "name": "vm2", "ips": ["192.0.2.11/24"]}
     assert (await client.post("/v1/ports", json=other)).status_code == 201
     routes = (await client.get("/v1/bgp/routes", params={"family": "vpnv4", "peer": "local"})).json()
-    assert _local_route(routes, "192.0.2.11/32")["attributes"]["local-pref"] == 100  # type: ignore[index]
+    assert _local_route(routes, "192.0.2.11/32")["attributes"]["local_pref"] == 100  # type: ignore[index]
     assert engine.store is not None and engine.store.ports()["vm1"]["local_pref"] == 250
     for bad in (-1, 2**32, "high"):
         r = await client.post("/v1/ports", json={**PORT, "name": "vm9", "local_pref": bad})

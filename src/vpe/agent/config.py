@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..bgp.wire.constants import FAMILY_BY_NAME, Family
+from ..bgp.wire.constants import FAMILY_BY_NAME, Family, family_from_name
 from ..dataplane import registry as dataplane_drivers
 from ..policy.book import PolicyBook
 from ..policy.errors import PolicyError
@@ -38,10 +38,8 @@ def _check_ip(value: str, what: str) -> str:
 
 
 def _check_families(names: list[str]) -> list[str]:
-    for n in names:
-        if n not in FAMILY_BY_NAME:
-            raise ValueError(f"unknown family {n!r} (known: {', '.join(sorted(FAMILY_BY_NAME))})")
-    return names
+    """The full names of ``names`` (short names such as ``ipv4`` or ``mvpn`` are accepted)."""
+    return [family_from_name(n).name for n in names]
 
 
 class AddPathConfig(_Strict):
