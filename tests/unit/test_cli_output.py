@@ -16,7 +16,14 @@ from vpe.bgp.wire.attributes.as_path import AsPath
 from vpe.bgp.wire.attributes.base import PathAttributes
 from vpe.bgp.wire.attributes.origin import Origin
 from vpe.bgp.wire.attributes.simple import LocalPref
-from vpe.bgp.wire.constants import IPV4_LABELED, IPV4_MCAST_VPN, IPV4_UNICAST, RTC, VPNV4, family_from_name
+from vpe.bgp.wire.constants import (
+    IPV4_LABELED,
+    IPV4_MCAST_VPN,
+    IPV4_UNICAST,
+    RTC,
+    VPNV4,
+    family_from_name,
+)
 from vpe.bgp.wire.nlri.vpn import VPNv4Prefix
 from vpe.cli import output
 from vpe.rib.decision import DecisionOptions, best_path_reason, compute_rank
