@@ -107,3 +107,14 @@ def test_best_path_reason_names_the_deciding_step() -> None:
     assert r["step"] == "as_path_length" and "AS_PATH" in r["text"]
     d = _path("127.0.0.9", 200)
     assert best_path_reason(a, [a, d], rank)["step"] == "router_id"
+
+
+def test_configuration_accepts_short_family_names() -> None:
+    from vpe.agent.config import ConfigError, parse_config
+
+    cfg = parse_config('[bgp]\nlocal_as = 65000\nrouter_id = "198.18.0.1"\n'
+                       '[[neighbors]]\naddress = "127.0.0.2"\nfamilies = ["vpnv4", "ipv4-lu", "mvpn"]\n')
+    assert cfg.neighbors[0].families == ["vpnv4", "ipv4-labeled-unicast", "ipv4-mcast-vpn"]
+    with pytest.raises(ConfigError, match="vpnv9"):
+        parse_config('[bgp]\nlocal_as = 65000\nrouter_id = "198.18.0.1"\n'
+                     '[[neighbors]]\naddress = "127.0.0.2"\nfamilies = ["vpnv9"]\n')
