@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 VENV  ?= .venv
 PY    := $(VENV)/bin/python
-DEB_PACKAGES := gobgpd frr bird2 exabgp iputils-ping iproute2 tshark tcpdump iperf3
+DEB_PACKAGES := gobgpd frr bird2 exabgp iputils-ping iproute2 tshark tcpdump iperf3 openssl curl
 
 .PHONY: test demo demo-down deps venv lint bench clean
 

@@ -239,3 +239,51 @@ def test_up_with_a_smaller_topology_removes_the_rest(tmp_path: Path) -> None:
         assert st["attachments"] == ["blue1"]
     finally:
         teardown_lab(prefix)
+
+
+def _foreign_namespace(name: str) -> subprocess.Popen[bytes]:
+    """A namespace the lab did not create, with a process of its own running in it."""
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    return subprocess.Popen(["ip", "netns", "exec", name, "sleep", "30"])
+
+
+def _cleanup_foreign(name: str, proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(timeout=5)
+    subprocess.run(["ip", "netns", "delete", name], check=False, capture_output=True)
+
+
+def test_up_and_down_leave_foreign_namespaces_alone() -> None:
+    """Issue 13, finding 12: a namespace whose name merely starts with the lab's prefix is
+    neither deleted nor has its processes killed, by `up` (pruning) or by `down`."""
+    prefix = new_prefix()
+    stranger = f"{prefix}-stranger"
+    proc = _foreign_namespace(stranger)
+    try:
+        vpe("lab", "up", str(TWO_HOSTS), "--prefix", prefix, "--no-processes")
+        assert stranger in lab_namespaces(prefix) and proc.poll() is None
+        vpe("lab", "up", str(TWO_HOSTS), "--prefix", prefix, "--no-processes")
+        assert stranger in lab_namespaces(prefix) and proc.poll() is None
+        vpe("lab", "down", "--prefix", prefix)
+        assert lab_namespaces(prefix) == [stranger] and proc.poll() is None
+    finally:
+        _cleanup_foreign(stranger, proc)
+        teardown_lab(prefix)
+
+
+def test_up_refuses_a_namespace_it_did_not_create() -> None:
+    """A namespace of a planned name that the lab did not create: `up` refuses (exit 1, named)
+    and neither it nor its process is touched, by `up` or by `down`."""
+    prefix = new_prefix()
+    taken = f"{prefix}-h1"
+    proc = _foreign_namespace(taken)
+    try:
+        r = vpe("lab", "up", str(TWO_HOSTS), "--prefix", prefix, "--no-processes", check=False)
+        assert r.returncode == 1 and taken in r.stderr and "not created by" in r.stderr, r.stderr
+        assert proc.poll() is None
+        vpe("lab", "down", "--prefix", prefix)
+        assert taken in lab_namespaces(prefix) and proc.poll() is None
+    finally:
+        _cleanup_foreign(taken, proc)
+        teardown_lab(prefix)

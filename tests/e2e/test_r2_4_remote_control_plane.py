@@ -75,12 +75,17 @@ def world(tmp_path: Path) -> Iterator[dict[str, object]]:
         nsx(fw, "ip", "link", "set", "vm-a", "up")
         nsx(vm, "ip", "link", "set", "eth0", "address", "02:00:00:00:24:0a", "up")
         nsx(vm, "ip", "addr", "add", "192.0.2.10/24", "dev", "eth0")
+        # the FIB channel over TCP is authenticated: one key, both ends (issue 13)
+        key = tmp_path / "fib.key"
+        key.write_text("r2-4-" + uuid.uuid4().hex + "\n")
+        key.chmod(0o600)
         with open(tmp_path / "fw.log", "wb") as log:
             procs.append(
                 subprocess.Popen(
                     ["ip", "netns", "exec", fw, sys.executable, "-m", "vpe.dataplane.process",
                      "--underlay-if", "ul0", "--underlay-ip", "198.18.24.2",
-                     "--socket", str(tmp_path / "fw.sock"), "--listen-tcp", f"198.18.24.2:{FIB_PORT}"],
+                     "--socket", str(tmp_path / "fw.sock"), "--listen-tcp", f"198.18.24.2:{FIB_PORT}",
+                     "--key-file", str(key)],
                     stdout=log, stderr=subprocess.STDOUT,
                 )
             )
@@ -102,6 +107,7 @@ routes = [{{prefix = "203.0.113.0/24", kind = "aggregate"}}]
 driver = "userspace"
 underlay_address = "198.18.24.2"
 fib_socket = "tcp:198.18.24.2:{FIB_PORT}"
+fib_key_file = "{key}"
 
 [api]
 socket = "{tmp_path}/api.sock"
@@ -114,7 +120,8 @@ socket = "{tmp_path}/api.sock"
                     stdout=log, stderr=subprocess.STDOUT,
                 )
             )
-        yield {"cp": cp, "fw": fw, "vm": vm, "tmp": tmp_path, "agent": procs[-1], "fwsock": tmp_path / "fw.sock"}
+        yield {"cp": cp, "fw": fw, "vm": vm, "tmp": tmp_path, "agent": procs[-1], "fwsock": tmp_path / "fw.sock",
+               "key": key.read_text().strip().encode()}
     finally:
         for p in procs:
             if p.poll() is None:
@@ -143,7 +150,8 @@ def test_r2_4_agent_on_another_host_programs_the_forwarder(world: dict[str, obje
 
     # the forwarder, on the other host, now holds what the remote agent programmed
     def fw_state() -> object:
-        with FibClient.connect(str(world["fwsock"]), 5.0) as c:
+        key: bytes = world["key"]  # type: ignore[assignment]
+        with FibClient.connect(str(world["fwsock"]), 5.0, key=key) as c:
             return c.state()
 
     _until(lambda: any(p.name == "a" for p in fw_state().ports), what="port programmed")  # type: ignore[attr-defined]

@@ -170,7 +170,7 @@ def test_neighbor_detail_configured_families_description_limit(setup: Setup) -> 
     assert n["description"] == "route reflector gobgp-1 (lab rack 3)" and n["max_prefixes"] == 1000
     setup.json("neighbors", "show", "bgp", "neighbors")
     text = setup.run("show", "bgp", "neighbors", GOBGP)
-    assert "prefix limit: 1000" in text and "configured families: rtc,vpnv4,vpnv6" in text
+    assert "prefix limit: 1000 per family, action teardown" in text and "configured families: rtc,vpnv4,vpnv6" in text
     assert "{" not in text and "None" not in text  # no Python reprs
 
 

@@ -271,3 +271,31 @@ def test_show_counters_table(monkeypatch: pytest.MonkeyPatch) -> None:
     assert code == 0
     for needle in ("/run/vpe/fib.sock", "vm1", "1100", "red", "encapsulated", "no-route", "Underlay"):
         assert needle in out, needle
+
+
+# -- names never change the URL, and nothing ends in a traceback (issue 13, finding 6) ----------
+
+
+def test_detach_path_traversal_refused(agent: str) -> None:
+    """`vpe detach ../vpns/victim` must not delete VPN `victim`: exit 2, nothing removed."""
+    code, _, err = vpe("vpn", "create", "victim", "--rt", "65000:66", "--socket", agent)
+    assert code == 0, err
+    try:
+        for args in (["detach", "../vpns/victim"], ["detach", ".."], ["vpn", "delete", "../vpns/victim"],
+                     ["detach", "%2e%2e%2Fvpns%2Fvictim"]):
+            code, _, err = vpe(*args, "--socket", agent)
+            assert code == 2 and "name:" in err, (args, code, err)
+        code, out, _ = vpe("vpn", "show", "victim", "--json", "--socket", agent)
+        assert code == 0 and json.loads(out)["name"] == "victim"
+    finally:
+        vpe("vpn", "delete", "victim", "--force", "--socket", agent)
+
+
+def test_show_odd_names_no_traceback(agent: str) -> None:
+    """`vpe vpn show ../ports` (and friends) end in one error line, never a traceback."""
+    for args in (["vpn", "show", "../ports"], ["show", "vrf", "../ports"], ["show", "bgp", "neighbors", "../x"],
+                 ["vpn", "show", "a b"], ["vpn", "show", "x\u202e"]):
+        r = subprocess.run([sys.executable, "-m", "vpe.cli.main", *args, "--socket", agent],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2, (args, r.returncode, r.stderr)
+        assert "Traceback" not in r.stderr and r.stderr.startswith("error:"), (args, r.stderr)

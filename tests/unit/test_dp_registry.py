@@ -163,7 +163,7 @@ def test_server_acks_carry_code_and_fields() -> None:
     refusal = PortUnavailable("port vm9: cannot open 'tap9'", port="vm9", ifname="tap9")
     sc = ServerConnection(_Refusing(refusal), lambda: 7, driver="memory")
     hello = _conv(sc, {"type": "hello", "version": PROTOCOL_VERSION})
-    assert hello["driver"] == "memory" and hello["version"] == 2
+    assert hello["driver"] == "memory" and hello["version"] == PROTOCOL_VERSION == 3
     r = _conv(sc, {"type": "batch", "id": 1, "batch": {}})
     assert r["ok"] is False and r["generation"] == 7
     assert r["error"] == {

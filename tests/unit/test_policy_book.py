@@ -166,7 +166,7 @@ def test_store_version_1_file_gains_policies(tmp_path: Path) -> None:
     assert s.policies() == {}
     s.close()
     con = sqlite3.connect(path)
-    assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     con.close()
 
 

@@ -1,7 +1,11 @@
 """Agent configuration: a TOML file validated with pydantic.
 
-An invalid file is refused at start with the file, the key and the reason
-(:class:`ConfigError`), never a traceback.
+An invalid file is refused at start with the file, the key and the reason,
+one line per problem (``vpe.toml: vrfs.0.rd: ...``; :class:`ConfigError`,
+exit 2), never a traceback. That covers the schema and the semantic checks
+here (route targets and RDs of ``[[vrfs]]``, duplicate RDs, a leak onto
+itself, a static route without next hop, ``api.tcp``, the socket path) and
+the checks against the host done at start (:mod:`vpe.agent.preflight`).
 """
 
 from __future__ import annotations
@@ -15,9 +19,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..bgp.wire.constants import FAMILY_BY_NAME, Family, family_from_name
 from ..dataplane import registry as dataplane_drivers
+from ..dataplane.channel import load_key
 from ..policy.book import PolicyBook
 from ..policy.errors import PolicyError
 from ..policy.parse import parse_policy
+from ..vpn.errors import InvalidValue
+from ..vpn.leaking import PrefixListEntry
+from ..vpn.names import check_name, check_text
+from ..vpn.rd_allocator import parse_rd
+from ..vpn.route_target import parse_route_target
 
 AddPathMode = Literal["receive", "send", "both"]
 
@@ -31,10 +41,40 @@ class _Strict(BaseModel):
 
 
 def _check_ip(value: str, what: str) -> str:
+    """The address in its one canonical form: an IPv4-mapped IPv6 address
+    (``::ffff:127.0.0.72``) is the IPv4 address it maps (``127.0.0.72``)."""
     try:
-        return str(ipaddress.ip_address(value))
+        ip = ipaddress.ip_address(value)
     except ValueError:
         raise ValueError(f"{what} {value!r} is not an IP address") from None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)
+
+
+def _vpn_check(check: object, value: object, field: str) -> object:
+    """A :mod:`vpe.vpn` check inside a pydantic validator (pydantic names the key)."""
+    try:
+        return check(value, field)  # type: ignore[operator]
+    except InvalidValue as e:
+        raise ValueError(str(e).removeprefix(f"{field}: ")) from None
+
+
+#: longest Unix socket path (sun_path is 108 octets with the terminating NUL)
+UNIX_PATH_MAX = 107
+
+
+def tcp_address(text: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` -> (host, port); the host must be an IP address."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:8080 or [::1]:8080)")
+    host = host.strip("[]") or "127.0.0.1"
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"{text!r}: {host!r} is not an IP address") from None
+    return host, int(port)
 
 
 def _check_families(names: list[str]) -> list[str]:
@@ -70,11 +110,26 @@ class NeighborConfig(_Strict):
     add_path: list[AddPathConfig] = Field(default_factory=list)
     route_reflector_client: bool = False
     graceful_restart: bool = True
-    max_prefixes: int | None = Field(default=None, ge=1)
+    #: per-family limit of prefixes accepted from this neighbor (R13.4; counted in
+    #: its Adj-RIB-In, every family on its own); None: no limit
+    max_prefixes: int | None = Field(default=None, ge=1, le=2**32 - 1)
+    #: past the limit: "teardown" (Cease / Maximum Number of Prefixes Reached,
+    #: RFC 4486) or "warning" (log and report only)
+    max_prefixes_action: Literal["teardown", "warning"] = "teardown"
+    #: seconds a torn-down session stays down before it may come up again
+    #: (0: until the agent restarts)
+    max_prefixes_restart: float = Field(default=60.0, ge=0, le=86400)
+    #: percent of the limit at which a warning is logged
+    max_prefixes_threshold: int = Field(default=75, ge=1, le=100)
     description: str = ""
     #: names of ``[[policies]]`` applied to routes received from / sent to this neighbor
     import_policy: str | None = None
     export_policy: str | None = None
+
+    @field_validator("description")
+    @classmethod
+    def _descr(cls, v: str) -> str:
+        return str(_vpn_check(check_text, v, "description"))
 
     @field_validator("address", "local_address")
     @classmethod
@@ -124,14 +179,50 @@ class BgpConfig(_Strict):
 
 
 class ApiConfig(_Strict):
+    """The REST API's listeners: a Unix socket (mode 0600, or 0660 for ``socket_group``)
+    and, optionally, TCP behind a bearer token, with TLS when a certificate is given."""
+
     socket: str = "/run/vpe/vpe.sock"
+    #: group allowed to use the socket (mode 0660); unset: owner only (0600)
+    socket_group: str | None = None
     tcp: str | None = None
     token: str | None = None
+    #: PEM certificate (chain) and key of the TCP listener: HTTPS when set
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+    @field_validator("socket")
+    @classmethod
+    def _socket(cls, v: str) -> str:
+        if not v or "\x00" in v:
+            raise ValueError("not a usable path")
+        n = len(v.encode())
+        if n > UNIX_PATH_MAX:
+            raise ValueError(f"{v!r} is {n} octets; a Unix socket path is at most {UNIX_PATH_MAX}")
+        return v
+
+    @field_validator("tcp")
+    @classmethod
+    def _tcp(cls, v: str | None) -> str | None:
+        if v is not None:
+            tcp_address(v)
+        return v
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, v: str | None) -> str | None:
+        if v is not None and (not v or not v.isascii() or not v.isprintable() or " " in v):
+            raise ValueError("a bearer token is printable ASCII without spaces (it travels in a header)")
+        return v
 
     @model_validator(mode="after")
     def _token_for_tcp(self) -> ApiConfig:
         if self.tcp and not self.token:
             raise ValueError("api.tcp is set but api.token is missing: a TCP API requires a bearer token")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("api.tls_cert and api.tls_key go together: give both or neither")
+        if self.tls_cert is not None and not self.tcp:
+            raise ValueError("api.tls_cert is set but api.tcp is not: TLS is for the TCP listener")
         return self
 
 
@@ -155,11 +246,17 @@ class StaticRouteConfig(_Strict):
     def _nh(cls, v: str | None) -> str | None:
         return None if v is None else _check_ip(v, "next hop")
 
+    @model_validator(mode="after")
+    def _static_needs_next_hop(self) -> StaticRouteConfig:
+        if self.kind == "static" and self.next_hop is None:
+            raise ValueError(f"route {self.prefix}: kind 'static' needs next_hop")
+        return self
+
 
 class VrfConfig(_Strict):
     """A VPN instance (VRF) of this vPE; RTs in any of the three formats."""
 
-    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str
     rd: str = "auto"
     import_rts: list[str] = Field(default_factory=list)
     export_rts: list[str] = Field(default_factory=list)
@@ -171,17 +268,72 @@ class VrfConfig(_Strict):
     import_policy: str | None = None
     export_policy: str | None = None
 
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return str(_vpn_check(check_name, v, "name"))
+
+    @field_validator("rd")
+    @classmethod
+    def _rd(cls, v: str) -> str:
+        if v != "auto":
+            _vpn_check(parse_rd, v, "rd")
+        return v
+
+    @field_validator("import_rts", "export_rts", "route_targets")
+    @classmethod
+    def _rts(cls, v: list[str]) -> list[str]:
+        for rt in v:
+            _vpn_check(parse_route_target, rt, "route target")
+        return v
+
+    @model_validator(mode="after")
+    def _some_rt(self) -> VrfConfig:
+        if not (self.import_rts or self.export_rts or self.route_targets):
+            raise ValueError(f"vrf {self.name!r} has no route target: give route_targets, "
+                             "import_rts or export_rts (the API refuses such a VPN instance too)")
+        return self
+
 
 class LeakConfig(_Strict):
     """Route leaking between two VRFs of a tenant under a policy (R4.2)."""
 
-    name: str = Field(min_length=1, max_length=64)
+    name: str
     source: str
     destination: str
     #: prefix-list entries "PREFIX [ge N] [le M]"; absent: every prefix
     prefixes: list[str] | None = None
     #: leak only entries carrying one of these RTs; absent: any
     route_targets: list[str] | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return str(_vpn_check(check_name, v, "name"))
+
+    @field_validator("prefixes")
+    @classmethod
+    def _prefixes(cls, v: list[str] | None) -> list[str] | None:
+        for p in v or ():
+            try:
+                PrefixListEntry.parse(p)
+            except ValueError as e:
+                raise ValueError(f"{p!r}: {e}") from None
+        return v
+
+    @field_validator("route_targets")
+    @classmethod
+    def _rts(cls, v: list[str] | None) -> list[str] | None:
+        for rt in v or ():
+            _vpn_check(parse_route_target, rt, "route target")
+        return v
+
+    @model_validator(mode="after")
+    def _not_onto_itself(self) -> LeakConfig:
+        if self.source == self.destination:
+            raise ValueError(f"leak {self.name!r} has source and destination {self.source!r}: "
+                             "a VRF cannot leak onto itself")
+        return self
 
 
 Encapsulation = Literal["mpls-in-udp", "mpls-in-gre"]
@@ -199,6 +351,29 @@ class DataplaneConfig(_Strict):
     #: FIB channel of the forwarder process: a Unix socket path, or
     #: "tcp:HOST:PORT" for a forwarder on another host (R2.4)
     fib_socket: str = "/run/vpe/fib.sock"
+    #: file holding the FIB channel key (mode 0600, at least 16 octets; the
+    #: forwarder's ``--key-file``): both ends prove they hold it. Required
+    #: with a ``tcp:`` fib_socket.
+    fib_key_file: str | None = None
+    #: seconds between FIB channel keepalives; a forwarder silent for three
+    #: intervals is taken for lost and resynchronised when it answers again
+    fib_keepalive: float = Field(default=0.2, ge=0.05, le=10.0)
+
+    @field_validator("fib_key_file")
+    @classmethod
+    def _key_file(cls, v: str | None) -> str | None:
+        if v is not None:
+            load_key(v)  # readable, private, long enough: else ValueError naming the file
+        return v
+
+    @model_validator(mode="after")
+    def _tcp_needs_key(self) -> DataplaneConfig:
+        if self.fib_socket.startswith("tcp:") and self.fib_key_file is None:
+            raise ValueError(
+                "fib_socket is a TCP address but fib_key_file is missing: the FIB channel "
+                "over TCP must be authenticated"
+            )
+        return self
 
     @field_validator("driver")
     @classmethod
@@ -250,21 +425,6 @@ class AgentConfig(_Strict):
             names.add(p.name)
         return v
 
-    @model_validator(mode="after")
-    def _policy_references(self) -> AgentConfig:
-        names = {d["name"] for d in self.policies}
-        for n in self.neighbors:
-            for key in ("import_policy", "export_policy"):
-                ref = getattr(n, key)
-                if ref is not None and ref not in names:
-                    raise ValueError(f"neighbor {n.address} {key}: no policy named {ref!r} in this configuration")
-        for v in self.vrfs:
-            for key in ("import_policy", "export_policy"):
-                ref = getattr(v, key)
-                if ref is not None and ref not in names:
-                    raise ValueError(f"vrf {v.name!r} {key}: no policy named {ref!r} in this configuration")
-        return self
-
     def policy_book(self) -> PolicyBook:
         """The configured policies and the neighbors' bindings, as a :class:`PolicyBook`."""
         book = PolicyBook()
@@ -278,31 +438,50 @@ class AgentConfig(_Strict):
         )
         return book
 
-    @model_validator(mode="after")
-    def _unique_neighbors(self) -> AgentConfig:
-        seen: set[str] = set()
-        for n in self.neighbors:
-            if n.address in seen:
-                raise ValueError(f"neighbor {n.address} is configured twice")
-            seen.add(n.address)
-        names: set[str] = set()
-        for v in self.vrfs:
-            if v.name in names:
-                raise ValueError(f"vrf {v.name!r} is configured twice")
-            names.add(v.name)
-        for leak in self.leaks:
-            for end in (leak.source, leak.destination):
-                if end not in names:
-                    raise ValueError(f"leak {leak.name!r}: no vrf {end!r} in this configuration")
-        return self
+
+def semantic_errors(cfg: AgentConfig) -> list[tuple[str, str]]:
+    """(key, reason) of every cross-entry problem: duplicates, dangling leaks, shared RDs."""
+    out: list[tuple[str, str]] = []
+    seen: dict[str, int] = {}
+    for i, n in enumerate(cfg.neighbors):
+        if n.address in seen:
+            out.append((f"neighbors.{i}.address",
+                        f"neighbor {n.address} is configured twice (also neighbors.{seen[n.address]})"))
+        seen.setdefault(n.address, i)
+    names: dict[str, int] = {}
+    rds: dict[object, tuple[int, str]] = {}
+    for i, v in enumerate(cfg.vrfs):
+        if v.name in names:
+            out.append((f"vrfs.{i}.name", f"vrf {v.name!r} is configured twice (also vrfs.{names[v.name]})"))
+        names.setdefault(v.name, i)
+        if v.rd != "auto":
+            rd = parse_rd(v.rd)
+            if rd in rds:
+                j, other = rds[rd]
+                out.append((f"vrfs.{i}.rd", f"RD {v.rd} of vrf {v.name!r} is also the RD of vrf {other!r} "
+                                           f"(vrfs.{j}.rd); every VRF needs its own RD"))
+            rds.setdefault(rd, (i, v.name))
+    for i, leak in enumerate(cfg.leaks):
+        for key, end in (("source", leak.source), ("destination", leak.destination)):
+            if end not in names:
+                out.append((f"leaks.{i}.{key}", f"leak {leak.name!r}: no vrf {end!r} in this configuration"))
+    policies = {d["name"] for d in cfg.policies}
+    users = [(f"neighbors.{i}", f"neighbor {n.address}", n.import_policy, n.export_policy)
+             for i, n in enumerate(cfg.neighbors)]
+    users += [(f"vrfs.{i}", f"vrf {v.name!r}", v.import_policy, v.export_policy) for i, v in enumerate(cfg.vrfs)]
+    for where, who, imp, exp in users:
+        for key, ref in (("import_policy", imp), ("export_policy", exp)):
+            if ref is not None and ref not in policies:
+                out.append((f"{where}.{key}", f"{who} {key}: no policy named {ref!r} in this configuration"))
+    return out
 
 
 def _format_errors(path: str, err: ValidationError) -> str:
-    lines = [f"{path}: invalid configuration"]
+    lines = []
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"]) or "(top level)"
         msg = e["msg"].removeprefix("Value error, ")
-        lines.append(f"  {key}: {msg}")
+        lines.append(f"{path}: {key}: {msg}")
     return "\n".join(lines)
 
 
@@ -312,9 +491,13 @@ def parse_config(text: str, path: str = "<config>") -> AgentConfig:
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
     try:
-        return AgentConfig.model_validate(data)
+        cfg = AgentConfig.model_validate(data)
     except ValidationError as e:
         raise ConfigError(_format_errors(path, e)) from None
+    problems = semantic_errors(cfg)
+    if problems:
+        raise ConfigError("\n".join(f"{path}: {key}: {why}" for key, why in problems))
+    return cfg
 
 
 def load_config(path: str | Path) -> AgentConfig:

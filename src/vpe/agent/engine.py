@@ -24,6 +24,7 @@ from ipaddress import IPv4Address, ip_address
 
 from ..bgp.session import Peer
 from ..bgp.speaker import Speaker
+from ..dataplane.channel import load_key
 from ..dataplane.driver import NextHop
 from ..policy import PolicyBook, PolicyError, Relabeler, RelabelKey, SwapChanges, parse_policy
 from ..rib.adj_rib_out import AdjRibOut
@@ -54,7 +55,9 @@ class Engine:
         self.router_id = IPv4Address(cfg.bgp.router_id)
         self.underlay = ip_address(dp.underlay_address) if dp.underlay_address else self.router_id
         self.fib = (
-            FibProgrammer(dp.fib_socket, self.underlay, encap_order=dp.encapsulations)
+            FibProgrammer(dp.fib_socket, self.underlay, encap_order=dp.encapsulations,
+                          key=load_key(dp.fib_key_file) if dp.fib_key_file else None,
+                          keepalive=dp.fib_keepalive)
             if dp.driver != "none"
             else None
         )
@@ -69,9 +72,7 @@ class Engine:
         self._configure(cfg)
         self.ops = DurableOps(self.bridge, store, config_vrfs={v.name for v in cfg.vrfs})
         self.view = AgentView(self.router, self.bridge, dp.driver, self.ops.specs,
-                              neighbors={n.address: {"description": n.description,
-                                                     "max_prefixes": n.max_prefixes}
-                                         for n in cfg.neighbors})
+                              neighbors={n.address: {"description": n.description} for n in cfg.neighbors})
         self.ops.restore()
 
     @staticmethod

@@ -23,7 +23,7 @@ from ..dataplane.driver import (
     RouteKey,
     State,
 )
-from .fib_link import FibLink, fib_address
+from .fib_link import KEEPALIVE, FibLink, fib_address
 from .fib_resolver import FibResolver, PortSpec
 
 if TYPE_CHECKING:
@@ -37,9 +37,10 @@ class FibProgrammer:
     """Desired forwarder state plus the task that keeps the forwarder in step with it."""
 
     def __init__(self, socket_path: str, underlay: IPv4Address | IPv6Address,
-                 encap_order: Iterable[Encap] = ("mpls-in-udp", "mpls-in-gre")) -> None:
+                 encap_order: Iterable[Encap] = ("mpls-in-udp", "mpls-in-gre"), *,
+                 key: bytes | None = None, keepalive: float = KEEPALIVE) -> None:
         self.resolver = FibResolver(underlay, encap_order)
-        self.link = FibLink(socket_path, self.resolver.state)
+        self.link = FibLink(socket_path, self.resolver.state, key=key, keepalive=keepalive)
 
     # -- the desired state (the resolver's) ----------------------------------------
 

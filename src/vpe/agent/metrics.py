@@ -25,7 +25,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from ..bgp.fsm import State
-from ..dataplane.channel import FibClient
 
 if TYPE_CHECKING:
     from .view import AgentView
@@ -74,14 +73,10 @@ class AgentMetrics:
         self.forwarder = None
         if fib is None:
             return
-        path = fib.address
-
-        def fetch() -> dict[str, Any]:
-            with FibClient.connect(path, FORWARDER_TIMEOUT) as c:
-                return c.counters()
-
         try:
-            self.forwarder = await asyncio.wait_for(asyncio.to_thread(fetch), FORWARDER_TIMEOUT * 2)
+            self.forwarder = await asyncio.wait_for(
+                asyncio.to_thread(fib.counters, FORWARDER_TIMEOUT), FORWARDER_TIMEOUT * 2
+            )
             self.forwarder_error = ""
         except Exception as e:  # any failure is "forwarder down" for this scrape
             self.forwarder_error = str(e) or type(e).__name__
@@ -158,9 +153,27 @@ def _fib(eng: AgentView) -> Iterator[Metric]:
     fib = eng.fib
     if fib is None:
         return
-    g = GaugeMetricFamily("vpe_fib_connected", "1 when the FIB channel to the forwarder is up.")
+    g = GaugeMetricFamily("vpe_fib_connected",
+                          "1 when the FIB channel to the forwarder is up, synchronised and "
+                          "answering keepalives.")
     g.add_metric([], 1.0 if fib.connected else 0.0)
     yield g
+    link = fib.link
+    for name, help_, value in (
+        ("vpe_fib_losses", "Times the FIB channel was lost after a full sync.", link.losses),
+        ("vpe_fib_syncs", "Full syncs of the forwarder (one per channel session).", link.syncs),
+        ("vpe_fib_foreign_writes",
+         "Changes to the forwarder's tables made by another writer (then resynchronised).",
+         link.foreign_writes),
+        ("vpe_fib_forwarder_restarts", "Forwarder restarts seen on reconnect.",
+         link.forwarder_restarts),
+    ):
+        c0 = CounterMetricFamily(name, help_)
+        c0.add_metric([], value)
+        yield c0
+    fp = GaugeMetricFamily("vpe_fib_failed_ports", "Ports the forwarder refused (interface unusable).")
+    fp.add_metric([], len(link.failed_ports))
+    yield fp
     c = CounterMetricFamily("vpe_fib_batches", "FIB batches the forwarder acknowledged.")
     c.add_metric([], fib.batches_sent)
     yield c

@@ -27,7 +27,7 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 
 from ..bgp.session import Peer
 from ..bgp.speaker import Speaker, settings_from_config
-from ..bgp.wire.constants import RTC, CeaseSubcode, Family
+from ..bgp.wire.constants import IPV4_UNICAST, RTC, CeaseSubcode, Family
 from ..bgp.wire.notification import Notification
 from ..bgp.wire.update import Update
 from ..policy import PolicyBook, PolicyChange, Relabeler, SwapChanges, import_updates
@@ -89,6 +89,8 @@ class Router:
             restarting=restarting,
         )
         self._peer_info: dict[str, PeerInfo] = {}
+        #: prefix-limit level per peer and family (0 below the threshold, 1 past it, 2 over)
+        self._over_limit: dict[str, dict[Family, int]] = {}
         self._listeners: list[ChangeListener] = []
         self._settled: list[Callable[[], None]] = []
         # changed keys per family, in arrival (UPDATE) order: dicts as ordered sets,
@@ -241,6 +243,7 @@ class Router:
         self.send(peer, self.gr.hold_eor(peer, msgs))
 
     def session_down(self, peer: Peer, reason: str) -> None:
+        self._over_limit.pop(peer.address, None)
         addr = ip_address(peer.address)
         self.out.peer_down(addr)
         self._swaps()
@@ -261,6 +264,8 @@ class Router:
         else:
             for u in import_updates(policy, update, self_next_hop=self.next_hop):
                 self.rib.apply_update(info, u)
+        if peer.settings.max_prefixes is not None:
+            self._check_prefix_limit(peer, info, update)
         if (update.mp_reach is not None and update.mp_reach.family == RTC) or (
             update.mp_unreach is not None and update.mp_unreach.family == RTC
         ):
@@ -269,6 +274,32 @@ class Router:
             self.flush()
             self.send(peer, self.out.rtc_changed(info.address))
             self._swaps()
+
+    def _check_prefix_limit(self, peer: Peer, info: PeerInfo, update: Update) -> None:
+        """Per-peer prefix limit (R13.4), counted per family in the peer's Adj-RIB-In:
+        past the threshold a warning, past the limit the peer's action (tear-down
+        with Cease 6/1 or a warning), each once per crossing."""
+        limit = peer.settings.max_prefixes
+        assert limit is not None
+        families: list[Family] = []
+        if update.nlri:
+            families.append(IPV4_UNICAST)
+        if update.mp_reach is not None and update.mp_reach.nlri:
+            families.append(update.mp_reach.family)
+        over = self._over_limit.setdefault(peer.address, {})
+        for fam in families:
+            adj = self.rib.adj_rib_in(info.address, fam)
+            count = 0 if adj is None else len(adj)
+            level = 2 if count > limit else 1 if count * 100 >= limit * peer.settings.max_prefixes_threshold else 0
+            was = over.get(fam, 0)
+            over[fam] = level
+            if level == was or level < was:
+                continue
+            if level == 1:
+                log.warning("peer %s: %d %s prefixes, %d%% of the limit of %d", peer.address, count,
+                            fam.name, count * 100 // limit, limit)
+            else:
+                peer.prefix_limit_exceeded(fam, count)
 
     def refresh_requested(self, peer: Peer, family: Family, subtype: int) -> None:
         if subtype == 0:

@@ -19,14 +19,25 @@ The file carries a marker: ``PRAGMA application_id`` = ``'vpe1'`` and
 ``PRAGMA user_version`` = the schema version (also in the ``schema`` table
 with the time it was applied). A file that is not SQLite, is damaged, or
 belongs to another program is refused with :class:`StoreError` naming the
-file, and is never written to.
+file, and is never written to; a file or directory that cannot be written
+(read-only mount, permissions) is reported as read-only, not as damaged.
+
+One agent per state directory: :class:`StateLock` holds an exclusive
+``flock`` on ``<state_dir>/vpe.lock`` (which holds the owner's pid) for the
+agent's life; a second agent is refused naming the first one's pid. The
+state is keyed to the configuration (:meth:`Store.claim`): the file records
+the AS and router id of the agent that created it, and an agent of another
+identity is refused instead of silently sharing it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import json
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -37,8 +48,9 @@ log = logging.getLogger("vpe.store")
 
 #: ``PRAGMA application_id`` of a vpe state file: ASCII "vpe1"
 APPLICATION_ID = 0x76706531
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DB_NAME = "vpe.db"
+LOCK_NAME = "vpe.lock"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema (
@@ -63,12 +75,92 @@ CREATE TABLE IF NOT EXISTS policies (
     name TEXT PRIMARY KEY,
     spec TEXT NOT NULL              -- JSON: vpe.policy.policy_to_json()
 );
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,         -- 'owner': JSON {local_as, router_id, config}
+    value TEXT NOT NULL
+);
 """
-_TABLES = frozenset({"schema", "vpns", "ports", "service_state", "policies"})
+_TABLES = frozenset({"schema", "vpns", "ports", "service_state", "policies", "meta"})
+#: the tables a file of each older schema version has (2 added ``policies``, 3 ``meta``)
+_TABLES_OF = {1: _TABLES - {"policies", "meta"}, 2: _TABLES - {"meta"}, 3: _TABLES}
 
 
 class StoreError(Exception):
     """The state file cannot be used (or a write failed); the message names the file."""
+
+
+class StateInUse(StoreError):
+    """Another live agent holds the state directory's lock."""
+
+
+def _readonly(e: sqlite3.Error) -> bool:
+    code = getattr(e, "sqlite_errorcode", 0) & 0xFF
+    return code == sqlite3.SQLITE_READONLY or "readonly" in str(e)
+
+
+def _writable(path: Path) -> str | None:
+    """Why ``path`` (the state file, or its directory when it is new) cannot be written, else None."""
+    target = path if path.exists() else path.parent
+    if not target.exists():
+        return None  # created below
+    if not os.access(target, os.W_OK):
+        err = os.statvfs(target).f_flag & os.ST_RDONLY
+        return "it is on a read-only file system" if err else "this user may not write it"
+    if os.statvfs(target).f_flag & os.ST_RDONLY:
+        return "it is on a read-only file system"
+    if path.exists() and not os.access(path.parent, os.W_OK):
+        return f"its directory {path.parent} is not writable (SQLite needs its -wal and -shm files there)"
+    return None
+
+
+class StateLock:
+    """An exclusive lock on a state directory, held while the agent runs.
+
+    ``<state_dir>/vpe.lock`` is ``flock``-ed (released by the kernel when the
+    process dies, so a crash never leaves a stale lock) and holds the pid.
+    """
+
+    def __init__(self, state_dir: str | Path) -> None:
+        self.dir = Path(state_dir)
+        self.path = self.dir / LOCK_NAME
+        self._fd: int | None = None
+
+    def acquire(self) -> StateLock:
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as e:
+            raise StoreError(f"{self.path}: cannot create the state lock: {e.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            try:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            finally:
+                os.close(fd)
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise StateInUse(
+                    f"{self.dir}: the state directory is in use by another vpe agent (pid {holder}); "
+                    "stop it, or give this configuration a state_dir of its own"
+                ) from None
+            raise StoreError(f"{self.path}: cannot lock the state directory: {e.strerror}") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, 0)
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
+
+    def __enter__(self) -> StateLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 class Store:
@@ -81,8 +173,15 @@ class Store:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        why = _writable(self.path)
+        if why:
+            raise StoreError(f"{self.path}: the state database is read-only ({why}); the agent must be "
+                             "able to write it: fix the permissions or the mount, or set state_dir")
         _check_existing(self.path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StoreError(f"{self.path.parent}: cannot create the state directory: {e.strerror}") from None
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as e:
@@ -94,6 +193,9 @@ class Store:
             self._migrate()
         except sqlite3.Error as e:
             self._db.close()
+            if _readonly(e):
+                raise StoreError(f"{self.path}: the state database is read-only ({e}); the agent must "
+                                 "be able to write it") from None
             raise StoreError(f"{self.path}: cannot initialise the state database: {e}") from None
         self._in_tx = False
 
@@ -106,13 +208,42 @@ class Store:
         with contextlib.suppress(sqlite3.Error):
             self._db.close()
 
+    # -- whose state this is -----------------------------------------------------
+
+    def owner(self) -> dict[str, Any] | None:
+        """The identity recorded by :meth:`claim`, None on a file nobody claimed yet."""
+        rows = self._query("SELECT value FROM meta WHERE key = 'owner'")
+        return _loads(self.path, rows[0][0], "meta[owner]") if rows else None
+
+    def claim(self, local_as: int, router_id: str, config: str) -> None:
+        """Key the state to this agent's identity (AS and router id) or refuse another's.
+
+        The first agent records itself; an agent with another AS or router id
+        gets :class:`StoreError` naming both identities and the configuration
+        file that wrote the state: two configurations never silently share it.
+        """
+        mine = {"local_as": local_as, "router_id": router_id, "config": config}
+        have = self.owner()
+        if have is not None and (have.get("local_as"), have.get("router_id")) != (local_as, router_id):
+            raise StoreError(
+                f"{self.path}: this state belongs to AS {have.get('local_as')} router id "
+                f"{have.get('router_id')} (configuration {have.get('config')}), not to AS {local_as} "
+                f"router id {router_id} ({config}); refusing to share it: give this configuration a "
+                "state_dir of its own"
+            )
+        if have != mine:
+            with self.transaction() as tx:
+                tx._exec("INSERT INTO meta (key, value) VALUES ('owner', ?) "
+                         "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                         (json.dumps(mine, sort_keys=True),))
+
     # -- schema ----------------------------------------------------------------
 
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version == SCHEMA_VERSION:
             return
-        # version 0: a new (empty) file; version 1 lacks the policies table. Every
+        # version 0: a new (empty) file; version 1 lacks policies and meta, 2 lacks meta. Every
         # statement of the schema is CREATE ... IF NOT EXISTS, so running it
         # brings either up to date. Later versions add steps here.
         self._db.execute("BEGIN IMMEDIATE")
@@ -288,6 +419,9 @@ def _check_existing(path: Path) -> None:
         tables = {r[0] for r in ro.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         check = ro.execute("PRAGMA quick_check").fetchone()[0]
     except sqlite3.Error as e:
+        if _readonly(e) or getattr(e, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_CANTOPEN:
+            raise StoreError(f"{path}: the state database cannot be opened ({e}): check that its "
+                             "directory and files are readable and writable by the agent") from None
         raise StoreError(
             f"{path}: the state database is damaged ({e}); refusing to use or overwrite it: "
             "restore a backup or move it away"
@@ -311,8 +445,8 @@ def _check_existing(path: Path) -> None:
             f"{path}: the state database is damaged (integrity check: {check}); refusing to "
             "use or overwrite it: restore a backup or move it away"
         )
-    missing = _TABLES - tables
-    if version == SCHEMA_VERSION and missing:
+    missing = _TABLES_OF.get(version, _TABLES) - tables
+    if version >= 1 and missing:
         raise StoreError(f"{path}: the state database lacks tables {', '.join(sorted(missing))}")
 
 

@@ -37,7 +37,7 @@ class AgentView:
                  neighbors: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         self._router = router
         #: per neighbor address: what the configuration says that the session does not
-        #: (``description``, ``max_prefixes``)
+        #: (``description``)
         self._neighbors = neighbors or {}
         self._bridge = bridge
         #: the dataplane driver's name ("none": no forwarder)
@@ -86,7 +86,6 @@ class AgentView:
         rib, adj_out = self._router.rib, self._router.out
         conf = self._neighbors.get(addr, {})
         d["description"] = conf.get("description", "")
-        d["max_prefixes"] = conf.get("max_prefixes")
         d["configured_families"] = sorted(f.name for f in p.settings.families)
         d["passive"] = p.settings.passive
         d["route_reflector_client"] = p.settings.route_reflector_client

@@ -19,12 +19,14 @@ the optional TCP listener wraps the app in :class:`BearerAuth`.
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 
 from ..agent.engine import Engine
 from ..agent.metrics import AgentMetrics
 from .auth import BearerAuth
 from .bgp import bgp_router
 from .dataplane import COUNTERS_TIMEOUT, dataplane_router
+from .limits import MAX_BODY, BodyGuard, validation_handler
 from .policies import policies_router
 from .ports import ports_router
 from .vpns import vpns_router
@@ -42,7 +44,9 @@ def create_app(engine: Engine) -> FastAPI:
     app.include_router(dataplane_router(engine.view, metrics))
     app.include_router(policies_router(engine.router.policies, engine.store,
                                        config_names=[p["name"] for p in engine.cfg.policies]))
+    app.add_exception_handler(RequestValidationError, validation_handler)
+    app.add_middleware(BodyGuard, max_body=MAX_BODY)
     return app
 
 
-__all__ = ["COUNTERS_TIMEOUT", "BearerAuth", "create_app"]
+__all__ = ["COUNTERS_TIMEOUT", "MAX_BODY", "BearerAuth", "create_app"]

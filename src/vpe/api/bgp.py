@@ -11,6 +11,7 @@ the JSON always uses the full name. Keys are snake_case (docs/cli.md).
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Query
@@ -27,6 +28,17 @@ def _family(name: str) -> Family:
         return family_from_name(name)
     except ValueError as e:
         raise HTTPException(422, f"family: {e}") from None
+
+
+def _address(text: str) -> str:
+    """A neighbor address as the configuration holds it (IPv4-mapped IPv6 folded to IPv4)."""
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        raise HTTPException(422, f"address: {text!r} is not an IP address") from None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)
 
 
 def _no_neighbor(address: str) -> HTTPException:
@@ -47,6 +59,7 @@ def bgp_router(view: AgentView, router: Router) -> APIRouter:
 
     @api.get("/neighbors/{address}")
     async def neighbor(address: str) -> dict[str, Any]:
+        address = _address(address)
         n = view.neighbor(address)
         if n is None:
             raise _no_neighbor(address)
@@ -56,6 +69,7 @@ def bgp_router(view: AgentView, router: Router) -> APIRouter:
     async def received_routes(address: str, family: str = Query("vpnv4", description=_FAMILY_DOC)
                               ) -> dict[str, Any]:
         """The neighbor's Adj-RIB-In (after import policy)."""
+        address = _address(address)
         fam = _family(family)
         try:
             rows = view.received_routes(address, fam)
@@ -67,6 +81,7 @@ def bgp_router(view: AgentView, router: Router) -> APIRouter:
     async def advertised_routes(address: str, family: str = Query("vpnv4", description=_FAMILY_DOC)
                                 ) -> dict[str, Any]:
         """The neighbor's Adj-RIB-Out: routes as sent."""
+        address = _address(address)
         fam = _family(family)
         try:
             rows = view.advertised_routes(address, fam)
@@ -82,6 +97,7 @@ def bgp_router(view: AgentView, router: Router) -> APIRouter:
     ) -> dict[str, Any]:
         """Soft reset: inbound asks the neighbor to resend its routes (ROUTE-REFRESH,
         RFC 2918); outbound sends it the Adj-RIB-Out again, then End-of-RIB."""
+        address = _address(address)
         out: dict[str, Any] = {"neighbor": address, "direction": direction}
         try:
             if direction in ("in", "both"):
@@ -101,6 +117,7 @@ def bgp_router(view: AgentView, router: Router) -> APIRouter:
                                          description="shutdown communication sent in the Cease (RFC 9003)"),
     ) -> dict[str, Any]:
         """Administrative shutdown: Cease to the neighbor, then Idle until enabled."""
+        address = _address(address)
         try:
             router.shutdown(address, communication)
         except KeyError:
@@ -112,6 +129,7 @@ def bgp_router(view: AgentView, router: Router) -> APIRouter:
     @api.post("/neighbors/{address}/enable")
     async def enable(address: str) -> dict[str, Any]:
         """Undo a shutdown: the session starts again."""
+        address = _address(address)
         try:
             router.enable(address)
         except KeyError:
@@ -122,6 +140,7 @@ def bgp_router(view: AgentView, router: Router) -> APIRouter:
     async def reset(address: str) -> dict[str, Any]:
         """Hard reset: Cease / Administrative Reset, the neighbor's routes flushed,
         the session started again."""
+        address = _address(address)
         try:
             router.hard_reset(address)
         except KeyError:

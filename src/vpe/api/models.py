@@ -10,9 +10,84 @@ from __future__ import annotations
 import ipaddress
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from ..vpn.attachments import Attachment
+from ..vpn.errors import InvalidValue
+from ..vpn.names import check_ifname, check_name, check_text
+
+#: most route targets one list of a request may hold (``import_rts``, ``export_rts``, ``route_targets``)
+MAX_RTS = 256
+#: most addresses of one port (``ips``), gateways, and allowed source prefixes
+MAX_IPS = 64
+MAX_GATEWAYS = 16
+MAX_ALLOWED_PAIRS = 256
+
+
+def _rule(check: Any, value: Any, field: str, *args: Any) -> Any:
+    """Run a :mod:`vpe.vpn.names` check for pydantic (which names the field itself)."""
+    try:
+        return check(value, field, *args)
+    except InvalidValue as e:
+        raise ValueError(str(e).removeprefix(f"{field}: ")) from None
+
+
+def _unicast_mac(v: str) -> str:
+    first = int(v[:2], 16)
+    if first & 1:
+        raise ValueError(f"{v} is a multicast or broadcast MAC; a VM's MAC must be unicast")
+    if int(v.replace(":", ""), 16) == 0:
+        raise ValueError(f"{v} is the all-zeros MAC; a VM's MAC must be a unicast address")
+    return v.lower()
+
+
+#: shortest prefix a VM address may carry: with ``advertise: subnet`` the subnet becomes a VPN route
+MIN_PREFIXLEN = {4: 8, 6: 16}
+
+
+def _unicast(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    """Why ``ip`` cannot be a VM's (unicast) address, or None when it can."""
+    if ip.is_unspecified:
+        return "the unspecified address"
+    if ip.is_multicast:
+        return "a multicast address"
+    if ip.is_loopback:
+        return "a loopback address"
+    if ip.is_link_local:
+        return "a link-local address"
+    if isinstance(ip, ipaddress.IPv4Address):
+        if ip == ipaddress.IPv4Address("255.255.255.255"):
+            return "the broadcast address"
+        if ip in ipaddress.IPv4Network("240.0.0.0/4"):
+            return "a reserved (class E) address"
+        if ip in ipaddress.IPv4Network("0.0.0.0/8"):
+            return "an address of 0.0.0.0/8 (this network)"
+    elif ip.ipv4_mapped is not None:
+        return "an IPv4-mapped IPv6 address"
+    return None
+
+
+def vm_address(text: str) -> str:
+    """A VM's address with prefix length: a unicast host address of its subnet, normalised."""
+    try:
+        iface = ipaddress.ip_interface(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an address with prefix length") from None
+    why = _unicast(iface.ip)
+    if why:
+        raise ValueError(f"{text!r}: {iface.ip} is {why}; a VM address must be unicast")
+    net = iface.network
+    low = MIN_PREFIXLEN[iface.version]
+    if net.prefixlen < low:
+        raise ValueError(f"{text!r}: prefix length /{net.prefixlen} is shorter than /{low}; a VM's "
+                         f"subnet is /{low} to /{iface.max_prefixlen}")
+    if iface.version == 4 and net.prefixlen <= 30 and iface.ip in (net.network_address, net.broadcast_address):
+        what = "network" if iface.ip == net.network_address else "broadcast"
+        raise ValueError(f"{text!r}: {iface.ip} is the {what} address of {net}, not a host address")
+    if iface.version == 6 and net.prefixlen <= 126 and iface.ip == net.network_address:
+        raise ValueError(f"{text!r}: {iface.ip} is the subnet-router anycast address of {net}, "
+                         "not a host address")
+    return str(iface)
 
 
 class _Model(BaseModel):
@@ -20,37 +95,52 @@ class _Model(BaseModel):
 
 
 class VpnCreate(_Model):
-    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
-    rd: str = "auto"
-    import_rts: list[str] = Field(default_factory=list)
-    export_rts: list[str] = Field(default_factory=list)
-    route_targets: list[str] = Field(default_factory=list, description="imported and exported")
+    name: str = Field(description="a name: 1..64 of A-Z a-z 0-9 _ . -, beginning with a letter or digit")
+    rd: str = Field(default="auto", max_length=64)
+    import_rts: list[str] = Field(default_factory=list, max_length=MAX_RTS)
+    export_rts: list[str] = Field(default_factory=list, max_length=MAX_RTS)
+    route_targets: list[str] = Field(default_factory=list, max_length=MAX_RTS, description="imported and exported")
     label_mode: Literal["per-vrf", "per-prefix", "per-endpoint"] = "per-vrf"
     multipath: int = Field(default=1, ge=1, le=64)
-    description: str = Field(default="", max_length=256, description="free text (bagpipe: instance_description)")
+    description: str = Field(default="", description="free text, max 256 (bagpipe: instance_description)")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return str(_rule(check_name, v, "name"))
+
+    @field_validator("description")
+    @classmethod
+    def _text(cls, v: str) -> str:
+        return str(_rule(check_text, v, "description"))
 
 
 class VpnUpdate(_Model):
-    rd: str | None = None
-    import_rts: list[str] | None = None
-    export_rts: list[str] | None = None
+    rd: str | None = Field(default=None, max_length=64)
+    import_rts: list[str] | None = Field(default=None, max_length=MAX_RTS)
+    export_rts: list[str] | None = Field(default=None, max_length=MAX_RTS)
     label_mode: Literal["per-vrf", "per-prefix", "per-endpoint"] | None = None
     multipath: int | None = Field(default=None, ge=1, le=64)
-    description: str | None = Field(default=None, max_length=256)
+    description: str | None = None
+
+    @field_validator("description")
+    @classmethod
+    def _text(cls, v: str | None) -> str | None:
+        return None if v is None else str(_rule(check_text, v, "description"))
 
 
 class PortAttach(_Model):
     """An endpoint to attach; mirrors bagpipe-bgp's attach_localport (see docs/api.md)."""
 
-    name: str = Field(min_length=1, max_length=64, description="port id (bagpipe: local_port / port id)")
-    ifname: str = Field(min_length=1, max_length=15, description="host-side interface of the VM")
-    vpn: str = Field(min_length=1, description="VRF name (bagpipe: vpn_instance_id)")
-    mac: str = Field(pattern=r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$", description="the VM's MAC")
-    ips: list[str] = Field(min_length=1, max_length=64,
-                           description="the VM's addresses with prefix length")
-    gateways: list[str] = Field(default_factory=list, max_length=16,
+    name: str = Field(description="port id (bagpipe: local_port / port id); the name rule")
+    ifname: str = Field(description="host-side interface of the VM: 1..15 octets, the name rule's characters")
+    vpn: str = Field(description="VRF name (bagpipe: vpn_instance_id)")
+    mac: str = Field(pattern=r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$", description="the VM's unicast MAC")
+    ips: list[str] = Field(min_length=1, max_length=MAX_IPS,
+                           description="the VM's unicast addresses with prefix length")
+    gateways: list[str] = Field(default_factory=list, max_length=MAX_GATEWAYS,
                                 description="gateway IPs the vPE answers for")
-    allowed_pairs: list[str] = Field(default_factory=list, max_length=256,
+    allowed_pairs: list[str] = Field(default_factory=list, max_length=MAX_ALLOWED_PAIRS,
                                      description="extra source prefixes")
     advertise: Literal["host", "subnet"] = "host"
     direction: Literal["both", "to-port", "from-port"] = Field(
@@ -60,19 +150,39 @@ class PortAttach(_Model):
     )
     local_pref: int | None = Field(default=None, ge=0, le=0xFFFFFFFF,
                                    description="LOCAL_PREF of the port's exported routes (default 100)")
-    description: str = Field(default="", max_length=256, description="free text about the port")
-    vpn_type: str = Field(default="ipvpn", description="only 'ipvpn' (bagpipe: vpn_type)")
+    description: str = Field(default="", description="free text about the port (max 256)")
+    vpn_type: str = Field(default="ipvpn", max_length=16, description="only 'ipvpn' (bagpipe: vpn_type)")
     import_rts: list[str] | None = Field(
-        default=None, max_length=64,
+        default=None, max_length=MAX_RTS,
         description="bagpipe: import_rt; creates the VPN instance if it does not exist, "
                     "else must equal its import RTs")
     export_rts: list[str] | None = Field(
-        default=None, max_length=64,
+        default=None, max_length=MAX_RTS,
         description="bagpipe: export_rt; creates the VPN instance if it does not exist, "
                     "else must equal its export RTs")
-    vpn_description: str = Field(default="", max_length=256,
+    vpn_description: str = Field(default="",
                                  description="description of a VPN instance created by this attach "
                                              "(bagpipe: instance_description)")
+
+    @field_validator("name", "vpn")
+    @classmethod
+    def _names(cls, v: str, info: ValidationInfo) -> str:
+        return str(_rule(check_name, v, info.field_name or "name"))
+
+    @field_validator("ifname")
+    @classmethod
+    def _ifname(cls, v: str) -> str:
+        return str(_rule(check_ifname, v, "ifname"))
+
+    @field_validator("description", "vpn_description")
+    @classmethod
+    def _texts(cls, v: str, info: ValidationInfo) -> str:
+        return str(_rule(check_text, v, info.field_name or "description"))
+
+    @field_validator("mac")
+    @classmethod
+    def _mac(cls, v: str) -> str:
+        return _unicast_mac(v)
 
     def attachment(self) -> Attachment:
         """The attachment this request asks for."""
@@ -110,10 +220,7 @@ class PortAttach(_Model):
         seen: set[Any] = set()
         out = []
         for text in v:
-            try:
-                iface = ipaddress.ip_interface(text)
-            except ValueError:
-                raise ValueError(f"{text!r} is not an address with prefix length") from None
+            iface = ipaddress.ip_interface(vm_address(text))
             if iface.ip in seen:
                 raise ValueError(f"address {iface.ip} is given twice")
             seen.add(iface.ip)
@@ -123,10 +230,17 @@ class PortAttach(_Model):
     @field_validator("gateways")
     @classmethod
     def _gateways(cls, v: list[str]) -> list[str]:
-        try:
-            return [str(ipaddress.ip_address(g)) for g in v]
-        except ValueError as e:
-            raise ValueError(f"not an IP address: {e}") from None
+        out = []
+        for g in v:
+            try:
+                ip = ipaddress.ip_address(g)
+            except ValueError as e:
+                raise ValueError(f"not an IP address: {e}") from None
+            why = _unicast(ip)
+            if why and not ip.is_link_local:  # fe80::1 is the usual IPv6 gateway
+                raise ValueError(f"{g!r} is {why}; a gateway must be a unicast address")
+            out.append(str(ip))
+        return out
 
     @field_validator("allowed_pairs")
     @classmethod

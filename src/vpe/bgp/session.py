@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import struct
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -108,6 +109,14 @@ class PeerSettings:
     route_reflector_client: bool = False
     extended_message: bool = True
     connect_timeout: float = 5.0
+    #: per-family limit of prefixes accepted from the peer (None: no limit)
+    max_prefixes: int | None = None
+    #: "teardown" (Cease / Maximum Number of Prefixes Reached, RFC 4486) or "warning"
+    max_prefixes_action: str = "teardown"
+    #: seconds a torn-down session stays down before it may come up again (0: until restarted)
+    max_prefixes_restart: float = 60.0
+    #: percent of the limit at which a warning is logged first
+    max_prefixes_threshold: int = 75
 
     @property
     def ibgp(self) -> bool:
@@ -211,6 +220,7 @@ class Peer:
             "notifications_out": 0,
             "treat_as_withdraw": 0,
             "established_transitions": 0,
+            "prefix_limit_exceeded": 0,
         }
         self._events: asyncio.Queue[Any] = asyncio.Queue(_QUEUE_DEPTH)
         self._task: asyncio.Task[None] | None = None
@@ -220,6 +230,13 @@ class Peer:
         self._conn_id = 0
         self._side_tasks: set[asyncio.Task[Any]] = set()
         self._send_lock = asyncio.Lock()
+        #: a stop the handler asked for while a message was being handled (prefix limit)
+        self._stop_now: AutomaticStop | None = None
+        self._restart_handle: asyncio.TimerHandle | None = None
+        #: the prefix limit: per family, the count when it was last exceeded (status)
+        self.prefix_limit_hits: dict[str, int] = {}
+        #: monotonic time a prefix-limit tear-down ends (None: not held down)
+        self.held_down_until: float | None = None
 
     # -- public --------------------------------------------------------------
 
@@ -245,6 +262,9 @@ class Peer:
         """Send a Cease (Administrative Shutdown) if up, close, and end the task."""
         if self._task is None:
             return
+        if self._restart_handle is not None:
+            self._restart_handle.cancel()
+            self._restart_handle = None
         await self._events.put(_Stop(communication))
         with contextlib.suppress(asyncio.CancelledError, TimeoutError):
             await asyncio.wait_for(asyncio.shield(self._task), 5.0)
@@ -263,11 +283,20 @@ class Peer:
     def enable(self) -> None:
         """Undo :meth:`shutdown`: start connecting (or listening, if passive) again."""
         self.admin_down = False
+        self._end_prefix_hold_down()
         self._post_nowait(_Admin("enable"))
 
     def reset(self, communication: str | None = None) -> None:
-        """Hard reset: Cease / Administrative Reset (subcode 4), then start again at once."""
+        """Hard reset: Cease / Administrative Reset (subcode 4), then start again at once
+        (ending a prefix-limit hold-down: the operator's reset overrides it)."""
+        self._end_prefix_hold_down()
         self._post_nowait(_Admin("reset", communication))
+
+    def _end_prefix_hold_down(self) -> None:
+        if self._restart_handle is not None:
+            self._restart_handle.cancel()
+            self._restart_handle = None
+        self.held_down_until = None
 
     def incoming(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """A connection from this neighbor was accepted by a listener."""
@@ -295,6 +324,43 @@ class Peer:
         self.counters["messages_out"] += sent
         self.counters["updates_out"] += sent
         return sent
+
+    def prefix_limit_exceeded(self, family: Family, count: int) -> None:
+        """The handler counted ``count`` prefixes of ``family`` from this peer, over
+        ``max_prefixes``: tear the session down (Cease / Maximum Number of
+        Prefixes Reached, RFC 4486, its data the AFI, SAFI and the limit, section
+        4) and keep it down for ``max_prefixes_restart`` seconds; or, with the
+        "warning" action, only report it. Takes effect before the next message
+        of the peer is handled."""
+        limit = self.settings.max_prefixes
+        assert limit is not None
+        self.counters["prefix_limit_exceeded"] += 1
+        self.prefix_limit_hits[family.name] = count
+        what = f"maximum number of prefixes reached: {count} {family.name} prefixes, limit {limit}"
+        if self.settings.max_prefixes_action == "warning":
+            log.warning("peer %s: %s (warning only)", self.address, what)
+            self.last_error = what + " (warning only)"
+            return
+        if self._stop_now is not None or not self.established:
+            return
+        restart = self.settings.max_prefixes_restart
+        log.error("peer %s: %s; closing the session%s", self.address, what,
+                  f" for {restart:g} s" if restart else " until the agent restarts")
+        note = Notification(ErrorCode.CEASE, CeaseSubcode.MAX_PREFIXES,
+                            struct.pack("!HBI", family.afi, family.safi, limit), what)
+        self._stop_now = AutomaticStop(note, what)
+        if restart > 0:
+            self.held_down_until = self._clock() + restart
+            if self._restart_handle is not None:
+                self._restart_handle.cancel()
+            self._restart_handle = asyncio.get_running_loop().call_later(restart, self._end_hold_down)
+
+    def _end_hold_down(self) -> None:
+        self._restart_handle = None
+        self.held_down_until = None
+        if self._task is not None and self.fsm.state is State.IDLE and not self.admin_down:
+            log.info("peer %s: prefix-limit hold-down over, starting again", self.address)
+            self._post_nowait(ManualStartPassive() if self.settings.passive else ManualStart())
 
     def request_refresh(self, families: Iterable[Family] | None = None) -> list[Family]:
         """Ask the peer to send its routes again (ROUTE-REFRESH, RFC 2918): soft
@@ -326,6 +392,15 @@ class Peer:
             "addpath_send": sorted(f.name for f in n.addpath_send) if n else [],
             "last_error": self.last_error,
             "counters": dict(self.counters),
+            "max_prefixes": self.settings.max_prefixes,
+            "prefix_limit": None if self.settings.max_prefixes is None else {
+                "limit": self.settings.max_prefixes,
+                "action": self.settings.max_prefixes_action,
+                "restart": self.settings.max_prefixes_restart,
+                "exceeded": dict(self.prefix_limit_hits),
+                "held_down_for": None if self.held_down_until is None
+                else round(max(0.0, self.held_down_until - self._clock()), 1),
+            },
         }
 
     # -- the driver task -----------------------------------------------------
@@ -441,6 +516,9 @@ class Peer:
         if was_established and self.established:
             if msg_type == MessageType.UPDATE:
                 self.handler.update_received(self, msg)
+                if self._stop_now is not None:
+                    stop, self._stop_now = self._stop_now, None
+                    await self._perform(self.fsm.handle(stop, self._clock()))
             elif msg_type == MessageType.ROUTE_REFRESH:
                 self.handler.refresh_requested(self, Family(msg.afi, msg.safi), msg.subtype)
 

@@ -46,6 +46,10 @@ def settings_from_config(bgp: Any, n: Any) -> PeerSettings:
         gtsm_hops=n.gtsm_hops,
         graceful_restart_time=120 if n.graceful_restart else None,
         route_reflector_client=n.route_reflector_client,
+        max_prefixes=n.max_prefixes,
+        max_prefixes_action=n.max_prefixes_action,
+        max_prefixes_restart=n.max_prefixes_restart,
+        max_prefixes_threshold=n.max_prefixes_threshold,
     )
 
 

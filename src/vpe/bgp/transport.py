@@ -253,6 +253,30 @@ def gtsm_sockopt(sock: socket.socket, hops: int = 1) -> None:
             ) from exc
 
 
+TCP_SAVE_SYN = 27
+TCP_SAVED_SYN = 28
+
+
+def syn_ttl(conn: socket.socket) -> int | None:
+    """The TTL (hop limit) of the SYN that opened ``conn``, accepted on a listener
+    with TCP_SAVE_SYN; None when the kernel kept no SYN.
+
+    Why: IP_MINTTL can only be set on an accepted socket once it is accepted,
+    and the peer's first segments (its OPEN) may be queued before that; the
+    SYN's TTL says whether the handshake itself came from within the GTSM
+    radius, closing that gap (RFC 5082 section 3).
+    """
+    try:
+        syn = conn.getsockopt(socket.IPPROTO_TCP, TCP_SAVED_SYN, 512)
+    except OSError:
+        return None
+    if len(syn) >= 20 and syn[0] >> 4 == 4:
+        return syn[8]
+    if len(syn) >= 40 and syn[0] >> 4 == 6:
+        return syn[7]
+    return None
+
+
 # --------------------------------------------------------------------------- binding
 
 
@@ -467,6 +491,8 @@ class Listener:
                     md5_sockopt(sock, peer, entry.password, entry.prefixlen)
             if self._gtsm is not None:
                 gtsm_sockopt(sock, self._gtsm)
+            with contextlib.suppress(OSError):  # kernels before 4.2: IP_MINTTL alone
+                sock.setsockopt(socket.IPPROTO_TCP, TCP_SAVE_SYN, 1)
             bind_local(sock, self._ip, self._port)
             sock.listen(self._backlog)
         except BaseException:
@@ -534,6 +560,12 @@ class Listener:
             _set_nodelay(conn)
             if entry.gtsm is not None:
                 gtsm_sockopt(conn, entry.gtsm)
+                ttl = syn_ttl(conn)
+                if ttl is not None and ttl < MAX_TTL - entry.gtsm + 1:
+                    log.warning("connection from %s refused: GTSM, its SYN came with TTL %d, "
+                                "at least %d needed", peer, ttl, MAX_TTL - entry.gtsm + 1)
+                    conn.close()
+                    return
         except OSError as exc:
             log.warning("connection from %s dropped: %s", peer, exc)
             conn.close()

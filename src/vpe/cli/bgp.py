@@ -261,7 +261,14 @@ def _print_neighbor(n: dict[str, Any]) -> None:
       markup=False)
     p(f"  passive: {cell(n.get('passive'))}, route reflector client: {cell(n.get('route_reflector_client'))}",
       markup=False)
-    p(f"  prefix limit: {n['max_prefixes'] if n.get('max_prefixes') else 'none'}", markup=False)
+    pl = n.get("prefix_limit")
+    if pl:
+        hit = ", ".join(f"{k} {v}" for k, v in pl["exceeded"].items())
+        held = f", held down for {human_duration(pl['held_down_for'])}" if pl.get("held_down_for") else ""
+        p(f"  prefix limit: {pl['limit']} per family, action {pl['action']}, restart after {pl['restart']:g} s"
+          + (f", exceeded: {hit}" if hit else "") + held, markup=False)
+    else:
+        p("  prefix limit: none", markup=False)
     c = n.get("counters") or {}
     p("  messages: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in c.items()), markup=False)
     for fam, pc in (n.get("prefixes") or {}).items():

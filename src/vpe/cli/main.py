@@ -5,6 +5,12 @@ agent refused the request (an HTTP 4xx other than 422: unknown object,
 conflict) or failed it (5xx); 2 bad usage, an invalid value (HTTP 422, the
 field named) or a bad configuration; 3 the agent cannot be reached (the
 socket is named).
+
+Names given on the command line are checked with the agent's own name rule
+(:mod:`vpe.vpn.names`) before anything is sent (exit 2), and every path
+segment is percent-encoded: a name never changes which URL is called. No
+command ends in a traceback: an unexpected failure is one ``error:`` line
+and exit 1.
 """
 
 from __future__ import annotations
@@ -14,15 +20,17 @@ import logging
 import os
 import sys
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from .. import __version__
 from ..agent.config import ConfigError, load_config
 from ..lab.cli import lab_app
+from ..vpn.errors import InvalidValue
+from ..vpn.names import check_name
 from . import bgp as bgp_cli
 from .output import console as plain_console
 from .output import fail
@@ -39,7 +47,7 @@ EPILOG = """Exit codes:
 3 the agent cannot be reached (the message names the socket; is `vpe agent` running?)."""
 
 app = typer.Typer(help="vpe: a virtual Provider Edge for BGP/MPLS IP VPNs.", no_args_is_help=True,
-                  epilog=EPILOG)
+                  epilog=EPILOG, pretty_exceptions_enable=False)
 show = typer.Typer(help="Look at the running agent.", no_args_is_help=True)
 show_bgp = typer.Typer(help="BGP sessions and routes.", no_args_is_help=True)
 app.add_typer(show, name="show")
@@ -48,7 +56,6 @@ show.add_typer(show_bgp, name="bgp")
 
 DEFAULT_SOCKET = os.environ.get("VPE_SOCKET", "/run/vpe/vpe.sock")
 console = plain_console
-err = Console(stderr=True)
 
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
@@ -107,7 +114,16 @@ def agent(
     _setup_logging(log_level, log_json)
     from ..daemon import main as run
 
-    run(cfg, withdraw_on_exit=withdraw_on_exit)
+    run(cfg, withdraw_on_exit=withdraw_on_exit, source=config)
+
+
+def _seg(value: str, what: str = "name") -> str:
+    """One URL path segment: a name checked by the agent's rule, percent-encoded."""
+    try:
+        check_name(value, what)
+    except InvalidValue as e:
+        fail(e, EXIT_USAGE)
+    return quote(value, safe="")
 
 
 def _call(socket: str, method: str, path: str, body: Any = None, **params: Any) -> Any:
@@ -127,7 +143,10 @@ def _call(socket: str, method: str, path: str, body: Any = None, **params: Any) 
                 f"{'.'.join(str(x) for x in d.get('loc', [])[1:])}: {d.get('msg')}" for d in detail
             )
         fail(detail, EXIT_REFUSED if r.status_code != 422 else EXIT_USAGE)
-    return r.json() if r.content else None
+    try:
+        return r.json() if r.content else None
+    except ValueError:
+        fail(f"the agent at {socket} answered {method} {path} with something that is not JSON", EXIT_REFUSED)
 
 
 def _get(socket: str, path: str, **params: Any) -> Any:
@@ -210,7 +229,7 @@ def vpn_update(
     if not body:
         fail("nothing to change: give at least one of --rd, --import-rt, --export-rt, --label-mode, "
              "--multipath, --description", EXIT_USAGE)
-    d = _call(socket, "PATCH", f"/v1/vpns/{name}", body)
+    d = _call(socket, "PATCH", f"/v1/vpns/{_seg(name)}", body)
     print(json.dumps(d, indent=2)) if as_json else _print_vrf(d)
 
 
@@ -230,20 +249,20 @@ def vpn_list(socket: str = SocketOpt, as_json: bool = JsonOpt) -> None:
 
 @vpn.command("show")
 def vpn_show(name: str, socket: str = SocketOpt, as_json: bool = JsonOpt) -> None:
-    d = _get(socket, f"/v1/vpns/{name}")
+    d = _get(socket, f"/v1/vpns/{_seg(name)}")
     print(json.dumps(d, indent=2)) if as_json else _print_vrf(d)
 
 
 @vpn.command("delete")
 def vpn_delete(name: str, force: bool = typer.Option(False, "--force"), socket: str = SocketOpt) -> None:
-    _call(socket, "DELETE", f"/v1/vpns/{name}", force=str(force).lower())
+    _call(socket, "DELETE", f"/v1/vpns/{_seg(name)}", force=str(force).lower())
     console.print(f"deleted VPN instance {name}")
 
 
 @show.command("vrf")
 def show_vrf(name: str = typer.Argument(None), socket: str = SocketOpt, as_json: bool = JsonOpt) -> None:
     """A VRF's RTs and table (or all VRFs)."""
-    data = _get(socket, f"/v1/vpns/{name}") if name else _get(socket, "/v1/vpns")
+    data = _get(socket, f"/v1/vpns/{_seg(name)}") if name else _get(socket, "/v1/vpns")
     if as_json:
         print(json.dumps(data, indent=2))
         return
@@ -344,9 +363,22 @@ def attach(
 @app.command("detach")
 def detach(name: str, socket: str = SocketOpt) -> None:
     """Detach an endpoint."""
-    _call(socket, "DELETE", f"/v1/ports/{name}")
+    _call(socket, "DELETE", f"/v1/ports/{_seg(name)}")
     console.print(f"detached {name}")
 
 
+def main() -> None:
+    """The ``vpe`` command: :data:`app`, with any unexpected failure as one line and exit 1."""
+    try:
+        app()
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    except Exception as e:  # never a traceback to the user
+        print(f"error: {type(e).__name__}: {e} (please report this as a bug of vpe)", file=sys.stderr)
+        raise SystemExit(EXIT_REFUSED) from None
+
+
 if __name__ == "__main__":
-    app()
+    main()

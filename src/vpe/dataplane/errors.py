@@ -27,6 +27,11 @@ class ChannelClosed(ChannelError):
     """The connection is gone or the peer broke the protocol: reconnect, then resync."""
 
 
+class AuthenticationFailed(ChannelClosed):
+    """The other end of the FIB channel could not prove it holds the channel key
+    (or holds none while this end requires one): nothing was read or changed."""
+
+
 class DriverError(ChannelError, ValueError):
     """A driver refused a value or request; the message names the field and the value.
 

@@ -2,12 +2,14 @@
 
     python -m vpe.dataplane.process [--driver userspace] --underlay-if IF \\
         --underlay-ip IP [--underlay-ip IP6] --socket PATH \\
-        [--listen-tcp HOST:PORT] [--underlay-mtu N]
+        [--listen-tcp HOST:PORT --key-file FILE] [--underlay-mtu N]
 
 Builds the driver named by ``--driver`` from :mod:`vpe.dataplane.registry`,
 serves the FIB channel for it (:class:`~vpe.dataplane.server.ChannelServer`)
 and runs one selector loop for both until SIGTERM/SIGINT. The forwarder keeps
 its tables when the control plane disconnects; the next one sends a full sync.
+``--key-file`` names the channel key (at least 16 octets, mode 0600) every
+control plane must prove it holds; ``--listen-tcp`` requires it.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ import logging
 import selectors
 import signal
 import sys
+from collections.abc import Callable
 
 from . import registry
+from .channel import load_key
 from .server import ChannelServer
 
 log = logging.getLogger("vpe.dataplane")
@@ -33,17 +37,19 @@ def _hostport(text: str) -> tuple[str, int]:
 class _Loop:
     """The process's one selector loop; a signal ends it after the current turn."""
 
-    def __init__(self, selector: selectors.BaseSelector) -> None:
+    def __init__(self, selector: selectors.BaseSelector, tick: Callable[[], None] = lambda: None) -> None:
         self.sel = selector
         self.stopping = False
+        self._tick = tick
 
     def stop(self, *_: object) -> None:
         self.stopping = True
 
     def run(self) -> None:
         while not self.stopping:
-            for key, _mask in self.sel.select(timeout=0.5):
+            for key, _mask in self.sel.select(timeout=0.2):
                 key.data(key.fileobj)
+            self._tick()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,11 +71,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--socket", help="Unix socket path of the FIB channel")
     ap.add_argument("--listen-tcp", type=_hostport, help="also serve the FIB channel on HOST:PORT")
+    ap.add_argument(
+        "--key-file",
+        help="channel key file: every control plane must prove it holds the key "
+        "(required with --listen-tcp)",
+    )
     ap.add_argument("--underlay-mtu", type=int, help="default: the MTU of --underlay-if")
     ap.add_argument("--log-level", default="INFO")
     args = ap.parse_args(argv)
     if not args.socket and not args.listen_tcp:
         ap.error("one of --socket / --listen-tcp is required")
+    if args.listen_tcp and not args.key_file:
+        ap.error("--listen-tcp requires --key-file: the FIB channel over TCP must be authenticated")
+    key = None
+    if args.key_file:
+        try:
+            key = load_key(args.key_file)
+        except ValueError as exc:
+            ap.error(str(exc))
     try:
         ips = tuple(ipaddress.ip_address(a) for a in args.underlay_ip)
     except ValueError as exc:
@@ -93,12 +112,13 @@ def main(argv: list[str] | None = None) -> int:
             socket_path=args.socket,
             listen_tcp=args.listen_tcp,
             driver_name=args.driver,
+            key=key,
         )
     except OSError as exc:
         driver.close()
         print(f"vpe forwarder: cannot serve the FIB channel: {exc}", file=sys.stderr)
         return 2
-    loop = _Loop(sel)
+    loop = _Loop(sel, server.tick)
     signal.signal(signal.SIGTERM, loop.stop)
     signal.signal(signal.SIGINT, loop.stop)
     log.info(

@@ -9,10 +9,17 @@ Layout of a lab with prefix ``P`` (see docs/lab.md for a picture):
 * ``P-rr``: the route reflector (``vpe agent`` or ``gobgpd``), on ``ul0``
 * ``P-<vm>``: ``eth0`` with the VM's addresses and default routes
 
-The state dir (default ``/run/vpe-lab/P``) holds ``lab.json`` (the topology
-and every namespace the lab may have created; written *before* anything is
+The state dir (default ``/run/vpe-lab/P``) holds ``lab.json`` (the topology,
+the namespaces it plans, and ``owned``: every namespace this lab created,
+with the namespace file's device and inode, written right after each one is
 created so that ``down`` can clean a half-built lab), one directory per
 host / RR with the agent TOML, pid files and logs, and ``attachments/``.
+
+**A lab touches only what its own record lists.** ``up`` refuses to use a
+namespace of a planned name that it did not create; ``up`` (pruning) and
+``down`` delete only namespaces in ``owned`` whose inode still matches, and
+kill only the processes in them and those of its pid files. A namespace
+whose name merely starts with the prefix is never touched.
 
 Which processes run on a host is pluggable
 (:data:`~vpe.lab.processes.ProcessFactory`), and so is how a VM is attached
@@ -28,7 +35,7 @@ import json
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +98,29 @@ def _iface_sysctls(ifname: str, *, ipv6: bool = True) -> dict[str, str | int]:
         # a VM port belongs to the forwarder: the host kernel sends nothing on it
         out[netns.iface_key("ipv6", ifname, "disable_ipv6")] = 1
     return out
+
+
+Owned = dict[str, tuple[int, int]]
+
+
+def _owned(st: dict[str, Any] | None) -> Owned:
+    """The namespaces a lab's record says it created: name -> (device, inode)."""
+    out: Owned = {}
+    raw = (st or {}).get("owned")
+    if isinstance(raw, dict):
+        for name, ident in raw.items():
+            if isinstance(ident, list) and len(ident) == 2 and all(isinstance(x, int) for x in ident):
+                out[str(name)] = (ident[0], ident[1])
+    return out
+
+
+def _ours(name: str, owned: Owned) -> bool:
+    """Is ``name`` the very namespace this lab created (same name, same inode)?"""
+    return name in owned and netns.netns_inode(name) == owned[name]
+
+
+def _write_owned(lab: Lab, owned: Owned) -> None:
+    _write_state(lab, {"owned": {k: list(v) for k, v in owned.items()}})
 
 
 def _write_state(lab: Lab, extra: dict[str, Any] | None = None) -> None:
@@ -179,12 +209,27 @@ def up(
     other = _existing_state(lab.state_dir)
     if other is not None and other.get("prefix") not in (None, lab.prefix):
         raise LabError(f"{lab.state_dir} belongs to lab {other.get('prefix')!r}")
-    # record the plan first: a failure half-way still leaves `down` a full list
-    _write_state(lab)
+    owned = {k: v for k, v in _owned(other).items() if netns.netns_inode(k) == v}
+    foreign = [ns for ns in lab.namespaces() if netns.netns_exists(ns) and ns not in owned]
+    if foreign:
+        raise LabError(
+            f"namespace(s) {', '.join(foreign)} exist but were not created by lab {lab.prefix} (not in "
+            f"{lab.state_dir / STATE_FILE}); refusing to use or remove them: pick another prefix or "
+            "remove them yourself"
+        )
+    # record first: a failure half-way still leaves `down` the list of what was created
+    _write_owned(lab, owned)
     t = lab.topology
 
-    pruned = _prune(lab)
-    created = [ns for ns in lab.namespaces() if netns.netns_add(ns)]
+    pruned = _prune(lab, owned)
+    created = []
+    for ns in lab.namespaces():
+        if netns.netns_add(ns):
+            created.append(ns)
+            ident = netns.netns_inode(ns)
+            if ident is not None:
+                owned[ns] = ident
+                _write_owned(lab, owned)
     for ns in lab.namespaces():
         netns.sysctl_set(ns, _NS_DEFAULTS)
 
@@ -218,8 +263,9 @@ def up(
     return UpResult(lab, created, pruned, started, attached)
 
 
-def _prune(lab: Lab) -> list[str]:
-    """Remove what an earlier ``up`` built for nodes the topology no longer has."""
+def _prune(lab: Lab, owned: Owned) -> list[str]:
+    """Remove what an earlier ``up`` built for nodes the topology no longer has (only
+    namespaces this lab created: ``owned``, updated in place)."""
     wanted = set(lab.namespaces())
     nodes = {h.name for h in lab.topology.hosts} | ({"rr"} if lab.rr_ns else set())
     if lab.state_dir.is_dir():
@@ -234,11 +280,14 @@ def _prune(lab: Lab) -> list[str]:
             if f.stem not in vms:
                 f.unlink()
     removed = []
-    for ns in prefix_namespaces(lab.prefix):
+    for ns in sorted(owned):
         if ns not in wanted:
-            runner.kill_namespace_processes(ns)
-            if netns.netns_delete(ns):
-                removed.append(ns)
+            if _ours(ns, owned):
+                runner.kill_namespace_processes(ns)
+                if netns.netns_delete(ns):
+                    removed.append(ns)
+            del owned[ns]
+            _write_owned(lab, owned)
     return removed
 
 
@@ -280,14 +329,18 @@ class DownResult:
     stopped: list[str]
     killed_pids: list[int]
     deleted_namespaces: list[str]
+    #: recorded namespaces left alone: gone, or replaced by one the lab did not create
+    left_alone: list[str] = field(default_factory=list)
 
 
 def down(prefix: str, state_dir: Path | None = None) -> DownResult:
-    """Stop every process and delete every namespace of the lab, then its state dir.
+    """Stop the lab's processes and delete the namespaces it created, then its state dir.
 
-    Works from the state dir when there is one and from ``ip netns list``
-    always, so a lab whose ``up`` failed half-way, or whose state dir is gone,
-    is still removed. Running it twice is harmless.
+    Works from the lab's record only (``lab.json``: the namespaces it created,
+    with their inodes; the pid files), so a lab whose ``up`` failed half-way is
+    still removed, and nothing else is touched: not a namespace whose name
+    merely starts with the prefix, not one that replaced a lab namespace.
+    Running it twice is harmless.
     """
     check_prefix(prefix)
     why = netns.ip_available()
@@ -295,14 +348,18 @@ def down(prefix: str, state_dir: Path | None = None) -> DownResult:
         raise LabError(f"cannot remove a lab here: {why}")
     sd = Path(state_dir) if state_dir else default_state_dir(prefix)
     st = _existing_state(sd)
-    recorded = [str(n) for n in st.get("namespaces", [])] if st else []
+    owned = _owned(st)
+    if st is not None and "owned" not in st:  # a record of an older vpe: its planned namespaces
+        owned = {str(n): ident for n in st.get("namespaces", [])
+                 if (ident := netns.netns_inode(str(n))) is not None}
     stopped: list[str] = []
     if sd.is_dir():
         for d in sorted(p for p in sd.iterdir() if p.is_dir()):
             for proc in runner.list_processes(d):
                 if runner.stop(d, proc.name):
                     stopped.append(f"{d.name}/{proc.name}")
-    namespaces = list(dict.fromkeys(recorded + prefix_namespaces(prefix)))
+    namespaces = [ns for ns in owned if _ours(ns, owned)]
+    left_alone = [ns for ns in owned if ns not in namespaces and netns.netns_exists(ns)]
     killed: list[int] = []
     for ns in namespaces:
         killed += runner.kill_namespace_processes(ns)
@@ -319,7 +376,7 @@ def down(prefix: str, state_dir: Path | None = None) -> DownResult:
         raise LabError("some namespaces could not be deleted:\n" + "\n".join(errors))
     if sd.is_dir():
         shutil.rmtree(sd, ignore_errors=True)
-    return DownResult(stopped, killed, deleted)
+    return DownResult(stopped, killed, deleted, left_alone)
 
 
 # -- status ------------------------------------------------------------------------

@@ -118,6 +118,9 @@ def down_cmd(prefix: str = PrefixOpt, state_dir: Path = StateOpt) -> None:
         highlight=False,
         soft_wrap=True,
     )
+    if res.left_alone:
+        err.print(f"left alone (not created by this lab, or replaced since): {', '.join(res.left_alone)}",
+                  highlight=False, markup=False)
 
 
 @lab_app.command("status")

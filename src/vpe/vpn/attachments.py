@@ -36,6 +36,7 @@ from typing import Any, Literal
 
 from .errors import AlreadyExists, NotFound, VpnError
 from .events import VpnOutput
+from .names import check_ifname, check_name, check_text
 from .service import VpnService
 
 Advertise = Literal["host", "subnet"]
@@ -206,6 +207,9 @@ class AttachmentTable:
     def attach(self, a: Attachment, now: float = 0.0) -> AttachmentOutcome:
         """Attach ``a`` (state ACTIVE, or STANDBY to pre-advertise): its routes are
         originated in its VRF; an active one's port goes to the forwarder."""
+        check_name(a.name, "name")  # one rule for names, whoever asks (docs/api.md, Names)
+        check_ifname(a.ifname, "ifname")
+        check_text(a.description, "description")
         if a.name in self._by_name:
             raise AlreadyExists(f"name: port {a.name!r} is already attached")
         if a.state not in (AttachmentState.ACTIVE, AttachmentState.STANDBY):

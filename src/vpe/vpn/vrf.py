@@ -38,6 +38,7 @@ from ..policy.policy import Policy
 from .entries import IPNetwork, Leak, RouteKind, RouteSource, VrfRoute
 from .errors import InvalidValue
 from .events import VrfTableChange
+from .names import check_name
 from .paths import VpnPath
 from .route_target import RouteTargets, format_route_targets
 
@@ -197,8 +198,7 @@ class Vrf:
         multipath: int = 1,
         tenant: str | None = None,
     ) -> None:
-        if not isinstance(name, str) or not name or len(name) > 64 or not name.isprintable():
-            raise InvalidValue(f"name: {name!r} is not a VRF name (1-64 printable characters)")
+        check_name(name, "name")  # the one rule for names (vpn/names.py)
         if type(multipath) is not int or not 1 <= multipath <= 64:
             raise InvalidValue(f"multipath: {multipath!r} is not a path count in 1..64")
         self.name = name

@@ -218,6 +218,7 @@ class ForwarderProcess:
         underlay_mtu: int | None = None,
         listen_tcp: tuple[str, int] | None = None,
         selector: selectors.BaseSelector | None = None,
+        key: bytes | None = None,
     ) -> None:
         ips = [ipaddress.ip_address(a) for a in underlay_ips]
         if len({a.version for a in ips}) != len(ips):
@@ -258,7 +259,7 @@ class ForwarderProcess:
         self.server: ChannelServer | None = None
         if socket_path or listen_tcp:
             self.server = ChannelServer(
-                self, self.sel, socket_path=socket_path, listen_tcp=listen_tcp
+                self, self.sel, socket_path=socket_path, listen_tcp=listen_tcp, key=key
             )
 
     @property
@@ -488,8 +489,10 @@ class ForwarderProcess:
 
     def run(self) -> None:
         while not self._stop:
-            for key, _mask in self.sel.select(timeout=0.5):
+            for key, _mask in self.sel.select(timeout=0.2):
                 key.data(key.fileobj)
+            if self.server is not None:
+                self.server.tick()
 
     def close(self) -> None:
         if self.server is not None:
