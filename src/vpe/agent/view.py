@@ -71,16 +71,19 @@ class AgentView:
     def has_neighbor(self, address: str) -> bool:
         return address in self._router.speaker.peers
 
-    def summary(self) -> list[dict[str, Any]]:
-        """Every neighbor: session, configuration, counters and prefixes per family."""
-        return [self._neighbor_json(addr, p) for addr, p in self._router.speaker.peers.items()]
+    def summary(self, accepted: bool = False) -> list[dict[str, Any]]:
+        """Every neighbor: session, configuration, counters and prefixes per family.
+
+        ``accepted`` (how many received paths are our best) walks each
+        Adj-RIB-In, so it is counted only when asked; otherwise it is None."""
+        return [self._neighbor_json(addr, p, accepted) for addr, p in self._router.speaker.peers.items()]
 
     def bgp_summary(self) -> dict[str, Any]:
         """The summary with its header: local AS and router id."""
         return {"local_as": self._router.local_as, "router_id": str(self._router.router_id),
-                "neighbors": self.summary()}
+                "neighbors": self.summary(accepted=True)}
 
-    def _neighbor_json(self, addr: str, p: Peer) -> dict[str, Any]:
+    def _neighbor_json(self, addr: str, p: Peer, with_accepted: bool = True) -> dict[str, Any]:
         d = p.to_json()
         a = ip_address(addr)
         rib, adj_out = self._router.rib, self._router.out
@@ -91,12 +94,12 @@ class AgentView:
         d["route_reflector_client"] = p.settings.route_reflector_client
         received = {adj.family: adj for adj in rib.adj_ribs_in(a)}
         sent_fams = p.negotiated.families if p.negotiated else frozenset()
-        prefixes: dict[str, dict[str, int]] = {}
+        prefixes: dict[str, dict[str, int | None]] = {}
         for fam in sorted(set(received) | set(sent_fams) | set(p.settings.families)):
             adj = received.get(fam)
             loc = rib.loc_rib(fam) if adj is not None else None
-            accepted = 0
-            if adj is not None and loc is not None:
+            accepted: int | None = 0 if with_accepted else None
+            if with_accepted and adj is not None and loc is not None:
                 accepted = sum(1 for path in adj if loc.best(path.key) == path)
             prefixes[fam.name] = {
                 "received": len(adj) if adj is not None else 0,
@@ -104,7 +107,7 @@ class AgentView:
                 "sent": adj_out.sent(a, fam) if fam in sent_fams else 0,
             }
         d["prefixes"] = prefixes
-        d["received"] = {k: v["received"] for k, v in prefixes.items() if v["received"]}
+        d["received"] = {f.name: len(adj) for f, adj in received.items()}
         d["advertised"] = {f.name: prefixes[f.name]["sent"] for f in sorted(sent_fams)}
         return d
 

@@ -54,8 +54,10 @@ def bgp_router(view: AgentView, router: Router) -> APIRouter:
         return view.bgp_summary()
 
     @api.get("/neighbors")
-    async def neighbors() -> list[dict[str, Any]]:
-        return view.summary()
+    async def neighbors(
+        accepted: bool = Query(False, description="also count the accepted prefixes (walks every Adj-RIB-In)"),
+    ) -> list[dict[str, Any]]:
+        return view.summary(accepted=accepted)
 
     @api.get("/neighbors/{address}")
     async def neighbor(address: str) -> dict[str, Any]:

@@ -81,7 +81,7 @@ def _route_headers(with_peer: bool = True) -> list[str]:
 
 
 def _prefix_cell(prefixes: dict[str, dict[str, int]]) -> str:
-    return ", ".join(f"{fam} {c['received']}/{c['accepted']}/{c['sent']}" for fam, c in prefixes.items())
+    return ", ".join(f"{fam} {c['received']}/{cell(c['accepted'])}/{c['sent']}" for fam, c in prefixes.items())
 
 
 def register(show_bgp: typer.Typer, app: typer.Typer, call: Call, socket_opt: Any, json_opt: Any) -> None:
@@ -115,7 +115,7 @@ def register(show_bgp: typer.Typer, app: typer.Typer, call: Call, socket_opt: An
                   socket: str = socket_opt, as_json: bool = json_opt) -> None:
         """Everything known about one neighbor (or all): configuration, session, counters, prefixes."""
         data = get(socket, f"/v1/bgp/neighbors/{_address(address)}") if address else \
-            get(socket, "/v1/bgp/neighbors")
+            get(socket, "/v1/bgp/neighbors", accepted="true")
         if as_json:
             print_json(data)
             return
