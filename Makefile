@@ -4,9 +4,10 @@
 SHELL := /bin/bash
 VENV  ?= .venv
 PY    := $(VENV)/bin/python
-DEB_PACKAGES := gobgpd frr bird2 exabgp iputils-ping iproute2 tshark tcpdump iperf3 openssl curl
+DEB_PACKAGES := gobgpd frr bird2 exabgp iputils-ping iproute2 tshark tcpdump iperf3 openssl curl \
+                clang llvm libbpf-dev bpftool libbpf1
 
-.PHONY: test demo demo-down deps venv lint bench clean
+.PHONY: test demo demo-down deps venv lint bench clean ebpf
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -26,7 +27,16 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
-test: deps venv
+# the eBPF programs of the "ebpf" dataplane driver (clang from DEB_PACKAGES);
+# skipped with a note when clang is missing (the driver then refuses to start)
+EBPF_OBJ := src/vpe/dataplane/ebpf/vpe_tc.o
+$(EBPF_OBJ): src/vpe/dataplane/ebpf/vpe_tc.c src/vpe/dataplane/ebpf/build.py
+	@if command -v clang >/dev/null; then PYTHONPATH=src python3 -m vpe.dataplane.ebpf.build --out $@; \
+	else echo "clang missing: the ebpf driver's programs are not built (make deps as root)"; fi
+
+ebpf: $(EBPF_OBJ)
+
+test: deps venv ebpf
 	$(VENV)/bin/ruff check src tests bench tools
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports --no-logo
@@ -37,7 +47,7 @@ lint: venv
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports --no-logo
 
-demo: deps venv
+demo: deps venv ebpf
 	$(PY) -m vpe.demo
 
 demo-down: venv
@@ -47,4 +57,4 @@ bench: venv
 	$(PY) bench/codec.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info $(EBPF_OBJ)

@@ -1,14 +1,17 @@
-"""Benchmark: VM-to-VM forwarding through vpe's userspace forwarder vs plain Linux.
+"""Benchmark: VM-to-VM forwarding through vpe's dataplane drivers vs plain Linux.
 
-    sudo .venv/bin/python bench/dataplane.py [--runs 3] [--duration 5] \\
+    sudo .venv/bin/python bench/dataplane.py [--driver ebpf|userspace|linux ...] \\
+        [--runs 3] [--duration 5] [--offloads default|off] \\
         [--encap mpls-in-udp|mpls-in-gre] [--prefix benchdp] [--json FILE]
 
-Two measurements, each the median of ``--runs`` runs, on two set-ups of the
-same shape (VM - host - underlay bridge - host - VM, all network namespaces):
+Two measurements, each the median of ``--runs`` runs, on set-ups of the same
+shape (VM - host - underlay bridge - host - VM, all network namespaces), one
+per ``--driver`` (default: all three, in one run; each vpe driver gets its
+ratio to the Linux figures of the same run):
 
-* **vpe**: ``src/vpe/lab/examples/two-hosts.yaml`` built with ``vpe lab``
-  under its own prefix (agents, BGP, forwarders; both hosts restricted to the
-  chosen encapsulation). The benchmark waits until each agent's
+* **ebpf** / **userspace**: ``src/vpe/lab/examples/two-hosts.yaml`` built
+  with ``vpe lab`` under its own prefix with that dataplane driver (agents,
+  BGP, forwarders; both hosts restricted to the chosen encapsulation). The benchmark waits until each agent's
   ``/v1/vpns`` table holds the other VM's /32, then sends from blue1
   (192.0.2.11) to blue2 (192.0.2.12).
 * **linux**: the same namespaces wired by hand, the hosts forwarding with
@@ -24,9 +27,13 @@ address to the test-bed ranges):
   delivered to the server (sent minus lost, over the receiver's interval)
   and the offered rate.
 
-The VMs' eth0 have checksum/segmentation offloads off in both set-ups (the
-forwarder needs complete frames, see docs/dataplane.md), so both move
-MTU-sized packets and the ratio compares packet processing, not GSO.
+``--offloads default`` (the default) leaves the VMs' checksum/segmentation
+offloads at a veth's defaults (on) for ebpf and linux; the userspace driver
+always runs with them off (it needs complete frames, see docs/dataplane.md),
+which the JSON records. ``--offloads off`` turns them off everywhere, so all
+move MTU-sized packets and the ratio compares packet processing, not GSO.
+For ebpf the kernel's BPF run-time statistics are on (``VPE_EBPF_STATS=1``)
+and one extra UDP run reports the nanoseconds each program takes per packet.
 Everything built is removed at the end, also on failure or Ctrl-C.
 ``--keep`` leaves the vpe lab up (for profiling the forwarders).
 """
@@ -208,16 +215,39 @@ def measure(
     }
 
 
+def program_stats(lab: Any) -> dict[str, tuple[int, int]]:
+    """(run_time_ns, run_cnt) of the port program on h1 and the underlay program on h2."""
+    out = {}
+    for host, prog in (("h1", "vpe_port"), ("h2", "vpe_underlay")):
+        p = forwarder_counters(lab, host).get("ebpf", {}).get("programs", {}).get(prog, {})
+        out[f"{host} {prog}"] = (int(p.get("run_time_ns", 0)), int(p.get("run_cnt", 0)))
+    return out
+
+
+def ns_per_packet(lab: Any, client_ns: str, server_ns: str, duration: int, rate: str) -> dict[str, Any]:
+    """One more 64-octet UDP run: kernel BPF statistics of each program, per packet."""
+    before = program_stats(lab)
+    run = udp_run(client_ns, server_ns, duration, rate)
+    after = program_stats(lab)
+    res: dict[str, Any] = {"udp64_delivered_pps": run["delivered_pps"]}
+    for k, (ns1, n1) in after.items():
+        ns0, n0 = before[k]
+        res[k] = {"packets": n1 - n0, "ns_per_packet": (ns1 - ns0) / (n1 - n0) if n1 > n0 else None}
+    return res
+
+
 # -- the vpe lab -------------------------------------------------------------------
 
 
 @contextlib.contextmanager
-def vpe_lab(prefix: str, encap: str, keep: bool) -> Iterator[Any]:
+def vpe_lab(prefix: str, encap: str, keep: bool, driver: str = "userspace",
+            offloads: bool = False) -> Iterator[Any]:  # fmt: skip
     from vpe.lab import build
     from vpe.lab.topology import parse_topology
 
     doc = yaml.safe_load(EXAMPLE.read_text())
     doc["prefix"] = prefix
+    doc["driver"] = driver
     for h in doc["hosts"]:
         h["encapsulations"] = [encap]
     topo = parse_topology(yaml.safe_dump(doc), f"{EXAMPLE.name} (bench)")
@@ -225,6 +255,9 @@ def vpe_lab(prefix: str, encap: str, keep: bool) -> Iterator[Any]:
     build.down(prefix, lab.state_dir)  # a stale lab of an earlier, killed run
     try:
         build.up(lab)
+        if offloads:
+            for vm in ("blue1", "blue2"):
+                in_ns(lab.ns(vm), sys.executable, "-m", "vpe.dataplane.userspace.offload", "--on", "eth0")
         yield lab
     finally:
         if keep:
@@ -277,7 +310,7 @@ def forwarder_counters(lab: Any, host: str) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def linux_lab(prefix: str) -> Iterator[dict[str, str]]:
+def linux_lab(prefix: str, offloads: bool = False) -> Iterator[dict[str, str]]:
     """VM - host - bridge - host - VM, kernel IP forwarding, static routes."""
     ns = {n: f"{prefix}-{n}" for n in ("vm1", "h1", "ul", "h2", "vm2")}
     try:
@@ -337,7 +370,8 @@ def linux_lab(prefix: str) -> Iterator[dict[str, str]]:
             in_ns(h, "sysctl", "-qw", "net.ipv4.conf.vm-port.proxy_arp=1")
             sh("ip", "-n", h, "route", "add", f"{vm_ip}/32", "dev", "vm-port")
             sh("ip", "-n", h, "route", "add", f"{peer_ip}/32", "via", ul_peer, "dev", "ul0")
-            in_ns(v, sys.executable, "-m", "vpe.dataplane.userspace.offload", "eth0")
+            if not offloads:
+                in_ns(v, sys.executable, "-m", "vpe.dataplane.userspace.offload", "eth0")
             sh("ip", "-n", v, "addr", "add", f"{vm_ip}/24", "dev", "eth0")
             sh("ip", "-n", v, "link", "set", "eth0", "up")
             sh("ip", "-n", v, "route", "add", "default", "via", GATEWAY, "dev", "eth0", "onlink")
@@ -350,15 +384,25 @@ def linux_lab(prefix: str) -> Iterator[dict[str, str]]:
 # -- main ----------------------------------------------------------------------------
 
 
+DRIVERS = ("ebpf", "userspace", "linux")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument(
+        "--driver", action="append", choices=DRIVERS,
+        help="measure this set-up (repeatable; default: all three; linux is always measured "
+             "when a vpe driver is, for the ratios)",
+    )  # fmt: skip
     ap.add_argument("--runs", type=int, default=3, help="runs per measurement (median)")
     ap.add_argument("--duration", type=int, default=5, help="iperf3 -t seconds (1-30)")
     ap.add_argument("--encap", choices=("mpls-in-udp", "mpls-in-gre"), default="mpls-in-udp")
+    ap.add_argument("--offloads", choices=("default", "off"), default="default",
+                    help="the VMs' offloads (userspace: always off)")  # fmt: skip
     ap.add_argument("--udp-rate", default="1G", help="iperf3 -b for the 64-octet UDP test")
     ap.add_argument("--prefix", default="benchdp", help="vpe lab prefix (baseline: PREFIX + 'l')")
-    ap.add_argument("--skip-vpe", action="store_true")
-    ap.add_argument("--skip-linux", action="store_true")
+    ap.add_argument("--skip-vpe", action="store_true", help="no vpe driver (linux only)")
+    ap.add_argument("--skip-linux", action="store_true", help="no baseline (no ratios)")
     ap.add_argument("--keep", action="store_true", help="leave the vpe lab up afterwards")
     ap.add_argument(
         "--profile", metavar="DIR", help="py-spy raw profiles of both forwarders under UDP load"
@@ -370,6 +414,13 @@ def main() -> int:
         return 2
     if not 1 <= args.duration <= 30 or not 1 <= args.runs <= 20:
         ap.error("--duration 1-30, --runs 1-20")
+    drivers = list(dict.fromkeys(args.driver or DRIVERS))
+    if args.skip_vpe:
+        drivers = [d for d in drivers if d == "linux"]
+    if args.skip_linux:
+        drivers = [d for d in drivers if d != "linux"]
+    elif "linux" not in drivers and drivers:
+        drivers.append("linux")
     # SIGTERM unwinds like Ctrl-C, so the finally blocks remove the namespaces.
     signal.signal(signal.SIGTERM, _interrupt)
 
@@ -380,42 +431,54 @@ def main() -> int:
         "runs": args.runs,
         "duration_s": args.duration,
         "udp_rate": args.udp_rate,
+        "offloads": args.offloads,
+        "drivers": {},
     }
     print(
         f"machine: {info['cpus']} CPUs ({info['cpu_model']}), kernel {info['kernel']}, "
         f"Python {info['python']}, {info['iperf3']}",
         flush=True,
     )
-    if not args.skip_vpe:
-        with vpe_lab(args.prefix, args.encap, args.keep) as lab:
+    offloads_on = args.offloads == "default"
+    for driver in drivers:
+        if driver == "linux":
+            with linux_lab(args.prefix + "l", offloads_on) as ns:
+                wait_ping(ns["vm1"], DST_IP)
+                print(f"linux baseline {args.prefix}l-* up", flush=True)
+                res = measure("linux", ns["vm1"], ns["vm2"], args.runs, args.duration, args.udp_rate)
+                res["vm_offloads"] = "on" if offloads_on else "off"
+                result["drivers"]["linux"] = result["linux"] = res
+            continue
+        if driver == "ebpf":
+            os.environ["VPE_EBPF_STATS"] = "1"
+        on = offloads_on and driver != "userspace"
+        with vpe_lab(args.prefix, args.encap, args.keep, driver, on) as lab:
             took = wait_converged(lab)
             print(
-                f"vpe lab {args.prefix} up, BGP converged in {took:.1f} s ({args.encap})",
+                f"vpe lab {args.prefix} ({driver}) up, BGP converged in {took:.1f} s ({args.encap})",
                 flush=True,
             )
             wait_ping(lab.ns("blue1"), DST_IP)
             hook = None
             if args.profile:
                 hook = _profiler(lab, Path(args.profile), args.duration)
-            result["vpe"] = measure(
-                "vpe",
-                lab.ns("blue1"),
-                lab.ns("blue2"),
-                args.runs,
-                args.duration,
-                args.udp_rate,
-                hook,
+            res = measure(
+                driver, lab.ns("blue1"), lab.ns("blue2"), args.runs, args.duration, args.udp_rate, hook
             )
+            res["vm_offloads"] = "on" if on else "off"
+            if driver == "ebpf":
+                res["bpf_stats"] = ns_per_packet(
+                    lab, lab.ns("blue1"), lab.ns("blue2"), args.duration, args.udp_rate
+                )
             c1, c2 = forwarder_counters(lab, "h1"), forwarder_counters(lab, "h2")
-            result["vpe"]["forwarder_drops"] = {"h1": c1["drops"], "h2": c2["drops"]}
-            result["vpe"]["forwarder_io_errors"] = {"h1": c1["io_errors"], "h2": c2["io_errors"]}
-    if not args.skip_linux:
-        with linux_lab(args.prefix + "l") as ns:
-            wait_ping(ns["vm1"], DST_IP)
-            print(f"linux baseline {args.prefix}l-* up", flush=True)
-            result["linux"] = measure(
-                "linux", ns["vm1"], ns["vm2"], args.runs, args.duration, args.udp_rate
-            )
+            res["forwarder_drops"] = {"h1": c1["drops"], "h2": c2["drops"]}
+            res["forwarder_io_errors"] = {"h1": c1["io_errors"], "h2": c2["io_errors"]}
+            if "ebpf" in c1:
+                res["ebpf_punts"] = {"h1": c1["ebpf"]["punts"], "h2": c2["ebpf"]["punts"]}
+            result["drivers"][driver] = res
+            if driver == "userspace":
+                result["vpe"] = res
+        os.environ.pop("VPE_EBPF_STATS", None)
     _report(result)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
@@ -461,21 +524,31 @@ def _report(r: dict[str, Any]) -> None:
     m = r["machine"]
     print(
         f"machine: {m['cpus']} CPUs, {m['cpu_model']}; encapsulation {r['encap']}; "
-        f"median of {r['runs']} runs of {r['duration_s']} s"
+        f"median of {r['runs']} runs of {r['duration_s']} s; VM offloads {r['offloads']}"
     )
-    print(f"{'':8s} {'TCP Mbit/s':>12s} {'UDP-64 pps delivered':>22s} {'(offered)':>12s}")
-    for name in ("vpe", "linux"):
-        if name in r:
-            x = r[name]
-            print(
-                f"{name:8s} {x['tcp_mbit_s']:12.1f} {x['udp64_delivered_pps']:22.0f} "
-                f"{x['udp64_offered_pps']:12.0f}"
-            )
-    if "vpe" in r and "linux" in r:
-        tcp = r["vpe"]["tcp_mbit_s"] / r["linux"]["tcp_mbit_s"]
-        udp = r["vpe"]["udp64_delivered_pps"] / r["linux"]["udp64_delivered_pps"]
-        r["ratio"] = {"tcp": tcp, "udp64_pps": udp}
-        print(f"{'vpe/linux':8s} {tcp:12.3f} {udp:22.3f}")
+    print(
+        f"{'driver':10s} {'TCP Mbit/s':>12s} {'UDP-64 pps':>12s} {'(offered)':>12s} "
+        f"{'TCP/linux':>10s} {'UDP/linux':>10s}  offloads"
+    )
+    base = r["drivers"].get("linux")
+    for name, x in r["drivers"].items():
+        if base and name != "linux":
+            x["tcp_ratio"] = x["tcp_mbit_s"] / base["tcp_mbit_s"]
+            x["udp64_pps_ratio"] = x["udp64_delivered_pps"] / base["udp64_delivered_pps"]
+        tr = f"{x['tcp_ratio']:10.3f}" if "tcp_ratio" in x else f"{'':10s}"
+        ur = f"{x['udp64_pps_ratio']:10.3f}" if "udp64_pps_ratio" in x else f"{'':10s}"
+        print(
+            f"{name:10s} {x['tcp_mbit_s']:12.1f} {x['udp64_delivered_pps']:12.0f} "
+            f"{x['udp64_offered_pps']:12.0f} {tr} {ur}  {x.get('vm_offloads', '')}"
+        )
+    if "userspace" in r["drivers"] and base:
+        u = r["drivers"]["userspace"]
+        r["ratio"] = {"tcp": u["tcp_ratio"], "udp64_pps": u["udp64_pps_ratio"]}
+    e = r["drivers"].get("ebpf", {}).get("bpf_stats")
+    if e:
+        for k, v in e.items():
+            if isinstance(v, dict) and v.get("ns_per_packet") is not None:
+                print(f"ebpf {k}: {v['ns_per_packet']:.0f} ns per packet ({v['packets']} packets, 64-octet UDP)")
 
 
 if __name__ == "__main__":

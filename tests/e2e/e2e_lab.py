@@ -45,6 +45,20 @@ E2E = [
 ]
 
 
+def ebpf_missing() -> str | None:
+    """Why the ebpf driver cannot run here (None: it can)."""
+    if shutil.which("clang") is None or not Path("/usr/include/bpf/bpf_helpers.h").exists():
+        return "the ebpf driver needs clang and libbpf-dev (make deps installs them)"
+    return None
+
+
+#: the dataplane drivers the e2e suite runs against (the lab's ``driver``)
+DRIVERS = [
+    "userspace",
+    pytest.param("ebpf", marks=pytest.mark.skipif(ebpf_missing() is not None, reason=str(ebpf_missing()))),
+]
+
+
 def new_prefix(tag: str = "e") -> str:
     return tag + uuid.uuid4().hex[:8]
 
@@ -327,6 +341,15 @@ class RunningLab:
         with FibClient.connect(str(self.lab.node_dir(host) / "forwarder.sock"), 5.0) as c:
             return c.counters()
 
+    @property
+    def driver(self) -> str:
+        """The dataplane driver the lab's forwarders run."""
+        return self.lab.topology.driver
+
+    def fast_path(self, host: str) -> dict[str, int]:
+        """What the kernel programs forwarded on ``host`` (ebpf driver; {} for userspace)."""
+        return dict(self.counters(host).get("ebpf", {}).get("fast_path", {}))
+
     def drops(self, host: str) -> dict[str, int]:
         return dict(self.counters(host)["drops"])
 
@@ -437,11 +460,14 @@ class RunningLab:
             shutil.rmtree(self.lab.state_dir, ignore_errors=True)
 
 
-def start_lab(name: str, prefix: str | None = None) -> RunningLab:
-    """Build ``labs/<name>.yaml`` under a fresh prefix and wait until routing converged.
+def start_lab(name: str, prefix: str | None = None, driver: str | None = None) -> RunningLab:
+    """Build ``labs/<name>.yaml`` under a fresh prefix and wait until routing converged;
+    ``driver``: every host's dataplane driver (default: the file's).
     On any failure everything built is removed before the error propagates."""
     env_keep = os.environ.pop("VPE_LAB_FORWARDER", None)
     topo = load_topology(LABS / f"{name}.yaml")
+    if driver is not None:
+        topo = topo.with_driver(driver)
     p = prefix or new_prefix()
     lab = build.make_lab(topo, p)
     running = RunningLab(lab, p)

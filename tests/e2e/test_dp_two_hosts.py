@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from e2e_lab import DRIVERS
 
 from vpe.dataplane.channel import FibClient
 from vpe.dataplane.driver import LabelEntry, NextHop, Peer, Port, Route, State
@@ -58,7 +59,7 @@ class Lab:
         nsx(full, "ip", "link", "set", "lo", "up")
         return full
 
-    def forwarder(self, host_ns: str, underlay_ip: str, sock: Path) -> None:
+    def forwarder(self, host_ns: str, underlay_ip: str, sock: Path, driver: str = "userspace") -> None:
         log = open(self.tmp / f"{Path(sock).stem}.log", "wb")  # noqa: SIM115 - lives as the process
         proc = subprocess.Popen(
             [
@@ -69,6 +70,8 @@ class Lab:
                 sys.executable,
                 "-m",
                 "vpe.dataplane.process",
+                "--driver",
+                driver,
                 "--underlay-if",
                 "ul0",
                 "--underlay-ip",
@@ -249,12 +252,13 @@ def lab() -> Iterator[Lab]:
 
 
 @pytest.mark.parametrize("encap", ["mpls-in-udp", "mpls-in-gre"])
-def test_dp_r3_1_r7_1_vm_to_vm_ping_across_hosts(lab: Lab, encap: str) -> None:
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_dp_r3_1_r7_1_vm_to_vm_ping_across_hosts(lab: Lab, encap: str, driver: str) -> None:
     """R3.1 R3.3 R7.1 R7.2 R8.1: VM1 on host 1 reaches VM2 on host 2: ping v4/v6, TCP."""
     ns = build(lab)
     socks = {i: lab.tmp / f"h{i}.sock" for i in (1, 2)}
-    lab.forwarder(ns["h1"], "198.18.0.1", socks[1])
-    lab.forwarder(ns["h2"], "198.18.0.2", socks[2])
+    lab.forwarder(ns["h1"], "198.18.0.1", socks[1], driver)
+    lab.forwarder(ns["h2"], "198.18.0.2", socks[2], driver)
     for i in (1, 2):
         with FibClient.connect(str(socks[i])) as client:
             client.sync(host_state(i, encap))
@@ -305,3 +309,15 @@ def test_dp_r3_1_r7_1_vm_to_vm_ping_across_hosts(lab: Lab, encap: str) -> None:
     assert counters["ports"]["vm1"]["tx_packets"] >= 6
     # The FIB survives the control plane's disconnect (we connected twice).
     assert counters["generation"] == 1
+    if driver == "ebpf":
+        fast = counters["ebpf"]["fast_path"]
+        if encap == "mpls-in-udp":  # the kernel did the work; GRE is the slow path's
+            assert fast["encapsulated"] >= 6 and fast["decapsulated"] >= 6, fast
+        # the forwarder leaves no tc qdisc or filter behind when it exits
+        for p in lab.procs:
+            p.terminate()
+            p.wait(timeout=10)
+        for host, port in (("h1", "vp1"), ("h2", "vp2")):
+            for dev in ("ul0", port):
+                q = nsx(ns[host], "tc", "qdisc", "show", "dev", dev).stdout
+                assert "clsact" not in q, f"{host} {dev}: {q}"

@@ -47,6 +47,7 @@ def test_r3_1_unicast_across_hosts(
     assert same == (relation == "same subnet")
     target = lab.ip4(dst) if family == 4 else lab.ip6(dst)
     a, b = lab.underlay(s_vm.host), lab.underlay(d_vm.host)
+    fast_before = (lab.fast_path(s_vm.host), lab.fast_path(d_vm.host))
     cap = lab.capture("underlay", f"p-{s_vm.host}", timeout=10)
     try:
         r = lab.ping(src, target, count=3)
@@ -60,6 +61,12 @@ def test_r3_1_unicast_across_hosts(
     assert {t.encap for t in tun} == {encap}
     inner_version = {t.inner[0] >> 4 for t in tun}
     assert inner_version == {family}
+    if lab.driver == "ebpf" and encap == "mpls-in-udp":
+        # the kernel programs did the work, not the slow path: the source host
+        # encapsulated each echo request, the destination host decapsulated it
+        fast_after = (lab.fast_path(s_vm.host), lab.fast_path(d_vm.host))
+        assert fast_after[0]["encapsulated"] - fast_before[0]["encapsulated"] >= 3
+        assert fast_after[1]["decapsulated"] - fast_before[1]["decapsulated"] >= 3
 
 
 def test_r3_1_tcp_file_transfer_sha256(main_lab: RunningLab) -> None:

@@ -533,6 +533,7 @@ async def test_metrics(client: httpx.AsyncClient) -> None:
         'vpe_vrf_routes{afi="ipv6",vrf="blue"} 1.0',
         'vpe_ports{vrf="blue"} 1.0',
         "vpe_forwarder_up 0.0",
+        'vpe_dataplane_driver_info{driver="none"} 1.0',
         "vpe_fib_programming_seconds_bucket",
         "vpe_graceful_restart_deferring 0.0",
     ):

@@ -93,7 +93,7 @@ def test_config_validates_the_driver_against_the_registry() -> None:
         assert parse_config(_CONFIG.format(driver="memory-test")).dataplane.driver == "memory-test"
     finally:
         registry.unregister("memory-test")
-    with pytest.raises(ConfigError, match="known: none, userspace"):
+    with pytest.raises(ConfigError, match="known: ebpf, none, userspace"):
         parse_config(_CONFIG.format(driver="memory-test"))
 
 

@@ -333,3 +333,22 @@ def test_vm_in_two_vpns_gets_one_vrf_with_the_union(tmp_path: Path) -> None:
     assert vrf.name == "red_blue" and vrf.rd == "auto"
     assert vrf.import_rts == ["65000:1", "65000:2"]
     assert build.vm_record(lab, topo.vms[0])["vrf"] == "red_blue"
+
+
+def test_dataplane_driver_per_lab_and_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lab's `driver` (and a host's own) reaches the forwarder's --driver and the agent."""
+    monkeypatch.setenv("VPE_LAB_FORWARDER", "on")
+    topo = parse_topology(BASE.replace("hosts:", "driver: ebpf\nhosts:").replace(
+        "address: 198.18.0.11}", "address: 198.18.0.11, driver: userspace}"))
+    assert topo.driver_of(topo.host("h1")) == "userspace" and topo.driver_of(topo.host("h2")) == "ebpf"
+    lab = build.make_lab(topo, "x2", tmp_path)
+    argv = build.forwarder_argv(lab, topo.host("h2"))
+    assert argv[argv.index("--driver") + 1] == "ebpf"
+    assert parse_config(build.agent_toml(lab, topo.host("h2"))).dataplane.driver == "ebpf"
+    assert parse_config(build.agent_toml(lab, topo.host("h1"))).dataplane.driver == "userspace"
+    every = topo.with_driver("userspace")
+    assert {every.driver_of(h) for h in every.hosts} == {"userspace"}
+    key, msg = only(BASE.replace("hosts:", "driver: kernel\nhosts:"))
+    assert key == "driver" and "unknown dataplane driver 'kernel'" in msg
+    key, msg = only(BASE.replace("hosts:", "driver: none\nhosts:"))
+    assert "runs no forwarder" in msg

@@ -159,6 +159,9 @@ def test_store_version_1_file_gains_policies(tmp_path: Path) -> None:
     Store(path).close()
     con = sqlite3.connect(path)
     con.execute("DROP TABLE policies")
+    # version 1 kept the label/RD state as one document (schema 4 turns it into rows)
+    con.execute("CREATE TABLE service_state (id INTEGER PRIMARY KEY CHECK (id = 1), state TEXT NOT NULL, "
+                "saved_at REAL NOT NULL)")
     con.execute("PRAGMA user_version=1")
     con.commit()
     con.close()
@@ -166,7 +169,7 @@ def test_store_version_1_file_gains_policies(tmp_path: Path) -> None:
     assert s.policies() == {}
     s.close()
     con = sqlite3.connect(path)
-    assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     con.close()
 
 

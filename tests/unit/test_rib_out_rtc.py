@@ -182,3 +182,92 @@ def test_local_rtc_routes() -> None:
     assert all(r.prefix_len == 96 and r.origin_as == 65000 for r in routes)
     with pytest.raises(ValueError):
         local_rtc_routes(65000, [b"\x00\x02"])
+
+
+# -- many RTC peers: work follows the interested groups (issue 15) -------------------------
+
+
+def test_route_changing_its_route_target_moves_between_narrow_groups() -> None:
+    """A destination whose RT changes reaches the group of the new RT and is
+    withdrawn from the group of the old one, though the index finds them by RT."""
+    rib, aro = setup()
+    load_vpn(rib)
+    p1, p2 = out_peer(C1, (VPNV4, RTC), rtc=True), out_peer(C2, (VPNV4, RTC), rtc=True)
+    aro.peer_up(p1)
+    aro.peer_up(p2)
+    assert sent_routes(membership(rib, aro, C1, rtm(RT1)), p1.ctx).prefixes() == {R1}
+    assert sent_routes(membership(rib, aro, C2, rtm(RT2)), p2.ctx).prefixes() == {R2}
+    keys = rib.announce(N1, VPNV4, attrs(rts=(RT2,)), NH, [vpn("203.0.113.0/24", rd="65000:1")])
+    out = aro.on_change(RibChange(VPNV4, tuple(keys)))
+    assert sent_routes(out[C1.address], p1.ctx).withdrawn_prefixes() == {R1}
+    assert sent_routes(out[C2.address], p2.ctx).prefixes() == {R1}
+    keys = rib.withdraw(N1, VPNV4, [vpn("203.0.113.0/24", rd="65000:1")])
+    out = aro.on_change(RibChange(VPNV4, tuple(keys)))
+    assert set(out) == {C2.address}
+    assert sent_routes(out[C2.address], p2.ctx).withdrawn_prefixes() == {R1}
+    assert aro.sent(C1.address, VPNV4) == 0 and aro.sent(C2.address, VPNV4) == 1
+
+
+def test_work_per_route_does_not_grow_with_uninterested_rtc_peers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keys looked at by Adj-RIB-Out for one VPN route: the same with 3 and with
+    40 RTC peers, each importing its own RT (today: once per update group)."""
+    looked: list[int] = []
+    plain = AdjRibOut._process_plain
+
+    def counting(fs: object, keys: object, *a: object) -> None:
+        keys = list(keys)  # type: ignore[call-overload]
+        looked.append(len(keys))
+        plain(fs, keys, *a)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(AdjRibOut, "_process_plain", staticmethod(counting))
+
+    def work_with(n: int) -> int:
+        rib, aro = setup()
+        for i in range(n):
+            who = peer(10 + i, client=True)
+            p = out_peer(who, (VPNV4, RTC), rtc=True)
+            aro.peer_up(p)
+            membership(rib, aro, who, rtm(f"target:65000:{100 + i}"))
+        looked.clear()
+        keys = rib.announce(N1, VPNV4, attrs(rts=("target:65000:100",)), NH, [vpn("198.18.5.0/24", rd="65000:5")])
+        out = aro.on_change(RibChange(VPNV4, tuple(keys)))
+        assert set(out) == {peer(10, client=True).address}
+        return sum(looked)
+
+    assert work_with(40) == work_with(3) == 1
+
+
+def test_rtc_routes_are_processed_once_for_groups_that_differ_by_filter_only(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """RTC peers with different memberships are different update groups, but their
+    view of the RTC family is the same: computed once per change, and correct for
+    a peer joining later and after a peer leaves."""
+    rib, aro = setup()
+    ps = [out_peer(peer(10 + i, client=True), (VPNV4, RTC), rtc=True) for i in range(3)]
+    for i, p in enumerate(ps[:2]):
+        aro.peer_up(p)
+        membership(rib, aro, p.info, rtm(f"target:65000:{100 + i}"))
+    calls: list[int] = []
+    plain = AdjRibOut._process_plain
+
+    def counting(fs: object, keys: object, *a: object) -> None:
+        calls.append(1)
+        plain(fs, keys, *a)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(AdjRibOut, "_process_plain", staticmethod(counting))
+    keys = rib.announce(N1, RTC, attrs(rts=()), NH, [rtm("target:65000:555")])
+    out = aro.on_change(RibChange(RTC, tuple(keys)))
+    assert len(calls) == 1
+    assert set(out) == {ps[0].address, ps[1].address}
+    assert out[ps[0].address] == out[ps[1].address]
+    # a third peer (another filter) joins: it gets the whole RTC table
+    msgs = aro.peer_up(ps[2])
+    assert aro.sent(ps[2].address, RTC) == 3  # 555 and the two others' (a member is not sent its own)
+    assert aro.sent(ps[0].address, RTC) == aro.sent(ps[1].address, RTC) == 2
+    assert len(sent_routes(msgs, ps[2].ctx).announced) >= 1
+    membership(rib, aro, ps[2].info, rtm("target:65000:102"))
+    aro.peer_down(ps[0].address)
+    keys = rib.withdraw(N1, RTC, [rtm("target:65000:555")])
+    out = aro.on_change(RibChange(RTC, tuple(keys)))
+    assert set(out) == {ps[1].address, ps[2].address}
+    assert aro.sent(ps[1].address, RTC) == aro.sent(ps[2].address, RTC) == 2  # 555 withdrawn; a member is not sent its own

@@ -15,6 +15,12 @@ Data flows one way through it:
   attachment state machine, then the same :meth:`apply`;
 * the RTC and I-PMSI originators follow the VRFs' route targets, and the
   MCAST-VPN routes imported give each VRF its replication list.
+
+A change to one VRF costs the same whatever the number of VRFs: the
+originators redo that VRF's routes only, import RTs are counted per VRF
+(the Loc-RIB is searched only for attribute sets carrying an RT no VRF
+imported before), and replication lists are recomputed for the VRFs whose
+import RTs the changed I-PMSI routes carry.
 """
 
 from __future__ import annotations
@@ -27,11 +33,19 @@ from typing import Any
 from ..bgp.wire.attributes.base import PathAttributes
 from ..bgp.wire.constants import IPV4_MCAST_VPN, VPNV4, VPNV6, Family
 from ..rib.attrs import route_target_octets
-from ..vpn.attachments import Attachment, AttachmentOutcome, AttachmentTable, PortDown, PortUp
+from ..rib.path import Path
+from ..vpn.attachments import (
+    Attachment,
+    AttachmentOutcome,
+    AttachmentState,
+    AttachmentTable,
+    PortDown,
+    PortUp,
+)
 from ..vpn.events import VpnOutput, VpnPath, VpnPathsChanged, vpn_path_of
 from ..vpn.service import VpnService
 from .fib import FibProgrammer
-from .mvpn import replication_lists
+from .mvpn import replication_member
 from .originators import PmsiOriginator, RtcOriginator
 from .router import Router
 
@@ -52,23 +66,34 @@ class VpnBridge:
         self.rtc = RtcOriginator(router, vpn, next_hop)
         self.pmsi = PmsiOriginator(router, vpn, next_hop, self.release_labels)
         self._fed: dict[tuple[Family, bytes], list[VpnPath]] = {}
-        self._import_rts: frozenset[bytes] = frozenset()
+        #: import RT -> the VRFs importing it; VRF -> the RTs it is counted in
+        self._import_rts: dict[bytes, set[str]] = {}
+        self._vrf_rts: dict[str, frozenset[bytes]] = {}
         self._relevance: dict[PathAttributes, bool] = {}
-        self._mvpn_dirty = False  # MCAST-VPN routes changed: replication lists to recompute
+        #: remote paths skipped as irrelevant: attribute set -> destinations carrying it,
+        #: and each skipped destination's attribute sets (to forget them)
+        self._skipped: dict[PathAttributes, set[tuple[Family, bytes]]] = {}
+        self._skipped_of: dict[tuple[Family, bytes], tuple[PathAttributes, ...]] = {}
+        self._walked = False  # the Loc-RIB was searched once (the first import RT)
+        #: I-PMSI A-D routes of other vPEs (best per key), indexed by route target
+        self._pmsi: dict[bytes, tuple[frozenset[bytes], Path]] = {}
+        self._pmsi_by_rt: dict[bytes, set[bytes]] = {}
+        self._mvpn_dirty: set[bytes] = set()  # RTs whose I-PMSI routes changed
         router.subscribe(self.rib_changed)
         router.on_settled(self._settled)
 
     def start(self) -> None:
         """Originate what the configured VRFs need (after the config's VRFs were added)."""
-        self._vrfs_changed()
+        for name in list(self.vpn.vrfs):
+            self._vrfs_changed(name)
 
     # -- RIB -> VPN service ------------------------------------------------------------
 
     def rib_changed(self, fam: Family, keys: Sequence[bytes]) -> None:
         if fam in VPN_FAMILIES:
             self._feed_vpn(fam, keys)
-        elif fam == IPV4_MCAST_VPN:
-            self._mvpn_dirty = True
+        elif fam == IPV4_MCAST_VPN and self.fib is not None:
+            self._index_pmsi(keys)
 
     def _settled(self) -> None:
         if self._mvpn_dirty:
@@ -88,6 +113,20 @@ class VpnBridge:
             self._relevance[attrs] = r
         return r
 
+    def _skip(self, fk: tuple[Family, bytes], attrs: tuple[PathAttributes, ...]) -> None:
+        """Remember the irrelevant attribute sets of destination ``fk`` (replacing the old)."""
+        old = self._skipped_of.pop(fk, ())
+        for a in old:
+            s = self._skipped.get(a)
+            if s is not None:
+                s.discard(fk)
+                if not s:
+                    del self._skipped[a]
+        if attrs:
+            self._skipped_of[fk] = attrs
+            for a in attrs:
+                self._skipped.setdefault(a, set()).add(fk)
+
     def _feed_vpn(self, fam: Family, keys: Sequence[bytes]) -> None:
         if not self._import_rts and not self._fed:
             return  # no VRF imports anything (a pure route reflector)
@@ -95,34 +134,73 @@ class VpnBridge:
         ch = VpnPathsChanged()
         fed = self._fed
         relevant = self._relevant
+        skipped_of = self._skipped_of
         for key in keys:
-            old = fed.pop((fam, key), None)
+            fk = (fam, key)
+            old = fed.pop(fk, None)
             if old:
                 ch.removes.extend(old)
-            new = [
-                vpn_path_of(fam, p)
-                for p in loc.multipath(key)
-                if not p.peer.local and relevant(p.attrs)
-            ]
+            new = []
+            skip: tuple[PathAttributes, ...] = ()
+            for p in loc.multipath(key):
+                if p.peer.local:
+                    continue
+                if relevant(p.attrs):
+                    new.append(vpn_path_of(fam, p))
+                elif p.attrs not in skip:
+                    skip = (*skip, p.attrs)
+            if skip or fk in skipped_of:
+                self._skip(fk, skip)
             if new:
-                fed[(fam, key)] = new
+                fed[fk] = new
                 ch.adds.extend(new)
         if ch.adds or ch.removes:
             self.apply(self.vpn.apply(ch))
 
-    def _import_rts_changed(self) -> None:
-        """The union of the VRFs' import RTs changed: feed the VPN service the
-        Loc-RIB destinations it has not seen and now may import."""
-        rts: set[bytes] = set()
-        for v in self.vpn.vrfs.values():
-            rts.update(rt.encode() for rt in v.import_rts)
-        if rts == self._import_rts:
+    def _import_rts_changed(self, name: str) -> None:
+        """VRF ``name``'s import RTs may have changed: count them; for an RT no VRF
+        imported before, feed the VPN service the destinations whose paths were
+        skipped for lacking it (the whole Loc-RIB only for the very first RT)."""
+        v = self.vpn.vrfs.get(name)
+        new = frozenset(rt.encode() for rt in v.import_rts) if v is not None else frozenset()
+        old = self._vrf_rts.get(name, frozenset())
+        if new == old:
             return
-        self._import_rts = frozenset(rts)
-        self._relevance.clear()
-        for fam in VPN_FAMILIES:
-            loc = self.router.rib.loc_rib(fam)
-            self._feed_vpn(fam, [k for k in loc.keys() if (fam, k) not in self._fed])  # noqa: SIM118
+        if new:
+            self._vrf_rts[name] = new
+        else:
+            self._vrf_rts.pop(name, None)
+        importers = self._import_rts
+        for rt in old - new:
+            s = importers[rt]
+            s.discard(name)
+            if not s:  # paths carrying only such RTs are no longer relevant (fed ones stay fed)
+                del importers[rt]
+                self._relevance = {a: r for a, r in self._relevance.items() if not r}
+        fresh = set()
+        for rt in new - old:
+            s = importers.setdefault(rt, set())
+            if not s:
+                fresh.add(rt)
+            s.add(name)
+        if not fresh:
+            return
+        if not self._walked:
+            self._walked = True
+            self._relevance.clear()
+            for fam in VPN_FAMILIES:
+                loc = self.router.rib.loc_rib(fam)
+                self._feed_vpn(fam, [k for k in loc.keys() if (fam, k) not in self._fed])  # noqa: SIM118
+            return
+        now_relevant = [a for a in self._skipped if any(rt in fresh for rt in route_target_octets(a))]
+        for a in now_relevant:
+            self._relevance[a] = True
+        todo: dict[Family, dict[bytes, None]] = {}
+        for a in now_relevant:
+            for fam, key in self._skipped.get(a, ()):
+                todo.setdefault(fam, {})[key] = None
+        for fam, keys in todo.items():
+            self._feed_vpn(fam, list(keys))
 
     # -- VPN service output -> RIB, FIB ---------------------------------------------------
 
@@ -142,32 +220,72 @@ class VpnBridge:
         if labels:
             self.router.after_advertised(lambda: self.vpn.labels_withdrawn(labels, time.monotonic()))
 
+    def _index_pmsi(self, keys: Sequence[bytes]) -> None:
+        """Follow the best I-PMSI A-D routes of other vPEs, by route target."""
+        loc = self.router.rib.loc_rib(IPV4_MCAST_VPN)
+        own = (self.next_hop, self.router.router_id)
+        for key in keys:
+            old = self._pmsi.pop(key, None)
+            if old is not None:
+                self._mvpn_dirty |= old[0]
+                for rt in old[0]:
+                    s = self._pmsi_by_rt[rt]
+                    s.discard(key)
+                    if not s:
+                        del self._pmsi_by_rt[rt]
+            p = loc.best(key)
+            if p is None or p.peer.local:
+                continue
+            member = replication_member(p, self.fib.encap_for) if self.fib is not None else None
+            if member is None or member.endpoint in own:
+                continue
+            rts = frozenset(route_target_octets(p.attrs))
+            self._pmsi[key] = (rts, p)
+            self._mvpn_dirty |= rts
+            for rt in rts:
+                self._pmsi_by_rt.setdefault(rt, set()).add(key)
+
     def _sync_replication(self) -> None:
-        """Each VRF's replication list from the I-PMSI A-D routes it imports."""
-        self._mvpn_dirty = False
+        """The replication lists of the VRFs importing an RT whose I-PMSI routes changed."""
+        rts, self._mvpn_dirty = self._mvpn_dirty, set()
         if self.fib is None:
             return
-        loc = self.router.rib.loc_rib(IPV4_MCAST_VPN)
-        paths = [p for _, p in loc.best_paths()]
-        imports = {name: v.import_rts for name, v in self.vpn.vrfs.items()}
-        lists = replication_lists(paths, imports, (self.next_hop, self.router.router_id), self.fib.encap_for)
-        for name in set(self.fib.replication) | set(lists):
-            self.fib.set_replication(name, lists.get(name, ()))
+        names: set[str] = set()
+        for rt in rts:
+            names |= self._import_rts.get(rt, set())
+        for name in sorted(names):
+            self._replication_of(name)
 
-    def _vrfs_changed(self) -> None:
-        """A VRF came, went or changed its RTs/RD: originated routes follow."""
-        self.rtc.sync()
-        self.pmsi.sync()
+    def _replication_of(self, name: str) -> None:
+        """VRF ``name``'s replication list from the I-PMSI A-D routes it imports."""
+        if self.fib is None:
+            return
+        v = self.vpn.vrfs.get(name)
+        keys: set[bytes] = set()
+        for rt in self._vrf_rts.get(name, ()) if v is not None else ():
+            keys |= self._pmsi_by_rt.get(rt, set())
+        members = []
+        for key in sorted(keys):
+            member = replication_member(self._pmsi[key][1], self.fib.encap_for)
+            if member is not None:
+                members.append(member)
+        if members or name in self.fib.replication:
+            self.fib.set_replication(name, members)
+
+    def _vrfs_changed(self, name: str) -> None:
+        """VRF ``name`` came, went or changed its RTs/RD: its originated routes follow."""
+        self.rtc.vrf_changed(name)
+        self.pmsi.vrf_changed(name)
         if self.fib is not None:
             self.fib.vrf_changes([], self.vpn)  # the held labels enter the FIB's MPLS table
-        self._sync_replication()
-        self._import_rts_changed()
+        self._import_rts_changed(name)
+        self._replication_of(name)
 
     # -- VPN instances -----------------------------------------------------------------
 
     def add_vrf(self, name: str, **kw: Any) -> None:
         self.apply(self.vpn.add_vrf(name, **kw))
-        self._vrfs_changed()
+        self._vrfs_changed(name)
 
     def update_vrf(self, name: str, *, import_rts: list[str] | None = None,
                    export_rts: list[str] | None = None, rd: str | None = None,
@@ -183,18 +301,23 @@ class VpnBridge:
             self.apply(self.vpn.set_label_mode(name, label_mode, now))
         if multipath is not None:
             self.apply(self.vpn.set_multipath(name, multipath))
-        self._vrfs_changed()
+        self._vrfs_changed(name)
 
     def remove_vrf(self, name: str) -> None:
         self.apply(self.vpn.remove_vrf(name, time.monotonic()))
-        self._vrfs_changed()
+        self._vrfs_changed(name)
 
     # -- attachments ---------------------------------------------------------------------
 
     def attach(self, a: Attachment) -> Attachment:
         """Attach an endpoint: its routes are originated in its VRF; the forwarder gets
-        the port. A port the FIB refuses at once undoes the whole attach."""
-        outcome = self.attachments.attach(a, time.monotonic())
+        the port. A port the FIB refuses at once undoes the whole attach. The
+        attachment's mobility sequence number is chosen here (see
+        :meth:`AttachmentTable.sequence_for`); the one returned carries it."""
+        restoring = a.state is AttachmentState.REDIRECTING
+        if not restoring:
+            a = self.attachments.sequence_for(a)
+        outcome = self.attachments.attach(a, time.monotonic(), restoring)
         try:
             self._apply_outcome(outcome)
         except Exception:
@@ -208,7 +331,14 @@ class VpnBridge:
         return outcome.attachment
 
     def activate(self, name: str) -> Attachment:
-        outcome = self.attachments.activate(name)
+        outcome = self.attachments.activate(name, time.monotonic())
+        self._apply_outcome(outcome)
+        return outcome.attachment
+
+    def release(self, name: str) -> Attachment:
+        """The endpoint left for another host: routes withdrawn, labels kept for
+        local repair, port removed (docs/mobility.md)."""
+        outcome = self.attachments.release(name, time.monotonic())
         self._apply_outcome(outcome)
         return outcome.attachment
 

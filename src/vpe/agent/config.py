@@ -351,6 +351,21 @@ class DataplaneConfig(_Strict):
     #: FIB channel of the forwarder process: a Unix socket path, or
     #: "tcp:HOST:PORT" for a forwarder on another host (R2.4)
     fib_socket: str = "/run/vpe/fib.sock"
+    #: the MAC every VM sees as its router: the same on every host (an anycast gateway
+    #: MAC), so a VM that moves keeps a right ARP cache (R9.2, docs/mobility.md)
+    gateway_mac: str = "02:00:5e:00:00:01"
+
+    @field_validator("gateway_mac")
+    @classmethod
+    def _gw_mac(cls, v: str) -> str:
+        import re
+
+        if not re.fullmatch(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}", v):
+            raise ValueError(f"{v!r} is not a MAC address (like 02:00:5e:00:00:01)")
+        if int(v[:2], 16) & 1:
+            raise ValueError(f"{v!r} is a multicast MAC; a gateway MAC must be unicast")
+        return v.lower()
+
     #: file holding the FIB channel key (mode 0600, at least 16 octets; the
     #: forwarder's ``--key-file``): both ends prove they hold it. Required
     #: with a ``tcp:`` fib_socket.

@@ -21,6 +21,7 @@ them (:class:`~vpe.vpn.service.VpnService` ``state=``).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
@@ -115,7 +116,7 @@ class DurableOps:
                 return
             with self.store.transaction() as tx:
                 yield tx, undo
-                tx.put_service_state(self.bridge.vpn.dump_state(time.monotonic()))
+                self._write_state(tx)
                 tx.commit()
         except BaseException:
             for fn in reversed(undo):
@@ -125,12 +126,20 @@ class DurableOps:
                     log.exception("undoing a failed operation: a step failed")
             raise
 
+    def _write_state(self, tx: Transaction) -> None:
+        """The label/RD rows changed since the last write, inside ``tx``; if the
+        transaction does not commit, they are reported again next time."""
+        vpn = self.bridge.vpn
+        changes = vpn.take_state_changes(time.monotonic())
+        tx.on_rollback(lambda: vpn.state_changes_lost(changes))
+        tx.put_service_changes(changes)
+
     def save_state(self) -> None:
-        """Write the VPN service's label/RD state now (after start-up)."""
+        """Write the VPN service's changed label/RD rows now (after start-up)."""
         if self.store is None:
             return
         with self.store.transaction() as tx:
-            tx.put_service_state(self.bridge.vpn.dump_state(time.monotonic()))
+            self._write_state(tx)
 
     # -- VPN instances -----------------------------------------------------------------
 
@@ -299,6 +308,67 @@ class DurableOps:
         log.info("port %s detached from VRF %s", name, a.vrf, extra={"vrf": a.vrf, "port": name})
         return a
 
+    # -- mobility (docs/mobility.md) ------------------------------------------------------
+
+    def activate(self, name: str) -> Attachment:
+        """STANDBY -> ACTIVE, persisted."""
+        eng = self.bridge
+        a = eng.attachments.get(name)
+        if a is None:
+            raise NotFound(f"no port {name!r}")
+        with self._atomic() as (tx, undo):
+            done = eng.activate(name)
+            undo.append(lambda: self._put_back(a))
+            if tx is not None:
+                tx.put_port(done.name, done.vrf, done.to_json())
+        log.info("port %s activated in VRF %s (mobility sequence %d)", name, a.vrf, a.sequence,
+                 extra={"vrf": a.vrf, "port": name})
+        return done
+
+    def release(self, name: str, hold: float | None = None) -> Attachment:
+        """ACTIVE -> REDIRECTING, persisted: the VM left. Once the withdrawal is on
+        the wire, the redirect is forgotten after ``hold`` seconds (None: kept
+        until the port is deleted)."""
+        eng = self.bridge
+        a = eng.attachments.get(name)
+        if a is None:
+            raise NotFound(f"no port {name!r}")
+        with self._atomic() as (tx, undo):
+            done = eng.release(name)
+            undo.append(lambda: self._put_back(a))
+            if tx is not None:
+                tx.put_port(done.name, done.vrf, done.to_json())
+        log.info("port %s released in VRF %s: its routes are withdrawn, what still arrives for "
+                 "it is re-tunnelled (redirect kept %s)", name, a.vrf,
+                 "until deleted" if hold is None else f"{hold:g} s after the withdrawal",
+                 extra={"vrf": a.vrf, "port": name})
+        if hold is not None:
+            eng.router.after_advertised(lambda: self._forget_later(name, done, hold))
+        return done
+
+    def _forget_later(self, name: str, a: Attachment, hold: float) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        loop.call_later(hold, self._forget, name, a)
+
+    def _forget(self, name: str, a: Attachment) -> None:
+        """The redirect of a released port has served its time (if it is still that one)."""
+        if self.bridge.attachments.get(name) != a:
+            return
+        try:
+            self.detach(name)
+        except Exception:
+            log.exception("forgetting the redirect of port %s", name)
+
+    def _put_back(self, a: Attachment) -> None:
+        """Undo a state change: the attachment as it was."""
+        eng = self.bridge
+        if a.name in eng.attachments:
+            eng.detach(a.name)
+        eng.attach(a)
+
     # -- start-up --------------------------------------------------------------------------
 
     def restore(self) -> dict[str, int]:
@@ -332,6 +402,7 @@ class DurableOps:
                           extra={"port": name})
                 continue
             npt += 1
+        eng.vpn.rds.drop_preferred()  # RDs of VRFs not restored: their rows go
         released = eng.vpn.release_unclaimed_labels()
         if released:
             # never announced by this run, but peers may hold stale routes with them

@@ -57,7 +57,7 @@ class Engine:
         self.fib = (
             FibProgrammer(dp.fib_socket, self.underlay, encap_order=dp.encapsulations,
                           key=load_key(dp.fib_key_file) if dp.fib_key_file else None,
-                          keepalive=dp.fib_keepalive)
+                          keepalive=dp.fib_keepalive, gateway_mac=dp.gateway_mac)
             if dp.driver != "none"
             else None
         )

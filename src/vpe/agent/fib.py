@@ -24,7 +24,7 @@ from ..dataplane.driver import (
     State,
 )
 from .fib_link import KEEPALIVE, FibLink, fib_address
-from .fib_resolver import FibResolver, PortSpec
+from .fib_resolver import DEFAULT_GATEWAY_MAC, FibResolver, PortSpec
 
 if TYPE_CHECKING:
     from ..vpn.events import VrfTableChange
@@ -38,8 +38,9 @@ class FibProgrammer:
 
     def __init__(self, socket_path: str, underlay: IPv4Address | IPv6Address,
                  encap_order: Iterable[Encap] = ("mpls-in-udp", "mpls-in-gre"), *,
-                 key: bytes | None = None, keepalive: float = KEEPALIVE) -> None:
-        self.resolver = FibResolver(underlay, encap_order)
+                 key: bytes | None = None, keepalive: float = KEEPALIVE,
+                 gateway_mac: str = DEFAULT_GATEWAY_MAC) -> None:
+        self.resolver = FibResolver(underlay, encap_order, gateway_mac)
         self.link = FibLink(socket_path, self.resolver.state, key=key, keepalive=keepalive)
 
     # -- the desired state (the resolver's) ----------------------------------------

@@ -17,7 +17,8 @@ Resolution, in short:
 * a static route via a VM's address goes to that VM's port, once the port
   exists (ports re-resolve what depends on them);
 * every allocated label becomes a label entry: IP lookup in a VRF, or
-  delivery to a port (per-endpoint labels); swap entries (Inter-AS option
+  delivery to a port (per-endpoint labels; IP lookup in the VRF while the
+  endpoint is not here: a standby or released port, docs/mobility.md); swap entries (Inter-AS option
   B, policy re-label) are set explicitly with :meth:`FibResolver.set_swap`.
 """
 
@@ -41,6 +42,7 @@ from ..dataplane.driver import (
 )
 from ..vpn.entries import Endpoint, Leak, RouteKind, RouteSource
 from ..vpn.label_owners import EndpointLabel, LabelOwner, SwapLabel
+from ..vpn.mobility import RANK_NOT_HERE
 
 if TYPE_CHECKING:
     from ..vpn.events import VrfTableChange
@@ -71,9 +73,15 @@ class PortSpec(Protocol):
     def allowed_pairs(self) -> Sequence[str]: ...
 
 
-def port_of(a: PortSpec) -> Port:
+#: the gateway MAC every port sees unless configured (``[dataplane] gateway_mac``): the
+#: same on every host (an anycast gateway MAC), so no MAC state moves with a VM (R9.2)
+DEFAULT_GATEWAY_MAC = "02:00:5e:00:00:01"
+
+
+def port_of(a: PortSpec, gateway_mac: str = DEFAULT_GATEWAY_MAC) -> Port:
     """The forwarder port of attachment ``a``."""
     return Port(
+        gateway_mac=gateway_mac,
         name=a.name,
         ifname=a.ifname,
         vrf=a.vrf,
@@ -88,8 +96,10 @@ class FibResolver:
     """The desired forwarder state, and the batch each change makes of it."""
 
     def __init__(self, underlay: IPv4Address | IPv6Address,
-                 encap_order: Iterable[Encap] = ("mpls-in-udp", "mpls-in-gre")) -> None:
+                 encap_order: Iterable[Encap] = ("mpls-in-udp", "mpls-in-gre"),
+                 gateway_mac: str = DEFAULT_GATEWAY_MAC) -> None:
         self.underlay = underlay
+        self.gateway_mac = gateway_mac
         self.encap_order = tuple(encap_order)
         self.ports: dict[str, Port] = {}
         self.routes: dict[RouteKey, Route] = {}
@@ -107,7 +117,7 @@ class FibResolver:
 
     def add_port(self, a: PortSpec) -> Batch:
         """Port ``a`` (new or changed), with what its presence re-resolves."""
-        port = port_of(a)
+        port = port_of(a, self.gateway_mac)
         self.ports[a.name] = port
         return Batch(add_ports=(port,), **self._port_dependents())
 
@@ -171,7 +181,8 @@ class FibResolver:
                 self._statics.pop(key, None)
             hops = self._next_hops(ch, vpn, bindings)
             if hops:
-                r = Route(ch.vrf, ch.network, tuple(hops[:_MAX_NEXT_HOPS]))
+                moved = ch.routes[-1].rank[0] == RANK_NOT_HERE and ch.routes[0].source is not RouteSource.LOCAL
+                r = Route(ch.vrf, ch.network, tuple(hops[:_MAX_NEXT_HOPS]), moved=moved)
                 if self.routes.get(key) != r:
                     self.routes[key] = r
                     add.append(r)
@@ -203,6 +214,8 @@ class FibResolver:
                    bindings: dict[int, LabelOwner]) -> list[NextHop]:
         hops: list[NextHop] = []
         for r in ch.routes:
+            if r.rank[0] == RANK_NOT_HERE:  # the marker of a moved endpoint (vpe.vpn.mobility)
+                continue
             while isinstance(r.origin, Leak):  # leaked: forward as the source VRF's entry does
                 r = r.origin.route
             if r.next_hop is None:
@@ -264,8 +277,11 @@ class FibResolver:
         for label, owner in bindings.items():
             if isinstance(owner, EndpointLabel):
                 # a static route's endpoint label names the VM's address
+                # (an endpoint not here - standby, released: docs/mobility.md - is looked up
+                # in its VRF, whose route leads to where the VM runs: local repair)
                 port = self._port_for(owner.vrf, owner.endpoint)
-                out[label] = LabelEntry(label, "port", port if port is not None else owner.endpoint)
+                out[label] = (LabelEntry(label, "port", port) if port is not None
+                              else LabelEntry(label, "vrf", owner.vrf))
             elif not isinstance(owner, SwapLabel):  # swap entries come from set_swap
                 out[label] = LabelEntry(label, "vrf", owner.vrf)
         return out

@@ -150,6 +150,10 @@ def _tables(eng: AgentView) -> Iterator[Metric]:
 
 
 def _fib(eng: AgentView) -> Iterator[Metric]:
+    info = GaugeMetricFamily("vpe_dataplane_driver_info", "The dataplane driver (always 1).",
+                             labels=["driver"])
+    info.add_metric([eng.driver], 1.0)
+    yield info
     fib = eng.fib
     if fib is None:
         return
@@ -220,6 +224,20 @@ def _forwarder(data: dict[str, Any] | None) -> Iterator[Metric]:
     for k, n in sorted((data.get("io_errors") or {}).items()):
         io.add_metric([str(k)], _num(n))
     yield io
+    kernel = data.get("ebpf")
+    if isinstance(kernel, dict):
+        fp = CounterMetricFamily("vpe_forwarder_fast_path_packets",
+                                 "Packets the kernel programs forwarded themselves (ebpf driver).",
+                                 labels=["action"])
+        for k, n in sorted((kernel.get("fast_path") or {}).items()):
+            fp.add_metric([str(k)], _num(n))
+        yield fp
+        pu = CounterMetricFamily("vpe_forwarder_punts",
+                                 "Frames the kernel programs left to the slow path, by reason.",
+                                 labels=["reason"])
+        for k, n in sorted((kernel.get("punts") or {}).items()):
+            pu.add_metric([str(k)], _num(n))
+        yield pu
 
 
 def _num(v: Any) -> float:

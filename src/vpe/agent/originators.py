@@ -36,33 +36,71 @@ _RTC_ATTRS = PathAttributes([Origin(OriginType.IGP), AsPath(), LocalPref(100)])
 
 
 class RtcOriginator:
-    """An RTC route for every import RT of every VRF (RFC 4684)."""
+    """An RTC route for every import RT of every VRF (RFC 4684).
+
+    Each route target is counted by the VRFs importing it: a VRF change
+    (:meth:`vrf_changed`) costs the RTs of that VRF only, whatever the
+    number of VRFs; a route goes out when its first importer comes and is
+    withdrawn when its last one goes.
+    """
 
     def __init__(self, router: Router, vpn: VpnService, next_hop: IPAddress) -> None:
         self.router = router
         self.vpn = vpn
         self.next_hop = next_hop
-        self._sent: dict[bytes, RouteTargetMembership] = {}
+        self._by_vrf: dict[str, frozenset[bytes]] = {}  # VRF -> the RTs it counts in
+        self._count: dict[bytes, int] = {}  # RT -> importing VRFs
+        self._sent: dict[bytes, RouteTargetMembership] = {}  # RT -> route announced
+        #: RTC routes built and announced or withdrawn so far (for tests of constant work)
+        self.routes_built = 0
 
     def sync(self) -> None:
-        rts: set[Any] = set()
-        for v in self.vpn.vrfs.values():
-            rts.update(v.import_rts)
-        want = {r.key: r for r in local_rtc_routes(self.router.local_as, rts)}
-        gone = [n for k, n in self._sent.items() if k not in want]
-        new = [n for k, n in want.items() if k not in self._sent]
+        """Every VRF (at start): the same as :meth:`vrf_changed` for each."""
+        for name in set(self._by_vrf) | set(self.vpn.vrfs):
+            self.vrf_changed(name)
+
+    def vrf_changed(self, name: str) -> None:
+        """VRF ``name`` came, went or changed its import RTs."""
+        v = self.vpn.vrfs.get(name)
+        new = frozenset(rt.encode() for rt in v.import_rts) if v is not None else frozenset()
+        old = self._by_vrf.get(name, frozenset())
+        if new == old:
+            return
+        if new:
+            self._by_vrf[name] = new
+        else:
+            self._by_vrf.pop(name, None)
+        count = self._count
+        gone: list[RouteTargetMembership] = []
+        for rt in old - new:
+            n = count[rt] - 1
+            if n:
+                count[rt] = n
+            else:
+                del count[rt]
+                gone.append(self._sent.pop(rt))
+        fresh: list[bytes] = []
+        for rt in sorted(new - old):
+            n = count.get(rt, 0)
+            count[rt] = n + 1
+            if not n:
+                fresh.append(rt)
+        added = local_rtc_routes(self.router.local_as, fresh)
+        for rt, r in zip(fresh, added, strict=True):
+            self._sent[rt] = r
+        self.routes_built += len(gone) + len(added)
         if gone:
             self.router.withdraw_local(RTC, gone)
-        if new:
-            self.router.announce_local(RTC, _RTC_ATTRS, self.next_hop, new)
-        self._sent = want
+        if added:
+            self.router.announce_local(RTC, _RTC_ATTRS, self.next_hop, added)
 
 
 class PmsiOriginator:
     """One I-PMSI A-D route per exporting VRF; withdraws the stale ones.
 
     ``released(labels)`` is told the aggregate labels let go of, which may be
-    reused only once the withdrawals are on the wire.
+    reused only once the withdrawals are on the wire. A VRF change
+    (:meth:`vrf_changed`) rebuilds that VRF's route only.
     """
 
     def __init__(self, router: Router, vpn: VpnService, next_hop: IPAddress,
@@ -72,26 +110,33 @@ class PmsiOriginator:
         self.next_hop = next_hop
         self._released = released
         self._sent: dict[str, tuple[Nlri, Any]] = {}  # VRF -> I-PMSI A-D route sent
+        #: I-PMSI routes built so far (for tests of constant work)
+        self.routes_built = 0
 
     def sync(self) -> None:
-        now = time.monotonic()
-        want: dict[str, tuple[Nlri, Any]] = {}
-        held_before = set(self._sent)
-        for name, vrf in self.vpn.vrfs.items():
-            if not vrf.export_rts:
-                continue
-            label = (self.vpn.hold_vrf_label(name, now) if name not in held_before
+        """Every VRF (at start): the same as :meth:`vrf_changed` for each."""
+        for name in set(self._sent) | set(self.vpn.vrfs):
+            self.vrf_changed(name)
+
+    def vrf_changed(self, name: str) -> None:
+        """VRF ``name`` came, went or changed its RD or export RTs."""
+        vrf = self.vpn.vrfs.get(name)
+        sent = self._sent.get(name)
+        want: tuple[Nlri, Any] | None = None
+        if vrf is not None and vrf.export_rts:
+            label = (self.vpn.hold_vrf_label(name, time.monotonic()) if sent is None
                      else self.vpn.vrf_label(name))
             assert label is not None
-            want[name] = i_pmsi_route(vrf.rd, self.next_hop, label, vrf.export_rts,
-                                      self.vpn.exporter.encapsulations)
-        for name, (nlri, _attrs) in self._sent.items():
-            new = want.get(name)
-            if new is None or new[0] != nlri:
-                self.router.withdraw_local(IPV4_MCAST_VPN, [nlri])
-            if new is None and name in self.vpn.vrfs:
-                self._released(self.vpn.release_vrf_label(name))
-        for name, (nlri, attrs) in want.items():
-            if self._sent.get(name) != (nlri, attrs):
-                self.router.announce_local(IPV4_MCAST_VPN, attrs, self.next_hop, [nlri])
-        self._sent = want
+            want = i_pmsi_route(vrf.rd, self.next_hop, label, vrf.export_rts,
+                                self.vpn.exporter.encapsulations)
+            self.routes_built += 1
+        if sent is not None:
+            if want is None or want[0] != sent[0]:
+                self.router.withdraw_local(IPV4_MCAST_VPN, [sent[0]])
+            if want is None:
+                del self._sent[name]
+                if vrf is not None:
+                    self._released(self.vpn.release_vrf_label(name))
+        if want is not None and want != sent:
+            self.router.announce_local(IPV4_MCAST_VPN, want[1], self.next_hop, [want[0]])
+            self._sent[name] = want

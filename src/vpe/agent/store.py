@@ -5,10 +5,19 @@ What a restarted agent must find again, and nothing it can relearn:
 * VPN instances created through the API (config-file VRFs live in the
   config file, which stays authoritative for their names);
 * port attachments (the VMs plugged into VRFs);
-* the VPN service's label and RD state (:meth:`VpnService.dump_state`),
-  so the same VPN routes come back with the same labels and RDs and the
-  forwarder's MPLS table and the peers' stale routes stay valid;
-* routing policies created through the API (``vpe.policy`` plain-data form).
+* routing policies created through the API (``vpe.policy`` plain-data form);
+* the VPN service's label and RD state, so the same VPN routes come back
+  with the same labels and RDs and the forwarder's MPLS table and the peers'
+  stale routes stay valid: one row per label (``labels``, keyed by the
+  label, naming its owner), one per VRF's RD (``rds``) and the label space
+  (``label_space``). An operation writes only the rows it changed
+  (:meth:`VpnService.take_state_changes`), so its cost does not grow with
+  the number of VRFs, ports or labels.
+
+Schema versions 1 to 3 kept the label/RD state as one JSON document
+(``service_state``) rewritten on every operation; such a file is migrated to
+the rows when it is opened (version 4), hold-downs counted from the time
+the document was saved.
 
 Why SQLite: transactions. Every API operation writes its rows inside one
 transaction that is committed only after the engine accepted the change
@@ -40,7 +49,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +57,7 @@ log = logging.getLogger("vpe.store")
 
 #: ``PRAGMA application_id`` of a vpe state file: ASCII "vpe1"
 APPLICATION_ID = 0x76706531
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 DB_NAME = "vpe.db"
 LOCK_NAME = "vpe.lock"
 
@@ -66,10 +75,22 @@ CREATE TABLE IF NOT EXISTS ports (
     vrf  TEXT NOT NULL,
     spec TEXT NOT NULL              -- JSON: Attachment.to_json()
 );
-CREATE TABLE IF NOT EXISTS service_state (
-    id       INTEGER PRIMARY KEY CHECK (id = 1),
-    state    TEXT NOT NULL,         -- JSON: VpnService.dump_state()
-    saved_at REAL NOT NULL
+CREATE TABLE IF NOT EXISTS label_space (
+    id        INTEGER PRIMARY KEY CHECK (id = 1),
+    low       INTEGER NOT NULL,
+    high      INTEGER NOT NULL,
+    hold_down REAL NOT NULL,
+    next      INTEGER NOT NULL      -- first label never handed out
+);
+CREATE TABLE IF NOT EXISTS labels (
+    label    INTEGER PRIMARY KEY,
+    state    TEXT NOT NULL,         -- used, pending, cooling, free
+    owner    TEXT,                  -- JSON: the label owner (NULL when free)
+    deadline REAL                   -- wall clock: cooling until / free since
+);
+CREATE TABLE IF NOT EXISTS rds (
+    vrf TEXT PRIMARY KEY,
+    rd  TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS policies (
     name TEXT PRIMARY KEY,
@@ -80,9 +101,12 @@ CREATE TABLE IF NOT EXISTS meta (
     value TEXT NOT NULL
 );
 """
-_TABLES = frozenset({"schema", "vpns", "ports", "service_state", "policies", "meta"})
-#: the tables a file of each older schema version has (2 added ``policies``, 3 ``meta``)
-_TABLES_OF = {1: _TABLES - {"policies", "meta"}, 2: _TABLES - {"meta"}, 3: _TABLES}
+_TABLES = frozenset({"schema", "vpns", "ports", "label_space", "labels", "rds", "policies", "meta"})
+#: the tables a file of each older schema version has (2 added ``policies``, 3 ``meta``,
+#: 4 the label/RD rows in place of the ``service_state`` document)
+_V3_TABLES = frozenset({"schema", "vpns", "ports", "service_state", "policies", "meta"})
+_TABLES_OF = {1: _V3_TABLES - {"policies", "meta"}, 2: _V3_TABLES - {"meta"}, 3: _V3_TABLES,
+              4: _TABLES}
 
 
 class StoreError(Exception):
@@ -243,14 +267,17 @@ class Store:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version == SCHEMA_VERSION:
             return
-        # version 0: a new (empty) file; version 1 lacks policies and meta, 2 lacks meta. Every
-        # statement of the schema is CREATE ... IF NOT EXISTS, so running it
-        # brings either up to date. Later versions add steps here.
+        # version 0: a new (empty) file; version 1 lacks policies and meta, 2 lacks meta;
+        # versions 1 to 3 hold the label/RD state as one document. Every statement of
+        # the schema is CREATE ... IF NOT EXISTS, so running it brings any of them up
+        # to date; the document then becomes rows.
         self._db.execute("BEGIN IMMEDIATE")
         try:
             for stmt in _SCHEMA.split(";"):
                 if stmt.strip():
                     self._db.execute(stmt)
+            if version in (1, 2, 3):
+                self._from_document()
             self._db.execute(
                 "INSERT OR REPLACE INTO schema (version, applied_at) VALUES (?, ?)",
                 (SCHEMA_VERSION, time.time()),
@@ -261,7 +288,27 @@ class Store:
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
-        log.info("state database %s created (schema version %d)", self.path, SCHEMA_VERSION)
+        if version:
+            log.info("state database %s migrated from schema version %d to %d", self.path, version,
+                     SCHEMA_VERSION)
+        else:
+            log.info("state database %s created (schema version %d)", self.path, SCHEMA_VERSION)
+
+    def _from_document(self) -> None:
+        """Version 1, 2 or 3 -> 4: the ``service_state`` document becomes rows."""
+        has = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'service_state'").fetchall()
+        if not has:
+            return
+        rows = self._db.execute("SELECT state, saved_at FROM service_state WHERE id = 1").fetchall()
+        if rows:
+            state = _loads(self.path, rows[0][0], "service_state")
+            saved_at = float(rows[0][1])
+            try:
+                _write_document(self._db, state, saved_at)
+            except (KeyError, TypeError, ValueError) as e:
+                raise StoreError(f"{self.path}: service_state cannot be migrated: {e!r}") from None
+        self._db.execute("DROP TABLE service_state")
 
     # -- transactions ---------------------------------------------------------
 
@@ -289,6 +336,7 @@ class Store:
                 with contextlib.suppress(sqlite3.Error):
                     self._db.execute("ROLLBACK")
                 tx.done = True
+                tx.rolled_back()
             raise
         finally:
             self._in_tx = False
@@ -311,9 +359,22 @@ class Store:
         return {name: _loads(self.path, spec, f"policies[{name}]") for name, spec in rows}
 
     def service_state(self) -> dict[str, Any] | None:
-        """The VPN service's last saved label/RD state, None on a new file."""
-        rows = self._query("SELECT state FROM service_state WHERE id = 1")
-        return _loads(self.path, rows[0][0], "service_state") if rows else None
+        """The VPN service's saved label/RD state (``state=`` of
+        :class:`~vpe.vpn.service.VpnService`: ``label_space``, ``label_rows``,
+        ``rds``), None on a new file."""
+        space = self._query("SELECT low, high, hold_down, next FROM label_space WHERE id = 1")
+        if not space:
+            return None
+        low, high, hold_down, nxt = space[0]
+        now = time.time()
+        rows = [
+            [label, st, None if owner is None else _loads(self.path, owner, f"labels[{label}]"),
+             None if deadline is None else deadline - now]
+            for label, st, owner, deadline in self._query("SELECT label, state, owner, deadline FROM labels")
+        ]
+        rds = dict(self._query("SELECT vrf, rd FROM rds"))
+        return {"label_space": {"low": low, "high": high, "hold_down": hold_down, "next": nxt},
+                "label_rows": rows, "rds": rds}
 
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         try:
@@ -328,6 +389,16 @@ class Transaction:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.done = False
+        self._on_rollback: list[Callable[[], object]] = []
+
+    def on_rollback(self, fn: Callable[[], object]) -> None:
+        """Call ``fn`` if this transaction's writes are not committed after all."""
+        self._on_rollback.append(fn)
+
+    def rolled_back(self) -> None:
+        for fn in self._on_rollback:
+            fn()
+        self._on_rollback.clear()
 
     def _exec(self, sql: str, args: tuple[Any, ...]) -> None:
         if self.done:
@@ -367,12 +438,34 @@ class Transaction:
     def delete_policy(self, name: str) -> None:
         self._exec("DELETE FROM policies WHERE name = ?", (name,))
 
-    def put_service_state(self, state: dict[str, Any]) -> None:
-        self._exec(
-            "INSERT INTO service_state (id, state, saved_at) VALUES (1, ?, ?) "
-            "ON CONFLICT(id) DO UPDATE SET state = excluded.state, saved_at = excluded.saved_at",
-            (json.dumps(state, sort_keys=True), time.time()),
-        )
+    def _exec_many(self, sql: str, args: list[tuple[Any, ...]]) -> None:
+        if self.done:
+            raise StoreError(f"{self.store.path}: write after the transaction ended")
+        try:
+            self.store._db.executemany(sql, args)
+        except sqlite3.Error as e:
+            raise StoreError(f"{self.store.path}: write failed: {e}") from None
+
+    def put_service_changes(self, changes: dict[str, Any]) -> None:
+        """The rows :meth:`VpnService.take_state_changes` says changed."""
+        space = changes.get("label_space")
+        if space is not None:
+            self._exec(_PUT_SPACE, (space["low"], space["high"], space["hold_down"], space["next"]))
+        now = time.time()
+        rows = changes.get("label_rows") or ()
+        if rows:
+            self._exec_many(_PUT_LABEL, [
+                (lab, st, None if owner is None else json.dumps(owner, sort_keys=True),
+                 None if remaining is None else now + remaining)
+                for lab, st, owner, remaining in rows
+            ])
+        rds = changes.get("rds") or {}
+        put = [(n, rd) for n, rd in rds.items() if rd is not None]
+        gone = [(n,) for n, rd in rds.items() if rd is None]
+        if put:
+            self._exec_many(_PUT_RD, put)
+        if gone:
+            self._exec_many("DELETE FROM rds WHERE vrf = ?", gone)
 
     def commit(self) -> None:
         """Make the writes durable now; :class:`StoreError` (and rolled back) if that fails."""
@@ -385,7 +478,38 @@ class Transaction:
         except sqlite3.Error as e:
             with contextlib.suppress(sqlite3.Error):
                 db.execute("ROLLBACK")
+            self.rolled_back()
             raise StoreError(f"{self.store.path}: commit failed: {e}") from None
+        self._on_rollback.clear()
+
+
+_PUT_SPACE = ("INSERT INTO label_space (id, low, high, hold_down, next) VALUES (1, ?, ?, ?, ?) "
+              "ON CONFLICT(id) DO UPDATE SET low = excluded.low, high = excluded.high, "
+              "hold_down = excluded.hold_down, next = excluded.next")
+_PUT_LABEL = ("INSERT INTO labels (label, state, owner, deadline) VALUES (?, ?, ?, ?) "
+              "ON CONFLICT(label) DO UPDATE SET state = excluded.state, owner = excluded.owner, "
+              "deadline = excluded.deadline")
+_PUT_RD = "INSERT INTO rds (vrf, rd) VALUES (?, ?) ON CONFLICT(vrf) DO UPDATE SET rd = excluded.rd"
+
+
+def _write_document(db: sqlite3.Connection, state: dict[str, Any], saved_at: float) -> None:
+    """A version 1 ``service_state`` document (saved at ``saved_at``) as version 2 rows."""
+    labels = state.get("labels") or {}
+    if labels:
+        db.execute(_PUT_SPACE, (int(labels["low"]), int(labels["high"]), float(labels["hold_down"]),
+                                int(labels["next"])))
+        rows: list[tuple[Any, ...]] = []
+        for lab, o in labels.get("used", ()):
+            rows.append((int(lab), "used", json.dumps(o, sort_keys=True), None))
+        for lab, o in labels.get("pending", ()):
+            rows.append((int(lab), "pending", json.dumps(o, sort_keys=True), None))
+        for lab, o, remaining in labels.get("cooling", ()):
+            rows.append((int(lab), "cooling", json.dumps(o, sort_keys=True), saved_at + float(remaining)))
+        free = list(labels.get("free", ()))
+        for i, lab in enumerate(free):  # matured in this order, before the save
+            rows.append((int(lab), "free", None, saved_at - (len(free) - i) * 1e-6))
+        db.executemany(_PUT_LABEL, rows)
+    db.executemany(_PUT_RD, [(str(n), str(rd)) for n, rd in (state.get("rds") or {}).items()])
 
 
 # -- checks of an existing file -------------------------------------------------------

@@ -197,8 +197,9 @@ class AgentView:
 
     # -- VPNs and ports ------------------------------------------------------------------
 
-    def vrf_names(self) -> list[str]:
-        return sorted(self._bridge.vpn.vrfs)
+    def vrf_names(self, offset: int = 0, limit: int | None = None) -> list[str]:
+        """VRF names in order; with ``offset``/``limit`` one page (costs the page only)."""
+        return self._bridge.vpn.vrf_names(offset, limit)
 
     def has_vrf(self, name: str) -> bool:
         return name in self._bridge.vpn.vrfs
@@ -216,8 +217,10 @@ class AgentView:
     def port(self, name: str) -> Attachment | None:
         return self._bridge.attachments.get(name)
 
-    def ports(self) -> list[Attachment]:
-        return sorted(self._bridge.attachments, key=lambda a: a.name)
+    def ports(self, offset: int = 0, limit: int | None = None) -> list[Attachment]:
+        """Attachments by name; with ``offset``/``limit`` one page (costs the page only)."""
+        table = self._bridge.attachments
+        return table.page(offset, len(table) if limit is None else limit)
 
     # -- forwarder, restart -----------------------------------------------------------------
 

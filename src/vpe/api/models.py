@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from ..vpn.attachments import Attachment
+from ..vpn.attachments import Attachment, AttachmentState
 from ..vpn.errors import InvalidValue
 from ..vpn.names import check_ifname, check_name, check_text
 
@@ -115,6 +115,15 @@ class VpnCreate(_Model):
         return str(_rule(check_text, v, "description"))
 
 
+class PortRelease(_Model):
+    """``POST /v1/ports/{name}/release``: the VM left this host (docs/mobility.md)."""
+
+    hold: float | None = Field(
+        default=30.0, ge=0, le=86400,
+        description="seconds the redirect (local repair) is kept once the withdrawal is sent; "
+                    "null: until DELETE /v1/ports/{name}")
+
+
 class VpnUpdate(_Model):
     rd: str | None = Field(default=None, max_length=64)
     import_rts: list[str] | None = Field(default=None, max_length=MAX_RTS)
@@ -151,6 +160,13 @@ class PortAttach(_Model):
     local_pref: int | None = Field(default=None, ge=0, le=0xFFFFFFFF,
                                    description="LOCAL_PREF of the port's exported routes (default 100)")
     description: str = Field(default="", description="free text about the port (max 256)")
+    state: Literal["active", "standby"] = Field(
+        default="active",
+        description="standby: prepare a move here (routes advertised with a higher mobility "
+                    "sequence number, port not taken until POST /v1/ports/{name}/activate); "
+                    "docs/mobility.md")
+    sequence: int = Field(default=0, ge=0, le=0xFFFFFFFF,
+                          description="mobility sequence number (0: chosen by the vPE)")
     vpn_type: str = Field(default="ipvpn", max_length=16, description="only 'ipvpn' (bagpipe: vpn_type)")
     import_rts: list[str] | None = Field(
         default=None, max_length=MAX_RTS,
@@ -191,6 +207,7 @@ class PortAttach(_Model):
             ips=tuple(self.ips), gateways=tuple(self.gateways),
             allowed_pairs=tuple(self.allowed_pairs), advertise=self.advertise,
             direction=self.direction, local_pref=self.local_pref, description=self.description,
+            state=AttachmentState(self.state), sequence=self.sequence,
         )
 
     @field_validator("vpn_type")

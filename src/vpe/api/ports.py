@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Query
 from ..agent.durable import DurableOps
 from ..agent.view import AgentView
 from .errors import REFUSED, http_error
-from .models import PortAttach
+from .models import PortAttach, PortRelease
 
 
 def ports_router(view: AgentView, ops: DurableOps) -> APIRouter:
@@ -18,7 +18,7 @@ def ports_router(view: AgentView, ops: DurableOps) -> APIRouter:
 
     @api.get("")
     async def ports(offset: int = Query(0, ge=0), limit: int = Query(1000, ge=1, le=100000)) -> list[dict[str, Any]]:
-        return [a.to_json() for a in view.ports()[offset : offset + limit]]
+        return [a.to_json() for a in view.ports(offset, limit)]
 
     @api.get("/{name}")
     async def port(name: str) -> dict[str, Any]:
@@ -48,6 +48,32 @@ def ports_router(view: AgentView, ops: DurableOps) -> APIRouter:
         d = (done or a).to_json()
         d["vpn_created"] = created
         return d
+
+    @api.post("/{name}/activate")
+    async def activate(name: str) -> dict[str, Any]:
+        """A move's second step: the VM runs here now (docs/mobility.md)."""
+        try:
+            ops.activate(name)
+        except REFUSED as e:
+            raise http_error(e) from None
+        fib = view.fib
+        if fib is not None:
+            refused = await fib.port_result(name)
+            if refused is not None:
+                raise HTTPException(422, f"ifname: the forwarder refused port {name!r}: {refused}")
+        done = view.port(name)
+        assert done is not None
+        return done.to_json()
+
+    @api.post("/{name}/release")
+    async def release(name: str, body: PortRelease | None = None) -> dict[str, Any]:
+        """A move's last step, on the source host: routes withdrawn, port let go,
+        what still arrives for the VM re-tunnelled to its new host."""
+        try:
+            done = ops.release(name, (body or PortRelease()).hold)
+        except REFUSED as e:
+            raise http_error(e) from None
+        return done.to_json()
 
     @api.delete("/{name}", status_code=204)
     async def detach(name: str) -> None:

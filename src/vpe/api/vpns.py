@@ -17,7 +17,7 @@ def vpns_router(view: AgentView, ops: DurableOps) -> APIRouter:
 
     @api.get("")
     async def vpns(offset: int = Query(0, ge=0), limit: int = Query(1000, ge=1, le=100000)) -> list[dict[str, Any]]:
-        return [view.vrf_json(n) for n in view.vrf_names()[offset : offset + limit]]
+        return [view.vrf_json(n) for n in view.vrf_names(offset, limit)]
 
     @api.get("/{name}")
     async def vpn(name: str) -> dict[str, Any]:

@@ -277,7 +277,8 @@ def show_fib(socket: str = SocketOpt, as_json: bool = JsonOpt) -> None:
     if as_json or d.get("driver") == "none":
         print(json.dumps(d, indent=2))
         return
-    console.print(f"forwarder {d['socket']}: connected={d['connected']} batches={d['batches_sent']}")
+    console.print(f"forwarder {d['socket']} (driver {d.get('driver', '?')}): "
+                  f"connected={d['connected']} batches={d['batches_sent']}")
     t = Table("VRF", "Prefix", "Next hops")
     for r in d["routes"]:
         hops = "; ".join(
@@ -298,7 +299,7 @@ def show_counters(socket: str = SocketOpt, as_json: bool = JsonOpt) -> None:
     if d.get("driver") == "none":
         console.print("no forwarder: the agent runs with dataplane driver none")
         return
-    console.print(f"forwarder {d.get('socket')}", highlight=False)
+    console.print(f"forwarder {d.get('socket')} (driver {d.get('driver', '?')})", highlight=False)
     pt = Table("Port", "RX packets", "RX bytes", "TX packets", "TX bytes", "Drops", title="Ports")
     for name, c in sorted((d.get("ports") or {}).items()):
         pt.add_row(name, *(str(c.get(k, 0)) for k in ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes",
@@ -314,6 +315,14 @@ def show_counters(socket: str = SocketOpt, as_json: bool = JsonOpt) -> None:
     for reason, n in sorted((d.get("drops") or {}).items()):
         dt.add_row(str(reason), str(n))
     console.print(dt)
+    kernel = d.get("ebpf") or {}
+    if kernel:
+        kt = Table("Counter", "Value", title="Kernel fast path (ebpf)")
+        for k, n in sorted((kernel.get("fast_path") or {}).items()):
+            kt.add_row(str(k), str(n))
+        for k, n in sorted((kernel.get("punts") or {}).items()):
+            kt.add_row(f"punted: {k}", str(n))
+        console.print(kt)
     for section in ("underlay", "io_errors"):
         values = d.get(section) or {}
         if values:

@@ -264,6 +264,10 @@ class Route:
     prefix: IPNetwork
     next_hops: tuple[NextHop, ...]
     ecmp: EcmpMode = "per-flow"
+    #: the destination moved away from this host (a released or standby port,
+    #: docs/mobility.md): what arrives for it from the underlay is re-tunnelled
+    #: to these next hops (local repair) instead of being dropped as transit (R8.1)
+    moved: bool = False
 
     def __post_init__(self) -> None:
         _set(self, "prefix", _net(self.prefix, f"route in {self.vrf} prefix"))
@@ -290,6 +294,7 @@ class Route:
             "prefix": str(self.prefix),
             "next_hops": [n.to_json() for n in self.next_hops],
             "ecmp": self.ecmp,
+            **({"moved": True} if self.moved else {}),
         }
 
     @classmethod
@@ -299,6 +304,7 @@ class Route:
             d["prefix"],
             tuple(NextHop.from_json(n) for n in d["next_hops"]),
             d.get("ecmp", "per-flow"),
+            bool(d.get("moved", False)),
         )
 
 

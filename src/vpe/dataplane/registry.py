@@ -123,6 +123,11 @@ BUILTIN: tuple[tuple[str, str | None, str], ...] = (
         "vpe.dataplane.userspace.process:create_driver",
         "AF_PACKET ports and the packet pipeline in Python (portable, the reference)",
     ),
+    (
+        "ebpf",
+        "vpe.dataplane.ebpf.driver:create_driver",
+        "tc/eBPF programs in the kernel, the userspace pipeline for what they punt",
+    ),
 )
 
 for _name, _factory, _description in BUILTIN:

@@ -76,12 +76,20 @@ def up_cmd(
     prefix: str = PrefixOpt,
     state_dir: Path = StateOpt,
     no_processes: bool = typer.Option(False, "--no-processes", help="wire namespaces only"),
+    driver: str | None = typer.Option(
+        None, "--driver", help="dataplane driver of every host (userspace, ebpf); default: the file's"
+    ),
 ) -> None:
     """Create (or complete) the lab; running it again changes nothing."""
     try:
         topo = load_topology(file)
+        if driver is not None:
+            topo = topo.with_driver(driver)
     except TopologyError as e:
         err.print(str(e), highlight=False, markup=False)
+        raise typer.Exit(EXIT_USAGE) from None
+    except ValueError as e:
+        err.print(f"--driver: {e}", highlight=False, markup=False)
         raise typer.Exit(EXIT_USAGE) from None
     chosen = prefix or os.environ.get("VPE_LAB_PREFIX")
     lab = build.make_lab(topo, _checked_prefix(chosen) if chosen else None, state_dir)

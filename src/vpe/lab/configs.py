@@ -77,7 +77,7 @@ def agent_toml(lab: Lab, host: HostConfig) -> str:
     lines += [
         "",
         "[dataplane]",
-        f"driver = {_toml_str('userspace' if forwarder_available() else 'none')}",
+        f"driver = {_toml_str(t.driver_of(host) if forwarder_available() else 'none')}",
         f"underlay_address = {_toml_str(str(host.address))}",
         f"fib_socket = {_toml_str(str(forwarder_socket(lab, host)))}",
     ]

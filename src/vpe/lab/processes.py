@@ -26,13 +26,15 @@ def _vpe_argv(*args: str) -> tuple[str, ...]:
 
 
 def forwarder_argv(lab: Lab, host: HostConfig) -> tuple[str, ...]:
-    """Command line of the userspace forwarder of ``host`` (src/vpe/dataplane/process.py).
+    """Command line of the forwarder of ``host`` (src/vpe/dataplane/process.py), with the
+    host's dataplane driver (``driver`` in the topology: userspace, ebpf).
 
     It forwards between the host's VM ports (opened as they are programmed
     over the FIB channel) and the underlay interface ``ul0``.
     """
     argv = [
         sys.executable, "-m", "vpe.dataplane.process",
+        "--driver", lab.topology.driver_of(host),
         "--underlay-if", UNDERLAY_IF,
         "--underlay-ip", str(host.address),
     ]

@@ -35,6 +35,7 @@ from pydantic import (
 
 from ..bgp.wire.constants import family_from_name
 from ..bgp.wire.nlri.rd import RouteDistinguisher, parse_admin_pair
+from ..dataplane import registry as dataplane_drivers
 
 # -- the test bed's address plan ---------------------------------------------
 
@@ -168,12 +169,27 @@ class UnderlayConfig(_Strict):
         return n
 
 
+def _check_driver(v: str | None) -> str | None:
+    """A dataplane driver that runs a forwarder (registry names: userspace, ebpf, ...)."""
+    if v is None:
+        return v
+    try:
+        entry = dataplane_drivers.get(v)
+    except dataplane_drivers.UnknownDriver as e:
+        raise ValueError(str(e)) from None
+    if not entry.has_forwarder:
+        raise ValueError(f"driver {v!r} runs no forwarder; a lab host needs one")
+    return v
+
+
 class HostConfig(_Strict):
     """A hypervisor: one namespace running ``vpe agent`` (and the forwarder)."""
 
     name: str
     address: IPv4Address
     address6: IPv6Address | None = None
+    #: the forwarder's dataplane driver on this host (None: the lab's ``driver``)
+    driver: str | None = None
     #: the forwarder's encapsulations, preferred first (agent ``[dataplane] encapsulations``);
     #: advertised as Encapsulation communities; None: the agent's default (both)
     encapsulations: list[Literal["mpls-in-udp", "mpls-in-gre"]] | None = Field(default=None, min_length=1)
@@ -192,6 +208,11 @@ class HostConfig(_Strict):
     @classmethod
     def _a6(cls, v: Any) -> IPv6Address | None:
         return None if v is None else underlay_v6(v)
+
+    @field_validator("driver")
+    @classmethod
+    def _driver(cls, v: str | None) -> str | None:
+        return _check_driver(v)
 
 
 class RouteReflectorConfig(_Strict):
@@ -400,6 +421,8 @@ class Topology(_Strict):
         default_factory=lambda: ["vpnv4", "vpnv6", "ipv4-mcast-vpn"], min_length=1
     )
     underlay: UnderlayConfig = Field(default_factory=UnderlayConfig)
+    #: the hosts' dataplane driver (a host's own ``driver`` wins)
+    driver: str = "userspace"
     route_reflector: RouteReflectorConfig | None = None
     hosts: list[HostConfig] = Field(min_length=1)
     tenants: list[TenantConfig] = Field(default_factory=list)
@@ -411,6 +434,22 @@ class Topology(_Strict):
         if v is not None:
             check_prefix(v)
         return v
+
+    @field_validator("driver")
+    @classmethod
+    def _driver(cls, v: str) -> str:
+        _check_driver(v)
+        return v
+
+    def driver_of(self, host: HostConfig) -> str:
+        """The dataplane driver of ``host``'s forwarder."""
+        return host.driver or self.driver
+
+    def with_driver(self, driver: str) -> Topology:
+        """This topology with every host on ``driver`` (``vpe lab up --driver``, the e2e suite)."""
+        _check_driver(driver)
+        hosts = [h.model_copy(update={"driver": None}) for h in self.hosts]
+        return self.model_copy(update={"driver": driver, "hosts": hosts})
 
     @field_validator("families")
     @classmethod

@@ -84,7 +84,7 @@ from .outbound import OutboundRewrites, outbound_next_hop
 from .path import Path, PathSource, PeerInfo, same_nlri
 from .reflection import may_advertise
 from .rib import Rib, RibChange
-from .rtc import RtcFilter, RtcFilters, membership_keys
+from .rtc import RtcFilter, RtcFilters, RtIndex, membership_keys
 from .update_groups import (
     CACHE_MAX,
     MISSING,
@@ -150,6 +150,12 @@ class AdjRibOut:
         self._tags: dict[tuple[IPAddress | None, IPv4Address | None], Tag] = {}
         #: family -> key -> (source Adj-RIB-In, received path id) -> our path id
         self._pids: dict[Family, dict[bytes, dict[tuple[object, int], int]]] = {}
+        #: route targets of VPN destinations and narrow groups; from the first RTC peer on
+        self._rtidx: RtIndex | None = None
+        #: (signature without RTC filter, family) -> the groups sharing one view of that
+        #: family (not a VPN family: it does not depend on the filter); with a thousand
+        #: RTC peers, RTC routes are then processed and encoded once, not per group
+        self._shared: dict[tuple[tuple[Any, ...], Family], list[Group]] = {}
 
     # -- peers -----------------------------------------------------------------
 
@@ -157,6 +163,8 @@ class AdjRibOut:
         """The full table of every family of ``peer``, RTC first, End-of-RIB after each."""
         if peer.address in self._members:
             self.peer_down(peer.address)
+        if peer.rtc and self._rtidx is None:
+            self._start_rt_index()
         group = self._group_for(peer)
         m = Member(peer, group)
         self._join(m, group)
@@ -205,7 +213,26 @@ class AdjRibOut:
         g = self._groups.get(sig)
         if g is None:
             g = self._groups[sig] = Group(sig, peer, rtc, self.router_id, self._intern)
+            if rtc is not None and peer.export_policy is None:
+                self._rtc_group(g, peer, rtc)
         return g
+
+    def _rtc_group(self, g: Group, peer: OutPeer, rtc: RtcFilter) -> None:
+        """A new group of an RTC peer (no export policy): it shares the views of the
+        families RTC does not filter with the groups differing by their filter only,
+        and, if its filter names exact RTs, is found through the RT index."""
+        g.base = self._signature(peer, None)
+        for fam in g.fams:
+            if fam not in self.vpn_families:
+                sharing = self._shared.setdefault((g.base, fam), [])
+                if sharing:
+                    g.fams[fam] = sharing[0].fams[fam]
+                sharing.append(g)
+        idx = self._rtidx
+        if idx is not None and idx.narrow(rtc) and all(
+                fs.mode == 1 and not fs.addpath for f, fs in g.fams.items() if f in self.vpn_families):
+            g.narrow = True
+            idx.add_group(g, rtc)
 
     def _join(self, m: Member, g: Group) -> None:
         m.group = g
@@ -219,6 +246,14 @@ class AdjRibOut:
         g.membership_changed()
         if not g.members:
             self._groups.pop(g.sig, None)
+            for fam in g.fams:
+                sharing = self._shared.get((g.base, fam))
+                if sharing is not None and g in sharing:
+                    sharing.remove(g)
+                    if not sharing:
+                        del self._shared[(g.base, fam)]
+            if g.narrow and self._rtidx is not None and g.rtc is not None:
+                self._rtidx.remove_group(g, g.rtc)
             if self.relabeler is not None and g.per_route:
                 for fs in g.fams.values():
                     self.relabeler.release_owner(fs)
@@ -233,27 +268,81 @@ class AdjRibOut:
         if not groups or not change.keys:
             return out
         loc = self.rib.loc_rib(fam)
-        for g in groups:
+        work: list[tuple[Group, Iterable[bytes]]] = [(g, change.keys) for g in groups]
+        if self._rtidx is not None and fam in self.vpn_families:
+            work = self._narrowed(fam, loc, groups, change.keys)
+        done: dict[int, tuple[Batch, dict[TagOrNone, int], dict[int, list[bytes]]] | None] = {}
+        for g, keys in work:
             fs = g.fams[fam]
-            info_of = self._info_getter(g, fam)
-            b = Batch()
-            self._process(g, fs, fam, change.keys, loc, info_of, b)
-            if not b:
+            shared = done.get(id(fs), MISSING)  # a view shared with a group already done
+            if shared is None:
                 continue
-            fs.table = None
-            self._account(g, fam, b.tally())
-            self._deliver(g, fam, b, out)
+            if shared is MISSING:
+                info_of = self._info_getter(g, fam)
+                b = Batch()
+                self._process(g, fs, fam, keys, loc, info_of, b)
+                if not b:
+                    done[id(fs)] = None
+                    continue
+                fs.table = None
+                delta = b.tally()
+                fs.count(delta)
+                encoded: dict[int, list[bytes]] = {}
+                done[id(fs)] = (b, delta, encoded)
+            else:
+                b, delta, encoded = shared
+            self._account_members(g, fam, delta)
+            self._deliver(g, fam, b, out, encoded)
+        return out
+
+    def _start_rt_index(self) -> None:
+        """The first RTC peer: index the VPN destinations by route target from now on."""
+        idx = self._rtidx = RtIndex()
+        for fam in self.vpn_families:
+            if fam in self.rib.families():
+                for k, p in self.rib.loc_rib(fam).best_paths():
+                    idx.set_key(fam, k, self._route_targets(p.attrs))
+
+    def _narrowed(self, fam: Family, loc: LocRib, groups: list[Group],
+                  keys: Iterable[bytes]) -> list[tuple[Group, Iterable[bytes]]]:
+        """Each group with the changed keys it must look at: every key for a wide
+        group; for a narrow group the keys whose route targets, now or when
+        last seen, its filter names (so the work follows routes x interested
+        groups, not routes x groups)."""
+        idx = self._rtidx
+        assert idx is not None
+        keys = list(keys)
+        per: dict[object, dict[bytes, None]] = {}
+        rt_groups = idx.rt_groups
+        for k in keys:
+            p = loc.best(k)
+            rts = self._route_targets(p.attrs) if p is not None else ()
+            old = idx.set_key(fam, k, rts)
+            for rt in {*old, *rts}:
+                for g in rt_groups.get(rt, ()):
+                    per.setdefault(g, {})[k] = None
+        out: list[tuple[Group, Iterable[bytes]]] = []
+        for g in groups:
+            if not g.narrow:
+                out.append((g, keys))
+            elif g in per:
+                out.append((g, list(per[g])))
         return out
 
     def _account(self, g: Group, fam: Family, delta: dict[TagOrNone, int]) -> None:
         """Entry counts of the group view and of each member's exclusions (for :meth:`sent`)."""
         g.fams[fam].count(delta)
+        self._account_members(g, fam, delta)
+
+    def _account_members(self, g: Group, fam: Family, delta: dict[TagOrNone, int]) -> None:
+        """Entry counts of each member's exclusions (the view's own are counted once)."""
         for t, d in delta.items():
             if d and t is not None:
                 for m in g.excluded(t):
                     m.excluded[fam] = m.excluded.get(fam, 0) + d
 
-    def _deliver(self, g: Group, fam: Family, b: Batch, out: dict[IPAddress, list[bytes]]) -> None:
+    def _deliver(self, g: Group, fam: Family, b: Batch, out: dict[IPAddress, list[bytes]],
+                 encoded: dict[int, list[bytes]] | None = None) -> None:
         """Encode batch ``b`` once for the group: shared messages, filtered copies for named members.
 
         Members no tag of the batch names get every withdrawal and
@@ -273,7 +362,8 @@ class AdjRibOut:
                     touched[m] = {t}
                 else:
                     got.add(t)
-        encoded: dict[int, list[bytes]] = {}
+        if encoded is None:  # else shared by the groups sharing this view (same context)
+            encoded = {}
 
         def ann_msgs(okey: Okey, nlris: list[Nlri]) -> list[bytes]:
             msgs = encoded.get(id(nlris))
@@ -366,7 +456,8 @@ class AdjRibOut:
         new = self._group_for(peer, rtc)
         if copy:
             for f in keep:
-                new.fams[f].copy_from(old.fams[f], share=not old.members)
+                if new.fams[f] is not old.fams[f]:  # (a view shared by both: nothing to copy)
+                    new.fams[f].copy_from(old.fams[f], share=not old.members)
         self._join(m, new)
         out: list[bytes] = []
         for f in diffed:
@@ -852,7 +943,8 @@ class AdjRibOut:
         for ``m`` is its split-horizon count (O(tags)).
         """
         fs = g.fams[fam]
-        if len(g.members) == 1:
+        sharing = self._shared.get((g.base, fam), ())
+        if len(g.members) == 1 and not any(o.members for o in sharing if o is not g):
             if self.relabeler is not None and g.per_route:
                 self.relabeler.release_owner(fs)
             fs.reset()
@@ -860,7 +952,11 @@ class AdjRibOut:
                 loc = self.rib.loc_rib(fam)
                 info_of = self._info_getter(g, fam)
                 b = Batch()
-                self._process(g, fs, fam, loc.dests, loc, info_of, b)  # reads only: no copy
+                keys: Iterable[bytes] = loc.dests  # reads only: no copy
+                if g.narrow and fam in self.vpn_families and self._rtidx is not None and g.rtc is not None:
+                    # only the destinations carrying the filter's route targets can pass it
+                    keys = self._rtidx.keys_for(fam, g.rtc.exact)
+                self._process(g, fs, fam, keys, loc, info_of, b)
                 fs.count(b.tally())
         m.excluded[fam] = fs.excluded_count(m)
 

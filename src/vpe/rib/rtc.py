@@ -140,3 +140,73 @@ def local_rtc_routes(
         seen.add(raw)
         out.append(RouteTargetMembership.from_parts(local_asn, raw))
     return out
+
+
+class RtIndex:
+    """Route targets of VPN destinations and of update groups, for RT-constrained output.
+
+    With many RTC peers (a route reflector of a thousand vPEs), each peer's
+    membership is different, so each is an update group of its own. Looking
+    at every group for every changed route would cost routes x groups; this
+    index lets Adj-RIB-Out visit, for a changed destination, only the
+    *narrow* groups (filters of exact route targets) whose filter names a
+    route target the destination carries now or carried when it was last
+    sent, and lets a new narrow group scan only the destinations carrying
+    its route targets. Its size follows routes plus groups, not their product.
+
+    ``key_rts[family][key]``: the route targets of the destination's best
+    path when last seen; ``rt_keys[family][rt]``: the destinations carrying
+    ``rt``; ``rt_groups[rt]``: the narrow groups whose filter names ``rt``.
+    """
+
+    __slots__ = ("key_rts", "rt_keys", "rt_groups")
+
+    def __init__(self) -> None:
+        self.key_rts: dict[object, dict[bytes, tuple[bytes, ...]]] = {}
+        self.rt_keys: dict[object, dict[bytes, set[bytes]]] = {}
+        self.rt_groups: dict[bytes, set[object]] = {}
+
+    @staticmethod
+    def narrow(f: RtcFilter | None) -> bool:
+        """Does ``f`` name exact route targets only (so the index can find what passes it)?"""
+        return f is not None and not (f.default or f.any_rt or f.partial)
+
+    def set_key(self, family: object, key: bytes, rts: tuple[bytes, ...]) -> tuple[bytes, ...]:
+        """The destination now carries ``rts`` (empty: gone); returns what it carried."""
+        by_key = self.key_rts.setdefault(family, {})
+        old = by_key.get(key, ())
+        if old == rts:
+            return old
+        by_rt = self.rt_keys.setdefault(family, {})
+        for rt in old:
+            s = by_rt.get(rt)
+            if s is not None:
+                s.discard(key)
+                if not s:
+                    del by_rt[rt]
+        if rts:
+            by_key[key] = rts
+            for rt in rts:
+                by_rt.setdefault(rt, set()).add(key)
+        else:
+            by_key.pop(key, None)
+        return old
+
+    def keys_for(self, family: object, rts: Iterable[bytes]) -> set[bytes]:
+        by_rt = self.rt_keys.get(family, {})
+        out: set[bytes] = set()
+        for rt in rts:
+            out |= by_rt.get(rt, set())
+        return out
+
+    def add_group(self, group: object, f: RtcFilter) -> None:
+        for rt in f.exact:
+            self.rt_groups.setdefault(rt, set()).add(group)
+
+    def remove_group(self, group: object, f: RtcFilter) -> None:
+        for rt in f.exact:
+            s = self.rt_groups.get(rt)
+            if s is not None:
+                s.discard(group)
+                if not s:
+                    del self.rt_groups[rt]

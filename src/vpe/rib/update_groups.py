@@ -189,7 +189,7 @@ class Group:
 
     __slots__ = (
         "sig", "rep", "ctx", "ebgp", "next_hop_self", "rtc", "fams", "members", "_excl",
-        "export", "per_route", "relabels",
+        "export", "per_route", "relabels", "narrow", "base",
     )
 
     def __init__(
@@ -224,6 +224,11 @@ class Group:
         self.members: dict[IPAddress, Member] = {}
         #: tag -> the members it names (cleared when membership changes)
         self._excl: dict[Tag, tuple[Member, ...]] = {}
+        #: VPN routes reach this group through the RT index (rtc.RtIndex; set by AdjRibOut)
+        self.narrow = False
+        #: the signature without the RTC filter: groups with the same one share their
+        #: views of the families RTC does not filter (set by AdjRibOut)
+        self.base: tuple[Any, ...] = sig
 
     def excluded(self, t: Tag) -> tuple[Member, ...]:
         """The members ``t`` names: computed once per tag while membership stands."""

@@ -16,18 +16,27 @@ States, with room for mobility (``issues show 10``)::
                                                    `----detach-------+--> DETACHED
 
 * STANDBY: pre-advertised on a destination host; routes are originated (with
-  the attachment's sequence number) but the forwarder has no port yet.
+  the attachment's sequence number) but the forwarder has no port yet, and
+  this host forwards what arrives for the VM to where it still runs.
 * ACTIVE: routes originated, the forwarder owns the port.
-* REDIRECTING: the endpoint moved to another host; its routes are withdrawn
-  here and the forwarder re-tunnels what still arrives for it (local repair).
+* REDIRECTING: the endpoint moved to another host (*release*); its routes are
+  withdrawn here but their labels stay bound, and the forwarder re-tunnels
+  what still arrives for it toward its new host (local repair).
 * DETACHED: gone; the table forgets it.
 
 Each endpoint carries a sequence number, persisted with it: the mobility
-sequence number its routes will carry (the highest claim to an address wins).
+sequence number its routes carry (:mod:`vpe.vpn.mobility`; the highest
+claim to an address wins). A standby attach without one takes the highest
+number another vPE claims for its addresses plus one; one given must be
+higher than that. An active attach of an address another vPE holds with a
+sequence number (a moving VM) is refused unless its own number is higher:
+such a claim would be a stale or forged one (R13.3). The move as a whole is
+in docs/mobility.md.
 """
 
 from __future__ import annotations
 
+import bisect
 import enum
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -63,6 +72,14 @@ class InvalidTransition(VpnError):
     """The attachment is not in a state that allows the operation (HTTP 409)."""
 
 
+class StaleClaim(InvalidTransition):
+    """An attach claims an address another vPE holds with an equal or higher
+    mobility sequence number (HTTP 409)."""
+
+
+_MODE = {"active": "active", "standby": "standby", "redirecting": "redirect", "detached": "redirect"}
+
+
 @dataclass(frozen=True, slots=True)
 class Attachment:
     """An endpoint (VM interface) attached to a VRF of this vPE."""
@@ -90,8 +107,12 @@ class Attachment:
     @property
     def originates(self) -> bool:
         """Do the port's addresses become routes of its VRF (and VPN routes)?"""
-        return self.direction != "from-port" and self.state in (AttachmentState.ACTIVE,
-                                                                 AttachmentState.STANDBY)
+        return self.direction != "from-port" and self.state is not AttachmentState.DETACHED
+
+    @property
+    def route_mode(self) -> str:
+        """The mode of its host routes (:class:`~vpe.vpn.exporter.LocalRoute`)."""
+        return _MODE[self.state.value]
 
     @property
     def forwards(self) -> bool:
@@ -168,12 +189,42 @@ class AttachmentOutcome:
     fib: list[FibIntent] = field(default_factory=list)
 
 
+def _addresses(a: Attachment) -> set[str]:
+    return {str(ip_interface(x).ip) for x in a.ips}
+
+
 class AttachmentTable:
     """The attachments of one vPE and their state machine, over a :class:`VpnService`."""
 
     def __init__(self, vpn: VpnService) -> None:
         self.vpn = vpn
         self._by_name: dict[str, Attachment] = {}
+        #: VRF -> names of its attachments (in attach order); every name, sorted (pages)
+        self._in_vrf: dict[str, dict[str, None]] = {}
+        self._sorted: list[str] = []
+        #: (VRF, address) -> the attachments holding it (two while mobility contests it)
+        self._holders: dict[tuple[str, str], dict[str, None]] = {}
+
+    def _add(self, a: Attachment) -> None:
+        self._by_name[a.name] = a
+        self._in_vrf.setdefault(a.vrf, {})[a.name] = None
+        bisect.insort(self._sorted, a.name)
+        for ip in _addresses(a):
+            self._holders.setdefault((a.vrf, ip), {})[a.name] = None
+
+    def _remove(self, a: Attachment) -> None:
+        del self._by_name[a.name]
+        names = self._in_vrf[a.vrf]
+        del names[a.name]
+        if not names:
+            del self._in_vrf[a.vrf]
+        i = bisect.bisect_left(self._sorted, a.name)
+        del self._sorted[i]
+        for ip in _addresses(a):
+            held = self._holders[(a.vrf, ip)]
+            held.pop(a.name, None)
+            if not held:
+                del self._holders[(a.vrf, ip)]
 
     # -- reading ---------------------------------------------------------------
 
@@ -190,29 +241,70 @@ class AttachmentTable:
         return self._by_name.get(name)
 
     def by_vrf(self, vrf: str) -> list[Attachment]:
-        return [a for a in self._by_name.values() if a.vrf == vrf]
+        """The attachments of ``vrf`` (in attach order; costs those only)."""
+        return [self._by_name[n] for n in self._in_vrf.get(vrf, ())]
+
+    def page(self, offset: int, limit: int) -> list[Attachment]:
+        """Attachments by name, ``limit`` from ``offset`` (costs the page, not the total)."""
+        return [self._by_name[n] for n in self._sorted[offset : offset + limit]]
 
     def address_clash(self, a: Attachment) -> tuple[Attachment, set[str]] | None:
         """Another attachment of ``a``'s VRF holding one of ``a``'s addresses."""
-        mine = {str(ip_interface(x).ip) for x in a.ips}
-        for other in self._by_name.values():
-            if other.vrf == a.vrf and other.name != a.name:
-                clash = mine & {str(ip_interface(x).ip) for x in other.ips}
-                if clash:
-                    return other, clash
-        return None
+        mine = _addresses(a)
+        others: dict[str, set[str]] = {}
+        for ip in mine:
+            for name in self._holders.get((a.vrf, ip), ()):
+                if name != a.name:
+                    others.setdefault(name, set()).add(ip)
+        if not others:
+            return None
+        order = self._in_vrf[a.vrf]  # the first attached of them, as a walk in order finds it
+        name = min(others, key=list(order).index) if len(others) > 1 else next(iter(others))
+        return self._by_name[name], others[name]
 
     # -- operations ----------------------------------------------------------------
 
-    def attach(self, a: Attachment, now: float = 0.0) -> AttachmentOutcome:
+    def claims(self, a: Attachment) -> tuple[int, str, str]:
+        """The highest mobility sequence another vPE claims for one of ``a``'s
+        addresses: (sequence, address, that vPE), sequence 0 when none does."""
+        best = (0, "", "")
+        for prefix, kind in a.originated() if a.direction != "from-port" else ():
+            if kind != "host":
+                continue
+            seq, nh = self.vpn.highest_sequence(a.vrf, prefix)
+            if nh is not None and seq > best[0]:
+                best = (seq, prefix.split("/")[0], str(nh))
+        return best
+
+    def sequence_for(self, a: Attachment) -> Attachment:
+        """``a`` with the sequence number its attach must carry (see the module
+        docstring); :class:`StaleClaim` if the one it names is not high enough."""
+        seq, addr, holder = self.claims(a)
+        if a.state is AttachmentState.STANDBY:
+            if a.sequence == 0:
+                return replace(a, sequence=seq + 1)
+            if a.sequence <= seq:
+                raise StaleClaim(f"sequence: {a.sequence} is not higher than {seq}, the mobility sequence "
+                                 f"vPE {holder} claims {addr} with in VPN {a.vrf!r}")
+            return a
+        if seq > 0 and a.sequence <= seq:
+            raise StaleClaim(f"ips: {addr} is held by vPE {holder} with mobility sequence {seq} "
+                             f"(a moving VM) in VPN {a.vrf!r}; attach it here as standby to move it, "
+                             f"or give a higher sequence")
+        return a
+
+    def attach(self, a: Attachment, now: float = 0.0, restoring: bool = False) -> AttachmentOutcome:
         """Attach ``a`` (state ACTIVE, or STANDBY to pre-advertise): its routes are
-        originated in its VRF; an active one's port goes to the forwarder."""
+        originated in its VRF; an active one's port goes to the forwarder.
+        The caller has chosen its sequence number (:meth:`sequence_for`).
+        ``restoring``: a REDIRECTING attachment read back from the store is allowed."""
         check_name(a.name, "name")  # one rule for names, whoever asks (docs/api.md, Names)
         check_ifname(a.ifname, "ifname")
         check_text(a.description, "description")
         if a.name in self._by_name:
             raise AlreadyExists(f"name: port {a.name!r} is already attached")
-        if a.state not in (AttachmentState.ACTIVE, AttachmentState.STANDBY):
+        allowed = (AttachmentState.ACTIVE, AttachmentState.STANDBY, AttachmentState.REDIRECTING)
+        if a.state not in allowed[: 3 if restoring else 2]:
             raise InvalidTransition(f"state: a port is attached as active or standby, not {a.state.value}")
         self.vpn.vrf(a.vrf)  # raises if unknown
         out = AttachmentOutcome(a)
@@ -220,8 +312,10 @@ class AttachmentTable:
         try:
             for prefix, kind in a.originated():
                 endpoint = a.name if kind == "host" else None
-                out.vpn.extend(self.vpn.add_local_route(a.vrf, prefix, kind=kind, endpoint=endpoint,
-                                                        local_pref=a.local_pref, now=now))
+                host = kind == "host"
+                out.vpn.extend(self.vpn.add_local_route(
+                    a.vrf, prefix, kind=kind, endpoint=endpoint, local_pref=a.local_pref, now=now,
+                    sequence=a.sequence if host else 0, mode=a.route_mode if host else "active"))
                 done.append(prefix)
         except Exception:
             for p in done:
@@ -229,13 +323,36 @@ class AttachmentTable:
             raise
         if a.forwards:
             out.fib.append(PortUp(a))
-        self._by_name[a.name] = a
+        self._add(a)
         return out
 
-    def activate(self, name: str) -> AttachmentOutcome:
-        """STANDBY -> ACTIVE: the endpoint runs here now; the forwarder gets its port."""
+    def activate(self, name: str, now: float = 0.0) -> AttachmentOutcome:
+        """STANDBY -> ACTIVE: the endpoint runs here now; its routes forward here
+        (same labels, same sequence: nothing new is advertised) and the forwarder
+        gets its port."""
         a = self._move(name, AttachmentState.ACTIVE)
-        return AttachmentOutcome(a, fib=[PortUp(a)])
+        out = AttachmentOutcome(a, vpn=self._reoriginate(a, now))
+        out.fib.append(PortUp(a))
+        return out
+
+    def release(self, name: str, now: float = 0.0) -> AttachmentOutcome:
+        """ACTIVE -> REDIRECTING: the endpoint left for another host. Its host routes
+        are withdrawn but keep their labels, so what still arrives for it is looked
+        up in the VRF and re-tunnelled to the new host; the forwarder lets go of
+        the port (nothing from or to the VM is accepted here any more)."""
+        a = self._move(name, AttachmentState.REDIRECTING)
+        out = AttachmentOutcome(a, vpn=self._reoriginate(a, now))
+        out.fib.append(PortDown(a.name))
+        return out
+
+    def _reoriginate(self, a: Attachment, now: float) -> VpnOutput:
+        out = VpnOutput()
+        for prefix, kind in a.originated():
+            if kind == "host":
+                out.extend(self.vpn.add_local_route(a.vrf, prefix, kind=kind, endpoint=a.name,
+                                                    local_pref=a.local_pref, now=now,
+                                                    sequence=a.sequence, mode=a.route_mode))
+        return out
 
     def detach(self, name: str, now: float = 0.0) -> AttachmentOutcome:
         """Any state -> DETACHED: routes withdrawn, port removed, the attachment forgotten.
@@ -245,10 +362,9 @@ class AttachmentTable:
         a = self._by_name.get(name)
         if a is None:
             raise NotFound(f"no port {name!r}")
-        del self._by_name[name]
+        self._remove(a)
         out = AttachmentOutcome(a)  # as it was: attaching it again undoes the detach
-        kept = {p for o in self._by_name.values() if o.vrf == a.vrf
-                for p, k in o.originated() if k == "subnet"}
+        kept = {p for o in self.by_vrf(a.vrf) for p, k in o.originated() if k == "subnet"}
         for prefix, kind in a.originated():
             if kind == "host" or prefix not in kept:
                 out.vpn.extend(self.vpn.remove_local_route(a.vrf, prefix, now))
@@ -276,4 +392,5 @@ __all__ = [
     "InvalidTransition",
     "PortDown",
     "PortUp",
+    "StaleClaim",
 ]

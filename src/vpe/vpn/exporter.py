@@ -30,6 +30,7 @@ from ..bgp.wire.attributes.extended_communities import (
     Encapsulation,
     ExtendedCommunities,
     ExtendedCommunity,
+    MacMobility,
 )
 from ..bgp.wire.attributes.origin import Origin, OriginType
 from ..bgp.wire.attributes.simple import LocalPref
@@ -40,6 +41,7 @@ from .entries import CONFIGURED, Endpoint, RouteKind, RouteSource, VrfRoute
 from .events import ExportedRoute, VpnPath
 from .label_allocator import LabelAllocator
 from .label_owners import EndpointLabel, LabelOwner, PrefixLabel, VrfLabel
+from .mobility import RANK_NOT_HERE
 from .route_target import RouteTargets
 from .vrf import LabelMode, Vrf, bgp_rank, key_text
 
@@ -50,7 +52,9 @@ class LocalRoute(NamedTuple):
     """A route a VRF originates. ``next_hop`` is the in-VRF next hop of a static
     route; ``endpoint`` names the attachment a host route leads to;
     ``local_pref`` overrides the exporter's LOCAL_PREF for this route only
-    (an orchestrator preferring one vPE's copy of an anycast address)."""
+    (an orchestrator preferring one vPE's copy of an anycast address);
+    ``sequence`` and ``mode`` are the mobility of an endpoint's host route
+    (:mod:`vpe.vpn.mobility`)."""
 
     version: int
     prefix: bytes
@@ -58,6 +62,11 @@ class LocalRoute(NamedTuple):
     endpoint: str | None = None
     next_hop: IPAddress | None = None
     local_pref: int | None = None
+    #: mobility sequence number the export carries (0: none; vpe.vpn.mobility)
+    sequence: int = 0
+    #: "active"; "standby": exported, but this host forwards to where the VM runs;
+    #: "redirect": not exported, its label kept (local repair toward the VM's new host)
+    mode: str = "active"
 
 
 class Export(NamedTuple):
@@ -96,7 +105,7 @@ class Exporter:
         self._owner: dict[tuple[str, int, bytes], LabelOwner] = {}
         #: label owner -> number of routes using it
         self._users: dict[LabelOwner, int] = {}
-        self._attrs: dict[tuple[RouteTargets, tuple[int, ...], int], PathAttributes] = {}
+        self._attrs: dict[tuple[RouteTargets, tuple[int, ...], int, int], PathAttributes] = {}
 
     def exported(self, vrf: str) -> list[ExportedRoute]:
         return list(self._exported.get(vrf, {}).values())
@@ -116,15 +125,19 @@ class Exporter:
 
     # -- pieces ---------------------------------------------------------------
 
-    def attributes_for(self, rts: RouteTargets, local_pref: int | None = None) -> PathAttributes:
+    def attributes_for(self, rts: RouteTargets, local_pref: int | None = None,
+                       sequence: int = 0) -> PathAttributes:
         """The shared attribute set of every route a VRF with these export RTs sends
-        (with ``local_pref`` instead of the exporter's default when given)."""
+        (with ``local_pref`` instead of the exporter's default when given, and
+        the MAC Mobility community when ``sequence`` is not 0)."""
         lp = self.local_pref if local_pref is None else local_pref
-        key = (rts, self.encapsulations, lp)
+        key = (rts, self.encapsulations, lp, sequence)
         attrs = self._attrs.get(key)
         if attrs is None:
             values: list[ExtendedCommunity] = sorted(rts, key=lambda rt: rt.encode())
             values.extend(Encapsulation(t) for t in self.encapsulations)
+            if sequence:
+                values.append(MacMobility(sequence))
             attrs = PathAttributes(
                 (
                     Origin(OriginType.IGP),
@@ -180,7 +193,12 @@ class Exporter:
         new: ExportedRoute | None = None
         labels: tuple[int, ...] = ()
         attrs, nh = self._exported_attributes(vrf, route)
-        if attrs is not None:
+        redirect = route.mode == "redirect"
+        if redirect and old_owner is not None:
+            # released: withdrawn, but the label stays bound (local repair, docs/mobility.md)
+            table.pop((route.version, route.prefix), None)
+            labels = (self.labels.label_of(old_owner) or 0,)
+        elif attrs is not None and not redirect:
             owner = self.owner_for(vrf, route)
             if owner == old_owner:
                 lab = self.labels.label_of(owner)
@@ -198,6 +216,8 @@ class Exporter:
             table.pop((route.version, route.prefix), None)
             self._owner.pop(slot, None)
         released: tuple[int, ...] = ()
+        rank = _LOCAL_RANK if route.mode == "active" and not route.sequence else (
+            RANK_NOT_HERE if route.mode != "active" else 0, -route.sequence, *_LOCAL_RANK[2:])
         if old_owner is not None and self._owner.get(slot) != old_owner:
             released = self._release(old_owner)
         entry = VrfRoute(
@@ -209,7 +229,7 @@ class Exporter:
             RouteSource.LOCAL,
             Endpoint(route.endpoint) if route.endpoint is not None else CONFIGURED,
             None,
-            _LOCAL_RANK,
+            rank,
             route.kind,
         )
         return Export(entry, old, new, released)
@@ -219,7 +239,7 @@ class Exporter:
         exported (no export RTs, or the VRF's export policy rejects it)."""
         if not vrf.export_rts:
             return None, self.next_hop
-        attrs = self.attributes_for(vrf.export_rts, route.local_pref)
+        attrs = self.attributes_for(vrf.export_rts, route.local_pref, route.sequence)
         policy = vrf.export_policy
         if policy is None:
             return attrs, self.next_hop

@@ -2,10 +2,12 @@
 
 The importer keeps every VPN path it has been given, by identity
 ``(NLRI key, path id, next hop)``. That is what lets a VRF's import RTs
-change at run time: :meth:`Importer.reimport` walks the known paths,
-decides once per run of paths sharing an attribute set (they carry the same
-RTs) whether the VRF now imports them or no longer does, and adds or
-removes just those entries (a million known paths take well under a second). Removing a path removes it from every VRF that has it,
+change at run time: :meth:`Importer.reimport` looks at the attribute sets
+carrying an RT that was added or removed (paths are indexed by attribute
+set, attribute sets by route target), decides once per set whether the VRF
+now imports its paths or no longer does, and adds or removes just those
+entries: the cost follows the paths of the changed RTs, not every path
+known (a new VRF with RTs nobody uses costs nothing). Removing a path removes it from every VRF that has it,
 because the set of importing VRFs is a function of the attributes and the
 RT index, both of which the importer keeps consistent.
 
@@ -67,7 +69,8 @@ def _packed(nh: IPv4Address | IPv6Address | None) -> bytes:
 class Importer:
     """Every known VPN path, and the VRF entries imported from them."""
 
-    __slots__ = ("index", "_own", "_own_packed", "_paths", "_origin", "_info")
+    __slots__ = ("index", "_own", "_own_packed", "_paths", "_origin", "_info", "_by_attrs", "_attrs_by_rt",
+                 "contested")
 
     def __init__(
         self,
@@ -82,6 +85,12 @@ class Importer:
         self._paths: dict[bytes, VpnPath | dict[tuple[int, bytes], VpnPath]] = {}
         self._origin: dict[PathIdent, str] = {}  # paths fed by the exporter: their VRF
         self._info: dict[PathAttributes, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+        #: every known path by attribute set, and attribute sets by route target (for reimport)
+        self._by_attrs: dict[PathAttributes, dict[PathIdent, VpnPath]] = {}
+        self._attrs_by_rt: dict[Any, set[PathAttributes]] = {}
+        #: (VRF, version, prefix) given a claim with a mobility sequence while holding
+        #: entries: the service looks at them once (logs contested addresses)
+        self.contested: list[tuple[Vrf, int, bytes]] = []
 
     @property
     def local_next_hops(self) -> frozenset[IPv4Address | IPv6Address]:
@@ -149,6 +158,8 @@ class Importer:
         targets: list[tuple[Vrf, dict[bytes, Any], dict[bytes, Any], Policy | None]] = []
         rank: tuple[int, ...] = ()
         encaps: tuple[int, ...] = ()
+        bucket: dict[PathIdent, VpnPath] = {}
+        last_bucket_attrs: PathAttributes | None = None
         for p in adds:
             family = p.family
             if family is not last_family:
@@ -168,9 +179,15 @@ class Importer:
             prev = paths.setdefault(key, p)
             if prev is not p:  # another path of this RD+prefix, or a new version of one
                 self._store_more(key, prev, p, nhk)
+                last_bucket_attrs = None  # the old version's bucket may have gone
+            ident = (key, nlri.path_id, nhk)
             if origin is not None:
-                self._origin[(key, nlri.path_id, nhk)] = origin
+                self._origin[ident] = origin
             attrs = p.attributes
+            if attrs is not last_bucket_attrs:
+                last_bucket_attrs = attrs
+                bucket = self._bucket(attrs)
+            bucket[ident] = p
             if attrs is not last_attrs:
                 last_attrs = attrs
                 rank, encaps = self._attr_info(attrs)
@@ -179,6 +196,8 @@ class Importer:
                     for vrf in members_for(attrs)
                     if vrf.name != origin
                 ]
+                for vrf, *_ in targets:
+                    vrf.watch[vrf.name] = None
             if not targets:
                 continue
             prefix = plen_byte[key[0]] + key[9:]
@@ -193,9 +212,33 @@ class Importer:
                     r = under
                 if prefix in table:
                     vrf.add_route(r)
+                    if r.rank[1]:  # a mobility claim on a prefix held already (vpe.vpn.mobility)
+                        self.contested.append((vrf, version, prefix))
                 else:
                     table[prefix] = r
                     dirty.setdefault(prefix, ())
+
+    def _bucket(self, attrs: PathAttributes) -> dict[PathIdent, VpnPath]:
+        """The known paths with ``attrs`` (a new set is indexed by its route targets)."""
+        b = self._by_attrs.get(attrs)
+        if b is None:
+            b = self._by_attrs[attrs] = {}
+            for rt in route_targets_of(attrs):
+                self._attrs_by_rt.setdefault(rt, set()).add(attrs)
+        return b
+
+    def _forget(self, p: VpnPath, ident: PathIdent) -> None:
+        attrs = p.attributes
+        b = self._by_attrs.get(attrs)
+        if b is None or b.pop(ident, None) is None or b:
+            return
+        del self._by_attrs[attrs]
+        for rt in route_targets_of(attrs):
+            s = self._attrs_by_rt.get(rt)
+            if s is not None:
+                s.discard(attrs)
+                if not s:
+                    del self._attrs_by_rt[rt]
 
     def _store_more(self, key: bytes, prev: VpnPath | dict[tuple[int, bytes], VpnPath], p: VpnPath, nhk: bytes) -> None:
         """Slow path of :meth:`_add_many`: ``key`` already has path(s). One path of a
@@ -241,6 +284,7 @@ class Importer:
 
     def _unimport(self, p: VpnPath, ident: PathIdent) -> None:
         """Take a path that is no longer known out of every VRF that imported it."""
+        self._forget(p, ident)
         origin = self._origin.pop(ident, None)
         key = ident[0]
         prefix = PLEN_BYTE[key[0]] + key[9:]
@@ -263,21 +307,22 @@ class Importer:
     def reimport(self, vrf: Vrf, old_rts: RouteTargets, new_rts: RouteTargets) -> None:
         """``vrf``'s import RTs changed from ``old_rts`` to ``new_rts`` (the index
         already says ``new_rts``): add what it now imports, drop what it no longer does."""
-        name = vrf.name
         origins = self._origin
-        last_attrs: PathAttributes | None = None
-        was = now = False
-        rank: tuple[int, ...] = ()
-        encaps: tuple[int, ...] = ()
-        for ident, p in self._iter_paths():
-            attrs = p.attributes
-            if attrs is not last_attrs:
-                last_attrs = attrs
-                rts = route_targets_of(attrs)
-                was = matches(old_rts, rts)
-                now = matches(new_rts, rts)
-                rank, encaps = self._attr_info(attrs)
-            if was == now or origins.get(ident) == name:
+        touched: set[PathAttributes] = set()
+        for rt in old_rts ^ new_rts:
+            touched |= self._attrs_by_rt.get(rt, set())
+        for attrs in touched:
+            rts = route_targets_of(attrs)
+            now = matches(new_rts, rts)
+            if matches(old_rts, rts) != now:
+                self._reimport_set(vrf, attrs, now, origins)
+
+    def _reimport_set(self, vrf: Vrf, attrs: PathAttributes, now: bool, origins: dict[PathIdent, str]) -> None:
+        """Add (``now``) or remove the paths with ``attrs`` in ``vrf``."""
+        name = vrf.name
+        rank, encaps = self._attr_info(attrs)
+        for ident, p in self._by_attrs[attrs].items():
+            if origins.get(ident) == name:
                 continue
             key = ident[0]
             prefix = PLEN_BYTE[key[0]] + key[9:]

@@ -74,6 +74,9 @@ class LabelAllocator:
         "_free",
         "_ahead",
         "_state",
+        "_deadline",
+        "_dirty",
+        "_meta_dirty",
     )
 
     # label states in _state (absent: fresh, never used)
@@ -101,6 +104,10 @@ class LabelAllocator:
         self._free: deque[int] = deque()  # matured; may hold stale entries (lazy delete)
         self._ahead: set[int] = set()  # labels >= _next taken by reserve()
         self._state: dict[int, int] = {}
+        self._deadline: dict[int, float] = {}  # cooling and free labels: when they (were to) mature
+        #: labels whose state changed since :meth:`take_changes`; the range or next label changed
+        self._dirty: set[int] = set()
+        self._meta_dirty = True
 
     # -- queries ------------------------------------------------------------
 
@@ -141,6 +148,7 @@ class LabelAllocator:
             if st in (self._PENDING, self._COOLING) and self._owner_of.get(lab) == owner:
                 self._pending.pop(lab, None)  # cooling entry is skipped lazily
                 self._state[lab] = self._USED
+                self._dirty.add(lab)
                 return lab
         lab = self._take(now)
         self._bind(owner, lab)
@@ -161,6 +169,7 @@ class LabelAllocator:
                     self._pending.pop(label, None)
                     self._state[label] = self._USED
                     self._by_owner[owner] = label
+                    self._dirty.add(label)
                 return label
             raise InUse(
                 f"label: {label} is {self.state_of(label)} for {self._owner_of.get(label)!r}, "
@@ -184,6 +193,7 @@ class LabelAllocator:
             return None
         self._state[lab] = self._PENDING
         self._pending[lab] = None
+        self._dirty.add(lab)
         return lab
 
     def confirm_withdrawn(self, labels: Iterable[int], now: float) -> None:
@@ -196,6 +206,8 @@ class LabelAllocator:
             self._last_deadline = deadline
             self._state[lab] = self._COOLING
             self._cooling.append((deadline, lab))
+            self._deadline[lab] = deadline
+            self._dirty.add(lab)
 
     def pending(self) -> list[int]:
         """Released labels whose withdrawal is not yet confirmed."""
@@ -211,6 +223,8 @@ class LabelAllocator:
             del self._by_owner[prev]
         self._owner_of[lab] = owner
         self._state[lab] = self._USED
+        self._deadline.pop(lab, None)
+        self._dirty.add(lab)
 
     def _advance(self) -> None:
         n = self._next + 1
@@ -219,6 +233,7 @@ class LabelAllocator:
             ahead.discard(n)
             n += 1
         self._next = n
+        self._meta_dirty = True
 
     def _mature(self, now: float) -> None:
         cooling = self._cooling
@@ -227,6 +242,7 @@ class LabelAllocator:
             if self._state.get(lab) != self._COOLING:
                 continue  # revived by its owner meanwhile
             self._state[lab] = self._FREE
+            self._dirty.add(lab)
             owner = self._owner_of.pop(lab, None)
             if owner is not None and self._by_owner.get(owner) == lab:
                 del self._by_owner[owner]
@@ -249,6 +265,79 @@ class LabelAllocator:
         )
 
     # -- persistence ----------------------------------------------------------
+
+    def take_changes(self, now: float) -> tuple[dict[str, Any] | None, list[list[Any]]]:
+        """What changed since the last call, as rows to store (and forget it):
+        ``(space, rows)``. ``space`` is the range, hold-down and next fresh
+        label if they changed (else None); each row is ``[label, state,
+        owner, remaining]`` with state "used", "pending", "cooling" or
+        "free", owner as JSON (None for a free label) and remaining the
+        seconds from ``now`` until a cooling label matures (negative: when a
+        free one did; None otherwise). Costs the changes, not the labels held.
+        """
+        self._mature(now)
+        space = None
+        if self._meta_dirty:
+            space = {"low": self.low, "high": self.high, "hold_down": self.hold_down, "next": self._next}
+        rows: list[list[Any]] = []
+        names = {self._USED: "used", self._PENDING: "pending", self._COOLING: "cooling", self._FREE: "free"}
+        for lab in sorted(self._dirty):
+            st = self._state.get(lab, 0)
+            if not st:
+                continue
+            d = self._deadline.get(lab)
+            owner = None if st == self._FREE else _owner_to_json(self._owner_of[lab])
+            rows.append([lab, names[st], owner, None if d is None else d - now])
+        self._dirty.clear()
+        self._meta_dirty = False
+        return space, rows
+
+    def changes_lost(self, space: dict[str, Any] | None, rows: Iterable[list[Any]]) -> None:
+        """The changes :meth:`take_changes` returned were not stored: report them again."""
+        if space is not None:
+            self._meta_dirty = True
+        self._dirty.update(int(r[0]) for r in rows)
+
+    @classmethod
+    def from_rows(
+        cls,
+        space: dict[str, Any],
+        rows: Iterable[list[Any]],
+        now: float,
+        owner: Callable[[Any], Owner] = generic_owner_from_json,
+    ) -> LabelAllocator:
+        """The allocator stored as :meth:`take_changes` rows (``remaining`` counted from ``now``)."""
+        state: dict[str, Any] = dict(space)
+        state.update(used=[], pending=[], cooling=[], free=[])
+        nxt = int(space.get("next", 0))
+        ahead = []
+        free: list[tuple[float, int]] = []
+        try:
+            for lab, st, o, remaining in rows:
+                lab = int(lab)
+                if lab >= nxt:
+                    ahead.append(lab)
+                if st in ("used", "pending"):
+                    state[st].append([lab, o])
+                elif st == "cooling":
+                    state["cooling"].append([lab, o, float(remaining or 0.0)])
+                elif st == "free":
+                    free.append((float(remaining or 0.0), lab))
+                else:
+                    raise InvalidValue(f"label allocator state: label {lab} in unknown state {st!r}")
+        except (TypeError, ValueError) as e:
+            if isinstance(e, InvalidValue):
+                raise
+            raise InvalidValue(f"label allocator state: {e!r}") from None
+        state["cooling"].sort(key=lambda c: (c[2], c[0]))
+        state["free"] = [lab for _, lab in sorted(free)]
+        state["ahead"] = ahead
+        a = cls.restore(state, now, owner)
+        for rem, lab in free:  # keep the maturing order across the next restart too
+            a._deadline[lab] = now + rem
+        a._dirty.clear()
+        a._meta_dirty = False
+        return a
 
     def dump(self, now: float) -> dict[str, Any]:
         """JSON-able state; hold-downs are stored as seconds remaining at ``now``."""
@@ -304,6 +393,8 @@ class LabelAllocator:
             for lab in state["free"]:
                 a._state[int(lab)] = cls._FREE
                 a._free.append(int(lab))
+            for d, lab in a._cooling:
+                a._deadline[lab] = d
         except (KeyError, TypeError, ValueError) as e:
             raise InvalidValue(f"label allocator state: {e!r}") from None
         if not a.low <= a._next <= a.high + 1:

@@ -15,6 +15,7 @@ keep "VRF name -> RD" so a restarted agent re-advertises the same RDs.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Iterable
 from ipaddress import IPv4Address
 
 from ..bgp.wire.nlri.rd import RouteDistinguisher
@@ -41,7 +42,7 @@ def parse_rd(text: str | RouteDistinguisher, field: str = "rd") -> RouteDistingu
 class RdAllocator:
     """The RDs in use on this vPE, by VRF name."""
 
-    __slots__ = ("router_id", "_by_vrf", "_owner", "_next", "_freed", "_preferred")
+    __slots__ = ("router_id", "_by_vrf", "_owner", "_next", "_freed", "_preferred", "_dirty")
 
     def __init__(self, router_id: IPv4Address | str) -> None:
         try:
@@ -53,6 +54,7 @@ class RdAllocator:
         self._next = 1
         self._freed: list[int] = []  # heap of released auto numbers below _next
         self._preferred: dict[str, RouteDistinguisher] = {}  # from restore()
+        self._dirty: set[str] = set()  # VRFs whose RD changed since take_changes()
 
     def rd_of(self, vrf: str) -> RouteDistinguisher | None:
         return self._by_vrf.get(vrf)
@@ -65,6 +67,7 @@ class RdAllocator:
         self.release(vrf)
         self._by_vrf[vrf] = rd
         self._owner[rd] = vrf
+        self._dirty.add(vrf)
         return rd
 
     def allocate(self, vrf: str) -> RouteDistinguisher:
@@ -93,6 +96,7 @@ class RdAllocator:
         rd = self._by_vrf.pop(vrf, None)
         if rd is None:
             return
+        self._dirty.add(vrf)
         del self._owner[rd]
         if rd.type == 1 and rd.raw[2:6] == self.router_id.packed:
             n = rd.assigned
@@ -101,6 +105,28 @@ class RdAllocator:
 
     def dump(self) -> dict[str, str]:
         return {name: str(rd) for name, rd in sorted(self._by_vrf.items())}
+
+    def take_changes(self) -> dict[str, str | None]:
+        """VRF -> its RD now (None: it has none) for every VRF whose RD changed
+        since the last call; costs the changes, not the VRFs."""
+        out = {}
+        for name in sorted(self._dirty):
+            rd = self._by_vrf.get(name)
+            out[name] = None if rd is None else str(rd)
+        self._dirty.clear()
+        return out
+
+    def changes_lost(self, names: Iterable[str]) -> None:
+        """The changes :meth:`take_changes` returned were not stored: report them again."""
+        self._dirty.update(names)
+
+    def drop_preferred(self) -> list[str]:
+        """Forget the restored RDs no VRF took back (after a restart's replay);
+        they count as changed (gone). Returns their VRF names."""
+        gone = [n for n in self._preferred if n not in self._by_vrf]
+        self._preferred.clear()
+        self._dirty.update(gone)
+        return gone
 
     def restore(self, state: dict[str, str]) -> None:
         """Prefer these RDs when the named VRFs ask for an automatic RD again."""

@@ -17,6 +17,7 @@ every *other* local VRF importing one of its RTs. Flow of a remote route:
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any
@@ -24,6 +25,7 @@ from typing import Any
 from ..bgp.wire.attributes.tunnel_types import parse_tunnel_type
 from ..bgp.wire.nlri.base import IPAddress
 from ..policy.policy import Policy
+from .entries import RouteSource
 from .errors import AlreadyExists, InvalidValue, UnknownLocalRoute, UnknownVrf
 from .events import VpnOutput, VpnPathsChanged, VrfTableChange
 from .exporter import Export, Exporter, LocalRoute, vpn_path
@@ -31,6 +33,7 @@ from .importer import Importer
 from .label_allocator import MAX_LABEL, MIN_LABEL, LabelAllocator
 from .label_owners import LabelOwner, SwapLabel, VrfLabel, owner_from_json
 from .leaking import Leaker, LeakPolicy
+from .mobility import MAX_SEQUENCE, check_contest, entry_sequence
 from .rd_allocator import RdAllocator, parse_rd
 from .route_target import EMPTY_RTS, RouteTargetIndex, parse_route_targets
 from .vrf import (
@@ -88,7 +91,11 @@ class VpnService:
                 encaps.append(e if isinstance(e, int) else parse_tunnel_type(e))
             except ValueError as err:
                 raise InvalidValue(f"encapsulations: {e!r} ({err})") from None
-        if state is not None:
+        if state is not None and "label_space" in state:  # rows (take_state_changes)
+            self.labels = LabelAllocator.from_rows(state["label_space"], state.get("label_rows", []), now,
+                                                   owner_from_json)
+            self.rds.restore(state.get("rds", {}))
+        elif state is not None:  # a whole-state dump (dump_state)
             self.labels = LabelAllocator.restore(state.get("labels", {}), now, owner_from_json)
             self.rds.restore(state.get("rds", {}))
         else:
@@ -100,6 +107,9 @@ class VpnService:
         self.exporter = Exporter(self.labels, nh, encaps, local_pref)
         self.leaker = Leaker()
         self._locals: dict[str, dict[tuple[int, bytes], LocalRoute]] = {}
+        #: names of the VRFs with unflushed table changes (each VRF's ``watch``)
+        self._changed: dict[str, None] = {}
+        self._sorted: list[str] = []  # VRF names, sorted (pages of the API's listing)
 
     # -- reading ------------------------------------------------------------------
 
@@ -108,6 +118,10 @@ class VpnService:
         if v is None:
             raise UnknownVrf(f"vrf: {name!r} does not exist")
         return v
+
+    def vrf_names(self, offset: int = 0, limit: int | None = None) -> list[str]:
+        """VRF names in order, ``limit`` of them from ``offset`` (costs the page only)."""
+        return self._sorted[offset:] if limit is None else self._sorted[offset : offset + limit]
 
     def label_bindings(self) -> dict[int, LabelOwner]:
         """label -> what it means, for the FIB's MPLS table (see the exporter)."""
@@ -139,8 +153,23 @@ class VpnService:
         return () if lab is None else (lab,)
 
     def dump_state(self, now: float) -> dict[str, Any]:
-        """What must survive a restart to keep the same RDs and labels."""
+        """What must survive a restart to keep the same RDs and labels (all of it)."""
         return {"labels": self.labels.dump(now), "rds": self.rds.dump()}
+
+    def take_state_changes(self, now: float) -> dict[str, Any]:
+        """The part of :meth:`dump_state` that changed since the last call, as rows:
+        ``label_space`` (or None), ``label_rows`` (see
+        :meth:`LabelAllocator.take_changes`) and ``rds`` (VRF -> RD text, None:
+        gone). Its cost follows the change, not the number of VRFs or labels.
+        ``state=`` of a new service reads the rows back (``label_space``,
+        ``label_rows``, ``rds``)."""
+        space, rows = self.labels.take_changes(now)
+        return {"label_space": space, "label_rows": rows, "rds": self.rds.take_changes()}
+
+    def state_changes_lost(self, changes: dict[str, Any]) -> None:
+        """The changes :meth:`take_state_changes` returned were not stored."""
+        self.labels.changes_lost(changes["label_space"], changes["label_rows"])
+        self.rds.changes_lost(changes["rds"])
 
     # -- VRFs -----------------------------------------------------------------------
 
@@ -180,7 +209,9 @@ class VpnService:
             tenant=tenant,
         )
         vrf.rd = self.rds.allocate(name) if rd_value is None else self.rds.claim(name, rd_value)
+        vrf.watch = self._changed
         self.vrfs[name] = vrf
+        bisect.insort(self._sorted, name)
         self._locals[name] = {}
         self.index.set(vrf, imp)
         self.importer.reimport(vrf, frozenset(), imp)
@@ -204,6 +235,7 @@ class VpnService:
         changes = vrf.flush()
         self.rds.release(name)
         del self.vrfs[name]
+        del self._sorted[bisect.bisect_left(self._sorted, name)]
         del self._locals[name]
         self.exporter.drop_vrf(name)
         out.table_changes.extend(changes)
@@ -272,9 +304,12 @@ class VpnService:
         next_hop: IPAddress | str | None = None,
         now: float = 0.0,
         local_pref: int | None = None,
+        sequence: int = 0,
+        mode: str = "active",
     ) -> VpnOutput:
         """Originate ``prefix`` in ``vrf`` (replacing its previous local route);
-        ``local_pref`` is the LOCAL_PREF of its export (default: the service's)."""
+        ``local_pref`` is the LOCAL_PREF of its export (default: the service's);
+        ``sequence`` and ``mode`` its mobility (:class:`~vpe.vpn.exporter.LocalRoute`)."""
         v = self.vrf(vrf)
         version, key = prefix_key(prefix)
         k = parse_route_kind(kind)
@@ -287,7 +322,11 @@ class VpnService:
             raise InvalidValue(f"next-hop: {nh} is not an IPv{version} address like {prefix!r}")
         if local_pref is not None and (type(local_pref) is not int or not 0 <= local_pref <= 0xFFFFFFFF):
             raise InvalidValue(f"local_pref: {local_pref!r} is not a LOCAL_PREF value (0..4294967295)")
-        route = LocalRoute(version, key, k, endpoint, nh, local_pref)
+        if type(sequence) is not int or not 0 <= sequence <= MAX_SEQUENCE:
+            raise InvalidValue(f"sequence: {sequence!r} is not a mobility sequence number (0..{MAX_SEQUENCE})")
+        if mode not in ("active", "standby", "redirect"):
+            raise InvalidValue(f"mode: {mode!r} is not active, standby or redirect")
+        route = LocalRoute(version, key, k, endpoint, nh, local_pref, sequence, mode)
         self._locals[vrf][(version, key)] = route
         out = VpnOutput()
         self._apply_export(v, self.exporter.export(v, route, now), out)
@@ -301,6 +340,23 @@ class VpnService:
         out = VpnOutput()
         self._remove_local(v, version, key, out)
         return self._finish(out)
+
+    def highest_sequence(self, vrf: str, prefix: str | IPNetwork) -> tuple[int, IPAddress | None]:
+        """The highest mobility sequence number claimed for ``prefix`` in ``vrf`` by
+        another vPE (imported entries), and that vPE's address (None: no claim)."""
+        v = self.vrf(vrf)
+        best: tuple[int, IPAddress | None] = (0, None)
+        for e in v.routes(prefix_key(prefix)):
+            if e.source is RouteSource.IMPORTED:
+                seq = entry_sequence(e)
+                if seq > best[0] or best[1] is None:
+                    best = (seq, e.next_hop)
+        return best
+
+    def local_sequence(self, vrf: str, prefix: str | IPNetwork) -> int:
+        """The mobility sequence number of this vPE's own route for ``prefix`` (0: none)."""
+        r = self._locals.get(vrf, {}).get(prefix_key(prefix))
+        return r.sequence if r is not None else 0
 
     def local_routes(self, vrf: str) -> list[LocalRoute]:
         self.vrf(vrf)
@@ -379,27 +435,50 @@ class VpnService:
 
     # -- change collection ---------------------------------------------------------------
 
+    def _flush_changed(self) -> list[VrfTableChange]:
+        """The table changes of the VRFs that have some (not a walk of every VRF)."""
+        changes: list[VrfTableChange] = []
+        names = list(self._changed)
+        self._changed.clear()
+        for name in names:
+            vrf = self.vrfs.get(name)
+            if vrf is not None and vrf.has_changes():
+                changes.extend(vrf.flush())
+        return changes
+
     def _finish(self, out: VpnOutput) -> VpnOutput:
-        """Flush every VRF's changes, let leaks follow them, merge per prefix."""
+        """Flush the changed VRFs, let leaks follow them, merge per prefix."""
         if not self.leaker.policies:
-            for vrf in self.vrfs.values():
-                if vrf.has_changes():
-                    out.table_changes.extend(vrf.flush())
+            out.table_changes.extend(self._flush_changed())
+            self._contests(out.table_changes)
             return out
         merged: dict[tuple[str, int, bytes], VrfTableChange] = {
             (c.vrf, c.version, c.prefix): c for c in out.table_changes
         }
         for _ in range(_MAX_LEAK_ROUNDS):
-            changes: list[VrfTableChange] = []
-            for vrf in self.vrfs.values():
-                changes.extend(vrf.flush())
+            changes = self._flush_changed()
             if not changes:
                 break
             for c in changes:
                 merged[(c.vrf, c.version, c.prefix)] = c
             self.leaker.on_changes(changes, self.vrfs)
         out.table_changes = list(merged.values())
+        self._contests(out.table_changes)
         return out
+
+    def _contests(self, changes: list[VrfTableChange]) -> None:
+        """Log contested host addresses (mobility): only host prefixes with several
+        entries are looked at, so a table of plain routes costs one test each."""
+        own = self.importer.local_next_hops
+        todo = {(c.vrf, c.version, c.prefix): None for c in changes if c.prefix[0] in (32, 128)}
+        for v, version, prefix in self.importer.contested:
+            todo[(v.name, version, prefix)] = None
+        self.importer.contested.clear()
+        for name, version, prefix in todo:
+            vrf = self.vrfs.get(name)
+            val = vrf.tables[version].get(prefix) if vrf is not None else None
+            if type(val) is list and any(e.rank[1] for e in val):
+                check_contest(name, key_text(version, prefix), val, own)
 
     def describe(self, name: str) -> dict[str, Any]:
         """A VRF's configuration and table, as JSON values (API / CLI)."""

@@ -12,7 +12,7 @@ The *forwarding set* of a prefix is the best entry plus the entries of equal
 rank after it, up to the VRF's multipath limit; that is what a
 :class:`~vpe.vpn.events.VrfTableChange` carries to the FIB. Rank: local
 before imported before leaked, then the BGP attributes that make a VPN path
-preferable once the RIB has chosen per RD (higher LOCAL_PREF, shorter
+preferable once the RIB has chosen per RD (a higher mobility sequence number (:mod:`vpe.vpn.mobility`), higher LOCAL_PREF, shorter
 AS_PATH, lower ORIGIN, lower MED); ties are ECMP candidates.
 
 Changes are collected, not emitted one by one: :meth:`Vrf.add_route` and
@@ -38,6 +38,7 @@ from ..policy.policy import Policy
 from .entries import IPNetwork, Leak, RouteKind, RouteSource, VrfRoute
 from .errors import InvalidValue
 from .events import VrfTableChange
+from .mobility import RANK_NOT_HERE, sequence_of
 from .names import check_name
 from .paths import VpnPath
 from .route_target import RouteTargets, format_route_targets
@@ -121,15 +122,17 @@ def key_text(version: int, key: bytes) -> str:
 
 
 def bgp_rank(source: RouteSource, attributes: PathAttributes | None) -> tuple[int, ...]:
-    """Sort key of an entry (lower is better); see the module docstring."""
+    """Sort key of an entry (lower is better); see the module docstring. The
+    second element is minus the mobility sequence number (:mod:`vpe.vpn.mobility`)."""
     if attributes is None:
-        return (int(source), 0, 0, 0, 0)
+        return (int(source), 0, 0, 0, 0, 0)
     lp = attributes.get(AttrCode.LOCAL_PREF)
     asp = attributes.get(AttrCode.AS_PATH)
     org = attributes.get(AttrCode.ORIGIN)
     med = attributes.get(AttrCode.MULTI_EXIT_DISC)
     return (
         int(source),
+        -sequence_of(attributes),
         -(lp.value if lp is not None else 100),
         asp.length() if asp is not None else 0,
         int(org.value) if org is not None else 0,
@@ -182,6 +185,7 @@ class Vrf:
         "tenant",
         "tables",
         "_dirty",
+        "watch",
         "import_policy",
         "export_policy",
     )
@@ -214,6 +218,10 @@ class Vrf:
         self.export_policy: Policy | None = None
         self.tables: dict[int, dict[bytes, VrfRoute | list[VrfRoute]]] = {4: {}, 6: {}}
         self._dirty: dict[int, dict[bytes, tuple[VrfRoute, ...]]] = {4: {}, 6: {}}
+        #: VRF names with unflushed changes: this VRF adds its name on a change (the
+        #: VPN service shares one such ordered set among its VRFs, so that it
+        #: flushes the changed VRFs only)
+        self.watch: dict[str, None] = {}
 
     def __repr__(self) -> str:
         return f"Vrf({self.name!r}, rd={self.rd}, routes={len(self)})"
@@ -269,12 +277,17 @@ class Vrf:
             return (val,)  # type: ignore[return-value]
         best = val[0]
         out = [best]
-        limit = self.multipath if best.source is not RouteSource.LOCAL else 1
+        # a claim with a mobility sequence has one owner: never ECMP (vpe.vpn.mobility)
+        limit = self.multipath if best.source is not RouteSource.LOCAL and not best.rank[1] else 1
         rank = best.rank
         for e in val[1:]:
             if len(out) >= limit or e.rank != rank:
                 break
             out.append(e)
+        if best.source is not RouteSource.LOCAL and val[-1].rank[0] == RANK_NOT_HERE:
+            # a standby / released endpoint of this host: its entry rides along as a marker
+            # (the FIB re-tunnels what arrives for it; vpe.vpn.mobility), never a next hop
+            out.append(val[-1])
         return tuple(out)
 
     # -- writing ---------------------------------------------------------------
@@ -288,6 +301,7 @@ class Vrf:
         p = route.prefix
         table = self.tables[route.version]
         dirty = self._dirty[route.version]
+        self.watch[self.name] = None
         val = table.get(p)
         if val is None:
             table[p] = route
@@ -333,6 +347,7 @@ class Vrf:
         dirty = self._dirty[version]
         if prefix not in dirty:
             dirty[prefix] = self._select(val)
+        self.watch[self.name] = None
         e = entries[i]
         if len(entries) == 1:
             del table[prefix]
@@ -344,6 +359,7 @@ class Vrf:
 
     def touch_all(self) -> None:
         """Mark every prefix as possibly changed (e.g. the multipath limit changed)."""
+        self.watch[self.name] = None
         for v, table in self.tables.items():
             dirty = self._dirty[v]
             for k, val in table.items():

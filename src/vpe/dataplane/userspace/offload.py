@@ -9,6 +9,7 @@ packet larger than the tunnel MTU). So whoever creates a VM's veth runs
 ``disable_offloads("eth0")`` inside the VM's namespace (or
 ``python -m vpe.dataplane.userspace.offload eth0``), as ``ethtool -K eth0 tx off tso
 off gso off`` would; ping works without it, TCP and UDP do not.
+(``... offload --on eth0`` turns them back on, for the ebpf driver's benchmarks.)
 
 Uses the legacy SIOCETHTOOL set commands (no ethtool binary needed).
 """
@@ -41,6 +42,18 @@ def disable_offloads(ifname: str) -> None:
             _set(sock, ifname, cmd, 0)
 
 
+def enable_offloads(ifname: str) -> None:
+    """Back to a veth's defaults: tx checksum, scatter-gather, TSO and GSO on (a kernel
+    fast path, such as the ebpf driver, forwards unfinished frames correctly)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for cmd in (ETHTOOL_STXCSUM, ETHTOOL_SSG, ETHTOOL_STSO, ETHTOOL_SGSO):
+            _set(sock, ifname, cmd, 1)
+
+
 if __name__ == "__main__":
-    for name in sys.argv[1:]:
-        disable_offloads(name)
+    if sys.argv[1:2] == ["--on"]:
+        for name in sys.argv[2:]:
+            enable_offloads(name)
+    else:
+        for name in sys.argv[1:]:
+            disable_offloads(name)

@@ -23,7 +23,9 @@ From a VM port (``from_port``):
   one to each remote vPE in the VRF's replication list (R3.2).
 
 From the underlay (``from_underlay``): only known vPEs are accepted (R13.2);
-the label selects a VRF (IP lookup, local delivery only), a port (with an
+the label selects a VRF (IP lookup, local delivery; a destination that moved
+to another vPE is re-tunnelled there, never back to the sender: local
+repair, docs/mobility.md), a port (with an
 ingress check: the inner source must be routed, in that VRF, via the vPE
 that sent the packet), or a swap toward another vPE (the packet leaves
 again with that vPE's label, inner TTL - 1: Inter-AS option B, re-label).
@@ -349,11 +351,11 @@ class PortCounters:
 
 
 class VrfCounters:
-    __slots__ = ("routed_local", "encapsulated", "decapsulated", "replicated", "drops")
+    __slots__ = ("routed_local", "encapsulated", "decapsulated", "replicated", "redirected", "drops")
 
     def __init__(self) -> None:
         self.routed_local = self.encapsulated = self.decapsulated = 0
-        self.replicated = self.drops = 0
+        self.replicated = self.redirected = self.drops = 0
 
     def to_json(self) -> dict[str, int]:
         return {k: getattr(self, k) for k in self.__slots__}
@@ -1080,11 +1082,38 @@ class Forwarder:
             return self._drop("no-route", None, vrf_rt)
         adj = fe.pick_local(data, off)
         if adj is None:
-            return self._drop("no-local-route", None, vrf_rt)
+            return self._redirect(fe, vrf_rt, fam, data, off, total, hl, src, dst, src_ep)
         prt = self._prt.get(adj.port)
         if prt is None:
             return self._drop("port-down", None, vrf_rt)
         return self._deliver(prt, vrf_rt, fam, data, off, total, False, dst)
+
+    def _redirect(
+        self,
+        fe: FibEntry,
+        vrf_rt: _VrfRt,
+        fam: _Family,
+        data: Any,
+        off: int,
+        total: int,
+        hl: int,
+        src: int,
+        dst: int,
+        src_ep: str,
+    ) -> list[Output]:
+        """Local repair (R9.3, docs/mobility.md): the destination moved away (released
+        here, or prepared here and not active yet), and the VRF's route for it leads
+        to another vPE: the packet leaves again toward it (inner TTL - 1), never
+        back to the vPE it came from (that would be a loop)."""
+        if not fe.route.moved:  # plain transit: packets cross the underlay once (R8.1)
+            return self._drop("no-local-route", None, vrf_rt)
+        adj, _fh = fe.pick(data, off)
+        if adj.is_local:  # (a local adjacency would have been picked already)
+            return self._drop("no-local-route", None, vrf_rt)
+        if adj.endpoint == src_ep:
+            return self._drop("redirect-loop", None, vrf_rt)
+        vrf_rt.counters.redirected += 1
+        return self._swap(adj, fam, data, off, total, hl, src, dst)
 
     def _swap(
         self,
