@@ -92,7 +92,7 @@ def test_r3_2_replication_lists_from_i_pmsi_routes(main_lab: RunningLab) -> None
     assert {r["originating_router"] for r in remote} == {lab.underlay("h2"), lab.underlay("h3")}
     for r in remote:
         assert r["type_name"] == "intra-as-i-pmsi-a-d"
-        pmsi = r["attributes"]["pmsi-tunnel"]
+        pmsi = r["attributes"]["pmsi_tunnel"]
         assert pmsi["tunnel_type"] == "ingress-replication"
         assert pmsi["tunnel_id"] == r["originating_router"]
     fib = lab.api("h1", "/v1/fib")
@@ -102,8 +102,8 @@ def test_r3_2_replication_lists_from_i_pmsi_routes(main_lab: RunningLab) -> None
     assert all(enc == ("mpls-in-gre" if e == lab.underlay("h3") else "mpls-in-udp") for e, enc in members)
     # labels are the remote VRFs' labels, as their I-PMSI routes carry them
     red_imports = {"target:65000:101", "target:65000:900"}
-    want = {(r["originating_router"], r["attributes"]["pmsi-tunnel"]["label"]) for r in remote
-            if red_imports & set(r["attributes"]["extended-communities"])}
+    want = {(r["originating_router"], r["attributes"]["pmsi_tunnel"]["label"]) for r in remote
+            if red_imports & set(r["attributes"]["extended_communities"])}
     assert {(m["endpoint"], m["label"]) for m in red["members"]} == want
 
 

@@ -59,7 +59,7 @@ def test_r4_1_overlapping_tenants_isolated(main_lab: RunningLab) -> None:
                                          ("green", "target:65000:102", "target:65000:101")):
             for prefix, entries in _table(lab, host, tenant).items():
                 for e in entries:
-                    rts = set((e.get("attributes") or {}).get("extended-communities", []))
+                    rts = set((e.get("attributes") or {}).get("extended_communities", []))
                     assert other_rt not in rts, (host, tenant, prefix)
                     if e["source"] == "imported":
                         assert own_rt in rts or "target:65000:900" in rts, (host, tenant, prefix)

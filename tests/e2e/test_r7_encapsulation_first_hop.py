@@ -15,7 +15,7 @@ def _route(lab: RunningLab, host: str, prefix: str, next_hop: str) -> dict:
     """The red VPN route (green has the same prefix) of ``prefix`` via ``next_hop``."""
     rows = [r for r in lab.api(host, "/v1/bgp/routes?family=vpnv4")["routes"]
             if r.get("prefix") == prefix and r["next_hop"] == next_hop
-            and "target:65000:101" in r["attributes"]["extended-communities"]]
+            and "target:65000:101" in r["attributes"]["extended_communities"]]
     assert len(rows) == 1, rows
     return rows[0]
 
@@ -32,8 +32,8 @@ def test_r7_1_encapsulation_signalled_and_used(main_lab: RunningLab) -> None:
     h1, h2, h3 = (lab.underlay(h) for h in ("h1", "h2", "h3"))
     r2 = _route(lab, "h1", "192.0.2.12/32", h2)
     r3 = _route(lab, "h1", "192.0.2.13/32", h3)
-    enc2 = {c for c in r2["attributes"]["extended-communities"] if c.startswith("encap:")}
-    enc3 = {c for c in r3["attributes"]["extended-communities"] if c.startswith("encap:")}
+    enc2 = {c for c in r2["attributes"]["extended_communities"] if c.startswith("encap:")}
+    enc3 = {c for c in r3["attributes"]["extended_communities"] if c.startswith("encap:")}
     assert enc2 == {"encap:mpls-in-udp", "encap:mpls-in-gre"}
     assert enc3 == {"encap:mpls-in-gre"}
     cap = lab.capture("underlay", "p-h1", timeout=10)

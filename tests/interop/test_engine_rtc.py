@@ -100,7 +100,7 @@ async def test_r11_3_engine_rtc_receives_only_its_rts_and_add_vrf_pulls_more(
             adj_out = await call(g.rib, "vpnv4", "adj-out", me)
             assert set(adj_out) == want1
             for rows in loc_rib(engine, VPNV4).values():
-                assert "target:65000:1" in rows[0]["attributes"]["extended-communities"]
+                assert "target:65000:1" in rows[0]["attributes"]["extended_communities"]
             assert vrf_prefixes(engine, "red") == {"192.0.2.0/24", "203.0.113.0/24"}
 
             # a new VRF importing 65000:2 pulls its routes in, on the same session

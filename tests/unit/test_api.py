@@ -250,13 +250,13 @@ async def test_attach_local_pref_and_description(client: httpx.AsyncClient, engi
     routes = (await client.get("/v1/bgp/routes", params={"family": "vpnv4", "peer": "local"})).json()
     host = _local_route(routes, "192.0.2.10/32")
     subnet = _local_route(routes, "192.0.2.0/24")
-    assert host is not None and host["attributes"]["local-pref"] == 250
-    assert subnet is not None and subnet["attributes"]["local-pref"] == 250
+    assert host is not None and host["attributes"]["local_pref"] == 250
+    assert subnet is not None and subnet["attributes"]["local_pref"] == 250
     # a port without local_pref keeps the default
     other = {**PORT, "name": "vm2", "ips": ["192.0.2.11/24"]}
     assert (await client.post("/v1/ports", json=other)).status_code == 201
     routes = (await client.get("/v1/bgp/routes", params={"family": "vpnv4", "peer": "local"})).json()
-    assert _local_route(routes, "192.0.2.11/32")["attributes"]["local-pref"] == 100  # type: ignore[index]
+    assert _local_route(routes, "192.0.2.11/32")["attributes"]["local_pref"] == 100  # type: ignore[index]
     assert engine.store is not None and engine.store.ports()["vm1"]["local_pref"] == 250
     for bad in (-1, 2**32, "high"):
         r = await client.post("/v1/ports", json={**PORT, "name": "vm9", "local_pref": bad})
@@ -471,6 +471,45 @@ async def test_bgp_endpoints(client: httpx.AsyncClient) -> None:
     assert r.status_code == 422 and r.json()["detail"].startswith("family:")
     r = await client.get("/v1/bgp/routes", params={"family": "vpnv4", "peer": "127.0.0.53"})
     assert r.json()["total"] == 0
+
+
+async def test_bgp_looking_glass_and_actions_errors(client: httpx.AsyncClient, engine: Engine) -> None:
+    """Issue 16's endpoints against a neighbor that is not up: precise refusals, nothing disturbed."""
+    r = await client.get("/v1/bgp/summary")
+    assert r.json()["local_as"] == 65000 and r.json()["router_id"] == "198.18.0.1"
+    r = await client.get("/v1/bgp/routes", params={"family": "ipv4"})
+    assert r.status_code == 200 and r.json()["family"] == "ipv4-unicast"
+    for kind in ("received-routes", "advertised-routes"):
+        r = await client.get(f"/v1/bgp/neighbors/127.0.0.53/{kind}", params={"family": "vpnv4"})
+        assert r.status_code == 200 and r.json()["routes"] == []
+        assert (await client.get(f"/v1/bgp/neighbors/127.0.0.99/{kind}")).status_code == 404
+        r = await client.get(f"/v1/bgp/neighbors/127.0.0.53/{kind}", params={"family": "vpnv9"})
+        assert r.status_code == 422 and "vpnv9" in r.json()["detail"]
+    for direction in ("in", "out"):
+        r = await client.post("/v1/bgp/neighbors/127.0.0.53/refresh", params={"direction": direction})
+        assert r.status_code == 409 and "not Established" in r.json()["detail"]
+    r = await client.post("/v1/bgp/neighbors/127.0.0.53/refresh", params={"direction": "sideways"})
+    assert r.status_code == 422
+    r = await client.get("/v1/bgp/lookup", params={"prefix": "banana"})
+    assert r.status_code == 422 and r.json()["detail"].startswith("prefix:")
+    r = await client.get("/v1/bgp/lookup", params={"prefix": "192.0.2.0/24", "rd": "nope"})
+    assert r.status_code == 422 and r.json()["detail"].startswith("rd:")
+    r = await client.get("/v1/bgp/lookup", params={"prefix": "192.0.2.0/24"})
+    assert r.status_code == 200 and r.json()["destinations"] == []
+    # shutdown / enable / reset on a passive neighbor
+    assert (await client.post("/v1/bgp/neighbors/127.0.0.99/shutdown")).status_code == 404
+    r = await client.post("/v1/bgp/neighbors/127.0.0.53/shutdown", json={"communication": "maintenance"})
+    assert r.status_code == 200 and r.json() == {"neighbor": "127.0.0.53", "admin_down": True}
+    await asyncio.sleep(0.05)
+    n = (await client.get("/v1/bgp/neighbors/127.0.0.53")).json()
+    assert n["admin_down"] and n["state"] == "Idle"
+    r = await client.post("/v1/bgp/neighbors/127.0.0.53/reset")
+    assert r.status_code == 409 and "shut down" in r.json()["detail"]
+    assert (await client.post("/v1/bgp/neighbors/127.0.0.53/enable")).json()["admin_down"] is False
+    await asyncio.sleep(0.05)
+    n = (await client.get("/v1/bgp/neighbors/127.0.0.53")).json()
+    assert not n["admin_down"] and n["state"] == "Active"  # passive: listening again
+    assert (await client.post("/v1/bgp/neighbors/127.0.0.53/reset")).status_code == 200
 
 
 async def test_fib_and_restart_endpoints(client: httpx.AsyncClient) -> None:

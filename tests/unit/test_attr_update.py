@@ -72,7 +72,7 @@ def test_clean_update_decodes_every_attribute() -> None:
     assert at[AttrCode.MULTI_EXIT_DISC] == Med(5)
     assert at[AttrCode.COMMUNITIES] == Communities.from_strs(["65000:1"])
     assert at[AttrCode.EXTENDED_COMMUNITIES] == ExtendedCommunities.from_strs(["target:65000:1"])
-    assert at.to_json()["extended-communities"] == ["target:65000:1"]
+    assert at.to_json()["extended_communities"] == ["target:65000:1"]
     if HAVE_V4:
         routes = list(u.announced())
         assert len(routes) == 1 and routes[0][2] == IPv4Address("192.0.2.1")

@@ -144,9 +144,12 @@ def test_show_bgp_summary_table_and_json(agent: str) -> None:
     assert "Neighbor" in out and "127.0.0.61" in out and "65000" in out
     code, out, _ = vpe("show", "bgp", "summary", "--json", "--socket", agent)
     assert code == 0
-    (n,) = json.loads(out)
+    data = json.loads(out)
+    assert (data["local_as"], data["router_id"]) == (65000, "198.18.0.7")
+    (n,) = data["neighbors"]
     assert n["address"] == "127.0.0.61" and n["remote_as"] == 65000
     assert n["state"] in ("Idle", "Active", "Connect")
+    assert n["configured_families"] == ["vpnv4", "vpnv6"] and n["uptime"] is None
 
 
 def test_show_counters_without_forwarder(agent: str) -> None:
@@ -197,7 +200,7 @@ def test_attach_detach(agent: str) -> None:
     assert "192.0.2.71/32" in d["table"] and d["ports"] == ["cvm1"]
     code, out, _ = vpe("show", "bgp", "routes", "--peer", "local", "--json", "--socket", agent)
     mine = [r for r in json.loads(out)["routes"] if r["prefix"] == "192.0.2.71/32"]
-    assert mine and mine[0]["attributes"]["local-pref"] == 300
+    assert mine and mine[0]["attributes"]["local_pref"] == 300
     # the same port again: 409 -> 1
     code, _, err = vpe(*_attach_args(agent, "cvm1", "cli-red", "192.0.2.71/24"))
     assert code == 1 and "already attached" in err

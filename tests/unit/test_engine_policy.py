@@ -108,7 +108,7 @@ async def test_import_policy_rejects_and_rewrites_and_export_policy_changes_live
         await _until(lambda: "203.0.113.0/25" in eng.view.vrf_json("red")["table"], "the accepted route")
         rows = {r["prefix"]: r for r in eng.view.routes(VPNV4) if r["peer"] == "127.0.0.42"}
         assert set(rows) == {"203.0.113.0/25"}  # the /26 was rejected on import
-        assert rows["203.0.113.0/25"]["attributes"]["local-pref"] == 300
+        assert rows["203.0.113.0/25"]["attributes"]["local_pref"] == 300
 
         eng.bridge.apply(eng.vpn.add_local_route("red", "192.0.2.0/24", kind="subnet"))
         eng.bridge.apply(eng.vpn.add_local_route("red", "198.51.100.0/24", kind="subnet"))

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..bgp.wire.constants import FAMILY_BY_NAME, Family
+from ..bgp.wire.constants import FAMILY_BY_NAME, Family, family_from_name
 from ..dataplane import registry as dataplane_drivers
 from ..dataplane.channel import load_key
 from ..policy.book import PolicyBook
@@ -78,10 +78,8 @@ def tcp_address(text: str) -> tuple[str, int]:
 
 
 def _check_families(names: list[str]) -> list[str]:
-    for n in names:
-        if n not in FAMILY_BY_NAME:
-            raise ValueError(f"unknown family {n!r} (known: {', '.join(sorted(FAMILY_BY_NAME))})")
-    return names
+    """The full names of ``names`` (short names such as ``ipv4`` or ``mvpn`` are accepted)."""
+    return [family_from_name(n).name for n in names]
 
 
 class AddPathConfig(_Strict):

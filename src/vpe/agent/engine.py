@@ -71,7 +71,8 @@ class Engine:
         self.bridge = VpnBridge(self.router, self.vpn, self.fib, self.underlay)
         self._configure(cfg)
         self.ops = DurableOps(self.bridge, store, config_vrfs={v.name for v in cfg.vrfs})
-        self.view = AgentView(self.router, self.bridge, dp.driver, self.ops.specs)
+        self.view = AgentView(self.router, self.bridge, dp.driver, self.ops.specs,
+                              neighbors={n.address: {"description": n.description} for n in cfg.neighbors})
         self.ops.restore()
 
     @staticmethod

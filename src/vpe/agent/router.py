@@ -27,7 +27,8 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 
 from ..bgp.session import Peer
 from ..bgp.speaker import Speaker, settings_from_config
-from ..bgp.wire.constants import IPV4_UNICAST, RTC, Family
+from ..bgp.wire.constants import IPV4_UNICAST, RTC, CeaseSubcode, Family
+from ..bgp.wire.notification import Notification
 from ..bgp.wire.update import Update
 from ..policy import PolicyBook, PolicyChange, Relabeler, SwapChanges, import_updates
 from ..rib.adj_rib_out import AdjRibOut, OutPeer
@@ -161,6 +162,49 @@ class Router:
         if peer is None:
             raise KeyError(address)
         return list(peer.request_refresh())
+
+    def _peer(self, address: str) -> Peer:
+        peer = self.speaker.peers.get(address)
+        if peer is None:
+            raise KeyError(address)
+        return peer
+
+    def soft_reset_out(self, address: str) -> list[Family]:
+        """Soft outbound reset: send ``address`` its whole Adj-RIB-Out again, each
+        family followed by End-of-RIB, without a session reset (KeyError: no
+        such neighbor; ValueError: the session is not Established)."""
+        peer = self._peer(address)
+        n = peer.negotiated
+        if n is None or not peer.established:
+            raise ValueError(f"neighbor {address}: session is {peer.state.value}, not Established")
+        addr = ip_address(address)
+        fams = sorted(n.families)
+        msgs: list[bytes] = []
+        for fam in fams:
+            msgs += self.out.refresh(addr, fam)
+        self._swaps()
+        self.send(peer, msgs)
+        return fams
+
+    def shutdown(self, address: str, communication: str | None = None) -> None:
+        """Administrative shutdown of a neighbor: Cease, then Idle until :meth:`enable`
+        (KeyError: no such neighbor; ValueError: the communication is too long)."""
+        peer = self._peer(address)
+        _check_communication(communication)
+        peer.shutdown(communication)
+
+    def enable(self, address: str) -> None:
+        """Bring a shut-down neighbor back (KeyError: no such neighbor)."""
+        self._peer(address).enable()
+
+    def hard_reset(self, address: str, communication: str | None = None) -> None:
+        """Hard reset: Cease / Administrative Reset, routes flushed, session started
+        again (KeyError: no such neighbor; ValueError: it is shut down)."""
+        peer = self._peer(address)
+        if peer.admin_down:
+            raise ValueError(f"neighbor {address} is shut down: enable it instead of resetting it")
+        _check_communication(communication)
+        peer.reset(communication)
 
     # -- SessionHandler (called by the sessions) ---------------------------------------
 
@@ -360,3 +404,9 @@ class Router:
 
     def peer_info(self, address: str) -> PeerInfo | None:
         return self._peer_info.get(address)
+
+
+def _check_communication(text: str | None) -> None:
+    """ValueError when ``text`` cannot be a shutdown communication (RFC 9003: 255 octets of UTF-8)."""
+    if text is not None:
+        Notification.cease(CeaseSubcode.ADMIN_SHUTDOWN, text)

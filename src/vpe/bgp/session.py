@@ -167,6 +167,14 @@ class _Stop:
     communication: str | None
 
 
+@dataclass(slots=True)
+class _Admin:
+    """Operator action that keeps the peer's task: ``shutdown``, ``enable`` or ``reset``."""
+
+    action: str
+    communication: str | None = None
+
+
 class Peer:
     """One configured neighbor."""
 
@@ -199,6 +207,10 @@ class Peer:
         self.tx_ctx: CodecContext = DEFAULT_CONTEXT
         self.last_error = ""
         self.established_at: float | None = None
+        #: when the session last went down (or the peer was created): the down time's start
+        self.down_since: float = clock()
+        #: shut down by the operator (:meth:`shutdown`): stays Idle until :meth:`enable`
+        self.admin_down = False
         self.counters: dict[str, int] = {
             "messages_in": 0,
             "messages_out": 0,
@@ -261,6 +273,31 @@ class Peer:
             await self._task
         self._task = None
 
+    def shutdown(self, communication: str | None = None) -> None:
+        """Administrative shutdown: Cease (subcode 2, with ``communication``,
+        RFC 9003) if a session exists, then stay Idle, refusing connections,
+        until :meth:`enable`."""
+        self.admin_down = True
+        self._post_nowait(_Admin("shutdown", communication))
+
+    def enable(self) -> None:
+        """Undo :meth:`shutdown`: start connecting (or listening, if passive) again."""
+        self.admin_down = False
+        self._end_prefix_hold_down()
+        self._post_nowait(_Admin("enable"))
+
+    def reset(self, communication: str | None = None) -> None:
+        """Hard reset: Cease / Administrative Reset (subcode 4), then start again at once
+        (ending a prefix-limit hold-down: the operator's reset overrides it)."""
+        self._end_prefix_hold_down()
+        self._post_nowait(_Admin("reset", communication))
+
+    def _end_prefix_hold_down(self) -> None:
+        if self._restart_handle is not None:
+            self._restart_handle.cancel()
+            self._restart_handle = None
+        self.held_down_until = None
+
     def incoming(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """A connection from this neighbor was accepted by a listener."""
         self._post_nowait(_Connected(reader, writer, outgoing=False))
@@ -321,7 +358,7 @@ class Peer:
     def _end_hold_down(self) -> None:
         self._restart_handle = None
         self.held_down_until = None
-        if self._task is not None and self.fsm.state is State.IDLE:
+        if self._task is not None and self.fsm.state is State.IDLE and not self.admin_down:
             log.info("peer %s: prefix-limit hold-down over, starting again", self.address)
             self._post_nowait(ManualStartPassive() if self.settings.passive else ManualStart())
 
@@ -346,6 +383,8 @@ class Peer:
             "remote_as": self.settings.remote_as,
             "state": self.fsm.state.value,
             "uptime": round(self._clock() - self.established_at, 1) if self.established_at else None,
+            "downtime": None if self.established_at else round(self._clock() - self.down_since, 1),
+            "admin_down": self.admin_down,
             "families": sorted(f.name for f in n.families) if n else [],
             "peer_router_id": str(n.peer_id) if n else None,
             "hold_time": n.hold_time if n else self.settings.hold_time,
@@ -393,6 +432,9 @@ class Peer:
                 if isinstance(ev, _Stop):
                     await self._perform(self.fsm.handle(ManualStop(ev.communication), self._clock()))
                     return
+                if isinstance(ev, _Admin):
+                    await self._on_admin(ev)
+                    continue
                 await self._on_event(ev)
                 if deadline is not None and deadline <= self._clock():
                     await self._perform(self.fsm.poll(self._clock()))
@@ -401,6 +443,19 @@ class Peer:
             for t in (self._connect_task, *self._side_tasks):
                 if t is not None:
                     t.cancel()
+
+    async def _on_admin(self, ev: _Admin) -> None:
+        now = self._clock()
+        start: Event = ManualStartPassive() if self.settings.passive else ManualStart()
+        if ev.action == "shutdown":
+            await self._perform(self.fsm.handle(ManualStop(ev.communication), now))
+            return
+        if ev.action == "reset":
+            note = Notification.cease(CeaseSubcode.ADMIN_RESET, ev.communication, "administratively reset")
+            reason = "administratively reset" + (f': "{ev.communication}"' if ev.communication else "")
+            await self._perform(self.fsm.handle(AutomaticStop(note, reason), now))
+        if not self.admin_down:  # enable, or a reset of a peer that is not shut down
+            await self._perform(self.fsm.handle(start, self._clock()))
 
     async def _on_event(self, ev: Any) -> None:
         now = self._clock()
@@ -664,6 +719,8 @@ class Peer:
         self.negotiated = None
         self.rx_ctx = DEFAULT_CONTEXT
         self.tx_ctx = DEFAULT_CONTEXT
+        if self.established_at is not None:
+            self.down_since = self._clock()
         self.established_at = None
         if was:
             self.handler.session_down(self, a.reason)

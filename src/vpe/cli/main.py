@@ -15,7 +15,6 @@ and exit 1.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import os
@@ -25,13 +24,16 @@ from urllib.parse import quote
 
 import httpx
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from .. import __version__
 from ..agent.config import ConfigError, load_config
 from ..lab.cli import lab_app
 from ..vpn.errors import InvalidValue
 from ..vpn.names import check_name
+from . import bgp as bgp_cli
+from .output import console as plain_console
+from .output import fail
 
 #: shown at the end of ``vpe --help`` (blank lines: one paragraph per code)
 EPILOG = """Exit codes:
@@ -53,8 +55,7 @@ app.add_typer(lab_app, name="lab")
 show.add_typer(show_bgp, name="bgp")
 
 DEFAULT_SOCKET = os.environ.get("VPE_SOCKET", "/run/vpe/vpe.sock")
-console = Console()
-err = Console(stderr=True)
+console = plain_console
 
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
@@ -109,8 +110,7 @@ def agent(
     try:
         cfg = load_config(config)
     except ConfigError as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False)
-        raise typer.Exit(EXIT_USAGE) from None
+        fail(e, EXIT_USAGE)
     _setup_logging(log_level, log_json)
     from ..daemon import main as run
 
@@ -122,17 +122,8 @@ def _seg(value: str, what: str = "name") -> str:
     try:
         check_name(value, what)
     except InvalidValue as e:
-        err.print(f"error: {e}", highlight=False, markup=False)
-        raise typer.Exit(EXIT_USAGE) from None
+        fail(e, EXIT_USAGE)
     return quote(value, safe="")
-
-
-def _address_seg(value: str) -> str:
-    try:
-        return quote(str(ipaddress.ip_address(value)), safe="")
-    except ValueError:
-        err.print(f"error: address: {value!r} is not an IP address", highlight=False, markup=False)
-        raise typer.Exit(EXIT_USAGE) from None
 
 
 def _call(socket: str, method: str, path: str, body: Any = None, **params: Any) -> Any:
@@ -141,8 +132,7 @@ def _call(socket: str, method: str, path: str, body: Any = None, **params: Any) 
             r = c.request(method, f"http://vpe{path}", json=body,
                           params={k: v for k, v in params.items() if v is not None})
     except (httpx.ConnectError, FileNotFoundError, httpx.TransportError) as e:
-        err.print(f"error: cannot reach the vpe agent at {socket}: {e} (is `vpe agent` running?)")
-        raise typer.Exit(EXIT_UNREACHABLE) from None
+        fail(f"cannot reach the vpe agent at {socket}: {e} (is `vpe agent` running?)", EXIT_UNREACHABLE)
     if r.status_code >= 400:  # 422 -> 2 (usage/validation); other 4xx and 5xx -> 1
         try:
             detail = r.json().get("detail", r.text)
@@ -152,14 +142,11 @@ def _call(socket: str, method: str, path: str, body: Any = None, **params: Any) 
             detail = "; ".join(
                 f"{'.'.join(str(x) for x in d.get('loc', [])[1:])}: {d.get('msg')}" for d in detail
             )
-        err.print(f"error: {detail}", highlight=False)
-        raise typer.Exit(EXIT_REFUSED if r.status_code != 422 else EXIT_USAGE)
+        fail(detail, EXIT_REFUSED if r.status_code != 422 else EXIT_USAGE)
     try:
         return r.json() if r.content else None
     except ValueError:
-        err.print(f"error: the agent at {socket} answered {method} {path} with something that is not "
-                  "JSON", highlight=False, markup=False)
-        raise typer.Exit(EXIT_REFUSED) from None
+        fail(f"the agent at {socket} answered {method} {path} with something that is not JSON", EXIT_REFUSED)
 
 
 def _get(socket: str, path: str, **params: Any) -> Any:
@@ -169,69 +156,19 @@ def _get(socket: str, path: str, **params: Any) -> Any:
 SocketOpt = typer.Option(DEFAULT_SOCKET, "--socket", help="the agent's API socket (env VPE_SOCKET)")
 JsonOpt = typer.Option(False, "--json", help="machine-readable output")
 
-
-@show_bgp.command("summary")
-def bgp_summary(socket: str = SocketOpt, as_json: bool = JsonOpt) -> None:
-    """One line per neighbor: state, uptime, prefixes received."""
-    data = _get(socket, "/v1/bgp/neighbors")
-    if as_json:
-        print(json.dumps(data, indent=2))
-        return
-    t = Table("Neighbor", "AS", "State", "Up (s)", "Families", "Received", "Last error")
-    for n in data:
-        rec = ", ".join(f"{k}={v}" for k, v in sorted(n.get("received", {}).items())) or "-"
-        t.add_row(
-            n["address"],
-            str(n["remote_as"] or "any"),
-            n["state"],
-            "-" if n["uptime"] is None else f"{n['uptime']:.0f}",
-            ", ".join(n["families"]) or "-",
-            rec,
-            n["last_error"] or "",
-        )
-    console.print(t)
+bgp_cli.register(show_bgp, app, _call, SocketOpt, JsonOpt)
 
 
-@show_bgp.command("neighbors")
-def bgp_neighbors(address: str = typer.Argument(None), socket: str = SocketOpt, as_json: bool = JsonOpt) -> None:
-    """Everything known about one neighbor (or all)."""
-    data = _get(socket, f"/v1/bgp/neighbors/{_address_seg(address)}") if address else _get(socket, "/v1/bgp/neighbors")
-    if as_json:
-        print(json.dumps(data, indent=2))
-        return
-    for n in data if isinstance(data, list) else [data]:
-        console.print(f"[bold]BGP neighbor {n['address']}[/bold] port {n['port']}, remote AS {n['remote_as']}")
-        for key in ("state", "uptime", "peer_router_id", "hold_time", "families", "addpath_receive",
-                    "addpath_send", "received", "counters", "last_error"):
-            console.print(f"  {key.replace('_', ' ')}: {n.get(key)}", highlight=False)
+def _version(value: bool) -> None:
+    if value:
+        print(f"vpe {__version__}")
+        raise typer.Exit()
 
 
-@show_bgp.command("routes")
-def bgp_routes(
-    family: str = typer.Option("vpnv4", "--family", "-f"),
-    peer: str = typer.Option(None, "--peer"),
-    limit: int = typer.Option(1000, "--limit"),
-    offset: int = typer.Option(0, "--offset"),
-    socket: str = SocketOpt,
-    as_json: bool = JsonOpt,
-) -> None:
-    """Routes of one family: received from neighbors and originated here."""
-    data = _get(socket, "/v1/bgp/routes", family=family, peer=peer, limit=limit, offset=offset)
-    if as_json:
-        print(json.dumps(data, indent=2))
-        return
-    t = Table("Route", "Labels", "Next hop", "From", "Attributes", title=f"{family}: {data['total']} routes")
-    for r in data["routes"]:
-        attrs = r.get("attributes", {})
-        ext = attrs.get("extended-communities")
-        t.add_row(
-            (f"{r['rd']}:" if r.get("rd") else "") + str(r.get("prefix") or r.get("nlri") or "?"),
-            ",".join(str(x) for x in r.get("labels", [])) or "-",
-            str(r.get("next_hop")),
-            r.get("peer") or "local",
-            " ".join(str(x) for x in ext) if isinstance(ext, list) else "",
-        )
-    console.print(t)
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="print the version and exit")) -> None:
+    """vpe: a virtual Provider Edge for BGP/MPLS IP VPNs."""
 
 
 vpn = typer.Typer(help="VPN instances (VRFs) of this vPE.", no_args_is_help=True)
@@ -270,6 +207,29 @@ def vpn_create(
     d = _call(socket, "POST", "/v1/vpns", {"name": name, "rd": rd, "route_targets": rt,
                                            "import_rts": import_rt, "export_rts": export_rt,
                                            "label_mode": label_mode, "description": description})
+    print(json.dumps(d, indent=2)) if as_json else _print_vrf(d)
+
+
+@vpn.command("update")
+def vpn_update(
+    name: str,
+    rd: str = typer.Option(None, "--rd"),
+    import_rt: list[str] = typer.Option(None, "--import-rt", help="the new import RTs (repeat; replaces them)"),
+    export_rt: list[str] = typer.Option(None, "--export-rt", help="the new export RTs (repeat; replaces them)"),
+    label_mode: str = typer.Option(None, "--label-mode"),
+    multipath: int = typer.Option(None, "--multipath"),
+    description: str = typer.Option(None, "--description"),
+    socket: str = SocketOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Change a VPN instance: only the options given change."""
+    body = {k: v for k, v in {"rd": rd, "import_rts": import_rt or None, "export_rts": export_rt or None,
+                              "label_mode": label_mode, "multipath": multipath,
+                              "description": description}.items() if v is not None}
+    if not body:
+        fail("nothing to change: give at least one of --rd, --import-rt, --export-rt, --label-mode, "
+             "--multipath, --description", EXIT_USAGE)
+    d = _call(socket, "PATCH", f"/v1/vpns/{_seg(name)}", body)
     print(json.dumps(d, indent=2)) if as_json else _print_vrf(d)
 
 

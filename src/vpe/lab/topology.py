@@ -33,7 +33,7 @@ from pydantic import (
     model_validator,
 )
 
-from ..bgp.wire.constants import FAMILY_BY_NAME
+from ..bgp.wire.constants import family_from_name
 from ..bgp.wire.nlri.rd import RouteDistinguisher, parse_admin_pair
 from ..dataplane import registry as dataplane_drivers
 
@@ -454,10 +454,7 @@ class Topology(_Strict):
     @field_validator("families")
     @classmethod
     def _families(cls, v: list[str]) -> list[str]:
-        for f in v:
-            if f not in FAMILY_BY_NAME:
-                raise ValueError(f"unknown family {f!r} (known: {', '.join(sorted(FAMILY_BY_NAME))})")
-        return v
+        return [family_from_name(f).name for f in v]  # short names too; ValueError names an unknown one
 
     @model_validator(mode="after")
     def _references(self) -> Topology:

@@ -35,7 +35,7 @@ from ..bgp.wire.attributes.extended_communities import (
     parse_ext_community,
 )
 from ..bgp.wire.attributes.large_community import large_community_str, parse_large_community
-from ..bgp.wire.constants import FAMILY_BY_NAME
+from ..bgp.wire.constants import FAMILY_BY_NAME, FAMILY_SHORT_NAMES, family_from_name
 from ..bgp.wire.nlri.rd import RouteDistinguisher
 from .actions import SELF, Actions, CommunityEdit
 from .errors import PolicyError
@@ -156,9 +156,14 @@ def _u32(value: Any, where: str) -> int:
 
 
 def _family(v: Any, w: str) -> Any:
-    if not isinstance(v, str) or v not in FAMILY_BY_NAME:
-        raise PolicyError(w, v, f"is not a family (known: {', '.join(sorted(FAMILY_BY_NAME))})")
-    return FAMILY_BY_NAME[v]
+    """A family by its full or short name (``vpnv4``, ``ipv4``, ``ipv4-lu``, ``rtc``...)."""
+    known = sorted(set(FAMILY_BY_NAME) | set(FAMILY_SHORT_NAMES))
+    if not isinstance(v, str):
+        raise PolicyError(w, v, f"is not a family (known: {', '.join(known)})")
+    try:
+        return family_from_name(v)
+    except ValueError:
+        raise PolicyError(w, v, f"is not a family (known: {', '.join(known)})") from None
 
 
 def _prefix(v: Any, w: str) -> PrefixRange:

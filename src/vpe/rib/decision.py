@@ -171,3 +171,55 @@ def _select_by_elimination(
     post = best[0][4:6]
     mp = tuple(c[4] for c in cands if c[0][4:6] == post)
     return best[4], mp[:max_paths]
+
+
+#: the decision steps of :attr:`Rank.key`, by index: (code, what it means)
+STEPS: tuple[tuple[str, str], ...] = (
+    ("local_pref", "highest LOCAL_PREF (RFC 4271 9.1.2.2 a)"),
+    ("as_path_length", "shortest AS_PATH (RFC 4271 9.1.2.2 a)"),
+    ("origin", "lowest ORIGIN (RFC 4271 9.1.2.2 b)"),
+    ("med", "lowest MULTI_EXIT_DISC from the same neighbour AS (RFC 4271 9.1.2.2 c)"),
+    ("ebgp_over_ibgp", "eBGP or local over iBGP (RFC 4271 9.1.2.2 d)"),
+    ("igp_cost", "lowest IGP cost to the next hop (RFC 4271 9.1.2.2 e)"),
+    ("router_id", "lowest router id or ORIGINATOR_ID (RFC 4271 9.1.2.2 f, RFC 4456 9)"),
+    ("cluster_list_length", "shortest CLUSTER_LIST (RFC 4456 9)"),
+    ("peer_address", "lowest peer address (RFC 4271 9.1.2.2 g)"),
+    ("peer_address", "lowest peer address (RFC 4271 9.1.2.2 g)"),
+)
+#: the reasons that are not a step
+ONLY_PATH = ("only_path", "the only eligible path")
+PATH_ID = ("path_id", "lowest ADD-PATH path identifier (same sender, RFC 7911)")
+
+
+def best_path_reason(
+    best: Path, paths: Sequence[Path], rank_of: Callable[[PathSource], Rank | None]
+) -> dict[str, str]:
+    """Why ``best`` won among ``paths``: the decision step that set it apart from
+    the runner-up (the latest step needed against any eligible competitor).
+
+    Returns ``{"step": code, "text": explanation}``; code is one of
+    :data:`STEPS`' codes, ``only_path`` or ``path_id``.
+    """
+    rb = rank_of(best.source)
+    latest = -1
+    for p in paths:
+        if p == best:
+            continue
+        rp = rank_of(p.source)
+        if rb is None or rp is None:
+            continue  # ineligible (next hop unreachable): never a competitor
+        step = len(rb.key)
+        for i, (a, b) in enumerate(zip(rb.key, rp.key, strict=True)):
+            if i == 3 and rb.med_group != rp.med_group:
+                continue  # MED is compared only within one neighbour AS
+            if a != b:
+                step = i
+                break
+        latest = max(latest, step)
+    if latest < 0:
+        code, text = ONLY_PATH
+    elif latest >= len(STEPS):
+        code, text = PATH_ID
+    else:
+        code, text = STEPS[latest]
+    return {"step": code, "text": text}

@@ -73,6 +73,31 @@ FAMILY_NAMES: dict[Family, str] = {
 }
 FAMILY_BY_NAME: dict[str, Family] = {v: k for k, v in FAMILY_NAMES.items()}
 
+#: the short names operators type (GoBGP's and FRR's habits), besides the names above
+FAMILY_SHORT_NAMES: dict[str, Family] = {
+    "ipv4": IPV4_UNICAST,
+    "ipv6": IPV6_UNICAST,
+    "ipv4-lu": IPV4_LABELED,
+    "ipv6-lu": IPV6_LABELED,
+    "vpnv4": VPNV4,
+    "vpnv6": VPNV6,
+    "rtc": RTC,
+    "mvpn": IPV4_MCAST_VPN,
+    "mvpn6": IPV6_MCAST_VPN,
+}
+
+
+def family_from_name(name: str) -> Family:
+    """The family called ``name``: a short name (``ipv4``, ``vpnv4``, ``rtc``,
+    ``ipv4-lu``, ``mvpn``...) or a full one (``ipv4-unicast``...), any case.
+    ValueError names the unknown name and lists the known ones."""
+    key = name.strip().lower()
+    fam = FAMILY_SHORT_NAMES.get(key) or FAMILY_BY_NAME.get(key)
+    if fam is None:
+        known = sorted(set(FAMILY_SHORT_NAMES) | set(FAMILY_BY_NAME))
+        raise ValueError(f"unknown family {name!r} (known: {', '.join(known)})")
+    return fam
+
 
 class AttrCode(IntEnum):
     ORIGIN = 1

@@ -172,8 +172,10 @@ class PathAttributes:
         return b"".join(a.encode(ctx) for a in self._attrs)
 
     def to_json(self) -> dict[str, Any]:
+        """``{name: value}`` with snake_case names (``as_path``, ``local_pref``,
+        ``extended_communities``; ``attr_N`` for an attribute of unknown type N)."""
         out: dict[str, Any] = {}
         for a in self._attrs:
-            name = a.NAME or f"attr-{a.code}"
+            name = (a.NAME or f"attr-{a.code}").replace("-", "_")
             out[name] = a.to_json()
         return out
