@@ -140,3 +140,15 @@ def test_prefix_range_text_round_trip(t: tuple[object, int, int]) -> None:
 def test_set_next_hop_address() -> None:
     p = parse_policy({"name": "x", "terms": [{"set": {"next_hop": "198.18.0.9"}}]})
     assert p.terms[0].actions.set_next_hop == ip_address("198.18.0.9")
+
+
+def test_policy_names_follow_the_one_name_rule() -> None:
+    """The rule of VPN and port names (docs/api.md): a letter or digit first."""
+    import pytest
+
+    from vpe.policy import PolicyError, parse_policy
+
+    assert parse_policy({"name": "to-core.v2"}).name == "to-core.v2"
+    for bad in ("-x", ".hidden", "_x", "", "a" * 65, "a b", "x/y"):
+        with pytest.raises(PolicyError, match="is not a policy name"):
+            parse_policy({"name": bad})

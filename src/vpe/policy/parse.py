@@ -44,7 +44,8 @@ from .policy import Policy, Term
 
 T = TypeVar("T")
 
-NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+#: the name rule of every vpe name (docs/api.md, Names): 1-64 of A-Z a-z 0-9 _ . -, a letter or digit first
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _U32 = 0xFFFFFFFF
 
 _POLICY_KEYS = ("name", "terms", "default")
@@ -77,7 +78,7 @@ _EDIT_KEYS = ("add", "remove", "replace")
 def check_name(value: Any, where: str) -> str:
     """A policy name: 1 to 64 of letters, digits, ``_ . -``."""
     if not isinstance(value, str) or not NAME_RE.match(value):
-        raise PolicyError(where, value, "is not a policy name (1-64 of A-Z a-z 0-9 _ . -)")
+        raise PolicyError(where, value, "is not a policy name (1-64 of A-Z a-z 0-9 _ . -, a letter or digit first)")
     return value
 
 
