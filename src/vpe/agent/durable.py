@@ -310,17 +310,22 @@ class DurableOps:
 
     # -- mobility (docs/mobility.md) ------------------------------------------------------
 
-    def activate(self, name: str) -> Attachment:
-        """STANDBY -> ACTIVE, persisted."""
-        eng = self.bridge
-        a = eng.attachments.get(name)
+    def _move(self, name: str, step: Callable[[str], Attachment]) -> tuple[Attachment, Attachment]:
+        """One state transition of port ``name`` (``step``: the bridge's), persisted;
+        undone if the store refuses. Returns the attachment before and after."""
+        a = self.bridge.attachments.get(name)
         if a is None:
             raise NotFound(f"no port {name!r}")
         with self._atomic() as (tx, undo):
-            done = eng.activate(name)
+            done = step(name)
             undo.append(lambda: self._put_back(a))
             if tx is not None:
                 tx.put_port(done.name, done.vrf, done.to_json())
+        return a, done
+
+    def activate(self, name: str) -> Attachment:
+        """STANDBY -> ACTIVE, persisted."""
+        a, done = self._move(name, self.bridge.activate)
         log.info("port %s activated in VRF %s (mobility sequence %d)", name, a.vrf, a.sequence,
                  extra={"vrf": a.vrf, "port": name})
         return done
@@ -329,21 +334,13 @@ class DurableOps:
         """ACTIVE -> REDIRECTING, persisted: the VM left. Once the withdrawal is on
         the wire, the redirect is forgotten after ``hold`` seconds (None: kept
         until the port is deleted)."""
-        eng = self.bridge
-        a = eng.attachments.get(name)
-        if a is None:
-            raise NotFound(f"no port {name!r}")
-        with self._atomic() as (tx, undo):
-            done = eng.release(name)
-            undo.append(lambda: self._put_back(a))
-            if tx is not None:
-                tx.put_port(done.name, done.vrf, done.to_json())
+        a, done = self._move(name, self.bridge.release)
         log.info("port %s released in VRF %s: its routes are withdrawn, what still arrives for "
                  "it is re-tunnelled (redirect kept %s)", name, a.vrf,
                  "until deleted" if hold is None else f"{hold:g} s after the withdrawal",
                  extra={"vrf": a.vrf, "port": name})
         if hold is not None:
-            eng.router.after_advertised(lambda: self._forget_later(name, done, hold))
+            self.bridge.router.after_advertised(lambda: self._forget_later(name, done, hold))
         return done
 
     def _forget_later(self, name: str, a: Attachment, hold: float) -> None:

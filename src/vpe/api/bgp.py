@@ -12,6 +12,7 @@ the JSON always uses the full name. Keys are snake_case (docs/cli.md).
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from typing import Any, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Query
@@ -67,29 +68,27 @@ def bgp_router(view: AgentView, router: Router) -> APIRouter:
             raise _no_neighbor(address)
         return n
 
+    def neighbor_routes(address: str, family: str,
+                        read: Callable[[str, Family], list[dict[str, Any]]]) -> dict[str, Any]:
+        address = _address(address)
+        fam = _family(family)
+        try:
+            rows = read(address, fam)
+        except KeyError:
+            raise _no_neighbor(address) from None
+        return {"neighbor": address, "family": fam.name, "total": len(rows), "routes": rows}
+
     @api.get("/neighbors/{address}/received-routes")
     async def received_routes(address: str, family: str = Query("vpnv4", description=_FAMILY_DOC)
                               ) -> dict[str, Any]:
         """The neighbor's Adj-RIB-In (after import policy)."""
-        address = _address(address)
-        fam = _family(family)
-        try:
-            rows = view.received_routes(address, fam)
-        except KeyError:
-            raise _no_neighbor(address) from None
-        return {"neighbor": address, "family": fam.name, "total": len(rows), "routes": rows}
+        return neighbor_routes(address, family, view.received_routes)
 
     @api.get("/neighbors/{address}/advertised-routes")
     async def advertised_routes(address: str, family: str = Query("vpnv4", description=_FAMILY_DOC)
                                 ) -> dict[str, Any]:
         """The neighbor's Adj-RIB-Out: routes as sent."""
-        address = _address(address)
-        fam = _family(family)
-        try:
-            rows = view.advertised_routes(address, fam)
-        except KeyError:
-            raise _no_neighbor(address) from None
-        return {"neighbor": address, "family": fam.name, "total": len(rows), "routes": rows}
+        return neighbor_routes(address, family, view.advertised_routes)
 
     @api.post("/neighbors/{address}/refresh")
     async def refresh(
