@@ -22,7 +22,6 @@ import logging
 import time
 from ipaddress import IPv4Address, ip_address
 
-from ..bgp.session import Peer
 from ..bgp.speaker import Speaker
 from ..dataplane.channel import load_key
 from ..dataplane.driver import NextHop
@@ -177,6 +176,3 @@ class Engine:
 
     def flush(self) -> None:
         self.router.flush()
-
-    def peers(self) -> dict[str, Peer]:
-        return dict(self.router.speaker.peers)

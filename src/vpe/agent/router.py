@@ -27,7 +27,9 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 
 from ..bgp.session import Peer
 from ..bgp.speaker import Speaker, settings_from_config
+from ..bgp.wire.attributes.base import PathAttributes
 from ..bgp.wire.constants import IPV4_UNICAST, RTC, CeaseSubcode, Family
+from ..bgp.wire.nlri.base import Nlri
 from ..bgp.wire.notification import Notification
 from ..bgp.wire.update import Update
 from ..policy import PolicyBook, PolicyChange, Relabeler, SwapChanges, import_updates
@@ -139,12 +141,12 @@ class Router:
 
     # -- local paths (the VPN bridge's exports, RTC, I-PMSI) ---------------------------
 
-    def announce_local(self, family: Family, attrs: object, next_hop: IPAddress | None,
-                       nlris: Iterable[object]) -> None:
-        self.rib.announce(self.local, family, attrs, next_hop, nlris)  # type: ignore[arg-type]
+    def announce_local(self, family: Family, attrs: PathAttributes, next_hop: IPAddress | None,
+                       nlris: Iterable[Nlri]) -> None:
+        self.rib.announce(self.local, family, attrs, next_hop, nlris)
 
-    def withdraw_local(self, family: Family, nlris: Iterable[object]) -> None:
-        self.rib.withdraw(self.local, family, nlris)  # type: ignore[arg-type]
+    def withdraw_local(self, family: Family, nlris: Iterable[Nlri]) -> None:
+        self.rib.withdraw(self.local, family, nlris)
 
     # -- actions (the API's) -----------------------------------------------------------
 

@@ -64,6 +64,11 @@ class PortUnavailable(DriverError):
     def __init__(self, message: str, *, port: str, ifname: str = "", **fields: str) -> None:
         super().__init__(message, port=port, ifname=ifname, **fields)
 
+    @classmethod
+    def cannot_open(cls, port: str, ifname: str, exc: OSError) -> PortUnavailable:
+        """The refusal of a port whose interface could not be opened (every driver's wording)."""
+        return cls(f"port {port}: cannot open {ifname!r}: {exc.strerror}", port=port, ifname=ifname)
+
     @property
     def port(self) -> str:
         return self.fields["port"]

@@ -73,11 +73,7 @@ class SlowPath(ForwarderProcess):
                 except OSError as exc:
                     for pio in opened.values():
                         pio.close()
-                    raise PortUnavailable(
-                        f"port {p.name}: cannot open {p.ifname!r}: {exc.strerror}",
-                        port=p.name,
-                        ifname=p.ifname,
-                    ) from None
+                    raise PortUnavailable.cannot_open(p.name, p.ifname, exc) from None
         return opened
 
     def _commit_ports(self, opened: dict[str, PortIO], keep: set[str]) -> None:
