@@ -45,6 +45,7 @@ from .agent.engine import Engine
 from .agent.preflight import check_host
 from .agent.store import StateInUse, StateLock, Store, StoreError
 from .api.app import BearerAuth, create_app
+from .api.bagpipe import create_bagpipe_app
 
 log = logging.getLogger("vpe.agent")
 
@@ -108,9 +109,11 @@ def unix_listener(api: ApiConfig, source: str) -> socket.socket:
     return sock
 
 
-def tcp_listener(api: ApiConfig, source: str) -> socket.socket:
-    assert api.tcp
-    host, port = tcp_address(api.tcp)
+def tcp_listener(api: ApiConfig, source: str, address: str | None = None,
+                 key: str = "api.tcp") -> socket.socket:
+    text = address or api.tcp
+    assert text
+    host, port = tcp_address(text)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -118,7 +121,7 @@ def tcp_listener(api: ApiConfig, source: str) -> socket.socket:
         sock.bind((host, port))
     except OSError as e:
         sock.close()
-        raise ConfigError(f"{source}: api.tcp: cannot listen on {api.tcp}: {e.strerror}") from None
+        raise ConfigError(f"{source}: {key}: cannot listen on {text}: {e.strerror}") from None
     sock.listen(128)
     sock.setblocking(False)
     return sock
@@ -156,6 +159,8 @@ async def _run_locked(cfg: AgentConfig, withdraw_on_exit: bool, source: str) -> 
     try:
         if cfg.api.tcp:
             listeners.append(tcp_listener(cfg.api, source))
+        if cfg.bagpipe_compat.enabled:
+            listeners.append(tcp_listener(cfg.api, source, cfg.bagpipe_compat.listen, "bagpipe_compat.listen"))
         engine = Engine(cfg, store)
         try:
             await engine.start()
@@ -182,6 +187,8 @@ async def _run_locked(cfg: AgentConfig, withdraw_on_exit: bool, source: str) -> 
         assert cfg.api.token  # the config refuses api.tcp without a token
         servers.append((_Server(config(BearerAuth(app, cfg.api.token), tls=cfg.api.tls_cert is not None)),
                         listeners[1]))
+    if cfg.bagpipe_compat.enabled:  # bagpipe-bgp's REST API (no auth, as bagpipe-bgp: loopback)
+        servers.append((_Server(config(create_bagpipe_app(engine))), listeners[-1]))
     loop = asyncio.get_running_loop()
 
     def _exit(sig: signal.Signals) -> None:
@@ -198,7 +205,8 @@ async def _run_locked(cfg: AgentConfig, withdraw_on_exit: bool, source: str) -> 
         len(cfg.neighbors),
         sock,
         f"0660 group {cfg.api.socket_group}" if cfg.api.socket_group else "0600",
-        (f" and tcp {cfg.api.tcp} ({'TLS, ' if cfg.api.tls_cert else ''}bearer token)" if cfg.api.tcp else ""),
+        (f" and tcp {cfg.api.tcp} ({'TLS, ' if cfg.api.tls_cert else ''}bearer token)" if cfg.api.tcp else "")
+        + (f", bagpipe-bgp API on {cfg.bagpipe_compat.listen}" if cfg.bagpipe_compat.enabled else ""),
         store.path,
     )
     try:

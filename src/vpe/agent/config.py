@@ -226,6 +226,20 @@ class ApiConfig(_Strict):
         return self
 
 
+class BagpipeCompatConfig(_Strict):
+    """bagpipe-bgp's REST API (attach_localport, detach_localport, ping, looking-glass) for
+    networking-bagpipe's clients; no authentication, as bagpipe-bgp: keep it on loopback."""
+
+    enabled: bool = False
+    listen: str = "127.0.0.1:8082"
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        tcp_address(v)
+        return v
+
+
 class StaticRouteConfig(_Strict):
     """A route originated in a VRF: a subnet/aggregate (``next_hop`` unset) or a static route."""
 
@@ -421,6 +435,7 @@ class AgentConfig(_Strict):
     vrfs: list[VrfConfig] = Field(default_factory=list)
     leaks: list[LeakConfig] = Field(default_factory=list)
     api: ApiConfig = Field(default_factory=ApiConfig)
+    bagpipe_compat: BagpipeCompatConfig = Field(default_factory=BagpipeCompatConfig)
     dataplane: DataplaneConfig = Field(default_factory=DataplaneConfig)
     state_dir: str = "/var/lib/vpe"
     #: routing policies (see docs/policy.md), named by neighbors' import_policy/export_policy

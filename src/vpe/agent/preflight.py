@@ -93,6 +93,11 @@ def host_errors(cfg: AgentConfig) -> list[tuple[str, str]]:
         why = bind_problem(host, port, "API")
         if why:
             out.append(("api.tcp", why))
+    if cfg.bagpipe_compat.enabled:
+        host, port = tcp_address(cfg.bagpipe_compat.listen)
+        why = bind_problem(host, port, "bagpipe-bgp compatibility")
+        if why:
+            out.append(("bagpipe_compat.listen", why))
     return out
 
 
