@@ -7,7 +7,7 @@ PY    := $(VENV)/bin/python
 DEB_PACKAGES := gobgpd frr bird2 exabgp iputils-ping iproute2 tshark tcpdump iperf3 openssl curl \
                 clang llvm libbpf-dev bpftool libbpf1
 
-.PHONY: test demo demo-down deps venv lint bench clean ebpf
+.PHONY: test demo demo-down deps venv lint bench clean ebpf bagpipe-client
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -36,7 +36,19 @@ $(EBPF_OBJ): src/vpe/dataplane/ebpf/vpe_tc.c src/vpe/dataplane/ebpf/build.py
 
 ebpf: $(EBPF_OBJ)
 
-test: deps venv ebpf
+# networking-bagpipe's real clients (bagpipe-rest-attach, bagpipe-looking-glass) in a
+# virtualenv of their own, for the bagpipe-bgp compatibility e2e test (cached: installed
+# once; offline, the test skips and says why)
+BAGPIPE_VENV    ?= .bagpipe-venv
+BAGPIPE_VERSION ?= 25.0.0
+$(BAGPIPE_VENV)/.installed:
+	@rm -rf $(BAGPIPE_VENV); python3 -m venv $(BAGPIPE_VENV) && \
+	if $(BAGPIPE_VENV)/bin/pip install -q networking-bagpipe==$(BAGPIPE_VERSION) >$(BAGPIPE_VENV)/install.log 2>&1; \
+	then touch $@; else echo "networking-bagpipe not installed (see $(BAGPIPE_VENV)/install.log): the bagpipe-bgp e2e test will skip"; fi
+
+bagpipe-client: $(BAGPIPE_VENV)/.installed
+
+test: deps venv ebpf bagpipe-client
 	$(VENV)/bin/ruff check src tests bench tools
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports --no-logo
@@ -57,4 +69,4 @@ bench: venv
 	$(PY) bench/codec.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info $(EBPF_OBJ)
+	rm -rf $(VENV) $(BAGPIPE_VENV) build *.egg-info $(EBPF_OBJ)

@@ -409,8 +409,8 @@ class BagpipeCompat:
 
     def looking_glass(self, base: str, path: list[str]) -> Any:
         """bagpipe-bgp's looking-glass objects vpe has; None for a path it does not."""
-        def ref(*p: str) -> str:
-            return "/".join([base, *p])
+        def ref(*p: str) -> dict[str, str]:
+            return {"href": "/".join([base, *p])}
 
         match path:
             case []:
@@ -424,14 +424,15 @@ class BagpipeCompat:
             case ["bgp"]:
                 return {"peers": ref("bgp", "peers")}
             case ["bgp", "peers"]:
-                return [{"id": n["address"], "state": n["state"], "href": ref("bgp", "peers", n["address"])}
+                return [{"id": n["address"], "state": n["state"], **ref("bgp", "peers", n["address"])}
                         for n in self.view.summary()]
             case ["bgp", "peers", addr]:
                 return self.view.neighbor(addr)
             case ["vpns"]:
                 return {"instances": ref("vpns", "instances")}
             case ["vpns", "instances"]:
-                return [self._lg_instance_entry(n, ref("vpns", "instances", n)) for n in self.view.vrf_names()]
+                return [self._lg_instance_entry(n, ref("vpns", "instances", n)["href"])
+                        for n in self.view.vrf_names()]
             case ["vpns", "instances", name, *rest] if self.view.has_vrf(name):
                 d = self._lg_instance(name)
                 for p in rest:
