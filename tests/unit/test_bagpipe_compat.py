@@ -238,3 +238,43 @@ def test_config_section() -> None:
     assert cfg.bagpipe_compat.enabled and cfg.bagpipe_compat.listen == "127.0.0.1:18082"
     with pytest.raises(ConfigError, match="bagpipe_compat.listen"):
         parse_config(base + '[bagpipe_compat]\nlisten = "localhost:8082"\n')
+
+
+async def test_created_instances_are_remembered_across_a_restart(tmp_path: Path) -> None:
+    """An instance the listener created is still stopped with its last port after a restart
+    (kept in the state store), and one created through /v1 still is not."""
+    async def started() -> Engine:
+        e = Engine(parse_config(CONFIG.format(state=tmp_path)), Store.in_dir(tmp_path))
+        await e.start()
+        return e
+
+    async def stopped(e: Engine) -> None:
+        await e.stop()
+        assert e.store is not None
+        e.store.close()
+
+    e = await started()
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_bagpipe_app(e)),
+                                     base_url="http://127.0.0.1:8082") as b:
+            assert (await b.post("/attach_localport", json=rest_attach_body())).status_code == 200
+        e.ops.create_vpn("mine", {"route_targets": ["65000:9"]})
+    finally:
+        await stopped(e)
+    e = await started()
+    try:
+        app = create_bagpipe_app(e)
+        assert app.state.compat.owned == {"ipvpn-blue"}
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1:8082") as b:
+            assert (await b.post("/attach_localport", json=rest_attach_body(
+                vpn_instance_id="mine", import_rt=["65000:9"], export_rt=["65000:9"],
+                local_port={"linuxif": "ns-mine"}, ip_address="198.51.100.5/24", gateway_ip=None))).status_code == 200
+            r = await b.post("/detach_localport", json=rest_attach_body())
+            assert r.status_code == 200 and r.json()["vpn_instance_stopped"] is True
+            r = await b.post("/detach_localport", json=rest_attach_body(
+                vpn_instance_id="mine", local_port={"linuxif": "ns-mine"}, ip_address="198.51.100.5/24"))
+            assert r.status_code == 200 and r.json()["vpn_instance_stopped"] is False
+        assert not e.view.has_vrf("ipvpn-blue") and e.view.has_vrf("mine")
+        assert e.store is not None and e.store.meta("bagpipe_owned") == []
+    finally:
+        await stopped(e)

@@ -376,6 +376,11 @@ class Store:
         return {"label_space": {"low": low, "high": high, "hold_down": hold_down, "next": nxt},
                 "label_rows": rows, "rds": rds}
 
+    def meta(self, key: str) -> Any:
+        """A value a component keeps in the ``meta`` table (None when absent)."""
+        rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
+        return _loads(self.path, rows[0][0], f"meta[{key}]") if rows else None
+
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         try:
             return list(self._db.execute(sql, args).fetchall())
@@ -417,6 +422,11 @@ class Transaction:
 
     def delete_vpn(self, name: str) -> None:
         self._exec("DELETE FROM vpns WHERE name = ?", (name,))
+
+    def put_meta(self, key: str, value: Any) -> None:
+        """Keep ``value`` (JSON) under ``key`` in the ``meta`` table ('owner' is :meth:`Store.claim`'s)."""
+        self._exec("INSERT INTO meta (key, value) VALUES (?, ?) "
+                   "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, json.dumps(value, sort_keys=True)))
 
     def put_port(self, name: str, vrf: str, spec: dict[str, Any]) -> None:
         self._exec(

@@ -48,6 +48,7 @@ from pydantic import ValidationError
 
 from ..agent.durable import same_rts
 from ..agent.engine import Engine
+from ..agent.store import StoreError
 from ..vpn.attachments import Attachment
 from ..vpn.errors import InvalidValue
 from ..vpn.names import check_ifname, check_name
@@ -56,6 +57,9 @@ from .limits import MAX_BODY, BodyGuard
 from .models import PortAttach
 
 log = logging.getLogger("vpe.api.bagpipe")
+
+#: the state store's ``meta`` key of the VPN instances this listener created
+OWNED_KEY = "bagpipe_owned"
 
 #: the fields bagpipe-bgp's ``attach_localport`` takes (networking-bagpipe's API)
 ATTACH_FIELDS = frozenset({
@@ -284,12 +288,32 @@ class BagpipeCompat:
     def __init__(self, engine: Engine) -> None:
         self.view = engine.view
         self.ops = engine.ops
-        self.router = engine.router
+        self.store = engine.store
         #: drawn at start: changes when the agent restarts (bagpipe's restart detection)
         self.sequence = secrets.randbits(62) + 1
         self.started = time.time()
-        #: VPN instances this listener created: stopped (deleted) when their last port goes
+        #: VPN instances this listener created: stopped (deleted) when their last port goes;
+        #: kept in the state store (``meta``), so a restart does not forget them
         self.owned: set[str] = set()
+        if self.store is not None:
+            try:
+                kept = self.store.meta(OWNED_KEY) or []
+            except StoreError as e:
+                log.error("bagpipe compatibility: %s", e)
+                kept = []
+            self.owned = {n for n in kept if isinstance(n, str) and self.view.has_vrf(n)}
+
+    def _own(self, name: str, owned: bool) -> None:
+        before = set(self.owned)
+        (self.owned.add if owned else self.owned.discard)(name)
+        if self.store is None or self.owned == before:
+            return
+        try:
+            with self.store.transaction() as tx:
+                tx.put_meta(OWNED_KEY, sorted(self.owned))
+                tx.commit()
+        except StoreError as e:  # the instance then outlives its last port after a restart
+            log.error("bagpipe compatibility: cannot record VPN instance %s: %s", name, e)
 
     # -- attach / detach --------------------------------------------------------------
 
@@ -343,7 +367,7 @@ class BagpipeCompat:
                     raise
             else:
                 if await self._attach(want, req.vpn_spec()):
-                    self.owned.add(ep.vpn)
+                    self._own(ep.vpn, True)
         except REFUSED as e:
             raise _from_vpe(e) from None
         log.info("bagpipe attach: %s (%s, %s) in VPN instance %s as port %s", ep.ifname, ep.mac, ep.ip,
@@ -397,7 +421,7 @@ class BagpipeCompat:
             stopped = False
             if ep.vpn in self.owned and not self.view.vrf_json(ep.vpn)["ports"]:
                 self.ops.delete_vpn(ep.vpn)
-                self.owned.discard(ep.vpn)
+                self._own(ep.vpn, False)
                 stopped = True
         except REFUSED as e:
             raise _from_vpe(e) from None
