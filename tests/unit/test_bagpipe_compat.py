@@ -278,3 +278,14 @@ async def test_created_instances_are_remembered_across_a_restart(tmp_path: Path)
         assert e.store is not None and e.store.meta("bagpipe_owned") == []
     finally:
         await stopped(e)
+
+
+async def test_refused_attach_leaves_route_targets_as_they_were(clients: Any) -> None:
+    b, v = clients
+    assert (await b.post("/attach_localport", json=rest_attach_body())).status_code == 200
+    # another interface with the same address: the agent refuses it (409), the new RTs are undone
+    r = await b.post("/attach_localport", json=rest_attach_body(local_port="ns-other", import_rt=["65000:99"],
+                                                                 mac_address="02:00:00:00:00:23"))
+    assert r.status_code == 409 and r.json()["detail"].startswith("ip_address: "), r.text
+    assert (await v.get("/v1/vpns/ipvpn-blue")).json()["import_rts"] == ["target:65000:77"]
+    assert [p["name"] for p in (await v.get("/v1/ports")).json()] == ["ns-blue"]

@@ -328,22 +328,24 @@ class BagpipeCompat:
                 return a
         return None
 
-    def _sync_rts(self, ep: Endpoint) -> None:
-        """bagpipe-bgp sets a VPN instance's route targets with every attach."""
+    def _sync_rts(self, ep: Endpoint) -> dict[str, Any]:
+        """bagpipe-bgp sets a VPN instance's route targets with every attach; the
+        previous values of what changed (to undo it if the attach fails)."""
         vpn = ep.vpn
         if not self.view.has_vrf(vpn):
-            return
+            return {}
         cur = self.view.vrf_json(vpn)
         want = {"import_rts": list(ep.import_rts), "export_rts": list(ep.export_rts)}
         changes = {f: v for f, v in want.items() if not same_rts(v, cur[f])}
         if not changes:
-            return
+            return {}
         if vpn in self.ops.config_vrfs:
             f = next(iter(changes))
             raise BagpipeRefused(409, f"{f.removesuffix('s')}: VPN instance {vpn!r} is defined in the "
                                       f"configuration file with {f} {', '.join(cur[f]) or 'none'}; "
                                       "change them there")
         self.ops.update_vpn(vpn, changes)
+        return {f: cur[f] for f in changes}
 
     async def attach(self, body: Any) -> dict[str, Any]:
         ep = parse_request(body, attach=True)
@@ -354,20 +356,25 @@ class BagpipeCompat:
         req = merged(old, ep, old.name if old else port_name(ep.ifname, ep.vpn))
         want = req.attachment()
         try:
-            self._sync_rts(ep)
+            undo_rts = self._sync_rts(ep)
             if old is not None and _same_port(old, replace(want, state=old.state, sequence=old.sequence)):
                 return {"port": old.name, "changed": False}
-            if old is not None:
-                self.ops.detach(old.name)
-                try:
-                    await self._attach(want, None)
-                except BaseException:
-                    with contextlib.suppress(Exception):
-                        self.ops.attach(old)
-                    raise
-            else:
-                if await self._attach(want, req.vpn_spec()):
+            try:
+                if old is not None:
+                    self.ops.detach(old.name)
+                    try:
+                        await self._attach(want, None)
+                    except BaseException:
+                        with contextlib.suppress(Exception):
+                            self.ops.attach(old)
+                        raise
+                elif await self._attach(want, req.vpn_spec()):
                     self._own(ep.vpn, True)
+            except BaseException:  # a refused attach changes nothing: the route targets go back
+                if undo_rts:
+                    with contextlib.suppress(Exception):
+                        self.ops.update_vpn(ep.vpn, undo_rts)
+                raise
         except REFUSED as e:
             raise _from_vpe(e) from None
         log.info("bagpipe attach: %s (%s, %s) in VPN instance %s as port %s", ep.ifname, ep.mac, ep.ip,
