@@ -121,7 +121,8 @@ async def test_detach_one_endpoint_then_the_last_stops_the_instance(clients: Any
     await b.post("/attach_localport", json=rest_attach_body(ip_address="2001:db8:77::21/64", gateway_ip=None))
     r = await b.post("/detach_localport", json=rest_attach_body(ip_address="192.0.2.21/24"))
     assert r.status_code == 200 and r.json()["ips"] == ["2001:db8:77::21/64"]
-    assert (await v.get("/v1/ports/ns-blue")).json()["ips"] == ["2001:db8:77::21/64"]
+    port = (await v.get("/v1/ports/ns-blue")).json()
+    assert port["ips"] == ["2001:db8:77::21/64"] and port["gateways"] == []  # the IPv4 gateway went too
     r = await b.post("/detach_localport", json=rest_attach_body(ip_address="2001:db8:77::21/64"))
     assert r.status_code == 200 and r.json()["vpn_instance_stopped"] is True
     assert (await v.get("/v1/ports/ns-blue")).status_code == 404

@@ -61,15 +61,14 @@ log = logging.getLogger("vpe.api.bagpipe")
 #: the state store's ``meta`` key of the VPN instances this listener created
 OWNED_KEY = "bagpipe_owned"
 
-#: the fields bagpipe-bgp's ``attach_localport`` takes (networking-bagpipe's API)
+#: the fields bagpipe-bgp's ``attach_localport`` takes (networking-bagpipe's API); also those
+#: ``detach_localport`` accepts (clients send the attach body again)
 ATTACH_FIELDS = frozenset({
     "vpn_instance_id", "vpn_type", "import_rt", "export_rt", "instance_description", "description",
     "local_port", "mac_address", "ip_address", "gateway_ip", "advertise_subnet", "local_pref",
     "direction", "readvertise", "attract_traffic", "lb_consistent_hash_order", "fallback", "vni",
     "linuxbr",
 })
-#: ``detach_localport``'s (clients send the attach body again, so the same set)
-DETACH_FIELDS = ATTACH_FIELDS
 
 #: why each field vpe cannot honour is refused (when it is given a value that means something)
 UNSUPPORTED = {
@@ -417,7 +416,9 @@ class BagpipeCompat:
         try:
             self.ops.detach(a.name)
             if ep.ip is not None and rest:
-                smaller = replace(a, ips=tuple(rest))
+                families = {ipaddress.ip_interface(i).version for i in rest}
+                smaller = replace(a, ips=tuple(rest), gateways=tuple(
+                    g for g in a.gateways if ipaddress.ip_address(g).version in families))
                 try:
                     await self._attach(smaller, None)
                 except BaseException:
