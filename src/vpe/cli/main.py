@@ -22,7 +22,6 @@ import sys
 from typing import Any
 from urllib.parse import quote
 
-import httpx
 import typer
 from rich.table import Table
 
@@ -32,6 +31,7 @@ from ..lab.cli import lab_app
 from ..vpn.errors import InvalidValue
 from ..vpn.names import check_name
 from . import bgp as bgp_cli
+from .client import Target, TargetError, Unreachable, make_target
 from .output import console as plain_console
 from .output import fail
 
@@ -44,7 +44,9 @@ EPILOG = """Exit codes:
 
 2 usage error, invalid value (HTTP 422; the message names the field) or bad configuration file.
 
-3 the agent cannot be reached (the message names the socket; is `vpe agent` running?)."""
+3 the agent cannot be reached (the message names the socket or URL and why: refused, TLS verification, timeout).
+
+A remote agent: `vpe --api https://HOST:PORT --token-file FILE [--ca CA.pem] COMMAND` (or env VPE_API, VPE_TOKEN, VPE_CA); a refused token is exit 1."""
 
 app = typer.Typer(help="vpe: a virtual Provider Edge for BGP/MPLS IP VPNs.", no_args_is_help=True,
                   epilog=EPILOG, pretty_exceptions_enable=False)
@@ -126,13 +128,26 @@ def _seg(value: str, what: str = "name") -> str:
     return quote(value, safe="")
 
 
+#: the agent over TCP when ``--api``/``VPE_API`` is given (set by the callback), else None
+_remote: list[Target] = []
+
+
+def target(socket: str) -> Target:
+    """Where this invocation's requests go: the ``--api`` target, or the Unix socket ``socket``."""
+    return _remote[0] if _remote else Target(socket=socket)
+
+
 def _call(socket: str, method: str, path: str, body: Any = None, **params: Any) -> Any:
+    t = target(socket)
     try:
-        with httpx.Client(transport=httpx.HTTPTransport(uds=socket), timeout=30.0) as c:
-            r = c.request(method, f"http://vpe{path}", json=body,
-                          params={k: v for k, v in params.items() if v is not None})
-    except (httpx.ConnectError, FileNotFoundError, httpx.TransportError) as e:
-        fail(f"cannot reach the vpe agent at {socket}: {e} (is `vpe agent` running?)", EXIT_UNREACHABLE)
+        r = t.request(method, path, json=body, params={k: v for k, v in params.items() if v is not None})
+    except Unreachable as e:
+        fail(e, EXIT_UNREACHABLE)
+    except TargetError as e:
+        fail(e, EXIT_USAGE)
+    socket = t.where
+    if r.status_code == 401 and t.url is not None:
+        fail(t.unauthorized(), EXIT_REFUSED)
     if r.status_code >= 400:  # 422 -> 2 (usage/validation); other 4xx and 5xx -> 1
         try:
             detail = r.json().get("detail", r.text)
@@ -166,9 +181,26 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                       help="print the version and exit")) -> None:
+def _main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="print the version and exit"),
+    api: str = typer.Option(None, "--api", envvar="VPE_API", show_envvar=False,
+                            help="reach the agent over TCP: http(s)://HOST:PORT, its [api] tcp (env VPE_API); "
+                                 "default: the Unix socket"),
+    token_file: str = typer.Option(None, "--token-file", help="file holding the agent's [api] token "
+                                                             "(or the token itself in env VPE_TOKEN)"),
+    ca: str = typer.Option(None, "--ca", envvar="VPE_CA", show_envvar=False,
+                           help="CA certificate(s) that verify an https:// agent (env VPE_CA; default: "
+                                "the system's)"),
+) -> None:
     """vpe: a virtual Provider Edge for BGP/MPLS IP VPNs."""
+    _remote.clear()
+    try:
+        t = make_target(DEFAULT_SOCKET, api, token_file, os.environ.get("VPE_TOKEN"), ca)
+    except TargetError as e:
+        fail(e, EXIT_USAGE)
+    if t.url is not None:
+        _remote.append(t)
 
 
 vpn = typer.Typer(help="VPN instances (VRFs) of this vPE.", no_args_is_help=True)
