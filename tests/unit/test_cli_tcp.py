@@ -26,7 +26,8 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from vpe.cli.client import TargetError, check_url, make_target
+from vpe.cli.client import Target, TargetError, check_url, make_target
+from vpe.cli.lg import Background, make_server
 from vpe.cli.main import app
 
 TOKEN = "tcp-cli-token-0123456789"
@@ -190,3 +191,61 @@ def test_empty_token_file(tmp_path: Path) -> None:
 def test_check_url_keeps_ipv6_and_drops_slash() -> None:
     assert check_url("https://[::1]:8443/") == "https://[::1]:8443"
     assert make_target("/run/x.sock", None, None, "ignored", None).socket == "/run/x.sock"
+
+
+# -- `vpe lg`: the looking glass proxied to a local browser ------------------------------------
+
+
+def _tcp_target(agent: TcpAgent) -> Target:
+    return make_target("/unused", agent.url, str(agent.token_file), None, str(agent.ca))
+
+
+@pytest.mark.parametrize("over", ["socket", "tcp"])
+def test_lg_proxy_serves_pages_only(agent: TcpAgent, over: str) -> None:
+    t = Target(socket=str(agent.dir / "api.sock")) if over == "socket" else _tcp_target(agent)
+    bg = Background(make_server(t, "127.0.0.1", 0))
+    try:
+        with httpx.Client(timeout=10) as c:
+            r = c.get(bg.url)
+            assert r.status_code == 200 and "router id 198.18.0.8" in r.text, r.text
+            assert "default-src 'none'" in r.headers["content-security-policy"]
+            assert c.get(bg.url + "neighbors").status_code == 200
+            r = c.get(bg.url.removesuffix("/lg/"), follow_redirects=False)
+            assert r.status_code == 308 and r.headers["location"] == "/lg/"
+            assert c.get(bg.url.removesuffix("lg/") + "v1/vpns").status_code == 404  # the API stays out
+            assert c.post(bg.url.removesuffix("lg/") + "v1/vpns", json={}).status_code == 405
+            assert c.get(bg.url, headers={"Host": "evil.example:80"}).status_code == 421
+    finally:
+        bg.close()
+
+
+def test_lg_proxy_wrong_token_and_no_agent(agent: TcpAgent, tmp_path: Path) -> None:
+    bad = tmp_path / "t"
+    bad.write_text("nope")
+    for t, needle in ((make_target("/u", agent.url, str(bad), None, str(agent.ca)), "refused the bearer token"),
+                      (Target(socket=str(tmp_path / "none.sock")), "cannot reach the vpe agent")):
+        bg = Background(make_server(t, "127.0.0.1", 0))
+        try:
+            r = httpx.get(bg.url, timeout=10)
+            assert r.status_code == 502 and needle in r.text, r.text
+            assert "nope" not in r.text
+        finally:
+            bg.close()
+
+
+def test_vpe_lg_command(agent: TcpAgent) -> None:
+    """`vpe lg --port 0` prints its URL, serves the agent's pages over TCP with the token, stops on SIGTERM."""
+    proc = subprocess.Popen([sys.executable, "-m", "vpe.cli.main", "--api", agent.url, "--token-file",
+                             str(agent.token_file), "--ca", str(agent.ca), "lg", "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert f"looking glass of the agent at {agent.url}: http://127.0.0.1:" in line, line
+        url = line.split(": ", 1)[1].split(";")[0].split()[0]
+        r = httpx.get(url + "vrfs", timeout=10)
+        assert r.status_code == 200 and "<table>" in r.text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
+    assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""

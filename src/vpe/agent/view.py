@@ -78,6 +78,10 @@ class AgentView:
         Adj-RIB-In, so it is counted only when asked; otherwise it is None."""
         return [self._neighbor_json(addr, p, accepted) for addr, p in self._router.speaker.peers.items()]
 
+    def identity(self) -> dict[str, Any]:
+        """Local AS and router id (the summary's header, without walking anything)."""
+        return {"local_as": self._router.local_as, "router_id": str(self._router.router_id)}
+
     def bgp_summary(self) -> dict[str, Any]:
         """The summary with its header: local AS and router id."""
         return {"local_as": self._router.local_as, "router_id": str(self._router.router_id),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -19,6 +21,11 @@ class BearerAuth:
 
     Used on the TCP listener only (R13.4); the Unix socket is guarded by its
     file permissions. The token is compared in constant time.
+
+    A browser cannot send a bearer token, so HTTP Basic authentication with
+    the token as the password (any user name) is the same credential; a 401
+    for the web looking glass (``/lg``) carries a Basic challenge so that the
+    browser asks for it. Only ever over TLS when the network is not trusted.
     """
 
     def __init__(self, app: ASGIApp, token: str) -> None:
@@ -37,6 +44,9 @@ class BearerAuth:
                 given = bytes(v)
                 break
         scheme, _, cred = given.partition(b" ")
+        if scheme.lower() == b"basic":
+            cred = _basic_password(cred.strip())
+            scheme = b"bearer"
         if scheme.lower() == b"bearer" and secrets.compare_digest(cred.strip(), self._token):
             await self.app(scope, receive, send)
             return
@@ -49,6 +59,24 @@ class BearerAuth:
             "status": 401,
             "headers": [(b"content-type", b"application/json"),
                         (b"content-length", str(len(body)).encode()),
-                        (b"www-authenticate", b'Bearer realm="vpe"')],
+                        (b"www-authenticate", _LG_CHALLENGE if _is_lg(scope) else b'Bearer realm="vpe"')],
         })
         await send({"type": "http.response.body", "body": body})
+
+
+_LG_CHALLENGE = b'Basic realm="vpe looking glass: the API token is the password", charset="UTF-8"'
+
+
+def _is_lg(scope: Scope) -> bool:
+    path = str(scope.get("path") or "")
+    return path == "/lg" or path.startswith("/lg/")
+
+
+def _basic_password(cred: bytes) -> bytes:
+    """The password of an HTTP Basic credential (``b""`` when it is not one)."""
+    try:
+        text = base64.b64decode(cred, validate=True)
+    except (binascii.Error, ValueError):
+        return b""
+    _, sep, password = text.partition(b":")
+    return password if sep else b""

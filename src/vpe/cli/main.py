@@ -408,6 +408,62 @@ def detach(name: str, socket: str = SocketOpt) -> None:
     console.print(f"detached {name}")
 
 
+@app.command("lg")
+def lg(
+    port: int = typer.Option(8099, "--port", "-p", help="local port (0: any free one)"),
+    lab: str = typer.Option(None, "--lab", help="also draw this lab (a `vpe lab up` prefix) at /lg/lab"),
+    lab_state_dir: str = typer.Option(None, "--lab-state-dir", help="the lab's state directory "
+                                                                     "(default: the prefix's)"),
+    socket: str = SocketOpt,
+) -> None:
+    """Serve the agent's web looking glass to a local browser at http://127.0.0.1:PORT/lg/.
+
+    Passes GET /lg/... to the agent (its Unix socket, or --api with the token) and nothing else."""
+    from pathlib import Path
+
+    from . import lg as lg_proxy
+
+    t = target(socket)
+    if not 0 <= port < 65536:
+        fail(f"--port: {port} is not a TCP port", EXIT_USAGE)
+    lab_page = None
+    if lab or lab_state_dir:
+        from ..lab.layout import default_state_dir
+        from ..lab.topology import check_prefix
+
+        try:
+            sd = Path(lab_state_dir) if lab_state_dir else default_state_dir(check_prefix(lab))
+        except ValueError as e:
+            fail(f"--lab: {e}", EXIT_USAGE)
+        if not (sd / "lab.json").is_file():
+            fail(f"--lab: no lab state in {sd} (is the lab up? `vpe lab status`)", EXIT_USAGE)
+        if not _remote and socket == DEFAULT_SOCKET and lab:
+            # the lab's first host's agent, unless a socket was named
+            hosts = json.loads((sd / "lab.json").read_text()).get("topology", {}).get("hosts", [])
+            if hosts:
+                t = Target(socket=str(sd / str(hosts[0]["name"]) / "vpe.sock"))
+        lab_page = lambda: lg_proxy.lab_picture(sd)  # noqa: E731
+    try:
+        server = lg_proxy.make_server(t, "127.0.0.1", port, lab_page)
+    except OSError as e:
+        fail(f"--port: cannot listen on 127.0.0.1:{port}: {e.strerror or e}", EXIT_USAGE)
+    url = f"http://127.0.0.1:{server.server_port}/lg/"
+    print(f"looking glass of the agent at {t.where}: {url}" + (f" (the lab: {url}lab)" if lab_page else "")
+          + "; Ctrl-C stops", flush=True)
+    import signal as _signal
+
+    def _stop(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    _signal.signal(_signal.SIGTERM, _stop)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
 def main() -> None:
     """The ``vpe`` command: :data:`app`, with any unexpected failure as one line and exit 1."""
     try:
