@@ -189,10 +189,25 @@ def graph_svg(nodes: Sequence[Node], edges: Sequence[Edge], title: str, width: i
     width = max(width, 2 * r2 + 260)
     cx, cy = width / 2, height / 2
     pos: dict[str, tuple[float, float]] = {centre.id: (cx, cy)}
-    for ring, radius, shift in ((ring1, r1, -math.pi / 2), (ring2, r2, -math.pi / 2 + 0.3)):
-        for i, n in enumerate(ring):
-            a = shift + 2 * math.pi * i / len(ring)
-            pos[n.id] = (cx + radius * math.cos(a), cy + radius * math.sin(a))
+    angle: dict[str, float] = {}
+    for i, n in enumerate(ring1):
+        angle[n.id] = -math.pi / 2 + 2 * math.pi * i / len(ring1)
+    # the outer ring: each node beside the inner node it is linked to, the rest spread out
+    children: dict[str, list[str]] = {}
+    for n in ring2:
+        parent = next((e.a if e.b == n.id else e.b for e in edges
+                       if n.id in (e.a, e.b) and (e.b if e.a == n.id else e.a) in angle), None)
+        children.setdefault(parent or "", []).append(n.id)
+    spread = min(0.5, 2 * math.pi / max(1, len(ring2)))
+    for parent, ids in children.items():
+        for j, nid in enumerate(ids):
+            if parent:
+                angle[nid] = angle[parent] + (j - (len(ids) - 1) / 2) * spread
+            else:
+                angle[nid] = -math.pi / 2 + 0.3 + 2 * math.pi * j / len(ids)
+    for n in ring1 + ring2:
+        radius = r1 if n in ring1 else r2
+        pos[n.id] = (cx + radius * math.cos(angle[n.id]), cy + radius * math.sin(angle[n.id]))
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{width}" height="{height:.0f}" '
            f'viewBox="0 0 {width} {height:.0f}"><title>{esc(title)}</title>'
            f'<rect width="100%" height="100%" fill="#ffffff" stroke="#d5d9e0"/>']
