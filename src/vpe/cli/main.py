@@ -90,30 +90,76 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(d, default=str)
 
 
+#: syslog priority of each level: the ``<N>`` prefix journald reads from a service's stderr
+_PRIORITY = {logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6, logging.DEBUG: 7}
+
+
+class _JournalFormatter(logging.Formatter):
+    """For stderr connected to the journal: no timestamp (journald stamps each line) and
+    the level as a ``<N>`` syslog prefix, so ``journalctl -p warning`` filters by it."""
+
+    def __init__(self) -> None:
+        super().__init__("%(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        prio = _PRIORITY.get(record.levelno, 6 if record.levelno < logging.WARNING else 3)
+        # every line of a multi-line message (a traceback) is its own journal entry: prefix each
+        return "\n".join(f"<{prio}>{line}" for line in super().format(record).splitlines())
+
+
+def under_journal(stream: Any = None) -> bool:
+    """Is ``stream`` (stderr) the journal's stream (systemd sets ``JOURNAL_STREAM=dev:inode``)?"""
+    want = os.environ.get("JOURNAL_STREAM", "")
+    dev, _, ino = want.partition(":")
+    if not dev.isdigit() or not ino.isdigit():
+        return False
+    try:
+        st = os.fstat((stream or sys.stderr).fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
+    return (st.st_dev, st.st_ino) == (int(dev), int(ino))
+
+
 def _setup_logging(level: str, as_json: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if as_json:
         handler.setFormatter(_JsonFormatter())
+    elif under_journal():
+        handler.setFormatter(_JournalFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
 
 
+#: the configuration ``vpe agent`` reads without ``--config`` (env VPE_CONFIG)
+DEFAULT_CONFIG = "/etc/vpe/agent.toml"
+
+
 @app.command()
 def agent(
-    config: str = typer.Option(..., "--config", "-c", help="TOML configuration file"),
+    config: str = typer.Option(DEFAULT_CONFIG, "--config", "-c", envvar="VPE_CONFIG", show_envvar=False,
+                               help="TOML configuration file (env VPE_CONFIG)"),
     log_level: str = typer.Option("info", help="debug, info, warning, error"),
     log_json: bool = typer.Option(False, "--log-json", help="one JSON object per log line"),
     withdraw_on_exit: bool = typer.Option(
         False, "--withdraw-on-exit",
         help="on SIGTERM/SIGINT send a Cease to every peer (default: leave as for a graceful restart)"),
 ) -> None:
-    """Run the control plane (BGP speaker, API) in the foreground."""
+    """Run the control plane (BGP speaker, API) in the foreground.
+
+    Without ``state_dir`` in the configuration, the state is kept in
+    /var/lib/vpe/<router id>-<hash of the configuration's path> (docs/operations.md)."""
+    from ..agent.statedir import resolve_state_dir
+
     try:
-        cfg = load_config(config)
+        loaded = load_config(config)
     except ConfigError as e:
         fail(e, EXIT_USAGE)
     _setup_logging(log_level, log_json)
+    try:
+        cfg = resolve_state_dir(loaded, config)
+    except ConfigError as e:
+        fail(e, EXIT_USAGE)
     from ..daemon import main as run
 
     run(cfg, withdraw_on_exit=withdraw_on_exit, source=config)
