@@ -208,6 +208,13 @@ class AgentView:
     def has_vrf(self, name: str) -> bool:
         return name in self._bridge.vpn.vrfs
 
+    def vrf_brief(self, name: str) -> dict[str, Any]:
+        """A VRF without its table (RD, RTs, route counts, ports, description): cheap for lists."""
+        d = self._bridge.vpn.vrf(name).to_json()
+        d["ports"] = [a.name for a in self._bridge.attachments.by_vrf(name)]
+        d["description"] = self._descriptions.get(name, {}).get("description", "")
+        return d
+
     def vrf_json(self, name: str) -> dict[str, Any]:
         d = self._bridge.vpn.describe(name)
         d["ports"] = [a.name for a in self._bridge.attachments.by_vrf(name)]

@@ -279,7 +279,7 @@ def lg_router(view: AgentView, counters_timeout: float = 2.0) -> APIRouter:
 
     @api.get("/", response_class=HTMLResponse)
     async def overview() -> HTMLResponse:
-        s = view.bgp_summary()
+        s = {**view.identity(), "neighbors": view.summary(accepted=False)}  # no Adj-RIB-In walk
         up = sum(1 for n in s["neighbors"] if n["state"] == "Established")
         rows = [[link(f"/lg/neighbors#n-{n['address']}", n["address"]), esc(n["remote_as"] or "any"),
                  state_html(n["state"], n.get("admin_down", False)),
@@ -331,7 +331,7 @@ def lg_router(view: AgentView, counters_timeout: float = 2.0) -> APIRouter:
         names = view.vrf_names(offset, VRF_PAGE + 1)
         rows = []
         for name in names[:VRF_PAGE]:
-            d = view.vrf_json(name)
+            d = view.vrf_brief(name)
             routes = d.get("routes") or {}
             rows.append([link(f"/lg/vrfs/{seg(name)}", name), esc(d.get("rd")), esc(d.get("import_rts")),
                          esc(d.get("export_rts")), esc(routes.get("ipv4", 0)), esc(routes.get("ipv6", 0)),

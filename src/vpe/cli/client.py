@@ -50,8 +50,9 @@ class Target:
         """An HTTP client whose relative URLs (``/v1/...``) reach the agent."""
         if self.url is None:
             assert self.socket is not None
-            return httpx.Client(transport=httpx.HTTPTransport(uds=self.socket), base_url="http://vpe",
-                                timeout=timeout)
+            # plain HTTP over the socket: no CA bundle to load
+            return httpx.Client(transport=httpx.HTTPTransport(uds=self.socket, verify=False),
+                                base_url="http://vpe", timeout=timeout)
         verify: ssl.SSLContext | bool = True
         if self.url.startswith("https:"):
             try:
@@ -62,9 +63,13 @@ class Target:
         return httpx.Client(base_url=self.url, verify=verify, timeout=timeout,
                             headers={"Authorization": f"Bearer {self.token}"})
 
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """One request; :class:`Unreachable` when no answer came back."""
+    def request(self, method: str, path: str, client: httpx.Client | None = None,
+                **kwargs: Any) -> httpx.Response:
+        """One request (on ``client``, made by :meth:`client`, when given: a long-lived
+        caller keeps its connections); :class:`Unreachable` when no answer came back."""
         try:
+            if client is not None:
+                return client.request(method, path, **kwargs)
             with self.client() as c:
                 return c.request(method, path, **kwargs)
         except httpx.TransportError as e:

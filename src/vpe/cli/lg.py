@@ -35,6 +35,7 @@ _PASS = ("content-type", "content-security-policy", "x-content-type-options", "r
 def make_server(target: Target, host: str, port: int,
                 lab_page: Callable[[], tuple[int, str]] | None = None) -> ThreadingHTTPServer:
     """The proxy, bound (``port`` 0: any free port); serve it with ``serve_forever``."""
+    client = target.client()  # one for the server's life: connections are reused (httpx pools are thread-safe)
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "vpe-lg"
@@ -90,8 +91,8 @@ def make_server(target: Target, host: str, port: int,
                 self._html(status, html)
                 return
             try:
-                r = target.request(self.command, path, headers={"Accept": self.headers.get("Accept", "*/*")},
-                                   follow_redirects=False)
+                r = target.request(self.command, path, client,
+                                   headers={"Accept": self.headers.get("Accept", "*/*")}, follow_redirects=False)
             except Unreachable as e:
                 self._plain(502, str(e))
                 return
@@ -115,7 +116,20 @@ def make_server(target: Target, host: str, port: int,
 
         do_POST = do_PUT = do_PATCH = do_DELETE = _refuse  # noqa: N815
 
-    return ThreadingHTTPServer((host, port), Handler)
+    try:
+        server = ThreadingHTTPServer((host, port), Handler)
+    except BaseException:
+        client.close()
+        raise
+    server.client = client  # type: ignore[attr-defined]  # closed by close_server()
+    return server
+
+
+def close_server(server: ThreadingHTTPServer) -> None:
+    server.server_close()
+    client = getattr(server, "client", None)
+    if client is not None:
+        client.close()
 
 
 class Background:
@@ -132,7 +146,7 @@ class Background:
 
     def close(self) -> None:
         self.server.shutdown()
-        self.server.server_close()
+        close_server(self.server)
         self.thread.join(5)
 
 

@@ -491,6 +491,8 @@ def lg(
         lab_page = lambda: lg_proxy.lab_picture(sd)  # noqa: E731
     try:
         server = lg_proxy.make_server(t, "127.0.0.1", port, lab_page)
+    except TargetError as e:
+        fail(e, EXIT_USAGE)
     except OSError as e:
         fail(f"--port: cannot listen on 127.0.0.1:{port}: {e.strerror or e}", EXIT_USAGE)
     url = f"http://127.0.0.1:{server.server_port}/lg/"
@@ -507,7 +509,7 @@ def lg(
     except KeyboardInterrupt:
         pass
     finally:
-        server.server_close()
+        lg_proxy.close_server(server)
 
 
 def main() -> None:
