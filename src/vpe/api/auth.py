@@ -22,10 +22,13 @@ class BearerAuth:
     Used on the TCP listener only (R13.4); the Unix socket is guarded by its
     file permissions. The token is compared in constant time.
 
-    A browser cannot send a bearer token, so HTTP Basic authentication with
-    the token as the password (any user name) is the same credential; a 401
-    for the web looking glass (``/lg``) carries a Basic challenge so that the
-    browser asks for it. Only ever over TLS when the network is not trusted.
+    A browser cannot send a bearer token, so for the read-only web looking
+    glass (``GET``/``HEAD`` under ``/lg``) HTTP Basic authentication with the
+    token as the password (any user name) is the same credential, and its 401
+    carries a Basic challenge so that the browser asks. Nowhere else: a
+    browser sends remembered Basic credentials with any request to the site,
+    also one a page of another site makes it send (a form POST), so the API
+    that changes state takes the bearer header only.
     """
 
     def __init__(self, app: ASGIApp, token: str) -> None:
@@ -44,7 +47,7 @@ class BearerAuth:
                 given = bytes(v)
                 break
         scheme, _, cred = given.partition(b" ")
-        if scheme.lower() == b"basic":
+        if scheme.lower() == b"basic" and _is_lg(scope) and scope.get("method") in ("GET", "HEAD"):
             cred = _basic_password(cred.strip())
             scheme = b"bearer"
         if scheme.lower() == b"bearer" and secrets.compare_digest(cred.strip(), self._token):
