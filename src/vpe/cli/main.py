@@ -231,9 +231,9 @@ def _main(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                  help="print the version and exit"),
     api: str = typer.Option(None, "--api", envvar="VPE_API", show_envvar=False,
-                            help="reach the agent over TCP: http(s)://HOST:PORT, its [api] tcp (env VPE_API); "
+                            help="reach the agent over TCP: http(s)://HOST:PORT, its api.tcp (env VPE_API); "
                                  "default: the Unix socket"),
-    token_file: str = typer.Option(None, "--token-file", help="file holding the agent's [api] token "
+    token_file: str = typer.Option(None, "--token-file", help="file holding the agent's api.token "
                                                              "(or the token itself in env VPE_TOKEN)"),
     ca: str = typer.Option(None, "--ca", envvar="VPE_CA", show_envvar=False,
                            help="CA certificate(s) that verify an https:// agent (env VPE_CA; default: "
