@@ -35,6 +35,7 @@ from ..dataplane.driver import (
     LabelEntry,
     NextHop,
     Port,
+    Redirect,
     ReplicationList,
     Route,
     RouteKey,
@@ -107,6 +108,8 @@ class FibResolver:
         self.replication: dict[str, ReplicationList] = {}
         #: label swap entries set from outside the VPN service's bindings
         self.swaps: dict[int, LabelEntry] = {}
+        #: flow classifier redirects (service chains), by name
+        self.redirects: dict[str, Redirect] = {}
         #: the VPN service of the last table change, to re-resolve what depends on ports
         self._vpn: VpnService | None = None
         #: table changes holding a local static route: their next hop resolves to a
@@ -155,6 +158,18 @@ class FibResolver:
             return None
         self.labels[label] = entry
         return Batch(add_labels=(entry,))
+
+    def set_redirect(self, r: Redirect) -> Batch | None:
+        """Traffic of ``r.vrf`` matching ``r`` is looked up in ``r.target`` (service chains)."""
+        if self.redirects.get(r.name) == r:
+            return None
+        self.redirects[r.name] = r
+        return Batch(add_redirects=(r,))
+
+    def remove_redirect(self, name: str) -> Batch | None:
+        if self.redirects.pop(name, None) is None:
+            return None
+        return Batch(remove_redirects=(name,))
 
     def remove_swap(self, label: int) -> Batch | None:
         """Forget the swap entry of ``label`` (None when there was none)."""
@@ -262,6 +277,10 @@ class FibResolver:
         for e in entries:
             if e.next_hop is None and e.kind is RouteKind.HOST and isinstance(e.origin, Endpoint):
                 return NextHop.local(e.origin.name)
+            if e.source is RouteSource.LOCAL and e.kind is RouteKind.STATIC and e.next_hop is not None:
+                # a service instance on this host attracts the prefix (docs/service-chains.md)
+                port = self._port_for(src_vrf, e.next_hop)
+                return NextHop.local(port) if port is not None else None
         return None
 
     def encap_for(self, offered: tuple[int, ...]) -> Encap:
@@ -289,4 +308,5 @@ class FibResolver:
     def state(self) -> State:
         """Everything the forwarder should hold (what a full sync sends)."""
         return State(ports=tuple(self.ports.values()), routes=tuple(self.routes.values()),
-                     labels=tuple(self.labels.values()), replication=tuple(self.replication.values()))
+                     labels=tuple(self.labels.values()), replication=tuple(self.replication.values()),
+                     redirects=tuple(self.redirects[n] for n in sorted(self.redirects)))
