@@ -190,11 +190,16 @@ class FibResolver:
         remove: list[RouteKey] = []
         for ch in changes:
             key = RouteKey(ch.vrf, ch.network)
-            if any(r.source is RouteSource.LOCAL and r.kind is RouteKind.STATIC for r in ch.routes):
+            hops = self._next_hops(ch, vpn, bindings)
+            if any(r.source is RouteSource.LOCAL and r.kind is RouteKind.STATIC for r in ch.routes) or (
+                    not hops and any(r.source is RouteSource.IMPORTED and r.next_hop == self.underlay
+                                     for r in ch.routes)):
+                # resolved through a port by address (a static route; our own route imported
+                # into another VRF, e.g. a service instance's attraction, that found no port
+                # yet): the port may come later
                 self._statics[key] = ch
             else:
                 self._statics.pop(key, None)
-            hops = self._next_hops(ch, vpn, bindings)
             if hops:
                 moved = ch.routes[-1].rank[0] == RANK_NOT_HERE and ch.routes[0].source is not RouteSource.LOCAL
                 r = Route(ch.vrf, ch.network, tuple(hops[:_MAX_NEXT_HOPS]), moved=moved)

@@ -1,0 +1,244 @@
+"""R12.1, R12.4: service chains steered by routes, with real packets through namespaces.
+
+The lab (``labs/chain.yaml``): red1 and blue1 (client VPNs red and blue) on
+h1, the server web1 (VPN internet) on h3; red and blue exchange no routes
+with internet. Service instances are namespaces with IP forwarding and two
+ports (inside, outside), attached through each host's agent API with a
+service role; the chains are put through ``PUT /v1/chains``. Nothing is
+configured on h1, where the traffic starts, but the chain (per chain, not
+per flow). Built once per dataplane driver.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from ipaddress import ip_address, ip_network
+from typing import Any
+
+import httpx
+import pytest
+from e2e_lab import DRIVERS, E2E, RunningLab, start_lab
+
+from vpe.lab import netns
+
+pytestmark = [*E2E, pytest.mark.timeout(240)]
+
+GW = "203.0.113.1"
+SERVER = "198.51.100.10"
+HOSTS = ("h1", "h2", "h3")
+#: the VPNs every host needs for the chains (the chain names them); RTs as in chain.yaml
+VPNS = {"red": "65000:301", "blue": "65000:302", "internet": "65000:310"}
+
+
+def call(lab: RunningLab, host: str, method: str, path: str, body: Any = None) -> httpx.Response:
+    sock = str(lab.lab.node_dir(host) / "vpe.sock")
+    with httpx.Client(transport=httpx.HTTPTransport(uds=sock), timeout=10) as c:
+        return c.request(method, f"http://vpe{path}", json=body)
+
+
+def ok(r: httpx.Response) -> Any:
+    assert r.status_code < 300, f"{r.request.method} {r.request.url.path}: {r.status_code} {r.text}"
+    return r.json() if r.content else None
+
+
+def add_instance(lab: RunningLab, host: str, name: str, chain: str, service: str, n: int,
+                 client_net: str, pool: str | None = None, snat: str | None = None) -> None:
+    """Namespace ``name`` on ``host``: in0 (inside, 203.0.113.<n>1) and out0 (outside,
+    203.0.113.<n>2), IP forwarding on, back to ``client_net`` through in0 and
+    everything else through out0; ``snat``: nftables SNAT on out0 to that range."""
+    ns = lab.ns(name)
+    netns.netns_add(ns)
+    lab.extra_namespaces.append(ns)
+    netns.sysctl_set(ns, {"net/ipv4/ip_forward": 1, "net/ipv4/conf/all/rp_filter": 0,
+                          "net/ipv4/conf/default/rp_filter": 0, "net/ipv4/conf/all/send_redirects": 0})
+    host_ns = lab.ns(host)
+    for i, (side, ifn) in enumerate((("inside", "in0"), ("outside", "out0"))):
+        port = f"s-{name}-{ifn[:-1]}"
+        ip = f"203.0.113.{n * 10 + i + 1}"
+        mac = f"02:5c:00:00:{n:02x}:{i + 1:02x}"
+        netns.veth_add(host_ns, port, ns, ifn)
+        netns.sysctl_set(host_ns, {netns.iface_key("ipv4", port, "rp_filter"): 0})
+        netns.sysctl_set(ns, {netns.iface_key("ipv4", ifn, "rp_filter"): 0})
+        netns.link_set(host_ns, port)
+        netns.link_set(ns, ifn, mac=mac)
+        lab.run(name, sys.executable, "-m", "vpe.dataplane.userspace.offload", ifn, check=True)
+        netns.addr_add(ns, ifn, f"{ip}/32")
+        role = {"chain": chain, "service": service, "side": side}
+        if side == "outside" and pool is not None:
+            role["pool"] = pool
+        ok(call(lab, host, "POST", "/v1/ports", {
+            "name": f"{name}-{side}", "ifname": port, "mac": mac, "ips": [f"{ip}/32"],
+            "gateways": [GW], "service": role}))
+    lab.run(name, "ip", "route", "add", client_net, "via", GW, "dev", "in0", "onlink", check=True)
+    lab.run(name, "ip", "route", "add", "default", "via", GW, "dev", "out0", "onlink", check=True)
+    if snat is not None:
+        lab.run(name, "nft", "add table ip nat", check=True)
+        lab.run(name, "nft", "add chain ip nat post { type nat hook postrouting priority 100 ; }", check=True)
+        lab.run(name, "nft", f"add rule ip nat post oifname out0 snat to {snat}", check=True)
+
+
+def if_counts(lab: RunningLab, node: str) -> dict[str, int]:
+    out = {}
+    for ifn in ("in0", "out0"):
+        for d in ("rx", "tx"):
+            r = lab.run(node, "cat", f"/sys/class/net/{ifn}/statistics/{d}_packets", check=True)
+            out[f"{ifn}.{d}"] = int(r.stdout)
+    return out
+
+
+def wait_for(pred: Any, what: str, timeout: float = 30.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"not in {timeout} s: {what}")
+
+
+@pytest.fixture(scope="module", params=DRIVERS)
+def chain_lab(request: pytest.FixtureRequest) -> Iterator[RunningLab]:
+    lab = start_lab("chain", driver=request.param)
+    try:
+        for h in HOSTS:
+            have = {v["name"] for v in ok(call(lab, h, "GET", "/v1/vpns"))}
+            for name, rt in VPNS.items():
+                if name not in have:  # a chain names its VPNs: every host with an instance knows them
+                    ok(call(lab, h, "POST", "/v1/vpns", {"name": name, "route_targets": [rt]}))
+            for s in ({"name": "fw"}, {"name": "ids"}, {"name": "lb"},
+                      {"name": "nat", "nat_pool": "203.0.113.128/26"}):
+                ok(call(lab, h, "PUT", f"/v1/services/{s['name']}", s))
+            ok(call(lab, h, "PUT", "/v1/chains/web", {
+                "vpn": "red", "destination": "internet", "services": ["fw", "ids", "lb"],
+                "prefixes": ["198.51.100.0/24"], "route_target_base": "65000:9100"}))
+            ok(call(lab, h, "PUT", "/v1/chains/natc", {
+                "vpn": "blue", "destination": "internet", "services": ["nat"],
+                "prefixes": ["198.51.100.0/24"]}))
+        yield lab
+    finally:
+        lab.teardown()
+
+
+def received(r: Any) -> int:
+    for line in r.stdout.splitlines():
+        if " received" in line:
+            return int(line.split(",")[1].split()[0])
+    return 0
+
+
+def test_r12_1_three_service_chain_across_three_hosts(chain_lab: RunningLab) -> None:
+    """R12.1: red's traffic to 198.51.100.0/24 goes through fw (h2), ids (h3) and lb (h1)
+    before reaching VPN internet, and comes back the same way: each instance's
+    inside and outside interfaces count every request and every reply, for
+    pings from red1 to web1 and from web1 to red1. Red and internet share no
+    route target: without the chain there is no path at all."""
+    lab = chain_lab
+    assert not lab.reaches("red1", SERVER, count=1)  # no chain instance yet: no route
+    add_instance(lab, "h2", "fw1", "web", "fw", 1, "192.0.2.0/24")
+    add_instance(lab, "h3", "ids1", "web", "ids", 2, "192.0.2.0/24")
+    add_instance(lab, "h1", "lb1", "web", "lb", 3, "192.0.2.0/24")
+    wait_for(lambda: lab.reaches("red1", SERVER, count=1), "red1 reaches web1 through the chain")
+    # h1 holds no flow state: red's one route is the chain's attraction
+    fib = {(r["vrf"], r["prefix"]) for r in lab.api("h1", "/v1/fib")["routes"]}
+    assert ("red", "198.51.100.0/24") in fib and ("red", f"{SERVER}/32") not in fib
+    names = ("fw1", "ids1", "lb1")
+    before = {n: if_counts(lab, n) for n in names}
+    assert received(lab.ping("red1", SERVER, count=5)) == 5
+    mid = {n: if_counts(lab, n) for n in names}
+    assert received(lab.ping("web1", lab.ip4("red1"), count=5)) == 5
+    after = {n: if_counts(lab, n) for n in names}
+    for n in names:
+        fwd = {k: mid[n][k] - before[n][k] for k in mid[n]}
+        rev = {k: after[n][k] - mid[n][k] for k in mid[n]}
+        # red1 -> web1: requests in at the inside, out at the outside; replies the other way
+        assert fwd["in0.rx"] >= 5 and fwd["out0.tx"] >= 5 and fwd["out0.rx"] >= 5 and fwd["in0.tx"] >= 5, (n, fwd)
+        # web1 -> red1: requests in at the outside
+        assert rev["out0.rx"] >= 5 and rev["in0.tx"] >= 5 and rev["in0.rx"] >= 5 and rev["out0.tx"] >= 5, (n, rev)
+
+
+TCP_ECHO = r"""
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.listen(4)
+s.settimeout(float(sys.argv[2]))
+print("READY", flush=True)
+c, peer = s.accept()
+c.settimeout(10)
+data = b""
+while len(data) < 200000:
+    d = c.recv(65536)
+    if not d:
+        break
+    data += d
+c.sendall(data[::-1])
+c.close()
+print(peer[0], len(data), flush=True)
+"""
+
+TCP_CLIENT = r"""
+import socket, sys
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+data = bytes(range(256)) * 400
+c.sendall(data)
+c.shutdown(socket.SHUT_WR)
+back = b""
+while True:
+    d = c.recv(65536)
+    if not d:
+        break
+    back += d
+print(len(back), back == data[::-1], flush=True)
+"""
+
+
+def tcp_session(lab: RunningLab, port: int) -> str:
+    """A TCP session blue1 -> web1, data both ways; the address web1 saw."""
+    srv = lab.start("web1", TCP_ECHO, str(port), "20")
+    try:
+        out = lab.py("blue1", TCP_CLIENT, SERVER, str(port), timeout=30).stdout.split()
+        assert out == ["102400", "True"], out
+        peer, n = srv.finish(settle=0, timeout=20).split()
+    finally:
+        srv.kill()
+    assert n == "102400"
+    return peer
+
+
+def test_r12_4_nat_instances_own_pool_slices_and_steer_the_return(chain_lab: RunningLab) -> None:
+    """R12.4: blue's traffic to VPN internet goes through a NAT instance (nftables SNAT
+    into the instance's slice of 203.0.113.128/26); vpe advertises each slice from
+    its instance into internet, so the server's answers come back through the
+    instance that translated. A TCP session works both ways and the server sees
+    a pool address of that instance's slice; with that instance gone, a new
+    session takes the other one and shows the other slice."""
+    lab = chain_lab
+    add_instance(lab, "h2", "nat1", "natc", "nat", 4, "192.0.2.0/24", pool="203.0.113.128/27",
+                 snat="203.0.113.129-203.0.113.158")
+    add_instance(lab, "h3", "nat2", "natc", "nat", 5, "192.0.2.0/24", pool="203.0.113.160/27",
+                 snat="203.0.113.161-203.0.113.190")
+    slices = {"nat1": ip_network("203.0.113.128/27"), "nat2": ip_network("203.0.113.160/27")}
+
+    def pools_in_internet() -> bool:
+        table = lab.api("h3", "/v1/vpns/internet")["table"]
+        return all(str(s) in table for s in slices.values())
+
+    wait_for(pools_in_internet, "both pool slices advertised into VPN internet")
+    wait_for(lambda: lab.reaches("blue1", SERVER, count=1), "blue1 reaches web1 through a NAT instance")
+    before = {n: if_counts(lab, n) for n in slices}
+    peer = ip_address(tcp_session(lab, 5301))
+    after = {n: if_counts(lab, n) for n in slices}
+    used = next(n for n, s in slices.items() if peer in s)
+    other = next(n for n in slices if n != used)
+    d = {k: after[used][k] - before[used][k] for k in after[used]}
+    assert d["in0.rx"] > 10 and d["out0.tx"] > 10 and d["out0.rx"] > 10 and d["in0.tx"] > 10, d
+    assert ip_address(lab.ip4("blue1")) != peer  # the server never saw the client's own address
+    # the instance that translated goes: the other one, with its own slice, takes over
+    host = "h2" if used == "nat1" else "h3"
+    ok(call(lab, host, "DELETE", f"/v1/ports/{used}-inside"))
+    ok(call(lab, host, "DELETE", f"/v1/ports/{used}-outside"))
+    wait_for(lambda: lab.reaches("blue1", SERVER, count=1), f"blue1 reaches web1 through {other}")
+    peer2 = ip_address(tcp_session(lab, 5302))
+    assert peer2 in slices[other], (peer2, other)
