@@ -628,3 +628,22 @@ async def test_r12_1_chains_through_the_api(client: httpx.AsyncClient, engine: E
     assert (await client.delete("/v1/chains/web")).status_code == 204
     r = await client.post("/v1/ports", json={**PORT, "vpn": ""})
     assert r.status_code == 422 and "vpn: missing" in r.text
+
+
+async def test_r12_1_api_chains_survive_a_restart(client: httpx.AsyncClient, engine: Engine,
+                                                  tmp_path: Path) -> None:
+    await _blue(client)
+    assert (await client.put("/v1/services/nat", json={"nat_pool": "203.0.113.128/26"})).status_code == 200
+    r = await client.put("/v1/chains/natc", json={
+        "vpn": "blue", "destination": "cfg", "services": ["nat"],
+        "classifier": {"destination": "198.51.100.0/24", "protocol": "udp", "ports": "7000-7100"},
+        "route_target_base": "65000:9200"})
+    assert r.status_code == 200, r.text
+    again = Engine(parse_config(CONFIG.format(state=tmp_path)), Store.in_dir(tmp_path))
+    try:
+        assert again.chains.services["nat"].nat_pool == "203.0.113.128/26"
+        assert again.chains.chains["natc"] == engine.chains.chains["natc"]
+        assert "natc.redirect" in again.vpn.vrfs
+    finally:
+        assert again.store is not None
+        again.store.close()

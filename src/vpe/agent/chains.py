@@ -31,6 +31,7 @@ from ..vpn.chains import (
 )
 from ..vpn.errors import InUse
 from .bridge import VpnBridge
+from .store import Store
 
 log = logging.getLogger("vpe.agent.chains")
 
@@ -52,8 +53,10 @@ class ServiceRole:
 class ChainBook:
     """Services, chains and their plans; the VRFs a chain needs on this vPE."""
 
-    def __init__(self, bridge: VpnBridge) -> None:
+    def __init__(self, bridge: VpnBridge, store: Store | None = None) -> None:
         self.bridge = bridge
+        #: where definitions made through the API are kept (:meth:`save`, :meth:`restore`)
+        self.store = store
         self.services: dict[str, ServiceDef] = {}
         self.chains: dict[str, ChainDef] = {}
         self.plans: dict[str, ChainPlan] = {}
@@ -138,6 +141,36 @@ class ChainBook:
         prefix = chain + "."
         return sorted(a.name for a in self.bridge.attachments if a.vrf.startswith(prefix)
                       and a.vrf == instance_vrf(chain, a.name))
+
+    # -- persistence of the API's definitions ------------------------------------------------
+
+    def save(self, kind: str, name: str, spec: dict[str, Any] | None) -> None:
+        """Keep (``spec``) or forget (None) a service or chain made through the API."""
+        if self.store is None:
+            return
+        with self.store.transaction() as tx:
+            if spec is None:
+                tx.delete_chain_def(kind, name)
+            else:
+                tx.put_chain_def(kind, name, spec)
+
+    def restore(self) -> None:
+        """The services and chains made through the API, back after a restart (a
+        definition of the configuration file of the same name wins)."""
+        if self.store is None:
+            return
+        for name, d in self.store.chain_defs("service").items():
+            if name not in self.services:
+                try:
+                    self.put_service(ServiceDef.parse({**d, "name": name}))
+                except ValueError as e:
+                    log.error("service %s from %s not restored: %s", name, self.store.path, e)
+        for name, d in self.store.chain_defs("chain").items():
+            if name not in self.configured:
+                try:
+                    self.put_chain(ChainDef.parse({k: v for k, v in d.items() if k != "name"}, name=name))
+                except ValueError as e:
+                    log.error("chain %s from %s not restored: %s", name, self.store.path, e)
 
     # -- redirect (classifier chains) ---------------------------------------------------
 

@@ -76,6 +76,7 @@ class Engine:
         self.view = AgentView(self.router, self.bridge, dp.driver, self.ops.specs,
                               neighbors={n.address: {"description": n.description} for n in cfg.neighbors})
         self.ops.restore()
+        self.chains.restore()  # after the API's VPN instances: chains name them
 
     @staticmethod
     def _policy_book(cfg: AgentConfig, store: Store | None) -> PolicyBook:
@@ -141,7 +142,7 @@ class Engine:
 
     def _chains(self, cfg: AgentConfig) -> ChainBook:
         """The configuration file's services and chains (docs/service-chains.md)."""
-        book = ChainBook(self.bridge)
+        book = ChainBook(self.bridge, self.store)
         for d in cfg.services:
             book.put_service(ServiceDef.parse(d))
         for d in cfg.chains:

@@ -24,6 +24,7 @@ def chains_router(book: ChainBook) -> APIRouter:
         try:
             s = ServiceDef.parse({**body, "name": name}, "service")
             book.put_service(s)
+            book.save("service", name, s.to_json())
         except REFUSED as e:
             raise http_error(e) from None
         return s.to_json()
@@ -32,6 +33,7 @@ def chains_router(book: ChainBook) -> APIRouter:
     async def delete_service(name: str) -> None:
         try:
             book.delete_service(name)
+            book.save("service", name, None)
         except REFUSED as e:
             raise http_error(e) from None
 
@@ -50,7 +52,9 @@ def chains_router(book: ChainBook) -> APIRouter:
         try:
             if name in book.configured:
                 raise Conflict(f"chain {name!r} is defined in the configuration file: change it there")
-            book.put_chain(ChainDef.parse(body, "chain", name=name))
+            c = ChainDef.parse(body, "chain", name=name)
+            book.put_chain(c)
+            book.save("chain", name, c.to_json())
         except REFUSED as e:
             raise http_error(e) from None
         return book.describe(name)
@@ -61,6 +65,7 @@ def chains_router(book: ChainBook) -> APIRouter:
             if name in book.configured:
                 raise Conflict(f"chain {name!r} is defined in the configuration file: remove it there")
             book.delete_chain(name)
+            book.save("chain", name, None)
         except REFUSED as e:
             raise http_error(e) from None
 
