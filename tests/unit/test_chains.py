@@ -272,3 +272,22 @@ def test_r12_1_redirect_values_checked_and_carried() -> None:
         Redirect("x", "red", "red")
     with pytest.raises(DriverError, match="ports: .* is not a range"):
         Redirect("x", "red", "b", ports=(9, 1))
+
+
+def test_r12_1_a_vrf_service_block_in_toml_attracts_and_readvertises() -> None:
+    """bagpipe-bgp's attract-to-rt / readv-from-rt as plain VRF data, without a chain."""
+    cfg = parse_config(CONFIG + '''
+[[vrfs]]
+name = "svc"
+import_rts = ["65000:2"]
+export_rts = ["65000:5"]
+service = { address = "203.0.113.9", attract = ["198.51.100.0/24"], readv_from_rts = ["65000:1"] }
+''')
+    eng = Engine(cfg)
+    d = eng.vpn.describe("svc")
+    assert d["service"] == {"address": "203.0.113.9", "attract": ["198.51.100.0/24"],
+                            "readv_from_rts": ["target:65000:1"], "readv_exclude": []}
+    assert [(r.source, r.next_hop) for r in eng.vpn.vrf("svc").routes("198.51.100.0/24")] == [
+        (RouteSource.LOCAL, ip_address("203.0.113.9"))]
+    with pytest.raises(ConfigError, match=r"vrfs\.2\.service\.address: .*'nope' is not an IP address"):
+        parse_config(CONFIG + '[[vrfs]]\nname = "svc"\nroute_targets = ["65000:5"]\nservice = { address = "nope" }\n')
