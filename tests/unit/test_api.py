@@ -634,6 +634,11 @@ async def test_r12_1_api_chains_survive_a_restart(client: httpx.AsyncClient, eng
                                                   tmp_path: Path) -> None:
     await _blue(client)
     assert (await client.put("/v1/services/nat", json={"nat_pool": "203.0.113.128/26"})).status_code == 200
+    r = await client.put("/v1/chains/early", json={
+        "vpn": "cfg", "destination": "blue", "services": ["nat"],
+        "classifier": {"protocol": "tcp", "ports": "25"}, "route_target_base": "65000:9300"})
+    assert r.status_code == 200, r.text
+    assert "early.redirect" in engine.vpn.vrfs  # the client VPN is here: its redirect VRF too
     r = await client.put("/v1/chains/natc", json={
         "vpn": "blue", "destination": "cfg", "services": ["nat"],
         "classifier": {"destination": "198.51.100.0/24", "protocol": "udp", "ports": "7000-7100"},

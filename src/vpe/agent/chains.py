@@ -186,6 +186,13 @@ class ChainBook:
         if fib is not None:
             fib.set_redirect(plan.chain.name, r.vpn, r.classifier, r.vrf)
 
+    def vrf_added(self, name: str) -> None:
+        """VPN instance ``name`` came (through the API): the classifier chains of that
+        VPN get their redirect VRF and forwarder entry on this host now."""
+        for plan in self.plans.values():
+            if plan.redirect is not None and plan.redirect.vpn == name:
+                self._set_redirect(plan)
+
     def _drop_redirect(self, plan: ChainPlan) -> None:
         r = plan.redirect
         assert r is not None

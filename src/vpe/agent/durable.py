@@ -200,6 +200,8 @@ class DurableOps:
             if svc is not None:
                 eng.set_service(name, **svc)
         self.specs[name] = stored
+        if self.chains is not None:
+            self.chains.vrf_added(name)
         log.info("VPN instance %s created (rd %s)", name, eng.vpn.vrf(name).rd, extra={"vrf": name})
 
     def update_vpn(self, name: str, changes: dict[str, Any]) -> None:
@@ -351,6 +353,8 @@ class DurableOps:
                 tx.put_port(done.name, done.vrf, done.to_json())
         if create:
             self.specs[a.vrf] = stored
+            if self.chains is not None:
+                self.chains.vrf_added(a.vrf)
             log.info("VPN instance %s created for port %s (rd %s)", a.vrf, a.name,
                      eng.vpn.vrf(a.vrf).rd, extra={"vrf": a.vrf, "port": a.name})
         log.info("port %s attached to VRF %s (%s)", a.name, a.vrf, ", ".join(a.ips),
