@@ -144,6 +144,9 @@ class VpnService:
         self.services: dict[str, ServiceSettings] = {}
         self._readv: dict[str, str] = {}
         self._readv_keys: dict[str, set[tuple[int, bytes]]] = {}
+        #: the latest ``now`` a caller passed: re-advertisements follow RIB changes, which
+        #: carry no time, and take their labels at this time
+        self._now = now
 
     # -- reading ------------------------------------------------------------------
 
@@ -337,6 +340,7 @@ class VpnService:
                     now: float = 0.0) -> VpnOutput:
         """Make ``name`` a service VRF (:class:`ServiceSettings`); replaces earlier settings."""
         vrf = self.vrf(name)
+        self._now = max(self._now, now)
         nh = _ip(via, "service address")
         keys = []
         for p in attract:
@@ -417,7 +421,7 @@ class VpnService:
                     route = LocalRoute(c.version, c.prefix, RouteKind.STATIC, None, settings.via,
                                        None, 0, "active")
                     self._locals[target][k] = route
-                    self._apply_export(vrf, self.exporter.export(vrf, route, 0.0), out)
+                    self._apply_export(vrf, self.exporter.export(vrf, route, self._now), out)
                 elif not c.routes and k in owned:
                     owned.discard(k)
                     self._remove_local(vrf, c.version, c.prefix, out)
@@ -441,6 +445,7 @@ class VpnService:
         ``local_pref`` is the LOCAL_PREF of its export (default: the service's);
         ``sequence`` and ``mode`` its mobility (:class:`~vpe.vpn.exporter.LocalRoute`)."""
         v = self.vrf(vrf)
+        self._now = max(self._now, now)
         version, key = prefix_key(prefix)
         k = parse_route_kind(kind)
         nh = _ip(next_hop, "next-hop") if next_hop is not None else None
