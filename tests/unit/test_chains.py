@@ -291,3 +291,13 @@ service = { address = "203.0.113.9", attract = ["198.51.100.0/24"], readv_from_r
         (RouteSource.LOCAL, ip_address("203.0.113.9"))]
     with pytest.raises(ConfigError, match=r"vrfs\.2\.service\.address: .*'nope' is not an IP address"):
         parse_config(CONFIG + '[[vrfs]]\nname = "svc"\nroute_targets = ["65000:5"]\nservice = { address = "nope" }\n')
+
+
+def test_r12_1_classifier_without_prefixes_applies_to_both_families() -> None:
+    fwd = forwarder()
+    svc_nh = NextHop.remote("198.18.0.9", 4000, "mpls-in-udp")
+    fwd.apply(Batch(add_routes=(Route("chain.redirect", "0.0.0.0/0", (svc_nh,)),),
+                    add_redirects=(Redirect("udp", "red", "chain.redirect", protocol=17),)))
+    out = fwd.from_port("vm1", eth(VM1_MAC, udp4("192.0.2.10", "192.0.2.20", dport=9)))
+    assert out[0][0].endpoint == "198.18.0.9"  # type: ignore[union-attr]
+    assert len(fwd._vrfs["red"].redirects) == 2

@@ -102,6 +102,8 @@ class FibProgrammer:
         """Traffic of ``vrf`` matching ``classifier`` is looked up in ``target`` (service
         chains, docs/service-chains.md)."""
         src, dst = classifier.source, classifier.destination
+        if src is None and dst is None:  # the chain attracts one family's default route: that family
+            dst = "0.0.0.0/0" if classifier.version == 4 else "::/0"
         self.link.submit(self.resolver.set_redirect(Redirect(
             name, vrf, target, None if src is None else ip_network(src),
             None if dst is None else ip_network(dst), classifier.protocol, classifier.ports)))

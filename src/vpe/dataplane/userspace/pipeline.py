@@ -713,11 +713,15 @@ class Forwarder:
         vrf.bcast = (bcast4, frozenset())
         rl = self.replication.get(name)
         vrf.replication = tuple(self._adj(m) for m in rl.members) if rl else ()
-        vrf.redirects = tuple(self._compile_redirect(r) for n, r in sorted(self.redirects.items())
-                              if r.vrf == name)
+        vrf.redirects = tuple(c for _, r in sorted(self.redirects.items()) if r.vrf == name
+                              for c in self._compile_redirect(r))
 
-    def _compile_redirect(self, r: Redirect) -> tuple[Any, ...]:
-        idx = 0 if (r.version or 4) == 4 else 1
+    def _compile_redirect(self, r: Redirect) -> list[tuple[Any, ...]]:
+        """One matcher per IP family the classifier applies to (both without a prefix)."""
+        versions = (r.version,) if r.version is not None else (4, 6)
+        return [self._matcher(r, 0 if v == 4 else 1) for v in versions]
+
+    def _matcher(self, r: Redirect, idx: int) -> tuple[Any, ...]:
         bits = 32 if idx == 0 else 128
 
         def span(net: Any) -> tuple[int, int]:
@@ -949,8 +953,9 @@ class Forwarder:
         off = 14 + hl
         dport = -1
         # a later IPv4 fragment has no transport header: no port matches it
-        if proto in (6, 17, 132) and len(frame) >= off + 4 and (idx == 1 or not ((frame[20] & 0x1F) | frame[21])):
-                dport = (frame[off + 2] << 8) | frame[off + 3]
+        later_fragment = idx == 0 and bool((frame[20] & 0x1F) | frame[21])
+        if proto in (6, 17, 132) and len(frame) >= off + 4 and not later_fragment:
+            dport = (frame[off + 2] << 8) | frame[off + 3]
         for fi, slo, shi, dlo, dhi, p, plo, phi, need_port, target in vrf.redirects:
             if fi != idx or not slo <= src <= shi or not dlo <= dst <= dhi:
                 continue
