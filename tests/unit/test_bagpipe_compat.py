@@ -150,8 +150,16 @@ async def test_detach_keeps_an_instance_created_through_v1(clients: Any) -> None
     ({"local_port": {"linuxif": "tap1", "ovs": {"plugged": True, "port_number": 7, "vlan": 5}}}, "local_port.ovs"),
     ({"local_port": {"evpn": {"id": "evpn-1"}}}, "local_port.evpn"),
     ({"vni": 5000}, "vni"),
-    ({"readvertise": {"from_rt": ["65000:1"], "to_rt": ["65000:2"]}}, "readvertise"),
-    ({"attract_traffic": {"redirect_rts": ["65000:9"], "classifier": {"protocol": "tcp"}}}, "attract_traffic"),
+    ({"readvertise": {"from_rt": ["65000:1"], "to_rt": ["65000:2"]}}, "readvertise.to_rt"),
+    ({"readvertise": {"from_rt": [], "to_rt": ["65000:77"]}}, "readvertise.from_rt"),
+    ({"readvertise": {"from_rt": ["65000"], "to_rt": ["65000:77"]}}, "readvertise.from_rt"),
+    ({"readvertise": {"from_rt": ["65000:1"], "to_rt": ["65000:77"], "via": 1}}, "readvertise.via"),
+    ({"attract_traffic": {"redirect_rts": ["65000:9"], "classifier": {"protocol": "tcp"}}},
+     "attract_traffic.redirect_rts"),
+    ({"attract_traffic": {"to": ["65000:77"], "static_destination_prefixes": ["192.0.2.1/24"]}},
+     "attract_traffic.static_destination_prefixes[0]"),
+    ({"attract_traffic": {"to": ["65000:78"], "static_destination_prefixes": ["0.0.0.0/0"]}},
+     "attract_traffic.to"),
     ({"lb_consistent_hash_order": 3}, "lb_consistent_hash_order"),
     ({"fallback": {"dst_mac": "02:00:00:00:00:99"}}, "fallback"),
     ({"linuxbr": "br0"}, "linuxbr"),
@@ -289,4 +297,34 @@ async def test_refused_attach_leaves_route_targets_as_they_were(clients: Any) ->
                                                                  mac_address="02:00:00:00:00:23"))
     assert r.status_code == 409 and r.json()["detail"].startswith("ip_address: "), r.text
     assert (await v.get("/v1/vpns/ipvpn-blue")).json()["import_rts"] == ["target:65000:77"]
+    assert [p["name"] for p in (await v.get("/v1/ports")).json()] == ["ns-blue"]
+
+
+async def test_readvertise_and_attract_become_the_instance_service(clients: Any) -> None:
+    """bagpipe's readvertise (from_rt, to_rt = the export RTs) and attract_traffic without a
+    classifier are the VPN instance's service block (docs/service-chains.md): re-advertised
+    and attracted routes go via the port's address."""
+    b, v = clients
+    r = await b.post("/attach_localport", json=rest_attach_body(
+        readvertise={"from_rt": ["65000:5"], "to_rt": ["target:65000:77"]}))
+    assert r.status_code == 200, r.text
+    vpn = (await v.get("/v1/vpns/ipvpn-blue")).json()
+    assert vpn["service"]["address"] == "192.0.2.21"
+    assert vpn["service"]["readv_from_rts"] in (["65000:5"], ["target:65000:5"])
+    d = (await b.get("/looking-glass/vpns/instances/ipvpn-blue")).json()
+    assert d["readvertise"] == {"from": ["65000:5"], "to": ["target:65000:77"]}
+    # the same again: nothing changes; then attraction added on the existing instance
+    r = await b.post("/attach_localport", json=rest_attach_body(
+        readvertise={"from_rt": ["65000:5"], "to_rt": ["65000:77"]}))
+    assert r.json()["changed"] is False
+    r = await b.post("/attach_localport", json=rest_attach_body(
+        readvertise={"from_rt": ["65000:5"], "to_rt": ["65000:77"]},
+        attract_traffic={"to": ["65000:77"], "static_destination_prefixes": ["0.0.0.0/0"]}))
+    assert r.status_code == 200 and r.json()["changed"] is True, r.text
+    assert (await v.get("/v1/vpns/ipvpn-blue")).json()["service"]["attract"] == ["0.0.0.0/0"]
+    # a configuration-file instance keeps its own service block
+    r = await b.post("/attach_localport", json=rest_attach_body(
+        vpn_instance_id="cfg", import_rt=["65000:1"], export_rt=["65000:1"], local_port="ns-cfg",
+        ip_address="198.51.100.7/24", gateway_ip=None, readvertise={"from_rt": ["65000:5"], "to_rt": ["65000:1"]}))
+    assert r.status_code == 409 and r.json()["detail"].startswith("readvertise: "), r.text
     assert [p["name"] for p in (await v.get("/v1/ports")).json()] == ["ns-blue"]

@@ -26,7 +26,10 @@ interface, whose address list grows with each attach and shrinks with each
 detach. bagpipe-bgp updates a VPN instance's route targets with every
 attach and stops an instance when its last endpoint goes: so does this
 listener for the instances it created (one from the configuration file or
-``/v1`` is never changed or removed by it).
+``/v1`` is never changed or removed by it). bagpipe-bgp's service chaining
+fields, ``readvertise`` and ``attract_traffic`` without a flow classifier,
+become the instance's ``service`` block (re-advertisement and attraction via
+the port's address, docs/service-chains.md).
 """
 
 from __future__ import annotations
@@ -46,12 +49,13 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from ..agent.durable import same_rts
+from ..agent.durable import check_spec, same_rts
 from ..agent.engine import Engine
 from ..agent.store import StoreError
 from ..vpn.attachments import Attachment
 from ..vpn.errors import InvalidValue
 from ..vpn.names import check_ifname, check_name
+from ..vpn.route_target import parse_route_targets
 from .errors import REFUSED, http_error
 from .limits import MAX_BODY, BodyGuard
 from .models import PortAttach
@@ -72,9 +76,12 @@ ATTACH_FIELDS = frozenset({
 
 #: why each field vpe cannot honour is refused (when it is given a value that means something)
 UNSUPPORTED = {
-    "readvertise": "re-advertising routes received with some route targets towards others on a "
-                   "port's behalf (bagpipe service chaining) is not implemented in vpe",
-    "attract_traffic": "vpe does not generate FlowSpec redirect-to-VRF routes (RFC 8955)",
+    "attract_traffic.redirect_rts": "a flow classifier redirect (bagpipe-bgp's FlowSpec redirect-to-VRF "
+                                    "routes) is a service chain's classifier in vpe: use /v1/chains "
+                                    "(docs/service-chains.md)",
+    "attract_traffic.classifier": "a flow classifier redirect (bagpipe-bgp's FlowSpec redirect-to-VRF "
+                                  "routes) is a service chain's classifier in vpe: use /v1/chains "
+                                  "(docs/service-chains.md)",
     "lb_consistent_hash_order": "vpe neither sends nor honours the consistent-hash sort order "
                                 "extended community",
     "fallback": "an OVS rewrite for VRF lookup misses; vpe's forwarder has no OVS bridge",
@@ -122,6 +129,68 @@ class Endpoint:
     local_pref: int | None = None
     description: str = ""
     vpn_description: str = ""
+    #: re-advertisement (bagpipe ``readvertise``): routes with these RTs, via this port
+    readv_from_rts: tuple[str, ...] = ()
+    readv_to_rts: tuple[str, ...] = ()
+    #: attraction (bagpipe ``attract_traffic`` without a classifier): these prefixes, via this port
+    attract: tuple[str, ...] = ()
+    attract_to_rts: tuple[str, ...] = ()
+
+    def service(self) -> dict[str, Any] | None:
+        """The VPN instance's service block (docs/service-chains.md) this endpoint asks for."""
+        if not self.readv_from_rts and not self.attract:
+            return None
+        assert self.ip is not None
+        return {"address": str(ipaddress.ip_interface(self.ip).ip), "attract": list(self.attract),
+                "readv_from_rts": list(self.readv_from_rts), "readv_exclude": []}
+
+
+def _service_key(svc: Mapping[str, Any] | None) -> Any:
+    """A service block compared by content (RT spellings and order do not matter)."""
+    if not svc:
+        return None
+    return (str(svc.get("address")), tuple(sorted(svc.get("attract") or ())),
+            frozenset(parse_route_targets(list(svc.get("readv_from_rts") or ()), "readv_from_rts")),
+            tuple(sorted(svc.get("readv_exclude") or ())))
+
+
+def _parse_readvertise(v: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    if not _meaningful(v):
+        return (), ()
+    if not isinstance(v, dict):
+        raise _bad("readvertise", "an object {\"from_rt\": [...], \"to_rt\": [...]}")
+    extra = sorted(set(v) - {"from_rt", "to_rt"})
+    if extra:
+        raise _bad(f"readvertise.{extra[0]}", "not a key of bagpipe-bgp's readvertise (from_rt, to_rt)")
+    frm, to = _rts(v, "from_rt", True, "readvertise."), _rts(v, "to_rt", True, "readvertise.")
+    if not frm:
+        raise _bad("readvertise.from_rt", "empty: the route targets whose routes are re-advertised")
+    return frm, to
+
+
+def _parse_attract(v: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    if not _meaningful(v):
+        return (), ()
+    if not isinstance(v, dict):
+        raise _bad("attract_traffic", "an object (classifier, redirect_rts, to, static_destination_prefixes)")
+    for key in ("redirect_rts", "classifier"):
+        if _meaningful(v.get(key)):
+            raise _bad(f"attract_traffic.{key}", UNSUPPORTED[f"attract_traffic.{key}"])
+    extra = sorted(set(v) - {"redirect_rts", "classifier", "to", "attract_to_rts", "static_destination_prefixes"})
+    if extra:
+        raise _bad(f"attract_traffic.{extra[0]}", "not a key of bagpipe-bgp's attract_traffic")
+    to_key = "to" if "to" in v else "attract_to_rts"
+    to = _rts(v, to_key, False, "attract_traffic.")
+    prefixes = v.get("static_destination_prefixes") or []
+    if not isinstance(prefixes, list) or not prefixes:
+        raise _bad("attract_traffic.static_destination_prefixes", "a non-empty list of prefixes to attract")
+    out = []
+    for i, p in enumerate(prefixes):
+        try:
+            out.append(str(ipaddress.ip_network(p, strict=True)))
+        except (ValueError, TypeError) as e:
+            raise _bad(f"attract_traffic.static_destination_prefixes[{i}]", f"{p!r} is not a prefix ({e})") from None
+    return tuple(out), to
 
 
 def _meaningful(v: Any) -> bool:
@@ -133,20 +202,25 @@ def _meaningful(v: Any) -> bool:
     return bool(v)
 
 
-def _rts(body: Mapping[str, Any], field: str, required: bool) -> tuple[str, ...]:
+def _rts(body: Mapping[str, Any], field: str, required: bool, within: str = "") -> tuple[str, ...]:
+    name = within + field
     if field not in body:
         if required:
-            raise _bad(field, "missing (bagpipe-bgp requires it with every attach)")
+            raise _bad(name, "missing (bagpipe-bgp requires it with every attach)")
         return ()
     v = body[field]
     if isinstance(v, str):  # bagpipe also takes "a:1, b:2"
         v = [s.strip() for s in v.split(",") if s.strip()]
     if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
-        raise _bad(field, "a list of route targets (or one comma-separated string)")
+        raise _bad(name, "a list of route targets (or one comma-separated string)")
     out: list[str] = []
     for rt in v:
         if rt not in out:
             out.append(rt)
+    try:
+        parse_route_targets(out, name)
+    except ValueError as e:
+        raise BagpipeRefused(400, str(e)) from None
     return tuple(out)
 
 
@@ -229,11 +303,21 @@ def parse_request(body: Any, *, attach: bool) -> Endpoint:
     gw = body.get("gateway_ip")
     if gw is not None and not isinstance(gw, str):
         raise _bad("gateway_ip", "an IP address")
+    export_rts = _rts(body, "export_rt", True)
+    readv_from, readv_to = _parse_readvertise(body.get("readvertise"))
+    attract, attract_to = _parse_attract(body.get("attract_traffic"))
+    # vpe advertises what a service VRF re-advertises or attracts with the VRF's export RTs
+    for field, to in (("readvertise.to_rt", readv_to), ("attract_traffic.to", attract_to)):
+        if to and not same_rts(to, export_rts):
+            raise _bad(field, f"{', '.join(to)}: vpe advertises re-advertised and attracted routes with the "
+                              f"VPN instance's export route targets (export_rt: {', '.join(export_rts) or 'none'}); "
+                              "give the same set")
     return Endpoint(
         vpn=vpn, ifname=ifname, mac=mac.lower(), ip=ip, gateway=gw or None,
-        import_rts=_rts(body, "import_rt", True), export_rts=_rts(body, "export_rt", True),
+        import_rts=_rts(body, "import_rt", True), export_rts=export_rts,
         advertise="subnet" if adv else "host", direction=direction, local_pref=lpref,
         description=_text(body.get("description")), vpn_description=_text(body.get("instance_description")),
+        readv_from_rts=readv_from, readv_to_rts=readv_to, attract=attract, attract_to_rts=attract_to,
     )
 
 
@@ -346,6 +430,20 @@ class BagpipeCompat:
         self.ops.update_vpn(vpn, changes)
         return {f: cur[f] for f in changes}
 
+    def _service_change(self, vpn: str, svc: dict[str, Any] | None) -> bool:
+        """Must an existing VPN instance's service block change to ``svc``? (An attach without
+        readvertise/attract_traffic leaves it as it is.) 409 for the configuration file's."""
+        if svc is None or not self.view.has_vrf(vpn):
+            return False
+        have = (self.ops.specs.get(vpn) or {}).get("service")
+        if _service_key(have) == _service_key(svc):
+            return False
+        if vpn in self.ops.config_vrfs:
+            field = "readvertise" if svc["readv_from_rts"] else "attract_traffic"
+            raise BagpipeRefused(409, f"{field}: VPN instance {vpn!r} is defined in the configuration file; "
+                                      "give it its service block there ([[vrfs]] service)")
+        return True
+
     async def attach(self, body: Any) -> dict[str, Any]:
         ep = parse_request(body, attach=True)
         old = self._port_of(ep.ifname, ep.vpn)
@@ -354,12 +452,18 @@ class BagpipeCompat:
                                       f"not {ep.mac}")
         req = merged(old, ep, old.name if old else port_name(ep.ifname, ep.vpn))
         want = req.attachment()
+        svc = ep.service()
+        new_service = self._service_change(ep.vpn, svc)
         try:
+            check_spec({"service": svc})
             undo_rts = self._sync_rts(ep)
-            if old is not None and _same_port(old, replace(want, state=old.state, sequence=old.sequence)):
-                return {"port": old.name, "changed": False}
+            same = old is not None and _same_port(old, replace(want, state=old.state, sequence=old.sequence))
+            if same and not new_service:
+                return {"port": want.name, "changed": False}
             try:
-                if old is not None:
+                if same:
+                    pass
+                elif old is not None:
                     self.ops.detach(old.name)
                     try:
                         await self._attach(want, None)
@@ -367,8 +471,23 @@ class BagpipeCompat:
                         with contextlib.suppress(Exception):
                             self.ops.attach(old)
                         raise
-                elif await self._attach(want, req.vpn_spec()):
-                    self._own(ep.vpn, True)
+                else:
+                    spec = req.vpn_spec()
+                    if spec is not None and svc is not None:
+                        spec["service"] = svc
+                    if await self._attach(want, spec):
+                        self._own(ep.vpn, True)
+                        new_service = False
+                if new_service:  # the last step: the instance re-advertises / attracts via this port
+                    try:
+                        self.ops.update_vpn(ep.vpn, {"service": svc})
+                    except BaseException:
+                        with contextlib.suppress(Exception):
+                            if not same:
+                                self.ops.detach(want.name)
+                                if old is not None:
+                                    self.ops.attach(old)
+                        raise
             except BaseException:  # a refused attach changes nothing: the route targets go back
                 if undo_rts:
                     with contextlib.suppress(Exception):
@@ -498,6 +617,7 @@ class BagpipeCompat:
 
     def _lg_instance(self, name: str) -> dict[str, Any]:
         d = self.view.vrf_json(name)
+        svc = (self.ops.specs.get(name) or {}).get("service") or {}
         ports: dict[str, list[dict[str, Any]]] = {}
         gateway = None
         plen = None
@@ -522,8 +642,10 @@ class BagpipeCompat:
             "gateway_ip": gateway,
             "subnet_prefix_length": plen,
             "ports": ports,
-            "readvertise": {},
-            "attract_traffic": {},
+            "readvertise": ({"from": list(svc.get("readv_from_rts") or ()), "to": d["export_rts"]}
+                            if svc.get("readv_from_rts") else {}),
+            "attract_traffic": ({"to": d["export_rts"], "static_destination_prefixes": list(svc["attract"])}
+                                if svc.get("attract") else {}),
         }
 
 
