@@ -14,6 +14,8 @@ h1's namespace exactly as on a bagpipe-bgp host:
 * ``bagpipe-looking-glass vpns instances`` lists the instance;
 * ``--detach`` removes the port and the instance it created; the address is
   unreachable again;
+* ``--readv-from-rt``/``--readv-to-rt`` (bagpipe's service chaining) make the
+  instance re-advertise blue's routes via the port, as h2 sees over BGP;
 * ``GET /ping`` answers another number after the agent is restarted.
 
 The test creates the client's namespace itself (the client's own ``ip
@@ -183,6 +185,36 @@ def test_rest_attach_netns_port_reaches_remote_vm_then_detach(lab: RunningLab) -
     r = client(lab, REST_ATTACH, "--attach", *common[:-4], "--ip", f"{PORT_IP}/24", "--vni", "5000")
     assert r.returncode != 0 and "vni: " in r.stdout, r.stdout + r.stderr
     assert linuxif not in [p["name"] for p in lab.api("h1", "/v1/ports")]
+
+
+def test_rest_attach_readvertise_reaches_the_other_host(lab: RunningLab) -> None:
+    """--readv-from-rt/--readv-to-rt: blue's routes (65000:100) re-advertised by h1 via the
+    attached port with the instance's RT 65000:200, as h2 receives them over BGP."""
+    ns = f"{lab.prefix}-bp2"
+    subprocess.run(["ip", "netns", "add", ns], check=True, timeout=10)
+    lab.extra_namespaces.append(ns)
+    common = ["--port", "netns", "--netns", ns, "--network-type", "ipvpn", "--vpn-instance-id", "svc1",
+              "--rt", "65000:200", "--readv-from-rt", "65000:100", "--readv-to-rt", "65000:200",
+              "--ip", "198.51.100.10/24", "--gateway-ip", "198.51.100.1"]
+    r = client(lab, REST_ATTACH, "--attach", *common)
+    assert r.returncode == 0 and "response: 200" in r.stdout, r.stdout + r.stderr
+    assert lab.api("h1", "/v1/vpns/svc1")["service"]["address"] == "198.51.100.10"
+
+    def readvertised() -> set[str]:
+        routes = lab.api("h2", "/v1/bgp/routes?family=vpnv4&peer=198.18.0.11")["routes"]
+        return {x["prefix"] for x in routes if "target:65000:200" in json.dumps(x)
+                and "target:65000:100" not in json.dumps(x)}
+
+    end = time.monotonic() + 15
+    while time.monotonic() < end and not {"192.0.2.11/32", "192.0.2.12/32"} <= readvertised():
+        time.sleep(0.3)
+    assert {"192.0.2.11/32", "192.0.2.12/32"} <= readvertised(), readvertised()
+    r = client(lab, REST_ATTACH, "--detach", *common)
+    assert r.returncode == 0 and "response: 200" in r.stdout, r.stdout + r.stderr
+    end = time.monotonic() + 15
+    while time.monotonic() < end and readvertised():
+        time.sleep(0.3)
+    assert not readvertised() and "svc1" not in [v["name"] for v in lab.api("h1", "/v1/vpns")]
 
 
 def test_ping_changes_when_the_agent_restarts(lab: RunningLab) -> None:

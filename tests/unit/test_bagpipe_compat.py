@@ -154,6 +154,7 @@ async def test_detach_keeps_an_instance_created_through_v1(clients: Any) -> None
     ({"readvertise": {"from_rt": [], "to_rt": ["65000:77"]}}, "readvertise.from_rt"),
     ({"readvertise": {"from_rt": ["65000"], "to_rt": ["65000:77"]}}, "readvertise.from_rt"),
     ({"readvertise": {"from_rt": ["65000:1"], "to_rt": ["65000:77"], "via": 1}}, "readvertise.via"),
+    ({"readvertise": {"from_rt": ["65000:77"], "to_rt": ["65000:77"]}}, "readvertise.from_rt"),  # a loop
     ({"attract_traffic": {"redirect_rts": ["65000:9"], "classifier": {"protocol": "tcp"}}},
      "attract_traffic.redirect_rts"),
     ({"attract_traffic": {"to": ["65000:77"], "static_destination_prefixes": ["192.0.2.1/24"]}},

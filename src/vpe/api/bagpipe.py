@@ -97,7 +97,8 @@ _BAGPIPE_NAME = {
     "name": "local_port", "ifname": "local_port.linuxif", "vpn": "vpn_instance_id",
     "mac": "mac_address", "ips": "ip_address", "gateways": "gateway_ip",
     "advertise": "advertise_subnet", "import_rts": "import_rt", "export_rts": "export_rt",
-    "vpn_description": "instance_description",
+    "vpn_description": "instance_description", "readv-from-rts": "readvertise.from_rt",
+    "service.readv_from_rts": "readvertise.from_rt", "attract": "attract_traffic.static_destination_prefixes",
 }
 
 
