@@ -26,11 +26,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from ipaddress import IPv4Address, IPv6Address
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from ..dataplane.driver import (
     AddressPair,
     Batch,
+    EcmpMode,
     Encap,
     LabelEntry,
     NextHop,
@@ -182,7 +183,10 @@ class FibResolver:
             hops = self._next_hops(ch, vpn, bindings)
             if hops:
                 moved = ch.routes[-1].rank[0] == RANK_NOT_HERE and ch.routes[0].source is not RouteSource.LOCAL
-                r = Route(ch.vrf, ch.network, tuple(hops[:_MAX_NEXT_HOPS]), moved=moved)
+                vrf = vpn.vrfs.get(ch.vrf)
+                # the VRF's mode (R12.2), checked by the VPN service
+                ecmp = cast(EcmpMode, vrf.ecmp if vrf is not None else "per-flow")
+                r = Route(ch.vrf, ch.network, tuple(hops[:_MAX_NEXT_HOPS]), ecmp, moved)
                 if self.routes.get(key) != r:
                     self.routes[key] = r
                     add.append(r)

@@ -168,6 +168,22 @@ def _order(r: VrfRoute) -> tuple[Any, ...]:
 
 # -- the VRF ------------------------------------------------------------------------
 
+#: the largest multipath set a VRF keeps: the forwarders' group size (R12.2)
+MAX_MULTIPATH = 512
+#: how a forwarder spreads flows over a multipath set (the driver's Route.ecmp)
+ECMP_MODES = ("per-flow", "per-packet", "per-prefix")
+
+
+def check_multipath(multipath: object) -> None:
+    if type(multipath) is not int or not 1 <= multipath <= MAX_MULTIPATH:
+        raise InvalidValue(f"multipath: {multipath!r} is not a path count in 1..{MAX_MULTIPATH}")
+
+
+def check_ecmp(ecmp: object) -> None:
+    if ecmp not in ECMP_MODES:
+        raise InvalidValue(f"ecmp: {ecmp!r} is not one of {', '.join(ECMP_MODES)}")
+
+
 
 class Vrf:
     """One VRF of this vPE. Configuration is changed through
@@ -182,6 +198,7 @@ class Vrf:
         "export_rts",
         "label_mode",
         "multipath",
+        "ecmp",
         "tenant",
         "tables",
         "_dirty",
@@ -201,10 +218,11 @@ class Vrf:
         label_mode: LabelMode = LabelMode.PER_VRF,
         multipath: int = 1,
         tenant: str | None = None,
+        ecmp: str = "per-flow",
     ) -> None:
         check_name(name, "name")  # the one rule for names (vpn/names.py)
-        if type(multipath) is not int or not 1 <= multipath <= 64:
-            raise InvalidValue(f"multipath: {multipath!r} is not a path count in 1..64")
+        check_multipath(multipath)
+        check_ecmp(ecmp)
         self.name = name
         self.rd = rd
         self.rd_auto = rd_auto
@@ -212,6 +230,8 @@ class Vrf:
         self.export_rts = export_rts
         self.label_mode = label_mode
         self.multipath = multipath
+        #: how the forwarders spread flows over the multipath set (R12.2)
+        self.ecmp = ecmp
         self.tenant = tenant
         #: routing policies on what this VRF imports / exports (docs/policy.md), None: none
         self.import_policy: Policy | None = None
@@ -412,6 +432,7 @@ class Vrf:
             "export_rts": format_route_targets(self.export_rts),
             "label_mode": self.label_mode.value,
             "multipath": self.multipath,
+            "ecmp": self.ecmp,
             "tenant": self.tenant,
             "routes": {"ipv4": len(self.tables[4]), "ipv6": len(self.tables[6])},
         }
