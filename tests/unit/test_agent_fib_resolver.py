@@ -167,3 +167,22 @@ underlay_address = "198.18.0.31"
     assert eng.vpn.vrf("svc").ecmp == "per-packet" and eng.vpn.vrf("svc").multipath == 512
     with pytest.raises(ConfigError, match="ecmp"):
         parse_config(text % "sometimes")
+
+
+def test_r11_2_second_path_is_preinstalled_as_backup() -> None:
+    vpn, res = _setup()
+    a = remote("65001:1:10.9.0.0/24", "198.18.0.21", "65000:1", label=2001)
+    b = remote("65002:1:10.9.0.0/24", "198.18.0.22", "65000:1", label=2002, local_pref=50)
+    batch = res.vrf_changes(vpn.apply(VpnPathsChanged(adds=[a])).table_changes, vpn)
+    assert batch is not None and batch.add_routes[0].backup == ()
+    # a worse second path: no change of the forwarding set, but a backup to pre-install
+    batch = res.vrf_changes(vpn.apply(VpnPathsChanged(adds=[b])).table_changes, vpn)
+    assert batch is not None
+    (route,) = batch.add_routes
+    assert route.next_hops == (NextHop.remote("198.18.0.21", 2001),)
+    assert route.backup == (NextHop.remote("198.18.0.22", 2002),)
+    # the primary withdrawn: the backup is the route, with no backup of its own
+    batch = res.vrf_changes(vpn.apply(VpnPathsChanged(removes=[a])).table_changes, vpn)
+    assert batch is not None
+    (route,) = batch.add_routes
+    assert route.next_hops == (NextHop.remote("198.18.0.22", 2002),) and route.backup == ()

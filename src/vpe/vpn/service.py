@@ -306,7 +306,9 @@ class VpnService:
         out = self._finish(VpnOutput())
         for v in (4, 6):
             for k in vrf.keys(v):
-                out.table_changes.append(VrfTableChange(name, v, k, vrf.active((v, k))))
+                out.table_changes.append(
+                    VrfTableChange(name, v, k, vrf.active((v, k)), vrf.backup((v, k)))
+                )
         return out
 
     # -- local routes --------------------------------------------------------------

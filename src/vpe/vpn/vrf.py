@@ -290,6 +290,30 @@ class Vrf:
                 out[key_text(v, k)] = list(_entries(val))
         return out
 
+    def backup(self, prefix: str | IPNetwork | tuple[int, bytes]) -> tuple[VrfRoute, ...]:
+        """The backup path of ``prefix`` (see :meth:`_backup`), or ()."""
+        v, k = self._key(prefix)
+        return self._backup(self.tables[v].get(k))
+
+    def _backup(self, val: VrfRoute | list[VrfRoute] | None) -> tuple[VrfRoute, ...]:
+        """The best remote entry outside the forwarding set (R11.2): the path the
+        forwarders hold pre-installed. None for a local best entry or a mobility
+        claim (sequence numbers decide where such an address is, vpe.vpn.mobility)."""
+        if type(val) is not list:
+            return ()
+        best = val[0]
+        if best.source is RouteSource.LOCAL or best.rank[1]:
+            return ()
+        active = self._select(val)
+        for e in val[1:]:
+            if e.next_hop is not None and e.labels and e.rank[0] != RANK_NOT_HERE and e not in active:
+                return (e,)
+        return ()
+
+    def _snap(self, val: VrfRoute | list[VrfRoute] | None) -> tuple[VrfRoute, ...]:
+        """What a flush compares: the forwarding set, then the backup."""
+        return self._select(val) + self._backup(val)
+
     def _select(self, val: VrfRoute | list[VrfRoute] | None) -> tuple[VrfRoute, ...]:
         if val is None:
             return ()
@@ -329,7 +353,7 @@ class Vrf:
                 dirty[p] = ()
             return
         if p not in dirty:
-            dirty[p] = self._select(val)
+            dirty[p] = self._snap(val)
         ident = route.ident
         entries: list[VrfRoute]
         if isinstance(val, list):
@@ -366,7 +390,7 @@ class Vrf:
             return None
         dirty = self._dirty[version]
         if prefix not in dirty:
-            dirty[prefix] = self._select(val)
+            dirty[prefix] = self._snap(val)
         self.watch[self.name] = None
         e = entries[i]
         if len(entries) == 1:
@@ -384,7 +408,7 @@ class Vrf:
             dirty = self._dirty[v]
             for k, val in table.items():
                 if k not in dirty:
-                    dirty[k] = self._select(val)
+                    dirty[k] = self._snap(val)
 
     def clear(self) -> None:
         """Drop every entry (the VRF is being deleted)."""
@@ -406,20 +430,21 @@ class Vrf:
             if not dirty:
                 continue
             table = self.tables[v]
-            select = self._select
+            select, backup = self._select, self._backup
             for k, old in dirty.items():
                 val = table.get(k)
                 if val is None:
                     if old:
-                        app(new_change(VrfTableChange, (name, v, k, ())))
+                        app(new_change(VrfTableChange, (name, v, k, (), ())))
                     continue
                 if type(val) is not list:
                     if not old or old[0] is not val or len(old) != 1:
-                        app(new_change(VrfTableChange, (name, v, k, (val,))))
+                        app(new_change(VrfTableChange, (name, v, k, (val,), ())))
                     continue
                 new = select(val)
-                if new != old:
-                    app(new_change(VrfTableChange, (name, v, k, new)))
+                bk = backup(val)
+                if new + bk != old:
+                    app(new_change(VrfTableChange, (name, v, k, new, bk)))
             dirty.clear()
         return out
 
