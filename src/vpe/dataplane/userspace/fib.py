@@ -314,7 +314,7 @@ class FibEntry:
         self.mode = mode
         self.rr = 0
         self.backup = backup
-        self.prefix_pick = rank2(self.seeds, phash)
+        self.prefix_pick = rank2(self.seeds, phash) if self.n > 1 else (0, -1)
         self._cache: dict[int, tuple[int, int]] = {}
         #: one member, no backup: the pipeline takes ``adjs[0]`` without a call
         self.fast = self.n == 1 and backup is None
