@@ -186,3 +186,18 @@ def test_r11_2_second_path_is_preinstalled_as_backup() -> None:
     assert batch is not None
     (route,) = batch.add_routes
     assert route.next_hops == (NextHop.remote("198.18.0.22", 2002),) and route.backup == ()
+
+
+def test_r12_4_service_attraction_imported_on_the_same_host_resolves_when_the_port_comes() -> None:
+    """A service instance's pool route (a static route via its port, docs/service-chains.md)
+    imported into another VRF of this host reaches that port, also when the route came
+    before the port: the destination VPN's return path through a NAT instance."""
+    vpn, res = _setup()
+    vpn.add_vrf("nat-out", import_rts=["65000:9"], export_rts=["65000:1"])
+    out = vpn.set_service("nat-out", "192.0.2.10", attract=["203.0.113.160/27"])
+    res.vrf_changes(out.table_changes, vpn)
+    assert RouteKey("red", "203.0.113.160/27") not in res.routes  # no port with that address yet
+    batch = res.add_port(_vm(vrf="nat-out"))
+    got = {(r.vrf, str(r.prefix)): r.next_hops for r in batch.add_routes}
+    assert got[("red", "203.0.113.160/27")] == (NextHop.local("vm1"),)
+    assert got[("nat-out", "203.0.113.160/27")] == (NextHop.local("vm1"),)

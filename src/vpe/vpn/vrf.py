@@ -43,6 +43,9 @@ from .names import check_name
 from .paths import VpnPath
 from .route_target import RouteTargets, format_route_targets
 
+#: the hidden VRF that imports what a service VRF re-advertises (never a valid VRF name)
+READV_SUFFIX = "~readv"
+
 # the entry values live in .entries; named here too for callers that know them as vrf.*
 __all__ = [
     "IPNetwork",
@@ -220,7 +223,9 @@ class Vrf:
         tenant: str | None = None,
         ecmp: str = "per-flow",
     ) -> None:
-        check_name(name, "name")  # the one rule for names (vpn/names.py)
+        # the one rule for names (vpn/names.py); a service VRF's hidden readv VRF adds a suffix
+        # no name can have, so it never clashes with a VRF of the API
+        check_name(name.removesuffix(READV_SUFFIX), "name")
         check_multipath(multipath)
         check_ecmp(ecmp)
         self.name = name
