@@ -118,6 +118,76 @@ def test_own_route_imported_into_another_vrf_is_delivered_locally() -> None:
     assert res.underlay == IPv4Address(UNDERLAY)
 
 
+def test_r12_2_vrf_ecmp_mode_reaches_the_routes_and_512_paths_fit() -> None:
+    import pytest
+
+    from vpe.vpn import InvalidValue
+
+    vpn = VpnService(UNDERLAY, next_hop=UNDERLAY)
+    vpn.add_vrf("svc", import_rts=["65000:1"], multipath=512, ecmp="per-prefix")
+    res = FibResolver(ip_address(UNDERLAY))
+    paths = [remote(f"65001:{i}:198.51.100.0/24", f"198.18.{1 + i // 250}.{1 + i % 250}", "65000:1",
+                    label=5000 + i) for i in range(512)]
+    batch = res.vrf_changes(vpn.apply(VpnPathsChanged(adds=paths)).table_changes, vpn)
+    assert batch is not None
+    (route,) = batch.add_routes
+    assert len(route.next_hops) == 512 and route.ecmp == "per-prefix"
+    # a changed mode re-sends the same sets with the new mode
+    batch = res.vrf_changes(vpn.set_ecmp("svc", "per-packet").table_changes, vpn)
+    assert batch is not None and [r.ecmp for r in batch.add_routes] == ["per-packet"]
+    assert not vpn.set_ecmp("svc", "per-packet").table_changes
+    with pytest.raises(InvalidValue, match="ecmp: 'round-robin' is not one of"):
+        vpn.set_ecmp("svc", "round-robin")
+    with pytest.raises(InvalidValue, match=r"multipath: 513 is not a path count in 1..512"):
+        vpn.set_multipath("svc", 513)
+    assert vpn.vrf("svc").to_json()["ecmp"] == "per-packet"
+
+
+def test_r12_2_ecmp_mode_from_the_configuration_file() -> None:
+    import pytest
+
+    from vpe.agent.config import ConfigError, parse_config
+    from vpe.agent.engine import Engine
+
+    text = """
+[bgp]
+local_as = 65000
+router_id = "198.18.0.31"
+
+[[vrfs]]
+name = "svc"
+route_targets = ["65000:7"]
+multipath = 512
+ecmp = "%s"
+
+[dataplane]
+underlay_address = "198.18.0.31"
+"""
+    eng = Engine(parse_config(text % "per-packet"))
+    assert eng.vpn.vrf("svc").ecmp == "per-packet" and eng.vpn.vrf("svc").multipath == 512
+    with pytest.raises(ConfigError, match="ecmp"):
+        parse_config(text % "sometimes")
+
+
+def test_r11_2_second_path_is_preinstalled_as_backup() -> None:
+    vpn, res = _setup()
+    a = remote("65001:1:10.9.0.0/24", "198.18.0.21", "65000:1", label=2001)
+    b = remote("65002:1:10.9.0.0/24", "198.18.0.22", "65000:1", label=2002, local_pref=50)
+    batch = res.vrf_changes(vpn.apply(VpnPathsChanged(adds=[a])).table_changes, vpn)
+    assert batch is not None and batch.add_routes[0].backup == ()
+    # a worse second path: no change of the forwarding set, but a backup to pre-install
+    batch = res.vrf_changes(vpn.apply(VpnPathsChanged(adds=[b])).table_changes, vpn)
+    assert batch is not None
+    (route,) = batch.add_routes
+    assert route.next_hops == (NextHop.remote("198.18.0.21", 2001),)
+    assert route.backup == (NextHop.remote("198.18.0.22", 2002),)
+    # the primary withdrawn: the backup is the route, with no backup of its own
+    batch = res.vrf_changes(vpn.apply(VpnPathsChanged(removes=[a])).table_changes, vpn)
+    assert batch is not None
+    (route,) = batch.add_routes
+    assert route.next_hops == (NextHop.remote("198.18.0.22", 2002),) and route.backup == ()
+
+
 def test_r12_4_service_attraction_imported_on_the_same_host_resolves_when_the_port_comes() -> None:
     """A service instance's pool route (a static route via its port, docs/service-chains.md)
     imported into another VRF of this host reaches that port, also when the route came

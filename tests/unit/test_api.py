@@ -104,6 +104,15 @@ async def test_vpn_lifecycle(client: httpx.AsyncClient, engine: Engine) -> None:
     assert r.status_code == 200, r.text
     assert r.json()["import_rts"] == ["target:65000:2", "target:65000:3"] and r.json()["multipath"] == 2
     assert engine.store is not None and engine.store.vpns()["blue"]["multipath"] == 2
+    # R12.2: the hash mode per VPN, and multipath sets up to 512
+    r = await client.patch("/v1/vpns/blue", json={"ecmp": "per-prefix", "multipath": 512})
+    assert r.status_code == 200, r.text
+    assert r.json()["ecmp"] == "per-prefix" and r.json()["multipath"] == 512
+    assert engine.store.vpns()["blue"]["ecmp"] == "per-prefix"
+    r = await client.patch("/v1/vpns/blue", json={"ecmp": "round-robin"})
+    assert r.status_code == 422 and ["body", "ecmp"] in _loc(r)
+    r = await client.patch("/v1/vpns/blue", json={"multipath": 513})
+    assert r.status_code == 422 and ["body", "multipath"] in _loc(r)
     r = await client.patch("/v1/vpns/blue", json={"rd": "65000:42"})
     assert r.status_code == 200 and r.json()["rd"] == "65000:42"
     r = await client.delete("/v1/vpns/blue")

@@ -61,19 +61,21 @@ def test_compile_writes_the_c_layouts() -> None:
     assert M.addr_key(red, ipaddress.ip_address("192.0.2.255")) in t["bcasts"]
     # a remote next hop: kind, label entry word, the largest inner packet, endpoint
     rk = M.RT4_KEY.pack(64, red, ipaddress.ip_address("192.0.2.20").packed)
-    nhg, pidx, _rr, _ = M.RT_VAL.unpack(t["routes4"][rk])
-    assert pidx == 0
+    nhg, phash, _rr, _ = M.RT_VAL.unpack(t["routes4"][rk])
+    assert phash == zlib.crc32(bytes([192, 0, 2, 20, 32]))
     n, mode, nlocal, _ = M.NHG_VAL.unpack(t["nhgs"][M.U32.pack(nhg)])
     assert (n, mode, nlocal) == (1, 0, 0)
     (nh_id,) = M.U32.unpack(t["members"][M.MEMBER_KEY.pack(nhg, 0)])
     kind, _ifx, word, max_inner, dst = M.NH_VAL.unpack(t["nhs"][M.U32.pack(nh_id)])
     assert (kind, word >> 12, word & 0x100, max_inner) == (M.NH_UDP4, 1002, 0x100, 1500 - 32)
     assert dst[:4] == bytes([198, 18, 0, 2])
-    # per-prefix ECMP: the userspace FIB's choice, crc32(network, length) % n
+    # per-prefix ECMP: the prefix hash crc32(network, length) is the flow hash
+    # the program ranks the group's seeds with (vpe.dataplane.nhg)
     ek = M.RT4_KEY.pack(32 + 24, red, ipaddress.ip_address("203.0.113.0").packed)
-    g2, pidx2, _, _ = M.RT_VAL.unpack(t["routes4"][ek])
-    assert pidx2 == zlib.crc32(bytes([203, 0, 113, 0, 24])) % 2
+    g2, phash2, _, _ = M.RT_VAL.unpack(t["routes4"][ek])
+    assert phash2 == zlib.crc32(bytes([203, 0, 113, 0, 24]))
     assert M.NHG_VAL.unpack(t["nhgs"][M.U32.pack(g2)])[:2] == (2, 2)
+    assert M.U32.pack(g2) in t["seeds"]
     # the ingress check knows both endpoints of that group
     assert M.addr_key(g2, ipaddress.ip_address("198.18.0.3")) in t["group_eps"]
     # labels: VRF and port; peers: configured and every route endpoint (R13.2)

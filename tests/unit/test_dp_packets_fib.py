@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from vpe.dataplane.nhg import rank2
 from vpe.dataplane.userspace import packets as P
 from vpe.dataplane.userspace.fib import DictLpm, FibEntry, TrieLpm, flow_hash
 
@@ -185,10 +186,11 @@ def test_fib_entry_modes() -> None:
     rr = FibEntry(None, adjs, 1, 0)
     assert [rr.pick(pkt, 0)[0].endpoint for _ in range(4)] == ["0", "1", "2", "0"]
     pp = FibEntry(None, adjs, 2, 7)
-    assert {pp.pick(pkt, 0)[0].endpoint for _ in range(5)} == {"1"}
+    expect = adjs[rank2((0, 1, 2), 7)[0]].endpoint
+    assert {pp.pick(pkt, 0)[0].endpoint for _ in range(5)} == {expect}
     pf = FibEntry(None, adjs, 0, 0)
     adj, fh = pf.pick(pkt, 0)
-    assert fh == flow_hash(pkt) and adj is adjs[fh % 3]
+    assert fh == flow_hash(pkt) and adj is adjs[rank2((0, 1, 2), fh)[0]]
     assert pf.pick_local(pkt, 0) is None
 
 

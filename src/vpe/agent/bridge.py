@@ -289,7 +289,8 @@ class VpnBridge:
 
     def update_vrf(self, name: str, *, import_rts: list[str] | None = None,
                    export_rts: list[str] | None = None, rd: str | None = None,
-                   label_mode: str | None = None, multipath: int | None = None) -> None:
+                   label_mode: str | None = None, multipath: int | None = None,
+                   ecmp: str | None = None) -> None:
         now = time.monotonic()
         if import_rts is not None:
             self.apply(self.vpn.set_import_rts(name, import_rts))
@@ -301,6 +302,8 @@ class VpnBridge:
             self.apply(self.vpn.set_label_mode(name, label_mode, now))
         if multipath is not None:
             self.apply(self.vpn.set_multipath(name, multipath))
+        if ecmp is not None:
+            self.apply(self.vpn.set_ecmp(name, ecmp))
         self._vrfs_changed(name)
 
     def remove_vrf(self, name: str) -> None:

@@ -311,7 +311,9 @@ class VrfConfig(_Strict):
     export_rts: list[str] = Field(default_factory=list)
     route_targets: list[str] = Field(default_factory=list)
     label_mode: Literal["per-vrf", "per-prefix", "per-endpoint"] = "per-vrf"
-    multipath: int = Field(default=1, ge=1, le=64)
+    multipath: int = Field(default=1, ge=1, le=512)
+    #: how the forwarders spread flows over a multipath set (R12.2)
+    ecmp: Literal["per-flow", "per-packet", "per-prefix"] = "per-flow"
     routes: list[StaticRouteConfig] = Field(default_factory=list)
     #: names of ``[[policies]]`` on what this VRF imports / exports (docs/policy.md)
     import_policy: str | None = None

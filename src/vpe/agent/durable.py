@@ -66,6 +66,7 @@ def normalise_spec(spec: dict[str, Any]) -> dict[str, Any]:
         "export_rts": _rt_texts(spec.get("export_rts"), both),
         "label_mode": spec.get("label_mode", "per-vrf"),
         "multipath": int(spec.get("multipath", 1)),
+        "ecmp": str(spec.get("ecmp") or "per-flow"),
         "description": str(spec.get("description") or ""),
         **({"service": dict(spec["service"])} if spec.get("service") else {}),
     }
@@ -130,8 +131,11 @@ def check_spec(spec: dict[str, Any]) -> None:
         parse_label_mode(spec["label_mode"])
     check_service(spec.get("service"))
     mp = spec.get("multipath")
-    if mp is not None and (type(mp) is not int or not 1 <= mp <= 64):
-        raise ValueError(f"multipath: {mp!r} is not a path count in 1..64")
+    if mp is not None and (type(mp) is not int or not 1 <= mp <= 512):
+        raise ValueError(f"multipath: {mp!r} is not a path count in 1..512")
+    ecmp = spec.get("ecmp")
+    if ecmp is not None and ecmp not in ("per-flow", "per-packet", "per-prefix"):
+        raise ValueError(f"ecmp: {ecmp!r} is not one of per-flow, per-packet, per-prefix")
 
 
 class DurableOps:
@@ -224,7 +228,7 @@ class DurableOps:
             if "rd" in changes:  # the one step that can be refused (RD held by another VRF)
                 eng.update_vrf(name, rd=new["rd"])
                 undo.append(lambda: self._restore_rd(name, old_rd, old_auto))
-            rest = {k: new[k] for k in ("import_rts", "export_rts", "label_mode", "multipath")
+            rest = {k: new[k] for k in ("import_rts", "export_rts", "label_mode", "multipath", "ecmp")
                     if k in changes}
             if rest:
                 undo.append(lambda: eng.update_vrf(name, **{k: old[k] for k in rest}))

@@ -116,7 +116,7 @@ class Engine:
         for v in cfg.vrfs:
             bridge.apply(vpn.add_vrf(v.name, rd=v.rd, import_rts=v.import_rts, export_rts=v.export_rts,
                                      route_targets=v.route_targets, label_mode=v.label_mode,
-                                     multipath=v.multipath))
+                                     multipath=v.multipath, ecmp=v.ecmp))
             if v.import_policy or v.export_policy:
                 book = self.router.policies
                 bridge.apply(vpn.set_policies(

@@ -26,11 +26,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from ipaddress import IPv4Address, IPv6Address
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from ..dataplane.driver import (
     AddressPair,
     Batch,
+    EcmpMode,
     Encap,
     LabelEntry,
     NextHop,
@@ -46,6 +47,7 @@ from ..vpn.label_owners import EndpointLabel, LabelOwner, SwapLabel
 from ..vpn.mobility import RANK_NOT_HERE
 
 if TYPE_CHECKING:
+    from ..vpn.entries import VrfRoute
     from ..vpn.events import VrfTableChange
     from ..vpn.service import VpnService
 
@@ -202,7 +204,14 @@ class FibResolver:
                 self._statics.pop(key, None)
             if hops:
                 moved = ch.routes[-1].rank[0] == RANK_NOT_HERE and ch.routes[0].source is not RouteSource.LOCAL
-                r = Route(ch.vrf, ch.network, tuple(hops[:_MAX_NEXT_HOPS]), moved=moved)
+                vrf = vpn.vrfs.get(ch.vrf)
+                # the VRF's mode (R12.2), checked by the VPN service
+                ecmp = cast(EcmpMode, vrf.ecmp if vrf is not None else "per-flow")
+                # the pre-installed backup (R11.2): used once every next hop is down
+                backup = tuple(
+                    h for h in self._next_hops(ch, vpn, bindings, ch.backup) if h not in hops
+                ) if ch.backup else ()
+                r = Route(ch.vrf, ch.network, tuple(hops[:_MAX_NEXT_HOPS]), ecmp, moved, backup)
                 if self.routes.get(key) != r:
                     self.routes[key] = r
                     add.append(r)
@@ -231,9 +240,10 @@ class FibResolver:
         return None
 
     def _next_hops(self, ch: VrfTableChange, vpn: VpnService,
-                   bindings: dict[int, LabelOwner]) -> list[NextHop]:
+                   bindings: dict[int, LabelOwner],
+                   routes: tuple[VrfRoute, ...] | None = None) -> list[NextHop]:
         hops: list[NextHop] = []
-        for r in ch.routes:
+        for r in ch.routes if routes is None else routes:
             if r.rank[0] == RANK_NOT_HERE:  # the marker of a moved endpoint (vpe.vpn.mobility)
                 continue
             while isinstance(r.origin, Leak):  # leaked: forward as the source VRF's entry does

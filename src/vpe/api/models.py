@@ -126,7 +126,9 @@ class VpnCreate(_Model):
     export_rts: list[str] = Field(default_factory=list, max_length=MAX_RTS)
     route_targets: list[str] = Field(default_factory=list, max_length=MAX_RTS, description="imported and exported")
     label_mode: Literal["per-vrf", "per-prefix", "per-endpoint"] = "per-vrf"
-    multipath: int = Field(default=1, ge=1, le=64)
+    multipath: int = Field(default=1, ge=1, le=512)
+    ecmp: Literal["per-flow", "per-packet", "per-prefix"] = Field(
+        default="per-flow", description="how the forwarders spread flows over a multipath set")
     description: str = Field(default="", description="free text, max 256 (bagpipe: instance_description)")
     service: ServiceVrf | None = Field(default=None, description="a service instance's VRF: attraction and "
                                        "re-advertisement (docs/service-chains.md)")
@@ -156,7 +158,8 @@ class VpnUpdate(_Model):
     import_rts: list[str] | None = Field(default=None, max_length=MAX_RTS)
     export_rts: list[str] | None = Field(default=None, max_length=MAX_RTS)
     label_mode: Literal["per-vrf", "per-prefix", "per-endpoint"] | None = None
-    multipath: int | None = Field(default=None, ge=1, le=64)
+    multipath: int | None = Field(default=None, ge=1, le=512)
+    ecmp: Literal["per-flow", "per-packet", "per-prefix"] | None = None
     description: str | None = None
     service: ServiceVrf | None = None
 

@@ -296,13 +296,14 @@ def vpn_update(
     export_rt: list[str] = typer.Option(None, "--export-rt", help="the new export RTs (repeat; replaces them)"),
     label_mode: str = typer.Option(None, "--label-mode"),
     multipath: int = typer.Option(None, "--multipath"),
+    ecmp: str = typer.Option(None, "--ecmp", help="per-flow, per-packet or per-prefix"),
     description: str = typer.Option(None, "--description"),
     socket: str = SocketOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Change a VPN instance: only the options given change."""
     body = {k: v for k, v in {"rd": rd, "import_rts": import_rt or None, "export_rts": export_rt or None,
-                              "label_mode": label_mode, "multipath": multipath,
+                              "label_mode": label_mode, "multipath": multipath, "ecmp": ecmp,
                               "description": description}.items() if v is not None}
     if not body:
         fail("nothing to change: give at least one of --rd, --import-rt, --export-rt, --label-mode, "

@@ -268,6 +268,9 @@ class Route:
     #: docs/mobility.md): what arrives for it from the underlay is re-tunnelled
     #: to these next hops (local repair) instead of being dropped as transit (R8.1)
     moved: bool = False
+    #: pre-installed backup paths (R11.2, docs/fast-reroute.md): used, with the
+    #: same consistent selection, once every ``next_hops`` endpoint is down
+    backup: tuple[NextHop, ...] = ()
 
     def __post_init__(self) -> None:
         _set(self, "prefix", _net(self.prefix, f"route in {self.vrf} prefix"))
@@ -283,6 +286,13 @@ class Route:
             raise DriverError(
                 f"route {self.vrf} {self.prefix} ecmp: {self.ecmp!r} not in {ECMP_MODES}"
             )
+        backup = tuple(self.backup)
+        _set(self, "backup", backup)
+        if len(backup) > MAX_NEXT_HOPS:
+            raise DriverError(
+                f"route {self.vrf} {self.prefix}: {len(backup)} backup next hops, "
+                f"at most {MAX_NEXT_HOPS}"
+            )
 
     @property
     def key(self) -> RouteKey:
@@ -295,6 +305,7 @@ class Route:
             "next_hops": [n.to_json() for n in self.next_hops],
             "ecmp": self.ecmp,
             **({"moved": True} if self.moved else {}),
+            **({"backup": [n.to_json() for n in self.backup]} if self.backup else {}),
         }
 
     @classmethod
@@ -305,6 +316,7 @@ class Route:
             tuple(NextHop.from_json(n) for n in d["next_hops"]),
             d.get("ecmp", "per-flow"),
             bool(d.get("moved", False)),
+            tuple(NextHop.from_json(n) for n in d.get("backup", ())),
         )
 
 
@@ -482,6 +494,10 @@ class Batch:
     remove_replication: tuple[str, ...] = ()
     add_peers: tuple[Peer, ...] = ()
     remove_peers: tuple[IPAddress, ...] = field(default=())
+    #: remote vPEs declared dead / alive again (R11.2): one entry switches every
+    #: route through that endpoint to its other members or its backup
+    down_endpoints: tuple[IPAddress, ...] = ()
+    up_endpoints: tuple[IPAddress, ...] = ()
     add_redirects: tuple[Redirect, ...] = ()
     remove_redirects: tuple[str, ...] = ()
 
@@ -494,6 +510,8 @@ class Batch:
             tuple(k if isinstance(k, RouteKey) else RouteKey(*k) for k in self.remove_routes),
         )
         _set(self, "remove_peers", tuple(_addr(p, "remove peer") for p in self.remove_peers))
+        _set(self, "down_endpoints", tuple(_addr(p, "down endpoint") for p in self.down_endpoints))
+        _set(self, "up_endpoints", tuple(_addr(p, "up endpoint") for p in self.up_endpoints))
 
     def __len__(self) -> int:
         return sum(len(getattr(self, f)) for f in self.__dataclass_fields__)
@@ -510,6 +528,8 @@ class Batch:
             "remove_replication": list(self.remove_replication),
             "add_peers": [p.to_json() for p in self.add_peers],
             "remove_peers": [str(p) for p in self.remove_peers],
+            **({"down_endpoints": [str(p) for p in self.down_endpoints]} if self.down_endpoints else {}),
+            **({"up_endpoints": [str(p) for p in self.up_endpoints]} if self.up_endpoints else {}),
             "add_redirects": [r.to_json() for r in self.add_redirects],
             "remove_redirects": list(self.remove_redirects),
         }
@@ -530,6 +550,8 @@ class Batch:
                 remove_replication=tuple(d.get("remove_replication", ())),
                 add_peers=tuple(Peer.from_json(p) for p in d.get("add_peers", ())),
                 remove_peers=tuple(d.get("remove_peers", ())),
+                down_endpoints=tuple(d.get("down_endpoints", ())),
+                up_endpoints=tuple(d.get("up_endpoints", ())),
                 add_redirects=tuple(Redirect.from_json(r) for r in d.get("add_redirects", ())),
                 remove_redirects=tuple(d.get("remove_redirects", ())),
             )
@@ -546,11 +568,14 @@ class State:
     labels: tuple[LabelEntry, ...] = ()
     replication: tuple[ReplicationList, ...] = ()
     peers: tuple[Peer, ...] = ()
+    #: remote vPEs declared down (R11.2)
+    down_endpoints: tuple[IPAddress, ...] = ()
     redirects: tuple[Redirect, ...] = ()
 
     def __post_init__(self) -> None:
         for f in self.__dataclass_fields__:
             _set(self, f, tuple(getattr(self, f)))
+        _set(self, "down_endpoints", tuple(_addr(p, "down endpoint") for p in self.down_endpoints))
 
     def as_batch(self) -> Batch:
         return Batch(
@@ -559,6 +584,7 @@ class State:
             add_labels=self.labels,
             set_replication=self.replication,
             add_peers=self.peers,
+            down_endpoints=self.down_endpoints,
             add_redirects=self.redirects,
         )
 
@@ -569,6 +595,7 @@ class State:
             "labels": [e.to_json() for e in self.labels],
             "replication": [r.to_json() for r in self.replication],
             "peers": [p.to_json() for p in self.peers],
+            **({"down_endpoints": [str(p) for p in self.down_endpoints]} if self.down_endpoints else {}),
             "redirects": [r.to_json() for r in self.redirects],
         }
 
@@ -581,6 +608,7 @@ class State:
                 labels=tuple(LabelEntry.from_json(e) for e in d.get("labels", ())),
                 replication=tuple(ReplicationList.from_json(r) for r in d.get("replication", ())),
                 peers=tuple(Peer.from_json(p) for p in d.get("peers", ())),
+                down_endpoints=tuple(d.get("down_endpoints", ())),
                 redirects=tuple(Redirect.from_json(r) for r in d.get("redirects", ())),
             )
         except (KeyError, TypeError, AttributeError) as exc:

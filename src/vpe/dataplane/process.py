@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 from . import registry
 from .channel import load_key
+from .liveness import Liveness
 from .server import ChannelServer
 
 log = logging.getLogger("vpe.dataplane")
@@ -37,17 +38,23 @@ def _hostport(text: str) -> tuple[str, int]:
 class _Loop:
     """The process's one selector loop; a signal ends it after the current turn."""
 
-    def __init__(self, selector: selectors.BaseSelector, tick: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self,
+        selector: selectors.BaseSelector,
+        tick: Callable[[], None] = lambda: None,
+        timeout: Callable[[], float] = lambda: 0.2,
+    ) -> None:
         self.sel = selector
         self.stopping = False
         self._tick = tick
+        self._timeout = timeout
 
     def stop(self, *_: object) -> None:
         self.stopping = True
 
     def run(self) -> None:
         while not self.stopping:
-            for key, _mask in self.sel.select(timeout=0.2):
+            for key, _mask in self.sel.select(timeout=min(0.2, self._timeout())):
                 key.data(key.fileobj)
             self._tick()
 
@@ -77,6 +84,15 @@ def main(argv: list[str] | None = None) -> int:
         "(required with --listen-tcp)",
     )
     ap.add_argument("--underlay-mtu", type=int, help="default: the MTU of --underlay-if")
+    ap.add_argument(
+        "--liveness",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="probe the remote forwarders every SECONDS and route around a silent one "
+        "(docs/fast-reroute.md; 0: off)",
+    )
+    ap.add_argument("--liveness-multiplier", type=int, default=3, help="missed probes that mean down")
     ap.add_argument("--log-level", default="INFO")
     args = ap.parse_args(argv)
     if not args.socket and not args.listen_tcp:
@@ -118,7 +134,22 @@ def main(argv: list[str] | None = None) -> int:
         driver.close()
         print(f"vpe forwarder: cannot serve the FIB channel: {exc}", file=sys.stderr)
         return 2
-    loop = _Loop(sel, server.tick)
+    live: Liveness | None = None
+    if args.liveness:
+        try:
+            live = Liveness(driver, sel, ips, args.liveness, args.liveness_multiplier)
+        except (OSError, ValueError) as exc:
+            server.close()
+            driver.close()
+            print(f"vpe forwarder: cannot start liveness probing: {exc}", file=sys.stderr)
+            return 2
+
+    def tick() -> None:
+        server.tick()
+        if live is not None:
+            live.tick()
+
+    loop = _Loop(sel, tick, live.timeout if live is not None else (lambda: 0.2))
     signal.signal(signal.SIGTERM, loop.stop)
     signal.signal(signal.SIGINT, loop.stop)
     log.info(
@@ -130,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         loop.run()
     finally:
+        if live is not None:
+            live.close()
         server.close()
         driver.close()
         sel.close()

@@ -41,11 +41,12 @@ from typing import Any, Literal
 from .errors import InvalidValue, NotFound
 from .names import NAME_MAX, check_name
 from .route_target import parse_route_target, parse_route_targets
+from .vrf import MAX_MULTIPATH
 
 Side = Literal["inside", "outside"]
 SIDES: tuple[Side, ...] = ("inside", "outside")
-#: ECMP width of the chain's own VRFs (the VPN service's multipath limit)
-CHAIN_MULTIPATH = 64
+#: ECMP width of the chain's own VRFs (the VPN service's multipath limit, R12.2)
+CHAIN_MULTIPATH = MAX_MULTIPATH
 _PROTOCOLS = {"icmp": 1, "tcp": 6, "udp": 17, "icmpv6": 58, "sctp": 132}
 
 

@@ -44,6 +44,9 @@ class VrfTableChange(NamedTuple):
     version: int
     prefix: bytes
     routes: tuple[VrfRoute, ...]
+    #: the path the forwarders pre-install for when every ``routes`` next hop
+    #: is down (R11.2, docs/fast-reroute.md): the best remote entry outside the set
+    backup: tuple[VrfRoute, ...] = ()
 
     @property
     def network(self) -> Any:

@@ -42,6 +42,8 @@ from .vrf import (
     IPNetwork,
     LabelMode,
     Vrf,
+    check_ecmp,
+    check_multipath,
     key_text,
     parse_label_mode,
     parse_route_kind,
@@ -221,6 +223,7 @@ class VpnService:
         label_mode: str | LabelMode = LabelMode.PER_VRF,
         multipath: int = 1,
         tenant: str | None = None,
+        ecmp: str = "per-flow",
     ) -> VpnOutput:
         """Create a VRF; it imports the VPN routes already known at once.
 
@@ -244,6 +247,7 @@ class VpnService:
             label_mode=mode,
             multipath=multipath,
             tenant=tenant,
+            ecmp=ecmp,
         )
         vrf.rd = self.rds.allocate(name) if rd_value is None else self.rds.claim(name, rd_value)
         vrf.watch = self._changed
@@ -327,11 +331,26 @@ class VpnService:
 
     def set_multipath(self, name: str, multipath: int) -> VpnOutput:
         vrf = self.vrf(name)
-        if type(multipath) is not int or not 1 <= multipath <= 64:
-            raise InvalidValue(f"multipath: {multipath!r} is not a path count in 1..64")
+        check_multipath(multipath)
         vrf.touch_all()
         vrf.multipath = multipath
         return self._finish(VpnOutput())
+
+    def set_ecmp(self, name: str, ecmp: str) -> VpnOutput:
+        """Change how the forwarders spread over ``name``'s multipath sets: every
+        forwarding set is handed out again (the same sets, the new mode)."""
+        vrf = self.vrf(name)
+        check_ecmp(ecmp)
+        if vrf.ecmp == ecmp:
+            return VpnOutput()
+        vrf.ecmp = ecmp
+        out = self._finish(VpnOutput())
+        for v in (4, 6):
+            for k in vrf.keys(v):
+                out.table_changes.append(
+                    VrfTableChange(name, v, k, vrf.active((v, k)), vrf.backup((v, k)))
+                )
+        return out
 
     # -- service VRFs (chains) --------------------------------------------------------
 

@@ -171,6 +171,22 @@ def _order(r: VrfRoute) -> tuple[Any, ...]:
 
 # -- the VRF ------------------------------------------------------------------------
 
+#: the largest multipath set a VRF keeps: the forwarders' group size (R12.2)
+MAX_MULTIPATH = 512
+#: how a forwarder spreads flows over a multipath set (the driver's Route.ecmp)
+ECMP_MODES = ("per-flow", "per-packet", "per-prefix")
+
+
+def check_multipath(multipath: object) -> None:
+    if type(multipath) is not int or not 1 <= multipath <= MAX_MULTIPATH:
+        raise InvalidValue(f"multipath: {multipath!r} is not a path count in 1..{MAX_MULTIPATH}")
+
+
+def check_ecmp(ecmp: object) -> None:
+    if ecmp not in ECMP_MODES:
+        raise InvalidValue(f"ecmp: {ecmp!r} is not one of {', '.join(ECMP_MODES)}")
+
+
 
 class Vrf:
     """One VRF of this vPE. Configuration is changed through
@@ -185,6 +201,7 @@ class Vrf:
         "export_rts",
         "label_mode",
         "multipath",
+        "ecmp",
         "tenant",
         "tables",
         "_dirty",
@@ -204,12 +221,13 @@ class Vrf:
         label_mode: LabelMode = LabelMode.PER_VRF,
         multipath: int = 1,
         tenant: str | None = None,
+        ecmp: str = "per-flow",
     ) -> None:
         # the one rule for names (vpn/names.py); a service VRF's hidden readv VRF adds a suffix
         # no name can have, so it never clashes with a VRF of the API
         check_name(name.removesuffix(READV_SUFFIX), "name")
-        if type(multipath) is not int or not 1 <= multipath <= 64:
-            raise InvalidValue(f"multipath: {multipath!r} is not a path count in 1..64")
+        check_multipath(multipath)
+        check_ecmp(ecmp)
         self.name = name
         self.rd = rd
         self.rd_auto = rd_auto
@@ -217,6 +235,8 @@ class Vrf:
         self.export_rts = export_rts
         self.label_mode = label_mode
         self.multipath = multipath
+        #: how the forwarders spread flows over the multipath set (R12.2)
+        self.ecmp = ecmp
         self.tenant = tenant
         #: routing policies on what this VRF imports / exports (docs/policy.md), None: none
         self.import_policy: Policy | None = None
@@ -275,6 +295,30 @@ class Vrf:
                 out[key_text(v, k)] = list(_entries(val))
         return out
 
+    def backup(self, prefix: str | IPNetwork | tuple[int, bytes]) -> tuple[VrfRoute, ...]:
+        """The backup path of ``prefix`` (see :meth:`_backup`), or ()."""
+        v, k = self._key(prefix)
+        return self._backup(self.tables[v].get(k))
+
+    def _backup(self, val: VrfRoute | list[VrfRoute] | None) -> tuple[VrfRoute, ...]:
+        """The best remote entry outside the forwarding set (R11.2): the path the
+        forwarders hold pre-installed. None for a local best entry or a mobility
+        claim (sequence numbers decide where such an address is, vpe.vpn.mobility)."""
+        if type(val) is not list:
+            return ()
+        best = val[0]
+        if best.source is RouteSource.LOCAL or best.rank[1]:
+            return ()
+        active = self._select(val)
+        for e in val[1:]:
+            if e.next_hop is not None and e.labels and e.rank[0] != RANK_NOT_HERE and e not in active:
+                return (e,)
+        return ()
+
+    def _snap(self, val: VrfRoute | list[VrfRoute] | None) -> tuple[VrfRoute, ...]:
+        """What a flush compares: the forwarding set, then the backup."""
+        return self._select(val) + self._backup(val)
+
     def _select(self, val: VrfRoute | list[VrfRoute] | None) -> tuple[VrfRoute, ...]:
         if val is None:
             return ()
@@ -314,7 +358,7 @@ class Vrf:
                 dirty[p] = ()
             return
         if p not in dirty:
-            dirty[p] = self._select(val)
+            dirty[p] = self._snap(val)
         ident = route.ident
         entries: list[VrfRoute]
         if isinstance(val, list):
@@ -351,7 +395,7 @@ class Vrf:
             return None
         dirty = self._dirty[version]
         if prefix not in dirty:
-            dirty[prefix] = self._select(val)
+            dirty[prefix] = self._snap(val)
         self.watch[self.name] = None
         e = entries[i]
         if len(entries) == 1:
@@ -369,7 +413,7 @@ class Vrf:
             dirty = self._dirty[v]
             for k, val in table.items():
                 if k not in dirty:
-                    dirty[k] = self._select(val)
+                    dirty[k] = self._snap(val)
 
     def clear(self) -> None:
         """Drop every entry (the VRF is being deleted)."""
@@ -391,20 +435,21 @@ class Vrf:
             if not dirty:
                 continue
             table = self.tables[v]
-            select = self._select
+            select, backup = self._select, self._backup
             for k, old in dirty.items():
                 val = table.get(k)
                 if val is None:
                     if old:
-                        app(new_change(VrfTableChange, (name, v, k, ())))
+                        app(new_change(VrfTableChange, (name, v, k, (), ())))
                     continue
                 if type(val) is not list:
                     if not old or old[0] is not val or len(old) != 1:
-                        app(new_change(VrfTableChange, (name, v, k, (val,))))
+                        app(new_change(VrfTableChange, (name, v, k, (val,), ())))
                     continue
                 new = select(val)
-                if new != old:
-                    app(new_change(VrfTableChange, (name, v, k, new)))
+                bk = backup(val)
+                if new + bk != old:
+                    app(new_change(VrfTableChange, (name, v, k, new, bk)))
             dirty.clear()
         return out
 
@@ -417,6 +462,7 @@ class Vrf:
             "export_rts": format_route_targets(self.export_rts),
             "label_mode": self.label_mode.value,
             "multipath": self.multipath,
+            "ecmp": self.ecmp,
             "tenant": self.tenant,
             "routes": {"ipv4": len(self.tables[4]), "ipv6": len(self.tables[6])},
         }

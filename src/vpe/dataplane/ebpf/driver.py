@@ -176,9 +176,32 @@ class EbpfDriver:
         self._program(before)
 
     def apply(self, batch: Batch) -> None:
+        if (batch.down_endpoints or batch.up_endpoints) and len(batch) == len(
+            batch.down_endpoints
+        ) + len(batch.up_endpoints):
+            self._set_down(batch)
+            return
         before = self.slow.state()
         self.slow.apply(batch)
         self._program(before)
+
+    def _set_down(self, batch: Batch) -> None:
+        """Endpoints declared dead / alive (R11.2): one map entry each, no recompilation."""
+        self.slow.apply(batch)
+        table = self.tables.setdefault("ep_down", {})
+        m = self.maps["ep_down"]
+        try:
+            for ep in batch.up_endpoints:
+                k = M.addr_key(0, ep)
+                if k in table:
+                    m.delete(k)
+                    del table[k]
+            for ep in batch.down_endpoints:
+                k = M.addr_key(0, ep)
+                m.update(k, M.ONE)
+                table[k] = M.ONE
+        except B.BpfError as exc:
+            raise DriverFailure(f"ebpf map ep_down update failed: {exc}") from None
 
     def state(self) -> State:
         return self.slow.state()
@@ -193,6 +216,7 @@ class EbpfDriver:
                 _ifindex,
                 self.slow.forwarder.underlay_mtu,
                 self.capacity,
+                self.slow.forwarder.underlay_ips,
             )
             old_tables = self.tables
             try:

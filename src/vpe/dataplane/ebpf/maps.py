@@ -19,7 +19,8 @@ import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from ..driver import IPAddress, NextHop, Port, State
+from .. import nhg as G
+from ..driver import MAX_NEXT_HOPS, IPAddress, NextHop, Port, Route, State
 from ..errors import ResourceExhausted
 
 # ------------------------------------------------------------- C layouts
@@ -36,6 +37,7 @@ RT6_KEY = struct.Struct("<II16s")
 RT_VAL = struct.Struct("<IIII")
 NHG_VAL = struct.Struct("<IIII")
 MEMBER_KEY = struct.Struct("<II")
+SEEDS_VAL = struct.Struct(f"<{MAX_NEXT_HOPS}I")
 NH_VAL = struct.Struct("<IIII16s")
 LABEL_VAL = struct.Struct("<IIII")
 CTR5 = struct.Struct("<5Q")
@@ -87,6 +89,7 @@ PUNT_QUOTE = 1400
 FIB_MAPS = (
     "nhs",
     "members",
+    "seeds",
     "nhgs",
     "group_eps",
     "ports",
@@ -98,6 +101,7 @@ FIB_MAPS = (
     "labels",
     "routes4",
     "routes6",
+    "ep_down",
 )
 
 Tables = dict[str, dict[bytes, bytes]]
@@ -115,10 +119,21 @@ def mac(text: str) -> bytes:
     return bytes.fromhex(text.replace(":", ""))
 
 
-def prefix_index(net: ipaddress.IPv4Network | ipaddress.IPv6Network, n: int) -> int:
-    """The per-prefix ECMP choice of the userspace FIB (``fib.prefix_hash``)."""
+def prefix_hash(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> int:
+    """The per-prefix mode's flow hash: the userspace FIB's ``fib.prefix_hash``."""
     raw = int(net.network_address).to_bytes(net.max_prefixlen // 8, "big")
-    return zlib.crc32(raw + bytes((net.prefixlen,))) % n
+    return zlib.crc32(raw + bytes((net.prefixlen,)))
+
+
+def ranked(
+    nhs: tuple[NextHop, ...], own: IPAddress | None, port_labels: dict[str, int]
+) -> tuple[list[NextHop], list[int]]:
+    """``nhs`` in rank order and their seeds (:mod:`vpe.dataplane.nhg`)."""
+    if len(nhs) == 1:
+        return [nhs[0]], [0]
+    idents = [G.identity(nh, own, port_labels.get(nh.port or "")) for nh in nhs]
+    order = G.order(idents)
+    return [nhs[i] for i in order], [G.seed(idents[i]) for i in order]
 
 
 def tunnel_overhead(encap: str, v6: bool) -> int:
@@ -174,6 +189,7 @@ def compile_tables(
     ifindex_of: Callable[[Port], int],
     underlay_mtu: int,
     capacity: dict[str, int] | None = None,
+    underlay_ips: tuple[IPAddress, ...] = (),
 ) -> Compiled:
     """Every FIB map's contents for ``state``.
 
@@ -251,25 +267,37 @@ def compile_tables(
 
     seen_nh: set[int] = set()
     seen_g: set[int] = set()
-    for r in state.routes:
-        members = [nh_id(nh) for nh in r.next_hops]
-        gkey: tuple[object, ...] = (r.ecmp, tuple(members))
+    own = underlay_ips[0] if underlay_ips else None
+    port_labels = {e.target: e.label for e in state.labels if e.kind == "port"}
+
+    def group(r: Route, nhs: tuple[NextHop, ...], backup: int) -> int:
+        order, seeds = ranked(nhs, own, port_labels)
+        members = [nh_id(nh) for nh in order]
+        gkey: tuple[object, ...] = (r.ecmp, tuple(members), backup)
         g = ids._take(ids.nhgs, gkey)
         if g not in seen_g:
             seen_g.add(g)
             g_keys.append(gkey)
-            local = [m for m, nh in zip(members, r.next_hops, strict=True) if nh.is_local]
-            t["nhgs"][U32.pack(g)] = NHG_VAL.pack(len(members), ECMP[r.ecmp], len(local), 0)
+            local = [m for m, nh in zip(members, order, strict=True) if nh.is_local]
+            t["nhgs"][U32.pack(g)] = NHG_VAL.pack(len(members), ECMP[r.ecmp], len(local), backup)
             for idx, m in enumerate(members):
                 t["members"][MEMBER_KEY.pack(g, idx)] = U32.pack(m)
             for idx, m in enumerate(local):
                 t["members"][MEMBER_KEY.pack(g, idx | LOCAL_IDX)] = U32.pack(m)
-            for nh in r.next_hops:
+            if len(members) > 1:
+                t["seeds"][U32.pack(g)] = SEEDS_VAL.pack(
+                    *seeds, *([0] * (MAX_NEXT_HOPS - len(seeds)))
+                )
+            for nh in (*nhs, *r.backup):
                 if nh.endpoint is not None:
                     t["group_eps"][addr_key(g, nh.endpoint)] = ONE
+        return g
+
+    for r in state.routes:
+        g = group(r, r.next_hops, group(r, r.backup, 0) if r.backup else 0)
         vid = vrf_ids[r.vrf]
         net = r.prefix
-        val = RT_VAL.pack(g, prefix_index(net, len(members)), 0, 0)
+        val = RT_VAL.pack(g, prefix_hash(net), 0, 0)
         if net.version == 4:
             t["routes4"][RT4_KEY.pack(32 + net.prefixlen, vid, net.network_address.packed)] = val
         else:
@@ -279,7 +307,7 @@ def compile_tables(
     # labels, and the vPEs allowed to send us tunnelled traffic (R13.2)
     peers: set[IPAddress] = {p.endpoint for p in state.peers}
     for r in state.routes:
-        peers.update(nh.endpoint for nh in r.next_hops if nh.endpoint is not None)
+        peers.update(nh.endpoint for nh in (*r.next_hops, *r.backup) if nh.endpoint is not None)
     for rl in state.replication:
         peers.update(m.endpoint for m in rl.members if m.endpoint is not None)
     for e in state.labels:
@@ -298,6 +326,8 @@ def compile_tables(
         t["labels"][U32.pack(e.label)] = val
     for ep in peers:
         t["peers"][addr_key(0, ep)] = ONE
+    for ep in state.down_endpoints:
+        t["ep_down"][addr_key(0, ep)] = ONE
 
     if capacity:
         for name, entries in t.items():

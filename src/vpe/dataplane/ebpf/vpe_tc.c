@@ -66,14 +66,21 @@ struct addr_key { __u32 id; __u32 fam; __u8 addr[16]; };
 
 struct rt4_key { __u32 plen; __u32 vrf; __u8 addr[4]; };
 struct rt6_key { __u32 plen; __u32 vrf; __u8 addr[16]; };
-struct rt_val { __u32 nhg; __u32 prefix_index; __u32 rr; __u32 pad; };
+/* phash: the prefix hash, the per-prefix mode's flow hash (vpe.dataplane.nhg) */
+struct rt_val { __u32 nhg; __u32 phash; __u32 rr; __u32 pad; };
 
 #define ECMP_PER_FLOW 0
 #define ECMP_PER_PACKET 1
 #define ECMP_PER_PREFIX 2
 
-struct nhg_val { __u32 n; __u32 mode; __u32 nlocal; __u32 pad; };
+/* backup: the group of pre-installed backup paths (0: none), R11.2 */
+struct nhg_val { __u32 n; __u32 mode; __u32 nlocal; __u32 backup; };
+/* members are in rank order (vpe.dataplane.nhg.order); idx is the rank */
 struct member_key { __u32 nhg; __u32 idx; };
+/* the members' identity seeds, in rank order (groups of 2 and more) */
+#define MAX_MEMBERS 512
+struct seeds_val { __u32 s[MAX_MEMBERS]; };
+#define NO_MEMBER 0xFFFFFFFFu
 #define LOCAL_IDX 0x80000000u
 
 #define NH_LOCAL 1
@@ -167,6 +174,12 @@ struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 262144);
 	 __type(key, struct member_key); __type(value, __u32); } members SEC(".maps");
 struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 65536);
 	 __type(key, __u32); __type(value, struct nh_val); } nhs SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 16384);
+	 __uint(map_flags, BPF_F_NO_PREALLOC);
+	 __type(key, __u32); __type(value, struct seeds_val); } seeds SEC(".maps");
+/* remote vPEs declared down (key id 0): their members are skipped (R11.2) */
+struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 65536);
+	 __type(key, struct addr_key); __type(value, __u8); } ep_down SEC(".maps");
 struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 1048576);
 	 __uint(map_flags, BPF_F_NO_PREALLOC);
 	 __type(key, __u32); __type(value, struct label_val); } labels SEC(".maps");
@@ -335,23 +348,128 @@ static __always_inline __u32 flow_hash6(const __u8 *ip, const void *end, __u32 t
 	return crc ^ 0xFFFFFFFF;
 }
 
-/* the next hop of a route: (nh id, flow hash or -1 when not computed) */
-static __always_inline __u32 *pick_member(struct rt_val *rt, struct nhg_val *g, __u32 fh, int local)
+/* MurmurHash3's finaliser: vpe.dataplane.nhg.fmix32 */
+static __always_inline __u32 fmix32(__u32 h)
+{
+	h ^= h >> 16;
+	h *= 0x85EBCA6Bu;
+	h ^= h >> 13;
+	h *= 0xC2B2AE35u;
+	h ^= h >> 16;
+	return h;
+}
+
+struct hrw_ctx {
+	struct seeds_val *sv;
+	__u32 n, h, best, second, i1, i2;
+};
+
+/* one member's weight for the bucket: keep the two heaviest (vpe.dataplane.nhg.rank2) */
+static long hrw_step(__u32 i, void *data)
+{
+	struct hrw_ctx *c = data;
+	if (i >= c->n || i >= MAX_MEMBERS)
+		return 1;
+	__u32 w = fmix32(c->sv->s[i] ^ c->h);
+	if (c->i1 == NO_MEMBER || w > c->best) {
+		c->second = c->best;
+		c->i2 = c->i1;
+		c->best = w;
+		c->i1 = i;
+	} else if (c->i2 == NO_MEMBER || w > c->second) {
+		c->second = w;
+		c->i2 = i;
+	}
+	return 0;
+}
+
+/* winner and runner-up ranks of group gid for key; -1 when the seeds are missing */
+static __always_inline int rank_members(__u32 gid, struct nhg_val *g, struct rt_val *rt, __u32 key,
+					__u32 *i1, __u32 *i2)
+{
+	__u32 n = g->n;
+	if (n <= 1) {
+		*i1 = 0;
+		*i2 = NO_MEMBER;
+		return 0;
+	}
+	if (g->mode == ECMP_PER_PACKET) {
+		__u32 r = __sync_fetch_and_add(&rt->rr, 1) % n;
+		*i1 = r;
+		*i2 = r + 1 < n ? r + 1 : 0;
+		return 0;
+	}
+	struct hrw_ctx c = { .n = n, .h = fmix32(key & 0xffff), .i1 = NO_MEMBER, .i2 = NO_MEMBER };
+	c.sv = bpf_map_lookup_elem(&seeds, &gid);
+	if (!c.sv)
+		return -1;
+	bpf_loop(n, hrw_step, &c, 0);
+	if (c.i1 == NO_MEMBER)
+		return -1;
+	*i1 = c.i1;
+	*i2 = c.i2;
+	return 0;
+}
+
+static __always_inline struct nh_val *member_nh(__u32 gid, __u32 idx)
+{
+	struct member_key mk = { .nhg = gid, .idx = idx };
+	__u32 *nid = bpf_map_lookup_elem(&members, &mk);
+	if (!nid)
+		return 0;
+	return bpf_map_lookup_elem(&nhs, nid);
+}
+
+static __always_inline int nh_down(struct nh_val *nh)
+{
+	if (nh->kind == NH_LOCAL)
+		return 0;
+	struct addr_key k = { .fam = (nh->kind == NH_UDP6 || nh->kind == NH_GRE6) ? 6 : 4 };
+	__builtin_memcpy(k.addr, nh->dst, 16);
+	return bpf_map_lookup_elem(&ep_down, &k) != 0;
+}
+
+/* the next hop of a route for key (flow hash or prefix hash), skipping dead
+ * endpoints: winner, runner-up, else (a group of 2 at most) the backup
+ * group's winner; NULL: the slow path decides (vpe.dataplane.userspace.fib.FibEntry.pick) */
+static __always_inline struct nh_val *select_nh(struct rt_val *rt, struct nhg_val *g, __u32 key)
+{
+	__u32 gid = rt->nhg, i1, i2;
+	if (rank_members(gid, g, rt, key, &i1, &i2))
+		return 0;
+	struct nh_val *nh = member_nh(gid, i1);
+	if (!nh || (g->n == 1 && !g->backup) || !nh_down(nh))
+		return nh;
+	if (i2 != NO_MEMBER) {
+		struct nh_val *nh2 = member_nh(gid, i2);
+		if (!nh2 || !nh_down(nh2))
+			return nh2;
+	}
+	if (g->n > 2)
+		return 0; /* another member may be alive: the slow path finds the heaviest */
+	if (!g->backup)
+		return nh; /* nothing alive, nothing better */
+	__u32 bid = g->backup;
+	struct nhg_val *b = bpf_map_lookup_elem(&nhgs, &bid);
+	if (!b || b->backup)
+		return 0;
+	struct rt_val brt = { .nhg = bid, .rr = rt->rr };
+	if (rank_members(bid, b, &brt, key, &i1, &i2))
+		return 0;
+	struct nh_val *bn = member_nh(bid, i1);
+	if (!bn || nh_down(bn))
+		return 0;
+	return bn;
+}
+
+/* the local member for traffic from the underlay (flow hash modulo the local ones) */
+static __always_inline __u32 *pick_local(struct rt_val *rt, struct nhg_val *g, __u32 fh)
 {
 	struct member_key mk = { .nhg = rt->nhg };
-	__u32 n = local ? g->nlocal : g->n;
+	__u32 n = g->nlocal;
 	if (n == 0)
 		return 0;
-	if (n == 1)
-		mk.idx = 0;
-	else if (local || g->mode == ECMP_PER_FLOW)
-		mk.idx = fh % n;
-	else if (g->mode == ECMP_PER_PACKET)
-		mk.idx = __sync_fetch_and_add(&rt->rr, 1) % n;
-	else
-		mk.idx = rt->prefix_index;
-	if (local)
-		mk.idx |= LOCAL_IDX;
+	mk.idx = (n == 1 ? 0 : fh % n) | LOCAL_IDX;
 	return bpf_map_lookup_elem(&members, &mk);
 }
 
@@ -657,12 +775,10 @@ int vpe_port(struct __sk_buff *skb)
 	struct nhg_val *g = bpf_map_lookup_elem(&nhgs, &rt->nhg);
 	if (!g)
 		return punt(skb, P_NO_ROUTE, 0);
-	if (g->n > 1 && g->mode == ECMP_PER_FLOW)
+	int have_fh = (g->n > 1 || g->backup) && g->mode == ECMP_PER_FLOW;
+	if (have_fh)
 		fh = v6 ? flow_hash6(ip, end, total) : flow_hash4(ip, end, total);
-	__u32 *nid = pick_member(rt, g, fh, 0);
-	if (!nid)
-		return punt(skb, P_NEXT_HOP, 0);
-	struct nh_val *nh = bpf_map_lookup_elem(&nhs, nid);
+	struct nh_val *nh = select_nh(rt, g, g->mode == ECMP_PER_PREFIX ? rt->phash : fh);
 	if (!nh)
 		return punt(skb, P_NEXT_HOP, 0);
 	__u32 seglen = seg_len(skb, ip, end, total, v6, proto);
@@ -678,7 +794,7 @@ int vpe_port(struct __sk_buff *skb)
 				return punt(skb, P_FRAGMENT, 0);
 			return punt(skb, P_TOO_BIG, nh->max_inner);
 		}
-		if (!(g->n > 1 && g->mode == ECMP_PER_FLOW))
+		if (!have_fh)
 			fh = v6 ? flow_hash6(ip, end, total) : flow_hash4(ip, end, total);
 		rc = to_tunnel4(skb, nh, v6, ttl, total, fh, vc);
 	} else if (nh->kind == NH_GRE4) {
@@ -904,7 +1020,7 @@ int vpe_underlay(struct __sk_buff *skb)
 			return TC_ACT_OK;
 		if (g->nlocal > 1)
 			fh = v6 ? flow_hash6(in, end, total) : flow_hash4(in, end, total);
-		__u32 *nid = pick_member(rt, g, fh, 1);
+		__u32 *nid = pick_local(rt, g, fh);
 		if (!nid)
 			return TC_ACT_OK;
 		struct nh_val *nh = bpf_map_lookup_elem(&nhs, nid);

@@ -16,9 +16,10 @@ so :data:`DEFAULT_LPM` is :class:`AdaptiveLpm`, which switches between them
 
 ECMP (R12.2): a :class:`FibEntry` spreads over up to 512 next hops per flow
 (a 5-tuple hash that is the same for both directions of a flow, so forward
-and reverse traffic of a session pick the same instance: R12.3), per packet
-(round robin) or per prefix (hash of the destination prefix, fixed at
-install time). The hash is CRC-32 of a canonical key: deterministic across
+and reverse traffic of a session pick the same instance: R12.3, chosen by
+rendezvous hashing over identity-ranked members, :mod:`vpe.dataplane.nhg`),
+per packet (round robin) or per prefix (the prefix hash as the flow hash,
+fixed at install time). The hash is CRC-32 of a canonical key: deterministic across
 processes and hosts, unlike Python's salted ``hash()``.
 """
 
@@ -32,6 +33,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import pytricia
 
+from ..nhg import BUCKET_MASK, rank2, winner
 from .packets import IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP
 
 V = TypeVar("V")
@@ -271,34 +273,102 @@ ECMP_CODES = {"per-flow": PER_FLOW, "per-packet": PER_PACKET, "per-prefix": PER_
 
 
 class FibEntry:
-    """A compiled route: next-hop adjacencies and the ECMP state to pick one."""
+    """A compiled route: next-hop adjacencies and the ECMP state to pick one.
 
-    __slots__ = ("route", "adjs", "n", "mode", "rr", "prefix_index", "local_adjs", "endpoints")
+    ``adjs`` are in rank order (:func:`vpe.dataplane.nhg.order`) and
+    ``seeds`` are their identity seeds; per-flow and per-prefix choices are
+    rendezvous hashing over flow buckets (:mod:`vpe.dataplane.nhg`), cached
+    per bucket. An adjacency whose ``ep.down`` is set (its endpoint was
+    declared dead, R11.2) is skipped: the bucket's runner-up takes it, then
+    the heaviest live member, then the ``backup`` entry's choice.
+    """
 
-    def __init__(self, route: Any, adjs: tuple[Any, ...], mode: int, phash: int) -> None:
+    __slots__ = (
+        "route",
+        "adjs",
+        "seeds",
+        "n",
+        "mode",
+        "rr",
+        "prefix_pick",
+        "local_adjs",
+        "endpoints",
+        "fast",
+        "backup",
+        "_cache",
+    )
+
+    def __init__(
+        self,
+        route: Any,
+        adjs: tuple[Any, ...],
+        mode: int,
+        phash: int,
+        seeds: tuple[int, ...] | None = None,
+        backup: FibEntry | None = None,
+    ) -> None:
         self.route = route
         self.adjs = adjs
         self.n = len(adjs)
+        self.seeds = seeds if seeds is not None else tuple(range(self.n))
         self.mode = mode
         self.rr = 0
-        self.prefix_index = phash % self.n
+        self.backup = backup
+        self.prefix_pick = rank2(self.seeds, phash) if self.n > 1 else (0, -1)
+        self._cache: dict[int, tuple[int, int]] = {}
+        #: one member, no backup: the pipeline takes ``adjs[0]`` without a call
+        self.fast = self.n == 1 and backup is None
         self.local_adjs = tuple(a for a in adjs if getattr(a, "is_local", False))
-        self.endpoints = frozenset(a.endpoint for a in adjs if not getattr(a, "is_local", False))
+        eps = {a.endpoint for a in adjs if not getattr(a, "is_local", False)}
+        if backup is not None:
+            eps |= backup.endpoints
+        self.endpoints: frozenset[str] = frozenset(eps)
+
+    def ranked(self, fh: int) -> tuple[int, int]:
+        """(winner, runner-up) for flow hash ``fh`` (cached per bucket)."""
+        b = fh & BUCKET_MASK
+        r = self._cache.get(b)
+        if r is None:
+            r = self._cache[b] = rank2(self.seeds, b)
+        return r
 
     def pick(self, pkt: Any, off: int) -> tuple[Any, int]:
         """(adjacency, flow hash or -1 when it was not needed to choose)."""
         n = self.n
-        if n == 1:
-            return self.adjs[0], -1
+        adjs = self.adjs
         mode = self.mode
-        if mode == PER_FLOW:
+        fh = -1
+        if n == 1:
+            i1, i2 = 0, -1
+        elif mode == PER_FLOW:
             fh = flow_hash(pkt, off)
-            return self.adjs[fh % n], fh
-        if mode == PER_PACKET:
-            i = self.rr
-            self.rr = i + 1 if i + 1 < n else 0
-            return self.adjs[i], -1
-        return self.adjs[self.prefix_index], -1
+            i1, i2 = self.ranked(fh)
+        elif mode == PER_PACKET:
+            i1 = self.rr
+            self.rr = i1 + 1 if i1 + 1 < n else 0
+            i2 = self.rr
+        else:
+            i1, i2 = self.prefix_pick
+        adj = adjs[i1]
+        if not _down(adj):
+            return adj, fh
+        if i2 >= 0 and not _down(adjs[i2]):
+            return adjs[i2], fh
+        return self._fallback(pkt, off, fh, adj)
+
+    def _fallback(self, pkt: Any, off: int, fh: int, first: Any) -> tuple[Any, int]:
+        """Winner and runner-up are down: the heaviest live member, else the backup."""
+        alive = [not _down(a) for a in self.adjs]
+        if any(alive):
+            if fh < 0 and self.mode == PER_FLOW:
+                fh = flow_hash(pkt, off)
+            key = fh if self.mode == PER_FLOW else self.rr
+            return self.adjs[winner(self.seeds, key, alive)], fh
+        if self.backup is not None:
+            adj, bfh = self.backup.pick(pkt, off)
+            if not _down(adj):
+                return adj, bfh
+        return first, fh  # nothing is alive: the primary's choice (nothing better)
 
     def pick_local(self, pkt: Any, off: int) -> Any | None:
         """A local adjacency for traffic that already crossed the underlay (R8.1)."""
@@ -308,3 +378,8 @@ class FibEntry:
         if len(local) == 1:
             return local[0]
         return local[flow_hash(pkt, off) % len(local)]
+
+
+def _down(adj: Any) -> bool:
+    ep = getattr(adj, "ep", None)
+    return ep is not None and ep.down

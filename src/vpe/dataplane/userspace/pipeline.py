@@ -47,6 +47,7 @@ from collections.abc import Iterable
 from typing import Any
 from zlib import crc32
 
+from .. import nhg
 from ..driver import (
     Batch,
     DriverError,
@@ -365,9 +366,19 @@ class VrfCounters:
         return {k: getattr(self, k) for k in self.__slots__}
 
 
+class _Endpoint:
+    """Liveness of one remote vPE, shared by every adjacency toward it (R11.2)."""
+
+    __slots__ = ("down",)
+
+    def __init__(self) -> None:
+        self.down = False
+
+
 class _LocalAdj:
     __slots__ = ("port",)
     is_local = True
+    ep = None
 
     def __init__(self, port: str) -> None:
         self.port = port
@@ -386,10 +397,14 @@ class _TunnelAdj:
         "is_udp",
         "max_inner",
         "label_word",
+        "ep",
     )
     is_local = False
 
-    def __init__(self, endpoint: IPAddress, label: int, encap: str, underlay_mtu: int) -> None:
+    def __init__(
+        self, endpoint: IPAddress, label: int, encap: str, underlay_mtu: int, ep: _Endpoint
+    ) -> None:
+        self.ep = ep
         self.endpoint = str(endpoint)
         self.label = label
         self.encap = encap
@@ -492,7 +507,7 @@ class _VrfRt:
 
 #: the Forwarder's tables, all replaced together by a full sync (and restored if it is refused)
 _TABLES = ("ports", "routes", "labels", "replication", "peers", "_prt", "_vrfs", "_adj_cache",
-           "_ep_refs", "_known", "_swaps", "redirects")
+           "_ep_refs", "_known", "_swaps", "redirects", "_eps", "_port_labels")
 
 
 class Forwarder:
@@ -528,6 +543,10 @@ class Forwarder:
         self._known: frozenset[str] = frozenset()
         #: label -> where a "swap" entry sends the packet
         self._swaps: dict[int, _TunnelAdj] = {}
+        #: remote endpoint -> its liveness (down_endpoints flips one flag: R11.2)
+        self._eps: dict[IPAddress, _Endpoint] = {}
+        #: port name -> the label a "port" entry advertises it with (member identity)
+        self._port_labels: dict[str, int] = {}
         #: flow classifier redirects by name (service chains)
         self.redirects: dict[str, Redirect] = {}
 
@@ -537,7 +556,7 @@ class Forwarder:
         """Raise :class:`DriverError` if ``batch`` cannot be applied; changes nothing."""
         for r in batch.add_routes:
             fam = r.prefix.version
-            for nh in r.next_hops:
+            for nh in (*r.next_hops, *r.backup):
                 self._check_nh(nh, f"route {r.vrf} {r.prefix}")
             if fam not in (4, 6):  # pragma: no cover - ipaddress guarantees it
                 raise DriverError(f"route {r.vrf} {r.prefix}: unknown family")
@@ -598,14 +617,22 @@ class Forwarder:
             counters = self._port_counters.setdefault(port.name, PortCounters())
             self._prt[port.name] = _PortRt(port, counters, self._vrf(port.vrf))
             touched.add(port.vrf)
-        for route in batch.add_routes:
-            self._add_route(route)
         for entry in batch.add_labels:
             self.labels[entry.label] = entry
             if entry.next_hop is not None:
                 self._swaps[entry.label] = self._adj(entry.next_hop)
             else:
                 self._swaps.pop(entry.label, None)
+        if batch.add_labels or batch.remove_labels:
+            self._port_labels = {
+                e.target: e.label for e in self.labels.values() if e.kind == "port"
+            }
+        for route in batch.add_routes:
+            self._add_route(route)
+        for ep in batch.up_endpoints:
+            self._endpoint(ep).down = False
+        for ep in batch.down_endpoints:
+            self._endpoint(ep).down = True
         for rl in batch.set_replication:
             self.replication[rl.vrf] = rl
             touched.add(rl.vrf)
@@ -640,8 +667,15 @@ class Forwarder:
             labels=tuple(self.labels.values()),
             replication=tuple(self.replication.values()),
             peers=tuple(Peer(p) for p in sorted(self.peers, key=str)),
+            down_endpoints=tuple(sorted((a for a, e in self._eps.items() if e.down), key=str)),
             redirects=tuple(self.redirects[n] for n in sorted(self.redirects)),
         )
+
+    def _endpoint(self, addr: IPAddress) -> _Endpoint:
+        ep = self._eps.get(addr)
+        if ep is None:
+            ep = self._eps[addr] = _Endpoint()
+        return ep
 
     def _vrf(self, name: str) -> _VrfRt:
         vrf = self._vrfs.get(name)
@@ -660,7 +694,9 @@ class Forwarder:
                 adj = _LocalAdj(nh.port)
             else:
                 assert nh.endpoint is not None and nh.label is not None
-                adj = _TunnelAdj(nh.endpoint, nh.label, nh.encap, self.underlay_mtu)
+                adj = _TunnelAdj(
+                    nh.endpoint, nh.label, nh.encap, self.underlay_mtu, self._endpoint(nh.endpoint)
+                )
             self._adj_cache[key] = adj
         return adj
 
@@ -673,15 +709,37 @@ class Forwarder:
         net = int(route.prefix.network_address)
         plen = route.prefix.prefixlen
         bits = route.prefix.max_prefixlen
-        entry = FibEntry(
-            route,
-            tuple(self._adj(nh) for nh in route.next_hops),
-            ECMP_CODES[route.ecmp],
-            prefix_hash(net, plen, bits),
-        )
+        phash = prefix_hash(net, plen, bits)
+        mode = ECMP_CODES[route.ecmp]
+        backup = self._entry(route, route.backup, mode, phash, None) if route.backup else None
+        entry = self._entry(route, route.next_hops, mode, phash, backup)
         vrf.lpms[0 if bits == 32 else 1].insert(net, plen, entry)
         for ep in entry.endpoints:
             self._ep_refs[ep] = self._ep_refs.get(ep, 0) + 1
+
+    def _entry(
+        self,
+        route: Route,
+        nhs: tuple[NextHop, ...],
+        mode: int,
+        phash: int,
+        backup: FibEntry | None,
+    ) -> FibEntry:
+        """The members of ``nhs`` in rank order with their seeds (:mod:`vpe.dataplane.nhg`)."""
+        if len(nhs) == 1:
+            return FibEntry(route, (self._adj(nhs[0]),), mode, phash, (0,), backup)
+        own = self.underlay_ips[0] if self.underlay_ips else None
+        port_labels = self._port_labels
+        idents = [nhg.identity(nh, own, port_labels.get(nh.port or "")) for nh in nhs]
+        ranked = nhg.order(idents)
+        return FibEntry(
+            route,
+            tuple(self._adj(nhs[i]) for i in ranked),
+            mode,
+            phash,
+            tuple(nhg.seed(idents[i]) for i in ranked),
+            backup,
+        )
 
     def _del_route(self, key: RouteKey) -> None:
         route = self.routes.pop(key, None)
@@ -904,7 +962,7 @@ class Forwarder:
         entry = vrf.lpms[idx].lookup(dst)
         if entry is None:
             return self._icmp_error(prt, pf, fam, vrf, frame, total, fam.no_route, 0, "no-route")
-        if entry.n == 1:
+        if entry.fast:
             adj = entry.adjs[0]
             fh = -1
         else:
