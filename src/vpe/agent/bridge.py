@@ -284,7 +284,14 @@ class VpnBridge:
     # -- VPN instances -----------------------------------------------------------------
 
     def add_vrf(self, name: str, **kw: Any) -> None:
+        aggregates = kw.pop("aggregates", None) or ()
         self.apply(self.vpn.add_vrf(name, **kw))
+        if aggregates:
+            try:
+                self.set_aggregates(name, [(a["prefix"], a["summary_only"]) for a in aggregates])
+            except ValueError:
+                self.apply(self.vpn.remove_vrf(name, time.monotonic()))
+                raise
         self._vrfs_changed(name)
 
     def update_vrf(self, name: str, *, import_rts: list[str] | None = None,
@@ -302,6 +309,10 @@ class VpnBridge:
         if multipath is not None:
             self.apply(self.vpn.set_multipath(name, multipath))
         self._vrfs_changed(name)
+
+    def set_aggregates(self, name: str, aggregates: list[tuple[str, bool]]) -> None:
+        """The aggregates VRF ``name`` advertises (R10.3), replacing the previous list."""
+        self.apply(self.vpn.set_aggregates(name, aggregates, time.monotonic()))
 
     def remove_vrf(self, name: str) -> None:
         self.apply(self.vpn.remove_vrf(name, time.monotonic()))

@@ -253,6 +253,22 @@ class StaticRouteConfig(_Strict):
         return self
 
 
+class AggregateConfig(_Strict):
+    """An aggregate a VRF advertises (R10.3): this vPE's next hop, the VRF's aggregate label
+    (an IP lookup in the VRF); ``summary_only`` withholds the local routes it covers."""
+
+    prefix: str
+    summary_only: bool = False
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        try:
+            return str(ipaddress.ip_network(v, strict=True))
+        except ValueError as e:
+            raise ValueError(f"prefix {v!r}: {e}") from None
+
+
 class VrfConfig(_Strict):
     """A VPN instance (VRF) of this vPE; RTs in any of the three formats."""
 
@@ -264,6 +280,7 @@ class VrfConfig(_Strict):
     label_mode: Literal["per-vrf", "per-prefix", "per-endpoint"] = "per-vrf"
     multipath: int = Field(default=1, ge=1, le=64)
     routes: list[StaticRouteConfig] = Field(default_factory=list)
+    aggregates: list[AggregateConfig] = Field(default_factory=list)
     #: names of ``[[policies]]`` on what this VRF imports / exports (docs/policy.md)
     import_policy: str | None = None
     export_policy: str | None = None

@@ -34,7 +34,7 @@ from ..vpn.attachments import Attachment
 from ..vpn.errors import Conflict, NotFound
 from ..vpn.rd_allocator import parse_rd
 from ..vpn.route_target import parse_route_targets
-from ..vpn.vrf import parse_label_mode
+from ..vpn.vrf import parse_label_mode, prefix_key
 from .bridge import VpnBridge
 from .store import Store, StoreError, Transaction
 
@@ -65,6 +65,8 @@ def normalise_spec(spec: dict[str, Any]) -> dict[str, Any]:
         "label_mode": spec.get("label_mode", "per-vrf"),
         "multipath": int(spec.get("multipath", 1)),
         "description": str(spec.get("description") or ""),
+        "aggregates": [{"prefix": str(a["prefix"]), "summary_only": bool(a.get("summary_only", False))}
+                       for a in spec.get("aggregates") or ()],
     }
 
 
@@ -92,6 +94,12 @@ def check_spec(spec: dict[str, Any]) -> None:
     mp = spec.get("multipath")
     if mp is not None and (type(mp) is not int or not 1 <= mp <= 64):
         raise ValueError(f"multipath: {mp!r} is not a path count in 1..64")
+    seen: set[tuple[int, bytes]] = set()
+    for a in spec.get("aggregates") or ():
+        k = prefix_key(a["prefix"], "aggregates prefix")
+        if k in seen:
+            raise ValueError(f"aggregates: {a['prefix']} is given twice")
+        seen.add(k)
 
 
 class DurableOps:
@@ -182,6 +190,11 @@ class DurableOps:
             if rest:
                 undo.append(lambda: eng.update_vrf(name, **{k: old[k] for k in rest}))
                 eng.update_vrf(name, **rest)
+            if "aggregates" in changes:  # R10.3
+                new["aggregates"] = normalise_spec(new)["aggregates"]
+                eng.set_aggregates(name, [(a["prefix"], a["summary_only"]) for a in new["aggregates"]])
+                undo.append(lambda: eng.set_aggregates(
+                    name, [(a["prefix"], a["summary_only"]) for a in old.get("aggregates", ())]))
         self.specs[name] = new
         log.info("VPN instance %s changed: %s", name, ", ".join(sorted(changes)), extra={"vrf": name})
 

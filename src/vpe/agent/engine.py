@@ -122,6 +122,8 @@ class Engine:
                 ))
             for r in v.routes:
                 bridge.apply(vpn.add_local_route(v.name, r.prefix, kind=r.kind, next_hop=r.next_hop))
+            if v.aggregates:
+                bridge.apply(vpn.set_aggregates(v.name, [(a.prefix, a.summary_only) for a in v.aggregates]))
         for lk in cfg.leaks:
             bridge.apply(vpn.add_leak_policy(LeakPolicy(
                 lk.name,

@@ -25,7 +25,8 @@ Resolution, in short:
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from ipaddress import IPv4Address, IPv6Address
+from dataclasses import replace
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..dataplane.driver import (
@@ -112,6 +113,9 @@ class FibResolver:
         #: table changes holding a local static route: their next hop resolves to a
         #: port (by the VM's address), which may be attached later
         self._statics: dict[RouteKey, VrfTableChange] = {}
+        #: VRF -> the aggregates it originates (R10.3): remote routes strictly inside one
+        #: are ``transit`` (what arrives on the aggregate label for them is re-tunnelled)
+        self._aggregates: dict[str, set[IPv4Network | IPv6Network]] = {}
 
     # -- changes -> batches ------------------------------------------------------
 
@@ -173,6 +177,13 @@ class FibResolver:
         bindings = vpn.label_bindings()
         add: list[Route] = []
         remove: list[RouteKey] = []
+        aggs_changed: set[str] = set()
+        for ch in changes:
+            is_agg = any(r.source is RouteSource.LOCAL and r.kind is RouteKind.AGGREGATE for r in ch.routes)
+            aggs = self._aggregates.setdefault(ch.vrf, set())
+            if is_agg != (ch.network in aggs):
+                (aggs.add if is_agg else aggs.discard)(ch.network)
+                aggs_changed.add(ch.vrf)
         for ch in changes:
             key = RouteKey(ch.vrf, ch.network)
             if any(r.source is RouteSource.LOCAL and r.kind is RouteKind.STATIC for r in ch.routes):
@@ -183,12 +194,20 @@ class FibResolver:
             if hops:
                 moved = ch.routes[-1].rank[0] == RANK_NOT_HERE and ch.routes[0].source is not RouteSource.LOCAL
                 r = Route(ch.vrf, ch.network, tuple(hops[:_MAX_NEXT_HOPS]), moved=moved)
+                r = replace(r, transit=self._transit(r))
                 if self.routes.get(key) != r:
                     self.routes[key] = r
                     add.append(r)
             elif key in self.routes:
                 del self.routes[key]
                 remove.append(key)
+        if aggs_changed:  # an aggregate came or went: the routes under it follow
+            done = {r.key for r in add}
+            for key, r in list(self.routes.items()):
+                if key.vrf in aggs_changed and key not in done and r.transit != self._transit(r):
+                    r = replace(r, transit=not r.transit)
+                    self.routes[key] = r
+                    add.append(r)
         labels = self._label_table(bindings)
         labels.update(self.swaps)  # set explicitly: they win over a binding of the same label
         add_l = [e for lab, e in labels.items() if self.labels.get(lab) != e]
@@ -198,6 +217,18 @@ class FibResolver:
             return {"add_routes": tuple(add), "remove_routes": tuple(remove),
                     "add_labels": tuple(add_l), "remove_labels": tuple(rem_l)}
         return {}
+
+    def _transit(self, r: Route) -> bool:
+        """Is ``r`` a remote route strictly inside an aggregate of its VRF (R10.3)?
+
+        Only strictly longer routes: a packet that arrived on our aggregate label
+        and is sent on lands, at the next vPE, on a prefix strictly longer than
+        the one it was sent for here, so it cannot come back (no loops)."""
+        if r.moved or all(h.is_local for h in r.next_hops):
+            return False
+        p = r.prefix
+        return any(a.version == p.version and a.prefixlen < p.prefixlen and p.subnet_of(a)  # type: ignore[arg-type]
+                   for a in self._aggregates.get(r.vrf, ()))
 
     def _port_for(self, vrf: str, item: object) -> str | None:
         """The port an endpoint label / static next hop means: a port name, or the

@@ -94,6 +94,25 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class AggregateSpec(_Model):
+    """An aggregate the VPN instance advertises (R10.3)."""
+
+    prefix: str = Field(max_length=64, description="an IPv4/IPv6 prefix, host bits zero")
+    summary_only: bool = Field(default=False, description="withhold the local routes it covers")
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        try:
+            return str(ipaddress.ip_network(v, strict=True))
+        except ValueError as e:
+            raise ValueError(f"{v!r} is not a prefix ({e})") from None
+
+
+#: aggregates one VPN instance may carry
+MAX_AGGREGATES = 1024
+
+
 class VpnCreate(_Model):
     name: str = Field(description="a name: 1..64 of A-Z a-z 0-9 _ . -, beginning with a letter or digit")
     rd: str = Field(default="auto", max_length=64)
@@ -103,6 +122,8 @@ class VpnCreate(_Model):
     label_mode: Literal["per-vrf", "per-prefix", "per-endpoint"] = "per-vrf"
     multipath: int = Field(default=1, ge=1, le=64)
     description: str = Field(default="", description="free text, max 256 (bagpipe: instance_description)")
+    aggregates: list[AggregateSpec] = Field(default_factory=list, max_length=MAX_AGGREGATES,
+                                            description="aggregate prefixes advertised (R10.3)")
 
     @field_validator("name")
     @classmethod
@@ -131,6 +152,8 @@ class VpnUpdate(_Model):
     label_mode: Literal["per-vrf", "per-prefix", "per-endpoint"] | None = None
     multipath: int | None = Field(default=None, ge=1, le=64)
     description: str | None = None
+    aggregates: list[AggregateSpec] | None = Field(default=None, max_length=MAX_AGGREGATES,
+                                                   description="replaces the aggregate list (R10.3)")
 
     @field_validator("description")
     @classmethod

@@ -268,6 +268,9 @@ class Route:
     #: docs/mobility.md): what arrives for it from the underlay is re-tunnelled
     #: to these next hops (local repair) instead of being dropped as transit (R8.1)
     moved: bool = False
+    #: covered by an aggregate this vPE advertises (R10.3): what arrives on the aggregate
+    #: label for it is re-tunnelled once to these next hops (never back to the sender)
+    transit: bool = False
 
     def __post_init__(self) -> None:
         _set(self, "prefix", _net(self.prefix, f"route in {self.vrf} prefix"))
@@ -295,6 +298,7 @@ class Route:
             "next_hops": [n.to_json() for n in self.next_hops],
             "ecmp": self.ecmp,
             **({"moved": True} if self.moved else {}),
+            **({"transit": True} if self.transit else {}),
         }
 
     @classmethod
@@ -305,6 +309,7 @@ class Route:
             tuple(NextHop.from_json(n) for n in d["next_hops"]),
             d.get("ecmp", "per-flow"),
             bool(d.get("moved", False)),
+            bool(d.get("transit", False)),
         )
 
 

@@ -239,6 +239,8 @@ class Exporter:
         exported (no export RTs, or the VRF's export policy rejects it)."""
         if not vrf.export_rts:
             return None, self.next_hop
+        if route.kind is not RouteKind.AGGREGATE and vrf.aggregates and vrf.summarised(route.version, route.prefix):
+            return None, self.next_hop  # only the summary_only aggregate covering it is sent (R10.3)
         attrs = self.attributes_for(vrf.export_rts, route.local_pref, route.sequence)
         policy = vrf.export_policy
         if policy is None:
