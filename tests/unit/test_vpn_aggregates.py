@@ -131,3 +131,64 @@ def test_r10_3_pipeline_retunnels_aggregate_traffic_once_never_back() -> None:
     out = fwd.from_underlay(mpls_udp_payload(1000, udp4("198.51.100.7", "192.0.2.10")), "198.18.0.2")
     assert len(out) == 1 and out[0][0].name == "vm1"  # type: ignore[union-attr]
     assert Route.from_json(Route("red", "192.0.2.0/25", (NextHop.local("vm1"),), transit=True).to_json()).transit
+
+
+# -- the API and the store -----------------------------------------------------------------
+
+
+async def test_r10_3_aggregates_through_the_api_persist_and_restore(tmp_path: object) -> None:
+    import httpx
+    from test_api import CONFIG
+
+    from vpe.agent.config import parse_config
+    from vpe.agent.engine import Engine
+    from vpe.agent.store import Store
+    from vpe.api.app import create_app
+
+    async def run(check: object) -> None:
+        e = Engine(parse_config(CONFIG.format(state=tmp_path)), Store.in_dir(tmp_path))  # type: ignore[arg-type]
+        await e.start()
+        try:
+            transport = httpx.ASGITransport(app=create_app(e))
+            async with httpx.AsyncClient(transport=transport, base_url="http://vpe") as c:
+                await check(c, e)  # type: ignore[operator]
+        finally:
+            await e.stop()
+            assert e.store is not None
+            e.store.close()
+
+    async def create(c: httpx.AsyncClient, e: Engine) -> None:
+        r = await c.post("/v1/vpns", json={"name": "blue", "route_targets": ["65000:2"],
+                                           "aggregates": [{"prefix": "192.0.2.0/24", "summary_only": True}]})
+        assert r.status_code == 201, r.text
+        assert r.json()["aggregates"] == [{"prefix": "192.0.2.0/24", "summary_only": True}]
+        assert e.vpn.vrf_label("blue") in {r.nlri.labels[0] for r in e.vpn.exporter.exported("blue")}  # type: ignore[attr-defined]
+        for body, where in (({"aggregates": [{"prefix": "192.0.2.1/24"}]}, "prefix"),
+                            ({"aggregates": [{"prefix": "192.0.2.0/24", "summary_only": "maybe"}]}, "summary_only"),
+                            ({"aggregates": [{"prefix": "192.0.2.0/24", "colour": 1}]}, "colour")):
+            r = await c.patch("/v1/vpns/blue", json=body)
+            assert r.status_code == 422 and where in r.text, r.text
+        r = await c.patch("/v1/vpns/blue", json={"aggregates": [{"prefix": "192.0.2.0/25"}, {"prefix": "192.0.2.0/25"}]})
+        assert r.status_code == 422 and r.json()["detail"] == "aggregates: 192.0.2.0/25 is given twice", r.text
+        r = await c.patch("/v1/vpns/blue", json={"aggregates": [{"prefix": "2001:db8:1::/48"}]})
+        assert r.status_code == 200 and r.json()["aggregates"] == [{"prefix": "2001:db8:1::/48", "summary_only": False}]
+        r = await c.patch("/v1/vpns/cfg", json={"aggregates": []})
+        assert r.status_code == 409
+
+    async def restored(c: httpx.AsyncClient, e: Engine) -> None:
+        r = await c.get("/v1/vpns/blue")
+        assert r.json()["aggregates"] == [{"prefix": "2001:db8:1::/48", "summary_only": False}], r.text
+        assert [str(x.nlri).split(":", 2)[2] for x in e.vpn.exporter.exported("blue")] == ["2001:db8:1::/48"]
+
+    await run(create)
+    await run(restored)
+
+
+def test_r10_3_config_aggregates() -> None:
+    from vpe.agent.config import ConfigError, parse_config
+
+    base = '[bgp]\nlocal_as = 65000\nrouter_id = "198.18.0.1"\n[[vrfs]]\nname = "red"\nroute_targets = ["65000:1"]\n'
+    cfg = parse_config(base + '[[vrfs.aggregates]]\nprefix = "192.0.2.0/24"\nsummary_only = true\n')
+    assert cfg.vrfs[0].aggregates[0].summary_only is True
+    with pytest.raises(ConfigError, match="192.0.2.1/24"):
+        parse_config(base + '[[vrfs.aggregates]]\nprefix = "192.0.2.1/24"\n')
