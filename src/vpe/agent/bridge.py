@@ -45,6 +45,7 @@ from ..vpn.attachments import (
 from ..vpn.events import VpnOutput, VpnPath, VpnPathsChanged, vpn_path_of
 from ..vpn.service import VpnService
 from .fib import FibProgrammer
+from .fib_many import ManyFibs
 from .mvpn import replication_member
 from .originators import PmsiOriginator, RtcOriginator
 from .router import Router
@@ -56,7 +57,7 @@ VPN_FAMILIES = frozenset({VPNV4, VPNV6})
 class VpnBridge:
     """Joins the router's RIB, the VPN service, the attachments and the FIB."""
 
-    def __init__(self, router: Router, vpn: VpnService, fib: FibProgrammer | None,
+    def __init__(self, router: Router, vpn: VpnService, fib: FibProgrammer | ManyFibs | None,
                  next_hop: IPAddress) -> None:
         self.router = router
         self.vpn = vpn
@@ -328,6 +329,9 @@ class VpnBridge:
         restoring = a.state is AttachmentState.REDIRECTING
         if not restoring:
             a = self.attachments.sequence_for(a)
+        place = getattr(self.fib, "place", None)  # several forwarders (R2.4): which one, first
+        if place is not None and a.name not in self.attachments:
+            place(a)
         outcome = self.attachments.attach(a, time.monotonic(), restoring)
         try:
             self._apply_outcome(outcome)

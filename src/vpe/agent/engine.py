@@ -34,6 +34,7 @@ from .bridge import VpnBridge
 from .config import AgentConfig
 from .durable import DurableOps
 from .fib import FibProgrammer
+from .fib_many import ManyFibs
 from .restart import GracefulRestartManager
 from .router import Router
 from .store import Store
@@ -52,16 +53,26 @@ class Engine:
         saved = store.service_state() if store is not None else None
         dp = cfg.dataplane
         self.router_id = IPv4Address(cfg.bgp.router_id)
-        self.underlay = ip_address(dp.underlay_address) if dp.underlay_address else self.router_id
-        self.fib = (
+        first = dp.forwarders[0].underlay_address if dp.forwarders else None
+        self.underlay = ip_address(dp.underlay_address or first or self.router_id)
+        self.fib: FibProgrammer | ManyFibs | None = (
             FibProgrammer(dp.fib_socket, self.underlay, encap_order=dp.encapsulations,
                           key=load_key(dp.fib_key_file) if dp.fib_key_file else None,
                           keepalive=dp.fib_keepalive, gateway_mac=dp.gateway_mac)
-            if dp.driver != "none"
+            if dp.driver != "none" and not dp.forwarders
             else None
         )
+        if dp.forwarders:  # one agent, several forwarders (R2.4)
+            self.fib = ManyFibs({
+                f.name: FibProgrammer(f.fib_socket, ip_address(f.underlay_address), encap_order=dp.encapsulations,
+                                      key=load_key(f.fib_key_file) if f.fib_key_file else None,
+                                      keepalive=dp.fib_keepalive, gateway_mac=dp.gateway_mac)
+                for f in dp.forwarders})
         self.vpn = VpnService(self.router_id, next_hop=self.underlay, encapsulations=dp.encapsulations,
-                              state=saved, now=time.monotonic())
+                              state=saved, now=time.monotonic(),
+                              local_next_hops=self.fib.underlays() if isinstance(self.fib, ManyFibs) else ())
+        if isinstance(self.fib, ManyFibs):
+            self.vpn.exporter.endpoint_next_hop = self.fib.underlay_for
         self.router = Router(cfg, next_hop=self.underlay, restarting=saved is not None,
                              on_selection_done=self._selection_done,
                              policies=self._policy_book(cfg, store),

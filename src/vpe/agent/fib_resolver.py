@@ -24,7 +24,7 @@ Resolution, in short:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import TYPE_CHECKING, Any, Protocol
@@ -116,6 +116,9 @@ class FibResolver:
         #: VRF -> the aggregates it originates (R10.3): remote routes strictly inside one
         #: are ``transit`` (what arrives on the aggregate label for them is re-tunnelled)
         self._aggregates: dict[str, set[IPv4Network | IPv6Network]] = {}
+        #: one agent, several forwarders (R2.4): the underlay address of the forwarder
+        #: holding endpoint ``name`` (None: unknown); unset: every endpoint is here
+        self.elsewhere: Callable[[str], IPv4Address | IPv6Address | None] | None = None
 
     # -- changes -> batches ------------------------------------------------------
 
@@ -218,6 +221,16 @@ class FibResolver:
                     "add_labels": tuple(add_l), "remove_labels": tuple(rem_l)}
         return {}
 
+    def _endpoint_hop(self, name: str, labels: tuple[int, ...], encaps: tuple[int, ...]) -> NextHop | None:
+        """The next hop to local endpoint ``name``: its port, or, when the agent programs
+        several forwarders (R2.4) and the port is on another one, a tunnel to that
+        forwarder with the label the route was exported with (None: no label to use)."""
+        if self.elsewhere is not None and name not in self.ports:
+            there = self.elsewhere(name)
+            if there is not None and there != self.underlay:
+                return NextHop.remote(there, labels[0], self.encap_for(encaps)) if labels else None
+        return NextHop.local(name)
+
     def _transit(self, r: Route) -> bool:
         """Is ``r`` a remote route strictly inside an aggregate of its VRF (R10.3)?
 
@@ -251,7 +264,9 @@ class FibResolver:
                 r = r.origin.route
             if r.next_hop is None:
                 if r.kind is RouteKind.HOST and isinstance(r.origin, Endpoint):
-                    hops.append(NextHop.local(r.origin.name))
+                    hop = self._endpoint_hop(r.origin.name, r.labels, r.encapsulation)
+                    if hop is not None:
+                        hops.append(hop)
                 continue
             if r.source is RouteSource.LOCAL and r.kind is RouteKind.STATIC:
                 # a static route of this VRF via one of its VMs (a routing VM):

@@ -190,6 +190,9 @@ class PortAttach(_Model):
                     "docs/mobility.md")
     sequence: int = Field(default=0, ge=0, le=0xFFFFFFFF,
                           description="mobility sequence number (0: chosen by the vPE)")
+    forwarder: str = Field(default="", max_length=64,
+                           description="the forwarder the port is on, when the agent programs several "
+                                       "([[dataplane.forwarders]], R2.4); empty: the first")
     vpn_type: str = Field(default="ipvpn", max_length=16, description="only 'ipvpn' (bagpipe: vpn_type)")
     import_rts: list[str] | None = Field(
         default=None, max_length=MAX_RTS,
@@ -213,6 +216,11 @@ class PortAttach(_Model):
     def _ifname(cls, v: str) -> str:
         return str(_rule(check_ifname, v, "ifname"))
 
+    @field_validator("forwarder")
+    @classmethod
+    def _forwarder(cls, v: str) -> str:
+        return str(_rule(check_name, v, "forwarder")) if v else v
+
     @field_validator("description", "vpn_description")
     @classmethod
     def _texts(cls, v: str, info: ValidationInfo) -> str:
@@ -230,7 +238,7 @@ class PortAttach(_Model):
             ips=tuple(self.ips), gateways=tuple(self.gateways),
             allowed_pairs=tuple(self.allowed_pairs), advertise=self.advertise,
             direction=self.direction, local_pref=self.local_pref, description=self.description,
-            state=AttachmentState(self.state), sequence=self.sequence,
+            state=AttachmentState(self.state), sequence=self.sequence, forwarder=self.forwarder,
         )
 
     @field_validator("vpn_type")
