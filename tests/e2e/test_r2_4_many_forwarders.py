@@ -161,7 +161,7 @@ def test_r2_4_one_agent_programs_many_forwarders(world: dict[str, Any]) -> None:
 
     # each forwarder: its VM as a port, the others as tunnels to their hosts
     fib = get("/v1/fib")
-    for host, (addr, vm_ip) in HOSTS.items():
+    for host, (addr, _vm_ip) in HOSTS.items():
         mine = fib["forwarders"][host]
         assert mine["underlay"] == addr and mine["connected"] is True
         routes = {r["prefix"]: r["next_hops"] for r in mine["routes"]}

@@ -31,6 +31,7 @@ from ..rib.rib import Rib
 from ..vpn.leaking import LeakPolicy
 from ..vpn.service import VpnService
 from .bridge import VpnBridge
+from .circuits import Circuits
 from .config import AgentConfig
 from .durable import DurableOps
 from .fib import FibProgrammer
@@ -81,6 +82,10 @@ class Engine:
         self.bridge = VpnBridge(self.router, self.vpn, self.fib, self.underlay)
         self._configure(cfg)
         self.ops = DurableOps(self.bridge, store, config_vrfs={v.name for v in cfg.vrfs})
+        #: attachment circuits of signalled endpoints, when this vPE is an external PE (R2.2)
+        self.circuits = Circuits()
+        if store is not None and self.fib is not None:
+            self.circuits.restore([str(d.get("ifname", "")) for d in store.ports().values()])
         self.view = AgentView(self.router, self.bridge, dp.driver, self.ops.specs,
                               neighbors={n.address: {"description": n.description} for n in cfg.neighbors})
         self.ops.restore()

@@ -26,6 +26,7 @@ from ..agent.metrics import AgentMetrics
 from .auth import BearerAuth
 from .bgp import bgp_router
 from .dataplane import COUNTERS_TIMEOUT, dataplane_router
+from .endpoints import endpoints_router
 from .limits import MAX_BODY, BodyGuard, validation_handler
 from .policies import policies_router
 from .ports import ports_router
@@ -41,6 +42,7 @@ def create_app(engine: Engine) -> FastAPI:
     app.include_router(bgp_router(engine.view, engine.router))
     app.include_router(vpns_router(engine.view, engine.ops))
     app.include_router(ports_router(engine.view, engine.ops))
+    app.include_router(endpoints_router(engine.view, engine.ops, engine.circuits))
     app.include_router(dataplane_router(engine.view, metrics))
     app.include_router(policies_router(engine.router.policies, engine.store,
                                        config_names=[p["name"] for p in engine.cfg.policies]))

@@ -136,6 +136,63 @@ class VpnCreate(_Model):
         return str(_rule(check_text, v, "description"))
 
 
+class EndpointSignal(_Model):
+    """``POST /v1/endpoints``: addresses behind an attachment circuit of this external PE (R2.2)."""
+
+    name: str = Field(description="endpoint id (the port's name on the PE); the name rule")
+    vpn: str = Field(description="VRF name")
+    interface: str = Field(max_length=15, description="the PE's interface toward the host")
+    vlan: int | None = Field(default=None, ge=1, le=4094,
+                             description="an 802.1Q circuit: its VLAN id on that interface")
+    vni: int | None = Field(default=None, ge=1, le=(1 << 24) - 1,
+                            description="a VXLAN circuit: its VNI between the host and this PE")
+    remote: str | None = Field(default=None, max_length=64,
+                               description="a VXLAN circuit: the host's address (the far end)")
+    mac: str = Field(pattern=r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$", description="the endpoint's unicast MAC")
+    ips: list[str] = Field(min_length=1, max_length=MAX_IPS, description="the endpoint's addresses (address/len)")
+    gateways: list[str] = Field(default_factory=list, max_length=MAX_GATEWAYS)
+    description: str = Field(default="", description="free text (max 256)")
+
+    @field_validator("name", "vpn")
+    @classmethod
+    def _names(cls, v: str, info: ValidationInfo) -> str:
+        return str(_rule(check_name, v, info.field_name or "name"))
+
+    @field_validator("description")
+    @classmethod
+    def _text(cls, v: str) -> str:
+        return str(_rule(check_text, v, "description"))
+
+    @field_validator("mac")
+    @classmethod
+    def _mac(cls, v: str) -> str:
+        return _unicast_mac(v)
+
+    @field_validator("ips", "gateways")
+    @classmethod
+    def _addrs(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        for x in v:
+            try:
+                (ipaddress.ip_interface if info.field_name == "ips" else ipaddress.ip_address)(x)
+            except ValueError:
+                raise ValueError(f"{x!r} is not an {'address/length' if info.field_name == 'ips' else 'address'}") from None
+        return v
+
+    @field_validator("remote")
+    @classmethod
+    def _remote(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                ipaddress.ip_address(v)
+            except ValueError:
+                raise ValueError(f"{v!r} is not an IP address") from None
+        return v
+
+    def attachment(self, ifname: str) -> Attachment:
+        return Attachment(name=self.name, ifname=ifname, vrf=self.vpn, mac=self.mac.lower(), ips=tuple(self.ips),
+                          gateways=tuple(self.gateways), description=self.description)
+
+
 class PortRelease(_Model):
     """``POST /v1/ports/{name}/release``: the VM left this host (docs/mobility.md)."""
 
