@@ -6,7 +6,7 @@ FIB channel over authenticated TCP) with one VM behind it; "sw" is the
 underlay switch (a Linux bridge) between the four. The agent's config lists
 the three forwarders (``[[dataplane.forwarders]]``); each port names its
 forwarder. Every VM pings the two others (real packets, MPLS-in-UDP between
-the hosts), and each forwarder holds its own VM's route as a local port and
+the hosts; with each dataplane driver), and each forwarder holds its own VM's route as a local port and
 the others' as tunnels to their hosts' underlay addresses, which are also
 the next hops of the VPN routes the agent's one BGP speaker exports.
 """
@@ -26,6 +26,7 @@ from typing import Any
 
 import httpx
 import pytest
+from e2e_lab import DRIVERS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -55,8 +56,9 @@ def _until(pred: Any, timeout: float = 20.0, what: str = "condition") -> None:
     raise AssertionError(f"{what} not met within {timeout} s")
 
 
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[dict[str, Any]]:
+@pytest.fixture(params=DRIVERS)
+def world(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    driver: str = request.param
     if not ROOT or shutil.which("ip") is None:
         pytest.skip("needs root and iproute2 (ip netns) to build namespaces")
     if shutil.which("ping") is None:
@@ -90,7 +92,7 @@ def world(tmp_path: Path) -> Iterator[dict[str, Any]]:
             with open(tmp_path / f"{host}.log", "wb") as log:
                 procs.append(subprocess.Popen(
                     ["ip", "netns", "exec", ns[host], sys.executable, "-m", "vpe.dataplane.process",
-                     "--underlay-if", "ul0", "--underlay-ip", addr, "--socket", str(tmp_path / f"{host}.sock"),
+                     "--driver", driver, "--underlay-if", "ul0", "--underlay-ip", addr, "--socket", str(tmp_path / f"{host}.sock"),
                      "--listen-tcp", f"{addr}:{FIB_PORT}", "--key-file", str(key)],
                     stdout=log, stderr=subprocess.STDOUT))
             fw_toml.append(f"""
@@ -116,7 +118,7 @@ route_targets = ["65000:25"]
 socket = "{tmp_path}/api.sock"
 
 [dataplane]
-driver = "userspace"
+driver = "{driver}"
 {''.join(fw_toml)}""")
         with open(tmp_path / "agent.log", "wb") as log:
             procs.append(subprocess.Popen(
