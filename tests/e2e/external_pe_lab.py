@@ -61,8 +61,9 @@ def until(pred: Any, timeout: float = 30.0, what: str = "condition") -> None:
 
 
 class World:
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, driver: str = "userspace") -> None:
         self.tmp = tmp
+        self.driver = driver
         self.pre = "x22" + uuid.uuid4().hex[:5]
         self.ns = {n: f"{self.pre}{n}" for n in ("h1", "sw", "tor", "h2", "vm1", "vm2", "vm3")}
         self.procs: list[subprocess.Popen[bytes]] = []
@@ -109,7 +110,7 @@ class World:
         with open(d / "fw.log", "wb") as log:
             self.procs.append(subprocess.Popen(
                 ["ip", "netns", "exec", self.ns[node], sys.executable, "-m", "vpe.dataplane.process",
-                 "--driver", "userspace", "--underlay-if", "ul0", "--underlay-ip", me, "--socket", str(d / "fib.sock")],
+                 "--driver", self.driver, "--underlay-if", "ul0", "--underlay-ip", me, "--socket", str(d / "fib.sock")],
                 stdout=log, stderr=subprocess.STDOUT))
         (d / "agent.toml").write_text(f"""
 state_dir = "{d}/state"
@@ -121,7 +122,7 @@ listen = ["{me}"]
 socket = "{d}/api.sock"
 {extra_api}
 [dataplane]
-driver = "userspace"
+driver = "{self.driver}"
 underlay_address = "{me}"
 fib_socket = "{d}/fib.sock"
 [[neighbors]]
@@ -202,14 +203,14 @@ route_targets = ["65000:26"]
 
 
 @contextlib.contextmanager
-def external_pe_world(tmp: Path) -> Iterator[World]:
+def external_pe_world(tmp: Path, driver: str = "userspace") -> Iterator[World]:
     import os
 
     if os.geteuid() != 0 or shutil.which("ip") is None:
         pytest.skip("needs root and iproute2 (ip netns) to build namespaces")
     if shutil.which("ping") is None:
         pytest.skip("needs ping (apt-get install iputils-ping)")
-    w = World(tmp)
+    w = World(tmp, driver)
     try:
         w.build()
         yield w

@@ -13,14 +13,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from e2e_lab import DRIVERS
 from external_pe_lab import MGMT, VMS, VNIS, World, external_pe_world, sh, until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    with external_pe_world(Path(tmp_path_factory.mktemp("r2_2"))) as w:
+@pytest.fixture(scope="module", params=DRIVERS)
+def world(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[World]:
+    with external_pe_world(Path(tmp_path_factory.mktemp("r2_2")), request.param) as w:
         yield w
 
 
