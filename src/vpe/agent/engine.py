@@ -28,9 +28,11 @@ from ..dataplane.driver import NextHop
 from ..policy import PolicyBook, PolicyError, Relabeler, RelabelKey, SwapChanges, parse_policy
 from ..rib.adj_rib_out import AdjRibOut
 from ..rib.rib import Rib
+from ..vpn.chains import ChainDef, ServiceDef
 from ..vpn.leaking import LeakPolicy
 from ..vpn.service import VpnService
 from .bridge import VpnBridge
+from .chains import ChainBook
 from .circuits import Circuits
 from .config import AgentConfig
 from .durable import DurableOps
@@ -86,9 +88,11 @@ class Engine:
         self.circuits = Circuits()
         if store is not None and self.fib is not None:
             self.circuits.restore([str(d.get("ifname", "")) for d in store.ports().values()])
+        self.chains = self.ops.chains = self._chains(cfg)
         self.view = AgentView(self.router, self.bridge, dp.driver, self.ops.specs,
                               neighbors={n.address: {"description": n.description} for n in cfg.neighbors})
         self.ops.restore()
+        self.chains.restore()  # after the API's VPN instances: chains name them
 
     @staticmethod
     def _policy_book(cfg: AgentConfig, store: Store | None) -> PolicyBook:
@@ -140,6 +144,10 @@ class Engine:
                 bridge.apply(vpn.add_local_route(v.name, r.prefix, kind=r.kind, next_hop=r.next_hop))
             if v.aggregates:
                 bridge.apply(vpn.set_aggregates(v.name, [(a.prefix, a.summary_only) for a in v.aggregates]))
+            if v.service is not None:
+                bridge.set_service(v.name, v.service.address, attract=v.service.attract,
+                                   readv_from_rts=v.service.readv_from_rts,
+                                   readv_exclude=v.service.readv_exclude)
         for lk in cfg.leaks:
             bridge.apply(vpn.add_leak_policy(LeakPolicy(
                 lk.name,
@@ -149,6 +157,17 @@ class Engine:
                 None if lk.route_targets is None else tuple(lk.route_targets),  # type: ignore[arg-type]
             )))
         bridge.start()
+
+    def _chains(self, cfg: AgentConfig) -> ChainBook:
+        """The configuration file's services and chains (docs/service-chains.md)."""
+        book = ChainBook(self.bridge, self.store)
+        for d in cfg.services:
+            book.put_service(ServiceDef.parse(d))
+        for d in cfg.chains:
+            c = ChainDef.parse(d)
+            book.put_chain(c)
+            book.configured.add(c.name)
+        return book
 
     # -- life cycle ------------------------------------------------------------
 

@@ -39,6 +39,7 @@ from .fib_link import FibLink
 from .fib_resolver import PortSpec
 
 if TYPE_CHECKING:
+    from ..vpn.chains import Classifier
     from ..vpn.events import VrfTableChange
     from ..vpn.service import VpnService
 
@@ -120,6 +121,15 @@ class ManyFibs:
         for fib in self.fibs.values():
             fib.remove_swap(label)
 
+    def set_redirect(self, name: str, vrf: str, classifier: Classifier, target: str) -> None:
+        """A service chain's classifier redirect, on every forwarder (docs/service-chains.md)."""
+        for fib in self.fibs.values():
+            fib.set_redirect(name, vrf, classifier, target)
+
+    def remove_redirect(self, name: str) -> None:
+        for fib in self.fibs.values():
+            fib.remove_redirect(name)
+
     def encap_for(self, offered: tuple[int, ...]) -> Encap:
         return self.primary.encap_for(offered)
 
@@ -155,6 +165,10 @@ class ManyFibs:
     @property
     def socket_path(self) -> str:
         return self.primary.socket_path
+
+    @property
+    def address(self) -> str | tuple[str, int]:
+        return self.primary.address
 
     @property
     def connected(self) -> bool:
