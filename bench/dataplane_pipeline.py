@@ -7,7 +7,8 @@ default, IPv4; lookups of random addresses, DictLpm (per-length dicts) vs
 TrieLpm (pytricia, keyed by packed address, the fastest way to call it).
 Part 2 (pipeline): packets per second of ``Forwarder.from_port`` /
 ``from_underlay`` on crafted frames, the pure code without sockets: local
-delivery, MPLS-in-UDP and MPLS-in-GRE encapsulation, decapsulation, ARP.
+delivery, MPLS-in-UDP and MPLS-in-GRE encapsulation, decapsulation, ARP,
+and a packet arriving on the aggregate label re-tunnelled to the specific's vPE (R10.3).
 Prints the best of 3 runs of each.
 """
 
@@ -32,6 +33,7 @@ from test_dp_helpers import (  # noqa: E402
     udp4,
 )
 
+from vpe.dataplane.driver import Batch, NextHop, Route  # noqa: E402
 from vpe.dataplane.userspace.fib import AdaptiveLpm, DictLpm, TrieLpm  # noqa: E402
 
 
@@ -116,6 +118,9 @@ def bench_lpm(routes: int, lookups: int) -> None:
 
 def bench_pipeline(n: int) -> None:
     fwd = forwarder()
+    agg = forwarder()
+    agg.apply(Batch(add_routes=(
+        Route("red", "192.0.2.20/32", (NextHop.remote("198.18.0.2", 2000, "mpls-in-udp"),), transit=True),)))
     cases: list[tuple[str, Callable[[bytes], object], bytes]] = [
         (
             "local delivery",
@@ -141,6 +146,11 @@ def bench_pipeline(n: int) -> None:
             "arp reply",
             lambda f: fwd.from_port("vm1", f),
             arp_request(VM1_MAC, "192.0.2.10", "192.0.2.1"),
+        ),
+        (
+            "aggregate retunnel",  # R10.3: the VRF label's lookup finds a transit route
+            lambda f: agg.from_underlay(f, "198.18.0.3", "mpls-in-udp"),
+            mpls_udp_payload(1000, udp4("198.51.100.7", "192.0.2.20", payload=b"x" * 64)),
         ),
     ]
     for name, fn, frame in cases:

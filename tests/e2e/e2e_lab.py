@@ -412,6 +412,10 @@ class RunningLab:
         for vm in t.vms:
             exports[vm.name] = {rt for v in vm.vpns for rt in t.vpn(v).export}
         out: dict[str, set[tuple[str, str]]] = {}
+
+        def summarised(vm: VmConfig, ip: Any) -> bool:  # withheld by a summary_only aggregate
+            return any(g.summary_only and ip in g.prefix for v in vm.vpns for g in t.vpn(v).aggregates)
+
         for h in t.hosts:
             want: set[tuple[str, str]] = set()
             for vrf in host_vrfs(self.lab, h):
@@ -421,12 +425,16 @@ class RunningLab:
                     if not local and not (exports[vm.name] & imports):
                         continue
                     for a in (vm.ipv4, vm.ipv6):
-                        if a is not None:
+                        if a is not None and (local or not summarised(vm, a.ip)):
                             want.add((vrf["name"], f"{a.ip}/{a.max_prefixlen}"))
                 for _, vpn in t.vpns():
                     if set(vpn.export) & imports:
                         for r in vpn.routes:
                             want.add((vrf["name"], str(r.prefix)))
+                        own = {str(x.prefix) for v in vrf["vpns"] for x in t.vpn(v).aggregates}
+                        for g in vpn.aggregates:  # R10.3: another vPE's aggregate (ours is no FIB route)
+                            if str(g.prefix) not in own:
+                                want.add((vrf["name"], str(g.prefix)))
             out[h.name] = want
         return out
 

@@ -54,6 +54,8 @@ class EngineVrf:
     import_rts: Sequence[str] = ()
     export_rts: Sequence[str] = ()
     routes: Sequence[tuple[str, str]] = field(default_factory=tuple)
+    #: ``(prefix, summary_only)`` pairs: the VRF's ``aggregates`` (R10.3)
+    aggregates: Sequence[tuple[str, bool]] = field(default_factory=tuple)
 
 
 def _toml(value: Any) -> str:
@@ -119,6 +121,8 @@ def engine_config(
             f"export_rts = {_toml(list(v.export_rts))}",
             "routes = " + _toml([{"prefix": p, "kind": k} for p, k in v.routes]),
         ]
+        if v.aggregates:
+            out.append("aggregates = " + _toml([{"prefix": p, "summary_only": s} for p, s in v.aggregates]))
     out += ["", "[dataplane]", 'driver = "none"']
     if underlay:
         out.append(f"underlay_address = {_toml(underlay)}")

@@ -45,6 +45,7 @@ from ..vpn.attachments import (
 from ..vpn.events import VpnOutput, VpnPath, VpnPathsChanged, vpn_path_of
 from ..vpn.service import READV_SUFFIX, VpnService
 from .fib import FibProgrammer
+from .fib_many import ManyFibs
 from .mvpn import replication_member
 from .originators import PmsiOriginator, RtcOriginator
 from .router import Router
@@ -56,7 +57,7 @@ VPN_FAMILIES = frozenset({VPNV4, VPNV6})
 class VpnBridge:
     """Joins the router's RIB, the VPN service, the attachments and the FIB."""
 
-    def __init__(self, router: Router, vpn: VpnService, fib: FibProgrammer | None,
+    def __init__(self, router: Router, vpn: VpnService, fib: FibProgrammer | ManyFibs | None,
                  next_hop: IPAddress) -> None:
         self.router = router
         self.vpn = vpn
@@ -284,7 +285,14 @@ class VpnBridge:
     # -- VPN instances -----------------------------------------------------------------
 
     def add_vrf(self, name: str, **kw: Any) -> None:
+        aggregates = kw.pop("aggregates", None) or ()
         self.apply(self.vpn.add_vrf(name, **kw))
+        if aggregates:
+            try:
+                self.set_aggregates(name, [(a["prefix"], a["summary_only"]) for a in aggregates])
+            except ValueError:
+                self.apply(self.vpn.remove_vrf(name, time.monotonic()))
+                raise
         self._vrfs_changed(name)
 
     def update_vrf(self, name: str, *, import_rts: list[str] | None = None,
@@ -305,6 +313,10 @@ class VpnBridge:
         if ecmp is not None:
             self.apply(self.vpn.set_ecmp(name, ecmp))
         self._vrfs_changed(name)
+
+    def set_aggregates(self, name: str, aggregates: list[tuple[str, bool]]) -> None:
+        """The aggregates VRF ``name`` advertises (R10.3), replacing the previous list."""
+        self.apply(self.vpn.set_aggregates(name, aggregates, time.monotonic()))
 
     def remove_vrf(self, name: str) -> None:
         service = name in self.vpn.services
@@ -329,6 +341,9 @@ class VpnBridge:
         restoring = a.state is AttachmentState.REDIRECTING
         if not restoring:
             a = self.attachments.sequence_for(a)
+        place = getattr(self.fib, "place", None)  # several forwarders (R2.4): which one, first
+        if place is not None and a.name not in self.attachments:
+            place(a)
         outcome = self.attachments.attach(a, time.monotonic(), restoring)
         try:
             self._apply_outcome(outcome)

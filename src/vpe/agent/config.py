@@ -268,6 +268,22 @@ class StaticRouteConfig(_Strict):
         return self
 
 
+class AggregateConfig(_Strict):
+    """An aggregate a VRF advertises (R10.3): this vPE's next hop, the VRF's aggregate label
+    (an IP lookup in the VRF); ``summary_only`` withholds the local routes it covers."""
+
+    prefix: str
+    summary_only: bool = False
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        try:
+            return str(ipaddress.ip_network(v, strict=True))
+        except ValueError as e:
+            raise ValueError(f"prefix {v!r}: {e}") from None
+
+
 class VrfServiceConfig(_Strict):
     """A service instance's VRF (docs/service-chains.md; bagpipe-bgp's attract-to-rt and
     readv-from-rt): ``attract`` prefixes and every VPN route carrying one of
@@ -315,6 +331,7 @@ class VrfConfig(_Strict):
     #: how the forwarders spread flows over a multipath set (R12.2)
     ecmp: Literal["per-flow", "per-packet", "per-prefix"] = "per-flow"
     routes: list[StaticRouteConfig] = Field(default_factory=list)
+    aggregates: list[AggregateConfig] = Field(default_factory=list)
     #: names of ``[[policies]]`` on what this VRF imports / exports (docs/policy.md)
     import_policy: str | None = None
     export_policy: str | None = None
@@ -393,6 +410,45 @@ Encapsulation = Literal["mpls-in-udp", "mpls-in-gre"]
 _DEFAULT_ENCAPS: tuple[Encapsulation, ...] = ("mpls-in-udp", "mpls-in-gre")
 
 
+class ForwarderConfig(_Strict):
+    """One of several forwarders this agent programs (R2.4), each a vPE of its own in the
+    dataplane: its FIB channel and its underlay address (the next hop of its ports' routes)."""
+
+    name: str
+    fib_socket: str
+    underlay_address: str
+    fib_key_file: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return str(_vpn_check(check_name, v, "name"))
+
+    @field_validator("fib_socket")
+    @classmethod
+    def _fib(cls, v: str) -> str:
+        return DataplaneConfig._fib(v)
+
+    @field_validator("underlay_address")
+    @classmethod
+    def _ua(cls, v: str) -> str:
+        return _check_ip(v, "underlay address")
+
+    @field_validator("fib_key_file")
+    @classmethod
+    def _key_file(cls, v: str | None) -> str | None:
+        if v is not None:
+            load_key(v)
+        return v
+
+    @model_validator(mode="after")
+    def _tcp_needs_key(self) -> ForwarderConfig:
+        if self.fib_socket.startswith("tcp:") and self.fib_key_file is None:
+            raise ValueError(f"forwarder {self.name!r}: fib_socket is a TCP address but fib_key_file is "
+                             "missing: the FIB channel over TCP must be authenticated")
+        return self
+
+
 class DataplaneConfig(_Strict):
     """How this vPE forwards: ``none`` (a pure route reflector/controller) or a forwarder
     driver from the dataplane registry ("userspace", ...), programmed over the FIB channel."""
@@ -426,6 +482,22 @@ class DataplaneConfig(_Strict):
     #: seconds between FIB channel keepalives; a forwarder silent for three
     #: intervals is taken for lost and resynchronised when it answers again
     fib_keepalive: float = Field(default=0.2, ge=0.05, le=10.0)
+    #: several forwarders programmed by this agent (R2.4, docs/external-pe.md); when given,
+    #: ``fib_socket`` is not used and ports name their forwarder (the first by default)
+    forwarders: list[ForwarderConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _forwarders(self) -> DataplaneConfig:
+        names = [f.name for f in self.forwarders]
+        addrs = [ipaddress.ip_address(f.underlay_address) for f in self.forwarders]
+        for what, vals in (("name", names), ("underlay_address", addrs)):
+            dup = sorted({str(v) for v in vals if vals.count(v) > 1})  # type: ignore[arg-type]
+            if dup:
+                raise ValueError(f"forwarders: {what} {', '.join(dup)} given twice; each forwarder is a "
+                                 "vPE of its own")
+        if self.forwarders and self.driver == dataplane_drivers.NONE:
+            raise ValueError("forwarders are listed but driver is 'none': name the forwarders' driver")
+        return self
 
     @field_validator("fib_key_file")
     @classmethod

@@ -35,7 +35,7 @@ from ..vpn.attachments import Attachment
 from ..vpn.errors import Conflict, NotFound
 from ..vpn.rd_allocator import parse_rd
 from ..vpn.route_target import parse_route_targets
-from ..vpn.vrf import parse_label_mode
+from ..vpn.vrf import parse_label_mode, prefix_key
 from .bridge import VpnBridge
 from .chains import ChainBook, ServiceRole
 from .store import Store, StoreError, Transaction
@@ -68,6 +68,8 @@ def normalise_spec(spec: dict[str, Any]) -> dict[str, Any]:
         "multipath": int(spec.get("multipath", 1)),
         "ecmp": str(spec.get("ecmp") or "per-flow"),
         "description": str(spec.get("description") or ""),
+        "aggregates": [{"prefix": str(a["prefix"]), "summary_only": bool(a.get("summary_only", False))}
+                       for a in spec.get("aggregates") or ()],
         **({"service": dict(spec["service"])} if spec.get("service") else {}),
     }
 
@@ -136,6 +138,12 @@ def check_spec(spec: dict[str, Any]) -> None:
     ecmp = spec.get("ecmp")
     if ecmp is not None and ecmp not in ("per-flow", "per-packet", "per-prefix"):
         raise ValueError(f"ecmp: {ecmp!r} is not one of per-flow, per-packet, per-prefix")
+    seen: set[tuple[int, bytes]] = set()
+    for a in spec.get("aggregates") or ():
+        k = prefix_key(a["prefix"], "aggregates prefix")
+        if k in seen:
+            raise ValueError(f"aggregates: {a['prefix']} is given twice")
+        seen.add(k)
 
 
 class DurableOps:
@@ -233,6 +241,11 @@ class DurableOps:
             if rest:
                 undo.append(lambda: eng.update_vrf(name, **{k: old[k] for k in rest}))
                 eng.update_vrf(name, **rest)
+            if "aggregates" in changes:  # R10.3
+                new["aggregates"] = normalise_spec(new)["aggregates"]
+                eng.set_aggregates(name, [(a["prefix"], a["summary_only"]) for a in new["aggregates"]])
+                undo.append(lambda: eng.set_aggregates(
+                    name, [(a["prefix"], a["summary_only"]) for a in old.get("aggregates", ())]))
             if "service" in changes:
                 self._set_service(name, new)
                 undo.append(lambda: self._set_service(name, old))

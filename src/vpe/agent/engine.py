@@ -33,9 +33,11 @@ from ..vpn.leaking import LeakPolicy
 from ..vpn.service import VpnService
 from .bridge import VpnBridge
 from .chains import ChainBook
+from .circuits import Circuits
 from .config import AgentConfig
 from .durable import DurableOps
 from .fib import FibProgrammer
+from .fib_many import ManyFibs
 from .restart import GracefulRestartManager
 from .router import Router
 from .store import Store
@@ -54,16 +56,26 @@ class Engine:
         saved = store.service_state() if store is not None else None
         dp = cfg.dataplane
         self.router_id = IPv4Address(cfg.bgp.router_id)
-        self.underlay = ip_address(dp.underlay_address) if dp.underlay_address else self.router_id
-        self.fib = (
+        first = dp.forwarders[0].underlay_address if dp.forwarders else None
+        self.underlay = ip_address(dp.underlay_address or first or self.router_id)
+        self.fib: FibProgrammer | ManyFibs | None = (
             FibProgrammer(dp.fib_socket, self.underlay, encap_order=dp.encapsulations,
                           key=load_key(dp.fib_key_file) if dp.fib_key_file else None,
                           keepalive=dp.fib_keepalive, gateway_mac=dp.gateway_mac)
-            if dp.driver != "none"
+            if dp.driver != "none" and not dp.forwarders
             else None
         )
+        if dp.forwarders:  # one agent, several forwarders (R2.4)
+            self.fib = ManyFibs({
+                f.name: FibProgrammer(f.fib_socket, ip_address(f.underlay_address), encap_order=dp.encapsulations,
+                                      key=load_key(f.fib_key_file) if f.fib_key_file else None,
+                                      keepalive=dp.fib_keepalive, gateway_mac=dp.gateway_mac)
+                for f in dp.forwarders})
         self.vpn = VpnService(self.router_id, next_hop=self.underlay, encapsulations=dp.encapsulations,
-                              state=saved, now=time.monotonic())
+                              state=saved, now=time.monotonic(),
+                              local_next_hops=self.fib.underlays() if isinstance(self.fib, ManyFibs) else ())
+        if isinstance(self.fib, ManyFibs):
+            self.vpn.exporter.endpoint_next_hop = self.fib.underlay_for
         self.router = Router(cfg, next_hop=self.underlay, restarting=saved is not None,
                              on_selection_done=self._selection_done,
                              policies=self._policy_book(cfg, store),
@@ -72,6 +84,10 @@ class Engine:
         self.bridge = VpnBridge(self.router, self.vpn, self.fib, self.underlay)
         self._configure(cfg)
         self.ops = DurableOps(self.bridge, store, config_vrfs={v.name for v in cfg.vrfs})
+        #: attachment circuits of signalled endpoints, when this vPE is an external PE (R2.2)
+        self.circuits = Circuits()
+        if store is not None and self.fib is not None:
+            self.circuits.restore([str(d.get("ifname", "")) for d in store.ports().values()])
         self.chains = self.ops.chains = self._chains(cfg)
         self.view = AgentView(self.router, self.bridge, dp.driver, self.ops.specs,
                               neighbors={n.address: {"description": n.description} for n in cfg.neighbors})
@@ -126,6 +142,8 @@ class Engine:
                 ))
             for r in v.routes:
                 bridge.apply(vpn.add_local_route(v.name, r.prefix, kind=r.kind, next_hop=r.next_hop))
+            if v.aggregates:
+                bridge.apply(vpn.set_aggregates(v.name, [(a.prefix, a.summary_only) for a in v.aggregates]))
             if v.service is not None:
                 bridge.set_service(v.name, v.service.address, attract=v.service.attract,
                                    readv_from_rts=v.service.readv_from_rts,

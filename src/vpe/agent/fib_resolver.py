@@ -24,8 +24,9 @@ Resolution, in short:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from ipaddress import IPv4Address, IPv6Address
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from ..dataplane.driver import (
@@ -117,6 +118,12 @@ class FibResolver:
         #: table changes holding a local static route: their next hop resolves to a
         #: port (by the VM's address), which may be attached later
         self._statics: dict[RouteKey, VrfTableChange] = {}
+        #: VRF -> the aggregates it originates (R10.3): remote routes strictly inside one
+        #: are ``transit`` (what arrives on the aggregate label for them is re-tunnelled)
+        self._aggregates: dict[str, set[IPv4Network | IPv6Network]] = {}
+        #: one agent, several forwarders (R2.4): the underlay address of the forwarder
+        #: holding endpoint ``name`` (None: unknown); unset: every endpoint is here
+        self.elsewhere: Callable[[str], IPv4Address | IPv6Address | None] | None = None
 
     # -- changes -> batches ------------------------------------------------------
 
@@ -190,6 +197,13 @@ class FibResolver:
         bindings = vpn.label_bindings()
         add: list[Route] = []
         remove: list[RouteKey] = []
+        aggs_changed: set[str] = set()
+        for ch in changes:
+            is_agg = any(r.source is RouteSource.LOCAL and r.kind is RouteKind.AGGREGATE for r in ch.routes)
+            aggs = self._aggregates.setdefault(ch.vrf, set())
+            if is_agg != (ch.network in aggs):
+                (aggs.add if is_agg else aggs.discard)(ch.network)
+                aggs_changed.add(ch.vrf)
         for ch in changes:
             key = RouteKey(ch.vrf, ch.network)
             hops = self._next_hops(ch, vpn, bindings)
@@ -212,12 +226,20 @@ class FibResolver:
                     h for h in self._next_hops(ch, vpn, bindings, ch.backup) if h not in hops
                 ) if ch.backup else ()
                 r = Route(ch.vrf, ch.network, tuple(hops[:_MAX_NEXT_HOPS]), ecmp, moved, backup)
+                r = replace(r, transit=self._transit(r))
                 if self.routes.get(key) != r:
                     self.routes[key] = r
                     add.append(r)
             elif key in self.routes:
                 del self.routes[key]
                 remove.append(key)
+        if aggs_changed:  # an aggregate came or went: the routes under it follow
+            done = {r.key for r in add}
+            for key, r in list(self.routes.items()):
+                if key.vrf in aggs_changed and key not in done and r.transit != self._transit(r):
+                    r = replace(r, transit=not r.transit)
+                    self.routes[key] = r
+                    add.append(r)
         labels = self._label_table(bindings)
         labels.update(self.swaps)  # set explicitly: they win over a binding of the same label
         add_l = [e for lab, e in labels.items() if self.labels.get(lab) != e]
@@ -227,6 +249,28 @@ class FibResolver:
             return {"add_routes": tuple(add), "remove_routes": tuple(remove),
                     "add_labels": tuple(add_l), "remove_labels": tuple(rem_l)}
         return {}
+
+    def _endpoint_hop(self, name: str, labels: tuple[int, ...], encaps: tuple[int, ...]) -> NextHop | None:
+        """The next hop to local endpoint ``name``: its port, or, when the agent programs
+        several forwarders (R2.4) and the port is on another one, a tunnel to that
+        forwarder with the label the route was exported with (None: no label to use)."""
+        if self.elsewhere is not None and name not in self.ports:
+            there = self.elsewhere(name)
+            if there is not None and there != self.underlay:
+                return NextHop.remote(there, labels[0], self.encap_for(encaps)) if labels else None
+        return NextHop.local(name)
+
+    def _transit(self, r: Route) -> bool:
+        """Is ``r`` a remote route strictly inside an aggregate of its VRF (R10.3)?
+
+        Only strictly longer routes: a packet that arrived on our aggregate label
+        and is sent on lands, at the next vPE, on a prefix strictly longer than
+        the one it was sent for here, so it cannot come back (no loops)."""
+        if r.moved or all(h.is_local for h in r.next_hops):
+            return False
+        p = r.prefix
+        return any(a.version == p.version and a.prefixlen < p.prefixlen and p.subnet_of(a)  # type: ignore[arg-type]
+                   for a in self._aggregates.get(r.vrf, ()))
 
     def _port_for(self, vrf: str, item: object) -> str | None:
         """The port an endpoint label / static next hop means: a port name, or the
@@ -250,7 +294,9 @@ class FibResolver:
                 r = r.origin.route
             if r.next_hop is None:
                 if r.kind is RouteKind.HOST and isinstance(r.origin, Endpoint):
-                    hops.append(NextHop.local(r.origin.name))
+                    hop = self._endpoint_hop(r.origin.name, r.labels, r.encapsulation)
+                    if hop is not None:
+                        hops.append(hop)
                 continue
             if r.source is RouteSource.LOCAL and r.kind is RouteKind.STATIC:
                 # a static route of this VRF via one of its VMs (a routing VM):

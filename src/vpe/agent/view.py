@@ -25,6 +25,7 @@ from ..vpn.attachments import Attachment
 from ..vpn.service import VpnService
 from .bridge import VpnBridge
 from .fib import FibProgrammer
+from .fib_many import ManyFibs
 from .restart import GracefulRestartManager
 from .router import Router
 
@@ -59,7 +60,7 @@ class AgentView:
         return self._bridge.vpn
 
     @property
-    def fib(self) -> FibProgrammer | None:
+    def fib(self) -> FibProgrammer | ManyFibs | None:
         return self._bridge.fib
 
     @property

@@ -28,6 +28,7 @@ from .auth import BearerAuth
 from .bgp import bgp_router
 from .chains import chains_router
 from .dataplane import COUNTERS_TIMEOUT, dataplane_router
+from .endpoints import endpoints_router
 from .lg import lg_router
 from .limits import MAX_BODY, BodyGuard, validation_handler
 from .policies import policies_router
@@ -44,6 +45,7 @@ def create_app(engine: Engine) -> FastAPI:
     app.include_router(bgp_router(engine.view, engine.router))
     app.include_router(vpns_router(engine.view, engine.ops))
     app.include_router(ports_router(engine.view, engine.ops))
+    app.include_router(endpoints_router(engine.view, engine.ops, engine.circuits))
     app.include_router(chains_router(engine.chains))
     app.include_router(dataplane_router(engine.view, metrics))
     app.include_router(lg_router(engine.view, COUNTERS_TIMEOUT))

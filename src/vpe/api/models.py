@@ -94,6 +94,25 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class AggregateSpec(_Model):
+    """An aggregate the VPN instance advertises (R10.3)."""
+
+    prefix: str = Field(max_length=64, description="an IPv4/IPv6 prefix, host bits zero")
+    summary_only: bool = Field(default=False, description="withhold the local routes it covers")
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        try:
+            return str(ipaddress.ip_network(v, strict=True))
+        except ValueError as e:
+            raise ValueError(f"{v!r} is not a prefix ({e})") from None
+
+
+#: aggregates one VPN instance may carry
+MAX_AGGREGATES = 1024
+
+
 class ServiceVrf(_Model):
     """A service instance's VRF (bagpipe-bgp's attract-to-rt and readv-from-rt):
     ``attract`` prefixes and every route carrying one of ``readv_from_rts`` are
@@ -130,6 +149,8 @@ class VpnCreate(_Model):
     ecmp: Literal["per-flow", "per-packet", "per-prefix"] = Field(
         default="per-flow", description="how the forwarders spread flows over a multipath set")
     description: str = Field(default="", description="free text, max 256 (bagpipe: instance_description)")
+    aggregates: list[AggregateSpec] = Field(default_factory=list, max_length=MAX_AGGREGATES,
+                                            description="aggregate prefixes advertised (R10.3)")
     service: ServiceVrf | None = Field(default=None, description="a service instance's VRF: attraction and "
                                        "re-advertisement (docs/service-chains.md)")
 
@@ -142,6 +163,63 @@ class VpnCreate(_Model):
     @classmethod
     def _text(cls, v: str) -> str:
         return str(_rule(check_text, v, "description"))
+
+
+class EndpointSignal(_Model):
+    """``POST /v1/endpoints``: addresses behind an attachment circuit of this external PE (R2.2)."""
+
+    name: str = Field(description="endpoint id (the port's name on the PE); the name rule")
+    vpn: str = Field(description="VRF name")
+    interface: str = Field(max_length=15, description="the PE's interface toward the host")
+    vlan: int | None = Field(default=None, ge=1, le=4094,
+                             description="an 802.1Q circuit: its VLAN id on that interface")
+    vni: int | None = Field(default=None, ge=1, le=(1 << 24) - 1,
+                            description="a VXLAN circuit: its VNI between the host and this PE")
+    remote: str | None = Field(default=None, max_length=64,
+                               description="a VXLAN circuit: the host's address (the far end)")
+    mac: str = Field(pattern=r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$", description="the endpoint's unicast MAC")
+    ips: list[str] = Field(min_length=1, max_length=MAX_IPS, description="the endpoint's addresses (address/len)")
+    gateways: list[str] = Field(default_factory=list, max_length=MAX_GATEWAYS)
+    description: str = Field(default="", description="free text (max 256)")
+
+    @field_validator("name", "vpn")
+    @classmethod
+    def _names(cls, v: str, info: ValidationInfo) -> str:
+        return str(_rule(check_name, v, info.field_name or "name"))
+
+    @field_validator("description")
+    @classmethod
+    def _text(cls, v: str) -> str:
+        return str(_rule(check_text, v, "description"))
+
+    @field_validator("mac")
+    @classmethod
+    def _mac(cls, v: str) -> str:
+        return _unicast_mac(v)
+
+    @field_validator("ips", "gateways")
+    @classmethod
+    def _addrs(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        for x in v:
+            try:
+                (ipaddress.ip_interface if info.field_name == "ips" else ipaddress.ip_address)(x)
+            except ValueError:
+                raise ValueError(f"{x!r} is not an {'address/length' if info.field_name == 'ips' else 'address'}") from None
+        return v
+
+    @field_validator("remote")
+    @classmethod
+    def _remote(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                ipaddress.ip_address(v)
+            except ValueError:
+                raise ValueError(f"{v!r} is not an IP address") from None
+        return v
+
+    def attachment(self, ifname: str) -> Attachment:
+        return Attachment(name=self.name, ifname=ifname, vrf=self.vpn, mac=self.mac.lower(), ips=tuple(self.ips),
+                          gateways=tuple(self.gateways), description=self.description)
 
 
 class PortRelease(_Model):
@@ -161,6 +239,8 @@ class VpnUpdate(_Model):
     multipath: int | None = Field(default=None, ge=1, le=512)
     ecmp: Literal["per-flow", "per-packet", "per-prefix"] | None = None
     description: str | None = None
+    aggregates: list[AggregateSpec] | None = Field(default=None, max_length=MAX_AGGREGATES,
+                                                   description="replaces the aggregate list (R10.3)")
     service: ServiceVrf | None = None
 
     @field_validator("description")
@@ -199,6 +279,9 @@ class PortAttach(_Model):
                     "docs/mobility.md")
     sequence: int = Field(default=0, ge=0, le=0xFFFFFFFF,
                           description="mobility sequence number (0: chosen by the vPE)")
+    forwarder: str = Field(default="", max_length=64,
+                           description="the forwarder the port is on, when the agent programs several "
+                                       "([[dataplane.forwarders]], R2.4); empty: the first")
     vpn_type: str = Field(default="ipvpn", max_length=16, description="only 'ipvpn' (bagpipe: vpn_type)")
     import_rts: list[str] | None = Field(
         default=None, max_length=MAX_RTS,
@@ -237,6 +320,11 @@ class PortAttach(_Model):
     def _ifname(cls, v: str) -> str:
         return str(_rule(check_ifname, v, "ifname"))
 
+    @field_validator("forwarder")
+    @classmethod
+    def _forwarder(cls, v: str) -> str:
+        return str(_rule(check_name, v, "forwarder")) if v else v
+
     @field_validator("description", "vpn_description")
     @classmethod
     def _texts(cls, v: str, info: ValidationInfo) -> str:
@@ -254,7 +342,7 @@ class PortAttach(_Model):
             ips=tuple(self.ips), gateways=tuple(self.gateways),
             allowed_pairs=tuple(self.allowed_pairs), advertise=self.advertise,
             direction=self.direction, local_pref=self.local_pref, description=self.description,
-            state=AttachmentState(self.state), sequence=self.sequence,
+            state=AttachmentState(self.state), sequence=self.sequence, forwarder=self.forwarder,
         )
 
     @field_validator("vpn_type")

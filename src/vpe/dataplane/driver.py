@@ -271,6 +271,9 @@ class Route:
     #: pre-installed backup paths (R11.2, docs/fast-reroute.md): used, with the
     #: same consistent selection, once every ``next_hops`` endpoint is down
     backup: tuple[NextHop, ...] = ()
+    #: covered by an aggregate this vPE advertises (R10.3): what arrives on the aggregate
+    #: label for it is re-tunnelled once to these next hops (never back to the sender)
+    transit: bool = False
 
     def __post_init__(self) -> None:
         _set(self, "prefix", _net(self.prefix, f"route in {self.vrf} prefix"))
@@ -306,6 +309,7 @@ class Route:
             "ecmp": self.ecmp,
             **({"moved": True} if self.moved else {}),
             **({"backup": [n.to_json() for n in self.backup]} if self.backup else {}),
+            **({"transit": True} if self.transit else {}),
         }
 
     @classmethod
@@ -317,6 +321,7 @@ class Route:
             d.get("ecmp", "per-flow"),
             bool(d.get("moved", False)),
             tuple(NextHop.from_json(n) for n in d.get("backup", ())),
+            bool(d.get("transit", False)),
         )
 
 

@@ -132,6 +132,12 @@ def agent_toml(lab: Lab, host: HostConfig) -> str:
                 f"next_hop = {_toml_str(via)}",
                 'kind = "static"',
             ]
+        for prefix, summary_only in vrf.get("aggregates", ()):
+            lines += [
+                "[[vrfs.aggregates]]",
+                f"prefix = {_toml_str(prefix)}",
+                f"summary_only = {'true' if summary_only else 'false'}",
+            ]
     return "\n".join(lines) + "\n"
 
 
@@ -164,8 +170,9 @@ def host_vrfs(lab: Lab, host: HostConfig) -> list[dict[str, Any]]:
         mode = modes.pop() if len(modes) == 1 else None
         in_vrf = {str(a.ip) for m in vms if vrf_name(m) == name for a in (m.ipv4, m.ipv6) if a is not None}
         routes = [(str(r.prefix), str(r.via)) for v in vpns for r in v.routes if str(r.via) in in_vrf]
+        aggs = [(str(a.prefix), a.summary_only) for v in vpns for a in v.aggregates]
         out[name] = {"name": name, "rd": rd, "import": imp, "export": exp, "vpns": list(vm.vpns),
-                     "label_mode": mode, "routes": routes}
+                     "label_mode": mode, "routes": routes, "aggregates": aggs}
     return list(out.values())
 
 

@@ -255,6 +255,22 @@ class StaticRoute(_Strict):
         return self
 
 
+class AggregateRoute(_Strict):
+    """An aggregate a VPN's VRFs advertise (R10.3), on every host holding the VPN."""
+
+    prefix: IPv4Network | IPv6Network
+    summary_only: bool = False
+
+    @model_validator(mode="after")
+    def _ranges(self) -> AggregateRoute:
+        net = self.prefix
+        ok = (any(net.subnet_of(n) for n in TENANT_V4) if isinstance(net, IPv4Network)
+              else net.subnet_of(TENANT_V6) and not net.overlaps(UNDERLAY_V6))
+        if not ok:
+            raise ValueError(f"{net} is outside the tenant ranges")
+        return self
+
+
 class VpnConfig(_Strict):
     """One VPN: the route targets a VRF joining it imports and exports."""
 
@@ -265,6 +281,7 @@ class VpnConfig(_Strict):
     #: label allocation of the VRF (agent ``label_mode``); None: the agent's default (per-vrf)
     label_mode: Literal["per-vrf", "per-prefix", "per-endpoint"] | None = None
     routes: list[StaticRoute] = Field(default_factory=list)
+    aggregates: list[AggregateRoute] = Field(default_factory=list)
 
     @field_validator("name")
     @classmethod

@@ -102,6 +102,9 @@ class Attachment:
     state: AttachmentState = AttachmentState.ACTIVE
     #: mobility sequence number of the endpoint (higher wins a contested address)
     sequence: int = 0
+    #: the forwarder the port is on, when one agent programs several (R2.4); "": the
+    #: agent's only (or first) forwarder
+    forwarder: str = ""
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     @property
@@ -145,6 +148,7 @@ class Attachment:
             "description": self.description,
             "state": self.state.value,
             "sequence": self.sequence,
+            **({"forwarder": self.forwarder} if self.forwarder else {}),
         }
 
     @classmethod
@@ -160,6 +164,7 @@ class Attachment:
             description=d.get("description", ""),
             state=AttachmentState(d.get("state", "active")),
             sequence=int(d.get("sequence", 0)),
+            forwarder=str(d.get("forwarder", "")),
         )
 
 

@@ -21,7 +21,7 @@ one host).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 from ..bgp.wire.attributes.as_path import AsPath
@@ -86,7 +86,8 @@ def vpn_path(route: ExportedRoute) -> VpnPath:
 class Exporter:
     """Exported routes per VRF, their labels, and the shared attribute sets."""
 
-    __slots__ = ("labels", "next_hop", "encapsulations", "local_pref", "_exported", "_owner", "_users", "_attrs")
+    __slots__ = ("labels", "next_hop", "encapsulations", "local_pref", "endpoint_next_hop", "_exported", "_owner",
+                 "_users", "_attrs")
 
     def __init__(
         self,
@@ -99,6 +100,9 @@ class Exporter:
         self.next_hop = next_hop
         self.encapsulations = tuple(encapsulations)
         self.local_pref = local_pref
+        #: one agent, several forwarders (R2.4): the underlay address an endpoint's routes
+        #: are exported with (that of its forwarder; None or unset: ``next_hop``)
+        self.endpoint_next_hop: Callable[[str], IPAddress | None] | None = None
         #: vrf -> (version, prefix) -> exported route
         self._exported: dict[str, dict[tuple[int, bytes], ExportedRoute]] = {}
         #: (vrf, version, prefix) -> label owner of its route
@@ -237,18 +241,23 @@ class Exporter:
     def _exported_attributes(self, vrf: Vrf, route: LocalRoute) -> tuple[PathAttributes | None, IPAddress]:
         """The attributes and next hop ``route`` is exported with, None when it is not
         exported (no export RTs, or the VRF's export policy rejects it)."""
+        me = self.next_hop
+        if route.endpoint is not None and self.endpoint_next_hop is not None:
+            me = self.endpoint_next_hop(route.endpoint) or me
         if not vrf.export_rts:
-            return None, self.next_hop
+            return None, me
+        if route.kind is not RouteKind.AGGREGATE and vrf.aggregates and vrf.summarised(route.version, route.prefix):
+            return None, me  # only the summary_only aggregate covering it is sent (R10.3)
         attrs = self.attributes_for(vrf.export_rts, route.local_pref, route.sequence)
         policy = vrf.export_policy
         if policy is None:
-            return attrs, self.next_hop
+            return attrs, me
         key = route.prefix[:1] + vrf.rd.raw + route.prefix[1:]
-        v = policy.evaluate(VPNV4 if route.version == 4 else VPNV6, attrs, self.next_hop, key,
-                            self_next_hop=self.next_hop)
+        v = policy.evaluate(VPNV4 if route.version == 4 else VPNV6, attrs, me, key,
+                            self_next_hop=me)
         if not v.accept:
-            return None, self.next_hop
-        return v.attrs, v.next_hop if v.next_hop is not None else self.next_hop
+            return None, me
+        return v.attrs, v.next_hop if v.next_hop is not None else me
 
     def unexport(self, vrf: str, version: int, prefix: bytes) -> tuple[ExportedRoute | None, tuple[int, ...]]:
         """The local route is gone: its exported route (to withdraw) and released labels."""

@@ -495,6 +495,42 @@ class VpnService:
         self._remove_local(v, version, key, out)
         return self._finish(out)
 
+    def set_aggregates(self, vrf: str, aggregates: Iterable[tuple[str | IPNetwork, bool]],
+                       now: float = 0.0) -> VpnOutput:
+        """The aggregates ``vrf`` originates (R10.3): ``(prefix, summary_only)`` pairs, replacing
+        the previous list. Each is exported with this vPE's next hop and the VRF's aggregate
+        label (an IP lookup in the VRF); ``summary_only`` withholds the more-specific local
+        routes it covers from the export (they stay in the VRF and the FIB)."""
+        v = self.vrf(vrf)
+        want: dict[tuple[int, bytes], bool] = {}
+        for prefix, summary_only in aggregates:
+            k = prefix_key(prefix, "aggregates prefix")
+            if k in want:
+                raise InvalidValue(f"aggregates: {key_text(*k)} is given twice")
+            if type(summary_only) is not bool:
+                raise InvalidValue(f"aggregates summary_only: {summary_only!r} is not true or false")
+            old = self._locals[vrf].get(k)
+            if old is not None and old.kind is not RouteKind.AGGREGATE:
+                raise InvalidValue(f"aggregates: {key_text(*k)} is already a {old.kind.value} route of "
+                                   f"VRF {vrf!r}")
+            want[k] = summary_only
+        out = VpnOutput()
+        for k in list(v.aggregates):
+            if k not in want and k in self._locals[vrf]:
+                self._remove_local(v, k[0], k[1], out)
+        suppression_changed = {k for k, so in v.aggregates.items() if so} != {k for k, so in want.items() if so}
+        v.aggregates = want
+        for k in want:
+            if k not in self._locals[vrf]:
+                route = LocalRoute(k[0], k[1], RouteKind.AGGREGATE)
+                self._locals[vrf][k] = route
+                self._apply_export(v, self.exporter.export(v, route, now), out)
+        if suppression_changed:  # the covered routes are (no longer) exported
+            for route in list(self._locals[vrf].values()):
+                if route.kind is not RouteKind.AGGREGATE:
+                    self._apply_export(v, self.exporter.export(v, route, now), out)
+        return self._finish(out)
+
     def highest_sequence(self, vrf: str, prefix: str | IPNetwork) -> tuple[int, IPAddress | None]:
         """The highest mobility sequence number claimed for ``prefix`` in ``vrf`` by
         another vPE (imported entries), and that vPE's address (None: no claim)."""

@@ -208,6 +208,7 @@ class Vrf:
         "watch",
         "import_policy",
         "export_policy",
+        "aggregates",
     )
 
     def __init__(
@@ -241,6 +242,9 @@ class Vrf:
         #: routing policies on what this VRF imports / exports (docs/policy.md), None: none
         self.import_policy: Policy | None = None
         self.export_policy: Policy | None = None
+        #: aggregates this VRF originates (R10.3): (version, key) -> summary_only
+        #: (suppress the more-specific local routes they cover from the export)
+        self.aggregates: dict[tuple[int, bytes], bool] = {}
         self.tables: dict[int, dict[bytes, VrfRoute | list[VrfRoute]]] = {4: {}, 6: {}}
         self._dirty: dict[int, dict[bytes, tuple[VrfRoute, ...]]] = {4: {}, 6: {}}
         #: VRF names with unflushed changes: this VRF adds its name on a change (the
@@ -465,7 +469,25 @@ class Vrf:
             "ecmp": self.ecmp,
             "tenant": self.tenant,
             "routes": {"ipv4": len(self.tables[4]), "ipv6": len(self.tables[6])},
+            "aggregates": [{"prefix": key_text(v, k), "summary_only": so}
+                           for (v, k), so in self.aggregates.items()],
         }
+
+    def summarised(self, version: int, key: bytes) -> bool:
+        """Is the local route ``key`` covered by a ``summary_only`` aggregate of this VRF
+        (strictly shorter), so that only the aggregate is exported?"""
+        return any(so and v == version and covers(k, key) for (v, k), so in self.aggregates.items())
+
+
+def covers(outer: bytes, inner: bytes) -> bool:
+    """Does table key ``outer`` (a prefix) strictly cover table key ``inner``?"""
+    plen = outer[0]
+    if plen >= inner[0]:
+        return False
+    a = int.from_bytes(outer[1:].ljust(16, b"\0"), "big")
+    b = int.from_bytes(inner[1:].ljust(16, b"\0"), "big")
+    shift = 128 - plen
+    return a >> shift == b >> shift
 
 
 def _entries(val: VrfRoute | list[VrfRoute] | None) -> tuple[VrfRoute, ...]:

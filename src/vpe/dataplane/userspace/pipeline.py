@@ -1227,8 +1227,12 @@ class Forwarder:
         """Local repair (R9.3, docs/mobility.md): the destination moved away (released
         here, or prepared here and not active yet), and the VRF's route for it leads
         to another vPE: the packet leaves again toward it (inner TTL - 1), never
-        back to the vPE it came from (that would be a loop)."""
-        if not fe.route.moved:  # plain transit: packets cross the underlay once (R8.1)
+        back to the vPE it came from (that would be a loop). The same for a destination
+        covered by an aggregate this vPE advertises (R10.3, ``route.transit``): the control
+        plane flags only remote routes strictly longer than the aggregate, so each such hop
+        lands on a strictly longer prefix and the packet is re-tunnelled at most once per
+        prefix length, in practice once (docs/vpn.md, aggregation)."""
+        if not (fe.route.moved or fe.route.transit):  # plain transit: the underlay is crossed once (R8.1)
             return self._drop("no-local-route", None, vrf_rt)
         adj, _fh = fe.pick(data, off)
         if adj.is_local:  # (a local adjacency would have been picked already)

@@ -1,0 +1,186 @@
+"""R2.4: one control plane programs the forwarders of many hosts.
+
+Namespaces: "cp" runs one ``vpe agent`` and no forwarder; "fw1", "fw2",
+"fw3" are three hosts, each running a forwarder (its own underlay address,
+FIB channel over authenticated TCP) with one VM behind it; "sw" is the
+underlay switch (a Linux bridge) between the four. The agent's config lists
+the three forwarders (``[[dataplane.forwarders]]``); each port names its
+forwarder. Every VM pings the two others (real packets, MPLS-in-UDP between
+the hosts; with each dataplane driver), and each forwarder holds its own VM's route as a local port and
+the others' as tunnels to their hosts' underlay addresses, which are also
+the next hops of the VPN routes the agent's one BGP speaker exports.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from e2e_lab import DRIVERS
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+
+ROOT = os.geteuid() == 0
+FIB_PORT = 7711
+HOSTS = {"fw1": ("198.18.25.11", "192.0.2.11"), "fw2": ("198.18.25.12", "192.0.2.12"),
+         "fw3": ("198.18.25.13", "192.0.2.13")}
+
+
+def sh(*args: str, check: bool = True, timeout: float = 15.0) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, check=check, capture_output=True, text=True, timeout=timeout)
+
+
+def nsx(ns: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return sh("ip", "netns", "exec", ns, *args, check=check)
+
+
+def _until(pred: Any, timeout: float = 20.0, what: str = "condition") -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            if pred():
+                return
+        except (OSError, httpx.HTTPError):
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{what} not met within {timeout} s")
+
+
+@pytest.fixture(params=DRIVERS)
+def world(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    driver: str = request.param
+    if not ROOT or shutil.which("ip") is None:
+        pytest.skip("needs root and iproute2 (ip netns) to build namespaces")
+    if shutil.which("ping") is None:
+        pytest.skip("needs ping (apt-get install iputils-ping)")
+    pre = "m24" + uuid.uuid4().hex[:5]
+    names = ["cp", "sw", *HOSTS, *(f"vm{i}" for i in (1, 2, 3))]
+    ns = {n: f"{pre}{n}" for n in names}
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for n in ns.values():
+            sh("ip", "netns", "add", n)
+            nsx(n, "ip", "link", "set", "lo", "up")
+        nsx(ns["sw"], "ip", "link", "add", "br0", "type", "bridge")
+        nsx(ns["sw"], "ip", "link", "set", "br0", "up")
+        for node, addr in (("cp", "198.18.25.1"), *((h, a) for h, (a, _) in HOSTS.items())):
+            sh("ip", "link", "add", "ul0", "netns", ns[node], "type", "veth", "peer", "name", f"p-{node}",
+               "netns", ns["sw"])
+            nsx(ns["sw"], "ip", "link", "set", f"p-{node}", "master", "br0", "up")
+            nsx(ns[node], "ip", "addr", "add", f"{addr}/24", "dev", "ul0")
+            nsx(ns[node], "ip", "link", "set", "ul0", "up")
+        key = tmp_path / "fib.key"
+        key.write_text("r2-4-many-" + uuid.uuid4().hex + "\n")
+        key.chmod(0o600)
+        fw_toml = []
+        for i, (host, (addr, vm_ip)) in enumerate(HOSTS.items(), 1):
+            vm = ns[f"vm{i}"]
+            sh("ip", "link", "add", f"vm-{i}", "netns", ns[host], "type", "veth", "peer", "name", "eth0", "netns", vm)
+            nsx(ns[host], "ip", "link", "set", f"vm-{i}", "up")
+            nsx(vm, "ip", "link", "set", "eth0", "address", f"02:00:00:00:25:{i:02x}", "up")
+            nsx(vm, "ip", "addr", "add", f"{vm_ip}/24", "dev", "eth0")
+            with open(tmp_path / f"{host}.log", "wb") as log:
+                procs.append(subprocess.Popen(
+                    ["ip", "netns", "exec", ns[host], sys.executable, "-m", "vpe.dataplane.process",
+                     "--driver", driver, "--underlay-if", "ul0", "--underlay-ip", addr, "--socket", str(tmp_path / f"{host}.sock"),
+                     "--listen-tcp", f"{addr}:{FIB_PORT}", "--key-file", str(key)],
+                    stdout=log, stderr=subprocess.STDOUT))
+            fw_toml.append(f"""
+[[dataplane.forwarders]]
+name = "{host}"
+fib_socket = "tcp:{addr}:{FIB_PORT}"
+fib_key_file = "{key}"
+underlay_address = "{addr}"
+""")
+        cfg = tmp_path / "agent.toml"
+        cfg.write_text(f"""
+state_dir = "{tmp_path}/state"
+
+[bgp]
+local_as = 65000
+router_id = "198.18.25.1"
+
+[[vrfs]]
+name = "red"
+route_targets = ["65000:25"]
+
+[api]
+socket = "{tmp_path}/api.sock"
+
+[dataplane]
+driver = "{driver}"
+{''.join(fw_toml)}""")
+        with open(tmp_path / "agent.log", "wb") as log:
+            procs.append(subprocess.Popen(
+                ["ip", "netns", "exec", ns["cp"], sys.executable, "-m", "vpe.cli.main", "agent", "-c", str(cfg)],
+                stdout=log, stderr=subprocess.STDOUT))
+        yield {"ns": ns, "tmp": tmp_path}
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(5)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait(5)
+        for n in ns.values():
+            sh("ip", "netns", "del", n, check=False)
+
+
+def test_r2_4_one_agent_programs_many_forwarders(world: dict[str, Any]) -> None:
+    tmp: Path = world["tmp"]
+    ns: dict[str, str] = world["ns"]
+    api = str(tmp / "api.sock")
+    _until(lambda: Path(api).exists(), what="agent API socket")
+
+    def get(path: str) -> Any:
+        with httpx.Client(transport=httpx.HTTPTransport(uds=api), timeout=5) as c:
+            return c.get(f"http://vpe{path}").json()
+
+    _until(lambda: get("/v1/fib").get("connected") is True, what="agent connected to the three forwarders")
+    with httpx.Client(transport=httpx.HTTPTransport(uds=api), timeout=10) as c:
+        for i, (host, (_addr, vm_ip)) in enumerate(HOSTS.items(), 1):
+            r = c.post("http://vpe/v1/ports", json={
+                "name": f"vm{i}", "ifname": f"vm-{i}", "vpn": "red", "mac": f"02:00:00:00:25:{i:02x}",
+                "ips": [f"{vm_ip}/24"], "gateways": ["192.0.2.1"], "forwarder": host})
+            assert r.status_code == 201, r.text
+            assert r.json()["forwarder"] == host
+        r = c.post("http://vpe/v1/ports", json={
+            "name": "vm9", "ifname": "vm-9", "vpn": "red", "mac": "02:00:00:00:25:09",
+            "ips": ["192.0.2.19/24"], "forwarder": "fw9"})
+        assert r.status_code == 422 and "forwarder: 'fw9' is not a forwarder of this agent" in r.text, r.text
+
+    # each forwarder: its VM as a port, the others as tunnels to their hosts
+    fib = get("/v1/fib")
+    for host, (addr, _vm_ip) in HOSTS.items():
+        mine = fib["forwarders"][host]
+        assert mine["underlay"] == addr and mine["connected"] is True
+        routes = {r["prefix"]: r["next_hops"] for r in mine["routes"]}
+        for other, (oaddr, oip) in HOSTS.items():
+            if other == host:
+                assert routes[f"{oip}/32"] == [{"port": f"vm{list(HOSTS).index(host) + 1}"}]
+            else:
+                assert [h["endpoint"] for h in routes[f"{oip}/32"]] == [oaddr], (host, routes)
+    # the one BGP speaker exports each VM's route with its forwarder's address as next hop
+    rib = {r["prefix"]: r for r in get("/v1/bgp/routes?family=vpnv4&peer=local")["routes"]}
+    for _host, (addr, vm_ip) in HOSTS.items():
+        assert rib[f"{vm_ip}/32"]["next_hop"] == addr, rib
+
+    # real packets: every VM reaches the two others
+    for i in (1, 2, 3):
+        for _host, (_addr, dst) in HOSTS.items():
+            if dst.endswith(f".1{i}"):
+                continue
+            r = nsx(ns[f"vm{i}"], "ping", "-n", "-c", "2", "-i", "0.2", "-W", "1", dst, check=False)
+            assert r.returncode == 0, (i, dst, r.stdout, (tmp / "agent.log").read_text()[-2000:])
