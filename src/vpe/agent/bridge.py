@@ -25,6 +25,7 @@ import RTs the changed I-PMSI routes carry.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv6Address
@@ -319,11 +320,34 @@ class VpnBridge:
             a = self.attachments.sequence_for(a)
         outcome = self.attachments.attach(a, time.monotonic(), restoring)
         try:
-            self._apply_outcome(outcome)
+            if outcome.attachment.state is AttachmentState.STANDBY and self.fib is not None:
+                self._prepare(outcome)
+            else:
+                self._apply_outcome(outcome)
         except Exception:
             self._apply_outcome(self.attachments.detach(a.name, time.monotonic()))
             raise
         return outcome.attachment
+
+    def _prepare(self, outcome: AttachmentOutcome) -> None:
+        """A move's prepare (docs/mobility.md): remotes send here as soon as they hear
+        the higher sequence number, so the forwarder must re-tunnel to the VM's
+        current host first. The VRF's changes go to the FIB now; the advertisement
+        once the forwarder has them (make before break, R9.3, R11.1), unless the
+        attachment changed meanwhile (detached, released or re-prepared)."""
+        out, a = outcome.vpn, outcome.attachment
+        self.apply(VpnOutput(table_changes=out.table_changes))
+        self._apply_outcome(dataclasses.replace(outcome, vpn=VpnOutput()))
+        wire = VpnOutput(announce=out.announce, withdraw=out.withdraw, released_labels=out.released_labels)
+
+        def advertise() -> None:
+            cur = self.attachments.get(a.name)
+            if cur is not None and cur.sequence == a.sequence and cur.state in (
+                    AttachmentState.STANDBY, AttachmentState.ACTIVE):
+                self.apply(wire)
+
+        assert self.fib is not None
+        self.fib.link.when_applied(advertise)
 
     def detach(self, name: str) -> Attachment:
         outcome = self.attachments.detach(name, time.monotonic())
@@ -332,7 +356,9 @@ class VpnBridge:
 
     def activate(self, name: str) -> Attachment:
         outcome = self.attachments.activate(name, time.monotonic())
-        self._apply_outcome(outcome)
+        # make before break (R9.3): the forwarder holds the port before the VRF's
+        # route leads to it, so nothing that arrives in between finds no port
+        self._apply_outcome(outcome, ports_first=True)
         return outcome.attachment
 
     def release(self, name: str) -> Attachment:
@@ -342,7 +368,12 @@ class VpnBridge:
         self._apply_outcome(outcome)
         return outcome.attachment
 
-    def _apply_outcome(self, outcome: AttachmentOutcome) -> None:
+    def _apply_outcome(self, outcome: AttachmentOutcome, ports_first: bool = False) -> None:
+        if ports_first and self.fib is not None:
+            for intent in outcome.fib:
+                if isinstance(intent, PortUp):
+                    self.fib.add_port(intent.attachment)
+            outcome = dataclasses.replace(outcome, fib=[i for i in outcome.fib if not isinstance(i, PortUp)])
         self.apply(outcome.vpn)
         if self.fib is None:
             return

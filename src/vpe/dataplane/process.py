@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 from . import registry
 from .channel import load_key
+from .refusals import RefusalLog
 from .server import ChannelServer
 
 log = logging.getLogger("vpe.dataplane")
@@ -118,7 +119,13 @@ def main(argv: list[str] | None = None) -> int:
         driver.close()
         print(f"vpe forwarder: cannot serve the FIB channel: {exc}", file=sys.stderr)
         return 2
-    loop = _Loop(sel, server.tick)
+    refusals = RefusalLog(driver.counters)
+
+    def tick() -> None:
+        server.tick()
+        refusals.tick()
+
+    loop = _Loop(sel, tick)
     signal.signal(signal.SIGTERM, loop.stop)
     signal.signal(signal.SIGINT, loop.stop)
     log.info(

@@ -56,7 +56,8 @@ print(json.dumps(sent), flush=True)
 """
 
 #: receivers in many namespaces: port timeout ns...; READY, then at the end one
-#: JSON line {ns: {"received", "unique", "max_seq", "gap_ms", "first", "last"}}
+#: JSON line {ns: {"received", "unique", "max_seq", "gap_ms", "first", "last", "missing"}}
+#: ("missing": the first 20 sequence numbers below max_seq not received)
 STREAM_RECV = _SETNS + r"""
 import json, select, socket, sys, time
 port, timeout = int(sys.argv[1]), float(sys.argv[2])
@@ -98,7 +99,8 @@ while True:
                 x["first"] = now
             x["prev"] = now
 out = {ns: {"received": x["received"], "unique": len(x["seqs"]), "max_seq": max(x["seqs"], default=-1),
-            "gap_ms": round(x["gap"] * 1000, 2), "first": x["first"], "last": x["prev"]}
+            "gap_ms": round(x["gap"] * 1000, 2), "first": x["first"], "last": x["prev"],
+            "missing": sorted(set(range(max(x["seqs"], default=-1) + 1)) - x["seqs"])[:20]}
        for ns, x in st.items()}
 print(json.dumps(out), flush=True)
 """
