@@ -11,12 +11,14 @@ VMs once, so the tests do not depend on each other's order.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -305,3 +307,50 @@ def test_r11_1_mass_moves_no_black_hole_no_loop(mob_lab: RunningLab) -> None:
     assert _loss_delta(drops0, _loss_drops(lab)) == {}
     for v in vms:
         assert lab.api("h2", f"/v1/ports/{v}")["state"] == "active"
+
+
+#: udhcpc's hook: configure eth0 from the lease with iproute2, and record it
+DHCP_SCRIPT = """#!/bin/sh
+case "$1" in
+  deconfig) ip -4 addr flush dev "$interface" ;;
+  bound|renew)
+    ip -4 addr replace "$ip/$mask" dev "$interface"
+    ip -4 route replace default via "${router%% *}" dev "$interface" onlink
+    echo "$1 $ip $mask $router $serverid $lease" >> "$VPE_DHCP_LOG" ;;
+esac
+"""
+
+
+def _dhcp(lab: RunningLab, vm: str, tmp: Path) -> str:
+    script, log = tmp / "udhcpc.sh", tmp / "leases.txt"
+    script.write_text(DHCP_SCRIPT)
+    script.chmod(0o755)
+    log.unlink(missing_ok=True)
+    r = subprocess.run(["ip", "netns", "exec", lab.ns(vm), "env", f"VPE_DHCP_LOG={log}", "udhcpc", "-i", "eth0",
+                        "-f", "-q", "-n", "-t", "5", "-T", "1", "-s", str(script)],
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode == 0, f"udhcpc got no lease: {r.stdout} {r.stderr}"
+    return log.read_text().strip()
+
+
+@pytest.mark.skipif(shutil.which("udhcpc") is None, reason="the DHCP test needs udhcpc (Debian package udhcpc)")
+def test_r9_1_dhcp_lease_is_the_same_before_and_after_a_move(mob_lab: RunningLab, tmp_path: Path) -> None:
+    """R9.1 by DHCP: a real DHCP client (udhcpc) in dhcp1 gets its attachment's
+    address, mask and gateway from h1's vPE; after dhcp1 moves to h2 the same
+    client gets the same lease from h2's vPE, and dhcp1 reaches peer both times."""
+    lab = mob_lab
+    vm, ip = "dhcp1", lab.ip4("dhcp1")
+    want = f"bound {ip} 24 192.0.2.1 192.0.2.1 86400"
+    tx1 = lab.counters("h1")["ports"][vm]["tx_packets"]
+    assert _dhcp(lab, vm, tmp_path) == want
+    assert lab.counters("h1")["ports"][vm]["tx_packets"] > tx1  # h1 answered
+    assert _addr(lab, vm) == [(ip, 24)]
+    assert lab.reaches(vm, lab.ip4("peer"))
+    lab.move(vm, "h1", "h2")
+    tx2 = lab.counters("h2")["ports"][vm]["tx_packets"]
+    assert _dhcp(lab, vm, tmp_path) == want
+    assert lab.counters("h2")["ports"][vm]["tx_packets"] > tx2  # h2 answered
+    assert _addr(lab, vm) == [(ip, 24)]
+    assert lab.reaches(vm, lab.ip4("peer"))
+    if lab.driver == "ebpf":
+        assert lab.counters("h2")["ebpf"]["punts"].get("dhcp", 0) >= 2
