@@ -44,6 +44,7 @@ from ..vpn.attachments import (
     PortUp,
 )
 from ..vpn.events import VpnOutput, VpnPath, VpnPathsChanged, vpn_path_of
+from ..vpn.mobility import sequence_of
 from ..vpn.service import VpnService
 from .fib import FibProgrammer
 from .mvpn import replication_member
@@ -71,6 +72,10 @@ class VpnBridge:
         self._import_rts: dict[bytes, set[str]] = {}
         self._vrf_rts: dict[str, frozenset[bytes]] = {}
         self._relevance: dict[PathAttributes, bool] = {}
+        #: does an attribute set carry a mobility sequence number; the destinations
+        #: with such paths (their vPEs are trusted tunnel sources: :meth:`_claims`)
+        self._has_sequence: dict[PathAttributes, bool] = {}
+        self._claimed: set[tuple[Family, bytes]] = set()
         #: remote paths skipped as irrelevant: attribute set -> destinations carrying it,
         #: and each skipped destination's attribute sets (to forget them)
         self._skipped: dict[PathAttributes, set[tuple[Family, bytes]]] = {}
@@ -155,8 +160,31 @@ class VpnBridge:
             if new:
                 fed[fk] = new
                 ch.adds.extend(new)
+            if (self.fib is not None and new) or fk in self._claimed:
+                self._claims(fk, new)
         if ch.adds or ch.removes:
             self.apply(self.vpn.apply(ch))
+
+    def _claims(self, fk: tuple[Family, bytes], paths: list[VpnPath]) -> None:
+        """The vPEs whose path for ``fk`` carries a mobility sequence number: a vPE
+        preparing a move re-tunnels what arrives early to the VM's current host
+        (docs/mobility.md), which must accept it (a trusted tunnel source, R13.2)."""
+        cache = self._has_sequence
+        eps = []
+        for p in paths:
+            seq = cache.get(p.attributes)
+            if seq is None:
+                seq = cache[p.attributes] = sequence_of(p.attributes) > 0
+            if seq and p.next_hop is not None:
+                eps.append(p.next_hop)
+        if eps:
+            self._claimed.add(fk)
+        elif fk in self._claimed:
+            self._claimed.discard(fk)
+        else:
+            return
+        assert self.fib is not None
+        self.fib.set_claims(fk, eps)
 
     def _import_rts_changed(self, name: str) -> None:
         """VRF ``name``'s import RTs may have changed: count them; for an RT no VRF

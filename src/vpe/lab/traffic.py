@@ -113,7 +113,8 @@ timeout, ifname = float(sys.argv[1]), sys.argv[2]
 socks = {}
 for ns in sys.argv[3:]:
     enter(ns)
-    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+    # ETH_P_ALL: taps see a frame before tc ingress (which may redirect it away)
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
     s.bind((ifname, 0))
     socks[s] = ns
 first = {ns: None for ns in socks.values()}
@@ -130,7 +131,7 @@ while any(v is None for v in first.values()):
     now = time.monotonic()
     for s in r:
         data, addr = s.recvfrom(65535)
-        if addr[2] != socket.PACKET_OUTGOING and first[socks[s]] is None:
+        if addr[2] != socket.PACKET_OUTGOING and data[12:14] == b"\x08\x00" and first[socks[s]] is None:
             first[socks[s]] = now
             rl.remove(s)
 print(json.dumps(first), flush=True)
