@@ -41,6 +41,7 @@ import shutil
 import statistics
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -124,7 +125,7 @@ def one_run(lab: Lab, vms: list[VmConfig], src: str, dst: str, rate: float, pool
     ips = [str(v.ipv4.ip) for v in vms if v.ipv4 is not None]
     cables = [lab_move.cable_ns(lab, v.name) for v in vms]
     before = drops(lab)
-    seconds = 4.0 + len(vms) * 0.03
+    seconds = 3.0 + len(vms) * 0.2  # the stream outlasts the mass move
     rx = traffic.receivers([lab.ns(v.name) for v in vms], PORT, seconds + 30)
     watch = None
     try:
@@ -170,7 +171,8 @@ def one_run(lab: Lab, vms: list[VmConfig], src: str, dst: str, rate: float, pool
     }
 
 
-def bench(n: int, runs: int, driver: str, total_rate: float, prefix: str) -> list[dict[str, Any]]:
+def bench(n: int, runs: int, driver: str, total_rate: float, prefix: str,
+          logs: Path | None = None) -> list[dict[str, Any]]:
     topo = parse_topology(topology(n, driver, prefix), f"bench mobility n={n}")
     lab = build.make_lab(topo, prefix)
     movers = {f"m{i}" for i in range(1, n + 1)}
@@ -200,6 +202,13 @@ def bench(n: int, runs: int, driver: str, total_rate: float, prefix: str) -> lis
                 wait(lambda s=src: all(api(lab, s, "GET", f"/v1/ports/{v.name}").status_code == 404
                                        for v in vms), "the released ports to go", 30)
                 src, dst = dst, src
+    except BaseException:
+        if logs is not None:  # what the processes said, before the lab goes
+            dst = logs / f"n{n}"
+            shutil.rmtree(dst, ignore_errors=True)
+            shutil.copytree(lab.state_dir, dst, ignore=shutil.ignore_patterns("*.sock", "*.db*"))
+            print(f"# logs of the failed run: {dst}", file=sys.stderr)
+        raise
     finally:
         build.down(prefix, lab.state_dir)
         for ns in build.prefix_namespaces(prefix):
@@ -215,6 +224,7 @@ def main() -> int:
     ap.add_argument("--driver", default="userspace", choices=("userspace", "ebpf"))
     ap.add_argument("--total-rate", type=float, default=5000.0, help="datagrams/s over all streams")
     ap.add_argument("--prefix", default="benchmob")
+    ap.add_argument("--logs", type=Path, help="on failure, copy the lab's logs here")
     args = ap.parse_args()
     why = netns.ip_available()
     if why is not None:
@@ -225,7 +235,7 @@ def main() -> int:
         ap.error("--moves: each N must be 1..200")
     summary: dict[str, Any] = {"bench": "mobility", "driver": args.driver, "summary": {}}
     for n in ns:
-        lines = bench(n, args.runs, args.driver, args.total_rate, args.prefix)
+        lines = bench(n, args.runs, args.driver, args.total_rate, args.prefix, args.logs)
         summary["summary"][str(n)] = {
             k: statistics.median(x[k] for x in lines if x[k] is not None)
             for k in ("lost", "gap_ms", "activate_to_first_ms", "black_holed", "looped", "move_s")

@@ -48,9 +48,21 @@ class _Loop:
 
     def run(self) -> None:
         while not self.stopping:
-            for key, _mask in self.sel.select(timeout=0.2):
-                key.data(key.fileobj)
+            self.turn()
             self._tick()
+
+    def turn(self, timeout: float = 0.2) -> None:
+        """One round of ready handlers. A handler may unregister (and close) another
+        one's socket that is ready in the same round (a batch removing a port whose
+        frames are waiting): that one is skipped, its reader is gone."""
+        sel = self.sel
+        for key, _mask in sel.select(timeout=timeout):
+            try:
+                if sel.get_key(key.fileobj) is not key:
+                    continue
+            except (KeyError, ValueError):
+                continue
+            key.data(key.fileobj)
 
 
 def main(argv: list[str] | None = None) -> int:
