@@ -28,9 +28,11 @@ from ..dataplane.driver import NextHop
 from ..policy import PolicyBook, PolicyError, Relabeler, RelabelKey, SwapChanges, parse_policy
 from ..rib.adj_rib_out import AdjRibOut
 from ..rib.rib import Rib
+from ..vpn.chains import ChainDef, ServiceDef
 from ..vpn.leaking import LeakPolicy
 from ..vpn.service import VpnService
 from .bridge import VpnBridge
+from .chains import ChainBook
 from .config import AgentConfig
 from .durable import DurableOps
 from .fib import FibProgrammer
@@ -70,9 +72,11 @@ class Engine:
         self.bridge = VpnBridge(self.router, self.vpn, self.fib, self.underlay)
         self._configure(cfg)
         self.ops = DurableOps(self.bridge, store, config_vrfs={v.name for v in cfg.vrfs})
+        self.chains = self.ops.chains = self._chains(cfg)
         self.view = AgentView(self.router, self.bridge, dp.driver, self.ops.specs,
                               neighbors={n.address: {"description": n.description} for n in cfg.neighbors})
         self.ops.restore()
+        self.chains.restore()  # after the API's VPN instances: chains name them
 
     @staticmethod
     def _policy_book(cfg: AgentConfig, store: Store | None) -> PolicyBook:
@@ -122,6 +126,10 @@ class Engine:
                 ))
             for r in v.routes:
                 bridge.apply(vpn.add_local_route(v.name, r.prefix, kind=r.kind, next_hop=r.next_hop))
+            if v.service is not None:
+                bridge.set_service(v.name, v.service.address, attract=v.service.attract,
+                                   readv_from_rts=v.service.readv_from_rts,
+                                   readv_exclude=v.service.readv_exclude)
         for lk in cfg.leaks:
             bridge.apply(vpn.add_leak_policy(LeakPolicy(
                 lk.name,
@@ -131,6 +139,17 @@ class Engine:
                 None if lk.route_targets is None else tuple(lk.route_targets),  # type: ignore[arg-type]
             )))
         bridge.start()
+
+    def _chains(self, cfg: AgentConfig) -> ChainBook:
+        """The configuration file's services and chains (docs/service-chains.md)."""
+        book = ChainBook(self.bridge, self.store)
+        for d in cfg.services:
+            book.put_service(ServiceDef.parse(d))
+        for d in cfg.chains:
+            c = ChainDef.parse(d)
+            book.put_chain(c)
+            book.configured.add(c.name)
+        return book
 
     # -- life cycle ------------------------------------------------------------
 
