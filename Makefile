@@ -5,7 +5,7 @@ SHELL := /bin/bash
 VENV  ?= .venv
 PY    := $(VENV)/bin/python
 DEB_PACKAGES := gobgpd frr bird2 exabgp iputils-ping iproute2 tshark tcpdump iperf3 openssl curl \
-                clang llvm libbpf-dev bpftool libbpf1 chromium systemd nftables containernetworking-plugins
+                clang llvm libbpf-dev bpftool libbpf1 chromium systemd nftables containernetworking-plugins udhcpc
 
 .PHONY: test demo demo-down deps venv lint bench clean ebpf install bagpipe-client
 

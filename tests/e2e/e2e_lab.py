@@ -29,6 +29,7 @@ import pytest
 
 from vpe.dataplane.channel import FibClient
 from vpe.lab import build, netns
+from vpe.lab import move as lab_move
 from vpe.lab.configs import host_vrfs, vrf_name
 from vpe.lab.layout import Lab
 from vpe.lab.topology import VmConfig, load_topology
@@ -459,6 +460,13 @@ class RunningLab:
             time.sleep(0.3)
         raise AssertionError(f"lab {self.prefix} did not converge in {timeout} s; missing: {missing}")
 
+    # -- moves (docs/mobility.md) ---------------------------------------------------
+
+    def move(self, vm: str, src: str, dst: str, hold: float | None = 30.0) -> lab_move.MoveResult:
+        """Move a movable VM (``start_lab(movable=...)``) from host ``src`` to ``dst``:
+        prepare, activate, release through the agents' APIs, its link re-plugged."""
+        return lab_move.move(self.lab, self.vm(vm), src, dst, hold=hold)
+
     def teardown(self) -> None:
         try:
             build.down(self.prefix, self.lab.state_dir)
@@ -468,9 +476,11 @@ class RunningLab:
             shutil.rmtree(self.lab.state_dir, ignore_errors=True)
 
 
-def start_lab(name: str, prefix: str | None = None, driver: str | None = None) -> RunningLab:
+def start_lab(name: str, prefix: str | None = None, driver: str | None = None,
+              movable: Iterable[str] = ()) -> RunningLab:
     """Build ``labs/<name>.yaml`` under a fresh prefix and wait until routing converged;
-    ``driver``: every host's dataplane driver (default: the file's).
+    ``driver``: every host's dataplane driver (default: the file's); ``movable``: VMs
+    wired through a cable namespace so that :meth:`RunningLab.move` can move them.
     On any failure everything built is removed before the error propagates."""
     env_keep = os.environ.pop("VPE_LAB_FORWARDER", None)
     topo = load_topology(LABS / f"{name}.yaml")
@@ -479,8 +489,15 @@ def start_lab(name: str, prefix: str | None = None, driver: str | None = None) -
     p = prefix or new_prefix()
     lab = build.make_lab(topo, p)
     running = RunningLab(lab, p)
+    movers = set(movable)
+
+    def attach(lb: Lab, vm: VmConfig) -> object:
+        if vm.name in movers:
+            lab_move.make_movable(lb, vm)
+        return build.attach_vm(lb, vm)
+
     try:
-        build.up(lab)
+        build.up(lab, attach=attach)
         running.wait_converged()
     except BaseException:
         running.teardown()

@@ -76,6 +76,8 @@ def fib() -> State:
               "per-packet"),
         Route("red", "192.0.2.30/32", (NextHop.remote(R4[1], 1030, "mpls-in-gre"),)),
         Route("red", "192.0.2.40/32", (NextHop.remote("2001:db8:ffff::2", 1040),)),
+        # a VM that moved away to R4[2] (docs/mobility.md): local repair in the slow path
+        Route("red", "192.0.2.50/32", (NextHop.remote(R4[2], 1050),), moved=True),
     ]  # fmt: skip
     return State(
         ports=(a, b),
@@ -150,6 +152,12 @@ def port_frames(rnd: random.Random) -> Iterator[tuple[str, bytes]]:
     # (BPF_PROG_TEST_RUN wants a whole IPv4 header: shorter ones cannot be run)
     yield "bad total length", mac(GW) + mac(MAC_A) + b"\x08\x00\x45\x00\x00\x08" + bytes(17)
     yield "ethertype", mac(GW) + mac(MAC_A) + b"\x88\xcc" + bytes(46)
+    # DHCPv4 DISCOVER from 0.0.0.0 (R9.1): the slow path answers it
+    bootp = (bytes([1, 1, 6, 0, 0, 0, 0, 7]) + bytes(20) + mac(MAC_A) + bytes(202) + b"\x63\x82\x53\x63"
+             + bytes([53, 1, 1, 255]))
+    udp = struct.pack("!HHHH", 68, 67, 8 + len(bootp), 0) + bootp
+    yield "dhcp discover", eth(MAC_A, P.build_ipv4_header(ip("0.0.0.0"), ip("255.255.255.255"), 17, len(udp)) + udp,
+                               dst="ff:ff:ff:ff:ff:ff")
 
 
 def tunnel(src: str, label: int, inner: bytes, bos: bool = True, gre: bool = False) -> bytes:
@@ -177,6 +185,8 @@ def underlay_frames(rnd: random.Random) -> Iterator[tuple[str, bytes]]:
         yield f"ingress check #{i}", tunnel("198.18.0.9", 1005, v4("192.0.2.20", "192.0.2.10", proto, rnd, 30))
         yield f"unknown label #{i}", tunnel(R4[1], 77777, v4("192.0.2.20", "192.0.2.10", proto, rnd, 30))
         yield f"unknown source #{i}", tunnel("198.18.0.77", 1001, v4("192.0.2.20", "192.0.2.10", proto, rnd, 30))
+        yield f"moved #{i} ttl {ttl}", tunnel(R4[0], 1001, v4("192.0.2.20", "192.0.2.50", proto, rnd, 60, ttl))
+        yield f"moved, back to its sender #{i}", tunnel(R4[2], 1001, v4("192.0.2.20", "192.0.2.50", proto, rnd, 60))
     yield "label stack", tunnel(R4[0], 1001, v4("192.0.2.20", "192.0.2.10", 17, rnd, 30), bos=False)
     yield "not ip", tunnel(R4[0], 1001, b"\x00" * 40)
     keyed = tunnel(R4[1], 1001, v4("192.0.2.30", "192.0.2.10", 17, rnd, 30), gre=True)
@@ -248,6 +258,7 @@ def test_ebpf_programs_match_the_userspace_pipeline(programs: dict[str, Any]) ->
     ref.full_sync(fib())
     rnd = random.Random(9)
     tally = {"redirect": 0, "drop": 0, "punt": 0, "to-stack": 0}
+    repaired = 0
     frames = [("port", w, f) for w, f in port_frames(rnd)] + [("underlay", w, f) for w, f in underlay_frames(rnd)]
     assert len(frames) >= 300
     for side, what, frame in frames:
@@ -255,6 +266,21 @@ def test_ebpf_programs_match_the_userspace_pipeline(programs: dict[str, Any]) ->
         outs = ref.from_port("a", frame) if side == "port" else ref.from_underlay_ip(frame[14:])
         ref_drops = {k: v - drops_before.get(k, 0) for k, v in ref.drops.items() if v != drops_before.get(k, 0)}
         rc, out, kdrops, punted = run(pr, "port" if side == "port" else "underlay", frame)
+        if what.startswith("moved"):
+            # the kernel leaves a moved VM's traffic to the slow path, which re-tunnels it
+            # toward the VM's new host (inner TTL - 1), never back to its sender
+            assert rc == B.TC_ACT_OK, f"{what}: return code {rc}"
+            if "back to its sender" in what:
+                assert not outs and ref_drops == {"redirect-loop": 1}, (what, ref_drops)
+            elif "ttl 1" not in what:
+                (where, data), = outs
+                assert isinstance(where, ToUnderlay) and str(where.endpoint) == R4[2], what
+                assert struct.unpack("!I", bytes(data[8:12]))[0] >> 12 == 1050, what
+                repaired += 1
+        if what == "dhcp discover":
+            assert rc == B.TC_ACT_SHOT and not kdrops, what  # punted: the slow path offers the lease
+            (where, _data), = outs
+            assert isinstance(where, ToPort) and where.name == "a", what
         if rc == B.TC_ACT_REDIRECT:
             tally["redirect"] += 1
             assert len(outs) == 1, f"{what}: kernel forwarded, userspace gave {outs}"
@@ -287,3 +313,4 @@ def test_ebpf_programs_match_the_userspace_pipeline(programs: dict[str, Any]) ->
     # every class was exercised
     assert all(tally.values()), tally
     assert tally["redirect"] >= 100, tally
+    assert repaired >= 20, repaired

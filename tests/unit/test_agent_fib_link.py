@@ -147,3 +147,32 @@ async def test_link_resyncs_a_restarted_forwarder(memory_forwarder: tuple[_Forwa
             again.close()
     finally:
         await fib.stop()
+
+
+async def test_r9_3_when_applied_waits_for_the_batches_before_it(
+    memory_forwarder: tuple[_Forwarder, str],
+) -> None:
+    """A move's prepare is advertised only once the forwarder holds what was
+    submitted before (make before break): ``when_applied`` runs its callback
+    after those batches are acked, at once when nothing is pending or no
+    forwarder is connected."""
+    fwd, path = memory_forwarder
+    driver = fwd.driver
+    assert isinstance(driver, MemoryDriver)
+    fib = FibProgrammer(path, ip_address(UNDERLAY))
+    seen: list[tuple[str, set[str]]] = []
+    fib.link.when_applied(lambda: seen.append(("offline", set())))
+    assert seen == [("offline", set())]  # no forwarder: nothing to wait for
+    fib.start()
+    try:
+        await _until(lambda: fib.connected, "the first sync")
+        fib.add_port(_vm("vm1", "tap1", "192.0.2.10/24"))
+        fib.add_port(_vm("vm2", "tap2", "192.0.2.11/24"))
+        fib.link.when_applied(lambda: seen.append(("after", {p.name for p in driver.held.ports})))
+        assert len(seen) == 1  # not yet: two batches ahead
+        await _until(lambda: len(seen) == 2, "the callback")
+        assert seen[1] == ("after", {"vm1", "vm2"})
+        fib.link.when_applied(lambda: seen.append(("idle", set())))
+        assert seen[2] == ("idle", set())  # nothing pending: at once
+    finally:
+        await fib.stop()

@@ -229,3 +229,21 @@ def test_r9_3_forwarder_retunnels_for_a_moved_vm_but_never_transit_or_back() -> 
     # what came from the new host itself is not sent back (a loop)
     assert fwd.from_underlay(mpls_udp_payload(1000, inner), "198.18.0.3", "mpls-in-udp") == []
     assert fwd.drops["redirect-loop"] == 1
+
+
+def test_r9_3_a_prepared_destination_is_a_trusted_tunnel_source_while_it_claims() -> None:
+    """The VM's current host may have no route toward the vPE preparing the move, yet
+    that vPE re-tunnels to it what arrives early (its standby redirect): while its
+    path carries a sequence number (a claim) it is a trusted tunnel source (a Peer
+    of the forwarder, R13.2), in the full state too; the claim gone, it is not."""
+    fib = FibResolver(ip_address("198.18.0.1"))
+    b = fib.set_claims("k1", [ip_address("198.18.0.2"), ip_address("198.18.0.1")])  # our own: ignored
+    assert b is not None and [str(p.endpoint) for p in b.add_peers] == ["198.18.0.2"]
+    assert fib.set_claims("k2", [ip_address("198.18.0.2")]) is None  # already trusted
+    assert [str(p.endpoint) for p in fib.state().peers] == ["198.18.0.2"]
+    assert fib.set_claims("k1", []) is None  # k2 still claims through it
+    b = fib.set_claims("k2", [])
+    assert b is not None and [str(e) for e in b.remove_peers] == ["198.18.0.2"] and fib.state().peers == ()
+    # an IPv4 vPE behind an IPv4-mapped IPv6 next hop (VPN-IPv6 over IPv4)
+    b = fib.set_claims("k3", [ip_address("::ffff:198.18.0.3")])
+    assert b is not None and [str(p.endpoint) for p in b.add_peers] == ["198.18.0.3"]

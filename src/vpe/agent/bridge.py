@@ -25,6 +25,7 @@ import RTs the changed I-PMSI routes carry.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv6Address
@@ -43,6 +44,7 @@ from ..vpn.attachments import (
     PortUp,
 )
 from ..vpn.events import VpnOutput, VpnPath, VpnPathsChanged, vpn_path_of
+from ..vpn.mobility import sequence_of
 from ..vpn.service import READV_SUFFIX, VpnService
 from .fib import FibProgrammer
 from .fib_many import ManyFibs
@@ -71,6 +73,10 @@ class VpnBridge:
         self._import_rts: dict[bytes, set[str]] = {}
         self._vrf_rts: dict[str, frozenset[bytes]] = {}
         self._relevance: dict[PathAttributes, bool] = {}
+        #: does an attribute set carry a mobility sequence number; the destinations
+        #: with such paths (their vPEs are trusted tunnel sources: :meth:`_claims`)
+        self._has_sequence: dict[PathAttributes, bool] = {}
+        self._claimed: set[tuple[Family, bytes]] = set()
         #: remote paths skipped as irrelevant: attribute set -> destinations carrying it,
         #: and each skipped destination's attribute sets (to forget them)
         self._skipped: dict[PathAttributes, set[tuple[Family, bytes]]] = {}
@@ -155,8 +161,31 @@ class VpnBridge:
             if new:
                 fed[fk] = new
                 ch.adds.extend(new)
+            if (self.fib is not None and new) or fk in self._claimed:
+                self._claims(fk, new)
         if ch.adds or ch.removes:
             self.apply(self.vpn.apply(ch))
+
+    def _claims(self, fk: tuple[Family, bytes], paths: list[VpnPath]) -> None:
+        """The vPEs whose path for ``fk`` carries a mobility sequence number: a vPE
+        preparing a move re-tunnels what arrives early to the VM's current host
+        (docs/mobility.md), which must accept it (a trusted tunnel source, R13.2)."""
+        cache = self._has_sequence
+        eps = []
+        for p in paths:
+            seq = cache.get(p.attributes)
+            if seq is None:
+                seq = cache[p.attributes] = sequence_of(p.attributes) > 0
+            if seq and p.next_hop is not None:
+                eps.append(p.next_hop)
+        if eps:
+            self._claimed.add(fk)
+        elif fk in self._claimed:
+            self._claimed.discard(fk)
+        else:
+            return
+        assert self.fib is not None
+        self.fib.set_claims(fk, eps)
 
     def _import_rts_changed(self, name: str) -> None:
         """VRF ``name``'s import RTs may have changed: count them; for an RT no VRF
@@ -346,11 +375,34 @@ class VpnBridge:
             place(a)
         outcome = self.attachments.attach(a, time.monotonic(), restoring)
         try:
-            self._apply_outcome(outcome)
+            if outcome.attachment.state is AttachmentState.STANDBY and self.fib is not None:
+                self._prepare(outcome)
+            else:
+                self._apply_outcome(outcome)
         except Exception:
             self._apply_outcome(self.attachments.detach(a.name, time.monotonic()))
             raise
         return outcome.attachment
+
+    def _prepare(self, outcome: AttachmentOutcome) -> None:
+        """A move's prepare (docs/mobility.md): remotes send here as soon as they hear
+        the higher sequence number, so the forwarder must re-tunnel to the VM's
+        current host first. The VRF's changes go to the FIB now; the advertisement
+        once the forwarder has them (make before break, R9.3, R11.1), unless the
+        attachment changed meanwhile (detached, released or re-prepared)."""
+        out, a = outcome.vpn, outcome.attachment
+        self.apply(VpnOutput(table_changes=out.table_changes))
+        self._apply_outcome(dataclasses.replace(outcome, vpn=VpnOutput()))
+        wire = VpnOutput(announce=out.announce, withdraw=out.withdraw, released_labels=out.released_labels)
+
+        def advertise() -> None:
+            cur = self.attachments.get(a.name)
+            if cur is not None and cur.sequence == a.sequence and cur.state in (
+                    AttachmentState.STANDBY, AttachmentState.ACTIVE):
+                self.apply(wire)
+
+        assert self.fib is not None
+        self.fib.link.when_applied(advertise)
 
     def detach(self, name: str) -> Attachment:
         outcome = self.attachments.detach(name, time.monotonic())
@@ -359,7 +411,9 @@ class VpnBridge:
 
     def activate(self, name: str) -> Attachment:
         outcome = self.attachments.activate(name, time.monotonic())
-        self._apply_outcome(outcome)
+        # make before break (R9.3): the forwarder holds the port before the VRF's
+        # route leads to it, so nothing that arrives in between finds no port
+        self._apply_outcome(outcome, ports_first=True)
         return outcome.attachment
 
     def release(self, name: str) -> Attachment:
@@ -369,7 +423,12 @@ class VpnBridge:
         self._apply_outcome(outcome)
         return outcome.attachment
 
-    def _apply_outcome(self, outcome: AttachmentOutcome) -> None:
+    def _apply_outcome(self, outcome: AttachmentOutcome, ports_first: bool = False) -> None:
+        if ports_first and self.fib is not None:
+            for intent in outcome.fib:
+                if isinstance(intent, PortUp):
+                    self.fib.add_port(intent.attachment)
+            outcome = dataclasses.replace(outcome, fib=[i for i in outcome.fib if not isinstance(i, PortUp)])
         self.apply(outcome.vpn)
         if self.fib is None:
             return

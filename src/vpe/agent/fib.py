@@ -9,7 +9,7 @@ Neither half knows which dataplane driver runs behind the FIB channel.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from ipaddress import IPv4Address, IPv6Address, ip_network
 from typing import TYPE_CHECKING, Any
 
@@ -86,6 +86,10 @@ class FibProgrammer:
     def set_replication(self, vrf: str, members: Iterable[NextHop]) -> None:
         """The remote vPEs that get a copy of ``vrf``'s broadcast/multicast (R3.2)."""
         self.link.submit(self.resolver.set_replication(vrf, members))
+
+    def set_claims(self, key: Hashable, endpoints: Iterable[IPv4Address | IPv6Address]) -> None:
+        """vPEs claiming a moving VM's address (docs/mobility.md): trusted tunnel sources."""
+        self.link.submit(self.resolver.set_claims(key, endpoints))
 
     def vrf_changes(self, changes: Iterable[VrfTableChange], vpn: VpnService) -> None:
         self.link.submit(self.resolver.vrf_changes(changes, vpn))

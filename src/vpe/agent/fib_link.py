@@ -91,6 +91,10 @@ class FibLink:
         self._key = key
         self.keepalive = keepalive
         self._queue: list[tuple[Batch, str | None]] = []
+        #: callbacks waiting for the batches before them: (batches still ahead, callback)
+        self._after: list[tuple[int, Callable[[], None]]] = []
+        #: a batch is with the forwarder (popped from the queue, not acked yet)
+        self._inflight = 0
         #: ports the forwarder refused (cannot use the interface): name -> why
         self.failed_ports: dict[str, str] = {}
         self._port_waiters: dict[str, asyncio.Future[str | None]] = {}
@@ -137,6 +141,31 @@ class FibLink:
             return
         self._queue.append((batch, port))
         self._wake.set()
+
+    def when_applied(self, fn: Callable[[], None]) -> None:
+        """Call ``fn`` once every batch submitted so far is in the forwarder (acked), or
+        at once when no forwarder is connected (the next one gets the whole state in
+        its sync first). A lost session or a resync counts as applied: the sync
+        carries the desired state."""
+        ahead = len(self._queue) + self._inflight
+        if not self.connected or not ahead:
+            fn()
+            return
+        self._after.append((ahead, fn))
+
+    def _advance(self, n: int) -> None:
+        """``n`` queued batches are done (applied, or replaced by a sync): run the
+        callbacks that waited for them."""
+        ready = [fn for left, fn in self._after if left <= n]
+        self._after = [(left - n, fn) for left, fn in self._after if left > n]
+        for fn in ready:
+            try:
+                fn()
+            except Exception:
+                log.exception("a callback waiting for the forwarder failed")
+
+    def _advance_all(self) -> None:
+        self._advance(max((left for left, _ in self._after), default=0))
 
     def expect_port(self, name: str) -> None:
         """Port ``name`` is (re)added: forget an old refusal, wait for the new result."""
@@ -253,6 +282,8 @@ class FibLink:
         self._set_down()
 
     def _set_down(self) -> None:
+        self._inflight = 0
+        self._advance_all()  # no forwarder to wait for: the next one syncs first
         if self.connected:
             self.losses += 1
         self.connected = False
@@ -300,6 +331,7 @@ class FibLink:
         self._queue.clear()
         self.failed_ports.clear()  # a reconnected forwarder may have the interface now
         await asyncio.to_thread(self._sync, client)
+        self._advance_all()
         self.connected = True
         self.up_since = time.monotonic()
         self.syncs += 1
@@ -326,11 +358,13 @@ class FibLink:
             self._settle(p, None)
         self._queue.clear()
         await asyncio.to_thread(self._sync, client)
+        self._advance_all()
 
     async def _send_next(self, client: FibClient) -> None:
         """Send the oldest queued batch; a refusal resynchronises (ChannelClosed: raised)."""
         batch, port = self._queue.pop(0)
         t = time.perf_counter()
+        self._inflight = 1
         try:
             await asyncio.to_thread(client.apply, batch)
             self._settle(port, None)
@@ -346,7 +380,9 @@ class FibLink:
             self._settle(port, str(e))
             self.server_generation = client.server_generation
             await self._resync(client)
+        self._inflight = 0
         self.batches_sent += 1
+        self._advance(1)
         self.latencies.append(time.perf_counter() - t)
         del self.latencies[:-LATENCIES_KEPT]
 

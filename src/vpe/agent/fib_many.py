@@ -20,7 +20,7 @@ the port's), the state shown and counted is the first forwarder's plus a
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from ipaddress import IPv4Address, IPv6Address
 from typing import TYPE_CHECKING, Any
 
@@ -112,6 +112,13 @@ class ManyFibs:
         changes = list(changes)
         for fib in self.fibs.values():
             fib.vrf_changes(changes, vpn)
+
+    def set_claims(self, key: Hashable, endpoints: Iterable[IPAddress]) -> None:
+        """vPEs claiming a moving VM's address (docs/mobility.md): trusted tunnel
+        sources on every forwarder (each one leaves out its own underlay)."""
+        eps = list(endpoints)
+        for fib in self.fibs.values():
+            fib.set_claims(key, eps)
 
     def set_swap(self, label: int, next_hop: NextHop) -> None:
         for fib in self.fibs.values():

@@ -24,7 +24,7 @@ Resolution, in short:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import TYPE_CHECKING, Any, Protocol, cast
@@ -36,6 +36,7 @@ from ..dataplane.driver import (
     Encap,
     LabelEntry,
     NextHop,
+    Peer,
     Port,
     Redirect,
     ReplicationList,
@@ -124,6 +125,13 @@ class FibResolver:
         #: one agent, several forwarders (R2.4): the underlay address of the forwarder
         #: holding endpoint ``name`` (None: unknown); unset: every endpoint is here
         self.elsewhere: Callable[[str], IPv4Address | IPv6Address | None] | None = None
+
+        #: vPEs claiming a moving VM's address with a mobility sequence number
+        #: (docs/mobility.md): a prepared destination re-tunnels to the VM's
+        #: current host, which has no route toward it perhaps, so they are
+        #: trusted tunnel sources (R13.2) while they claim
+        self._claims: dict[Hashable, frozenset[IPv4Address | IPv6Address]] = {}
+        self._claim_refs: dict[IPv4Address | IPv6Address, int] = {}
 
     # -- changes -> batches ------------------------------------------------------
 
@@ -272,6 +280,35 @@ class FibResolver:
         return any(a.version == p.version and a.prefixlen < p.prefixlen and p.subnet_of(a)  # type: ignore[arg-type]
                    for a in self._aggregates.get(r.vrf, ()))
 
+    def set_claims(self, key: Hashable, endpoints: Iterable[IPv4Address | IPv6Address]) -> Batch | None:
+        """The vPEs whose path for destination ``key`` (any hashable: the bridge uses
+        the VPN NLRI's) carries a mobility sequence number: trusted tunnel sources
+        while they claim (see ``_claims``). A batch when the trusted set changed."""
+        eps = frozenset(
+            nh.ipv4_mapped if isinstance(nh, IPv6Address) and nh.ipv4_mapped is not None else nh
+            for nh in endpoints
+        ) - {self.underlay}
+        old = self._claims.get(key, frozenset())
+        if eps == old:
+            return None
+        peers: dict[IPv4Address | IPv6Address, int] = {}
+        if eps:
+            self._claims[key] = eps
+        else:
+            self._claims.pop(key, None)
+        for ep in eps - old:
+            self._claim_refs[ep] = self._claim_refs.get(ep, 0) + 1
+            if self._claim_refs[ep] == 1:
+                peers[ep] = peers.get(ep, 0) + 1
+        for ep in old - eps:
+            self._claim_refs[ep] -= 1
+            if not self._claim_refs[ep]:
+                del self._claim_refs[ep]
+                peers[ep] = peers.get(ep, 0) - 1
+        add_p = tuple(Peer(ep) for ep, d in peers.items() if d > 0)
+        rem_p = tuple(ep for ep, d in peers.items() if d < 0)
+        return Batch(add_peers=add_p, remove_peers=rem_p) if add_p or rem_p else None
+
     def _port_for(self, vrf: str, item: object) -> str | None:
         """The port an endpoint label / static next hop means: a port name, or the
         address of a VM attached to ``vrf``."""
@@ -370,4 +407,5 @@ class FibResolver:
         """Everything the forwarder should hold (what a full sync sends)."""
         return State(ports=tuple(self.ports.values()), routes=tuple(self.routes.values()),
                      labels=tuple(self.labels.values()), replication=tuple(self.replication.values()),
+                     peers=tuple(Peer(ep) for ep in self._claim_refs),
                      redirects=tuple(self.redirects[n] for n in sorted(self.redirects)))

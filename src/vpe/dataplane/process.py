@@ -25,6 +25,7 @@ from collections.abc import Callable
 from . import registry
 from .channel import load_key
 from .liveness import Liveness
+from .refusals import RefusalLog
 from .server import ChannelServer
 
 log = logging.getLogger("vpe.dataplane")
@@ -54,9 +55,21 @@ class _Loop:
 
     def run(self) -> None:
         while not self.stopping:
-            for key, _mask in self.sel.select(timeout=min(0.2, self._timeout())):
-                key.data(key.fileobj)
+            self.turn(min(0.2, self._timeout()))
             self._tick()
+
+    def turn(self, timeout: float = 0.2) -> None:
+        """One round of ready handlers. A handler may unregister (and close) another
+        one's socket that is ready in the same round (a batch removing a port whose
+        frames are waiting): that one is skipped, its reader is gone."""
+        sel = self.sel
+        for key, _mask in sel.select(timeout=timeout):
+            try:
+                if sel.get_key(key.fileobj) is not key:
+                    continue
+            except (KeyError, ValueError):
+                continue
+            key.data(key.fileobj)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,8 +157,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"vpe forwarder: cannot start liveness probing: {exc}", file=sys.stderr)
             return 2
 
+    refusals = RefusalLog(driver.counters)
+
     def tick() -> None:
         server.tick()
+        refusals.tick()
         if live is not None:
             live.tick()
 

@@ -64,11 +64,9 @@ def record_vm(lab: Lab, vm: VmConfig) -> Path:
     return _record(lab, vm, vm_record(lab, vm))
 
 
-def _api_attach(rec: dict[str, Any], timeout: float = 30.0) -> None:
-    import time
-
-    import httpx
-
+def port_body(rec: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """The ``POST /v1/ports`` body of a VM record (:func:`vm_record`), plus ``extra``
+    fields (a move's ``state``/``sequence``)."""
     body = {
         "name": rec["vm"],
         "ifname": rec["port"],
@@ -78,6 +76,16 @@ def _api_attach(rec: dict[str, Any], timeout: float = 30.0) -> None:
         "gateways": [g for g in (rec["gateway"], rec["gateway6"]) if g],
         "allowed_pairs": rec.get("allowed", []),
     }
+    body.update(extra)
+    return body
+
+
+def _api_attach(rec: dict[str, Any], timeout: float = 30.0) -> None:
+    import time
+
+    import httpx
+
+    body = port_body(rec)
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:

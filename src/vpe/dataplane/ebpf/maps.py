@@ -78,6 +78,7 @@ PUNT_REASONS = (
     "copy-failed",
     "fragment",
     "nested-encapsulation",
+    "dhcp",
 )
 P_TOO_BIG = PUNT_REASONS.index("too-big")
 #: octets of a punted frame the programs copy at most (too-big: the ICMP quote)

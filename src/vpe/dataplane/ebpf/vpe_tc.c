@@ -136,7 +136,8 @@ enum {
 	P_COPY_FAILED,
 	P_FRAGMENT,     /* IPv4 without DF too big for the tunnel: the slow path fragments */
 	P_NESTED,       /* the kernel refused the encapsulation (a packet decapsulated here before) */
-	P_MAX = 16,
+	P_DHCP,         /* DHCPv4 from the VM (UDP 68 -> 67): the slow path answers (R9.1) */
+	P_MAX = 24,
 };
 
 struct punt_meta {
@@ -704,6 +705,13 @@ int vpe_port(struct __sk_buff *skb)
 			return punt(skb, P_HEADER, 0);
 		ttl = ip[8];
 		proto = ip[9];
+		if (proto == IPPROTO_UDP) {
+			/* DHCP comes from 0.0.0.0 before the lease: answered like ARP */
+			if ((void *)(ip + 24) > end)
+				return punt(skb, P_HEADER, 0);
+			if (ip[20] == 0 && ip[21] == 68 && ip[22] == 0 && ip[23] == 67)
+				return punt(skb, P_DHCP, 0);
+		}
 		struct src4_key sk = { .plen = 64, .ifindex = ifindex };
 		__builtin_memcpy(sk.addr, ip + 12, 4);
 		sv = bpf_map_lookup_elem(&src4, &sk);

@@ -62,6 +62,7 @@ from ..driver import (
     RouteKey,
     State,
 )
+from . import dhcp
 from . import packets as P
 from .fib import DEFAULT_LPM, ECMP_CODES, KEY4, PORTED, FibEntry, flow_hash, prefix_hash
 
@@ -916,6 +917,17 @@ class Forwarder:
         self._tx(prt, P.eth_header(bytes(frame[6:12]), prt.gw_mac, P.ETH_P_IPV6) + na, out)
         return out
 
+    def _dhcp(self, prt: _PortRt, frame: Any, hl: int) -> list[Output]:
+        """DHCPv4 from the VM (R9.1): the answer leases the port's own address."""
+        try:
+            reply = dhcp.answer(frame, hl, prt.mac, prt.gw_mac,
+                                dhcp.lease_of(prt.port.ips, prt.port.gateway_ips))
+        except dhcp.DhcpRefused as exc:
+            return self._drop(exc.reason, prt)
+        out: list[Output] = []
+        self._tx(prt, reply, out)
+        return out
+
     def _port_ip(
         self, prt: _PortRt, pf: _PortFamily, fam: _Family, frame: Any, n: int, src_mac: Any
     ) -> list[Output]:
@@ -942,6 +954,8 @@ class Forwarder:
                     return self._port_nd(prt, frame, total, src, icmp_type)
             if _is_ll6(src):
                 return self._drop("ipv6-link-local", prt)
+        elif frame[23] == P.IPPROTO_UDP and dhcp.is_dhcp_request(frame, hl):
+            return self._dhcp(prt, frame, hl)  # from 0.0.0.0 before it has its lease (R9.1)
         # The common case (the port's own address and MAC) without a call.
         if not (src in pf.own and src_mac == prt.mac) and not prt.source_ok(src, src_mac, pf):
             return self._drop("spoof-ip", prt)

@@ -484,8 +484,14 @@ class ForwarderProcess:
         self._stop = True
 
     def run(self) -> None:
+        sel = self.sel
         while not self._stop:
-            for key, _mask in self.sel.select(timeout=0.2):
+            for key, _mask in sel.select(timeout=0.2):
+                try:  # skip a socket an earlier handler of this round unregistered (a removed port)
+                    if sel.get_key(key.fileobj) is not key:
+                        continue
+                except (KeyError, ValueError):
+                    continue
                 key.data(key.fileobj)
             if self.server is not None:
                 self.server.tick()
