@@ -125,6 +125,18 @@ class NeighborConfig(_Strict):
     #: names of ``[[policies]]`` applied to routes received from / sent to this neighbor
     import_policy: str | None = None
     export_policy: str | None = None
+    #: times our own AS may appear in an AS_PATH received from this (eBGP) neighbor
+    allowas_in: int = Field(default=0, ge=0, le=10)
+    #: eBGP only: the TTL sent, for a neighbor that is not directly connected (RFC 4271
+    #: eBGP sessions are sent with TTL 1 by default); not with ``gtsm_hops`` (TTL 255)
+    ebgp_multihop: int | None = Field(default=None, ge=1, le=255)
+
+    @model_validator(mode="after")
+    def _multihop(self) -> NeighborConfig:
+        if self.ebgp_multihop is not None and self.gtsm_hops is not None:
+            raise ValueError(f"neighbor {self.address}: ebgp_multihop and gtsm_hops exclude each other "
+                             "(GTSM sends with TTL 255 and checks the hops received)")
+        return self
 
     @field_validator("description")
     @classmethod
@@ -161,6 +173,9 @@ class BgpConfig(_Strict):
     #: MinRouteAdvertisementInterval in seconds (0: advertise at once; changes
     #: are still batched per event-loop turn)
     mrai: float = Field(default=0.0, ge=0, le=600)
+    #: RFC 8212: no route accepted from or sent to an eBGP neighbor without an
+    #: import / export policy (false: eBGP neighbors without one take and get everything)
+    ebgp_requires_policy: bool = True
 
     @field_validator("router_id", "cluster_id")
     @classmethod
@@ -463,6 +478,11 @@ def semantic_errors(cfg: AgentConfig) -> list[tuple[str, str]]:
             out.append((f"neighbors.{i}.address",
                         f"neighbor {n.address} is configured twice (also neighbors.{seen[n.address]})"))
         seen.setdefault(n.address, i)
+        if n.remote_as == cfg.bgp.local_as:
+            for key in ("ebgp_multihop", "allowas_in"):
+                if getattr(n, key):
+                    out.append((f"neighbors.{i}.{key}", f"neighbor {n.address} is iBGP (remote_as "
+                                                         f"{n.remote_as} is our AS): {key} applies to eBGP only"))
     names: dict[str, int] = {}
     rds: dict[object, tuple[int, str]] = {}
     for i, v in enumerate(cfg.vrfs):

@@ -33,6 +33,7 @@ from ..bgp.wire.nlri.base import Nlri
 from ..bgp.wire.notification import Notification
 from ..bgp.wire.update import Update
 from ..policy import PolicyBook, PolicyChange, Relabeler, SwapChanges, import_updates
+from ..policy.policy import Policy
 from ..rib.adj_rib_out import AdjRibOut, OutPeer
 from ..rib.decision import DecisionOptions
 from ..rib.path import PeerInfo
@@ -45,6 +46,9 @@ log = logging.getLogger("vpe.router")
 IPAddress = IPv4Address | IPv6Address
 #: a subscriber of flushed changes: (family, changed keys in UPDATE order)
 ChangeListener = Callable[[Family, Sequence[bytes]], None]
+
+#: what an eBGP neighbor without a policy gets under RFC 8212: nothing in, nothing out
+RFC8212_REJECT = Policy("rfc8212-no-policy", (), default_accept=False)
 
 #: flush rounds before giving up on a subscriber that keeps changing the RIB
 MAX_FLUSH_ROUNDS = 16
@@ -63,6 +67,9 @@ class Router:
         self.next_hop = next_hop
         cluster = IPv4Address(bgp.cluster_id) if bgp.cluster_id else self.router_id
         self.speaker = Speaker(bgp.listen, bgp.port, handler=self)
+        #: RFC 8212: eBGP neighbors without an import/export policy exchange no routes
+        self.ebgp_requires_policy = bgp.ebgp_requires_policy
+        self._allowas_in = {n.address: n.allowas_in for n in cfg.neighbors}
         for n in cfg.neighbors:
             self.speaker.add_peer(restart_settings(settings_from_config(bgp, n), restarting=restarting))
         addpath_send = any(a.mode != "receive" for n in cfg.neighbors for a in n.add_path)
@@ -219,6 +226,7 @@ class Router:
             n.peer_asn,
             ibgp=n.peer_asn == self.local_as,
             rr_client=peer.settings.route_reflector_client,
+            allowas_in=self._allowas_in.get(peer.address, 0),
         )
         self._peer_info[peer.address] = info
         return info
@@ -238,7 +246,7 @@ class Router:
             addpath_send=addpath,
             next_hop_self=None if info.ibgp else self.next_hop,
             rtc=RTC in n.families,
-            export_policy=self.policies.export_policy(peer.address),
+            export_policy=self._export_policy(peer.address, info),
         )
         msgs = self.out.peer_up(op)
         self._swaps()
@@ -260,12 +268,15 @@ class Router:
             self.rib.end_of_rib(info.address, eor)
             self.gr.eor_received(peer, eor)
             return
-        policy = self.policies.import_policy(peer.address)
+        policy = self._import_policy(peer.address, info)
         if policy is None:
             self.rib.apply_update(info, update)
         else:
-            for u in import_updates(policy, update, self_next_hop=self.next_hop):
+            rejected: list[Nlri] = []
+            for u in import_updates(policy, update, self_next_hop=self.next_hop, rejected=rejected):
                 self.rib.apply_update(info, u)
+            if rejected:
+                _log_rejected(peer.address, rejected, policy)
         if peer.settings.max_prefixes is not None:
             self._check_prefix_limit(peer, info, update)
         if (update.mp_reach is not None and update.mp_reach.family == RTC) or (
@@ -310,6 +321,23 @@ class Router:
 
     # -- policies ------------------------------------------------------------------------
 
+    def _import_policy(self, address: str, info: PeerInfo) -> Policy | None:
+        """The neighbor's import policy; RFC 8212's reject-all for an eBGP one without."""
+        pol = self.policies.import_policy(address)
+        if pol is None and info.ebgp and self.ebgp_requires_policy:
+            return RFC8212_REJECT
+        return pol
+
+    def _export_policy(self, address: str, info: PeerInfo | None) -> Policy | None:
+        """The neighbor's export policy; RFC 8212's reject-all for an eBGP one without."""
+        pol = self.policies.export_policy(address)
+        if pol is None and info is not None and info.ebgp and self.ebgp_requires_policy:
+            log.warning("neighbor %s: eBGP without an export policy: nothing is sent to it (RFC 8212; "
+                        "set an export_policy, or bgp.ebgp_requires_policy = false)", address,
+                        extra={"peer": address})
+            return RFC8212_REJECT
+        return pol
+
     def _policies_changed(self, changes: list[PolicyChange]) -> None:
         """A neighbor's policy changed: export - send it only the difference;
         import - ask it to send its routes again (the Adj-RIB-In holds them
@@ -319,7 +347,9 @@ class Router:
             if peer is None or not peer.established:
                 continue  # the policy applies when the session comes up
             if ch.direction == "export":
-                self.send(peer, self.out.set_export_policy(ip_address(ch.neighbor), ch.policy))
+                pol = ch.policy if ch.policy is not None else self._export_policy(ch.neighbor,
+                                                                                   self._peer_info.get(ch.neighbor))
+                self.send(peer, self.out.set_export_policy(ip_address(ch.neighbor), pol))
                 self._swaps()
             else:
                 try:
@@ -406,6 +436,16 @@ class Router:
 
     def peer_info(self, address: str) -> PeerInfo | None:
         return self._peer_info.get(address)
+
+
+def _log_rejected(address: str, nlris: list[Nlri], policy: Policy, shown: int = 8) -> None:
+    """One log line per UPDATE naming the peer, the routes its import policy rejected and why."""
+    text = ", ".join(str(n) for n in nlris[:shown])
+    if len(nlris) > shown:
+        text += f" and {len(nlris) - shown} more"
+    why = ("eBGP neighbor without an import policy (RFC 8212)" if policy is RFC8212_REJECT
+           else f"rejected by import policy {policy.name!r}")
+    log.info("peer %s: %s not accepted: %s", address, text, why, extra={"peer": address})
 
 
 def _check_communication(text: str | None) -> None:
