@@ -32,7 +32,7 @@ from ..bgp.wire.constants import IPV4_UNICAST, RTC, CeaseSubcode, Family
 from ..bgp.wire.nlri.base import Nlri
 from ..bgp.wire.notification import Notification
 from ..bgp.wire.update import Update
-from ..policy import PolicyBook, PolicyChange, Relabeler, SwapChanges, import_updates
+from ..policy import PolicyBook, PolicyChange, Relabeler, SwapChanges, SwapEntry, import_updates
 from ..policy.policy import Policy
 from ..rib.adj_rib_out import AdjRibOut, OutPeer
 from ..rib.decision import DecisionOptions
@@ -436,6 +436,10 @@ class Router:
 
     def peer_info(self, address: str) -> PeerInfo | None:
         return self._peer_info.get(address)
+
+    def swap_entries(self) -> list[SwapEntry]:
+        """The label-swap entries the export policies' relabels hold (Inter-AS option B)."""
+        return [] if self._relabeler is None else self._relabeler.entries()
 
 
 def _log_rejected(address: str, nlris: list[Nlri], policy: Policy, shown: int = 8) -> None:
