@@ -106,3 +106,37 @@ def test_r10_2_ebpf_punts_deep_stacks_to_userspace() -> None:
     kinds = {M.NH_VAL.unpack(v)[0] for v in t["nhs"].values()}
     assert M.NH_STACK in kinds
     assert M.LABEL_VAL.unpack(t["labels"][M.U32.pack(5000)])[0] == M.LBL_SWAP
+
+
+# -- the FIB resolver: VPN next hops through labeled-unicast routes ------------------------------
+
+
+def test_r10_2_resolver_sends_through_the_labeled_unicast_route_with_two_labels() -> None:
+    from ipaddress import ip_address
+
+    from test_agent_fib_resolver import _setup
+    from test_vpn_import import remote
+
+    from vpe.vpn import VpnPathsChanged
+
+    vpn, res = _setup()
+    pe = ip_address("198.51.100.1")
+    out = vpn.apply(VpnPathsChanged(adds=[remote("65001:1:10.0.0.0/24", str(pe), "65000:1", label=1234)]))
+    batch = res.vrf_changes(out.table_changes, vpn)
+    assert batch is not None and batch.add_routes[0].next_hops == (NextHop.remote(pe, 1234),)
+    # a labeled-unicast route for the PE's loopback: via the ASBR, LU label outside
+    batch = res.set_transport(pe, ip_address(ASBR), 7001)
+    assert batch is not None
+    (route,) = batch.add_routes
+    assert route.next_hops == (NextHop.remote(ASBR, 1234, outer=(7001,)),)
+    assert res.set_transport(pe, ip_address(ASBR), 7001) is None  # nothing changed
+    # implicit null: one label, still via the ASBR
+    (route,) = res.set_transport(pe, ip_address(ASBR), 3).add_routes  # type: ignore[union-attr]
+    assert route.next_hops == (NextHop.remote(ASBR, 1234),)
+    # the labeled-unicast route gone: straight to the PE again
+    (route,) = res.remove_transport(pe).add_routes  # type: ignore[union-attr]
+    assert route.next_hops == (NextHop.remote(pe, 1234),)
+    assert res.remove_transport(pe) is None
+    # our own loopback's label: a pop entry
+    assert res.set_pop(5000) == Batch(add_labels=(LabelEntry.pop(5000),))
+    assert res.labels[5000] == LabelEntry.pop(5000)

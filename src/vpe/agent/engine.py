@@ -23,6 +23,7 @@ import time
 from ipaddress import IPv4Address, ip_address
 
 from ..bgp.speaker import Speaker
+from ..bgp.wire.constants import IPV4_LABELED
 from ..dataplane.channel import load_key
 from ..dataplane.driver import NextHop
 from ..policy import PolicyBook, PolicyError, Relabeler, RelabelKey, SwapChanges, parse_policy
@@ -34,6 +35,7 @@ from .bridge import VpnBridge
 from .config import AgentConfig
 from .durable import DurableOps
 from .fib import FibProgrammer
+from .labeled_transport import LabeledTransport
 from .restart import GracefulRestartManager
 from .router import Router
 from .store import Store
@@ -68,6 +70,11 @@ class Engine:
                              relabeler=Relabeler(self._hold_swap_label, self._release_swap_label),
                              on_swaps=self._swaps_changed)
         self.bridge = VpnBridge(self.router, self.vpn, self.fib, self.underlay)
+        # Inter-AS option C: our loopback as labeled unicast, remote loopbacks into the FIB
+        self.transport = (LabeledTransport(self.router, self.vpn, self.fib, self.underlay)
+                          if any(IPV4_LABELED in n.family_set() for n in cfg.neighbors) else None)
+        if self.transport is not None:
+            self.transport.start()
         self._configure(cfg)
         self.ops = DurableOps(self.bridge, store, config_vrfs={v.name for v in cfg.vrfs})
         self.view = AgentView(self.router, self.bridge, dp.driver, self.ops.specs,

@@ -19,7 +19,12 @@ Resolution, in short:
 * every allocated label becomes a label entry: IP lookup in a VRF, or
   delivery to a port (per-endpoint labels; IP lookup in the VRF while the
   endpoint is not here: a standby or released port, docs/mobility.md); swap entries (Inter-AS option
-  B, policy re-label) are set explicitly with :meth:`FibResolver.set_swap`.
+  B, policy re-label) are set explicitly with :meth:`FibResolver.set_swap`;
+* a remote PE reached through a labeled-unicast route (Inter-AS option C,
+  :meth:`FibResolver.set_transport`): the tunnel goes to that route's next hop
+  (an ASBR) with two labels, the labeled-unicast label outside and the VPN
+  label inside (one, when the labeled-unicast label is implicit null); our
+  own loopback's labeled-unicast label is a "pop" entry (:meth:`FibResolver.set_pop`).
 """
 
 from __future__ import annotations
@@ -52,6 +57,8 @@ if TYPE_CHECKING:
 _ENCAP_NAMES: dict[int, Encap] = {13: "mpls-in-udp", 11: "mpls-in-gre"}
 #: ECMP fan-out a route keeps (the driver's limit, R12.2)
 _MAX_NEXT_HOPS = 512
+#: the labeled-unicast label meaning "no label: pop at the hop before" (RFC 3032)
+IMPLICIT_NULL = 3
 
 
 class PortSpec(Protocol):
@@ -112,6 +119,12 @@ class FibResolver:
         #: table changes holding a local static route: their next hop resolves to a
         #: port (by the VM's address), which may be attached later
         self._statics: dict[RouteKey, VrfTableChange] = {}
+        #: labeled-unicast transport (option C): remote PE address -> (next hop, label)
+        self.transport: dict[IPv4Address | IPv6Address, tuple[IPv4Address | IPv6Address, int]] = {}
+        #: the latest table change of every route with a remote next hop, and the routes
+        #: per remote PE (a superset: checked against the latest change when used)
+        self._remote: dict[RouteKey, VrfTableChange] = {}
+        self._by_pe: dict[IPv4Address | IPv6Address, set[RouteKey]] = {}
 
     # -- changes -> batches ------------------------------------------------------
 
@@ -156,6 +169,41 @@ class FibResolver:
         self.labels[label] = entry
         return Batch(add_labels=(entry,))
 
+    def set_pop(self, label: int) -> Batch | None:
+        """``label`` is our loopback's labeled-unicast label: popped, the label below decides."""
+        entry = LabelEntry.pop(label)
+        self.swaps[label] = entry
+        if self.labels.get(label) == entry:
+            return None
+        self.labels[label] = entry
+        return Batch(add_labels=(entry,))
+
+    def set_transport(self, pe: IPv4Address | IPv6Address, via: IPv4Address | IPv6Address,
+                      label: int) -> Batch | None:
+        """Remote PE ``pe`` is reached through ``via`` with labeled-unicast label ``label``
+        (Inter-AS option C): the routes toward ``pe`` are re-resolved."""
+        if self.transport.get(pe) == (via, label):
+            return None
+        self.transport[pe] = (via, label)
+        return self._reresolve(pe)
+
+    def remove_transport(self, pe: IPv4Address | IPv6Address) -> Batch | None:
+        """No labeled-unicast route to ``pe`` any more: its routes go to ``pe`` directly."""
+        if self.transport.pop(pe, None) is None:
+            return None
+        return self._reresolve(pe)
+
+    def _reresolve(self, pe: IPv4Address | IPv6Address) -> Batch | None:
+        if self._vpn is None:
+            return None
+        keys = self._by_pe.get(pe, set())
+        changes = [self._remote[k] for k in keys if k in self._remote]
+        keys.intersection_update(self._remote)
+        if not changes:
+            return None
+        kw = self._changes(changes, self._vpn)
+        return Batch(**kw) if kw else None
+
     def remove_swap(self, label: int) -> Batch | None:
         """Forget the swap entry of ``label`` (None when there was none)."""
         if self.swaps.pop(label, None) is None:
@@ -179,7 +227,14 @@ class FibResolver:
                 self._statics[key] = ch
             else:
                 self._statics.pop(key, None)
-            hops = self._next_hops(ch, vpn, bindings)
+            pes: list[IPv4Address | IPv6Address] = []
+            hops = self._next_hops(ch, vpn, bindings, pes)
+            if pes:
+                self._remote[key] = ch
+                for pe in pes:
+                    self._by_pe.setdefault(pe, set()).add(key)
+            else:
+                self._remote.pop(key, None)
             if hops:
                 moved = ch.routes[-1].rank[0] == RANK_NOT_HERE and ch.routes[0].source is not RouteSource.LOCAL
                 r = Route(ch.vrf, ch.network, tuple(hops[:_MAX_NEXT_HOPS]), moved=moved)
@@ -211,7 +266,8 @@ class FibResolver:
         return None
 
     def _next_hops(self, ch: VrfTableChange, vpn: VpnService,
-                   bindings: dict[int, LabelOwner]) -> list[NextHop]:
+                   bindings: dict[int, LabelOwner],
+                   pes: list[IPv4Address | IPv6Address] | None = None) -> list[NextHop]:
         hops: list[NextHop] = []
         for r in ch.routes:
             if r.rank[0] == RANK_NOT_HERE:  # the marker of a moved endpoint (vpe.vpn.mobility)
@@ -243,7 +299,14 @@ class FibResolver:
                     hops.append(local)
                 continue
             encap = self.encap_for(r.encapsulation)
-            hops.append(NextHop.remote(nh, r.labels[0], encap))
+            if pes is not None:
+                pes.append(nh)
+            via = self.transport.get(nh)
+            if via is None:
+                hops.append(NextHop.remote(nh, r.labels[0], encap))
+            else:  # option C: to the ASBR, its labeled-unicast label above the VPN label
+                outer = () if via[1] == IMPLICIT_NULL else (via[1],)
+                hops.append(NextHop.remote(via[0], r.labels[0], encap, outer))
         return hops
 
     def _resolve_local(self, label: int, ch: VrfTableChange, vpn: VpnService,
