@@ -164,6 +164,36 @@ class NeighborConfig(_Strict):
         return frozenset(FAMILY_BY_NAME[f] for f in self.families)
 
 
+#: the families a VRF's own neighbor (PE-CE BGP, Inter-AS option A) may carry
+CE_FAMILIES = ("ipv4-unicast", "ipv6-unicast")
+
+
+class VrfNeighborConfig(NeighborConfig):
+    """A BGP neighbor of one VRF (PE-CE BGP; the other AS's ASBR in Inter-AS option A):
+    IPv4/IPv6 unicast, its routes into the VRF, the VRF's routes to it (docs/inter-as.md)."""
+
+    families: list[str] = Field(default_factory=lambda: list(CE_FAMILIES))
+    graceful_restart: bool = False
+    #: the next hop sent with IPv4 routes (default: this side's address of the session)
+    next_hop: str | None = None
+    #: the next hop sent with IPv6 routes (none: IPv6 routes go only over an IPv6 session)
+    next_hop6: str | None = None
+
+    @field_validator("families")
+    @classmethod
+    def _ce_fams(cls, v: list[str]) -> list[str]:
+        v = _check_families(v)
+        bad = [f for f in v if f not in CE_FAMILIES]
+        if bad:
+            raise ValueError(f"a VRF neighbor carries {' and '.join(CE_FAMILIES)} only, not {', '.join(bad)}")
+        return v
+
+    @field_validator("next_hop", "next_hop6")
+    @classmethod
+    def _nh_addr(cls, v: str | None) -> str | None:
+        return None if v is None else _check_ip(v, "next hop")
+
+
 class BgpConfig(_Strict):
     local_as: int = Field(ge=1, le=4294967295)
     router_id: str
@@ -282,6 +312,8 @@ class VrfConfig(_Strict):
     #: names of ``[[policies]]`` on what this VRF imports / exports (docs/policy.md)
     import_policy: str | None = None
     export_policy: str | None = None
+    #: BGP neighbors of this VRF (PE-CE BGP, Inter-AS option A; docs/inter-as.md)
+    neighbors: list[VrfNeighborConfig] = Field(default_factory=list)
 
     @field_validator("name")
     @classmethod
@@ -462,7 +494,7 @@ class AgentConfig(_Strict):
             self.policies,
             [
                 {"address": n.address, "import_policy": n.import_policy, "export_policy": n.export_policy}
-                for n in self.neighbors
+                for n in [*self.neighbors, *(m for v in self.vrfs for m in v.neighbors)]
                 if n.import_policy or n.export_policy
             ],
         )
@@ -473,6 +505,17 @@ def semantic_errors(cfg: AgentConfig) -> list[tuple[str, str]]:
     """(key, reason) of every cross-entry problem: duplicates, dangling leaks, shared RDs."""
     out: list[tuple[str, str]] = []
     seen: dict[str, int] = {}
+    for i, v in enumerate(cfg.vrfs):
+        for j, vn in enumerate(v.neighbors):
+            where = f"vrfs.{i}.neighbors.{j}"
+            if vn.address in seen or any(vn.address == m.address for m in cfg.neighbors):
+                out.append((f"{where}.address", f"neighbor {vn.address} is configured twice "
+                                                 "(one speaker serves every neighbor, VRF or not)"))
+            seen.setdefault(vn.address, -1)
+            if vn.remote_as == cfg.bgp.local_as and vn.ebgp_multihop:
+                out.append((f"{where}.ebgp_multihop", f"neighbor {vn.address} is iBGP: ebgp_multihop "
+                                                      "applies to eBGP only"))
+    seen = {k: v for k, v in seen.items() if v >= 0}
     for i, n in enumerate(cfg.neighbors):
         if n.address in seen:
             out.append((f"neighbors.{i}.address",
@@ -504,6 +547,8 @@ def semantic_errors(cfg: AgentConfig) -> list[tuple[str, str]]:
     users = [(f"neighbors.{i}", f"neighbor {n.address}", n.import_policy, n.export_policy)
              for i, n in enumerate(cfg.neighbors)]
     users += [(f"vrfs.{i}", f"vrf {v.name!r}", v.import_policy, v.export_policy) for i, v in enumerate(cfg.vrfs)]
+    users += [(f"vrfs.{i}.neighbors.{j}", f"neighbor {n.address}", n.import_policy, n.export_policy)
+              for i, v in enumerate(cfg.vrfs) for j, n in enumerate(v.neighbors)]
     for where, who, imp, exp in users:
         for key, ref in (("import_policy", imp), ("export_policy", exp)):
             if ref is not None and ref not in policies:

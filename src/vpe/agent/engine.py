@@ -36,6 +36,7 @@ from .config import AgentConfig
 from .durable import DurableOps
 from .fib import FibProgrammer
 from .labeled_transport import LabeledTransport
+from .pe_ce import VrfPeering
 from .restart import GracefulRestartManager
 from .router import Router
 from .store import Store
@@ -75,6 +76,9 @@ class Engine:
                           if any(IPV4_LABELED in n.family_set() for n in cfg.neighbors) else None)
         if self.transport is not None:
             self.transport.start()
+        # PE-CE BGP (Inter-AS option A): the VRFs' own neighbors
+        self.pe_ce = (VrfPeering(cfg, self.router, self.bridge, self.vpn)
+                      if any(v.neighbors for v in cfg.vrfs) else None)
         self._configure(cfg)
         self.ops = DurableOps(self.bridge, store, config_vrfs={v.name for v in cfg.vrfs})
         self.view = AgentView(self.router, self.bridge, dp.driver, self.ops.specs,

@@ -24,6 +24,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from ipaddress import IPv4Address, IPv6Address, ip_address
+from typing import Protocol
 
 from ..bgp.session import Peer
 from ..bgp.speaker import Speaker, settings_from_config
@@ -46,6 +47,15 @@ log = logging.getLogger("vpe.router")
 IPAddress = IPv4Address | IPv6Address
 #: a subscriber of flushed changes: (family, changed keys in UPDATE order)
 ChangeListener = Callable[[Family, Sequence[bytes]], None]
+
+class CeHandler(Protocol):
+    """Where the sessions of VRF neighbors go (PE-CE BGP: vpe.agent.pe_ce.VrfPeering)."""
+
+    def session_up(self, vrf: str, peer: Peer, info: PeerInfo) -> None: ...
+    def session_down(self, vrf: str, peer: Peer) -> None: ...
+    def update_received(self, vrf: str, peer: Peer, info: PeerInfo, update: Update) -> None: ...
+    def resend(self, vrf: str, peer: Peer) -> None: ...
+
 
 #: what an eBGP neighbor without a policy gets under RFC 8212: nothing in, nothing out
 RFC8212_REJECT = Policy("rfc8212-no-policy", (), default_accept=False)
@@ -70,6 +80,15 @@ class Router:
         #: RFC 8212: eBGP neighbors without an import/export policy exchange no routes
         self.ebgp_requires_policy = bgp.ebgp_requires_policy
         self._allowas_in = {n.address: n.allowas_in for n in cfg.neighbors}
+        #: VRF neighbors (PE-CE BGP, Inter-AS option A): address -> VRF; their sessions
+        #: bypass the RIB and go to :attr:`ce` (vpe.agent.pe_ce)
+        self.vrf_of: dict[str, str] = {}
+        self.ce: CeHandler | None = None
+        for v in cfg.vrfs:
+            for vn in v.neighbors:
+                self.speaker.add_peer(settings_from_config(bgp, vn))
+                self.vrf_of[vn.address] = v.name
+                self._allowas_in[vn.address] = vn.allowas_in
         for n in cfg.neighbors:
             self.speaker.add_peer(restart_settings(settings_from_config(bgp, n), restarting=restarting))
         addpath_send = any(a.mode != "receive" for n in cfg.neighbors for a in n.add_path)
@@ -233,6 +252,11 @@ class Router:
 
     def session_up(self, peer: Peer) -> None:
         info = self._info(peer)
+        vrf = self.vrf_of.get(peer.address)
+        if vrf is not None:
+            if self.ce is not None:
+                self.ce.session_up(vrf, peer, info)
+            return
         self.gr.peer_up(peer)
         n = peer.negotiated
         assert n is not None
@@ -246,7 +270,7 @@ class Router:
             addpath_send=addpath,
             next_hop_self=None if info.ibgp else self.next_hop,
             rtc=RTC in n.families,
-            export_policy=self._export_policy(peer.address, info),
+            export_policy=self.export_policy_of(peer.address, info),
         )
         msgs = self.out.peer_up(op)
         self._swaps()
@@ -254,6 +278,11 @@ class Router:
 
     def session_down(self, peer: Peer, reason: str) -> None:
         self._over_limit.pop(peer.address, None)
+        vrf = self.vrf_of.get(peer.address)
+        if vrf is not None:
+            if self.ce is not None:
+                self.ce.session_down(vrf, peer)
+            return
         addr = ip_address(peer.address)
         self.out.peer_down(addr)
         self._swaps()
@@ -263,12 +292,17 @@ class Router:
 
     def update_received(self, peer: Peer, update: Update) -> None:
         info = self._peer_info.get(peer.address) or self._info(peer)
+        vrf = self.vrf_of.get(peer.address)
+        if vrf is not None:
+            if self.ce is not None and update.end_of_rib() is None:
+                self.ce.update_received(vrf, peer, info, update)
+            return
         eor = update.end_of_rib()
         if eor is not None:
             self.rib.end_of_rib(info.address, eor)
             self.gr.eor_received(peer, eor)
             return
-        policy = self._import_policy(peer.address, info)
+        policy = self.import_policy_of(peer.address, info)
         if policy is None:
             self.rib.apply_update(info, update)
         else:
@@ -315,20 +349,25 @@ class Router:
                 peer.prefix_limit_exceeded(fam, count)
 
     def refresh_requested(self, peer: Peer, family: Family, subtype: int) -> None:
+        vrf = self.vrf_of.get(peer.address)
+        if vrf is not None:
+            if subtype == 0 and self.ce is not None:
+                self.ce.resend(vrf, peer)
+            return
         if subtype == 0:
             self.send(peer, self.out.refresh(ip_address(peer.address), family))
             self._swaps()
 
     # -- policies ------------------------------------------------------------------------
 
-    def _import_policy(self, address: str, info: PeerInfo) -> Policy | None:
+    def import_policy_of(self, address: str, info: PeerInfo) -> Policy | None:
         """The neighbor's import policy; RFC 8212's reject-all for an eBGP one without."""
         pol = self.policies.import_policy(address)
         if pol is None and info.ebgp and self.ebgp_requires_policy:
             return RFC8212_REJECT
         return pol
 
-    def _export_policy(self, address: str, info: PeerInfo | None) -> Policy | None:
+    def export_policy_of(self, address: str, info: PeerInfo | None) -> Policy | None:
         """The neighbor's export policy; RFC 8212's reject-all for an eBGP one without."""
         pol = self.policies.export_policy(address)
         if pol is None and info is not None and info.ebgp and self.ebgp_requires_policy:
@@ -346,8 +385,13 @@ class Router:
             peer = self.speaker.peers.get(ch.neighbor)
             if peer is None or not peer.established:
                 continue  # the policy applies when the session comes up
+            vrf = self.vrf_of.get(ch.neighbor)
+            if vrf is not None and ch.direction == "export":
+                if self.ce is not None:
+                    self.ce.resend(vrf, peer)
+                continue
             if ch.direction == "export":
-                pol = ch.policy if ch.policy is not None else self._export_policy(ch.neighbor,
+                pol = ch.policy if ch.policy is not None else self.export_policy_of(ch.neighbor,
                                                                                    self._peer_info.get(ch.neighbor))
                 self.send(peer, self.out.set_export_policy(ip_address(ch.neighbor), pol))
                 self._swaps()

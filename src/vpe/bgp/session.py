@@ -252,6 +252,13 @@ class Peer:
         return self.fsm.state is State.ESTABLISHED
 
     @property
+    def local_ip(self) -> str | None:
+        """This side's address of the session (the configured one without a connection)."""
+        w = self._writer
+        got = w.local_address() if w is not None else None
+        return got or self.settings.local_address
+
+    @property
     def ibgp(self) -> bool:
         if self.negotiated is not None:
             return self.negotiated.peer_asn == self.settings.local_as

@@ -731,6 +731,11 @@ class BoundedWriter:
         """Octets handed to the transport that the kernel has not taken yet."""
         return int(self._transport.get_write_buffer_size())
 
+    def local_address(self) -> str | None:
+        """This side's address of the connection (None when the socket has none)."""
+        name = self._transport.get_extra_info("sockname")
+        return normalize_address(name[0]) if name else None
+
     @property
     def must_wait(self) -> bool:
         return self.bytes_queued > self.high_water
