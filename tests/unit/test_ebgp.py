@@ -148,3 +148,29 @@ def test_config_ebgp_knobs_and_errors() -> None:
         parse_config(BASE + '[[neighbors]]\naddress = "127.0.0.2"\nremote_as = 65000\nebgp_multihop = 3\n')
     with pytest.raises(ConfigError, match=r"allowas_in: Input should be less than or equal to 10"):
         parse_config(BASE + '[[neighbors]]\naddress = "127.0.0.2"\nremote_as = 65001\nallowas_in = 11\n')
+
+
+VRF = """
+[[vrfs]]
+name = "red"
+route_targets = ["65000:9"]
+  [[vrfs.neighbors]]
+  address = "127.0.0.9"
+  remote_as = 65001
+"""
+
+
+def test_vrf_neighbor_config_and_errors() -> None:
+    cfg = parse_config(BASE + VRF)
+    (n,) = cfg.vrfs[0].neighbors
+    assert n.families == ["ipv4-unicast", "ipv6-unicast"] and n.graceful_restart is False
+    with pytest.raises(ConfigError, match=r"vrfs.0.neighbors.0.families: a VRF neighbor carries "
+                                          r"ipv4-unicast and ipv6-unicast only, not vpnv4"):
+        parse_config(BASE + VRF + '  families = ["vpnv4"]\n')
+    with pytest.raises(ConfigError, match=r"vrfs.0.neighbors.0.address: neighbor 127.0.0.9 is configured twice"):
+        parse_config(BASE + '[[neighbors]]\naddress = "127.0.0.9"\nremote_as = 65000\n' + VRF)
+    with pytest.raises(ConfigError, match=r"vrfs.0.neighbors.0.export_policy: neighbor 127.0.0.9 export_policy: "
+                                          r"no policy named 'nope'"):
+        parse_config(BASE + VRF + '  export_policy = "nope"\n')
+    with pytest.raises(ConfigError, match=r"next_hop6: .*'2001:db8::zz'"):
+        parse_config(BASE + VRF + '  next_hop6 = "2001:db8::zz"\n')
