@@ -62,7 +62,7 @@ def agent_toml(lab: Lab, host: HostConfig) -> str:
         f"state_dir = {_toml_str(str(d / 'agent-state'))}",
         "",
         "[bgp]",
-        f"local_as = {t.asn}",
+        f"local_as = {t.asn_of(host)}",
         f"router_id = {_toml_str(str(host.address))}",
         f"listen = [{_toml_str(str(host.address))}]",
         f"port = {AGENT_PORT}",
@@ -70,7 +70,14 @@ def agent_toml(lab: Lab, host: HostConfig) -> str:
         "[api]",
         f"socket = {_toml_str(str(d / 'vpe.sock'))}",
     ]
-    if t.route_reflector is not None:
+    asn_of = {h.name: t.asn_of(h) for h in t.hosts}
+    peers: list[tuple[str, str]]
+    remote: dict[str, int] = {}
+    if host.peers is not None:
+        by_name = {h.name: h for h in t.hosts}
+        peers = [(str(by_name[n].address), f"host {n}") for n in host.peers]
+        remote = {str(by_name[n].address): asn_of[n] for n in host.peers}
+    elif t.route_reflector is not None:
         peers = [(str(t.route_reflector.address), "route reflector")]
     else:  # full mesh among the hosts
         peers = [(str(h.address), f"host {h.name}") for h in t.hosts if h.name != host.name]
@@ -88,13 +95,18 @@ def agent_toml(lab: Lab, host: HostConfig) -> str:
             "",
             "[[neighbors]]",
             f"address = {_toml_str(addr)}",
-            f"remote_as = {t.asn}",
+            f"remote_as = {remote.get(addr, t.asn_of(host))}",
             f"port = {AGENT_PORT}",
             f"local_address = {_toml_str(str(host.address))}",
             f"families = {_families(lab)}",
             "connect_retry = 2.0",
             f"description = {_toml_str(desc)}",
         ]
+        for key in ("import_policy", "export_policy"):
+            if getattr(host, key) is not None:
+                lines.append(f"{key} = {_toml_str(getattr(host, key))}")
+    for pol in host.policies:
+        lines += ["", "[[policies]]", *(f"{k} = {_toml_value(v)}" for k, v in pol.items())]
     for vrf in host_vrfs(lab, host):
         lines += [
             "",
@@ -114,6 +126,19 @@ def agent_toml(lab: Lab, host: HostConfig) -> str:
                 'kind = "static"',
             ]
     return "\n".join(lines) + "\n"
+
+
+def _toml_value(v: Any) -> str:
+    """A TOML value from plain data (strings, numbers, booleans, lists, tables inline)."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return str(v)
+    if isinstance(v, str):
+        return _toml_str(v)
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + "}"
+    return "[" + ", ".join(_toml_value(x) for x in v) + "]"
 
 
 def vrf_name(vm: VmConfig) -> str:

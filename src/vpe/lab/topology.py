@@ -193,6 +193,16 @@ class HostConfig(_Strict):
     #: the forwarder's encapsulations, preferred first (agent ``[dataplane] encapsulations``);
     #: advertised as Encapsulation communities; None: the agent's default (both)
     encapsulations: list[Literal["mpls-in-udp", "mpls-in-gre"]] | None = Field(default=None, min_length=1)
+    #: this host's AS (None: the lab's ``asn``): hosts in two ASes make an Inter-AS lab
+    asn: int | None = Field(default=None, ge=1, le=4294967295)
+    #: the hosts this one has BGP sessions with (None: the route reflector, or a full mesh);
+    #: a peer in another AS is an eBGP neighbor (docs/inter-as.md)
+    peers: list[str] | None = None
+    #: policies (``[[policies]]`` tables of the agent) and the ones every neighbor of this
+    #: host uses on import / export
+    policies: list[dict[str, Any]] = Field(default_factory=list)
+    import_policy: str | None = None
+    export_policy: str | None = None
 
     @field_validator("name")
     @classmethod
@@ -441,6 +451,10 @@ class Topology(_Strict):
         _check_driver(v)
         return v
 
+    def asn_of(self, host: HostConfig) -> int:
+        """The AS of ``host``."""
+        return host.asn or self.asn
+
     def driver_of(self, host: HostConfig) -> str:
         """The dataplane driver of ``host``'s forwarder."""
         return host.driver or self.driver
@@ -508,6 +522,10 @@ class Topology(_Strict):
                     vpn_names[vpn.name] = f"tenants[{t}].vpns[{v}]"
 
         host_names = [h.name for h in self.hosts]
+        for i, h in enumerate(self.hosts):
+            for j, peer in enumerate(h.peers or ()):
+                if peer not in host_names or peer == h.name:
+                    yield f"hosts[{i}].peers[{j}]", f"{peer!r} is not another host of this lab"
         # (vpn, address) -> vm: the same address may appear in different VPNs
         # (overlapping tenants), never twice in one
         taken: dict[tuple[str, Any], str] = {}
