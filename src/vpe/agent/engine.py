@@ -74,8 +74,6 @@ class Engine:
         # Inter-AS option C: our loopback as labeled unicast, remote loopbacks into the FIB
         self.transport = (LabeledTransport(self.router, self.vpn, self.fib, self.underlay)
                           if any(IPV4_LABELED in n.family_set() for n in cfg.neighbors) else None)
-        if self.transport is not None:
-            self.transport.start()
         # PE-CE BGP (Inter-AS option A): the VRFs' own neighbors
         self.pe_ce = (VrfPeering(cfg, self.router, self.bridge, self.vpn)
                       if any(v.neighbors for v in cfg.vrfs) else None)
@@ -84,6 +82,8 @@ class Engine:
         self.view = AgentView(self.router, self.bridge, dp.driver, self.ops.specs,
                               neighbors={n.address: {"description": n.description} for n in cfg.neighbors})
         self.ops.restore()
+        if self.transport is not None:  # after the restore, which frees the labels nobody claimed
+            self.transport.start()
 
     @staticmethod
     def _policy_book(cfg: AgentConfig, store: Store | None) -> PolicyBook:

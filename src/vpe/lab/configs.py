@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .layout import AGENT_PORT, Lab, LabError
-from .topology import HostConfig, VmConfig
+from .topology import HostConfig, PeerConfig, VmConfig
 
 
 def forwarder_available() -> bool:
@@ -73,10 +73,13 @@ def agent_toml(lab: Lab, host: HostConfig) -> str:
     asn_of = {h.name: t.asn_of(h) for h in t.hosts}
     peers: list[tuple[str, str]]
     remote: dict[str, int] = {}
+    per_peer: dict[str, PeerConfig] = {}
     if host.peers is not None:
         by_name = {h.name: h for h in t.hosts}
-        peers = [(str(by_name[n].address), f"host {n}") for n in host.peers]
-        remote = {str(by_name[n].address): asn_of[n] for n in host.peers}
+        specs = [p if isinstance(p, PeerConfig) else PeerConfig(host=p) for p in host.peers]
+        peers = [(str(by_name[p.host].address), f"host {p.host}") for p in specs]
+        remote = {str(by_name[p.host].address): asn_of[p.host] for p in specs}
+        per_peer = {str(by_name[p.host].address): p for p in specs}
     elif t.route_reflector is not None:
         peers = [(str(t.route_reflector.address), "route reflector")]
     else:  # full mesh among the hosts
@@ -91,6 +94,8 @@ def agent_toml(lab: Lab, host: HostConfig) -> str:
     if host.encapsulations:
         lines.append("encapsulations = [" + ", ".join(_toml_str(e) for e in host.encapsulations) + "]")
     for addr, desc in peers:
+        spec = per_peer.get(addr)
+        fams = _families(lab) if spec is None or spec.families is None else _toml_value(spec.families)
         lines += [
             "",
             "[[neighbors]]",
@@ -98,13 +103,16 @@ def agent_toml(lab: Lab, host: HostConfig) -> str:
             f"remote_as = {remote.get(addr, t.asn_of(host))}",
             f"port = {AGENT_PORT}",
             f"local_address = {_toml_str(str(host.address))}",
-            f"families = {_families(lab)}",
+            f"families = {fams}",
             "connect_retry = 2.0",
             f"description = {_toml_str(desc)}",
         ]
         for key in ("import_policy", "export_policy"):
-            if getattr(host, key) is not None:
-                lines.append(f"{key} = {_toml_str(getattr(host, key))}")
+            value = getattr(spec, key, None) or getattr(host, key)
+            if value is not None:
+                lines.append(f"{key} = {_toml_str(value)}")
+        if spec is not None and spec.ebgp_multihop is not None:
+            lines.append(f"ebgp_multihop = {spec.ebgp_multihop}")
     for pol in host.policies:
         lines += ["", "[[policies]]", *(f"{k} = {_toml_value(v)}" for k, v in pol.items())]
     for vrf in host_vrfs(lab, host):

@@ -182,6 +182,23 @@ def _check_driver(v: str | None) -> str | None:
     return v
 
 
+class PeerConfig(_Strict):
+    """A BGP session of a host with another host, with its own families and policies
+    (an Inter-AS lab: labeled unicast to the ASBR, multihop VPN to the other AS)."""
+
+    host: str
+    #: None: the lab's families
+    families: list[str] | None = None
+    import_policy: str | None = None
+    export_policy: str | None = None
+    ebgp_multihop: int | None = Field(default=None, ge=1, le=255)
+
+    @field_validator("families")
+    @classmethod
+    def _fams(cls, v: list[str] | None) -> list[str] | None:
+        return None if v is None else [family_from_name(f).name for f in v]
+
+
 class HostConfig(_Strict):
     """A hypervisor: one namespace running ``vpe agent`` (and the forwarder)."""
 
@@ -197,7 +214,7 @@ class HostConfig(_Strict):
     asn: int | None = Field(default=None, ge=1, le=4294967295)
     #: the hosts this one has BGP sessions with (None: the route reflector, or a full mesh);
     #: a peer in another AS is an eBGP neighbor (docs/inter-as.md)
-    peers: list[str] | None = None
+    peers: list[str | PeerConfig] | None = None
     #: policies (``[[policies]]`` tables of the agent) and the ones every neighbor of this
     #: host uses on import / export
     policies: list[dict[str, Any]] = Field(default_factory=list)
@@ -523,7 +540,8 @@ class Topology(_Strict):
 
         host_names = [h.name for h in self.hosts]
         for i, h in enumerate(self.hosts):
-            for j, peer in enumerate(h.peers or ()):
+            for j, p in enumerate(h.peers or ()):
+                peer = p if isinstance(p, str) else p.host
                 if peer not in host_names or peer == h.name:
                     yield f"hosts[{i}].peers[{j}]", f"{peer!r} is not another host of this lab"
         # (vpn, address) -> vm: the same address may appear in different VPNs
