@@ -5,9 +5,9 @@ SHELL := /bin/bash
 VENV  ?= .venv
 PY    := $(VENV)/bin/python
 DEB_PACKAGES := gobgpd frr bird2 exabgp iputils-ping iproute2 tshark tcpdump iperf3 openssl curl \
-                clang llvm libbpf-dev bpftool libbpf1
+                clang llvm libbpf-dev bpftool libbpf1 chromium systemd nftables
 
-.PHONY: test demo demo-down deps venv lint bench clean ebpf
+.PHONY: test demo demo-down deps venv lint bench clean ebpf install
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -55,6 +55,24 @@ demo-down: venv
 
 bench: venv
 	$(PY) bench/codec.py
+
+# the agent and the forwarder as systemd services (docs/operations.md): a venv in
+# PREFIX, the units, and example configuration files that are never overwritten
+PREFIX     ?= /opt/vpe
+SYSTEMDDIR ?= /etc/systemd/system
+install: ebpf
+	@test "$$(id -u)" = 0 || { echo "make install: run as root"; exit 1; }
+	test -x $(PREFIX)/bin/python || python3 -m venv $(PREFIX)
+	$(PREFIX)/bin/python -m pip install -q --upgrade pip
+	$(PREFIX)/bin/python -m pip install -q .
+	install -d -m 0755 /etc/vpe
+	test -e /etc/vpe/agent.toml || install -m 0640 packaging/agent.toml.example /etc/vpe/agent.toml
+	test -e /etc/vpe/forwarder.env || install -m 0644 packaging/forwarder.env.example /etc/vpe/forwarder.env
+	for u in vpe-agent vpe-forwarder; do \
+	  sed 's|/opt/vpe/|$(PREFIX)/|g' packaging/systemd/$$u.service > $(SYSTEMDDIR)/$$u.service && \
+	  chmod 0644 $(SYSTEMDDIR)/$$u.service; done
+	-systemctl daemon-reload
+	@echo "now edit /etc/vpe/agent.toml and /etc/vpe/forwarder.env, then: systemctl enable --now vpe-forwarder vpe-agent"
 
 clean:
 	rm -rf $(VENV) build *.egg-info $(EBPF_OBJ)

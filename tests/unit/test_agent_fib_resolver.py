@@ -116,3 +116,18 @@ def test_own_route_imported_into_another_vrf_is_delivered_locally() -> None:
     blue = res.routes.get(RouteKey("blue", "192.0.2.10/32"))  # type: ignore[arg-type]
     assert blue is not None and blue.next_hops == (NextHop.local("vm1"),)
     assert res.underlay == IPv4Address(UNDERLAY)
+
+
+def test_r12_4_service_attraction_imported_on_the_same_host_resolves_when_the_port_comes() -> None:
+    """A service instance's pool route (a static route via its port, docs/service-chains.md)
+    imported into another VRF of this host reaches that port, also when the route came
+    before the port: the destination VPN's return path through a NAT instance."""
+    vpn, res = _setup()
+    vpn.add_vrf("nat-out", import_rts=["65000:9"], export_rts=["65000:1"])
+    out = vpn.set_service("nat-out", "192.0.2.10", attract=["203.0.113.160/27"])
+    res.vrf_changes(out.table_changes, vpn)
+    assert RouteKey("red", "203.0.113.160/27") not in res.routes  # no port with that address yet
+    batch = res.add_port(_vm(vrf="nat-out"))
+    got = {(r.vrf, str(r.prefix)): r.next_hops for r in batch.add_routes}
+    assert got[("red", "203.0.113.160/27")] == (NextHop.local("vm1"),)
+    assert got[("nat-out", "203.0.113.160/27")] == (NextHop.local("vm1"),)

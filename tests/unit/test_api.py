@@ -596,3 +596,59 @@ token = "t0ken"
             os.kill(os.getpid(), signal.SIGTERM)  # both servers stop
         await asyncio.wait_for(task, 10)
     assert not sock.exists()
+
+
+# -- service chains (docs/service-chains.md) --------------------------------------------
+
+
+async def test_r12_1_chains_through_the_api(client: httpx.AsyncClient, engine: Engine) -> None:
+    await _blue(client)
+    assert (await client.put("/v1/services/fw", json={})).status_code == 200
+    chain = {"vpn": "blue", "destination": "cfg", "services": ["fw"], "prefixes": ["0.0.0.0/0"]}
+    r = await client.put("/v1/chains/web", json={**chain, "services": ["ids"]})
+    assert r.status_code == 404 and "no service 'ids'" in r.json()["detail"]
+    r = await client.put("/v1/chains/web", json={**chain, "destination": "blue"})
+    assert r.status_code == 422 and "a loop" in r.json()["detail"]
+    r = await client.put("/v1/chains/web", json={**chain, "services": []})
+    assert r.status_code == 422 and "has no service" in r.json()["detail"]
+    r = await client.put("/v1/chains/web", json=chain)
+    assert r.status_code == 200, r.text
+    assert r.json()["hops"][0]["inside"]["attract"] == ["0.0.0.0/0"]
+    port = {"name": "fw1-in", "ifname": "tap-fw1", "mac": "02:00:00:00:00:21", "ips": ["203.0.113.11/32"],
+            "gateways": ["203.0.113.1"], "service": {"chain": "web", "service": "fw", "side": "inside"}}
+    r = await client.post("/v1/ports", json=port)
+    assert r.status_code == 201, r.text
+    assert r.json()["vrf"] == "web.fw1-in"
+    v = (await client.get("/v1/vpns/web.fw1-in")).json()
+    assert v["service"]["attract"] == ["0.0.0.0/0"] and v["service"]["address"] == "203.0.113.11"
+    assert (await client.delete("/v1/chains/web")).status_code == 409  # an instance is attached
+    assert (await client.delete("/v1/services/fw")).status_code == 409  # a chain uses it
+    assert (await client.delete("/v1/ports/fw1-in")).status_code == 204
+    assert (await client.get("/v1/vpns/web.fw1-in")).status_code == 404  # the instance VRF went with it
+    assert (await client.delete("/v1/chains/web")).status_code == 204
+    r = await client.post("/v1/ports", json={**PORT, "vpn": ""})
+    assert r.status_code == 422 and "vpn: missing" in r.text
+
+
+async def test_r12_1_api_chains_survive_a_restart(client: httpx.AsyncClient, engine: Engine,
+                                                  tmp_path: Path) -> None:
+    await _blue(client)
+    assert (await client.put("/v1/services/nat", json={"nat_pool": "203.0.113.128/26"})).status_code == 200
+    r = await client.put("/v1/chains/early", json={
+        "vpn": "cfg", "destination": "blue", "services": ["nat"],
+        "classifier": {"protocol": "tcp", "ports": "25"}, "route_target_base": "65000:9300"})
+    assert r.status_code == 200, r.text
+    assert "early.redirect" in engine.vpn.vrfs  # the client VPN is here: its redirect VRF too
+    r = await client.put("/v1/chains/natc", json={
+        "vpn": "blue", "destination": "cfg", "services": ["nat"],
+        "classifier": {"destination": "198.51.100.0/24", "protocol": "udp", "ports": "7000-7100"},
+        "route_target_base": "65000:9200"})
+    assert r.status_code == 200, r.text
+    again = Engine(parse_config(CONFIG.format(state=tmp_path)), Store.in_dir(tmp_path))
+    try:
+        assert again.chains.services["nat"].nat_pool == "203.0.113.128/26"
+        assert again.chains.chains["natc"] == engine.chains.chains["natc"]
+        assert "natc.redirect" in again.vpn.vrfs
+    finally:
+        assert again.store is not None
+        again.store.close()

@@ -43,7 +43,7 @@ from ..vpn.attachments import (
     PortUp,
 )
 from ..vpn.events import VpnOutput, VpnPath, VpnPathsChanged, VrfTableChange, vpn_path_of
-from ..vpn.service import VpnService
+from ..vpn.service import READV_SUFFIX, VpnService
 from .fib import FibProgrammer
 from .mvpn import replication_member
 from .originators import PmsiOriginator, RtcOriginator
@@ -313,8 +313,17 @@ class VpnBridge:
         self._vrfs_changed(name)
 
     def remove_vrf(self, name: str) -> None:
+        service = name in self.vpn.services
         self.apply(self.vpn.remove_vrf(name, time.monotonic()))
         self._vrfs_changed(name)
+        if service:
+            self._vrfs_changed(name + READV_SUFFIX)
+
+    def set_service(self, name: str, via: str, **kw: Any) -> None:
+        """Make ``name`` a service VRF (attraction, re-advertisement: docs/service-chains.md)."""
+        self.apply(self.vpn.set_service(name, via, now=time.monotonic(), **kw))
+        self._vrfs_changed(name)
+        self._vrfs_changed(name + READV_SUFFIX)
 
     # -- attachments ---------------------------------------------------------------------
 

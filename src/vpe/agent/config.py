@@ -23,6 +23,7 @@ from ..dataplane.channel import load_key
 from ..policy.book import PolicyBook
 from ..policy.errors import PolicyError
 from ..policy.parse import parse_policy
+from ..vpn.chains import ChainDef, ServiceDef, compile_chain
 from ..vpn.errors import InvalidValue
 from ..vpn.leaking import PrefixListEntry
 from ..vpn.names import check_name, check_text
@@ -298,6 +299,40 @@ class StaticRouteConfig(_Strict):
         return self
 
 
+class VrfServiceConfig(_Strict):
+    """A service instance's VRF (docs/service-chains.md; bagpipe-bgp's attract-to-rt and
+    readv-from-rt): ``attract`` prefixes and every VPN route carrying one of
+    ``readv_from_rts`` are advertised via ``address`` with the VRF's export RTs."""
+
+    address: str
+    attract: list[str] = Field(default_factory=list)
+    readv_from_rts: list[str] = Field(default_factory=list)
+    readv_exclude: list[str] = Field(default_factory=list)
+
+    @field_validator("address")
+    @classmethod
+    def _addr(cls, v: str) -> str:
+        return _check_ip(v, "service address")
+
+    @field_validator("attract", "readv_exclude")
+    @classmethod
+    def _prefixes(cls, v: list[str]) -> list[str]:
+        out = []
+        for p in v:
+            try:
+                out.append(str(ipaddress.ip_network(p, strict=True)))
+            except ValueError as e:
+                raise ValueError(f"prefix {p!r}: {e}") from None
+        return out
+
+    @field_validator("readv_from_rts")
+    @classmethod
+    def _rts(cls, v: list[str]) -> list[str]:
+        for rt in v:
+            _vpn_check(parse_route_target, rt, "route target")
+        return v
+
+
 class VrfConfig(_Strict):
     """A VPN instance (VRF) of this vPE; RTs in any of the three formats."""
 
@@ -314,6 +349,8 @@ class VrfConfig(_Strict):
     export_policy: str | None = None
     #: BGP neighbors of this VRF (PE-CE BGP, Inter-AS option A; docs/inter-as.md)
     neighbors: list[VrfNeighborConfig] = Field(default_factory=list)
+    #: a service instance's VRF: attraction and re-advertisement (docs/service-chains.md)
+    service: VrfServiceConfig | None = None
 
     @field_validator("name")
     @classmethod
@@ -472,6 +509,37 @@ class AgentConfig(_Strict):
     state_dir: str = "/var/lib/vpe"
     #: routing policies (see docs/policy.md), named by neighbors' import_policy/export_policy
     policies: list[dict[str, Any]] = Field(default_factory=list)
+    #: services and service chains (docs/service-chains.md)
+    services: list[dict[str, Any]] = Field(default_factory=list)
+    chains: list[dict[str, Any]] = Field(default_factory=list)
+
+    @field_validator("services")
+    @classmethod
+    def _services(cls, v: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        names: set[str] = set()
+        for i, d in enumerate(v):
+            try:
+                s = ServiceDef.parse(d, f"services[{i}]")
+            except ValueError as e:
+                raise ValueError(str(e)) from None
+            if s.name in names:
+                raise ValueError(f"services[{i}].name: {s.name!r} names two services")
+            names.add(s.name)
+        return v
+
+    @field_validator("chains")
+    @classmethod
+    def _chains(cls, v: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        names: set[str] = set()
+        for i, d in enumerate(v):
+            try:
+                c = ChainDef.parse(d, f"chains[{i}]")
+            except ValueError as e:
+                raise ValueError(str(e)) from None
+            if c.name in names:
+                raise ValueError(f"chains[{i}].name: {c.name!r} names two chains")
+            names.add(c.name)
+        return v
 
     @field_validator("policies")
     @classmethod
@@ -553,6 +621,14 @@ def semantic_errors(cfg: AgentConfig) -> list[tuple[str, str]]:
         for key, ref in (("import_policy", imp), ("export_policy", exp)):
             if ref is not None and ref not in policies:
                 out.append((f"{where}.{key}", f"{who} {key}: no policy named {ref!r} in this configuration"))
+    vrfs = {v.name: (v.import_rts + v.route_targets, v.export_rts + v.route_targets) for v in cfg.vrfs}
+    services = {d["name"]: ServiceDef.parse(d) for d in cfg.services}
+    for i, d in enumerate(cfg.chains):
+        try:
+            compile_chain(ChainDef.parse(d, f"chains[{i}]"), services, vrfs)
+        except ValueError as e:
+            field, sep, why = str(e.args[0] if e.args else e).partition(": ")
+            out.append((f"chains.{i}.{field}", why) if sep and " " not in field else (f"chains.{i}", str(e)))
     return out
 
 

@@ -27,6 +27,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -36,6 +37,7 @@ from ..vpn.rd_allocator import parse_rd
 from ..vpn.route_target import parse_route_targets
 from ..vpn.vrf import parse_label_mode
 from .bridge import VpnBridge
+from .chains import ChainBook, ServiceRole
 from .store import Store, StoreError, Transaction
 
 log = logging.getLogger("vpe.agent.state")
@@ -65,13 +67,50 @@ def normalise_spec(spec: dict[str, Any]) -> dict[str, Any]:
         "label_mode": spec.get("label_mode", "per-vrf"),
         "multipath": int(spec.get("multipath", 1)),
         "description": str(spec.get("description") or ""),
+        **({"service": dict(spec["service"])} if spec.get("service") else {}),
     }
 
 
 def vrf_args(spec: dict[str, Any]) -> dict[str, Any]:
     """The keyword arguments of ``Engine.add_vrf`` in a stored spec (the
     description is the API's, the VPN service does not know it)."""
-    return {k: v for k, v in spec.items() if k != "description"}
+    return {k: v for k, v in spec.items() if k not in ("description", "service")}
+
+
+def service_args(spec: dict[str, Any]) -> dict[str, Any] | None:
+    """The keyword arguments of ``VpnBridge.set_service`` in a stored spec (None: a plain VRF)."""
+    svc = spec.get("service")
+    if not svc:
+        return None
+    return {"via": svc["address"], "attract": list(svc.get("attract") or ()),
+            "readv_from_rts": list(svc.get("readv_from_rts") or ()),
+            "readv_exclude": list(svc.get("readv_exclude") or ())}
+
+
+def check_service(svc: Any) -> None:
+    """``ValueError`` naming the field for a VRF's ``service`` block the VPN service would refuse."""
+    if svc is None:
+        return
+    if not isinstance(svc, dict):
+        raise ValueError("service: expected an object with address, attract, readv_from_rts, readv_exclude")
+    unknown = set(svc) - {"address", "attract", "readv_from_rts", "readv_exclude", "role"}
+    if unknown:
+        raise ValueError(f"service: unknown key(s) {', '.join(sorted(unknown))}")
+    if not svc.get("address"):
+        raise ValueError("service.address: missing; the instance's address in the VRF (its port's)")
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(svc["address"])
+    except ValueError:
+        raise ValueError(f"service.address: {svc['address']!r} is not an IP address") from None
+    for f in ("attract", "readv_exclude"):
+        for i, p in enumerate(svc.get(f) or ()):
+            try:
+                ipaddress.ip_network(p, strict=True)
+            except (ValueError, TypeError) as e:
+                raise ValueError(f"service.{f}[{i}]: {p!r} is not a prefix ({e})") from None
+    parse_route_targets(list(svc.get("readv_from_rts") or ()), "service.readv_from_rts")
 
 
 def same_rts(given: Any, current: Any) -> bool:
@@ -89,6 +128,7 @@ def check_spec(spec: dict[str, Any]) -> None:
             parse_route_targets(spec[f], f)
     if spec.get("label_mode") is not None:
         parse_label_mode(spec["label_mode"])
+    check_service(spec.get("service"))
     mp = spec.get("multipath")
     if mp is not None and (type(mp) is not int or not 1 <= mp <= 64):
         raise ValueError(f"multipath: {mp!r} is not a path count in 1..64")
@@ -104,6 +144,8 @@ class DurableOps:
         self.config_vrfs = set(config_vrfs)
         #: specs of API-created VPN instances, as stored
         self.specs: dict[str, dict[str, Any]] = {}
+        #: services and chains (set by the engine)
+        self.chains: ChainBook | None = None
 
     # -- the atomic frame ---------------------------------------------------------
 
@@ -154,7 +196,12 @@ class DurableOps:
                 tx.put_vpn(name, stored)
             eng.add_vrf(name, **vrf_args(stored))
             undo.append(lambda: eng.remove_vrf(name))
+            svc = service_args(stored)
+            if svc is not None:
+                eng.set_service(name, **svc)
         self.specs[name] = stored
+        if self.chains is not None:
+            self.chains.vrf_added(name)
         log.info("VPN instance %s created (rd %s)", name, eng.vpn.vrf(name).rd, extra={"vrf": name})
 
     def update_vpn(self, name: str, changes: dict[str, Any]) -> None:
@@ -182,8 +229,18 @@ class DurableOps:
             if rest:
                 undo.append(lambda: eng.update_vrf(name, **{k: old[k] for k in rest}))
                 eng.update_vrf(name, **rest)
+            if "service" in changes:
+                self._set_service(name, new)
+                undo.append(lambda: self._set_service(name, old))
         self.specs[name] = new
         log.info("VPN instance %s changed: %s", name, ", ".join(sorted(changes)), extra={"vrf": name})
+
+    def _set_service(self, name: str, spec: dict[str, Any]) -> None:
+        svc = service_args(spec)
+        if svc is not None:
+            self.bridge.set_service(name, **svc)
+        elif name in self.bridge.vpn.services:
+            self.bridge.apply(self.bridge.vpn.clear_service(name))
 
     def _spec_of(self, name: str) -> dict[str, Any]:
         if name in self.specs:
@@ -235,6 +292,9 @@ class DurableOps:
         if auto:
             self.bridge.vpn.rds.restore({name: rd})
         self.bridge.add_vrf(name, **vrf_args(spec))
+        svc = service_args(spec)
+        if svc is not None:
+            self.bridge.set_service(name, **svc)
 
     # -- ports -----------------------------------------------------------------------------
 
@@ -284,17 +344,37 @@ class DurableOps:
                     tx.put_vpn(a.vrf, stored)
                 eng.add_vrf(a.vrf, **vrf_args(stored))
                 undo.append(lambda: eng.remove_vrf(a.vrf))
+                svc = service_args(stored)
+                if svc is not None:
+                    eng.set_service(a.vrf, **svc)
             done = eng.attach(a)  # as attached (its sequence number given)
             undo.append(lambda: eng.detach(a.name))
             if tx is not None:
                 tx.put_port(done.name, done.vrf, done.to_json())
         if create:
             self.specs[a.vrf] = stored
+            if self.chains is not None:
+                self.chains.vrf_added(a.vrf)
             log.info("VPN instance %s created for port %s (rd %s)", a.vrf, a.name,
                      eng.vpn.vrf(a.vrf).rd, extra={"vrf": a.vrf, "port": a.name})
         log.info("port %s attached to VRF %s (%s)", a.name, a.vrf, ", ".join(a.ips),
                  extra={"vrf": a.vrf, "port": a.name, "prefix": list(a.ips)})
         return create
+
+    def attach_service(self, a: Attachment, role: ServiceRole) -> Attachment:
+        """Attach port ``a`` as one side of a service instance (docs/service-chains.md):
+        its VRF (``CHAIN.PORT``) is created from the chain's plan, with the
+        instance's attraction or re-advertisement; the port may send for any
+        source (it forwards others' traffic). Returns the attachment as made."""
+        if self.chains is None:
+            raise NotFound("chain: this vPE has no service chains")
+        vrf, spec = self.chains.instance_spec(role, a.name, a.ips)
+        if vrf in self.bridge.vpn.vrfs:
+            raise Conflict(f"name: VPN instance {vrf!r} of port {a.name!r} already exists")
+        anywhere = tuple(p for p in ("0.0.0.0/0", "::/0") if p not in a.allowed_pairs)
+        a = replace(a, vrf=vrf, allowed_pairs=(*a.allowed_pairs, *anywhere))
+        self.attach(a, spec)
+        return a
 
     def detach(self, name: str) -> Attachment:
         eng = self.bridge
@@ -306,6 +386,9 @@ class DurableOps:
             a = eng.detach(name)
             undo.append(lambda: eng.attach(a))
         log.info("port %s detached from VRF %s", name, a.vrf, extra={"vrf": a.vrf, "port": name})
+        role = (self.specs.get(a.vrf, {}).get("service") or {}).get("role")
+        if role and not eng.attachments.by_vrf(a.vrf):  # a service instance's own VRF goes with it
+            self.delete_vpn(a.vrf)
         return a
 
     # -- mobility (docs/mobility.md) ------------------------------------------------------
@@ -382,6 +465,9 @@ class DurableOps:
             try:
                 stored = normalise_spec(spec)
                 eng.add_vrf(name, **vrf_args(stored))
+                svc = service_args(stored)
+                if svc is not None:
+                    eng.set_service(name, **svc)
             except (ValueError, TypeError) as e:
                 log.error("VPN instance %s from %s not restored: %s", name, self.store.path, e,
                           extra={"vrf": name})

@@ -29,9 +29,11 @@ from ..dataplane.driver import NextHop
 from ..policy import PolicyBook, PolicyError, Relabeler, RelabelKey, SwapChanges, parse_policy
 from ..rib.adj_rib_out import AdjRibOut
 from ..rib.rib import Rib
+from ..vpn.chains import ChainDef, ServiceDef
 from ..vpn.leaking import LeakPolicy
 from ..vpn.service import VpnService
 from .bridge import VpnBridge
+from .chains import ChainBook
 from .config import AgentConfig
 from .durable import DurableOps
 from .fib import FibProgrammer
@@ -79,9 +81,11 @@ class Engine:
                       if any(v.neighbors for v in cfg.vrfs) else None)
         self._configure(cfg)
         self.ops = DurableOps(self.bridge, store, config_vrfs={v.name for v in cfg.vrfs})
+        self.chains = self.ops.chains = self._chains(cfg)
         self.view = AgentView(self.router, self.bridge, dp.driver, self.ops.specs,
                               neighbors={n.address: {"description": n.description} for n in cfg.neighbors})
         self.ops.restore()
+        self.chains.restore()  # after the API's VPN instances: chains name them
         if self.transport is not None:  # after the restore, which frees the labels nobody claimed
             self.transport.start()
 
@@ -133,6 +137,10 @@ class Engine:
                 ))
             for r in v.routes:
                 bridge.apply(vpn.add_local_route(v.name, r.prefix, kind=r.kind, next_hop=r.next_hop))
+            if v.service is not None:
+                bridge.set_service(v.name, v.service.address, attract=v.service.attract,
+                                   readv_from_rts=v.service.readv_from_rts,
+                                   readv_exclude=v.service.readv_exclude)
         for lk in cfg.leaks:
             bridge.apply(vpn.add_leak_policy(LeakPolicy(
                 lk.name,
@@ -142,6 +150,17 @@ class Engine:
                 None if lk.route_targets is None else tuple(lk.route_targets),  # type: ignore[arg-type]
             )))
         bridge.start()
+
+    def _chains(self, cfg: AgentConfig) -> ChainBook:
+        """The configuration file's services and chains (docs/service-chains.md)."""
+        book = ChainBook(self.bridge, self.store)
+        for d in cfg.services:
+            book.put_service(ServiceDef.parse(d))
+        for d in cfg.chains:
+            c = ChainDef.parse(d)
+            book.put_chain(c)
+            book.configured.add(c.name)
+        return book
 
     # -- life cycle ------------------------------------------------------------
 

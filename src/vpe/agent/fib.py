@@ -10,7 +10,7 @@ Neither half knows which dataplane driver runs behind the FIB channel.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from ipaddress import IPv4Address, IPv6Address
+from ipaddress import IPv4Address, IPv6Address, ip_network
 from typing import TYPE_CHECKING, Any
 
 from ..dataplane.driver import (
@@ -18,6 +18,7 @@ from ..dataplane.driver import (
     LabelEntry,
     NextHop,
     Port,
+    Redirect,
     ReplicationList,
     Route,
     RouteKey,
@@ -27,6 +28,7 @@ from .fib_link import KEEPALIVE, FibLink, fib_address
 from .fib_resolver import DEFAULT_GATEWAY_MAC, FibResolver, PortSpec
 
 if TYPE_CHECKING:
+    from ..vpn.chains import Classifier
     from ..vpn.events import VrfTableChange
     from ..vpn.service import VpnService
 
@@ -106,6 +108,19 @@ class FibProgrammer:
 
     def remove_swap(self, label: int) -> None:
         self.link.submit(self.resolver.remove_swap(label))
+
+    def set_redirect(self, name: str, vrf: str, classifier: Classifier, target: str) -> None:
+        """Traffic of ``vrf`` matching ``classifier`` is looked up in ``target`` (service
+        chains, docs/service-chains.md)."""
+        src, dst = classifier.source, classifier.destination
+        if src is None and dst is None:  # the chain attracts one family's default route: that family
+            dst = "0.0.0.0/0" if classifier.version == 4 else "::/0"
+        self.link.submit(self.resolver.set_redirect(Redirect(
+            name, vrf, target, None if src is None else ip_network(src),
+            None if dst is None else ip_network(dst), classifier.protocol, classifier.ports)))
+
+    def remove_redirect(self, name: str) -> None:
+        self.link.submit(self.resolver.remove_redirect(name))
 
     # -- the link ---------------------------------------------------------------------
 

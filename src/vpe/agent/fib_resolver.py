@@ -40,6 +40,7 @@ from ..dataplane.driver import (
     LabelEntry,
     NextHop,
     Port,
+    Redirect,
     ReplicationList,
     Route,
     RouteKey,
@@ -114,6 +115,8 @@ class FibResolver:
         self.replication: dict[str, ReplicationList] = {}
         #: label swap entries set from outside the VPN service's bindings
         self.swaps: dict[int, LabelEntry] = {}
+        #: flow classifier redirects (service chains), by name
+        self.redirects: dict[str, Redirect] = {}
         #: the VPN service of the last table change, to re-resolve what depends on ports
         self._vpn: VpnService | None = None
         #: table changes holding a local static route: their next hop resolves to a
@@ -204,6 +207,18 @@ class FibResolver:
         kw = self._changes(changes, self._vpn)
         return Batch(**kw) if kw else None
 
+    def set_redirect(self, r: Redirect) -> Batch | None:
+        """Traffic of ``r.vrf`` matching ``r`` is looked up in ``r.target`` (service chains)."""
+        if self.redirects.get(r.name) == r:
+            return None
+        self.redirects[r.name] = r
+        return Batch(add_redirects=(r,))
+
+    def remove_redirect(self, name: str) -> Batch | None:
+        if self.redirects.pop(name, None) is None:
+            return None
+        return Batch(remove_redirects=(name,))
+
     def remove_swap(self, label: int) -> Batch | None:
         """Forget the swap entry of ``label`` (None when there was none)."""
         if self.swaps.pop(label, None) is None:
@@ -223,10 +238,6 @@ class FibResolver:
         remove: list[RouteKey] = []
         for ch in changes:
             key = RouteKey(ch.vrf, ch.network)
-            if any(r.source is RouteSource.LOCAL and r.kind is RouteKind.STATIC for r in ch.routes):
-                self._statics[key] = ch
-            else:
-                self._statics.pop(key, None)
             pes: list[IPv4Address | IPv6Address] = []
             hops = self._next_hops(ch, vpn, bindings, pes)
             if pes:
@@ -235,6 +246,15 @@ class FibResolver:
                     self._by_pe.setdefault(pe, set()).add(key)
             else:
                 self._remote.pop(key, None)
+            if any(r.source is RouteSource.LOCAL and r.kind is RouteKind.STATIC for r in ch.routes) or (
+                    not hops and any(r.source is RouteSource.IMPORTED and r.next_hop == self.underlay
+                                     for r in ch.routes)):
+                # resolved through a port by address (a static route; our own route imported
+                # into another VRF, e.g. a service instance's attraction, that found no port
+                # yet): the port may come later
+                self._statics[key] = ch
+            else:
+                self._statics.pop(key, None)
             if hops:
                 moved = ch.routes[-1].rank[0] == RANK_NOT_HERE and ch.routes[0].source is not RouteSource.LOCAL
                 r = Route(ch.vrf, ch.network, tuple(hops[:_MAX_NEXT_HOPS]), moved=moved)
@@ -325,6 +345,10 @@ class FibResolver:
         for e in entries:
             if e.next_hop is None and e.kind is RouteKind.HOST and isinstance(e.origin, Endpoint):
                 return NextHop.local(e.origin.name)
+            if e.source is RouteSource.LOCAL and e.kind is RouteKind.STATIC and e.next_hop is not None:
+                # a service instance on this host attracts the prefix (docs/service-chains.md)
+                port = self._port_for(src_vrf, e.next_hop)
+                return NextHop.local(port) if port is not None else None
         return None
 
     def encap_for(self, offered: tuple[int, ...]) -> Encap:
@@ -352,4 +376,5 @@ class FibResolver:
     def state(self) -> State:
         """Everything the forwarder should hold (what a full sync sends)."""
         return State(ports=tuple(self.ports.values()), routes=tuple(self.routes.values()),
-                     labels=tuple(self.labels.values()), replication=tuple(self.replication.values()))
+                     labels=tuple(self.labels.values()), replication=tuple(self.replication.values()),
+                     redirects=tuple(self.redirects[n] for n in sorted(self.redirects)))

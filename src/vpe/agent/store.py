@@ -358,6 +358,12 @@ class Store:
         rows = self._query("SELECT name, spec FROM policies ORDER BY rowid")
         return {name: _loads(self.path, spec, f"policies[{name}]") for name, spec in rows}
 
+    def chain_defs(self, kind: str) -> dict[str, dict[str, Any]]:
+        """Services (``kind`` "service") or chains ("chain") made through the API: name ->
+        definition (creation order; kept as ``meta`` rows ``KIND:NAME``)."""
+        rows = self._query("SELECT key, value FROM meta WHERE key LIKE ? ORDER BY rowid", (f"{kind}:%",))
+        return {key.split(":", 1)[1]: _loads(self.path, value, f"meta[{key}]") for key, value in rows}
+
     def service_state(self) -> dict[str, Any] | None:
         """The VPN service's saved label/RD state (``state=`` of
         :class:`~vpe.vpn.service.VpnService`: ``label_space``, ``label_rows``,
@@ -437,6 +443,14 @@ class Transaction:
 
     def delete_policy(self, name: str) -> None:
         self._exec("DELETE FROM policies WHERE name = ?", (name,))
+
+    def put_chain_def(self, kind: str, name: str, spec: dict[str, Any]) -> None:
+        """A service or chain made through the API (see :meth:`Store.chain_defs`)."""
+        self._exec("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                   (f"{kind}:{name}", json.dumps(spec, sort_keys=True)))
+
+    def delete_chain_def(self, kind: str, name: str) -> None:
+        self._exec("DELETE FROM meta WHERE key = ?", (f"{kind}:{name}",))
 
     def _exec_many(self, sql: str, args: list[tuple[Any, ...]]) -> None:
         if self.done:

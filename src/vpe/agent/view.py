@@ -78,6 +78,10 @@ class AgentView:
         Adj-RIB-In, so it is counted only when asked; otherwise it is None."""
         return [self._neighbor_json(addr, p, accepted) for addr, p in self._router.speaker.peers.items()]
 
+    def identity(self) -> dict[str, Any]:
+        """Local AS and router id (the summary's header, without walking anything)."""
+        return {"local_as": self._router.local_as, "router_id": str(self._router.router_id)}
+
     def bgp_summary(self) -> dict[str, Any]:
         """The summary with its header: local AS and router id."""
         return {"local_as": self._router.local_as, "router_id": str(self._router.router_id),
@@ -203,6 +207,13 @@ class AgentView:
 
     def has_vrf(self, name: str) -> bool:
         return name in self._bridge.vpn.vrfs
+
+    def vrf_brief(self, name: str) -> dict[str, Any]:
+        """A VRF without its table (RD, RTs, route counts, ports, description): cheap for lists."""
+        d = self._bridge.vpn.vrf(name).to_json()
+        d["ports"] = [a.name for a in self._bridge.attachments.by_vrf(name)]
+        d["description"] = self._descriptions.get(name, {}).get("description", "")
+        return d
 
     def vrf_json(self, name: str) -> dict[str, Any]:
         d = self._bridge.vpn.describe(name)

@@ -8,7 +8,8 @@ all (:mod:`vpe.agent.durable`). Lists are paginated with ``offset``/``limit``.
 Prometheus metrics are at ``/metrics``.
 
 One router per resource: :mod:`~vpe.api.bgp`, :mod:`~vpe.api.vpns`,
-:mod:`~vpe.api.ports`, :mod:`~vpe.api.dataplane`, :mod:`~vpe.api.policies`. They read through the
+:mod:`~vpe.api.ports`, :mod:`~vpe.api.dataplane`, :mod:`~vpe.api.policies`, and the web
+looking glass under ``/lg/`` (:mod:`~vpe.api.lg`, HTML). They read through the
 agent's :class:`~vpe.agent.view.AgentView` and change state only through
 :class:`~vpe.agent.durable.DurableOps` (and the router's refresh).
 
@@ -25,7 +26,9 @@ from ..agent.engine import Engine
 from ..agent.metrics import AgentMetrics
 from .auth import BearerAuth
 from .bgp import bgp_router
+from .chains import chains_router
 from .dataplane import COUNTERS_TIMEOUT, dataplane_router
+from .lg import lg_router
 from .limits import MAX_BODY, BodyGuard, validation_handler
 from .policies import policies_router
 from .ports import ports_router
@@ -41,7 +44,9 @@ def create_app(engine: Engine) -> FastAPI:
     app.include_router(bgp_router(engine.view, engine.router))
     app.include_router(vpns_router(engine.view, engine.ops))
     app.include_router(ports_router(engine.view, engine.ops))
+    app.include_router(chains_router(engine.chains))
     app.include_router(dataplane_router(engine.view, metrics))
+    app.include_router(lg_router(engine.view, COUNTERS_TIMEOUT))
     app.include_router(policies_router(engine.router.policies, engine.store,
                                        config_names=[p["name"] for p in engine.cfg.policies]))
     app.add_exception_handler(RequestValidationError, validation_handler)

@@ -13,7 +13,7 @@ from fastapi import HTTPException
 
 from ..agent.store import StoreError
 from ..vpn.attachments import InvalidTransition
-from ..vpn.errors import AlreadyExists, Conflict, NotFound
+from ..vpn.errors import AlreadyExists, Conflict, NotFound, VpnError
 
 #: what an operation may raise for bad input or state (anything else is a bug: 500)
 REFUSED = (ValueError, KeyError, StoreError)
@@ -21,7 +21,8 @@ REFUSED = (ValueError, KeyError, StoreError)
 
 def http_error(e: Exception) -> HTTPException:
     """The HTTP error of a refused operation."""
-    text = str(e).strip("'\"")
+    # a plain KeyError quotes its message; a VpnError's text is as written (it may end in a quote)
+    text = str(e) if isinstance(e, VpnError) else str(e).strip("'\"")
     if isinstance(e, NotFound):
         return HTTPException(404, text)
     if isinstance(e, StoreError):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from ..vpn.attachments import Attachment, AttachmentState
 from ..vpn.errors import InvalidValue
@@ -94,6 +94,31 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class ServiceVrf(_Model):
+    """A service instance's VRF (bagpipe-bgp's attract-to-rt and readv-from-rt):
+    ``attract`` prefixes and every route carrying one of ``readv_from_rts`` are
+    advertised via ``address`` (the instance's port) with the VRF's export RTs."""
+
+    address: str = Field(description="the service instance's address in the VRF (its port's)")
+    attract: list[str] = Field(default_factory=list, max_length=MAX_RTS)
+    readv_from_rts: list[str] = Field(default_factory=list, max_length=MAX_RTS)
+    readv_exclude: list[str] = Field(default_factory=list, max_length=MAX_RTS)
+
+
+class ServiceRoleModel(_Model):
+    """A port attached as one side of a service instance in a chain (docs/service-chains.md)."""
+
+    chain: str
+    service: str
+    side: Literal["inside", "outside"]
+    pool: str | None = Field(default=None, description="NAT services: the pool slice this instance owns")
+
+    @field_validator("chain", "service")
+    @classmethod
+    def _names(cls, v: str, info: ValidationInfo) -> str:
+        return str(_rule(check_name, v, info.field_name or "name"))
+
+
 class VpnCreate(_Model):
     name: str = Field(description="a name: 1..64 of A-Z a-z 0-9 _ . -, beginning with a letter or digit")
     rd: str = Field(default="auto", max_length=64)
@@ -103,6 +128,8 @@ class VpnCreate(_Model):
     label_mode: Literal["per-vrf", "per-prefix", "per-endpoint"] = "per-vrf"
     multipath: int = Field(default=1, ge=1, le=64)
     description: str = Field(default="", description="free text, max 256 (bagpipe: instance_description)")
+    service: ServiceVrf | None = Field(default=None, description="a service instance's VRF: attraction and "
+                                       "re-advertisement (docs/service-chains.md)")
 
     @field_validator("name")
     @classmethod
@@ -131,6 +158,7 @@ class VpnUpdate(_Model):
     label_mode: Literal["per-vrf", "per-prefix", "per-endpoint"] | None = None
     multipath: int | None = Field(default=None, ge=1, le=64)
     description: str | None = None
+    service: ServiceVrf | None = None
 
     @field_validator("description")
     @classmethod
@@ -143,7 +171,8 @@ class PortAttach(_Model):
 
     name: str = Field(description="port id (bagpipe: local_port / port id); the name rule")
     ifname: str = Field(description="host-side interface of the VM: 1..15 octets, the name rule's characters")
-    vpn: str = Field(description="VRF name (bagpipe: vpn_instance_id)")
+    vpn: str = Field(default="", description="VRF name (bagpipe: vpn_instance_id); "
+                                             "not needed with a service role")
     mac: str = Field(pattern=r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$", description="the VM's unicast MAC")
     ips: list[str] = Field(min_length=1, max_length=MAX_IPS,
                            description="the VM's unicast addresses with prefix length")
@@ -176,14 +205,29 @@ class PortAttach(_Model):
         default=None, max_length=MAX_RTS,
         description="bagpipe: export_rt; creates the VPN instance if it does not exist, "
                     "else must equal its export RTs")
+    service: ServiceRoleModel | None = Field(
+        default=None, description="attach as a service instance's inside/outside port in a chain; "
+                                  "its VRF (CHAIN.PORT) is made from the chain (vpn is then ignored)")
     vpn_description: str = Field(default="",
                                  description="description of a VPN instance created by this attach "
                                              "(bagpipe: instance_description)")
 
-    @field_validator("name", "vpn")
+    @field_validator("name")
     @classmethod
     def _names(cls, v: str, info: ValidationInfo) -> str:
         return str(_rule(check_name, v, info.field_name or "name"))
+
+    @field_validator("vpn")
+    @classmethod
+    def _vpn(cls, v: str) -> str:
+        return v if v == "" else str(_rule(check_name, v, "vpn"))
+
+    @model_validator(mode="after")
+    def _vpn_or_service(self) -> PortAttach:
+        if not self.vpn and self.service is None:
+            raise ValueError("vpn: missing; a port is attached to a VPN instance (or, with service, "
+                             "as a service instance of a chain)")
+        return self
 
     @field_validator("ifname")
     @classmethod

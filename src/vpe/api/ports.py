@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query
 
+from ..agent.chains import ServiceRole
 from ..agent.durable import DurableOps
 from ..agent.view import AgentView
 from .errors import REFUSED, http_error
@@ -31,7 +32,11 @@ def ports_router(view: AgentView, ops: DurableOps) -> APIRouter:
     async def attach(body: PortAttach) -> dict[str, Any]:
         a = body.attachment()
         try:
-            created = ops.attach(a, body.vpn_spec())
+            if body.service is not None:
+                a = ops.attach_service(a, ServiceRole(**body.service.model_dump()))
+                created = True
+            else:
+                created = ops.attach(a, body.vpn_spec())
         except REFUSED as e:
             raise http_error(e) from None
         fib = view.fib

@@ -22,7 +22,6 @@ import sys
 from typing import Any
 from urllib.parse import quote
 
-import httpx
 import typer
 from rich.table import Table
 
@@ -32,6 +31,7 @@ from ..lab.cli import lab_app
 from ..vpn.errors import InvalidValue
 from ..vpn.names import check_name
 from . import bgp as bgp_cli
+from .client import Target, TargetError, Unreachable, make_target
 from .output import console as plain_console
 from .output import fail
 
@@ -44,7 +44,9 @@ EPILOG = """Exit codes:
 
 2 usage error, invalid value (HTTP 422; the message names the field) or bad configuration file.
 
-3 the agent cannot be reached (the message names the socket; is `vpe agent` running?)."""
+3 the agent cannot be reached (the message names the socket or URL and why: refused, TLS verification, timeout).
+
+A remote agent: `vpe --api https://HOST:PORT --token-file FILE [--ca CA.pem] COMMAND` (or env VPE_API, VPE_TOKEN, VPE_CA); a refused token is exit 1."""
 
 app = typer.Typer(help="vpe: a virtual Provider Edge for BGP/MPLS IP VPNs.", no_args_is_help=True,
                   epilog=EPILOG, pretty_exceptions_enable=False)
@@ -88,30 +90,76 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(d, default=str)
 
 
+#: syslog priority of each level: the ``<N>`` prefix journald reads from a service's stderr
+_PRIORITY = {logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6, logging.DEBUG: 7}
+
+
+class _JournalFormatter(logging.Formatter):
+    """For stderr connected to the journal: no timestamp (journald stamps each line) and
+    the level as a ``<N>`` syslog prefix, so ``journalctl -p warning`` filters by it."""
+
+    def __init__(self) -> None:
+        super().__init__("%(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        prio = _PRIORITY.get(record.levelno, 6 if record.levelno < logging.WARNING else 3)
+        # every line of a multi-line message (a traceback) is its own journal entry: prefix each
+        return "\n".join(f"<{prio}>{line}" for line in super().format(record).splitlines())
+
+
+def under_journal(stream: Any = None) -> bool:
+    """Is ``stream`` (stderr) the journal's stream (systemd sets ``JOURNAL_STREAM=dev:inode``)?"""
+    want = os.environ.get("JOURNAL_STREAM", "")
+    dev, _, ino = want.partition(":")
+    if not dev.isdigit() or not ino.isdigit():
+        return False
+    try:
+        st = os.fstat((stream or sys.stderr).fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
+    return (st.st_dev, st.st_ino) == (int(dev), int(ino))
+
+
 def _setup_logging(level: str, as_json: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if as_json:
         handler.setFormatter(_JsonFormatter())
+    elif under_journal():
+        handler.setFormatter(_JournalFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
 
 
+#: the configuration ``vpe agent`` reads without ``--config`` (env VPE_CONFIG)
+DEFAULT_CONFIG = "/etc/vpe/agent.toml"
+
+
 @app.command()
 def agent(
-    config: str = typer.Option(..., "--config", "-c", help="TOML configuration file"),
+    config: str = typer.Option(DEFAULT_CONFIG, "--config", "-c", envvar="VPE_CONFIG", show_envvar=False,
+                               help="TOML configuration file (env VPE_CONFIG)"),
     log_level: str = typer.Option("info", help="debug, info, warning, error"),
     log_json: bool = typer.Option(False, "--log-json", help="one JSON object per log line"),
     withdraw_on_exit: bool = typer.Option(
         False, "--withdraw-on-exit",
         help="on SIGTERM/SIGINT send a Cease to every peer (default: leave as for a graceful restart)"),
 ) -> None:
-    """Run the control plane (BGP speaker, API) in the foreground."""
+    """Run the control plane (BGP speaker, API) in the foreground.
+
+    Without ``state_dir`` in the configuration, the state is kept in
+    /var/lib/vpe/<router id>-<hash of the configuration's path> (docs/operations.md)."""
+    from ..agent.statedir import resolve_state_dir
+
     try:
-        cfg = load_config(config)
+        loaded = load_config(config)
     except ConfigError as e:
         fail(e, EXIT_USAGE)
     _setup_logging(log_level, log_json)
+    try:
+        cfg = resolve_state_dir(loaded, config)
+    except ConfigError as e:
+        fail(e, EXIT_USAGE)
     from ..daemon import main as run
 
     run(cfg, withdraw_on_exit=withdraw_on_exit, source=config)
@@ -126,13 +174,26 @@ def _seg(value: str, what: str = "name") -> str:
     return quote(value, safe="")
 
 
+#: the agent over TCP when ``--api``/``VPE_API`` is given (set by the callback), else None
+_remote: list[Target] = []
+
+
+def target(socket: str) -> Target:
+    """Where this invocation's requests go: the ``--api`` target, or the Unix socket ``socket``."""
+    return _remote[0] if _remote else Target(socket=socket)
+
+
 def _call(socket: str, method: str, path: str, body: Any = None, **params: Any) -> Any:
+    t = target(socket)
     try:
-        with httpx.Client(transport=httpx.HTTPTransport(uds=socket), timeout=30.0) as c:
-            r = c.request(method, f"http://vpe{path}", json=body,
-                          params={k: v for k, v in params.items() if v is not None})
-    except (httpx.ConnectError, FileNotFoundError, httpx.TransportError) as e:
-        fail(f"cannot reach the vpe agent at {socket}: {e} (is `vpe agent` running?)", EXIT_UNREACHABLE)
+        r = t.request(method, path, json=body, params={k: v for k, v in params.items() if v is not None})
+    except Unreachable as e:
+        fail(e, EXIT_UNREACHABLE)
+    except TargetError as e:
+        fail(e, EXIT_USAGE)
+    socket = t.where
+    if r.status_code == 401 and t.url is not None:
+        fail(t.unauthorized(), EXIT_REFUSED)
     if r.status_code >= 400:  # 422 -> 2 (usage/validation); other 4xx and 5xx -> 1
         try:
             detail = r.json().get("detail", r.text)
@@ -166,9 +227,26 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                       help="print the version and exit")) -> None:
+def _main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="print the version and exit"),
+    api: str = typer.Option(None, "--api", envvar="VPE_API", show_envvar=False,
+                            help="reach the agent over TCP: http(s)://HOST:PORT, its api.tcp (env VPE_API); "
+                                 "default: the Unix socket"),
+    token_file: str = typer.Option(None, "--token-file", help="file holding the agent's api.token "
+                                                             "(or the token itself in env VPE_TOKEN)"),
+    ca: str = typer.Option(None, "--ca", envvar="VPE_CA", show_envvar=False,
+                           help="CA certificate(s) that verify an https:// agent (env VPE_CA; default: "
+                                "the system's)"),
+) -> None:
     """vpe: a virtual Provider Edge for BGP/MPLS IP VPNs."""
+    _remote.clear()
+    try:
+        t = make_target(DEFAULT_SOCKET, api, token_file, os.environ.get("VPE_TOKEN"), ca)
+    except TargetError as e:
+        fail(e, EXIT_USAGE)
+    if t.url is not None:
+        _remote.append(t)
 
 
 vpn = typer.Typer(help="VPN instances (VRFs) of this vPE.", no_args_is_help=True)
@@ -374,6 +452,64 @@ def detach(name: str, socket: str = SocketOpt) -> None:
     """Detach an endpoint."""
     _call(socket, "DELETE", f"/v1/ports/{_seg(name)}")
     console.print(f"detached {name}")
+
+
+@app.command("lg")
+def lg(
+    port: int = typer.Option(8099, "--port", "-p", help="local port (0: any free one)"),
+    lab: str = typer.Option(None, "--lab", help="also draw this lab (a `vpe lab up` prefix) at /lg/lab"),
+    lab_state_dir: str = typer.Option(None, "--lab-state-dir", help="the lab's state directory "
+                                                                     "(default: the prefix's)"),
+    socket: str = SocketOpt,
+) -> None:
+    """Serve the agent's web looking glass to a local browser at http://127.0.0.1:PORT/lg/.
+
+    Passes GET /lg/... to the agent (its Unix socket, or --api with the token) and nothing else."""
+    from pathlib import Path
+
+    from . import lg as lg_proxy
+
+    t = target(socket)
+    if not 0 <= port < 65536:
+        fail(f"--port: {port} is not a TCP port", EXIT_USAGE)
+    lab_page = None
+    if lab or lab_state_dir:
+        from ..lab.layout import default_state_dir
+        from ..lab.topology import check_prefix
+
+        try:
+            sd = Path(lab_state_dir) if lab_state_dir else default_state_dir(check_prefix(lab))
+        except ValueError as e:
+            fail(f"--lab: {e}", EXIT_USAGE)
+        if not (sd / "lab.json").is_file():
+            fail(f"--lab: no lab state in {sd} (is the lab up? `vpe lab status`)", EXIT_USAGE)
+        if not _remote and socket == DEFAULT_SOCKET and lab:
+            # the lab's first host's agent, unless a socket was named
+            hosts = json.loads((sd / "lab.json").read_text()).get("topology", {}).get("hosts", [])
+            if hosts:
+                t = Target(socket=str(sd / str(hosts[0]["name"]) / "vpe.sock"))
+        lab_page = lambda: lg_proxy.lab_picture(sd)  # noqa: E731
+    try:
+        server = lg_proxy.make_server(t, "127.0.0.1", port, lab_page)
+    except TargetError as e:
+        fail(e, EXIT_USAGE)
+    except OSError as e:
+        fail(f"--port: cannot listen on 127.0.0.1:{port}: {e.strerror or e}", EXIT_USAGE)
+    url = f"http://127.0.0.1:{server.server_port}/lg/"
+    print(f"looking glass of the agent at {t.where}: {url}" + (f" (the lab: {url}lab)" if lab_page else "")
+          + "; Ctrl-C stops", flush=True)
+    import signal as _signal
+
+    def _stop(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    _signal.signal(_signal.SIGTERM, _stop)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        lg_proxy.close_server(server)
 
 
 def main() -> None:

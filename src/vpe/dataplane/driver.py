@@ -444,6 +444,57 @@ class Peer:
 
 
 @dataclass(frozen=True, slots=True)
+class Redirect:
+    """Traffic a local port sends into VRF ``vrf`` that matches the classifier is looked
+    up in VRF ``target`` instead (service chains' flow classifier, bagpipe-bgp's
+    ``redirect-rts``). An absent field matches everything; ``ports`` is a
+    destination port range (TCP, UDP, SCTP)."""
+
+    name: str
+    vrf: str
+    target: str
+    source: IPNetwork | None = None
+    destination: IPNetwork | None = None
+    protocol: int | None = None
+    ports: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.source is not None:
+            _set(self, "source", _net(self.source, f"redirect {self.name} source"))
+        if self.destination is not None:
+            _set(self, "destination", _net(self.destination, f"redirect {self.name} destination"))
+        if (self.source is not None and self.destination is not None
+                and self.source.version != self.destination.version):
+            raise DriverError(f"redirect {self.name}: source and destination of different IP versions")
+        if self.protocol is not None and (type(self.protocol) is not int or not 0 <= self.protocol <= 255):
+            raise DriverError(f"redirect {self.name} protocol: {self.protocol!r} is not 0..255")
+        if self.ports is not None:
+            lo, hi = self.ports
+            if type(lo) is not int or type(hi) is not int or not 0 <= lo <= hi <= 65535:
+                raise DriverError(f"redirect {self.name} ports: {self.ports!r} is not a range in 0..65535")
+            _set(self, "ports", (lo, hi))
+        if self.vrf == self.target:
+            raise DriverError(f"redirect {self.name}: VRF {self.vrf} redirected onto itself")
+
+    @property
+    def version(self) -> int | None:
+        p = self.destination or self.source
+        return p.version if p is not None else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "vrf": self.vrf, "target": self.target,
+                "source": None if self.source is None else str(self.source),
+                "destination": None if self.destination is None else str(self.destination),
+                "protocol": self.protocol, "ports": None if self.ports is None else list(self.ports)}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Redirect:
+        ports = d.get("ports")
+        return cls(d["name"], d["vrf"], d["target"], d.get("source"), d.get("destination"),
+                   d.get("protocol"), None if ports is None else (ports[0], ports[1]))
+
+
+@dataclass(frozen=True, slots=True)
 class Batch:
     """A set of changes applied atomically: all of it, or (on error) none of it.
 
@@ -462,6 +513,8 @@ class Batch:
     remove_replication: tuple[str, ...] = ()
     add_peers: tuple[Peer, ...] = ()
     remove_peers: tuple[IPAddress, ...] = field(default=())
+    add_redirects: tuple[Redirect, ...] = ()
+    remove_redirects: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for f in self.__dataclass_fields__:
@@ -488,6 +541,8 @@ class Batch:
             "remove_replication": list(self.remove_replication),
             "add_peers": [p.to_json() for p in self.add_peers],
             "remove_peers": [str(p) for p in self.remove_peers],
+            "add_redirects": [r.to_json() for r in self.add_redirects],
+            "remove_redirects": list(self.remove_redirects),
         }
 
     @classmethod
@@ -506,6 +561,8 @@ class Batch:
                 remove_replication=tuple(d.get("remove_replication", ())),
                 add_peers=tuple(Peer.from_json(p) for p in d.get("add_peers", ())),
                 remove_peers=tuple(d.get("remove_peers", ())),
+                add_redirects=tuple(Redirect.from_json(r) for r in d.get("add_redirects", ())),
+                remove_redirects=tuple(d.get("remove_redirects", ())),
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise DriverError(f"batch: malformed ({type(exc).__name__}: {exc})") from None
@@ -520,6 +577,7 @@ class State:
     labels: tuple[LabelEntry, ...] = ()
     replication: tuple[ReplicationList, ...] = ()
     peers: tuple[Peer, ...] = ()
+    redirects: tuple[Redirect, ...] = ()
 
     def __post_init__(self) -> None:
         for f in self.__dataclass_fields__:
@@ -532,6 +590,7 @@ class State:
             add_labels=self.labels,
             set_replication=self.replication,
             add_peers=self.peers,
+            add_redirects=self.redirects,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -541,6 +600,7 @@ class State:
             "labels": [e.to_json() for e in self.labels],
             "replication": [r.to_json() for r in self.replication],
             "peers": [p.to_json() for p in self.peers],
+            "redirects": [r.to_json() for r in self.redirects],
         }
 
     @classmethod
@@ -552,6 +612,7 @@ class State:
                 labels=tuple(LabelEntry.from_json(e) for e in d.get("labels", ())),
                 replication=tuple(ReplicationList.from_json(r) for r in d.get("replication", ())),
                 peers=tuple(Peer.from_json(p) for p in d.get("peers", ())),
+                redirects=tuple(Redirect.from_json(r) for r in d.get("redirects", ())),
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise DriverError(f"state: malformed ({type(exc).__name__}: {exc})") from None

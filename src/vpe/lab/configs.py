@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,21 @@ def _families(lab: Lab) -> str:
     return "[" + ", ".join(_toml_str(f) for f in lab.topology.families) + "]"
 
 
+def api_token(lab: Lab) -> str:
+    """The lab's API bearer token (``api_tcp_port``): made once, kept in ``<state dir>/api.token`` (0600)."""
+    path = lab.state_dir / "api.token"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    lab.state_dir.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(24)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return token
+
+
 def agent_toml(lab: Lab, host: HostConfig) -> str:
     """The ``vpe agent`` configuration of one host (src/vpe/agent/config.py)."""
     t = lab.topology
@@ -70,6 +86,9 @@ def agent_toml(lab: Lab, host: HostConfig) -> str:
         "[api]",
         f"socket = {_toml_str(str(d / 'vpe.sock'))}",
     ]
+    if t.api_tcp_port is not None:
+        lines += [f"tcp = {_toml_str(f'{host.address}:{t.api_tcp_port}')}",
+                  f"token = {_toml_str(api_token(lab))}"]
     asn_of = {h.name: t.asn_of(h) for h in t.hosts}
     peers: list[tuple[str, str]]
     remote: dict[str, int] = {}

@@ -454,6 +454,9 @@ class Topology(_Strict):
     hosts: list[HostConfig] = Field(min_length=1)
     tenants: list[TenantConfig] = Field(default_factory=list)
     vms: list[VmConfig] = Field(default_factory=list)
+    #: when set, each host's agent also serves its API on TCP at ``<host address>:<port>``
+    #: (inside the host's namespace) with the lab's bearer token, in ``<state dir>/api.token``
+    api_tcp_port: int | None = Field(default=None, ge=1, le=65535)
 
     @field_validator("prefix")
     @classmethod

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable
+from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any
 
@@ -37,6 +38,7 @@ from .mobility import MAX_SEQUENCE, check_contest, entry_sequence
 from .rd_allocator import RdAllocator, parse_rd
 from .route_target import EMPTY_RTS, RouteTargetIndex, parse_route_targets
 from .vrf import (
+    READV_SUFFIX,
     IPNetwork,
     LabelMode,
     Vrf,
@@ -48,6 +50,33 @@ from .vrf import (
 from .vrf import RouteKind as RouteKind
 
 _MAX_LEAK_ROUNDS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSettings:
+    """A VRF of a service instance's port (docs/service-chains.md; bagpipe-bgp's
+    ``attract-to-rt`` and ``readv-from-rt``/``readv-to-rt``).
+
+    ``via`` is the instance's address in the VRF (its port's). ``attract``
+    prefixes become static routes ``prefix via via``, exported with the VRF's
+    export RTs: remotes send traffic for them to the instance. Every VPN route
+    carrying one of ``readv_from`` (imported by a hidden VRF, never into this
+    VRF's own table) is re-advertised the same way, with this vPE's next hop
+    and label, except the prefixes of ``readv_exclude``.
+    """
+
+    via: IPAddress
+    attract: tuple[tuple[int, bytes], ...] = ()
+    readv_from: frozenset[Any] = frozenset()
+    readv_exclude: frozenset[tuple[int, bytes]] = frozenset()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "address": str(self.via),
+            "attract": [key_text(v, k) for v, k in self.attract],
+            "readv_from_rts": sorted(str(rt) for rt in self.readv_from),
+            "readv_exclude": sorted(key_text(v, k) for v, k in self.readv_exclude),
+        }
 
 
 def _ip(value: Any, field: str) -> IPAddress:
@@ -110,6 +139,14 @@ class VpnService:
         #: names of the VRFs with unflushed table changes (each VRF's ``watch``)
         self._changed: dict[str, None] = {}
         self._sorted: list[str] = []  # VRF names, sorted (pages of the API's listing)
+        #: service VRFs (:class:`ServiceSettings`); hidden readv VRF -> the service VRF;
+        #: service VRF -> the prefixes it re-advertises now (local static routes)
+        self.services: dict[str, ServiceSettings] = {}
+        self._readv: dict[str, str] = {}
+        self._readv_keys: dict[str, set[tuple[int, bytes]]] = {}
+        #: the latest ``now`` a caller passed: re-advertisements follow RIB changes, which
+        #: carry no time, and take their labels at this time
+        self._now = now
 
     # -- reading ------------------------------------------------------------------
 
@@ -211,7 +248,8 @@ class VpnService:
         vrf.rd = self.rds.allocate(name) if rd_value is None else self.rds.claim(name, rd_value)
         vrf.watch = self._changed
         self.vrfs[name] = vrf
-        bisect.insort(self._sorted, name)
+        if not name.endswith(READV_SUFFIX):  # hidden readv VRFs are no VPN instances to list
+            bisect.insort(self._sorted, name)
         self._locals[name] = {}
         self.index.set(vrf, imp)
         self.importer.reimport(vrf, frozenset(), imp)
@@ -221,6 +259,8 @@ class VpnService:
         """Delete a VRF: withdraw its exports, drop its leaks, empty its tables."""
         vrf = self.vrf(name)
         out = VpnOutput()
+        if name in self.services:
+            out = self.clear_service(name, now)
         pairs = set()
         for policy in self.leaker.involving(name):
             self.leaker.remove(policy.name)
@@ -235,7 +275,8 @@ class VpnService:
         changes = vrf.flush()
         self.rds.release(name)
         del self.vrfs[name]
-        del self._sorted[bisect.bisect_left(self._sorted, name)]
+        if not name.endswith(READV_SUFFIX):
+            del self._sorted[bisect.bisect_left(self._sorted, name)]
         del self._locals[name]
         self.exporter.drop_vrf(name)
         out.table_changes.extend(changes)
@@ -292,6 +333,99 @@ class VpnService:
         vrf.multipath = multipath
         return self._finish(VpnOutput())
 
+    # -- service VRFs (chains) --------------------------------------------------------
+
+    def set_service(self, name: str, via: IPAddress | str, *, attract: Iterable[str | IPNetwork] = (),
+                    readv_from_rts: Iterable[str] = (), readv_exclude: Iterable[str | IPNetwork] = (),
+                    now: float = 0.0) -> VpnOutput:
+        """Make ``name`` a service VRF (:class:`ServiceSettings`); replaces earlier settings."""
+        vrf = self.vrf(name)
+        self._now = max(self._now, now)
+        nh = _ip(via, "service address")
+        keys = []
+        for p in attract:
+            version, key = prefix_key(p)
+            if version != nh.version:
+                raise InvalidValue(f"attract: {p!s} is not an IPv{nh.version} prefix like the "
+                                   f"service address {nh}")
+            keys.append((version, key))
+        exclude = frozenset(prefix_key(p) for p in readv_exclude)
+        rts = parse_route_targets(readv_from_rts, "readv-from-rts")
+        if rts & vrf.export_rts:
+            raise InvalidValue(f"readv-from-rts: VRF {name!r} exports "
+                               f"{', '.join(sorted(str(rt).removeprefix('target:') for rt in rts & vrf.export_rts))} itself; "
+                               "re-advertising routes under the RTs they came with would loop")
+        out = self.clear_service(name, now) if name in self.services else VpnOutput()
+        settings = ServiceSettings(nh, tuple(dict.fromkeys(keys)), rts, exclude)
+        self.services[name] = settings
+        for version, key in settings.attract:
+            route = LocalRoute(version, key, RouteKind.STATIC, None, nh, None, 0, "active")
+            self._locals[name][(version, key)] = route
+            self._apply_export(vrf, self.exporter.export(vrf, route, now), out)
+        if rts:
+            shadow = name + READV_SUFFIX
+            self._readv[shadow] = name
+            self._readv_keys[name] = set()
+            self._merge(out, self.add_vrf(shadow, rd=None, import_rts=[str(rt) for rt in rts]))
+        return self._finish(out)
+
+    def clear_service(self, name: str, now: float = 0.0) -> VpnOutput:
+        """``name`` is a plain VRF again: its attracted and re-advertised routes go."""
+        vrf = self.vrf(name)
+        settings = self.services.pop(name, None)
+        out = VpnOutput()
+        if settings is None:
+            return out
+        shadow = name + READV_SUFFIX
+        if shadow in self.vrfs:
+            self._merge(out, self.remove_vrf(shadow, now))
+            del self._readv[shadow]
+        keys = set(settings.attract) | self._readv_keys.pop(name, set())
+        for version, key in keys:
+            if (version, key) in self._locals[name]:
+                self._remove_local(vrf, version, key, out)
+        return self._finish(out)
+
+    @staticmethod
+    def _merge(out: VpnOutput, more: VpnOutput) -> None:
+        out.table_changes.extend(more.table_changes)
+        out.announce.extend(more.announce)
+        out.withdraw.extend(more.withdraw)
+        out.released_labels.extend(more.released_labels)
+
+    def _run_readv(self, out: VpnOutput) -> None:
+        """Re-advertise what the hidden readv VRFs import now (their own table changes
+        stay here: they are no forwarding state)."""
+        for _ in range(_MAX_LEAK_ROUNDS):
+            if not any(n in self._readv for n in self._changed):
+                return
+            changes = self._flush_changed()
+            plain = [c for c in changes if c.vrf not in self._readv]
+            out.table_changes.extend(plain)
+            if plain and self.leaker.policies:
+                self.leaker.on_changes(plain, self.vrfs)
+            for c in changes:
+                target = self._readv.get(c.vrf)
+                if target is None:
+                    continue
+                settings = self.services[target]
+                k = (c.version, c.prefix)
+                if k in settings.readv_exclude or k in settings.attract:
+                    continue
+                owned = self._readv_keys[target]
+                vrf = self.vrfs[target]
+                if c.routes and k not in owned:
+                    if k in self._locals[target]:
+                        continue  # the VRF's own route of that prefix wins
+                    owned.add(k)
+                    route = LocalRoute(c.version, c.prefix, RouteKind.STATIC, None, settings.via,
+                                       None, 0, "active")
+                    self._locals[target][k] = route
+                    self._apply_export(vrf, self.exporter.export(vrf, route, self._now), out)
+                elif not c.routes and k in owned:
+                    owned.discard(k)
+                    self._remove_local(vrf, c.version, c.prefix, out)
+
     # -- local routes --------------------------------------------------------------
 
     def add_local_route(
@@ -311,6 +445,7 @@ class VpnService:
         ``local_pref`` is the LOCAL_PREF of its export (default: the service's);
         ``sequence`` and ``mode`` its mobility (:class:`~vpe.vpn.exporter.LocalRoute`)."""
         v = self.vrf(vrf)
+        self._now = max(self._now, now)
         version, key = prefix_key(prefix)
         k = parse_route_kind(kind)
         nh = _ip(next_hop, "next-hop") if next_hop is not None else None
@@ -448,6 +583,8 @@ class VpnService:
 
     def _finish(self, out: VpnOutput) -> VpnOutput:
         """Flush the changed VRFs, let leaks follow them, merge per prefix."""
+        if self._readv:
+            self._run_readv(out)
         if not self.leaker.policies:
             out.table_changes.extend(self._flush_changed())
             self._contests(out.table_changes)
@@ -488,5 +625,7 @@ class VpnService:
         d["local_routes"] = [key_text(r.version, r.prefix) for r in self.local_routes(name)]
         d["import_policy"] = vrf.import_policy.name if vrf.import_policy is not None else None
         d["export_policy"] = vrf.export_policy.name if vrf.export_policy is not None else None
+        svc = self.services.get(name)
+        d["service"] = svc.to_json() if svc is not None else None
         return d
 

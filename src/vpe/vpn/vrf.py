@@ -43,6 +43,9 @@ from .names import check_name
 from .paths import VpnPath
 from .route_target import RouteTargets, format_route_targets
 
+#: the hidden VRF that imports what a service VRF re-advertises (never a valid VRF name)
+READV_SUFFIX = "~readv"
+
 # the entry values live in .entries; named here too for callers that know them as vrf.*
 __all__ = [
     "IPNetwork",
@@ -202,7 +205,9 @@ class Vrf:
         multipath: int = 1,
         tenant: str | None = None,
     ) -> None:
-        check_name(name, "name")  # the one rule for names (vpn/names.py)
+        # the one rule for names (vpn/names.py); a service VRF's hidden readv VRF adds a suffix
+        # no name can have, so it never clashes with a VRF of the API
+        check_name(name.removesuffix(READV_SUFFIX), "name")
         if type(multipath) is not int or not 1 <= multipath <= 64:
             raise InvalidValue(f"multipath: {multipath!r} is not a path count in 1..64")
         self.name = name

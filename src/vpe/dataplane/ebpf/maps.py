@@ -197,11 +197,15 @@ def compile_tables(
         if e.kind == "vrf":
             vrf_ids.setdefault(e.target, ids.vrf(e.target))
 
+    classified = {r.vrf for r in state.redirects}
     # ports, their source addresses (R13.1), gateway addresses, directed broadcasts
     for p in state.ports:
         i = ifx[p.name]
         pmac = mac(p.mac)
-        t["ports"][U32.pack(i)] = PORT.pack(vrf_ids[p.vrf], 0, pmac, mac(p.gateway_mac), p.mtu)
+        # a VRF with flow classifiers (service chains): its ports' traffic takes the
+        # userspace pipeline, which classifies (the tc program does not)
+        flags = PORT_F_PUNT_ALL if p.vrf in classified else 0
+        t["ports"][U32.pack(i)] = PORT.pack(vrf_ids[p.vrf], flags, pmac, mac(p.gateway_mac), p.mtu)
         # pairs first: an own address (a host prefix, the port's MAC) wins over them
         for pair in p.allowed_pairs:
             net = pair.prefix

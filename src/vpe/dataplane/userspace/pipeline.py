@@ -55,6 +55,7 @@ from ..driver import (
     NextHop,
     Peer,
     Port,
+    Redirect,
     ReplicationList,
     Route,
     RouteKey,
@@ -351,11 +352,14 @@ class PortCounters:
 
 
 class VrfCounters:
-    __slots__ = ("routed_local", "encapsulated", "decapsulated", "replicated", "redirected", "drops")
+    __slots__ = ("routed_local", "encapsulated", "decapsulated", "replicated", "redirected", "drops",
+                 "classified")
 
     def __init__(self) -> None:
         self.routed_local = self.encapsulated = self.decapsulated = 0
         self.replicated = self.redirected = self.drops = 0
+        #: packets a flow classifier sent to another VRF's lookup (service chains)
+        self.classified = 0
 
     def to_json(self) -> dict[str, int]:
         return {k: getattr(self, k) for k in self.__slots__}
@@ -480,7 +484,7 @@ class _PortRt:
 class _VrfRt:
     """A VRF compiled: ``lpms`` and ``bcast`` are per family (``[family.idx]``)."""
 
-    __slots__ = ("name", "lpms", "ports", "replication", "bcast", "counters")
+    __slots__ = ("name", "lpms", "ports", "replication", "bcast", "counters", "redirects")
 
     def __init__(self, name: str, lpm: Any) -> None:
         self.name = name
@@ -490,11 +494,14 @@ class _VrfRt:
         #: directed broadcast addresses of the VRF's IPv4 subnets (IPv6 has none)
         self.bcast: tuple[frozenset[int], frozenset[int]] = (frozenset(), frozenset())
         self.counters = VrfCounters()
+        #: flow classifiers (service chains): (family index, src lo, src hi, dst lo,
+        #: dst hi, protocol or -1, port lo, port hi, target VRF), in name order
+        self.redirects: tuple[tuple[Any, ...], ...] = ()
 
 
 #: the Forwarder's tables, all replaced together by a full sync (and restored if it is refused)
 _TABLES = ("ports", "routes", "labels", "replication", "peers", "_prt", "_vrfs", "_adj_cache",
-           "_ep_refs", "_known", "_swaps")
+           "_ep_refs", "_known", "_swaps", "redirects")
 
 
 class Forwarder:
@@ -530,6 +537,8 @@ class Forwarder:
         self._known: frozenset[str] = frozenset()
         #: label -> where a "swap" entry sends the packet
         self._swaps: dict[int, _TunnelAdj] = {}
+        #: flow classifier redirects by name (service chains)
+        self.redirects: dict[str, Redirect] = {}
 
     # ----------------------------------------------------------------- programming
 
@@ -586,6 +595,10 @@ class Forwarder:
             touched.add(vrf)
         for peer in batch.remove_peers:
             self.peers.discard(peer)
+        for rname in batch.remove_redirects:
+            old_r = self.redirects.pop(rname, None)
+            if old_r is not None:
+                touched.add(old_r.vrf)
         for port in batch.add_ports:
             old = self.ports.get(port.name)
             if old is not None:
@@ -606,6 +619,12 @@ class Forwarder:
             self.replication[rl.vrf] = rl
             touched.add(rl.vrf)
         self.peers.update(p.endpoint for p in batch.add_peers)
+        for rd in batch.add_redirects:
+            old_r = self.redirects.get(rd.name)
+            if old_r is not None:
+                touched.add(old_r.vrf)
+            self.redirects[rd.name] = rd
+            touched.add(rd.vrf)
         for vrf in touched:
             self._rebuild_vrf(vrf)
         self._rebuild_known()
@@ -630,6 +649,7 @@ class Forwarder:
             labels=tuple(self.labels.values()),
             replication=tuple(self.replication.values()),
             peers=tuple(Peer(p) for p in sorted(self.peers, key=str)),
+            redirects=tuple(self.redirects[n] for n in sorted(self.redirects)),
         )
 
     def _vrf(self, name: str) -> _VrfRt:
@@ -702,6 +722,27 @@ class Forwarder:
         vrf.bcast = (bcast4, frozenset())
         rl = self.replication.get(name)
         vrf.replication = tuple(self._adj(m) for m in rl.members) if rl else ()
+        vrf.redirects = tuple(c for _, r in sorted(self.redirects.items()) if r.vrf == name
+                              for c in self._compile_redirect(r))
+
+    def _compile_redirect(self, r: Redirect) -> list[tuple[Any, ...]]:
+        """One matcher per IP family the classifier applies to (both without a prefix)."""
+        versions = (r.version,) if r.version is not None else (4, 6)
+        return [self._matcher(r, 0 if v == 4 else 1) for v in versions]
+
+    def _matcher(self, r: Redirect, idx: int) -> tuple[Any, ...]:
+        bits = 32 if idx == 0 else 128
+
+        def span(net: Any) -> tuple[int, int]:
+            if net is None:
+                return 0, (1 << bits) - 1
+            return int(net.network_address), int(net.broadcast_address)
+
+        slo, shi = span(r.source)
+        dlo, dhi = span(r.destination)
+        plo, phi = r.ports if r.ports is not None else (0, 65535)
+        return (idx, slo, shi, dlo, dhi, -1 if r.protocol is None else r.protocol, plo, phi,
+                r.ports is not None, self._vrf(r.target))
 
     def _rebuild_known(self) -> None:
         known = set(self._ep_refs)
@@ -867,6 +908,8 @@ class Forwarder:
             return self._icmp_error(
                 prt, pf, fam, vrf, frame, total, fam.time_exceeded, 0, "ttl-expired"
             )
+        if vrf.redirects:
+            vrf = self._classify(vrf, idx, frame, hl, src, dst)
         entry = vrf.lpms[idx].lookup(dst)
         if entry is None:
             return self._icmp_error(prt, pf, fam, vrf, frame, total, fam.no_route, 0, "no-route")
@@ -910,6 +953,28 @@ class Forwarder:
         u["tx_bytes"] += len(buf)
         out.append((adj.out, buf))
         return out
+
+    @staticmethod
+    def _classify(vrf: _VrfRt, idx: int, frame: Any, hl: int, src: int, dst: int) -> _VrfRt:
+        """The VRF a packet from a port is looked up in: the target of the first
+        matching flow classifier (service chains), else the port's own."""
+        proto = frame[23] if idx == 0 else frame[20]
+        off = 14 + hl
+        dport = -1
+        # a later IPv4 fragment has no transport header: no port matches it
+        later_fragment = idx == 0 and bool((frame[20] & 0x1F) | frame[21])
+        if proto in (6, 17, 132) and len(frame) >= off + 4 and not later_fragment:
+            dport = (frame[off + 2] << 8) | frame[off + 3]
+        for fi, slo, shi, dlo, dhi, p, plo, phi, need_port, target in vrf.redirects:
+            if fi != idx or not slo <= src <= shi or not dlo <= dst <= dhi:
+                continue
+            if p >= 0 and p != proto:
+                continue
+            if need_port and not plo <= dport <= phi:
+                continue
+            vrf.counters.classified += 1
+            return target
+        return vrf
 
     def _to_gateway(
         self, prt: _PortRt, pf: _PortFamily, fam: _Family, frame: Any, hl: int, total: int
