@@ -43,6 +43,12 @@ class EngineNeighbor:
     passive: bool = False
     rr_client: bool = False
     add_path: Sequence[dict[str, Any]] = ()
+    #: None: iBGP (our AS); another AS makes the session eBGP
+    remote_as: int | None = None
+    import_policy: str | None = None
+    export_policy: str | None = None
+    #: further keys of the entry (``ebgp_multihop``, ``allowas_in``...)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +86,7 @@ def engine_config(
     listen: Sequence[str] = (),
     port: int = 179,
     underlay: str | None = None,
+    extra: str = "",
 ) -> str:
     """The agent's TOML for one Engine: ``[bgp]``, neighbors, VRFs, ``[dataplane] driver = "none"``.
 
@@ -102,7 +109,7 @@ def engine_config(
             f"address = {_toml(n.address)}",
             f"port = {n.port}",
             f"local_address = {_toml(n.local_address)}",
-            f"remote_as = {LOCAL_AS}",
+            f"remote_as = {n.remote_as or LOCAL_AS}",
             f"passive = {_toml(n.passive)}",
             "connect_retry = 1.0",
             "graceful_restart = false",
@@ -111,6 +118,10 @@ def engine_config(
         ]
         if n.add_path:
             out.append(f"add_path = {_toml(list(n.add_path))}")
+        for key, value in (("import_policy", n.import_policy), ("export_policy", n.export_policy),
+                           *n.extra.items()):
+            if value is not None:
+                out.append(f"{key} = {_toml(value)}")
     for v in vrfs:
         out += [
             "",
@@ -123,6 +134,8 @@ def engine_config(
         ]
         if v.aggregates:
             out.append("aggregates = " + _toml([{"prefix": p, "summary_only": s} for p, s in v.aggregates]))
+    if extra:
+        out += ["", extra]
     out += ["", "[dataplane]", 'driver = "none"']
     if underlay:
         out.append(f"underlay_address = {_toml(underlay)}")

@@ -99,7 +99,7 @@ def test_defaults() -> None:
         ({"terms": [{"action": "drop"}]}, "terms[0].action: 'drop' is not 'accept' or 'reject'"),
         ({"terms": [{"set": {"local_pref": -1}}]}, "set.local_pref: -1 is not an integer"),
         ({"terms": [{"set": {"med": True}}]}, "set.med: True is not an integer"),
-        ({"terms": [{"set": {"next_hop": "me"}}]}, "set.next_hop: 'me' is not 'self' or an IP address"),
+        ({"terms": [{"set": {"next_hop": "me"}}]}, "set.next_hop: 'me' is not 'self', 'unchanged' or an IP address"),
         ({"terms": [{"set": {"communities": {"add": "65000:1"}}}]}, "set.communities.add: '65000:1' is not a list"),
         ({"terms": [{"action": "reject", "set": {"med": 1}}]}, "cannot be combined"),
         ({"terms": [{"name": "a"}, {"name": "a"}]}, "terms[1].name: 'a' names two terms"),

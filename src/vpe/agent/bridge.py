@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
@@ -43,7 +43,7 @@ from ..vpn.attachments import (
     PortDown,
     PortUp,
 )
-from ..vpn.events import VpnOutput, VpnPath, VpnPathsChanged, vpn_path_of
+from ..vpn.events import VpnOutput, VpnPath, VpnPathsChanged, VrfTableChange, vpn_path_of
 from ..vpn.mobility import sequence_of
 from ..vpn.service import READV_SUFFIX, VpnService
 from .fib import FibProgrammer
@@ -86,6 +86,8 @@ class VpnBridge:
         self._pmsi: dict[bytes, tuple[frozenset[bytes], Path]] = {}
         self._pmsi_by_rt: dict[bytes, set[bytes]] = {}
         self._mvpn_dirty: set[bytes] = set()  # RTs whose I-PMSI routes changed
+        #: who else follows VRF table changes (the VRFs' own BGP neighbors, vpe.agent.pe_ce)
+        self._table_listeners: list[Callable[[Sequence[VrfTableChange]], None]] = []
         router.subscribe(self.rib_changed)
         router.on_settled(self._settled)
 
@@ -243,7 +245,14 @@ class VpnBridge:
             self.router.announce_local(fam, attrs, nh, nlris)
         if self.fib is not None and out.table_changes:
             self.fib.vrf_changes(out.table_changes, self.vpn)
+        if out.table_changes:
+            for fn in self._table_listeners:
+                fn(out.table_changes)
         self.release_labels(tuple(out.released_labels))
+
+    def on_table_changes(self, fn: Callable[[Sequence[VrfTableChange]], None]) -> None:
+        """``fn(changes)`` with every batch of VRF table changes the bridge applies."""
+        self._table_listeners.append(fn)
 
     def release_labels(self, labels: tuple[int, ...]) -> None:
         """Labels let go of: each starts its hold-down once the withdrawals are on the wire."""

@@ -126,6 +126,18 @@ class NeighborConfig(_Strict):
     #: names of ``[[policies]]`` applied to routes received from / sent to this neighbor
     import_policy: str | None = None
     export_policy: str | None = None
+    #: times our own AS may appear in an AS_PATH received from this (eBGP) neighbor
+    allowas_in: int = Field(default=0, ge=0, le=10)
+    #: eBGP only: the TTL sent, for a neighbor that is not directly connected (RFC 4271
+    #: eBGP sessions are sent with TTL 1 by default); not with ``gtsm_hops`` (TTL 255)
+    ebgp_multihop: int | None = Field(default=None, ge=1, le=255)
+
+    @model_validator(mode="after")
+    def _multihop(self) -> NeighborConfig:
+        if self.ebgp_multihop is not None and self.gtsm_hops is not None:
+            raise ValueError(f"neighbor {self.address}: ebgp_multihop and gtsm_hops exclude each other "
+                             "(GTSM sends with TTL 255 and checks the hops received)")
+        return self
 
     @field_validator("description")
     @classmethod
@@ -153,6 +165,36 @@ class NeighborConfig(_Strict):
         return frozenset(FAMILY_BY_NAME[f] for f in self.families)
 
 
+#: the families a VRF's own neighbor (PE-CE BGP, Inter-AS option A) may carry
+CE_FAMILIES = ("ipv4-unicast", "ipv6-unicast")
+
+
+class VrfNeighborConfig(NeighborConfig):
+    """A BGP neighbor of one VRF (PE-CE BGP; the other AS's ASBR in Inter-AS option A):
+    IPv4/IPv6 unicast, its routes into the VRF, the VRF's routes to it (docs/inter-as.md)."""
+
+    families: list[str] = Field(default_factory=lambda: list(CE_FAMILIES))
+    graceful_restart: bool = False
+    #: the next hop sent with IPv4 routes (default: this side's address of the session)
+    next_hop: str | None = None
+    #: the next hop sent with IPv6 routes (none: IPv6 routes go only over an IPv6 session)
+    next_hop6: str | None = None
+
+    @field_validator("families")
+    @classmethod
+    def _ce_fams(cls, v: list[str]) -> list[str]:
+        v = _check_families(v)
+        bad = [f for f in v if f not in CE_FAMILIES]
+        if bad:
+            raise ValueError(f"a VRF neighbor carries {' and '.join(CE_FAMILIES)} only, not {', '.join(bad)}")
+        return v
+
+    @field_validator("next_hop", "next_hop6")
+    @classmethod
+    def _nh_addr(cls, v: str | None) -> str | None:
+        return None if v is None else _check_ip(v, "next hop")
+
+
 class BgpConfig(_Strict):
     local_as: int = Field(ge=1, le=4294967295)
     router_id: str
@@ -162,6 +204,9 @@ class BgpConfig(_Strict):
     #: MinRouteAdvertisementInterval in seconds (0: advertise at once; changes
     #: are still batched per event-loop turn)
     mrai: float = Field(default=0.0, ge=0, le=600)
+    #: RFC 8212: no route accepted from or sent to an eBGP neighbor without an
+    #: import / export policy (false: eBGP neighbors without one take and get everything)
+    ebgp_requires_policy: bool = True
 
     @field_validator("router_id", "cluster_id")
     @classmethod
@@ -335,6 +380,8 @@ class VrfConfig(_Strict):
     #: names of ``[[policies]]`` on what this VRF imports / exports (docs/policy.md)
     import_policy: str | None = None
     export_policy: str | None = None
+    #: BGP neighbors of this VRF (PE-CE BGP, Inter-AS option A; docs/inter-as.md)
+    neighbors: list[VrfNeighborConfig] = Field(default_factory=list)
     #: a service instance's VRF: attraction and re-advertisement (docs/service-chains.md)
     service: VrfServiceConfig | None = None
 
@@ -604,7 +651,7 @@ class AgentConfig(_Strict):
             self.policies,
             [
                 {"address": n.address, "import_policy": n.import_policy, "export_policy": n.export_policy}
-                for n in self.neighbors
+                for n in [*self.neighbors, *(m for v in self.vrfs for m in v.neighbors)]
                 if n.import_policy or n.export_policy
             ],
         )
@@ -615,11 +662,27 @@ def semantic_errors(cfg: AgentConfig) -> list[tuple[str, str]]:
     """(key, reason) of every cross-entry problem: duplicates, dangling leaks, shared RDs."""
     out: list[tuple[str, str]] = []
     seen: dict[str, int] = {}
+    for i, v in enumerate(cfg.vrfs):
+        for j, vn in enumerate(v.neighbors):
+            where = f"vrfs.{i}.neighbors.{j}"
+            if vn.address in seen or any(vn.address == m.address for m in cfg.neighbors):
+                out.append((f"{where}.address", f"neighbor {vn.address} is configured twice "
+                                                 "(one speaker serves every neighbor, VRF or not)"))
+            seen.setdefault(vn.address, -1)
+            if vn.remote_as == cfg.bgp.local_as and vn.ebgp_multihop:
+                out.append((f"{where}.ebgp_multihop", f"neighbor {vn.address} is iBGP: ebgp_multihop "
+                                                      "applies to eBGP only"))
+    seen = {k: v for k, v in seen.items() if v >= 0}
     for i, n in enumerate(cfg.neighbors):
         if n.address in seen:
             out.append((f"neighbors.{i}.address",
                         f"neighbor {n.address} is configured twice (also neighbors.{seen[n.address]})"))
         seen.setdefault(n.address, i)
+        if n.remote_as == cfg.bgp.local_as:
+            for key in ("ebgp_multihop", "allowas_in"):
+                if getattr(n, key):
+                    out.append((f"neighbors.{i}.{key}", f"neighbor {n.address} is iBGP (remote_as "
+                                                         f"{n.remote_as} is our AS): {key} applies to eBGP only"))
     names: dict[str, int] = {}
     rds: dict[object, tuple[int, str]] = {}
     for i, v in enumerate(cfg.vrfs):
@@ -641,6 +704,8 @@ def semantic_errors(cfg: AgentConfig) -> list[tuple[str, str]]:
     users = [(f"neighbors.{i}", f"neighbor {n.address}", n.import_policy, n.export_policy)
              for i, n in enumerate(cfg.neighbors)]
     users += [(f"vrfs.{i}", f"vrf {v.name!r}", v.import_policy, v.export_policy) for i, v in enumerate(cfg.vrfs)]
+    users += [(f"vrfs.{i}.neighbors.{j}", f"neighbor {n.address}", n.import_policy, n.export_policy)
+              for i, v in enumerate(cfg.vrfs) for j, n in enumerate(v.neighbors)]
     for where, who, imp, exp in users:
         for key, ref in (("import_policy", imp), ("export_policy", exp)):
             if ref is not None and ref not in policies:

@@ -23,6 +23,7 @@ import time
 from ipaddress import IPv4Address, ip_address
 
 from ..bgp.speaker import Speaker
+from ..bgp.wire.constants import IPV4_LABELED
 from ..dataplane.channel import load_key
 from ..dataplane.driver import NextHop
 from ..policy import PolicyBook, PolicyError, Relabeler, RelabelKey, SwapChanges, parse_policy
@@ -38,6 +39,8 @@ from .config import AgentConfig
 from .durable import DurableOps
 from .fib import FibProgrammer
 from .fib_many import ManyFibs
+from .labeled_transport import LabeledTransport
+from .pe_ce import VrfPeering
 from .restart import GracefulRestartManager
 from .router import Router
 from .store import Store
@@ -82,6 +85,12 @@ class Engine:
                              relabeler=Relabeler(self._hold_swap_label, self._release_swap_label),
                              on_swaps=self._swaps_changed)
         self.bridge = VpnBridge(self.router, self.vpn, self.fib, self.underlay)
+        # Inter-AS option C: our loopback as labeled unicast, remote loopbacks into the FIB
+        self.transport = (LabeledTransport(self.router, self.vpn, self.fib, self.underlay)
+                          if any(IPV4_LABELED in n.family_set() for n in cfg.neighbors) else None)
+        # PE-CE BGP (Inter-AS option A): the VRFs' own neighbors
+        self.pe_ce = (VrfPeering(cfg, self.router, self.bridge, self.vpn)
+                      if any(v.neighbors for v in cfg.vrfs) else None)
         self._configure(cfg)
         self.ops = DurableOps(self.bridge, store, config_vrfs={v.name for v in cfg.vrfs})
         #: attachment circuits of signalled endpoints, when this vPE is an external PE (R2.2)
@@ -93,6 +102,8 @@ class Engine:
                               neighbors={n.address: {"description": n.description} for n in cfg.neighbors})
         self.ops.restore()
         self.chains.restore()  # after the API's VPN instances: chains name them
+        if self.transport is not None:  # after the restore, which frees the labels nobody claimed
+            self.transport.start()
 
     @staticmethod
     def _policy_book(cfg: AgentConfig, store: Store | None) -> PolicyBook:

@@ -99,6 +99,17 @@ class FibProgrammer:
         underlay leaves toward ``next_hop`` with its label."""
         self.link.submit(self.resolver.set_swap(label, next_hop))
 
+    def set_pop(self, label: int) -> None:
+        """Our loopback's labeled-unicast label (Inter-AS option C): popped on receive."""
+        self.link.submit(self.resolver.set_pop(label))
+
+    def set_transport(self, pe: IPv4Address | IPv6Address, via: IPv4Address | IPv6Address, label: int) -> None:
+        """Remote PE ``pe`` via ``via`` with labeled-unicast label ``label`` (option C)."""
+        self.link.submit(self.resolver.set_transport(pe, via, label))
+
+    def remove_transport(self, pe: IPv4Address | IPv6Address) -> None:
+        self.link.submit(self.resolver.remove_transport(pe))
+
     def remove_swap(self, label: int) -> None:
         self.link.submit(self.resolver.remove_swap(label))
 

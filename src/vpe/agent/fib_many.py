@@ -120,6 +120,18 @@ class ManyFibs:
         for fib in self.fibs.values():
             fib.set_claims(key, eps)
 
+    def set_pop(self, label: int) -> None:
+        for fib in self.fibs.values():
+            fib.set_pop(label)
+
+    def set_transport(self, pe: IPAddress, via: IPAddress, label: int) -> None:
+        for fib in self.fibs.values():
+            fib.set_transport(pe, via, label)
+
+    def remove_transport(self, pe: IPAddress) -> None:
+        for fib in self.fibs.values():
+            fib.remove_transport(pe)
+
     def set_swap(self, label: int, next_hop: NextHop) -> None:
         for fib in self.fibs.values():
             fib.set_swap(label, next_hop)

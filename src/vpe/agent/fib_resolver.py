@@ -19,7 +19,12 @@ Resolution, in short:
 * every allocated label becomes a label entry: IP lookup in a VRF, or
   delivery to a port (per-endpoint labels; IP lookup in the VRF while the
   endpoint is not here: a standby or released port, docs/mobility.md); swap entries (Inter-AS option
-  B, policy re-label) are set explicitly with :meth:`FibResolver.set_swap`.
+  B, policy re-label) are set explicitly with :meth:`FibResolver.set_swap`;
+* a remote PE reached through a labeled-unicast route (Inter-AS option C,
+  :meth:`FibResolver.set_transport`): the tunnel goes to that route's next hop
+  (an ASBR) with two labels, the labeled-unicast label outside and the VPN
+  label inside (one, when the labeled-unicast label is implicit null); our
+  own loopback's labeled-unicast label is a "pop" entry (:meth:`FibResolver.set_pop`).
 """
 
 from __future__ import annotations
@@ -57,6 +62,8 @@ if TYPE_CHECKING:
 _ENCAP_NAMES: dict[int, Encap] = {13: "mpls-in-udp", 11: "mpls-in-gre"}
 #: ECMP fan-out a route keeps (the driver's limit, R12.2)
 _MAX_NEXT_HOPS = 512
+#: the labeled-unicast label meaning "no label: pop at the hop before" (RFC 3032)
+IMPLICIT_NULL = 3
 
 
 class PortSpec(Protocol):
@@ -132,6 +139,12 @@ class FibResolver:
         #: trusted tunnel sources (R13.2) while they claim
         self._claims: dict[Hashable, frozenset[IPv4Address | IPv6Address]] = {}
         self._claim_refs: dict[IPv4Address | IPv6Address, int] = {}
+        #: labeled-unicast transport (option C): remote PE address -> (next hop, label)
+        self.transport: dict[IPv4Address | IPv6Address, tuple[IPv4Address | IPv6Address, int]] = {}
+        #: the latest table change of every route with a remote next hop, and the routes
+        #: per remote PE (a superset: checked against the latest change when used)
+        self._remote: dict[RouteKey, VrfTableChange] = {}
+        self._by_pe: dict[IPv4Address | IPv6Address, set[RouteKey]] = {}
 
     # -- changes -> batches ------------------------------------------------------
 
@@ -176,6 +189,41 @@ class FibResolver:
         self.labels[label] = entry
         return Batch(add_labels=(entry,))
 
+    def set_pop(self, label: int) -> Batch | None:
+        """``label`` is our loopback's labeled-unicast label: popped, the label below decides."""
+        entry = LabelEntry.pop(label)
+        self.swaps[label] = entry
+        if self.labels.get(label) == entry:
+            return None
+        self.labels[label] = entry
+        return Batch(add_labels=(entry,))
+
+    def set_transport(self, pe: IPv4Address | IPv6Address, via: IPv4Address | IPv6Address,
+                      label: int) -> Batch | None:
+        """Remote PE ``pe`` is reached through ``via`` with labeled-unicast label ``label``
+        (Inter-AS option C): the routes toward ``pe`` are re-resolved."""
+        if self.transport.get(pe) == (via, label):
+            return None
+        self.transport[pe] = (via, label)
+        return self._reresolve(pe)
+
+    def remove_transport(self, pe: IPv4Address | IPv6Address) -> Batch | None:
+        """No labeled-unicast route to ``pe`` any more: its routes go to ``pe`` directly."""
+        if self.transport.pop(pe, None) is None:
+            return None
+        return self._reresolve(pe)
+
+    def _reresolve(self, pe: IPv4Address | IPv6Address) -> Batch | None:
+        if self._vpn is None:
+            return None
+        keys = self._by_pe.get(pe, set())
+        changes = [self._remote[k] for k in keys if k in self._remote]
+        keys.intersection_update(self._remote)
+        if not changes:
+            return None
+        kw = self._changes(changes, self._vpn)
+        return Batch(**kw) if kw else None
+
     def set_redirect(self, r: Redirect) -> Batch | None:
         """Traffic of ``r.vrf`` matching ``r`` is looked up in ``r.target`` (service chains)."""
         if self.redirects.get(r.name) == r:
@@ -214,7 +262,14 @@ class FibResolver:
                 aggs_changed.add(ch.vrf)
         for ch in changes:
             key = RouteKey(ch.vrf, ch.network)
-            hops = self._next_hops(ch, vpn, bindings)
+            pes: list[IPv4Address | IPv6Address] = []
+            hops = self._next_hops(ch, vpn, bindings, pes=pes)
+            if pes:
+                self._remote[key] = ch
+                for pe in pes:
+                    self._by_pe.setdefault(pe, set()).add(key)
+            else:
+                self._remote.pop(key, None)
             if any(r.source is RouteSource.LOCAL and r.kind is RouteKind.STATIC for r in ch.routes) or (
                     not hops and any(r.source is RouteSource.IMPORTED and r.next_hop == self.underlay
                                      for r in ch.routes)):
@@ -322,7 +377,8 @@ class FibResolver:
 
     def _next_hops(self, ch: VrfTableChange, vpn: VpnService,
                    bindings: dict[int, LabelOwner],
-                   routes: tuple[VrfRoute, ...] | None = None) -> list[NextHop]:
+                   routes: tuple[VrfRoute, ...] | None = None,
+                   pes: list[IPv4Address | IPv6Address] | None = None) -> list[NextHop]:
         hops: list[NextHop] = []
         for r in ch.routes if routes is None else routes:
             if r.rank[0] == RANK_NOT_HERE:  # the marker of a moved endpoint (vpe.vpn.mobility)
@@ -356,7 +412,14 @@ class FibResolver:
                     hops.append(local)
                 continue
             encap = self.encap_for(r.encapsulation)
-            hops.append(NextHop.remote(nh, r.labels[0], encap))
+            if pes is not None:
+                pes.append(nh)
+            via = self.transport.get(nh)
+            if via is None:
+                hops.append(NextHop.remote(nh, r.labels[0], encap))
+            else:  # option C: to the ASBR, its labeled-unicast label above the VPN label
+                outer = () if via[1] == IMPLICIT_NULL else (via[1],)
+                hops.append(NextHop.remote(via[0], r.labels[0], encap, outer))
         return hops
 
     def _resolve_local(self, label: int, ch: VrfTableChange, vpn: VpnService,

@@ -24,6 +24,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from ipaddress import IPv4Address, IPv6Address, ip_address
+from typing import Protocol
 
 from ..bgp.session import Peer
 from ..bgp.speaker import Speaker, settings_from_config
@@ -32,7 +33,8 @@ from ..bgp.wire.constants import IPV4_UNICAST, RTC, CeaseSubcode, Family
 from ..bgp.wire.nlri.base import Nlri
 from ..bgp.wire.notification import Notification
 from ..bgp.wire.update import Update
-from ..policy import PolicyBook, PolicyChange, Relabeler, SwapChanges, import_updates
+from ..policy import PolicyBook, PolicyChange, Relabeler, SwapChanges, SwapEntry, import_updates
+from ..policy.policy import Policy
 from ..rib.adj_rib_out import AdjRibOut, OutPeer
 from ..rib.decision import DecisionOptions
 from ..rib.path import PeerInfo
@@ -45,6 +47,18 @@ log = logging.getLogger("vpe.router")
 IPAddress = IPv4Address | IPv6Address
 #: a subscriber of flushed changes: (family, changed keys in UPDATE order)
 ChangeListener = Callable[[Family, Sequence[bytes]], None]
+
+class CeHandler(Protocol):
+    """Where the sessions of VRF neighbors go (PE-CE BGP: vpe.agent.pe_ce.VrfPeering)."""
+
+    def session_up(self, vrf: str, peer: Peer, info: PeerInfo) -> None: ...
+    def session_down(self, vrf: str, peer: Peer) -> None: ...
+    def update_received(self, vrf: str, peer: Peer, info: PeerInfo, update: Update) -> None: ...
+    def resend(self, vrf: str, peer: Peer) -> None: ...
+
+
+#: what an eBGP neighbor without a policy gets under RFC 8212: nothing in, nothing out
+RFC8212_REJECT = Policy("rfc8212-no-policy", (), default_accept=False)
 
 #: flush rounds before giving up on a subscriber that keeps changing the RIB
 MAX_FLUSH_ROUNDS = 16
@@ -63,6 +77,18 @@ class Router:
         self.next_hop = next_hop
         cluster = IPv4Address(bgp.cluster_id) if bgp.cluster_id else self.router_id
         self.speaker = Speaker(bgp.listen, bgp.port, handler=self)
+        #: RFC 8212: eBGP neighbors without an import/export policy exchange no routes
+        self.ebgp_requires_policy = bgp.ebgp_requires_policy
+        self._allowas_in = {n.address: n.allowas_in for n in cfg.neighbors}
+        #: VRF neighbors (PE-CE BGP, Inter-AS option A): address -> VRF; their sessions
+        #: bypass the RIB and go to :attr:`ce` (vpe.agent.pe_ce)
+        self.vrf_of: dict[str, str] = {}
+        self.ce: CeHandler | None = None
+        for v in cfg.vrfs:
+            for vn in v.neighbors:
+                self.speaker.add_peer(settings_from_config(bgp, vn))
+                self.vrf_of[vn.address] = v.name
+                self._allowas_in[vn.address] = vn.allowas_in
         for n in cfg.neighbors:
             self.speaker.add_peer(restart_settings(settings_from_config(bgp, n), restarting=restarting))
         addpath_send = any(a.mode != "receive" for n in cfg.neighbors for a in n.add_path)
@@ -219,12 +245,18 @@ class Router:
             n.peer_asn,
             ibgp=n.peer_asn == self.local_as,
             rr_client=peer.settings.route_reflector_client,
+            allowas_in=self._allowas_in.get(peer.address, 0),
         )
         self._peer_info[peer.address] = info
         return info
 
     def session_up(self, peer: Peer) -> None:
         info = self._info(peer)
+        vrf = self.vrf_of.get(peer.address)
+        if vrf is not None:
+            if self.ce is not None:
+                self.ce.session_up(vrf, peer, info)
+            return
         self.gr.peer_up(peer)
         n = peer.negotiated
         assert n is not None
@@ -238,7 +270,7 @@ class Router:
             addpath_send=addpath,
             next_hop_self=None if info.ibgp else self.next_hop,
             rtc=RTC in n.families,
-            export_policy=self.policies.export_policy(peer.address),
+            export_policy=self.export_policy_of(peer.address, info),
         )
         msgs = self.out.peer_up(op)
         self._swaps()
@@ -246,6 +278,11 @@ class Router:
 
     def session_down(self, peer: Peer, reason: str) -> None:
         self._over_limit.pop(peer.address, None)
+        vrf = self.vrf_of.get(peer.address)
+        if vrf is not None:
+            if self.ce is not None:
+                self.ce.session_down(vrf, peer)
+            return
         addr = ip_address(peer.address)
         self.out.peer_down(addr)
         self._swaps()
@@ -255,17 +292,25 @@ class Router:
 
     def update_received(self, peer: Peer, update: Update) -> None:
         info = self._peer_info.get(peer.address) or self._info(peer)
+        vrf = self.vrf_of.get(peer.address)
+        if vrf is not None:
+            if self.ce is not None and update.end_of_rib() is None:
+                self.ce.update_received(vrf, peer, info, update)
+            return
         eor = update.end_of_rib()
         if eor is not None:
             self.rib.end_of_rib(info.address, eor)
             self.gr.eor_received(peer, eor)
             return
-        policy = self.policies.import_policy(peer.address)
+        policy = self.import_policy_of(peer.address, info)
         if policy is None:
             self.rib.apply_update(info, update)
         else:
-            for u in import_updates(policy, update, self_next_hop=self.next_hop):
+            rejected: list[Nlri] = []
+            for u in import_updates(policy, update, self_next_hop=self.next_hop, rejected=rejected):
                 self.rib.apply_update(info, u)
+            if rejected:
+                _log_rejected(peer.address, rejected, policy)
         if peer.settings.max_prefixes is not None:
             self._check_prefix_limit(peer, info, update)
         if (update.mp_reach is not None and update.mp_reach.family == RTC) or (
@@ -304,11 +349,33 @@ class Router:
                 peer.prefix_limit_exceeded(fam, count)
 
     def refresh_requested(self, peer: Peer, family: Family, subtype: int) -> None:
+        vrf = self.vrf_of.get(peer.address)
+        if vrf is not None:
+            if subtype == 0 and self.ce is not None:
+                self.ce.resend(vrf, peer)
+            return
         if subtype == 0:
             self.send(peer, self.out.refresh(ip_address(peer.address), family))
             self._swaps()
 
     # -- policies ------------------------------------------------------------------------
+
+    def import_policy_of(self, address: str, info: PeerInfo) -> Policy | None:
+        """The neighbor's import policy; RFC 8212's reject-all for an eBGP one without."""
+        pol = self.policies.import_policy(address)
+        if pol is None and info.ebgp and self.ebgp_requires_policy:
+            return RFC8212_REJECT
+        return pol
+
+    def export_policy_of(self, address: str, info: PeerInfo | None) -> Policy | None:
+        """The neighbor's export policy; RFC 8212's reject-all for an eBGP one without."""
+        pol = self.policies.export_policy(address)
+        if pol is None and info is not None and info.ebgp and self.ebgp_requires_policy:
+            log.warning("neighbor %s: eBGP without an export policy: nothing is sent to it (RFC 8212; "
+                        "set an export_policy, or bgp.ebgp_requires_policy = false)", address,
+                        extra={"peer": address})
+            return RFC8212_REJECT
+        return pol
 
     def _policies_changed(self, changes: list[PolicyChange]) -> None:
         """A neighbor's policy changed: export - send it only the difference;
@@ -318,8 +385,15 @@ class Router:
             peer = self.speaker.peers.get(ch.neighbor)
             if peer is None or not peer.established:
                 continue  # the policy applies when the session comes up
+            vrf = self.vrf_of.get(ch.neighbor)
+            if vrf is not None and ch.direction == "export":
+                if self.ce is not None:
+                    self.ce.resend(vrf, peer)
+                continue
             if ch.direction == "export":
-                self.send(peer, self.out.set_export_policy(ip_address(ch.neighbor), ch.policy))
+                pol = ch.policy if ch.policy is not None else self.export_policy_of(ch.neighbor,
+                                                                                   self._peer_info.get(ch.neighbor))
+                self.send(peer, self.out.set_export_policy(ip_address(ch.neighbor), pol))
                 self._swaps()
             else:
                 try:
@@ -406,6 +480,20 @@ class Router:
 
     def peer_info(self, address: str) -> PeerInfo | None:
         return self._peer_info.get(address)
+
+    def swap_entries(self) -> list[SwapEntry]:
+        """The label-swap entries the export policies' relabels hold (Inter-AS option B)."""
+        return [] if self._relabeler is None else self._relabeler.entries()
+
+
+def _log_rejected(address: str, nlris: list[Nlri], policy: Policy, shown: int = 8) -> None:
+    """One log line per UPDATE naming the peer, the routes its import policy rejected and why."""
+    text = ", ".join(str(n) for n in nlris[:shown])
+    if len(nlris) > shown:
+        text += f" and {len(nlris) - shown} more"
+    why = ("eBGP neighbor without an import policy (RFC 8212)" if policy is RFC8212_REJECT
+           else f"rejected by import policy {policy.name!r}")
+    log.info("peer %s: %s not accepted: %s", address, text, why, extra={"peer": address})
 
 
 def _check_communication(text: str | None) -> None:

@@ -105,6 +105,9 @@ class PeerSettings:
     addpath_send_count: int = 0
     md5_password: str | None = None
     gtsm_hops: int | None = None
+    #: IP TTL of the session's packets (None: the system's default); eBGP is sent with 1
+    #: unless multihop (RFC 4271 and common practice), GTSM sets its own 255
+    ttl: int | None = None
     graceful_restart_time: int | None = 120
     route_reflector_client: bool = False
     extended_message: bool = True
@@ -247,6 +250,13 @@ class Peer:
     @property
     def established(self) -> bool:
         return self.fsm.state is State.ESTABLISHED
+
+    @property
+    def local_ip(self) -> str | None:
+        """This side's address of the session (the configured one without a connection)."""
+        w = self._writer
+        got = w.local_address() if w is not None else None
+        return got or self.settings.local_address
 
     @property
     def ibgp(self) -> bool:
@@ -685,6 +695,7 @@ class Peer:
                     local_addr=s.local_address,
                     md5=s.md5_password,
                     gtsm=s.gtsm_hops,
+                    ttl=s.ttl,
                     timeout=s.connect_timeout,
                 )
             except (OSError, ValueError) as e:

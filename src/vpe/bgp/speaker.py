@@ -26,6 +26,15 @@ log = logging.getLogger("vpe.bgp.speaker")
 _ADDPATH_MODES = {"receive": AddPathMode.RECEIVE, "send": AddPathMode.SEND, "both": AddPathMode.BOTH}
 
 
+def ebgp_ttl(local_as: int, remote_as: int | None, gtsm_hops: int | None, multihop: int | None) -> int | None:
+    """The TTL a session's packets are sent with: for eBGP 1 (directly connected) or the
+    ``ebgp_multihop`` value; None (the system default) for iBGP, for a neighbor whose AS
+    is learned from its OPEN, and under GTSM (which sends with 255 itself)."""
+    if gtsm_hops is not None or remote_as is None or remote_as == local_as:
+        return None
+    return multihop if multihop is not None else 1
+
+
 def settings_from_config(bgp: Any, n: Any) -> PeerSettings:
     """PeerSettings from the agent's pydantic config (``BgpConfig``, ``NeighborConfig``)."""
     return PeerSettings(
@@ -44,6 +53,7 @@ def settings_from_config(bgp: Any, n: Any) -> PeerSettings:
                                  for a in n.add_path if a.mode != "receive"), 0),
         md5_password=n.md5_password,
         gtsm_hops=n.gtsm_hops,
+        ttl=ebgp_ttl(bgp.local_as, n.remote_as, n.gtsm_hops, getattr(n, "ebgp_multihop", None)),
         graceful_restart_time=120 if n.graceful_restart else None,
         route_reflector_client=n.route_reflector_client,
         max_prefixes=n.max_prefixes,
@@ -76,7 +86,8 @@ class Speaker:
         self.peers[settings.address] = peer
         for lst in self._listeners:
             if _same_version(lst.local_address, settings.address):
-                lst.add_peer(settings.address, settings.md5_password, gtsm=settings.gtsm_hops)
+                lst.add_peer(settings.address, settings.md5_password, gtsm=settings.gtsm_hops,
+                             ttl=settings.ttl)
         return peer
 
     async def start(self) -> None:
@@ -84,7 +95,8 @@ class Speaker:
             lst = transport.Listener(addr, self.port, self._accept)
             for p in self.peers.values():
                 if _same_version(addr, p.address):
-                    lst.add_peer(p.address, p.settings.md5_password, gtsm=p.settings.gtsm_hops)
+                    lst.add_peer(p.address, p.settings.md5_password, gtsm=p.settings.gtsm_hops,
+                                 ttl=p.settings.ttl)
             await lst.start()
             self._listeners.append(lst)
             log.info("listening on %s port %d", addr, lst.port)

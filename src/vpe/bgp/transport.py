@@ -49,6 +49,7 @@ __all__ = [
     "Listener",
     "bind_local",
     "gtsm_sockopt",
+    "ttl_sockopt",
     "md5_sockopt",
     "normalize_address",
     "open_connection",
@@ -253,6 +254,26 @@ def gtsm_sockopt(sock: socket.socket, hops: int = 1) -> None:
             ) from exc
 
 
+def ttl_sockopt(sock: socket.socket, ttl: int) -> None:
+    """Send with IP TTL (IPv6 hop limit) ``ttl``: 1 keeps a directly connected eBGP
+    session from crossing a router, N allows N hops (``ebgp_multihop``)."""
+    if not 1 <= ttl <= MAX_TTL:
+        raise ValueError(f"TTL {ttl} is not in 1..{MAX_TTL}")
+    family = _socket_family(sock, "TTL")
+    opts: list[tuple[int, int, str]] = []
+    if family == socket.AF_INET6:
+        opts.append((socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, "IPV6_UNICAST_HOPS"))
+        if not sock.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY):
+            opts.append((socket.IPPROTO_IP, socket.IP_TTL, "IP_TTL"))
+    else:
+        opts.append((socket.IPPROTO_IP, socket.IP_TTL, "IP_TTL"))
+    for level, opt, name in opts:
+        try:
+            sock.setsockopt(level, opt, ttl)
+        except OSError as exc:
+            raise OSError(exc.errno, f"setting {name}={ttl} failed: {exc.strerror}") from exc
+
+
 TCP_SAVE_SYN = 27
 TCP_SAVED_SYN = 28
 
@@ -326,6 +347,7 @@ async def open_connection(
     md5: str | bytes | None = None,
     gtsm: int | None = None,
     timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    ttl: int | None = None,
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """Connect to ``peer``:``port`` with MD5 / GTSM / local address set before ``connect()``.
 
@@ -343,6 +365,8 @@ async def open_connection(
             md5_sockopt(sock, ip, md5)
         if gtsm is not None:
             gtsm_sockopt(sock, gtsm)
+        elif ttl is not None:
+            ttl_sockopt(sock, ttl)
         if local_addr is not None:
             bind_local(sock, local_addr)
         loop = asyncio.get_running_loop()
@@ -372,12 +396,14 @@ AcceptCallback = Callable[
 
 
 class _PeerEntry:
-    __slots__ = ("password", "prefixlen", "gtsm")
+    __slots__ = ("password", "prefixlen", "gtsm", "ttl")
 
-    def __init__(self, password: str | bytes | None, prefixlen: int | None, gtsm: int | None):
+    def __init__(self, password: str | bytes | None, prefixlen: int | None, gtsm: int | None,
+                 ttl: int | None = None):
         self.password = password
         self.prefixlen = prefixlen
         self.gtsm = gtsm
+        self.ttl = ttl
 
 
 class Listener:
@@ -441,6 +467,7 @@ class Listener:
         *,
         prefixlen: int | None = None,
         gtsm: int | None = None,
+        ttl: int | None = None,
     ) -> None:
         """Accept connections from ``addr``; replaces an earlier entry for the same peer.
 
@@ -454,6 +481,8 @@ class Listener:
             )
         if gtsm is not None and not 1 <= gtsm <= MAX_TTL:
             raise ValueError(f"GTSM hop count {gtsm} for peer {peer} is not in 1..{MAX_TTL}")
+        if ttl is not None and not 1 <= ttl <= MAX_TTL:
+            raise ValueError(f"TTL {ttl} for peer {peer} is not in 1..{MAX_TTL}")
         old = self._peers.get(peer)
         if self._sock is not None:
             if password is not None:
@@ -463,7 +492,7 @@ class Listener:
         else:
             if password is not None:  # validate now, install at start()
                 pack_md5sig(peer, password, _family_of(self._ip), prefixlen)
-        self._peers[peer] = _PeerEntry(password, prefixlen, gtsm)
+        self._peers[peer] = _PeerEntry(password, prefixlen, gtsm, ttl)
 
     def remove_peer(self, addr: AddressLike) -> None:
         """Stop accepting ``addr`` and drop its key; established connections are not touched."""
@@ -566,6 +595,8 @@ class Listener:
                                 "at least %d needed", peer, ttl, MAX_TTL - entry.gtsm + 1)
                     conn.close()
                     return
+            elif entry.ttl is not None:
+                ttl_sockopt(conn, entry.ttl)
         except OSError as exc:
             log.warning("connection from %s dropped: %s", peer, exc)
             conn.close()
@@ -699,6 +730,11 @@ class BoundedWriter:
     def bytes_queued(self) -> int:
         """Octets handed to the transport that the kernel has not taken yet."""
         return int(self._transport.get_write_buffer_size())
+
+    def local_address(self) -> str | None:
+        """This side's address of the connection (None when the socket has none)."""
+        name = self._transport.get_extra_info("sockname")
+        return normalize_address(name[0]) if name else None
 
     @property
     def must_wait(self) -> bool:

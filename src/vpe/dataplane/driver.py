@@ -37,6 +37,8 @@ MAX_NEXT_HOPS = 512
 #: Labels 0-15 are reserved (RFC 3032); a forwarder never allocates them.
 MIN_LABEL = 16
 MAX_LABEL = (1 << 20) - 1
+#: labels a next hop may push above its own (Inter-AS option C needs one)
+MAX_OUTER_LABELS = 2
 
 _MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 
@@ -188,13 +190,17 @@ class NextHop:
 
     ``endpoint`` is the remote vPE's underlay address (IPv4 or IPv6); the
     label is the one that vPE advertised; ``encap`` the encapsulation it
-    signalled (R7.1).
+    signalled (R7.1). ``outer``: labels pushed above ``label``, outermost first
+    (Inter-AS option C: the labeled-unicast label of the remote PE's loopback,
+    ``endpoint`` then being the ASBR that advertised it); ``label`` stays the
+    bottom of the stack.
     """
 
     port: str | None = None
     endpoint: IPAddress | None = None
     label: int | None = None
     encap: Encap = "mpls-in-udp"
+    outer: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if (self.port is None) == (self.endpoint is None):
@@ -211,14 +217,24 @@ class NextHop:
                 raise DriverError(
                     f"next hop to {self.endpoint} encap: {self.encap!r} not in {ENCAPS}"
                 )
+            outer = tuple(self.outer)
+            _set(self, "outer", outer)
+            if len(outer) > MAX_OUTER_LABELS:
+                raise DriverError(f"next hop to {self.endpoint}: {len(outer)} outer labels, "
+                                  f"at most {MAX_OUTER_LABELS}")
+            for x in outer:
+                _label(x, f"next hop to {self.endpoint} outer label")
+        elif self.outer:
+            raise DriverError(f"next hop to port {self.port}: only a remote next hop has outer labels")
 
     @classmethod
     def local(cls, port: str) -> NextHop:
         return cls(port=port)
 
     @classmethod
-    def remote(cls, endpoint: str | IPAddress, label: int, encap: Encap = "mpls-in-udp") -> NextHop:
-        return cls(endpoint=_addr(endpoint, "next hop endpoint"), label=label, encap=encap)
+    def remote(cls, endpoint: str | IPAddress, label: int, encap: Encap = "mpls-in-udp",
+               outer: tuple[int, ...] = ()) -> NextHop:
+        return cls(endpoint=_addr(endpoint, "next hop endpoint"), label=label, encap=encap, outer=outer)
 
     @property
     def is_local(self) -> bool:
@@ -227,14 +243,21 @@ class NextHop:
     def to_json(self) -> dict[str, Any]:
         if self.port is not None:
             return {"port": self.port}
-        return {"endpoint": str(self.endpoint), "label": self.label, "encap": self.encap}
+        d: dict[str, Any] = {"endpoint": str(self.endpoint), "label": self.label, "encap": self.encap}
+        if self.outer:
+            d["outer"] = list(self.outer)
+        return d
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> NextHop:
         if "port" in d and d["port"] is not None:
             return cls(port=d["port"])
+        outer = d.get("outer") or ()
+        if not isinstance(outer, list | tuple):
+            raise DriverError(f"next hop outer: {outer!r} is not a list of labels")
         return cls(
-            endpoint=d.get("endpoint"), label=d.get("label"), encap=d.get("encap", "mpls-in-udp")
+            endpoint=d.get("endpoint"), label=d.get("label"), encap=d.get("encap", "mpls-in-udp"),
+            outer=tuple(outer),
         )
 
 
@@ -325,8 +348,8 @@ class Route:
         )
 
 
-LabelKind = Literal["vrf", "port", "swap"]
-LABEL_KINDS: tuple[str, ...] = ("vrf", "port", "swap")
+LabelKind = Literal["vrf", "port", "swap", "pop"]
+LABEL_KINDS: tuple[str, ...] = ("vrf", "port", "swap", "pop")
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,7 +360,10 @@ class LabelEntry:
     label, R10.3); "port": hand the inner packet to port ``target`` directly;
     "swap": no lookup at all, re-encapsulate toward the remote ``next_hop``
     with its label (an ASBR's Inter-AS option B, a policy re-label): the
-    label is swapped, the inner TTL decremented.
+    label is swapped, the inner TTL decremented (with labels below it, only
+    the top one is swapped and the rest of the stack travels on: a transit
+    labeled-unicast hop); "pop": the label of our own loopback (labeled
+    unicast, Inter-AS option C): removed, the next label of the stack decides.
     """
 
     label: int
@@ -358,12 +384,17 @@ class LabelEntry:
                     f"(endpoint, label), got {self.next_hop!r}"
                 )
         else:
-            if not self.target:
+            if not self.target and self.kind != "pop":
                 raise DriverError(f"label entry {self.label} ({self.kind}): target is empty")
             if self.next_hop is not None:
                 raise DriverError(
                     f"label entry {self.label} ({self.kind}): only a swap entry has a next hop"
                 )
+
+    @classmethod
+    def pop(cls, label: int) -> LabelEntry:
+        """``label`` (above another one) is ours: pop it, the next label decides."""
+        return cls(label, "pop")
 
     @classmethod
     def swap(cls, label: int, next_hop: NextHop) -> LabelEntry:

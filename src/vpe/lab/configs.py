@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .layout import AGENT_PORT, Lab, LabError
-from .topology import HostConfig, VmConfig
+from .topology import HostConfig, PeerConfig, VmConfig
 
 
 def forwarder_available() -> bool:
@@ -78,7 +78,7 @@ def agent_toml(lab: Lab, host: HostConfig) -> str:
         f"state_dir = {_toml_str(str(d / 'agent-state'))}",
         "",
         "[bgp]",
-        f"local_as = {t.asn}",
+        f"local_as = {t.asn_of(host)}",
         f"router_id = {_toml_str(str(host.address))}",
         f"listen = [{_toml_str(str(host.address))}]",
         f"port = {AGENT_PORT}",
@@ -89,7 +89,17 @@ def agent_toml(lab: Lab, host: HostConfig) -> str:
     if t.api_tcp_port is not None:
         lines += [f"tcp = {_toml_str(f'{host.address}:{t.api_tcp_port}')}",
                   f"token = {_toml_str(api_token(lab))}"]
-    if t.route_reflector is not None:
+    asn_of = {h.name: t.asn_of(h) for h in t.hosts}
+    peers: list[tuple[str, str]]
+    remote: dict[str, int] = {}
+    per_peer: dict[str, PeerConfig] = {}
+    if host.peers is not None:
+        by_name = {h.name: h for h in t.hosts}
+        specs = [p if isinstance(p, PeerConfig) else PeerConfig(host=p) for p in host.peers]
+        peers = [(str(by_name[p.host].address), f"host {p.host}") for p in specs]
+        remote = {str(by_name[p.host].address): asn_of[p.host] for p in specs}
+        per_peer = {str(by_name[p.host].address): p for p in specs}
+    elif t.route_reflector is not None:
         peers = [(str(t.route_reflector.address), "route reflector")]
     else:  # full mesh among the hosts
         peers = [(str(h.address), f"host {h.name}") for h in t.hosts if h.name != host.name]
@@ -103,17 +113,27 @@ def agent_toml(lab: Lab, host: HostConfig) -> str:
     if host.encapsulations:
         lines.append("encapsulations = [" + ", ".join(_toml_str(e) for e in host.encapsulations) + "]")
     for addr, desc in peers:
+        spec = per_peer.get(addr)
+        fams = _families(lab) if spec is None or spec.families is None else _toml_value(spec.families)
         lines += [
             "",
             "[[neighbors]]",
             f"address = {_toml_str(addr)}",
-            f"remote_as = {t.asn}",
+            f"remote_as = {remote.get(addr, t.asn_of(host))}",
             f"port = {AGENT_PORT}",
             f"local_address = {_toml_str(str(host.address))}",
-            f"families = {_families(lab)}",
+            f"families = {fams}",
             "connect_retry = 2.0",
             f"description = {_toml_str(desc)}",
         ]
+        for key in ("import_policy", "export_policy"):
+            value = getattr(spec, key, None) or getattr(host, key)
+            if value is not None:
+                lines.append(f"{key} = {_toml_str(value)}")
+        if spec is not None and spec.ebgp_multihop is not None:
+            lines.append(f"ebgp_multihop = {spec.ebgp_multihop}")
+    for pol in host.policies:
+        lines += ["", "[[policies]]", *(f"{k} = {_toml_value(v)}" for k, v in pol.items())]
     for vrf in host_vrfs(lab, host):
         lines += [
             "",
@@ -139,6 +159,19 @@ def agent_toml(lab: Lab, host: HostConfig) -> str:
                 f"summary_only = {'true' if summary_only else 'false'}",
             ]
     return "\n".join(lines) + "\n"
+
+
+def _toml_value(v: Any) -> str:
+    """A TOML value from plain data (strings, numbers, booleans, lists, tables inline)."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return str(v)
+    if isinstance(v, str):
+        return _toml_str(v)
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + "}"
+    return "[" + ", ".join(_toml_value(x) for x in v) + "]"
 
 
 def vrf_name(vm: VmConfig) -> str:

@@ -182,6 +182,23 @@ def _check_driver(v: str | None) -> str | None:
     return v
 
 
+class PeerConfig(_Strict):
+    """A BGP session of a host with another host, with its own families and policies
+    (an Inter-AS lab: labeled unicast to the ASBR, multihop VPN to the other AS)."""
+
+    host: str
+    #: None: the lab's families
+    families: list[str] | None = None
+    import_policy: str | None = None
+    export_policy: str | None = None
+    ebgp_multihop: int | None = Field(default=None, ge=1, le=255)
+
+    @field_validator("families")
+    @classmethod
+    def _fams(cls, v: list[str] | None) -> list[str] | None:
+        return None if v is None else [family_from_name(f).name for f in v]
+
+
 class HostConfig(_Strict):
     """A hypervisor: one namespace running ``vpe agent`` (and the forwarder)."""
 
@@ -193,6 +210,16 @@ class HostConfig(_Strict):
     #: the forwarder's encapsulations, preferred first (agent ``[dataplane] encapsulations``);
     #: advertised as Encapsulation communities; None: the agent's default (both)
     encapsulations: list[Literal["mpls-in-udp", "mpls-in-gre"]] | None = Field(default=None, min_length=1)
+    #: this host's AS (None: the lab's ``asn``): hosts in two ASes make an Inter-AS lab
+    asn: int | None = Field(default=None, ge=1, le=4294967295)
+    #: the hosts this one has BGP sessions with (None: the route reflector, or a full mesh);
+    #: a peer in another AS is an eBGP neighbor (docs/inter-as.md)
+    peers: list[str | PeerConfig] | None = None
+    #: policies (``[[policies]]`` tables of the agent) and the ones every neighbor of this
+    #: host uses on import / export
+    policies: list[dict[str, Any]] = Field(default_factory=list)
+    import_policy: str | None = None
+    export_policy: str | None = None
 
     @field_validator("name")
     @classmethod
@@ -461,6 +488,10 @@ class Topology(_Strict):
         _check_driver(v)
         return v
 
+    def asn_of(self, host: HostConfig) -> int:
+        """The AS of ``host``."""
+        return host.asn or self.asn
+
     def driver_of(self, host: HostConfig) -> str:
         """The dataplane driver of ``host``'s forwarder."""
         return host.driver or self.driver
@@ -528,6 +559,11 @@ class Topology(_Strict):
                     vpn_names[vpn.name] = f"tenants[{t}].vpns[{v}]"
 
         host_names = [h.name for h in self.hosts]
+        for i, h in enumerate(self.hosts):
+            for j, p in enumerate(h.peers or ()):
+                peer = p if isinstance(p, str) else p.host
+                if peer not in host_names or peer == h.name:
+                    yield f"hosts[{i}].peers[{j}]", f"{peer!r} is not another host of this lab"
         # (vpn, address) -> vm: the same address may appear in different VPNs
         # (overlapping tenants), never twice in one
         taken: dict[tuple[str, Any], str] = {}

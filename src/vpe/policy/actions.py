@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any, Generic, Literal, TypeVar
 
+from ..bgp.wire.attributes.as_path import AsPath
 from ..bgp.wire.attributes.base import PathAttribute, PathAttributes
 from ..bgp.wire.attributes.communities import Communities
 from ..bgp.wire.attributes.extended_communities import (
@@ -36,11 +37,16 @@ V = TypeVar("V")
 
 #: ``set_next_hop`` value meaning "the address this speaker uses as next hop"
 SELF: Literal["self"] = "self"
+#: ``set_next_hop`` value meaning "the next hop the path was received with" (an eBGP
+#: speaker otherwise sends its own: Inter-AS option C's multihop VPN sessions between
+#: route reflectors keep the PE's next hop and label end to end)
+UNCHANGED: Literal["unchanged"] = "unchanged"
 
 _COMMUNITIES = int(AttrCode.COMMUNITIES)
 _EXT_COMMUNITIES = int(AttrCode.EXTENDED_COMMUNITIES)
 _LARGE_COMMUNITY = int(AttrCode.LARGE_COMMUNITY)
 _NEXT_HOP = int(AttrCode.NEXT_HOP)
+_AS_PATH = int(AttrCode.AS_PATH)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +73,7 @@ class Actions:
     (and a label-swap entry) for the route: meaningful on export of labeled/VPN routes."""
 
     accept: bool = True
-    set_next_hop: IPAddress | Literal["self"] | None = None
+    set_next_hop: IPAddress | Literal["self", "unchanged"] | None = None
     local_pref: int | None = None
     med: int | None = None
     communities: CommunityEdit[int] | None = None
@@ -75,6 +81,8 @@ class Actions:
     large_communities: CommunityEdit[tuple[int, int, int]] | None = None
     route_targets: CommunityEdit[RouteTarget] | None = None
     relabel: bool = False
+    #: ASNs put in front of AS_PATH, in this order (after the eBGP speaker's own)
+    as_path_prepend: tuple[int, ...] = ()
 
     @property
     def rewrites(self) -> bool:
@@ -87,6 +95,7 @@ class Actions:
             or self.ext_communities is not None
             or self.large_communities is not None
             or self.route_targets is not None
+            or bool(self.as_path_prepend)
         )
 
     def apply(
@@ -94,9 +103,11 @@ class Actions:
         attrs: PathAttributes,
         next_hop: IPAddress | None,
         self_next_hop: IPAddress | None = None,
+        received_next_hop: IPAddress | None = None,
     ) -> tuple[PathAttributes, IPAddress | None]:
         """(attributes, next hop) after the rewrites; ``self_next_hop`` is what ``"self"`` means
-        (when None, a ``"self"`` rewrite keeps the next hop)."""
+        (when None, a ``"self"`` rewrite keeps the next hop), ``received_next_hop`` what
+        ``"unchanged"`` means (when None, ``next_hop`` is already the one received)."""
         if not self.rewrites:
             return attrs, next_hop
         put: list[PathAttribute] = []
@@ -105,6 +116,13 @@ class Actions:
             put.append(LocalPref(self.local_pref))
         if self.med is not None:
             put.append(Med(self.med))
+        if self.as_path_prepend:
+            path = attrs.get(_AS_PATH)
+            new_path = AsPath.sequence(*self.as_path_prepend) if path is None else path
+            if path is not None:
+                for asn in reversed(self.as_path_prepend):
+                    new_path = new_path.prepend(asn)
+            put.append(new_path)
         if self.communities is not None:
             _edit(attrs, _COMMUNITIES, self.communities, Communities, put, drop)
         if self.large_communities is not None:
@@ -127,7 +145,12 @@ class Actions:
         nh = next_hop
         target = self.set_next_hop
         if target is not None:
-            nh = (self_next_hop if self_next_hop is not None else next_hop) if target == SELF else target
+            if target == SELF:
+                nh = self_next_hop if self_next_hop is not None else next_hop
+            elif target == UNCHANGED:
+                nh = received_next_hop if received_next_hop is not None else next_hop
+            else:
+                nh = target
             cur_nh = attrs.get(_NEXT_HOP)
             if cur_nh is not None and isinstance(nh, IPv4Address) and cur_nh.address != nh:
                 put.append(NextHop(nh))  # IPv4 unicast carries the next hop in the attribute

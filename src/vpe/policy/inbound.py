@@ -27,11 +27,13 @@ IPAddress = IPv4Address | IPv6Address
 
 
 def import_updates(
-    policy: Policy | None, update: Update, self_next_hop: IPAddress | None = None
+    policy: Policy | None, update: Update, self_next_hop: IPAddress | None = None,
+    rejected: list[Nlri] | None = None,
 ) -> list[Update]:
     """``update`` filtered and rewritten by ``policy``: withdrawals first, then one
     UPDATE per resulting (family, attributes, next hop). ``self_next_hop`` is what a
-    ``next_hop = "self"`` rewrite sets (None: such a rewrite keeps the next hop)."""
+    ``next_hop = "self"`` rewrite sets (None: such a rewrite keeps the next hop).
+    The routes the policy rejected are appended to ``rejected`` when given (to log them)."""
     if policy is None or update.action >= UpdateAction.TREAT_AS_WITHDRAW:
         return [update]
     if not update.nlri and (update.mp_reach is None or not update.mp_reach.nlri):
@@ -50,6 +52,8 @@ def import_updates(
                 groups.setdefault((fam, v.attrs, v.next_hop), []).extend(nlris)
             else:
                 withdrawn.setdefault(fam, []).extend(nlris)
+                if rejected is not None:
+                    rejected.extend(nlris)
             continue
         for n in nlris:
             idx = policy.select(fam, attrs, nh, n.key)
@@ -58,6 +62,8 @@ def import_updates(
                 groups.setdefault((fam, v.attrs, v.next_hop), []).append(n)
             else:
                 withdrawn.setdefault(fam, []).append(n)
+                if rejected is not None:
+                    rejected.append(n)
     out: list[Update] = []
     errors = update.errors
     action = update.action

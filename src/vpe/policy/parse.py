@@ -37,7 +37,7 @@ from ..bgp.wire.attributes.extended_communities import (
 from ..bgp.wire.attributes.large_community import large_community_str, parse_large_community
 from ..bgp.wire.constants import FAMILY_BY_NAME, FAMILY_SHORT_NAMES, family_from_name
 from ..bgp.wire.nlri.rd import RouteDistinguisher
-from .actions import SELF, Actions, CommunityEdit
+from .actions import SELF, UNCHANGED, Actions, CommunityEdit
 from .errors import PolicyError
 from .match import IPNetwork, Match, PrefixRange
 from .policy import Policy, Term
@@ -71,6 +71,7 @@ _SET_KEYS = (
     "ext_communities",
     "large_communities",
     "route_targets",
+    "as_path_prepend",
 )
 _EDIT_KEYS = ("add", "remove", "replace")
 
@@ -275,15 +276,15 @@ def _set(data: Any, where: str, accept: bool, relabel: bool) -> Actions:
     nh: Any = None
     if "next_hop" in d:
         v = d["next_hop"]
-        if v == SELF:
-            nh = SELF
+        if v in (SELF, UNCHANGED):
+            nh = v
         else:
             try:
                 nh = ip_address(v) if isinstance(v, str) else None
             except ValueError:
                 nh = None
             if nh is None:
-                raise PolicyError(f"{where}.next_hop", v, "is not 'self' or an IP address")
+                raise PolicyError(f"{where}.next_hop", v, "is not 'self', 'unchanged' or an IP address")
     return Actions(
         accept=accept,
         set_next_hop=nh,
@@ -298,7 +299,22 @@ def _set(data: Any, where: str, accept: bool, relabel: bool) -> Actions:
         else None,
         route_targets=_edit(d["route_targets"], f"{where}.route_targets", _rt) if "route_targets" in d else None,
         relabel=relabel,
+        as_path_prepend=_prepend(d["as_path_prepend"], f"{where}.as_path_prepend")
+        if "as_path_prepend" in d
+        else (),
     )
+
+
+def _prepend(value: Any, where: str) -> tuple[int, ...]:
+    """``as_path_prepend``: a list of 1 to 16 ASNs (1..4294967295), put in front in that order."""
+    if not isinstance(value, list) or not 1 <= len(value) <= 16:
+        raise PolicyError(where, value, "is not a list of 1 to 16 AS numbers")
+    out = []
+    for i, v in enumerate(value):
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= _U32:
+            raise PolicyError(f"{where}[{i}]", v, f"is not an AS number in 1..{_U32}")
+        out.append(v)
+    return tuple(out)
 
 
 # -- back to plain data ---------------------------------------------------------------
@@ -362,6 +378,8 @@ def actions_to_json(a: Actions) -> dict[str, Any]:
         out["large_communities"] = _edit_json(a.large_communities, large_community_str)
     if a.route_targets is not None:
         out["route_targets"] = _edit_json(a.route_targets, str)
+    if a.as_path_prepend:
+        out["as_path_prepend"] = list(a.as_path_prepend)
     return out
 
 

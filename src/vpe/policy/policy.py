@@ -123,9 +123,11 @@ class Policy:
         attrs: PathAttributes,
         next_hop: IPAddress | None,
         self_next_hop: IPAddress | None = None,
+        received_next_hop: IPAddress | None = None,
     ) -> Verdict:
-        """The verdict of term ``index`` (or the default) for these attributes (cached)."""
-        k = (index, attrs, next_hop, self_next_hop)
+        """The verdict of term ``index`` (or the default) for these attributes (cached);
+        ``received_next_hop``: what ``next_hop = "unchanged"`` restores (export to eBGP)."""
+        k = (index, attrs, next_hop, self_next_hop, received_next_hop)
         v = self._verdicts.get(k)
         if v is None:
             if index == DEFAULT:
@@ -134,7 +136,7 @@ class Policy:
                 t = self.terms[index]
                 a = t.actions
                 if a.accept:
-                    out, nh = a.apply(attrs, next_hop, self_next_hop)
+                    out, nh = a.apply(attrs, next_hop, self_next_hop, received_next_hop)
                     v = Verdict(True, out, nh, a.relabel, t.name)
                 else:
                     v = Verdict(False, attrs, next_hop, False, t.name)

@@ -568,7 +568,7 @@ class AdjRibOut:
         out = self._std.attributes(attrs, peer, rep, nh if v4_unicast and nh.version == 4 else None)
         okey = self._intern((out, nh, self._tag(peer, None if g.ebgp else A.originator_id(attrs))))
         if g.export is not None and not g.per_route:
-            return g.export.source_key(fam, okey)
+            return g.export.source_key(fam, okey, src.next_hop)
         return okey
 
     def _intern(self, okey: Okey) -> Okey:
@@ -649,7 +649,7 @@ class AdjRibOut:
         assert g.export is not None
         # a route without a label, or a local one (no next hop to swap to), is not relabeled
         can = self.relabeler is not None and bool(getattr(p.nlri, "labels", None)) and p.source.next_hop is not None
-        return g.export.route_key(fam, p.nlri.key, okey, can)
+        return g.export.route_key(fam, p.nlri.key, okey, can, p.source.next_hop)
 
     def _relabeled(self, fs: FamilyState, p: Path, n: Nlri, okey: Okey, relabel: bool) -> Entry:
         """The entry of ``n`` (our path id set): with ``relabel``, carrying the local label
@@ -866,7 +866,7 @@ class AdjRibOut:
                 else:
                     got = plans.get(src)
                     if got is None:
-                        got = plans[src] = export.plan(fam, info_of(src))
+                        got = plans[src] = export.plan(fam, info_of(src), src.next_hop)
                     plan = got
             okey = plan_key(plan, fam, k)
             old = sent.get(k)

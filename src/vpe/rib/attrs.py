@@ -61,6 +61,12 @@ def as_path_contains(attrs: PathAttributes, asn: int) -> bool:
     return a is not None and asn in a.asns()
 
 
+def as_path_count(attrs: PathAttributes, asn: int) -> int:
+    """How many times ``asn`` appears in AS_PATH (``allowas_in`` tolerates a few)."""
+    a = attrs.get(_AS_PATH)
+    return 0 if a is None else sum(1 for x in a.asns() if x == asn)
+
+
 def neighbor_as(attrs: PathAttributes) -> int | None:
     """The AS the route entered our AS from (RFC 4271 9.1.2.2 c), None for the local AS.
 

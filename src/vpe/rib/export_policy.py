@@ -58,17 +58,18 @@ class GroupExportPolicy:
         self.per_route = policy.route_dependent or policy.relabels
         self._intern = intern
 
-    def source_key(self, family: Family, out: OutKey) -> OutKey | None:
-        """A policy that reads no route: the key of every route of the source whose key is ``out``."""
-        return self.verdict_key(self.policy.select(family, out[0], out[1]), out)[0]
+    def source_key(self, family: Family, out: OutKey, received: IPAddress | None = None) -> OutKey | None:
+        """A policy that reads no route: the key of every route of the source whose key is ``out``
+        (``received``: the source's own next hop, for ``next_hop = "unchanged"``)."""
+        return self.verdict_key(self.policy.select(family, out[0], out[1]), out, received=received)[0]
 
     def route_key(
-        self, family: Family, key: bytes, out: OutKey, can_relabel: bool
+        self, family: Family, key: bytes, out: OutKey, can_relabel: bool, received: IPAddress | None = None
     ) -> tuple[OutKey | None, bool]:
         """One route (NLRI key ``key``) of a source whose key is ``out``: (its key, relabel?)."""
-        return self.verdict_key(self.policy.select(family, out[0], out[1], key), out, can_relabel)
+        return self.verdict_key(self.policy.select(family, out[0], out[1], key), out, can_relabel, received)
 
-    def plan(self, family: Family, out: OutKey | None) -> Plan:
+    def plan(self, family: Family, out: OutKey | None, received: IPAddress | None = None) -> Plan:
         """The :data:`Plan` of a path source whose key is ``out`` (no relabel: see :meth:`route_key`)."""
         if out is None:
             return (), None
@@ -76,16 +77,17 @@ class GroupExportPolicy:
         steps: list[tuple[Match | None, OutKey | None]] = []
         for i in pol.candidates(family, out[0], out[1]):
             m = pol.terms[i].match
-            steps.append((m if m.per_route else None, self.verdict_key(i, out)[0]))
+            steps.append((m if m.per_route else None, self.verdict_key(i, out, received=received)[0]))
             if not m.per_route:
                 break  # it always decides: later terms are never reached
-        return tuple(steps), self.verdict_key(DEFAULT, out)[0]
+        return tuple(steps), self.verdict_key(DEFAULT, out, received=received)[0]
 
-    def verdict_key(self, index: int, out: OutKey, can_relabel: bool = False) -> tuple[OutKey | None, bool]:
+    def verdict_key(self, index: int, out: OutKey, can_relabel: bool = False,
+                    received: IPAddress | None = None) -> tuple[OutKey | None, bool]:
         """The key term ``index`` (or :data:`DEFAULT`) makes of ``out`` (None: rejected), and
         whether it relabels (only when ``can_relabel``; the next hop is then ours)."""
         attrs, nh, tag = out
-        v = self.policy.verdict(index, attrs, nh, self.self_next_hop)
+        v = self.policy.verdict(index, attrs, nh, self.self_next_hop, received)
         if not v.accept or v.next_hop is None:
             return None, False
         relabel = v.relabel and can_relabel

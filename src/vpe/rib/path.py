@@ -74,6 +74,8 @@ class PeerInfo:
     ibgp: bool
     rr_client: bool = False
     local: bool = False
+    #: times our own AS may appear in a received AS_PATH (0: none, the RFC 4271 loop check)
+    allowas_in: int = 0
 
     @classmethod
     def local_origin(cls, router_id: IPv4Address | str, asn: int) -> PeerInfo:

@@ -92,17 +92,24 @@ def inbound_loop(
     router_id: IPv4Address | None,
     cluster_id: IPv4Address | None,
     local_asn: int | None = None,
+    allowas_in: int = 0,
 ) -> str | None:
     """Why a received path must be ignored as a loop, or None if it need not.
 
     ORIGINATOR_ID equal to our ``router_id`` or our ``cluster_id`` in
     CLUSTER_LIST (RFC 4456 8); with ``local_asn`` (pass it for eBGP
-    sessions) our AS in AS_PATH (RFC 4271 9.1.2).
+    sessions) our AS in AS_PATH (RFC 4271 9.1.2), tolerated up to
+    ``allowas_in`` times (the knob of the same name: hub-and-spoke across
+    one AS, two sites of one customer AS behind different providers).
     """
     if router_id is not None and A.originator_id(attrs) == router_id:
         return f"ORIGINATOR_ID {router_id} is our router id"
     if cluster_id is not None and cluster_id in A.cluster_list(attrs):
         return f"our cluster id {cluster_id} is in CLUSTER_LIST"
     if local_asn is not None and A.as_path_contains(attrs, local_asn):
-        return f"our AS {local_asn} is in AS_PATH"
+        if allowas_in <= 0:
+            return f"our AS {local_asn} is in AS_PATH"
+        n = A.as_path_count(attrs, local_asn)
+        if n > allowas_in:
+            return f"our AS {local_asn} is in AS_PATH {n} times (allowas_in {allowas_in})"
     return None

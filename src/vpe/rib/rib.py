@@ -12,6 +12,7 @@ deadlines are times the caller passes in and compares).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address
@@ -26,6 +27,8 @@ from .decision import DecisionOptions
 from .loc_rib import Destination, LocRib
 from .path import STALE, IPAddress, PathSource, PeerInfo, same_nlri
 from .reflection import inbound_loop
+
+log = logging.getLogger("vpe.rib")
 
 
 def _all_keys(adj: AdjRibIn) -> list[tuple[bytes, int]]:
@@ -162,7 +165,11 @@ class Rib:
             for fam, n, nh in update.announced():
                 announced.setdefault((fam, nh), []).append(n)
         attrs = update.attributes
-        if announced and self._loops(peer, attrs):
+        why = self._loops(peer, attrs) if announced else None
+        if why is not None:
+            log.info("peer %s: %s treated as withdrawn: %s", peer.address,
+                     _prefixes_text([n for ns in announced.values() for n in ns]), why,
+                     extra={"peer": str(peer.address)})
             for (fam, _), ns in announced.items():
                 withdrawn.setdefault(fam, []).extend(ns)  # new lists: the UPDATE is untouched
             announced = {}
@@ -179,13 +186,12 @@ class Rib:
                 out.append(change)
         return out
 
-    def _loops(self, peer: PeerInfo, attrs: PathAttributes) -> bool:
+    def _loops(self, peer: PeerInfo, attrs: PathAttributes) -> str | None:
+        """Why ``peer``'s routes with ``attrs`` are a loop (None: they are not)."""
         if peer.local:
-            return False
-        return (
-            inbound_loop(attrs, self.router_id, self.cluster_id, self.local_asn if not peer.ibgp else None)
-            is not None
-        )
+            return None
+        return inbound_loop(attrs, self.router_id, self.cluster_id,
+                            self.local_asn if not peer.ibgp else None, peer.allowas_in)
 
     def _announce(
         self,
@@ -406,3 +412,9 @@ class Rib:
             if change is not None:
                 out.append(change)
         return out
+
+
+def _prefixes_text(nlris: list[Nlri], shown: int = 8) -> str:
+    """The first ``shown`` routes of ``nlris`` for a log line, and how many more there are."""
+    text = ", ".join(str(n) for n in nlris[:shown])
+    return text if len(nlris) <= shown else f"{text} and {len(nlris) - shown} more"

@@ -47,6 +47,9 @@ ONE = b"\x01"
 
 PORT_F_PUNT_ALL = 1
 NH_LOCAL, NH_UDP4, NH_UDP6, NH_GRE4, NH_GRE6 = 1, 2, 3, 4, 5
+#: a next hop pushing more than one label (Inter-AS option C): the tc program does not
+#: know this kind and punts the packet ("next-hop") to the userspace pipeline, which pushes the stack
+NH_STACK = 6
 LBL_VRF, LBL_PORT, LBL_SWAP = 1, 2, 3
 ECMP = {"per-flow": 0, "per-packet": 1, "per-prefix": 2}
 LOCAL_IDX = 0x80000000
@@ -181,7 +184,7 @@ class Compiled:
 def _nh_key(nh: NextHop) -> tuple[object, ...]:
     if nh.port is not None:
         return ("port", nh.port)
-    return (str(nh.endpoint), nh.label, nh.encap)
+    return (str(nh.endpoint), nh.label, nh.encap, nh.outer)
 
 
 def compile_tables(
@@ -255,7 +258,9 @@ def compile_tables(
             else:
                 assert nh.endpoint is not None and nh.label is not None
                 v6 = nh.endpoint.version == 6
-                if nh.encap == "mpls-in-udp":
+                if nh.outer:
+                    kind = NH_STACK
+                elif nh.encap == "mpls-in-udp":
                     kind = NH_UDP6 if v6 else NH_UDP4
                 else:
                     kind = NH_GRE6 if v6 else NH_GRE4
@@ -320,6 +325,8 @@ def compile_tables(
                 t["labels"][U32.pack(e.label)] = LABEL_VAL.pack(LBL_SWAP, 0, 0, 0)
                 continue
             val = LABEL_VAL.pack(LBL_PORT, vrf_ids[port.vrf], ifx[port.name], 0)
+        elif e.kind == "pop":  # only ever above another label: deep stacks go to userspace
+            val = LABEL_VAL.pack(LBL_SWAP, 0, 0, 0)
         else:
             assert e.next_hop is not None and e.next_hop.endpoint is not None
             peers.add(e.next_hop.endpoint)

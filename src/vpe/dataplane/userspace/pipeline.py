@@ -399,11 +399,13 @@ class _TunnelAdj:
         "max_inner",
         "label_word",
         "ep",
+        "outer",
     )
     is_local = False
 
     def __init__(
-        self, endpoint: IPAddress, label: int, encap: str, underlay_mtu: int, ep: _Endpoint
+        self, endpoint: IPAddress, label: int, encap: str, underlay_mtu: int, ep: _Endpoint,
+        outer: tuple[int, ...] = (),
     ) -> None:
         self.ep = ep
         self.endpoint = str(endpoint)
@@ -412,9 +414,16 @@ class _TunnelAdj:
         self.is_udp = encap == "mpls-in-udp"
         proto = P.IPPROTO_UDP if self.is_udp else P.IPPROTO_GRE
         self.out = ToUnderlay(self.endpoint, proto, endpoint.version)
-        self.template = P.udp_encap_template(label) if self.is_udp else P.gre_encap_template(label)
+        #: label stack entries pushed above ``label`` (outermost first), without their TTL
+        self.outer = tuple(x << 12 for x in outer)
+        template = P.udp_encap_template(label) if self.is_udp else P.gre_encap_template(label)
+        if outer:  # the shim, then the outer entries (TTL 255), then the bottom one
+            shim = 8 if self.is_udp else 4
+            template = (template[:shim] + b"".join(P.mpls_entry(x, bos=False, ttl=255) for x in outer)
+                        + template[shim:])
+        self.template = template
         self.tlen = len(self.template)
-        self.max_inner = underlay_mtu - P.tunnel_overhead(encap, endpoint.version == 6)
+        self.max_inner = underlay_mtu - P.tunnel_overhead(encap, endpoint.version == 6, 1 + len(outer))
         #: label stack entry without its TTL (bottom of stack, TC 0): OR the TTL in
         self.label_word = (label << 12) | 0x100
 
@@ -688,7 +697,7 @@ class Forwarder:
         if nh.port is not None:
             key: tuple[Any, ...] = ("port", nh.port)
         else:
-            key = (nh.endpoint, nh.label, nh.encap)
+            key = (nh.endpoint, nh.label, nh.encap, nh.outer)
         adj = self._adj_cache.get(key)
         if adj is None:
             if nh.port is not None:
@@ -696,7 +705,8 @@ class Forwarder:
             else:
                 assert nh.endpoint is not None and nh.label is not None
                 adj = _TunnelAdj(
-                    nh.endpoint, nh.label, nh.encap, self.underlay_mtu, self._endpoint(nh.endpoint)
+                    nh.endpoint, nh.label, nh.encap, self.underlay_mtu,
+                    self._endpoint(nh.endpoint), nh.outer,
                 )
             self._adj_cache[key] = adj
         return adj
@@ -1167,7 +1177,10 @@ class Forwarder:
         (lse,) = _I.unpack_from(data, off)  # parse_mpls, inlined
         off += P.MPLS_LEN
         if not lse & 0x100:
-            return self._drop("mpls-label-stack")
+            popped = self._label_stack(data, off, lse)
+            if isinstance(popped, list):
+                return popped
+            off, lse = popped
         entry = self.labels.get(lse >> 12)
         if entry is None:
             return self._drop("unknown-label")
@@ -1224,6 +1237,43 @@ class Forwarder:
         if prt is None:
             return self._drop("port-down", None, vrf_rt)
         return self._deliver(prt, vrf_rt, fam, data, off, total, False, dst)
+
+    def _label_stack(self, data: Any, off: int, lse: int) -> list[Output] | tuple[int, int]:
+        """A label stack deeper than one (Inter-AS option C): labels of ours ("pop", our
+        loopback's labeled-unicast label) are removed until the bottom one, which decides
+        as usual; a "swap" label on top (a transit labeled-unicast hop) is swapped and
+        the rest of the stack travels on toward its next hop (label TTL - 1)."""
+        while not lse & 0x100:
+            entry = self.labels.get(lse >> 12)
+            if entry is None:
+                return self._drop("unknown-label")
+            if entry.kind == "swap":
+                return self._swap_stack(self._swaps[entry.label], data, off, lse & 0xFF)
+            if entry.kind != "pop":
+                return self._drop("mpls-label-stack")
+            if len(data) < off + P.MPLS_LEN:
+                return self._drop("mpls-short")
+            (lse,) = _I.unpack_from(data, off)
+            off += P.MPLS_LEN
+        return off, lse  # the bottom entry (and where the inner packet starts): as usual
+
+    def _swap_stack(self, adj: _TunnelAdj, data: Any, off: int, ttl: int) -> list[Output]:
+        """Swap the top label for ``adj``'s and send the rest of the stack (at ``off``) on."""
+        if ttl <= 1:
+            return self._drop("ttl-expired")
+        rest = data[off:]
+        self.swapped += 1
+        stack = b"".join(_I.pack(w | (ttl - 1)) for w in adj.outer) + _I.pack((adj.label << 12) | (ttl - 1))
+        if adj.is_udp:
+            buf = bytearray(_H.pack(P.FLOW_PORT_MIN + (hash(bytes(rest[:64])) % P.FLOW_PORT_COUNT)))
+            buf += _H.pack(P.MPLS_UDP_PORT) + _H.pack(8 + len(stack) + len(rest)) + _H.pack(0)
+        else:
+            buf = bytearray(_H.pack(0) + _H.pack(P.ETH_P_MPLS))
+        buf += stack
+        buf += rest
+        out: list[Output] = []
+        self._tx_under(adj, buf, out)
+        return out
 
     def _redirect(
         self,
@@ -1335,6 +1385,8 @@ def _encapsulate(
     length and label TTL included); the IPv4 checksum follows the TTL change
     incrementally (RFC 1624), as ``ipv4_ttl_decrement`` does.
     """
+    if adj.outer:
+        return _encapsulate_stack(adj, pkt, off, total, ttl, fh, ttl_off, checksum)
     if adj.is_udp:
         buf = bytearray(
             _UDP_MPLS.pack(
@@ -1349,6 +1401,29 @@ def _encapsulate(
     else:
         buf = bytearray(_GRE_MPLS.pack(0, P.ETH_P_MPLS, adj.label_word | ttl))
         t = _GRE_HDR + ttl_off
+    buf += pkt[off : off + total]
+    buf[t] = ttl
+    if checksum:
+        check = ((buf[t + 2] << 8) | buf[t + 3]) + 0x0100
+        check = (check + (check >= 0xFFFF)) & 0xFFFF
+        buf[t + 2] = check >> 8
+        buf[t + 3] = check & 0xFF
+    return buf
+
+
+def _encapsulate_stack(
+    adj: _TunnelAdj, pkt: Any, off: int, total: int, ttl: int, fh: int, ttl_off: int, checksum: bool
+) -> bytearray:
+    """:func:`_encapsulate` for a next hop with outer labels (Inter-AS option C): the
+    shim, the outer entries, the bottom entry (all with TTL ``ttl``), the inner packet."""
+    stack = b"".join(_I.pack(w | ttl) for w in adj.outer) + _I.pack(adj.label_word | ttl)
+    if adj.is_udp:
+        buf = bytearray(_H.pack(P.FLOW_PORT_MIN + fh % P.FLOW_PORT_COUNT) + _H.pack(P.MPLS_UDP_PORT)
+                        + _H.pack(8 + len(stack) + total) + _H.pack(0))
+    else:
+        buf = bytearray(_H.pack(0) + _H.pack(P.ETH_P_MPLS))
+    t = len(buf) + len(stack) + ttl_off
+    buf += stack
     buf += pkt[off : off + total]
     buf[t] = ttl
     if checksum:

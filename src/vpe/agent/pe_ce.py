@@ -1,0 +1,250 @@
+"""PE-CE BGP: a VRF's own BGP neighbors (Inter-AS option A, a VM or an appliance that
+announces its routes into its VPN).
+
+A VRF neighbor (``[[vrfs.neighbors]]``) is a session of the agent's one BGP
+speaker, but its routes never enter the global RIB: the router hands its
+sessions to :class:`VrfPeering`, which
+
+* turns each IPv4/IPv6 unicast route the neighbor announces into a route of
+  the VRF: a static route via the next hop the neighbor gave (in the FIB,
+  the port of the VRF that holds that address), exported with the VRF's RD
+  and route targets like any local route, so it leaves as a VPN route;
+  withdrawals (and the session going down) remove it again;
+* sends the neighbor the VRF's table: every prefix's best entry (local
+  routes, VPN routes the VRF imported, routes of the VRF's other
+  neighbors), with our AS prepended towards eBGP, the AS path the route came
+  with when it has one, and a next hop of ours (``next_hop`` / ``next_hop6``
+  of the neighbor, else this side's address of the session); never a route
+  back to the neighbor it came from. Table changes follow as they happen.
+
+The rules of eBGP hold as for every other neighbor: the import and export
+policies of the neighbor apply (RFC 8212: none given, nothing crosses unless
+``bgp.ebgp_requires_policy = false``), a route with our own AS in its path
+is a loop (``allowas_in`` tolerates some), and every rejection is logged with
+the peer and the prefix.
+
+One route per prefix and VRF comes from the neighbors: when two neighbors of
+one VRF announce the same prefix, the later one replaces the earlier one
+(each withdraws only its own).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
+from typing import Any
+
+from ..bgp.session import Peer
+from ..bgp.wire.attributes.as_path import AsPath
+from ..bgp.wire.attributes.base import PathAttributes
+from ..bgp.wire.attributes.next_hop import NextHop as NextHopAttr
+from ..bgp.wire.attributes.origin import Origin, OriginType
+from ..bgp.wire.constants import IPV4_UNICAST, IPV6_UNICAST, AttrCode, Family
+from ..bgp.wire.nlri.prefix import IPv4Prefix, IPv6Prefix, make_network
+from ..bgp.wire.update import Update, end_of_rib, pack_announcements, pack_withdrawals
+from ..policy import import_updates
+from ..rib.path import PeerInfo
+from ..rib.reflection import inbound_loop
+from ..vpn.entries import RouteSource
+from ..vpn.errors import VpnError
+from ..vpn.events import VrfTableChange
+from ..vpn.service import VpnService
+from .bridge import VpnBridge
+from .config import AgentConfig
+from .router import Router
+
+log = logging.getLogger("vpe.pe_ce")
+
+IPAddress = IPv4Address | IPv6Address
+_FAMILY = {4: IPV4_UNICAST, 6: IPV6_UNICAST}
+_ORIGIN_IGP = Origin(OriginType.IGP)
+_AS_PATH = int(AttrCode.AS_PATH)
+
+
+class VrfPeering:
+    """The sessions of every VRF's own neighbors (see the module docstring)."""
+
+    def __init__(self, cfg: AgentConfig, router: Router, bridge: VpnBridge, vpn: VpnService) -> None:
+        self.router = router
+        self.bridge = bridge
+        self.vpn = vpn
+        self.local_as = router.local_as
+        #: neighbor address -> its configuration
+        self.neighbors = {n.address: n for v in cfg.vrfs for n in v.neighbors}
+        #: (vrf, prefix) -> the neighbor whose route it is
+        self.learned: dict[tuple[str, str], str] = {}
+        #: neighbor -> prefix -> (attributes, next hop) sent
+        self.sent: dict[str, dict[str, tuple[PathAttributes, IPAddress]]] = {}
+        self._up: dict[str, tuple[str, Peer, PeerInfo]] = {}
+        router.ce = self
+        bridge.on_table_changes(self.tables_changed)
+
+    # -- sessions ------------------------------------------------------------------
+
+    def session_up(self, vrf: str, peer: Peer, info: PeerInfo) -> None:
+        self._up[peer.address] = (vrf, peer, info)
+        self.sent[peer.address] = {}
+        self.resend(vrf, peer)
+        n = peer.negotiated
+        fams = sorted(n.families) if n is not None else []
+        self.router.send(peer, [end_of_rib(f) for f in fams if f in (IPV4_UNICAST, IPV6_UNICAST)])
+
+    def session_down(self, vrf: str, peer: Peer) -> None:
+        self._up.pop(peer.address, None)
+        self.sent.pop(peer.address, None)
+        mine = [p for (v, p), who in self.learned.items() if v == vrf and who == peer.address]
+        for prefix in mine:
+            self._forget(vrf, prefix, peer.address)
+
+    # -- routes in -------------------------------------------------------------------
+
+    def update_received(self, vrf: str, peer: Peer, info: PeerInfo, update: Update) -> None:
+        policy = self.router.import_policy_of(peer.address, info)
+        rejected: list[Any] = []
+        updates = [update] if policy is None else import_updates(policy, update, rejected=rejected)
+        if rejected:
+            log.info("peer %s (vrf %s): %s not accepted: %s", peer.address, vrf,
+                     ", ".join(str(n) for n in rejected[:8]),
+                     f"rejected by import policy {policy.name!r}" if policy and policy.name != "rfc8212-no-policy"
+                     else "eBGP neighbor without an import policy (RFC 8212)", extra={"peer": peer.address})
+        for u in updates:
+            for _fam, nlri in u.withdrawn_routes():
+                self._forget(vrf, str(nlri.prefix), peer.address)  # type: ignore[attr-defined]
+            announced = list(u.announced())
+            if not announced:
+                continue
+            why = inbound_loop(u.attributes, None, None, None if info.ibgp else self.local_as, info.allowas_in)
+            for fam, nlri, nh in announced:
+                prefix = str(nlri.prefix)  # type: ignore[attr-defined]
+                if fam not in (IPV4_UNICAST, IPV6_UNICAST):
+                    continue
+                if why is not None:
+                    log.info("peer %s (vrf %s): %s treated as withdrawn: %s", peer.address, vrf, prefix, why,
+                             extra={"peer": peer.address})
+                    self._forget(vrf, prefix, peer.address)
+                    continue
+                if nh is None:
+                    continue
+                self._learn(vrf, prefix, nh, peer.address)
+
+    def _learn(self, vrf: str, prefix: str, next_hop: IPAddress, who: str) -> None:
+        try:
+            out = self.vpn.add_local_route(vrf, prefix, kind="static", next_hop=next_hop)
+        except VpnError as e:
+            log.warning("peer %s (vrf %s): route %s via %s not taken: %s", who, vrf, prefix, next_hop, e,
+                        extra={"peer": who})
+            return
+        self.learned[(vrf, prefix)] = who
+        self.bridge.apply(out)
+
+    def _forget(self, vrf: str, prefix: str, who: str) -> None:
+        if self.learned.get((vrf, prefix)) != who:
+            return
+        del self.learned[(vrf, prefix)]
+        try:
+            self.bridge.apply(self.vpn.remove_local_route(vrf, prefix))
+        except VpnError as e:
+            log.warning("vrf %s: route %s of peer %s not removed: %s", vrf, prefix, who, e)
+
+    # -- routes out ------------------------------------------------------------------
+
+    def tables_changed(self, changes: Sequence[VrfTableChange]) -> None:
+        if not self._up:
+            return
+        by_vrf: dict[str, list[VrfTableChange]] = {}
+        for ch in changes:
+            by_vrf.setdefault(ch.vrf, []).append(ch)
+        for vrf, peer, info in list(self._up.values()):
+            chs = by_vrf.get(vrf)
+            if chs:
+                self._send(vrf, peer, info, [(ch.version, str(ch.network), ch.routes) for ch in chs])
+
+    def resend(self, vrf: str, peer: Peer) -> None:
+        """Everything the VRF holds, against what the neighbor has (a refresh, a policy change)."""
+        up = self._up.get(peer.address)
+        if up is None:
+            return
+        v = self.vpn.vrfs.get(vrf)
+        if v is None:
+            return
+        items = [(ver, str(make_network(key[1:], key[0], ver)), routes)
+                 for ver in (4, 6) for key, routes in v.items(ver)]
+        have = {p for _, p, _ in items}
+        items += [(ip_network(p).version, p, ()) for p in self.sent.get(peer.address, {}) if p not in have]
+        self._send(vrf, peer, up[2], items)
+
+    def _send(self, vrf: str, peer: Peer, info: PeerInfo, items: list[tuple[int, str, tuple[Any, ...]]]) -> None:
+        sent = self.sent.setdefault(peer.address, {})
+        n = peer.negotiated
+        families = n.families if n is not None else frozenset()
+        policy = self.router.export_policy_of(peer.address, info)
+        announce: dict[tuple[Family, PathAttributes, IPAddress], list[Any]] = {}
+        withdraw: dict[Family, list[Any]] = {}
+        for ver, prefix, routes in items:
+            fam = _FAMILY[ver]
+            if fam not in families:
+                continue
+            out = self._route_for(vrf, peer, info, fam, prefix, routes, policy)
+            old = sent.get(prefix)
+            if out is None:
+                if old is not None:
+                    del sent[prefix]
+                    withdraw.setdefault(fam, []).append(_nlri(ver, prefix))
+                continue
+            if old == out:
+                continue
+            sent[prefix] = out
+            announce.setdefault((fam, out[0], out[1]), []).append(_nlri(ver, prefix))
+        msgs: list[bytes] = []
+        for fam, nlris in withdraw.items():
+            msgs += pack_withdrawals(fam, nlris, peer.tx_ctx)
+        for (fam, attrs, nh), nlris in announce.items():
+            msgs += pack_announcements(fam, attrs, None if fam == IPV4_UNICAST else nh, nlris, peer.tx_ctx)
+        if msgs:
+            self.router.send(peer, msgs)
+
+    def _route_for(self, vrf: str, peer: Peer, info: PeerInfo, fam: Family, prefix: str,
+                   routes: tuple[Any, ...], policy: Any) -> tuple[PathAttributes, IPAddress] | None:
+        """(attributes, next hop) of the VRF's best entry for ``prefix`` as sent to ``peer``,
+        or None (nothing to send: no entry, the neighbor's own route, no next hop, rejected)."""
+        if not routes:
+            return None
+        best = routes[0]
+        if self.learned.get((vrf, prefix)) == peer.address and best.source is RouteSource.LOCAL:
+            return None  # its own route: never back to it
+        nh = self._next_hop(peer, fam)
+        if nh is None:
+            return None
+        path = best.attributes.get(_AS_PATH) if best.attributes is not None else None
+        base = path if isinstance(path, AsPath) else AsPath()
+        if not info.ibgp:
+            base = base.prepend(self.local_as)
+        parts = [_ORIGIN_IGP, base]
+        if isinstance(nh, IPv4Address) and fam == IPV4_UNICAST:
+            parts.append(NextHopAttr(nh))
+        attrs = PathAttributes(parts)
+        if policy is not None:
+            net = ip_network(prefix)
+            v = policy.evaluate(fam, attrs, nh, _nlri(net.version, prefix).key, nh)
+            if not v.accept or v.next_hop is None:
+                return None
+            attrs, nh = v.attrs, v.next_hop
+        return attrs, nh
+
+    def _next_hop(self, peer: Peer, fam: Family) -> IPAddress | None:
+        cfg = self.neighbors.get(peer.address)
+        want = None
+        if cfg is not None:
+            want = cfg.next_hop if fam == IPV4_UNICAST else cfg.next_hop6
+        if want is not None:
+            return ip_address(want)
+        local = peer.local_ip
+        if local is None:
+            return None
+        addr = ip_address(local)
+        return addr if addr.version == (4 if fam == IPV4_UNICAST else 6) else None
+
+
+def _nlri(version: int, prefix: str) -> Any:
+    return IPv4Prefix.from_str(prefix) if version == 4 else IPv6Prefix.from_str(prefix)
