@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from ipaddress import ip_address, ip_interface, ip_network
 from pathlib import Path
@@ -35,6 +35,7 @@ from vpe.lab.layout import Lab
 from vpe.lab.topology import VmConfig, load_topology
 
 LABS = Path(__file__).resolve().parent / "labs"
+EXAMPLES = Path(__file__).resolve().parents[2] / "src" / "vpe" / "lab" / "examples"
 GATEWAY_MAC = "02:00:5e:00:00:01"
 UNDERLAY_NETS = (ip_network("198.18.0.0/15"), ip_network("2001:db8:ffff::/48"))
 
@@ -474,6 +475,23 @@ class RunningLab:
             for ns in self.extra_namespaces + build.prefix_namespaces(self.prefix):
                 subprocess.run(["ip", "netns", "delete", ns], check=False, capture_output=True)
             shutil.rmtree(self.lab.state_dir, ignore_errors=True)
+
+
+def example_lab(example: str, tag: str, converge_timeout: float = 60.0) -> Iterator[RunningLab]:
+    """A module fixture's body for ``src/vpe/lab/examples/<example>.yaml``: skip without
+    root, build it under a fresh prefix, yield it converged, always tear it down."""
+    why = netns.ip_available()
+    if why is not None:
+        pytest.skip(f"e2e tests need root and `ip netns`: {why}")
+    p = new_prefix(tag)
+    lab = build.make_lab(load_topology(EXAMPLES / f"{example}.yaml"), p)
+    running = RunningLab(lab, p)
+    try:
+        build.up(lab)
+        running.wait_converged(timeout=converge_timeout)
+        yield running
+    finally:
+        running.teardown()
 
 
 def start_lab(name: str, prefix: str | None = None, driver: str | None = None,

@@ -10,40 +10,23 @@ work both ways, and a capture of the underlay shows the three legs with three la
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from e2e_lab import (
     E2E,
     RunningLab,
-    build,
+    example_lab,
     inner_addresses,
-    load_topology,
-    netns,
-    new_prefix,
     parse_frames,
     tunnel_packets,
 )
 
 pytestmark = [*E2E, pytest.mark.timeout(120)]
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "src" / "vpe" / "lab" / "examples" / "inter-as-b.yaml"
-
 
 @pytest.fixture(scope="module")
 def inter_as_lab() -> Iterator[RunningLab]:
-    why = netns.ip_available()
-    if why is not None:
-        pytest.skip(f"e2e tests need root and `ip netns`: {why}")
-    p = new_prefix("b")
-    lab = build.make_lab(load_topology(EXAMPLE), p)
-    running = RunningLab(lab, p)
-    try:
-        build.up(lab)
-        running.wait_converged(timeout=60)
-        yield running
-    finally:
-        running.teardown()
+    yield from example_lab("inter-as-b", "b")
 
 
 def test_r10_2_option_b_e2e_ping_tcp_and_swapped_labels(inter_as_lab: RunningLab) -> None:

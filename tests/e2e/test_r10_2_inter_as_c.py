@@ -11,40 +11,23 @@ a TCP transfer work both ways; the capture shows the two-label stack on every le
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from e2e_lab import (
     E2E,
     RunningLab,
-    build,
+    example_lab,
     inner_addresses,
-    load_topology,
-    netns,
-    new_prefix,
     parse_frames,
     tunnel_packets,
 )
 
 pytestmark = [*E2E, pytest.mark.timeout(120)]
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "src" / "vpe" / "lab" / "examples" / "inter-as-c.yaml"
-
 
 @pytest.fixture(scope="module")
 def inter_as_lab() -> Iterator[RunningLab]:
-    why = netns.ip_available()
-    if why is not None:
-        pytest.skip(f"e2e tests need root and `ip netns`: {why}")
-    p = new_prefix("c")
-    lab = build.make_lab(load_topology(EXAMPLE), p)
-    running = RunningLab(lab, p)
-    try:
-        build.up(lab)
-        running.wait_converged(timeout=60)
-        yield running
-    finally:
-        running.teardown()
+    yield from example_lab("inter-as-c", "c")
 
 
 def test_r10_2_option_c_e2e_two_label_stack_ping_tcp(inter_as_lab: RunningLab) -> None:

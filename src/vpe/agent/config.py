@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,7 +22,6 @@ from ..bgp.wire.constants import FAMILY_BY_NAME, Family, family_from_name
 from ..dataplane import registry as dataplane_drivers
 from ..dataplane.channel import load_key
 from ..policy.book import PolicyBook
-from ..policy.errors import PolicyError
 from ..policy.parse import parse_policy
 from ..vpn.chains import ChainDef, ServiceDef, compile_chain
 from ..vpn.errors import InvalidValue
@@ -587,6 +587,22 @@ class DataplaneConfig(_Strict):
         return None if v is None else _check_ip(v, "underlay address")
 
 
+
+def _unique_named(v: list[dict[str, Any]], section: str, noun: str,
+                  parse: Callable[[dict[str, Any], str], Any]) -> list[dict[str, Any]]:
+    """Check each table of ``[[section]]`` with ``parse`` (its error names the table) and
+    that no two share a name."""
+    names: set[str] = set()
+    for i, d in enumerate(v):
+        try:
+            item = parse(d, f"{section}[{i}]")
+        except ValueError as e:  # PolicyError is one too
+            raise ValueError(str(e)) from None
+        if item.name in names:
+            raise ValueError(f"{section}[{i}].name: {item.name!r} names two {noun}")
+        names.add(item.name)
+    return v
+
 class AgentConfig(_Strict):
     bgp: BgpConfig
     neighbors: list[NeighborConfig] = Field(default_factory=list)
@@ -605,44 +621,17 @@ class AgentConfig(_Strict):
     @field_validator("services")
     @classmethod
     def _services(cls, v: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        names: set[str] = set()
-        for i, d in enumerate(v):
-            try:
-                s = ServiceDef.parse(d, f"services[{i}]")
-            except ValueError as e:
-                raise ValueError(str(e)) from None
-            if s.name in names:
-                raise ValueError(f"services[{i}].name: {s.name!r} names two services")
-            names.add(s.name)
-        return v
+        return _unique_named(v, "services", "services", ServiceDef.parse)
 
     @field_validator("chains")
     @classmethod
     def _chains(cls, v: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        names: set[str] = set()
-        for i, d in enumerate(v):
-            try:
-                c = ChainDef.parse(d, f"chains[{i}]")
-            except ValueError as e:
-                raise ValueError(str(e)) from None
-            if c.name in names:
-                raise ValueError(f"chains[{i}].name: {c.name!r} names two chains")
-            names.add(c.name)
-        return v
+        return _unique_named(v, "chains", "chains", ChainDef.parse)
 
     @field_validator("policies")
     @classmethod
     def _policies(cls, v: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        names: set[str] = set()
-        for i, d in enumerate(v):
-            try:
-                p = parse_policy(d, f"policies[{i}]")
-            except PolicyError as e:
-                raise ValueError(str(e)) from None
-            if p.name in names:
-                raise ValueError(f"policies[{i}].name: {p.name!r} names two policies")
-            names.add(p.name)
-        return v
+        return _unique_named(v, "policies", "policies", parse_policy)
 
     def policy_book(self) -> PolicyBook:
         """The configured policies and the neighbors' bindings, as a :class:`PolicyBook`."""
