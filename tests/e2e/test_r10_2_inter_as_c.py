@@ -10,6 +10,8 @@ a TCP transfer work both ways; the capture shows the two-label stack on every le
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -39,6 +41,13 @@ def test_r10_2_option_c_e2e_two_label_stack_ping_tcp(inter_as_lab: RunningLab) -
     (own,) = lab.api("h4", "/v1/vpns/red")["table"][f"{r4}/32"]
     assert remote["next_hop"] == h4 and remote["labels"] == own["labels"]
     vpn_label = own["labels"][0]
+    # converged VPN routes are not enough: until h1 has learned h4's loopback as labeled
+    # unicast, it reaches h4 directly over the shared underlay (one label); wait for the
+    # two-label next hop in h1's FIB before capturing
+    deadline = time.monotonic() + 30
+    while '"outer"' not in json.dumps(lab.api("h1", "/v1/fib")):
+        assert time.monotonic() < deadline, "h1's FIB never got a labeled-unicast (two-label) next hop"
+        time.sleep(0.2)
 
     caps = [lab.capture("underlay", f"p-{n}", timeout=10) for n in ("asbr1", "asbr2")]
     try:
