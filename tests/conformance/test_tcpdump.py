@@ -1,6 +1,6 @@
 """tcpdump's test captures as external test vectors for vpe's BGP codec.
 
-For every capture in /work/shared/conformance/tcpdump (see docs/conformance.md):
+For every capture in ../shared/conformance/tcpdump (see docs/conformance.md):
 
 1. the pcap reader finds exactly the messages tcpdump printed, frame by frame;
 2. each message is framed by ``MessageReader`` and decoded by
@@ -17,6 +17,7 @@ is an xfail, so it turns green by itself once that part lands.
 
 from __future__ import annotations
 
+import os
 import re
 import struct
 from dataclasses import dataclass
@@ -34,7 +35,21 @@ from .expectations import CAPTURES, FUZZED, CaptureExpect, Outcome
 from .pcap_reader import BgpMessage, Capture, Flow, read_capture, reverse
 from .tcpdump_out import ExpectedMessage, parse_out
 
-DATA = Path("/work/shared/conformance/tcpdump")
+
+def _shared_captures() -> Path:
+    """``shared/conformance/tcpdump`` beside the checkout or beside one of its parents
+    (``../shared`` from the project), or under ``$VPE_SHARED_DIR``."""
+    if os.environ.get("VPE_SHARED_DIR"):
+        return Path(os.environ["VPE_SHARED_DIR"]) / "conformance" / "tcpdump"
+    here = Path(__file__).resolve().parents[2]
+    for d in (here, *here.parents):
+        cand = d.parent / "shared" / "conformance" / "tcpdump"
+        if cand.is_dir():
+            return cand
+    return here.parent / "shared" / "conformance" / "tcpdump"
+
+
+DATA = _shared_captures()
 
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"{DATA} not present")
 
