@@ -23,9 +23,10 @@ policies of the neighbor apply (RFC 8212: none given, nothing crosses unless
 is a loop (``allowas_in`` tolerates some), and every rejection is logged with
 the peer and the prefix.
 
-One route per prefix and VRF comes from the neighbors: when two neighbors of
-one VRF announce the same prefix, the later one replaces the earlier one
-(each withdraws only its own).
+Every neighbor of a VRF that announces a prefix keeps its own candidate;
+the VRF takes one of them by the BGP decision (the shorter AS_PATH, then the
+lower neighbor address) and falls back to the next one when the chosen
+neighbor withdraws its route or its session drops.
 """
 
 from __future__ import annotations
@@ -72,8 +73,10 @@ class VrfPeering:
         self.local_as = router.local_as
         #: neighbor address -> its configuration
         self.neighbors = {n.address: n for v in cfg.vrfs for n in v.neighbors}
-        #: (vrf, prefix) -> the neighbor whose route it is
+        #: (vrf, prefix) -> the neighbor whose route the VRF holds
         self.learned: dict[tuple[str, str], str] = {}
+        #: (vrf, prefix) -> neighbor -> its candidate (next hop, AS_PATH)
+        self.candidates: dict[tuple[str, str], dict[str, tuple[IPAddress, AsPath]]] = {}
         #: neighbor -> prefix -> (attributes, next hop) sent
         self.sent: dict[str, dict[str, tuple[PathAttributes, IPAddress]]] = {}
         self._up: dict[str, tuple[str, Peer, PeerInfo]] = {}
@@ -93,7 +96,7 @@ class VrfPeering:
     def session_down(self, vrf: str, peer: Peer) -> None:
         self._up.pop(peer.address, None)
         self.sent.pop(peer.address, None)
-        mine = [p for (v, p), who in self.learned.items() if v == vrf and who == peer.address]
+        mine = [p for (v, p), cands in self.candidates.items() if v == vrf and peer.address in cands]
         for prefix in mine:
             self._forget(vrf, prefix, peer.address)
 
@@ -114,6 +117,8 @@ class VrfPeering:
             announced = list(u.announced())
             if not announced:
                 continue
+            attr = u.attributes.get(_AS_PATH)
+            path = attr if isinstance(attr, AsPath) else AsPath()
             why = inbound_loop(u.attributes, None, None, None if info.ibgp else self.local_as, info.allowas_in)
             for fam, nlri, nh in announced:
                 prefix = str(nlri.prefix)  # type: ignore[attr-defined]
@@ -126,26 +131,51 @@ class VrfPeering:
                     continue
                 if nh is None:
                     continue
-                self._learn(vrf, prefix, nh, peer.address)
+                self._learn(vrf, prefix, nh, peer.address, path)
 
-    def _learn(self, vrf: str, prefix: str, next_hop: IPAddress, who: str) -> None:
-        try:
-            out = self.vpn.add_local_route(vrf, prefix, kind="static", next_hop=next_hop)
-        except VpnError as e:
-            log.warning("peer %s (vrf %s): route %s via %s not taken: %s", who, vrf, prefix, next_hop, e,
-                        extra={"peer": who})
-            return
-        self.learned[(vrf, prefix)] = who
-        self.bridge.apply(out)
+    def _learn(self, vrf: str, prefix: str, next_hop: IPAddress, who: str, path: AsPath) -> None:
+        self.candidates.setdefault((vrf, prefix), {})[who] = (next_hop, path)
+        self._select(vrf, prefix)
 
     def _forget(self, vrf: str, prefix: str, who: str) -> None:
-        if self.learned.get((vrf, prefix)) != who:
+        cands = self.candidates.get((vrf, prefix))
+        if cands is None or cands.pop(who, None) is None:
             return
-        del self.learned[(vrf, prefix)]
-        try:
-            self.bridge.apply(self.vpn.remove_local_route(vrf, prefix))
-        except VpnError as e:
-            log.warning("vrf %s: route %s of peer %s not removed: %s", vrf, prefix, who, e)
+        if not cands:
+            del self.candidates[(vrf, prefix)]
+        self._select(vrf, prefix)
+
+    def _select(self, vrf: str, prefix: str) -> None:
+        """Put the best neighbor's candidate for ``prefix`` into the VRF (or take the
+        neighbors' route out when none is left); a candidate the VRF refuses is dropped."""
+        key = (vrf, prefix)
+        while True:
+            cands = self.candidates.get(key, {})
+            if not cands:
+                if self.learned.pop(key, None) is not None:
+                    try:
+                        self.bridge.apply(self.vpn.remove_local_route(vrf, prefix))
+                    except VpnError as e:
+                        log.warning("vrf %s: route %s of the neighbors not removed: %s", vrf, prefix, e)
+                return
+            who = min(cands, key=lambda a: _rank(a, cands[a][1]))
+            nh, path = cands[who]
+            try:
+                out = self.vpn.add_local_route(vrf, prefix, kind="static", next_hop=nh)
+            except VpnError as e:
+                log.warning("peer %s (vrf %s): route %s via %s not taken: %s", who, vrf, prefix, nh, e,
+                            extra={"peer": who})
+                del cands[who]
+                if not cands:
+                    del self.candidates[key]
+                continue
+            before = self.learned.get(key)
+            self.learned[key] = who
+            self.bridge.apply(out)
+            if before != who:
+                # the previous neighbor (if up) gets the new route; the new one loses its own
+                self._refresh_prefix(vrf, prefix)
+            return
 
     # -- routes out ------------------------------------------------------------------
 
@@ -159,6 +189,16 @@ class VrfPeering:
             chs = by_vrf.get(vrf)
             if chs:
                 self._send(vrf, peer, info, [(ch.version, str(ch.network), ch.routes) for ch in chs])
+
+    def _refresh_prefix(self, vrf: str, prefix: str) -> None:
+        """Send ``prefix`` again to the VRF's neighbors (which of them holds it changed)."""
+        v = self.vpn.vrfs.get(vrf)
+        if v is None:
+            return
+        routes = v.routes(prefix)
+        for pvrf, peer, info in list(self._up.values()):
+            if pvrf == vrf:
+                self._send(vrf, peer, info, [(ip_network(prefix).version, prefix, routes)])
 
     def resend(self, vrf: str, peer: Peer) -> None:
         """Everything the VRF holds, against what the neighbor has (a refresh, a policy change)."""
@@ -244,6 +284,12 @@ class VrfPeering:
             return None
         addr = ip_address(local)
         return addr if addr.version == (4 if fam == IPV4_UNICAST else 6) else None
+
+
+def _rank(who: str, path: AsPath) -> tuple[int, int, int]:
+    """The BGP decision between neighbors' candidates: the shorter AS_PATH, then the lower address."""
+    addr = ip_address(who)
+    return path.length(), addr.version, int(addr)
 
 
 def _nlri(version: int, prefix: str) -> Any:
