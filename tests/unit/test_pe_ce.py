@@ -135,3 +135,29 @@ def test_a_neighbor_withdrawing_a_prefix_it_lost_leaves_the_winner(h: Harness) -
     h.withdraw(CE_A, PREFIX)
     h.down(CE_A)
     assert h.vrf_next_hops() == ["192.0.2.2"]
+
+
+def test_the_neighbors_as_path_is_carried_into_the_vpn_route_and_to_other_neighbors(h: Harness) -> None:
+    h.up(CE_A, 65001)
+    h.up(CE_B, 65002)
+    h.announce(CE_A, "65001 65020", "192.0.2.1", PREFIX)
+    assert h.exported_path() == "65001 65020"
+    # the other neighbor (eBGP) gets the real path with our AS in front
+    assert h.received(CE_B)[PREFIX] == "65000 65001 65020"
+    # a better path from B replaces it in the VPN route too, and A gets B's path
+    h.announce(CE_B, "65002", "192.0.2.2", PREFIX)
+    assert h.exported_path() == "65002"
+    assert h.received(CE_A)[PREFIX] == "65000 65002"
+    h.withdraw(CE_B, PREFIX)
+    assert h.exported_path() == "65001 65020"
+
+
+def test_a_local_route_without_a_path_is_exported_with_an_empty_as_path(h: Harness) -> None:
+    from vpe.vpn.errors import InvalidValue
+
+    h.eng.bridge.apply(h.eng.vpn.add_local_route("red", "198.51.100.0/24", kind="static",
+                                                 next_hop="192.0.2.9"))
+    assert h.exported_path("198.51.100.0/24") == ""
+    with pytest.raises(InvalidValue, match=r"as_path: '65001' is not an AS_PATH"):
+        h.eng.vpn.add_local_route("red", "198.51.100.0/24", kind="static", next_hop="192.0.2.9",
+                                  as_path="65001")  # type: ignore[arg-type]

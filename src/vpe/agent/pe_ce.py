@@ -13,8 +13,11 @@ sessions to :class:`VrfPeering`, which
 * sends the neighbor the VRF's table: every prefix's best entry (local
   routes, VPN routes the VRF imported, routes of the VRF's other
   neighbors), with our AS prepended towards eBGP, the AS path the route came
-  with when it has one, and a next hop of ours (``next_hop`` / ``next_hop6``
-  of the neighbor, else this side's address of the session); never a route
+  with when it has one (a neighbor's route keeps its AS_PATH in the VRF and in
+  the VPN route it is exported as, so a CE of the same AS elsewhere sees the
+  loop and remote option-A neighbors get the real path), and a next hop of
+  ours (``next_hop`` / ``next_hop6`` of the neighbor, else this side's
+  address of the session); never a route
   back to the neighbor it came from. Table changes follow as they happen.
 
 The rules of eBGP hold as for every other neighbor: the import and export
@@ -161,7 +164,7 @@ class VrfPeering:
             who = min(cands, key=lambda a: _rank(a, cands[a][1]))
             nh, path = cands[who]
             try:
-                out = self.vpn.add_local_route(vrf, prefix, kind="static", next_hop=nh)
+                out = self.vpn.add_local_route(vrf, prefix, kind="static", next_hop=nh, as_path=path)
             except VpnError as e:
                 log.warning("peer %s (vrf %s): route %s via %s not taken: %s", who, vrf, prefix, nh, e,
                             extra={"peer": who})
@@ -257,6 +260,9 @@ class VrfPeering:
         if nh is None:
             return None
         path = best.attributes.get(_AS_PATH) if best.attributes is not None else None
+        who = self.learned.get((vrf, prefix))
+        if who is not None and best.source is RouteSource.LOCAL:
+            path = self.candidates.get((vrf, prefix), {}).get(who, (None, None))[1]  # the neighbor's path
         base = path if isinstance(path, AsPath) else AsPath()
         if not info.ibgp:
             base = base.prepend(self.local_as)

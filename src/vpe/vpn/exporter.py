@@ -67,6 +67,8 @@ class LocalRoute(NamedTuple):
     #: "active"; "standby": exported, but this host forwards to where the VM runs;
     #: "redirect": not exported, its label kept (local repair toward the VM's new host)
     mode: str = "active"
+    #: the AS_PATH the route came with (a VRF neighbor's route, PE-CE BGP); None: empty
+    as_path: AsPath | None = None
 
 
 class Export(NamedTuple):
@@ -249,6 +251,8 @@ class Exporter:
         if route.kind is not RouteKind.AGGREGATE and vrf.aggregates and vrf.summarised(route.version, route.prefix):
             return None, me  # only the summary_only aggregate covering it is sent (R10.3)
         attrs = self.attributes_for(vrf.export_rts, route.local_pref, route.sequence)
+        if route.as_path is not None and route.as_path.segments:
+            attrs = attrs.replace(route.as_path)
         policy = vrf.export_policy
         if policy is None:
             return attrs, me

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any
 
+from ..bgp.wire.attributes.as_path import AsPath
 from ..bgp.wire.attributes.tunnel_types import parse_tunnel_type
 from ..bgp.wire.nlri.base import IPAddress
 from ..policy.policy import Policy
@@ -459,10 +460,12 @@ class VpnService:
         local_pref: int | None = None,
         sequence: int = 0,
         mode: str = "active",
+        as_path: AsPath | None = None,
     ) -> VpnOutput:
         """Originate ``prefix`` in ``vrf`` (replacing its previous local route);
         ``local_pref`` is the LOCAL_PREF of its export (default: the service's);
-        ``sequence`` and ``mode`` its mobility (:class:`~vpe.vpn.exporter.LocalRoute`)."""
+        ``sequence`` and ``mode`` its mobility (:class:`~vpe.vpn.exporter.LocalRoute`);
+        ``as_path`` the AS_PATH it is exported with (a VRF neighbor's route)."""
         v = self.vrf(vrf)
         self._now = max(self._now, now)
         version, key = prefix_key(prefix)
@@ -480,7 +483,9 @@ class VpnService:
             raise InvalidValue(f"sequence: {sequence!r} is not a mobility sequence number (0..{MAX_SEQUENCE})")
         if mode not in ("active", "standby", "redirect"):
             raise InvalidValue(f"mode: {mode!r} is not active, standby or redirect")
-        route = LocalRoute(version, key, k, endpoint, nh, local_pref, sequence, mode)
+        if as_path is not None and not isinstance(as_path, AsPath):
+            raise InvalidValue(f"as_path: {as_path!r} is not an AS_PATH")
+        route = LocalRoute(version, key, k, endpoint, nh, local_pref, sequence, mode, as_path)
         self._locals[vrf][(version, key)] = route
         out = VpnOutput()
         self._apply_export(v, self.exporter.export(v, route, now), out)
