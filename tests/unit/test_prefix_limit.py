@@ -158,3 +158,52 @@ async def test_finding9_warning_only_keeps_the_session(world: Callable[..., obje
     p = eng.speaker.peers[PEER]
     assert p.established and p.counters["prefix_limit_exceeded"] == 1
     assert "warning only" in p.last_error
+
+
+def _vrf_config(port: int) -> str:
+    return f"""
+[bgp]
+local_as = 65000
+router_id = "198.18.0.81"
+listen = ["{ENGINE}"]
+port = {port}
+ebgp_requires_policy = false
+
+[[vrfs]]
+name = "red"
+route_targets = ["65000:9"]
+  [[vrfs.neighbors]]
+  address = "{PEER}"
+  remote_as = 65001
+  passive = true
+  max_prefixes = 2
+  max_prefixes_restart = 0
+
+[dataplane]
+driver = "none"
+"""
+
+
+async def test_vrf_neighbor_prefix_limit_tears_down_with_cease_6_1_and_logs_peer_and_vrf(
+        caplog: pytest.LogCaptureFixture) -> None:
+    port = _port()
+    eng = await _engine(_vrf_config(port))
+    peer = ScriptedPeer(PEER, ENGINE, port, asn=65001, families=(IPV4_UNICAST,))
+    try:
+        await asyncio.to_thread(peer.establish)
+        p = eng.speaker.peers[PEER]
+        await _until(lambda: p.established, "Established")
+        red = eng.vpn.vrfs["red"]
+        await asyncio.to_thread(peer.send_update, _ipv4_update(["192.0.2.0/26", "192.0.2.64/26"]))
+        await _until(lambda: len(list(red.prefixes(4))) == 2, "two routes in the VRF (at the limit: fine)")
+        assert await asyncio.to_thread(peer.still_open, 0.3)
+        await asyncio.to_thread(peer.send_update, _ipv4_update(["192.0.2.128/26"]))
+        note = await asyncio.to_thread(peer.expect_notification)
+        assert (note.code, note.subcode) == (ErrorCode.CEASE, CeaseSubcode.MAX_PREFIXES)
+        assert note.data == struct.pack("!HBI", 1, 1, 2)
+        await _until(lambda: not p.established and not list(red.prefixes(4)), "the neighbor's routes gone")
+        line = next(r.getMessage() for r in caplog.records if "over the limit" in r.getMessage())
+        assert PEER in line and "vrf red" in line and "3 ipv4-unicast prefixes" in line
+    finally:
+        peer.close()
+        await eng.stop()

@@ -20,6 +20,12 @@ sessions to :class:`VrfPeering`, which
   address of the session); never a route
   back to the neighbor it came from. Table changes follow as they happen.
 
+A neighbor's ``max_prefixes`` counts the prefixes it announces into the VRF
+(each family on its own, after its import policy); past the limit the session
+is torn down with Cease / Maximum Number of Prefixes Reached (or, with
+``max_prefixes_action = "warning"``, only logged), logged with the peer and the
+VRF, and its routes leave the VRF as when the session drops.
+
 The rules of eBGP hold as for every other neighbor: the import and export
 policies of the neighbor apply (RFC 8212: none given, nothing crosses unless
 ``bgp.ebgp_requires_policy = false``), a route with our own AS in its path
@@ -83,6 +89,10 @@ class VrfPeering:
         #: neighbor -> prefix -> (attributes, next hop) sent
         self.sent: dict[str, dict[str, tuple[PathAttributes, IPAddress]]] = {}
         self._up: dict[str, tuple[str, Peer, PeerInfo]] = {}
+        #: neighbor -> IP version -> prefixes it announces (its candidates; the prefix limit)
+        self.counts: dict[str, dict[int, int]] = {}
+        #: neighbor -> IP version -> 0 under the warning threshold, 1 past it, 2 past the limit
+        self._over: dict[str, dict[int, int]] = {}
         router.ce = self
         bridge.on_table_changes(self.tables_changed)
 
@@ -99,6 +109,7 @@ class VrfPeering:
     def session_down(self, vrf: str, peer: Peer) -> None:
         self._up.pop(peer.address, None)
         self.sent.pop(peer.address, None)
+        self._over.pop(peer.address, None)
         mine = [p for (v, p), cands in self.candidates.items() if v == vrf and peer.address in cands]
         for prefix in mine:
             self._forget(vrf, prefix, peer.address)
@@ -135,18 +146,53 @@ class VrfPeering:
                 if nh is None:
                     continue
                 self._learn(vrf, prefix, nh, peer.address, path)
+        if peer.settings.max_prefixes is not None:
+            self._check_prefix_limit(vrf, peer)
+
+    def _check_prefix_limit(self, vrf: str, peer: Peer) -> None:
+        """The neighbor's ``max_prefixes``, per family, counted in the routes it announces
+        (after its import policy): past the threshold a warning, past the limit the
+        neighbor's action (tear-down with Cease / Maximum Number of Prefixes Reached,
+        or a warning), each once per crossing, logged with the peer and the VRF."""
+        limit = peer.settings.max_prefixes
+        assert limit is not None
+        over = self._over.setdefault(peer.address, {})
+        for ver, count in self.counts.get(peer.address, {}).items():
+            level = 2 if count > limit else 1 if count * 100 >= limit * peer.settings.max_prefixes_threshold else 0
+            was = over.get(ver, 0)
+            over[ver] = level
+            if level <= was:
+                continue
+            fam = _FAMILY[ver]
+            if level == 1:
+                log.warning("peer %s (vrf %s): %d %s prefixes, %d%% of the limit of %d", peer.address, vrf,
+                            count, fam.name, count * 100 // limit, limit, extra={"peer": peer.address})
+            else:
+                log.error("peer %s (vrf %s): %d %s prefixes, over the limit of %d (%s)", peer.address, vrf,
+                          count, fam.name, limit, "warning only" if peer.settings.max_prefixes_action == "warning"
+                          else "session torn down", extra={"peer": peer.address})
+                peer.prefix_limit_exceeded(fam, count)
 
     def _learn(self, vrf: str, prefix: str, next_hop: IPAddress, who: str, path: AsPath) -> None:
-        self.candidates.setdefault((vrf, prefix), {})[who] = (next_hop, path)
+        cands = self.candidates.setdefault((vrf, prefix), {})
+        if who not in cands:
+            self._tally(who, prefix, 1)
+        cands[who] = (next_hop, path)
         self._select(vrf, prefix)
 
     def _forget(self, vrf: str, prefix: str, who: str) -> None:
         cands = self.candidates.get((vrf, prefix))
         if cands is None or cands.pop(who, None) is None:
             return
+        self._tally(who, prefix, -1)
         if not cands:
             del self.candidates[(vrf, prefix)]
         self._select(vrf, prefix)
+
+    def _tally(self, who: str, prefix: str, step: int) -> None:
+        per = self.counts.setdefault(who, {})
+        ver = ip_network(prefix).version
+        per[ver] = per.get(ver, 0) + step
 
     def _select(self, vrf: str, prefix: str) -> None:
         """Put the best neighbor's candidate for ``prefix`` into the VRF (or take the
@@ -169,6 +215,7 @@ class VrfPeering:
                 log.warning("peer %s (vrf %s): route %s via %s not taken: %s", who, vrf, prefix, nh, e,
                             extra={"peer": who})
                 del cands[who]
+                self._tally(who, prefix, -1)
                 if not cands:
                     del self.candidates[key]
                 continue
