@@ -3,7 +3,7 @@
 Back-to-back VRFs: GoBGP ``ce`` (AS 65001) peers over eBGP with VRF ``red`` of vpe
 (``[[vrfs.neighbors]]``, IPv4 and IPv6 unicast); GoBGP ``rr`` (AS 65000) is vpe's VPN route
 reflector. Routes flow both ways: what ``ce`` announces becomes routes of ``red`` and leaves
-as VPN routes (``rr``'s JSON shows them with vpe's next hop and a label); the VRF's routes
+as VPN routes (``rr``'s JSON shows them with vpe's next hop, a label and the CE's AS_PATH); the VRF's routes
 (local subnets, VPN routes it imports) reach ``ce`` as plain unicast with AS path 65000 and
 vpe's next hop (``next_hop`` / ``next_hop6``: its gateway addresses on the CE's port), never ``ce``'s own routes back.
 The session reaches vpe over loopback addresses here: docs/inter-as.md says how a CE in a
@@ -99,6 +99,7 @@ async def test_r10_2_option_a_vrf_neighbor_gobgp_both_ways(
         paths = await until_daemon(lambda: gobgp_paths(rr, "65000:9:203.0.113.0/24"), 15, "the CE route at rr")
         v = gobgp_view(paths[0])
         assert v["nexthop"] == VPE_NH and v["labels"][0] >= 16 and v["rts"] == ["65000:9"]
+        assert gobgp_as_path(paths[0]) == [65001]  # the CE's AS_PATH carried into the VPN route
         v6 = await until_daemon(lambda: (rr.rib("vpnv6") or {}).get("65000:9:2001:db8:50::/48"), 15,
                                 "the CE's IPv6 route at rr")
         assert v6
