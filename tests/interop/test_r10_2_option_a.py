@@ -119,3 +119,72 @@ async def test_r10_2_option_a_vrf_neighbor_gobgp_both_ways(
         await call(ce.cli, "global", "rib", "-a", "ipv4", "del", "203.0.113.0/24")
         await until_daemon(lambda: not gobgp_paths(rr, "65000:9:203.0.113.0/24"), 15, "the withdrawal at rr")
         assert "203.0.113.0/24" not in vrf_table(engine, "red")
+
+
+def two_ce_neighbors(ces: list[tuple[str, int, int]], me: str) -> str:
+    out = ""
+    for address, port, asn in ces:
+        out += f"""
+[[vrfs.neighbors]]
+address = "{address}"
+port = {port}
+local_address = "{me}"
+remote_as = {asn}
+connect_retry = 1.0
+families = ["ipv4-unicast"]
+import_policy = "accept-all"
+export_policy = "accept-all"
+next_hop = "{NH4}"
+"""
+    return out + '\n[[policies]]\nname = "accept-all"\n'
+
+
+async def test_r10_2_option_a_two_ces_same_prefix_best_path_and_fallback(
+    spawn: Spawn, loopback: Callable[[], str], port: Callable[[], int]
+) -> None:
+    """Two CEs (AS 65001, 65002) announce one prefix with equally long paths: the lower
+    neighbor address wins, its AS_PATH is the VPN route's, the other CE gets the winner's
+    route; the winner withdraws and the VRF falls back to the other CE."""
+    me, ra = loopback(), loopback()
+    ces: list[tuple[str, int, int, str]] = [(loopback(), port(), 65001, "192.0.2.50"),
+                                            (loopback(), port(), 65002, "192.0.2.60")]
+    rp = port()
+    daemons: dict[str, GoBGP] = {}
+    for i, (addr, p, asn, nh) in enumerate(ces):
+        daemons[addr] = await call(spawn, GoBGP, address=addr, port=p, local_as=asn, router_id=f"198.18.61.{i + 2}",
+                                   neighbors=[Neighbor(me, 65000, 179, passive=True, families=("ipv4",))])
+        await call(daemons[addr].add_route, "ipv4", "203.0.113.0/24", "nexthop", nh)
+    rr: GoBGP = await call(spawn, GoBGP, address=ra, port=rp, local_as=65000, router_id="198.18.60.2",
+                           neighbors=[Neighbor(me, 65000, 179, passive=True, families=("vpnv4",))])
+    cfg = engine_config(
+        VPE_NH, [EngineNeighbor(ra, rp, me, families=("vpnv4",))],
+        [EngineVrf("red", "65000:9", ["65000:9"], ["65000:9"], routes=[("192.0.2.0/25", "subnet")])],
+        underlay=VPE_NH, extra=two_ce_neighbors([(a, p, asn) for a, p, asn, _ in ces], me),
+    )
+    win, lose = sorted(ces, key=lambda c: tuple(int(x) for x in c[0].split(".")))
+    async with running_engine(cfg) as engine:
+        await until(lambda: established(engine, ra, ces[0][0], ces[1][0]), 20, "vpe's sessions")
+
+        def red_nh() -> str | None:
+            rows = vrf_table(engine, "red").get("203.0.113.0/24")
+            return rows[0]["next_hop"] if rows else None
+
+        def rr_path() -> list[int] | None:
+            paths = gobgp_paths(rr, "65000:9:203.0.113.0/24")
+            return gobgp_as_path(paths[0]) if paths else None
+
+        # both announced: the lower neighbor address wins, its path is the VPN route's
+        await until(lambda: red_nh() == win[3] and len(vrf_table(engine, "red")["203.0.113.0/24"]) == 1, 15,
+                    "the winner's route in red")
+        await until_daemon(lambda: rr_path() == [win[2]], 15, "the winner's AS_PATH at rr")
+
+        def heard_by_loser() -> list[int] | None:
+            paths = (daemons[lose[0]].rib("ipv4", "adj-in", me) or {}).get("203.0.113.0/24") or []
+            return gobgp_as_path(paths[0]) if paths else None
+
+        await until_daemon(lambda: heard_by_loser() == [65000, win[2]], 15, "the winner's route at the other CE")
+
+        # the winner withdraws: the VRF falls back to the other CE's route
+        await call(daemons[win[0]].cli, "global", "rib", "-a", "ipv4", "del", "203.0.113.0/24")
+        await until(lambda: red_nh() == lose[3], 15, "the fallback to the other CE")
+        await until_daemon(lambda: rr_path() == [lose[2]], 15, "the other CE's AS_PATH at rr")
