@@ -150,6 +150,10 @@ def test_the_neighbors_as_path_is_carried_into_the_vpn_route_and_to_other_neighb
     assert h.received(CE_A)[PREFIX] == "65000 65002"
     h.withdraw(CE_B, PREFIX)
     assert h.exported_path() == "65001 65020"
+    # a new path alone (same next hop) reaches the VPN route and the other neighbor
+    h.announce(CE_A, "65001 65021 65022", "192.0.2.1", PREFIX)
+    assert h.exported_path() == "65001 65021 65022"
+    assert h.received(CE_B)[PREFIX] == "65000 65001 65021 65022"
 
 
 def test_a_local_route_without_a_path_is_exported_with_an_empty_as_path(h: Harness) -> None:
