@@ -165,3 +165,23 @@ def test_a_local_route_without_a_path_is_exported_with_an_empty_as_path(h: Harne
     with pytest.raises(InvalidValue, match=r"as_path: '65001' is not an AS_PATH"):
         h.eng.vpn.add_local_route("red", "198.51.100.0/24", kind="static", next_hop="192.0.2.9",
                                   as_path="65001")  # type: ignore[arg-type]
+
+
+def test_vrf_neighbor_prefix_limit_warns_at_the_threshold_then_acts_once(caplog: pytest.LogCaptureFixture) -> None:
+    h = Harness("  max_prefixes = 4\n")  # CE_B's limit
+    h.up(CE_B, 65002)
+    peer = h.peers[CE_B][0]
+    hits: list[tuple[str, int]] = []
+    peer.prefix_limit_exceeded = lambda fam, count: hits.append((fam.name, count))
+    h.announce(CE_B, "65002", "192.0.2.2", "198.51.100.0/26", "198.51.100.64/26")
+    assert not any("limit" in r.getMessage() for r in caplog.records)
+    h.announce(CE_B, "65002", "192.0.2.2", "198.51.100.128/26")
+    warn = [r.getMessage() for r in caplog.records if "of the limit" in r.getMessage()]
+    assert warn == [f"peer {CE_B} (vrf red): 3 ipv4-unicast prefixes, 75% of the limit of 4"]
+    h.announce(CE_B, "65002", "192.0.2.2", "198.51.100.0/26", "198.51.100.192/26", "203.0.113.0/26")
+    assert hits == [("ipv4-unicast", 5)]
+    h.announce(CE_B, "65002", "192.0.2.2", "203.0.113.64/26")
+    assert hits == [("ipv4-unicast", 5)]  # once per crossing
+    # withdrawals bring the count down; the prefix limit counts each neighbor on its own
+    h.withdraw(CE_B, "198.51.100.0/26", "198.51.100.64/26", "198.51.100.128/26", "198.51.100.192/26")
+    assert h.ce.counts[CE_B] == {4: 2}
