@@ -7,6 +7,7 @@ neighbors are sent is decoded from the bytes the router would write.
 
 from __future__ import annotations
 
+import logging
 from ipaddress import IPv4Address, ip_address
 from types import SimpleNamespace
 from typing import Any
@@ -168,6 +169,7 @@ def test_a_local_route_without_a_path_is_exported_with_an_empty_as_path(h: Harne
 
 
 def test_vrf_neighbor_prefix_limit_warns_at_the_threshold_then_acts_once(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="vpe.pe_ce")
     h = Harness("  max_prefixes = 4\n")  # CE_B's limit
     h.up(CE_B, 65002)
     peer = h.peers[CE_B][0]

@@ -11,6 +11,7 @@ against GoBGP are in tests/interop/test_r13_4_control_plane.py.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import struct
 from collections.abc import AsyncIterator, Callable
@@ -186,6 +187,7 @@ driver = "none"
 
 async def test_vrf_neighbor_prefix_limit_tears_down_with_cease_6_1_and_logs_peer_and_vrf(
         caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="vpe.pe_ce")
     port = _port()
     eng = await _engine(_vrf_config(port))
     peer = ScriptedPeer(PEER, ENGINE, port, asn=65001, families=(IPV4_UNICAST,))
