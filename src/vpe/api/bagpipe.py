@@ -59,6 +59,7 @@ from ..vpn.route_target import parse_route_targets
 from .errors import REFUSED, http_error
 from .limits import MAX_BODY, BodyGuard
 from .models import PortAttach
+from .ports import forwarder_verdict
 
 log = logging.getLogger("vpe.api.bagpipe")
 
@@ -503,16 +504,10 @@ class BagpipeCompat:
     async def _attach(self, a: Attachment, spec: dict[str, Any] | None) -> bool:
         """Attach through DurableOps, then the forwarder's verdict (as POST /v1/ports)."""
         created = self.ops.attach(a, spec)
-        fib = self.view.fib
-        if fib is not None:
-            refused = await fib.port_result(a.name)
-            if refused is not None:
-                with contextlib.suppress(Exception):
-                    self.ops.detach(a.name)
-                    if created:
-                        self.ops.delete_vpn(a.vrf, force=True)
-                raise BagpipeRefused(400, f"local_port.linuxif: the forwarder refused interface {a.ifname}: "
-                                          f"{refused}")
+        refused = await forwarder_verdict(self.view, self.ops, a.name, a.vrf, created)
+        if refused is not None:
+            raise BagpipeRefused(400, f"local_port.linuxif: the forwarder refused interface {a.ifname}: "
+                                      f"{refused}")
         return created
 
     async def detach(self, body: Any) -> dict[str, Any]:

@@ -10,7 +10,6 @@ is the PE's, exactly as for a VM on an internal vPE.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 from fastapi import APIRouter, HTTPException
@@ -20,6 +19,7 @@ from ..agent.durable import DurableOps
 from ..agent.view import AgentView
 from .errors import REFUSED, http_error
 from .models import EndpointSignal
+from .ports import forwarder_verdict
 
 
 def _json(a: Any) -> dict[str, Any]:
@@ -58,15 +58,11 @@ def endpoints_router(view: AgentView, ops: DurableOps, circuits: Circuits) -> AP
             if created:
                 circuits.release(ifname)
             raise http_error(e) from None
-        fib = view.fib
-        if fib is not None:
-            refused = await fib.port_result(a.name)
-            if refused is not None:
-                with contextlib.suppress(Exception):
-                    ops.detach(a.name)
-                if created:
-                    circuits.release(ifname)
-                raise HTTPException(422, f"interface: the forwarder refused circuit {ifname!r}: {refused}")
+        refused = await forwarder_verdict(view, ops, a.name, a.vrf, vpn_created=False)
+        if refused is not None:
+            if created:
+                circuits.release(ifname)
+            raise HTTPException(422, f"interface: the forwarder refused circuit {ifname!r}: {refused}")
         done = view.port(a.name)
         return _json(done or a)
 

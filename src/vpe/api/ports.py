@@ -14,6 +14,23 @@ from .errors import REFUSED, http_error
 from .models import PortAttach, PortRelease
 
 
+async def forwarder_verdict(view: AgentView, ops: DurableOps, name: str, vrf: str,
+                            vpn_created: bool) -> str | None:
+    """Wait for the forwarder to take port ``name`` just attached; when it refuses, undo
+    the attach everywhere (the port, and VPN ``vrf`` if the attach created it) and return
+    the forwarder's reason (None: taken, or no forwarder)."""
+    fib = view.fib
+    if fib is None:
+        return None
+    refused = await fib.port_result(name)
+    if refused is not None:
+        with contextlib.suppress(Exception):
+            ops.detach(name)
+            if vpn_created:
+                ops.delete_vpn(vrf, force=True)
+    return refused
+
+
 def ports_router(view: AgentView, ops: DurableOps) -> APIRouter:
     api = APIRouter(prefix="/v1/ports", tags=["ports"])
 
@@ -39,16 +56,10 @@ def ports_router(view: AgentView, ops: DurableOps) -> APIRouter:
                 created = ops.attach(a, body.vpn_spec())
         except REFUSED as e:
             raise http_error(e) from None
-        fib = view.fib
-        if fib is not None:
-            # the forwarder must take the port, or the attach is undone everywhere
-            refused = await fib.port_result(a.name)
-            if refused is not None:
-                with contextlib.suppress(Exception):
-                    ops.detach(a.name)
-                    if created:
-                        ops.delete_vpn(a.vrf, force=True)
-                raise HTTPException(422, f"ifname: the forwarder refused port {a.name!r}: {refused}")
+        # the forwarder must take the port, or the attach is undone everywhere
+        refused = await forwarder_verdict(view, ops, a.name, a.vrf, created)
+        if refused is not None:
+            raise HTTPException(422, f"ifname: the forwarder refused port {a.name!r}: {refused}")
         done = view.port(a.name)
         d = (done or a).to_json()
         d["vpn_created"] = created
