@@ -592,6 +592,23 @@ static __always_inline void outer_ip4(__u8 *o, struct cfg *c, struct nh_val *nh,
 	o[11] = ck & 0xff;
 }
 
+/* an encapsulated packet leaves on the underlay: counted (VRF, underlay tx of
+ * ``ul_bytes``, the tunnel payload) and handed to the kernel's route and neighbour of
+ * the outer destination (resolved or queued as for a locally sent packet: no
+ * forwarding sysctl needed) */
+static __always_inline int send_encapsulated(struct cfg *c, struct vrf_ctr *vc, __u32 ul_bytes)
+{
+	__u32 zero = 0;
+	if (vc)
+		vc->encapsulated += 1;
+	struct ul_ctr *u = bpf_map_lookup_elem(&ul_ctrs, &zero);
+	if (u) {
+		u->tx_packets += 1;
+		u->tx_bytes += ul_bytes;
+	}
+	return bpf_redirect_neigh(c->ul_ifindex, 0, 0, 0);
+}
+
 /* MPLS-in-GRE (RFC 4023) over IPv4: GRE without optional fields, protocol 0x8847 */
 static __always_inline int to_gre4(struct __sk_buff *skb, struct nh_val *nh, int v6, __u8 ttl,
 				   __u32 total, struct vrf_ctr *vc)
@@ -614,14 +631,7 @@ static __always_inline int to_gre4(struct __sk_buff *skb, struct nh_val *nh, int
 		return punt(skb, P_NESTED, 0);
 	if (ttl_dec(skb, 14 + 28, v6, ttl) || bpf_skb_store_bytes(skb, 0, &o, sizeof(o), 0))
 		return broken();
-	if (vc)
-		vc->encapsulated += 1;
-	struct ul_ctr *u = bpf_map_lookup_elem(&ul_ctrs, &zero);
-	if (u) {
-		u->tx_packets += 1;
-		u->tx_bytes += 8 + total;
-	}
-	return bpf_redirect_neigh(c->ul_ifindex, 0, 0, 0);
+	return send_encapsulated(c, vc, 8 + total);
 }
 
 static __always_inline int to_tunnel4(struct __sk_buff *skb, struct nh_val *nh, int v6, __u8 ttl,
@@ -648,16 +658,7 @@ static __always_inline int to_tunnel4(struct __sk_buff *skb, struct nh_val *nh, 
 		return punt(skb, P_NESTED, 0);
 	if (ttl_dec(skb, 14 + 32, v6, ttl) || bpf_skb_store_bytes(skb, 0, &o, sizeof(o), 0))
 		return broken();
-	if (vc)
-		vc->encapsulated += 1;
-	struct ul_ctr *u = bpf_map_lookup_elem(&ul_ctrs, &zero);
-	if (u) {
-		u->tx_packets += 1;
-		u->tx_bytes += 12 + total;
-	}
-	/* route and neighbour of the outer destination, resolved (or queued) by the
-	 * kernel as for a locally sent packet: no forwarding sysctl needed */
-	return bpf_redirect_neigh(c->ul_ifindex, 0, 0, 0);
+	return send_encapsulated(c, vc, 12 + total);
 }
 
 SEC("tc")
