@@ -88,9 +88,8 @@ class Engine:
         # Inter-AS option C: our loopback as labeled unicast, remote loopbacks into the FIB
         self.transport = (LabeledTransport(self.router, self.vpn, self.fib, self.underlay)
                           if any(IPV4_LABELED in n.family_set() for n in cfg.neighbors) else None)
-        # PE-CE BGP (Inter-AS option A): the VRFs' own neighbors
-        self.pe_ce = (VrfPeering(cfg, self.router, self.bridge, self.vpn)
-                      if any(v.neighbors for v in cfg.vrfs) else None)
+        # PE-CE BGP (Inter-AS option A): the VRFs' own neighbors (the API may add some)
+        self.pe_ce: VrfPeering | None = VrfPeering(cfg, self.router, self.bridge, self.vpn)
         self._configure(cfg)
         self.ops = DurableOps(self.bridge, store, config_vrfs={v.name for v in cfg.vrfs})
         #: attachment circuits of signalled endpoints, when this vPE is an external PE (R2.2)
@@ -99,7 +98,8 @@ class Engine:
             self.circuits.restore([str(d.get("ifname", "")) for d in store.ports().values()])
         self.chains = self.ops.chains = self._chains(cfg)
         self.view = AgentView(self.router, self.bridge, dp.driver, self.ops.specs,
-                              neighbors={n.address: {"description": n.description} for n in cfg.neighbors})
+                              neighbors={n.address: {"description": n.description} for n in cfg.neighbors},
+                              pe_ce=self.pe_ce)
         self.ops.restore()
         self.chains.restore()  # after the API's VPN instances: chains name them
         if self.transport is not None:  # after the restore, which frees the labels nobody claimed
