@@ -579,7 +579,7 @@ class BgpFsm:
         if self.state in (State.OPENSENT, State.OPENCONFIRM, State.ESTABLISHED):
             note = Notification.cease(
                 CeaseSubcode.PEER_DECONFIGURED if event.deconfigured else CeaseSubcode.ADMIN_SHUTDOWN,
-                event.communication, "administratively stopped"
+                event.communication, "neighbor de-configured" if event.deconfigured else "administratively stopped"
             )
         reason = "neighbor de-configured" if event.deconfigured else "administratively stopped"
         if event.communication:
