@@ -22,7 +22,7 @@ import pytest
 
 from vpe.agent.config import parse_config
 from vpe.agent.engine import Engine
-from vpe.agent.store import Store
+from vpe.agent.store import Store, StoreError, Transaction
 from vpe.api.app import create_app
 
 CFG_CE = "127.0.0.61"
@@ -273,3 +273,22 @@ route_targets = ["65003:1"]
         await _until(lambda: not ce.vpn.vrfs["ce"].routes("198.51.100.0/24"), "blue's route gone at the CE")
     finally:
         await ce.stop()
+
+
+async def test_store_failure_is_503_and_nothing_changes(client: httpx.AsyncClient, engine: Engine,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    assert (await client.put("/v1/vpns/blue/neighbors/127.0.0.62", json=BODY)).status_code == 201
+
+    def broken(*_: Any) -> None:
+        raise StoreError("vpe.db: write failed: disk I/O error (the test)")
+
+    monkeypatch.setattr(Transaction, "put_vrf_neighbor", broken)
+    monkeypatch.setattr(Transaction, "delete_vrf_neighbor", broken)
+    r = await client.put("/v1/vpns/blue/neighbors/127.0.0.63", json=BODY)
+    assert r.status_code == 503 and "disk I/O error" in r.json()["detail"]
+    assert "127.0.0.63" not in engine.speaker.peers
+    r = await client.put("/v1/vpns/blue/neighbors/127.0.0.62", json={**BODY, "hold_time": 30})
+    assert r.status_code == 503 and engine.speaker.peers["127.0.0.62"].settings.hold_time == 90
+    r = await client.delete("/v1/vpns/blue/neighbors/127.0.0.62")
+    assert r.status_code == 503 and "127.0.0.62" in engine.speaker.peers
+    assert engine.store is not None and list(engine.store.vrf_neighbors()) == ["127.0.0.62"]

@@ -543,7 +543,11 @@ class DurableOps:
                     tx.put_vrf_neighbor(vn.address, vpn, vn.model_dump(mode="json"))
             if old:
                 await router.remove_vrf_neighbor(vn.address)
-            self._add_neighbor(vpn, vn)
+            try:
+                self._add_neighbor(vpn, vn)
+            except (ValueError, OSError) as e:  # the kernel refused (an MD5 key): no row, no session
+                await self._drop_neighbor(vn.address)
+                raise ValueError(f"address: neighbor {vn.address} could not be added: {e}") from None
         log.info("VPN instance %s: BGP neighbor %s (AS %s) %s", vpn, vn.address, vn.remote_as,
                  "replaced" if old else "added", extra={"vrf": vpn, "peer": vn.address})
         return not old
@@ -553,6 +557,20 @@ class DurableOps:
         router.policies.bind(vn.address, vn.import_policy, vn.export_policy)
         router.add_vrf_neighbor(vpn, vn)
         self.api_neighbors[vn.address] = vpn
+
+    async def _drop_neighbor(self, address: str) -> None:
+        """Undo a neighbor half added: its row, its session, its policy binding."""
+        router = self.bridge.router
+        self.api_neighbors.pop(address, None)
+        with contextlib.suppress(StoreError):
+            if self.store is not None:
+                with self.store.transaction() as tx:
+                    tx.delete_vrf_neighbor(address)
+        if address in router.vrf_of:
+            await router.remove_vrf_neighbor(address)
+        elif address in router.peers:
+            await router.speaker.remove_peer(address)
+        router.policies.unbind(address)
 
     async def delete_vrf_neighbor(self, vpn: str, address: str) -> None:
         """Remove a BGP neighbor of ``vpn``: Cease / Peer De-configured, its routes leave the VRF."""
