@@ -41,6 +41,7 @@ from .fib import FibProgrammer
 from .fib_many import ManyFibs
 from .labeled_transport import LabeledTransport
 from .pe_ce import VrfPeering
+from .port_sessions import PortSessions
 from .restart import GracefulRestartManager
 from .router import Router
 from .store import Store
@@ -79,9 +80,14 @@ class Engine:
                               local_next_hops=self.fib.underlays() if isinstance(self.fib, ManyFibs) else ())
         if isinstance(self.fib, ManyFibs):
             self.vpn.exporter.endpoint_next_hop = self.fib.underlay_for
-        self.router = Router(cfg, next_hop=self.underlay, restarting=saved is not None,
+        # VRF neighbors reached through a port of their VRF: the speaker, the policies and
+        # the PE-CE peering see them at their mapped addresses (vpe.agent.port_sessions)
+        self.port_sessions = PortSessions(dp.session_prefix, dp.session_prefix6, cfg.bgp.port)
+        run = self.port_sessions.rewrite(cfg)
+        self.router = Router(run, next_hop=self.underlay, restarting=saved is not None,
                              on_selection_done=self._selection_done,
-                             policies=self._policy_book(cfg, store),
+                             policies=self._policy_book(run, store),
+                             freebind=self.port_sessions.hosts(),
                              relabeler=Relabeler(self._hold_swap_label, self._release_swap_label),
                              on_swaps=self._swaps_changed)
         self.bridge = VpnBridge(self.router, self.vpn, self.fib, self.underlay)
@@ -89,8 +95,11 @@ class Engine:
         self.transport = (LabeledTransport(self.router, self.vpn, self.fib, self.underlay)
                           if any(IPV4_LABELED in n.family_set() for n in cfg.neighbors) else None)
         # PE-CE BGP (Inter-AS option A): the VRFs' own neighbors
-        self.pe_ce = (VrfPeering(cfg, self.router, self.bridge, self.vpn)
+        self.pe_ce = (VrfPeering(run, self.router, self.bridge, self.vpn)
                       if any(v.neighbors for v in cfg.vrfs) else None)
+        if self.fib is not None:
+            for x in self.port_sessions.local_sessions():
+                self.fib.set_session(x)
         self._configure(cfg)
         self.ops = DurableOps(self.bridge, store, config_vrfs={v.name for v in cfg.vrfs})
         #: attachment circuits of signalled endpoints, when this vPE is an external PE (R2.2)
