@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from ipaddress import IPv4Address, ip_address
+from typing import Any
 
 from ..bgp.speaker import Speaker
 from ..bgp.wire.constants import IPV4_LABELED
@@ -108,11 +109,24 @@ class Engine:
             self.circuits.restore([str(d.get("ifname", "")) for d in store.ports().values()])
         self.chains = self.ops.chains = self._chains(cfg)
         self.view = AgentView(self.router, self.bridge, dp.driver, self.ops.specs,
-                              neighbors={n.address: {"description": n.description} for n in cfg.neighbors})
+                              neighbors={**{n.address: {"description": n.description} for n in cfg.neighbors},
+                                         **self._vrf_neighbor_views(run)})
         self.ops.restore()
         self.chains.restore()  # after the API's VPN instances: chains name them
         if self.transport is not None:  # after the restore, which frees the labels nobody claimed
             self.transport.start()
+
+    def _vrf_neighbor_views(self, run: AgentConfig) -> dict[str, dict[str, Any]]:
+        """What the neighbor list shows of VRF neighbors: the VRF, and for one reached
+        through a port its address in the VRF (the session's address is a mapped one)."""
+        out: dict[str, dict[str, Any]] = {}
+        for v in run.vrfs:
+            for n in v.neighbors:
+                pn = self.port_sessions.neighbors.get(n.address)
+                out[n.address] = {"description": n.description, "vrf": v.name,
+                                  "via": "port" if pn is not None else "host",
+                                  **({"vrf_address": pn.configured.address} if pn is not None else {})}
+        return out
 
     @staticmethod
     def _policy_book(cfg: AgentConfig, store: Store | None) -> PolicyBook:
