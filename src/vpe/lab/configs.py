@@ -161,6 +161,27 @@ def agent_toml(lab: Lab, host: HostConfig) -> str:
                 f"prefix = {_toml_str(prefix)}",
                 f"summary_only = {'true' if summary_only else 'false'}",
             ]
+        for vm in t.vms_on(host.name):
+            if vm.bgp is None or vrf_name(vm) != vrf["name"]:
+                continue
+            for iface, gw, fam in ((vm.ipv4, vm.gateway_v4(), "ipv4-unicast"),
+                                   (vm.ipv6, vm.gateway_v6(), "ipv6-unicast")):
+                if iface is None:
+                    continue
+                lines += [
+                    "[[vrfs.neighbors]]",
+                    f"address = {_toml_str(str(iface.ip))}",
+                    f"remote_as = {vm.bgp.asn}",
+                    f"local_address = {_toml_str(str(gw))}",
+                    'via = "port"',
+                    f"families = [{_toml_str(fam)}]",
+                    "connect_retry = 2.0",
+                    f"description = {_toml_str(f'vm {vm.name}')}",
+                ]
+                for key in ("import_policy", "export_policy"):
+                    value = getattr(vm.bgp, key) or getattr(host, key)
+                    if value is not None:
+                        lines.append(f"{key} = {_toml_str(value)}")
         for ln, mine, other in t.links_on(host.name):
             if ln.vpn != vrf["name"]:
                 continue

@@ -359,6 +359,16 @@ def _tenant_interface(v: Any, kind: Any, version: int, ok: Any, ranges: str) -> 
     return i
 
 
+class VmBgpConfig(_Strict):
+    """A VM that speaks BGP with its VRF (PE-CE BGP through its port, docs/inter-as.md):
+    its host's VRF gets it as an eBGP neighbor per address family the VM has, peering
+    with the VM's gateway; the VM runs the BGP daemon (the lab does not start one)."""
+
+    asn: int = Field(ge=1, le=4294967295)
+    import_policy: str | None = None
+    export_policy: str | None = None
+
+
 class VmConfig(_Strict):
     """A VM: a namespace with ``eth0`` wired to its host's ``vm-<name>``."""
 
@@ -371,6 +381,8 @@ class VmConfig(_Strict):
     gateway6: IPv6Address | None = None
     #: further source prefixes the VM may send from (a routing VM; R13.1 allowed pairs)
     allowed: list[IPv4Network | IPv6Network] = Field(default_factory=list)
+    #: the VM is a BGP neighbor of its VRF (it announces its own routes)
+    bgp: VmBgpConfig | None = None
 
     @field_validator("name")
     @classmethod

@@ -74,7 +74,8 @@ class LocalInterface:
         for h in self.hosts - hosts:
             self._quiet("addr", "del", f"{h}/{_plen(h)}", "dev", self.name)
         for h in sorted(hosts - self.hosts, key=str):
-            _ip("addr", "replace", f"{h}/{_plen(h)}", "dev", self.name)
+            # (IPv6: usable at once, no duplicate address detection on a point-to-point TUN)
+            _ip("addr", "replace", f"{h}/{_plen(h)}", "dev", self.name, *(("nodad",) if h.version == 6 else ()))
         self.hosts = hosts
         for mapped, host in want.items():
             if mapped not in self.routes:
@@ -96,6 +97,11 @@ class LocalInterface:
             os.close(fd)
             raise LocalUnavailable(f"local interface {self.name}: cannot create it: {exc.strerror}") from None
         self.fd = fd
+        try:  # a namespace may disable IPv6 on new interfaces; IPv6 sessions need it here
+            with open(f"/proc/sys/net/ipv6/conf/{self.name}/disable_ipv6", "w") as f:
+                f.write("0")
+        except OSError:
+            pass
         try:
             _ip("link", "set", "dev", self.name, "mtu", str(self.mtu), "up")
         except LocalUnavailable:
