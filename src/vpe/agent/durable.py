@@ -515,6 +515,9 @@ class DurableOps:
         if vpn not in self.bridge.vpn.vrfs:
             raise NotFound(f"no VPN instance {vpn!r}")
         addr = vn.address
+        if vn.via == "port":
+            raise ValueError('via: "port" neighbors (a session through a port of the VRF) are configured in '
+                             'the configuration file for now; the API takes via = "host"')
         if addr in self.config_neighbors:
             raise Conflict(f"address: neighbor {addr} is defined in the configuration file: change it there")
         other = router.vrf_of.get(addr)

@@ -100,6 +100,9 @@ class AgentView:
         rib, adj_out = self._router.rib, self._router.out
         conf = self._neighbors.get(addr, {})
         d["description"] = conf.get("description", "")
+        for key in ("vrf", "via", "vrf_address"):  # a VRF neighbor's (PE-CE BGP)
+            if key in conf:
+                d[key] = conf[key]
         d["configured_families"] = sorted(f.name for f in p.settings.families)
         d["passive"] = p.settings.passive
         d["route_reflector_client"] = p.settings.route_reflector_client
@@ -128,8 +131,12 @@ class AgentView:
         ``sent``: the VRF's prefixes sent to it."""
         vrf = self._router.vrf_of[addr]
         conf = self._router.vrf_neighbors.get(addr)
+        known = self._neighbors.get(addr, {})  # the configuration file's (via, vrf_address)
         d["vrf"] = vrf
-        d["description"] = conf.description if conf is not None else ""
+        d["description"] = known.get("description", conf.description if conf is not None else "")
+        d["via"] = known.get("via", "host")
+        if "vrf_address" in known:
+            d["vrf_address"] = known["vrf_address"]
         d["configured_families"] = sorted(f.name for f in p.settings.families)
         d["passive"] = p.settings.passive
         d["route_reflector_client"] = p.settings.route_reflector_client
