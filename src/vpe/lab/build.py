@@ -119,6 +119,17 @@ def _ours(name: str, owned: Owned) -> bool:
     return name in owned and netns.netns_inode(name) == owned[name]
 
 
+def own_namespace(lab: Lab, ns: str) -> None:
+    """Record ``ns``, made outside ``up`` for this lab (a movable VM's cable), as the
+    lab's own: ``down`` removes it with the rest."""
+    ident = netns.netns_inode(ns)
+    if ident is None:
+        return
+    owned = _owned(_existing_state(lab.state_dir))
+    owned[ns] = ident
+    _write_owned(lab, owned)
+
+
 def _write_owned(lab: Lab, owned: Owned) -> None:
     _write_state(lab, {"owned": {k: list(v) for k, v in owned.items()}})
 
