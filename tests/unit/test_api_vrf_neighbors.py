@@ -294,3 +294,68 @@ async def test_store_failure_is_503_and_nothing_changes(client: httpx.AsyncClien
     r = await client.delete("/v1/vpns/blue/neighbors/127.0.0.62")
     assert r.status_code == 503 and "127.0.0.62" in engine.speaker.peers
     assert engine.store is not None and list(engine.store.vrf_neighbors()) == ["127.0.0.62"]
+
+
+PORT_CONFIG = CONFIG.replace("[[policies]]", """[dataplane]
+driver = "userspace"
+fib_socket = "{state}/no-forwarder.sock"
+session_prefix = "198.19.179.0/24"
+
+[[policies]]""", 1)
+PORT_BODY = {"remote_as": 65010, "via": "port", "local_address": "192.0.2.1",
+             "import_policy": "accept-all", "export_policy": "accept-all"}
+
+
+def _port_engine(tmp_path: Path) -> Engine:
+    return Engine(parse_config(PORT_CONFIG.format(state=tmp_path)), Store.in_dir(tmp_path))
+
+
+def _sessions(e: Engine) -> set[tuple[str, str, str]]:
+    assert e.fib is not None
+    return {(x.vrf, str(x.peer), str(x.mapped)) for x in e.fib.state().sessions}
+
+
+async def test_neighbors_through_ports_by_api_per_vpn_stored_and_removed(tmp_path: Path) -> None:
+    e = _port_engine(tmp_path)
+    await e.start()
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(e)), base_url="http://vpe") as c:
+            for vpn, rt in (("blue", "65000:2"), ("green", "65000:3")):
+                assert (await c.post("/v1/vpns", json={"name": vpn, "route_targets": [rt]})).status_code == 201
+                # the same CE address in two VPNs: each its own session, at its own mapped address
+                r = await c.put(f"/v1/vpns/{vpn}/neighbors/192.0.2.2", json=PORT_BODY)
+                assert r.status_code == 201, r.text
+                d = r.json()
+                assert d["via"] == "port" and d["vrf_address"] == "192.0.2.2" and d["vpn"] == vpn
+                assert d["address"].startswith("198.19.179.") and d["config"]["address"] == "192.0.2.2"
+            assert _sessions(e) == {("blue", "192.0.2.2", "198.19.179.2"), ("green", "192.0.2.2", "198.19.179.3")}
+            assert "198.19.179.1" in e.speaker.listen  # the agent's end of the sessions
+            r = await c.get("/v1/vpns/green/neighbors/192.0.2.2")
+            assert r.status_code == 200 and r.json()["address"] == "198.19.179.3"
+            # replaced (a new remote AS): one session still, same VPN
+            r = await c.put("/v1/vpns/green/neighbors/192.0.2.2", json={**PORT_BODY, "remote_as": 65011})
+            assert r.status_code == 200 and r.json()["remote_as"] == 65011
+            assert len(_sessions(e)) == 2
+            assert e.store is not None
+            assert set(e.store.vrf_neighbors()) == {"192.0.2.2%blue", "192.0.2.2%green"}
+            assert (await c.delete("/v1/vpns/blue/neighbors/192.0.2.2")).status_code == 204
+            assert {s[0] for s in _sessions(e)} == {"green"}
+            assert (await c.get("/v1/vpns/blue/neighbors/192.0.2.2")).status_code == 404
+            assert set(e.store.vrf_neighbors()) == {"192.0.2.2%green"}
+    finally:
+        await e.stop()
+        assert e.store is not None
+        e.store.close()
+    again = _port_engine(tmp_path)  # restored from the file, with its session in the FIB
+    try:
+        assert {s[:2] for s in _sessions(again)} == {("green", "192.0.2.2")}
+        (pn,) = again.port_sessions.neighbors.values()
+        assert pn.configured.remote_as == 65011 and again.router.vrf_of[pn.mapped] == "green"
+    finally:
+        assert again.store is not None
+        again.store.close()
+
+
+async def test_a_port_neighbor_needs_a_forwarder(client: httpx.AsyncClient) -> None:
+    r = await client.put("/v1/vpns/blue/neighbors/192.0.2.2", json=PORT_BODY)
+    assert r.status_code == 422 and "needs a forwarder" in r.text

@@ -47,6 +47,7 @@ from ..vpn.vrf import parse_label_mode, prefix_key
 from .bridge import VpnBridge
 from .chains import ChainBook, ServiceRole
 from .config import VrfNeighborConfig
+from .port_sessions import PortSessions
 from .store import Store, StoreError, Transaction
 
 log = logging.getLogger("vpe.agent.state")
@@ -160,6 +161,12 @@ def check_spec(spec: dict[str, Any]) -> None:
         seen.add(k)
 
 
+def _row_key(vpn: str, vn: VrfNeighborConfig) -> str:
+    """The stored row of a VRF neighbor: its address; for one reached through a port (an
+    address of its VRF, which another VRF may use too) ``address%vpn``."""
+    return f"{vn.address}%{vpn}" if vn.via == "port" else vn.address
+
+
 class DurableOps:
     """VPN and port operations of one VPN bridge, persisted in ``store`` (if any)."""
 
@@ -176,6 +183,8 @@ class DurableOps:
         self.config_neighbors = set(bridge.router.vrf_of)
         #: VRF neighbors made through the API: address -> VPN instance
         self.api_neighbors: dict[str, str] = {}
+        #: mapped addresses of VRF neighbors reached through ports (set by the engine)
+        self.port_sessions: PortSessions | None = None
         self._neighbor_lock = asyncio.Lock()
 
     # -- the atomic frame ---------------------------------------------------------
@@ -509,21 +518,28 @@ class DurableOps:
         """Addresses of the BGP neighbors of VPN instance ``vpn`` (configuration file and API)."""
         return sorted((a for a, v in self.bridge.router.vrf_of.items() if v == vpn), key=_addr_key)
 
+    def session_address(self, vpn: str, address: str) -> str:
+        """The speaker's address of ``vpn``'s neighbor at ``address``: for one reached through
+        a port (its address in the VRF), the mapped one; else ``address`` itself."""
+        pn = self.port_sessions.find(vpn, address) if self.port_sessions is not None else None
+        return pn.mapped if pn is not None else address
+
     def _check_neighbor(self, vpn: str, vn: VrfNeighborConfig) -> None:
         """Refuse what cannot become a neighbor of ``vpn`` (the model has checked the values)."""
         router = self.bridge.router
         if vpn not in self.bridge.vpn.vrfs:
             raise NotFound(f"no VPN instance {vpn!r}")
         addr = vn.address
-        if vn.via == "port":
-            raise ValueError('via: "port" neighbors (a session through a port of the VRF) are configured in '
-                             'the configuration file for now; the API takes via = "host"')
+        if vn.via == "port":  # an address of the VRF: another VRF may have a CE at it too
+            if self.port_sessions is None or self.bridge.fib is None:
+                raise ValueError('via: "port" needs a forwarder (this agent has dataplane.driver "none")')
+            addr = self.session_address(vpn, addr)
         if addr in self.config_neighbors:
             raise Conflict(f"address: neighbor {addr} is defined in the configuration file: change it there")
         other = router.vrf_of.get(addr)
         if other is not None and other != vpn:
             raise Conflict(f"address: {addr} is already a neighbor of VPN instance {other!r}")
-        if other is None and addr in router.peers:
+        if other is None and addr in router.peers and vn.via != "port":
             raise Conflict(f"address: {addr} is already a neighbor of the global table "
                            "(one speaker serves every neighbor, VRF or not)")
         if vn.remote_as == router.local_as and vn.ebgp_multihop:
@@ -540,16 +556,23 @@ class DurableOps:
         async with self._neighbor_lock:
             self._check_neighbor(vpn, vn)
             router = self.bridge.router
-            old = vn.address in router.vrf_of
+            key = _row_key(vpn, vn)
+            # the neighbor this one replaces: at this address of the VPN, either kind
+            pn = self.port_sessions.find(vpn, vn.address) if self.port_sessions is not None else None
+            old_sa = pn.mapped if pn is not None else (vn.address if router.vrf_of.get(vn.address) == vpn else None)
+            old_key = f"{vn.address}%{vpn}" if pn is not None else vn.address
+            old = old_sa is not None
             if self.store is not None:  # nothing is applied before the row is committed
                 with self.store.transaction() as tx:
-                    tx.put_vrf_neighbor(vn.address, vpn, vn.model_dump(mode="json"))
-            if old:
-                await router.remove_vrf_neighbor(vn.address)
+                    if old and old_key != key:
+                        tx.delete_vrf_neighbor(old_key)
+                    tx.put_vrf_neighbor(key, vpn, vn.model_dump(mode="json"))
+            if old_sa is not None:
+                await self._remove_session(old_sa)
             try:
                 self._add_neighbor(vpn, vn)
             except (ValueError, OSError) as e:  # the kernel refused (an MD5 key): no row, no session
-                await self._drop_neighbor(vn.address)
+                await self._drop_neighbor(vpn, vn)
                 raise ValueError(f"address: neighbor {vn.address} could not be added: {e}") from None
         log.info("VPN instance %s: BGP neighbor %s (AS %s) %s", vpn, vn.address, vn.remote_as,
                  "replaced" if old else "added", extra={"vrf": vpn, "peer": vn.address})
@@ -557,23 +580,37 @@ class DurableOps:
 
     def _add_neighbor(self, vpn: str, vn: VrfNeighborConfig) -> None:
         router = self.bridge.router
+        if vn.via == "port":  # the speaker talks to a mapped address; the forwarder carries it
+            assert self.port_sessions is not None and self.bridge.fib is not None
+            vn = self.port_sessions.map(vpn, vn)
+            pn = self.port_sessions.neighbors[vn.address]
+            self.bridge.fib.set_session(self.port_sessions.local_session(pn))
+            router.speaker.listen_also(str(vn.local_address))
         router.policies.bind(vn.address, vn.import_policy, vn.export_policy)
         router.add_vrf_neighbor(vpn, vn)
         self.api_neighbors[vn.address] = vpn
 
-    async def _drop_neighbor(self, address: str) -> None:
-        """Undo a neighbor half added: its row, its session, its policy binding."""
+    async def _remove_session(self, address: str) -> None:
+        """The session to speaker address ``address`` gone (Cease / Peer De-configured), with
+        its policy binding and, for a neighbor reached through a port, its mapping."""
         router = self.bridge.router
         self.api_neighbors.pop(address, None)
-        with contextlib.suppress(StoreError):
-            if self.store is not None:
-                with self.store.transaction() as tx:
-                    tx.delete_vrf_neighbor(address)
         if address in router.vrf_of:
             await router.remove_vrf_neighbor(address)
         elif address in router.peers:
             await router.speaker.remove_peer(address)
         router.policies.unbind(address)
+        gone = self.port_sessions.unmap(address) if self.port_sessions is not None else None
+        if gone is not None and self.bridge.fib is not None:
+            self.bridge.fib.remove_session(ipaddress.ip_address(address))
+
+    async def _drop_neighbor(self, vpn: str, vn: VrfNeighborConfig) -> None:
+        """Undo a neighbor half added: its row, its session, its policy binding."""
+        with contextlib.suppress(StoreError):
+            if self.store is not None:
+                with self.store.transaction() as tx:
+                    tx.delete_vrf_neighbor(_row_key(vpn, vn))
+        await self._remove_session(self.session_address(vpn, vn.address) if vn.via == "port" else vn.address)
 
     async def delete_vrf_neighbor(self, vpn: str, address: str) -> None:
         """Remove a BGP neighbor of ``vpn``: Cease / Peer De-configured, its routes leave the VRF."""
@@ -581,17 +618,17 @@ class DurableOps:
             router = self.bridge.router
             if vpn not in self.bridge.vpn.vrfs:
                 raise NotFound(f"no VPN instance {vpn!r}")
-            if router.vrf_of.get(address) != vpn:
+            sa = self.session_address(vpn, address)
+            if router.vrf_of.get(sa) != vpn:
                 raise NotFound(f"no neighbor {address} in VPN instance {vpn!r}")
-            if address in self.config_neighbors:
+            if sa in self.config_neighbors:
                 raise Conflict(f"address: neighbor {address} is defined in the configuration file: "
                                "remove it there")
             if self.store is not None:
                 with self.store.transaction() as tx:
-                    tx.delete_vrf_neighbor(address)
-            self.api_neighbors.pop(address, None)
-            await router.remove_vrf_neighbor(address)
-            router.policies.unbind(address)
+                    pn = self.port_sessions.neighbors.get(sa) if self.port_sessions is not None else None
+                    tx.delete_vrf_neighbor(f"{pn.configured.address}%{vpn}" if pn is not None else address)
+            await self._remove_session(sa)
         try:  # labels the neighbor's routes held
             self.save_state()
         except StoreError as e:
@@ -605,10 +642,10 @@ class DurableOps:
             try:
                 vpn = str(d["vpn"])
                 vn = VrfNeighborConfig.model_validate(d["neighbor"])
-                if vn.address != address:
+                if _row_key(vpn, vn) != address:
                     raise ValueError(f"its address {vn.address} is not its key")
                 self._check_neighbor(vpn, vn)
-                if vn.address in self.bridge.router.vrf_of:
+                if self.session_address(vpn, vn.address) in self.bridge.router.vrf_of:
                     raise ValueError(f"it is already a neighbor of VPN instance {vpn!r}")
                 self._add_neighbor(vpn, vn)
             except (KeyError, ValueError, TypeError, LookupError) as e:

@@ -102,6 +102,7 @@ class Engine:
                 self.fib.set_session(x)
         self._configure(cfg)
         self.ops = DurableOps(self.bridge, store, config_vrfs={v.name for v in cfg.vrfs})
+        self.ops.port_sessions = self.port_sessions
         #: attachment circuits of signalled endpoints, when this vPE is an external PE (R2.2)
         self.circuits = Circuits()
         if store is not None and self.fib is not None:
@@ -110,23 +111,17 @@ class Engine:
         self.view = AgentView(self.router, self.bridge, dp.driver, self.ops.specs,
                               neighbors={**{n.address: {"description": n.description} for n in cfg.neighbors},
                                          **self._vrf_neighbor_views(run)},
-                              pe_ce=self.pe_ce)
+                              pe_ce=self.pe_ce, port_sessions=self.port_sessions)
         self.ops.restore()
         self.chains.restore()  # after the API's VPN instances: chains name them
         if self.transport is not None:  # after the restore, which frees the labels nobody claimed
             self.transport.start()
 
-    def _vrf_neighbor_views(self, run: AgentConfig) -> dict[str, dict[str, Any]]:
-        """What the neighbor list shows of VRF neighbors: the VRF, and for one reached
-        through a port its address in the VRF (the session's address is a mapped one)."""
-        out: dict[str, dict[str, Any]] = {}
-        for v in run.vrfs:
-            for n in v.neighbors:
-                pn = self.port_sessions.neighbors.get(n.address)
-                out[n.address] = {"description": n.description, "vrf": v.name,
-                                  "via": "port" if pn is not None else "host",
-                                  **({"vrf_address": pn.configured.address} if pn is not None else {})}
-        return out
+    @staticmethod
+    def _vrf_neighbor_views(run: AgentConfig) -> dict[str, dict[str, Any]]:
+        """The configuration file's descriptions of VRF neighbors (the view asks the port
+        sessions for the rest: ``via``, ``vrf_address``)."""
+        return {n.address: {"description": n.description, "vrf": v.name} for v in run.vrfs for n in v.neighbors}
 
     @staticmethod
     def _policy_book(cfg: AgentConfig, store: Store | None) -> PolicyBook:

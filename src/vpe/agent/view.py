@@ -27,6 +27,7 @@ from .bridge import VpnBridge
 from .fib import FibProgrammer
 from .fib_many import ManyFibs
 from .pe_ce import VrfPeering
+from .port_sessions import PortSessions
 from .restart import GracefulRestartManager
 from .router import Router
 
@@ -37,8 +38,10 @@ class AgentView:
     def __init__(self, router: Router, bridge: VpnBridge, driver: str,
                  descriptions: Mapping[str, Mapping[str, Any]],
                  neighbors: Mapping[str, Mapping[str, Any]] | None = None,
-                 pe_ce: VrfPeering | None = None) -> None:
+                 pe_ce: VrfPeering | None = None, port_sessions: PortSessions | None = None) -> None:
         self._router = router
+        #: VRF neighbors reached through ports: their addresses in the VRF, as configured
+        self._ports = port_sessions
         #: the VRFs' own neighbors' routes (PE-CE BGP): their prefix counts
         self._pe_ce = pe_ce
         #: per neighbor address: what the configuration says that the session does not
@@ -131,12 +134,13 @@ class AgentView:
         ``sent``: the VRF's prefixes sent to it."""
         vrf = self._router.vrf_of[addr]
         conf = self._router.vrf_neighbors.get(addr)
-        known = self._neighbors.get(addr, {})  # the configuration file's (via, vrf_address)
+        known = self._neighbors.get(addr, {})  # the configuration file's description
         d["vrf"] = vrf
         d["description"] = known.get("description", conf.description if conf is not None else "")
-        d["via"] = known.get("via", "host")
-        if "vrf_address" in known:
-            d["vrf_address"] = known["vrf_address"]
+        pn = self._ports.neighbors.get(addr) if self._ports is not None else None
+        d["via"] = "port" if pn is not None else "host"
+        if pn is not None:  # the session's address is a mapped one; this is the CE's in the VRF
+            d["vrf_address"] = pn.configured.address
         d["configured_families"] = sorted(f.name for f in p.settings.families)
         d["passive"] = p.settings.passive
         d["route_reflector_client"] = p.settings.route_reflector_client
@@ -177,6 +181,9 @@ class AgentView:
         vrf = self._router.vrf_of[address]
         d = self._vrf_neighbor_json(address, p, p.to_json())
         conf = self._router.vrf_neighbors.get(address)
+        pn = self._ports.neighbors.get(address) if self._ports is not None else None
+        if pn is not None:
+            conf = pn.configured  # as given, not as the speaker sees it
         if conf is not None:
             c = conf.model_dump(mode="json")
             if c.get("md5_password") is not None:

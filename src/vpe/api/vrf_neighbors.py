@@ -43,6 +43,7 @@ def vrf_neighbors_router(view: AgentView, ops: DurableOps) -> APIRouter:
             raise HTTPException(404, f"no VPN instance {vpn!r}")
 
     def shown(address: str) -> dict[str, Any]:
+        """``address``: the speaker's (a mapped one for a neighbor reached through a port)."""
         d = view.vrf_neighbor(address)
         d["source"] = "config" if address in ops.config_neighbors else "api"
         return d
@@ -57,9 +58,10 @@ def vrf_neighbors_router(view: AgentView, ops: DurableOps) -> APIRouter:
     async def neighbor(vpn: str, address: str) -> dict[str, Any]:
         need_vpn(vpn)
         address = _address(address)
-        if address not in ops.vrf_neighbors_of(vpn):
+        sa = ops.session_address(vpn, address)  # a neighbor through a port: by its VRF address
+        if sa not in ops.vrf_neighbors_of(vpn):
             raise HTTPException(404, f"no neighbor {address} in VPN instance {vpn!r}")
-        return shown(address)
+        return shown(sa)
 
     @api.put("/{address}")
     async def put_neighbor(vpn: str, address: str, response: Response,
@@ -84,7 +86,7 @@ def vrf_neighbors_router(view: AgentView, ops: DurableOps) -> APIRouter:
         except REFUSED as e:
             raise http_error(e) from None
         response.status_code = 201 if created else 200
-        return shown(address)
+        return shown(ops.session_address(vpn, address))
 
     @api.delete("/{address}", status_code=204)
     async def delete_neighbor(vpn: str, address: str) -> None:

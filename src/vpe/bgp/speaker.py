@@ -114,16 +114,37 @@ class Speaker:
     async def start(self) -> None:
         self.running = True
         for addr in self.listen:
-            lst = transport.Listener(addr, self.port, self._accept, freebind=addr in self.freebind)
-            for p in self.peers.values():
-                if _same_version(addr, p.address):
-                    lst.add_peer(p.address, p.settings.md5_password, gtsm=p.settings.gtsm_hops,
-                                 ttl=p.settings.ttl)
-            await lst.start()
-            self._listeners.append(lst)
-            log.info("listening on %s port %d", addr, lst.port)
+            await self._listen(addr)
         for p in self.peers.values():
             p.start()
+
+    async def _listen(self, addr: str) -> None:
+        lst = transport.Listener(addr, self.port, self._accept, freebind=addr in self.freebind)
+        for p in self.peers.values():
+            if _same_version(addr, p.address):
+                lst.add_peer(p.address, p.settings.md5_password, gtsm=p.settings.gtsm_hops,
+                             ttl=p.settings.ttl)
+        await lst.start()
+        self._listeners.append(lst)
+        log.info("listening on %s port %d", addr, lst.port)
+
+    def listen_also(self, addr: str) -> None:
+        """Listen on ``addr`` too, bound before it is local (``IP_FREEBIND``): the agent's end
+        of sessions through ports; nothing when a listener already covers it. While the
+        speaker runs the listener starts in the background (a failure is logged)."""
+        wild = "::" if ":" in addr else "0.0.0.0"
+        if addr in self.listen or wild in self.listen:
+            return
+        self.freebind.add(addr)
+        self.listen.append(addr)
+        if self.running:
+            self._spawn(self._listen_logged(addr))
+
+    async def _listen_logged(self, addr: str) -> None:
+        try:
+            await self._listen(addr)
+        except OSError as e:
+            log.error("cannot listen on %s port %d: %s", addr, self.port, e.strerror or e)
 
     async def stop(self) -> None:
         self.running = False
