@@ -50,7 +50,7 @@ def test_r10_2_option_b_e2e_ping_tcp_and_swapped_labels(inter_as_lab: RunningLab
     (own1,) = lab.api("h1", "/v1/vpns/red")["table"][f"{r1}/32"]
     swapped = {n: lab.counters(n).get("swapped", 0) for n in ("asbr1", "asbr2")}
 
-    caps = [lab.capture("underlay", f"p-{n}", timeout=10) for n in ("asbr1", "asbr2")]
+    caps = [lab.capture("underlay", f"p-{n}", timeout=10) for n in ("asbr1", "asbr2", "rr1", "rr2")]
     try:
         there = lab.ping("red1", r4, count=3)
         back = lab.ping("red4", r1, count=3)
@@ -62,7 +62,8 @@ def test_r10_2_option_b_e2e_ping_tcp_and_swapped_labels(inter_as_lab: RunningLab
     for t in tunnel_packets(frames):
         if inner_addresses(t.inner) in ((r1, r4), (r4, r1)):
             legs.setdefault((t.src, t.dst), set()).add(t.label)
-    assert rr1 not in {a for leg in legs for a in leg} and rr2 not in {a for leg in legs for a in leg}
+    on_wire = {a for leg in legs for a in leg}
+    assert rr1 not in on_wire and rr2 not in on_wire, legs  # the reflectors carry no packets
     assert set(legs) == {(h1, a1), (a1, a2), (a2, h4), (h4, a2), (a2, a1), (a1, h1)}, legs
     # red1 -> red4: h1 sends with asbr1's label; asbr1 swaps it for asbr2's; asbr2 for h4's
     # own label of red4 (each agent allocates from its own label space, so two legs may
