@@ -425,3 +425,19 @@ def test_a_peer_must_list_this_host_back() -> None:
         ("hosts[1].peers[1]",
          "host 'asbr1' does not list 'rr1' in its peers (a BGP session needs a neighbor at both ends)"),
     ]  # h4 has no `peers`: it peers with every host (no route reflector here), asbr1 included
+
+
+def test_multihop_is_for_ebgp_peers_only() -> None:
+    text = PEERED.replace("peers: [rr1]}\n  - name: rr1", "peers: [{host: rr1, ebgp_multihop: 3}]}\n  - name: rr1")
+    assert only(text) == ("hosts[0].peers[0].ebgp_multihop",
+                          "'rr1' is in AS 65000 like 'h1': ebgp_multihop applies to eBGP only")
+
+
+def test_policies_named_by_a_host_or_peer_exist() -> None:
+    text = PEERED.replace("peers: [rr1]}\n  - name: rr1",
+                          "peers: [{host: rr1, import_policy: nope}], export_policy: gone,\n"
+                          "     policies: [{name: accept-all}]}\n  - name: rr1")
+    assert problems(text) == [
+        ("hosts[0].export_policy", "no policy named 'gone' in hosts[0].policies (accept-all)"),
+        ("hosts[0].peers[0].import_policy", "no policy named 'nope' in hosts[0].policies (accept-all)"),
+    ]

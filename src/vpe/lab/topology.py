@@ -568,6 +568,16 @@ class Topology(_Strict):
                 if peer not in host_names or peer == h.name:
                     yield f"hosts[{i}].peers[{j}]", f"{peer!r} is not another host of this lab"
         yield from self._peering_problems()
+        for i, h in enumerate(self.hosts):
+            policy_names = {str(p.get("name")) for p in h.policies}
+            uses = [(f"hosts[{i}].{k}", getattr(h, k)) for k in ("import_policy", "export_policy")]
+            uses += [(f"hosts[{i}].peers[{j}].{k}", getattr(p, k))
+                     for j, p in enumerate(h.peers or ()) if isinstance(p, PeerConfig)
+                     for k in ("import_policy", "export_policy")]
+            for key, ref in uses:
+                if ref is not None and ref not in policy_names:
+                    known = ", ".join(sorted(policy_names)) or "none"
+                    yield key, f"no policy named {ref!r} in hosts[{i}].policies ({known})"
         # (vpn, address) -> vm: the same address may appear in different VPNs
         # (overlapping tenants), never twice in one
         taken: dict[tuple[str, Any], str] = {}
@@ -625,9 +635,12 @@ class Topology(_Strict):
                 if other.peers is not None and (other.name, h.name) not in specs:
                     yield key, (f"host {other.name!r} does not list {h.name!r} in its peers "
                                 "(a BGP session needs a neighbor at both ends)")
+                mine, theirs = self.asn_of(h), self.asn_of(other)
+                if spec.ebgp_multihop is not None and mine == theirs:
+                    yield f"{key}.ebgp_multihop", (
+                        f"{other.name!r} is in AS {mine} like {h.name!r}: ebgp_multihop applies to eBGP only")
                 if not spec.route_reflector_client:
                     continue
-                mine, theirs = self.asn_of(h), self.asn_of(other)
                 if mine != theirs:
                     yield f"{key}.route_reflector_client", (
                         f"{other.name!r} is in AS {theirs} and {h.name!r} in AS {mine}: a route "
