@@ -24,7 +24,7 @@ from ipaddress import IPv4Address, ip_address
 from typing import Any
 
 from ..bgp.speaker import Speaker
-from ..bgp.wire.constants import IPV4_LABELED
+from ..bgp.wire.constants import IPV4_LABELED, IPV6_LABELED
 from ..dataplane.channel import load_key
 from ..dataplane.driver import NextHop
 from ..policy import PolicyBook, PolicyError, Relabeler, RelabelKey, SwapChanges, parse_policy
@@ -94,7 +94,7 @@ class Engine:
         self.bridge = VpnBridge(self.router, self.vpn, self.fib, self.underlay)
         # Inter-AS option C: our loopback as labeled unicast, remote loopbacks into the FIB
         self.transport = (LabeledTransport(self.router, self.vpn, self.fib, self.underlay)
-                          if any(IPV4_LABELED in n.family_set() for n in cfg.neighbors) else None)
+                          if any({IPV4_LABELED, IPV6_LABELED} & n.family_set() for n in cfg.neighbors) else None)
         # PE-CE BGP (Inter-AS option A): the VRFs' own neighbors
         self.pe_ce = (VrfPeering(run, self.router, self.bridge, self.vpn)
                       if any(v.neighbors for v in cfg.vrfs) else None)
