@@ -79,6 +79,7 @@ class Engine:
                               local_next_hops=self.fib.underlays() if isinstance(self.fib, ManyFibs) else ())
         if isinstance(self.fib, ManyFibs):
             self.vpn.exporter.endpoint_next_hop = self.fib.underlay_for
+            self.fib.bum_label = self.vpn.vrf_label
         self.router = Router(cfg, next_hop=self.underlay, restarting=saved is not None,
                              on_selection_done=self._selection_done,
                              policies=self._policy_book(cfg, store),
