@@ -95,7 +95,7 @@ class Engine:
         self._configure(cfg)
         self.ops = DurableOps(self.bridge, store, config_vrfs={v.name for v in cfg.vrfs})
         #: attachment circuits of signalled endpoints, when this vPE is an external PE (R2.2)
-        self.circuits = Circuits()
+        self.circuits = Circuits(store)
         if store is not None and self.fib is not None:
             self.circuits.restore([str(d.get("ifname", "")) for d in store.ports().values()])
         self.chains = self.ops.chains = self._chains(cfg)
