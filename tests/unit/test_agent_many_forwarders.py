@@ -138,3 +138,20 @@ def test_r3_2_bum_between_forwarders_of_one_agent(tmp_path: Path) -> None:
     assert _members(h1, "red") == {("198.18.24.12", red)}
     eng.ops.detach("c")
     assert _members(h1, "red") == set() and _members(h2, "red") == {("198.18.24.11", red)}
+
+
+def test_r3_2_an_i_pmsi_route_per_forwarder(tmp_path: Path) -> None:
+    """Remote vPEs send each forwarder of the agent its copy: one I-PMSI A-D route per
+    forwarder (its underlay address the originator and tunnel endpoint), the VRF's label."""
+    from vpe.agent.mvpn import replication_member
+    from vpe.bgp.wire.constants import IPV4_MCAST_VPN
+
+    eng = Engine(parse_config(BASE + FWS.format(d=tmp_path)))
+    assert isinstance(eng.fib, ManyFibs)
+    red = eng.vpn.vrf_label("red")
+    loc = eng.router.rib.loc_rib(IPV4_MCAST_VPN)
+    members = {replication_member(p, eng.fib.encap_for) for _k, p in loc.best_paths()}
+    assert {(str(m.endpoint), m.label) for m in members if m is not None} == {
+        ("198.18.24.11", red), ("198.18.24.12", red)}
+    eng.bridge.update_vrf("red", export_rts=[])  # exports nothing: both withdrawn
+    assert len(loc) == 0

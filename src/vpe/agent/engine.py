@@ -93,6 +93,8 @@ class Engine:
                              relabeler=Relabeler(self._hold_swap_label, self._release_swap_label),
                              on_swaps=self._swaps_changed)
         self.bridge = VpnBridge(self.router, self.vpn, self.fib, self.underlay)
+        if isinstance(self.fib, ManyFibs):  # an I-PMSI route per forwarder: remotes copy to each
+            self.bridge.pmsi.originators = self.fib.underlays
         # Inter-AS option C: our loopback as labeled unicast, remote loopbacks into the FIB
         self.transport = (LabeledTransport(self.router, self.vpn, self.fib, self.underlay)
                           if any(IPV4_LABELED in n.family_set() for n in cfg.neighbors) else None)

@@ -24,7 +24,9 @@ agent with a port in that VRF (its underlay address, the VRF's aggregate
 label: what the I-PMSI route of a vPE carries). A copy received on that
 label is flooded to the receiver's own ports of the VRF only, never sent on,
 and the members of a replication list are the forwarder's trusted tunnel
-sources (R13.2), so the siblings accept each other's copies.
+sources (R13.2), so the siblings accept each other's copies. Remote vPEs
+send each forwarder its copy: the I-PMSI originator announces one route per
+forwarder (``PmsiOriginator.originators``).
 """
 
 from __future__ import annotations
