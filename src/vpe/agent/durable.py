@@ -16,13 +16,21 @@ what cannot be known beforehand (an RD another VRF holds). Without a store
 At start, :meth:`DurableOps.restore` replays what the store holds: VPN
 instances created through the API (a VRF of the same name in the config
 file wins), then the attachments, reusing the labels and RDs saved with
-them (:class:`~vpe.vpn.service.VpnService` ``state=``).
+them (:class:`~vpe.vpn.service.VpnService` ``state=``), then the BGP neighbors
+of VRFs made through the API (their sessions start with the speaker).
+
+VRF neighbors (``/v1/vpns/{vpn}/neighbors``): a PUT or DELETE writes its row
+and commits first, then changes the live sessions (which cannot refuse what
+was checked before); a neighbor of the configuration file is read-only. A VPN
+instance with neighbors is not deleted (409) unless ``force`` is given, which
+removes its neighbors first.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import re
 import time
@@ -38,6 +46,7 @@ from ..vpn.route_target import parse_route_targets
 from ..vpn.vrf import parse_label_mode, prefix_key
 from .bridge import VpnBridge
 from .chains import ChainBook, ServiceRole
+from .config import VrfNeighborConfig
 from .store import Store, StoreError, Transaction
 
 log = logging.getLogger("vpe.agent.state")
@@ -46,6 +55,11 @@ Undo = list[Callable[[], object]]
 
 #: names of VPN instances created through the API (as ``POST /v1/vpns`` checks them)
 _VPN_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def _addr_key(address: str) -> tuple[int, int]:
+    ip = ipaddress.ip_address(address)
+    return ip.version, int(ip)
 
 
 def _rt_texts(*lists: Any) -> list[str]:
@@ -158,6 +172,11 @@ class DurableOps:
         self.specs: dict[str, dict[str, Any]] = {}
         #: services and chains (set by the engine)
         self.chains: ChainBook | None = None
+        #: VRF neighbors of the configuration file (read-only through the API)
+        self.config_neighbors = set(bridge.router.vrf_of)
+        #: VRF neighbors made through the API: address -> VPN instance
+        self.api_neighbors: dict[str, str] = {}
+        self._neighbor_lock = asyncio.Lock()
 
     # -- the atomic frame ---------------------------------------------------------
 
@@ -288,6 +307,10 @@ class DurableOps:
         ports = [a.name for a in eng.attachments.by_vrf(name)]
         if ports and not force:
             raise Conflict(f"VPN instance {name!r} has attached ports: {', '.join(ports)}")
+        nbrs = self.vrf_neighbors_of(name)
+        if nbrs:  # the API's DELETE with force removes them first (delete_vpn_and_neighbors)
+            raise Conflict(f"VPN instance {name!r} has BGP neighbors: {', '.join(nbrs)} (delete them "
+                           f"first: DELETE /v1/vpns/{name}/neighbors/ADDRESS, or delete with force)")
         spec = self._spec_of(name)
         vrf = eng.vpn.vrf(name)
         rd, auto = str(vrf.rd), vrf.rd_auto
@@ -304,6 +327,19 @@ class DurableOps:
         log.info("VPN instance %s deleted%s", name,
                  f" with its ports {', '.join(ports)}" if ports else "", extra={"vrf": name})
         return ports
+
+    async def delete_vpn_and_neighbors(self, name: str, *, force: bool = False) -> list[str]:
+        """:meth:`delete_vpn`; with ``force`` its BGP neighbors are removed first (as by
+        :meth:`delete_vrf_neighbor`), then its ports detached and the VPN instance deleted."""
+        eng = self.bridge
+        if name not in eng.vpn.vrfs:
+            raise NotFound(f"no VPN instance {name!r}")
+        if name in self.config_vrfs:
+            raise Conflict(f"VPN instance {name!r} is defined in the configuration file: remove it there")
+        if force:
+            for address in self.vrf_neighbors_of(name):
+                await self.delete_vrf_neighbor(name, address)
+        return self.delete_vpn(name, force=force)
 
     def _readd(self, name: str, spec: dict[str, Any], rd: str, auto: bool) -> None:
         if auto:
@@ -404,7 +440,8 @@ class DurableOps:
             undo.append(lambda: eng.attach(a))
         log.info("port %s detached from VRF %s", name, a.vrf, extra={"vrf": a.vrf, "port": name})
         role = (self.specs.get(a.vrf, {}).get("service") or {}).get("role")
-        if role and not eng.attachments.by_vrf(a.vrf):  # a service instance's own VRF goes with it
+        if role and not eng.attachments.by_vrf(a.vrf) and not self.vrf_neighbors_of(a.vrf):
+            # a service instance's own VRF goes with it
             self.delete_vpn(a.vrf)
         return a
 
@@ -466,12 +503,127 @@ class DurableOps:
             eng.detach(a.name)
         eng.attach(a)
 
+    # -- VRF neighbors (PE-CE BGP, docs/api.md) ------------------------------------------
+
+    def vrf_neighbors_of(self, vpn: str) -> list[str]:
+        """Addresses of the BGP neighbors of VPN instance ``vpn`` (configuration file and API)."""
+        return sorted((a for a, v in self.bridge.router.vrf_of.items() if v == vpn), key=_addr_key)
+
+    def _check_neighbor(self, vpn: str, vn: VrfNeighborConfig) -> None:
+        """Refuse what cannot become a neighbor of ``vpn`` (the model has checked the values)."""
+        router = self.bridge.router
+        if vpn not in self.bridge.vpn.vrfs:
+            raise NotFound(f"no VPN instance {vpn!r}")
+        addr = vn.address
+        if vn.via == "port":
+            raise ValueError('via: "port" neighbors (a session through a port of the VRF) are configured in '
+                             'the configuration file for now; the API takes via = "host"')
+        if addr in self.config_neighbors:
+            raise Conflict(f"address: neighbor {addr} is defined in the configuration file: change it there")
+        other = router.vrf_of.get(addr)
+        if other is not None and other != vpn:
+            raise Conflict(f"address: {addr} is already a neighbor of VPN instance {other!r}")
+        if other is None and addr in router.peers:
+            raise Conflict(f"address: {addr} is already a neighbor of the global table "
+                           "(one speaker serves every neighbor, VRF or not)")
+        if vn.remote_as == router.local_as and vn.ebgp_multihop:
+            raise ValueError(f"ebgp_multihop: neighbor {addr} is iBGP (remote_as {vn.remote_as} is our AS): "
+                             "ebgp_multihop applies to eBGP only")
+        for key in ("import_policy", "export_policy"):
+            name = getattr(vn, key)
+            if name is not None and router.policies.get(name) is None:
+                raise ValueError(f"{key}: no policy named {name!r} (create it with PUT /v1/policies/{name})")
+
+    async def put_vrf_neighbor(self, vpn: str, vn: VrfNeighborConfig) -> bool:
+        """Create or replace a BGP neighbor of VPN instance ``vpn``, stored; True when created.
+        Replacing is delete + add: the session restarts with the new settings."""
+        async with self._neighbor_lock:
+            self._check_neighbor(vpn, vn)
+            router = self.bridge.router
+            old = vn.address in router.vrf_of
+            if self.store is not None:  # nothing is applied before the row is committed
+                with self.store.transaction() as tx:
+                    tx.put_vrf_neighbor(vn.address, vpn, vn.model_dump(mode="json"))
+            if old:
+                await router.remove_vrf_neighbor(vn.address)
+            try:
+                self._add_neighbor(vpn, vn)
+            except (ValueError, OSError) as e:  # the kernel refused (an MD5 key): no row, no session
+                await self._drop_neighbor(vn.address)
+                raise ValueError(f"address: neighbor {vn.address} could not be added: {e}") from None
+        log.info("VPN instance %s: BGP neighbor %s (AS %s) %s", vpn, vn.address, vn.remote_as,
+                 "replaced" if old else "added", extra={"vrf": vpn, "peer": vn.address})
+        return not old
+
+    def _add_neighbor(self, vpn: str, vn: VrfNeighborConfig) -> None:
+        router = self.bridge.router
+        router.policies.bind(vn.address, vn.import_policy, vn.export_policy)
+        router.add_vrf_neighbor(vpn, vn)
+        self.api_neighbors[vn.address] = vpn
+
+    async def _drop_neighbor(self, address: str) -> None:
+        """Undo a neighbor half added: its row, its session, its policy binding."""
+        router = self.bridge.router
+        self.api_neighbors.pop(address, None)
+        with contextlib.suppress(StoreError):
+            if self.store is not None:
+                with self.store.transaction() as tx:
+                    tx.delete_vrf_neighbor(address)
+        if address in router.vrf_of:
+            await router.remove_vrf_neighbor(address)
+        elif address in router.peers:
+            await router.speaker.remove_peer(address)
+        router.policies.unbind(address)
+
+    async def delete_vrf_neighbor(self, vpn: str, address: str) -> None:
+        """Remove a BGP neighbor of ``vpn``: Cease / Peer De-configured, its routes leave the VRF."""
+        async with self._neighbor_lock:
+            router = self.bridge.router
+            if vpn not in self.bridge.vpn.vrfs:
+                raise NotFound(f"no VPN instance {vpn!r}")
+            if router.vrf_of.get(address) != vpn:
+                raise NotFound(f"no neighbor {address} in VPN instance {vpn!r}")
+            if address in self.config_neighbors:
+                raise Conflict(f"address: neighbor {address} is defined in the configuration file: "
+                               "remove it there")
+            if self.store is not None:
+                with self.store.transaction() as tx:
+                    tx.delete_vrf_neighbor(address)
+            self.api_neighbors.pop(address, None)
+            await router.remove_vrf_neighbor(address)
+            router.policies.unbind(address)
+        try:  # labels the neighbor's routes held
+            self.save_state()
+        except StoreError as e:
+            log.error("%s", e)
+        log.info("VPN instance %s: BGP neighbor %s removed", vpn, address, extra={"vrf": vpn, "peer": address})
+
+    def _restore_neighbors(self) -> int:
+        assert self.store is not None
+        n = 0
+        for address, d in self.store.vrf_neighbors().items():
+            try:
+                vpn = str(d["vpn"])
+                vn = VrfNeighborConfig.model_validate(d["neighbor"])
+                if vn.address != address:
+                    raise ValueError(f"its address {vn.address} is not its key")
+                self._check_neighbor(vpn, vn)
+                if vn.address in self.bridge.router.vrf_of:
+                    raise ValueError(f"it is already a neighbor of VPN instance {vpn!r}")
+                self._add_neighbor(vpn, vn)
+            except (KeyError, ValueError, TypeError, LookupError) as e:
+                log.error("BGP neighbor %s from %s not restored: %s", address, self.store.path,
+                          str(e).replace("\n", "; "), extra={"peer": address})
+                continue
+            n += 1
+        return n
+
     # -- start-up --------------------------------------------------------------------------
 
     def restore(self) -> dict[str, int]:
         """Replay the store into the bridge (after the config-file VRFs). Counts restored."""
         if self.store is None:
-            return {"vpns": 0, "ports": 0}
+            return {"vpns": 0, "ports": 0, "neighbors": 0}
         eng = self.bridge
         nv = npt = 0
         for name, spec in self.store.vpns().items():
@@ -502,18 +654,19 @@ class DurableOps:
                           extra={"port": name})
                 continue
             npt += 1
+        nn = self._restore_neighbors()
         eng.vpn.rds.drop_preferred()  # RDs of VRFs not restored: their rows go
         released = eng.vpn.release_unclaimed_labels()
         if released:
             # never announced by this run, but peers may hold stale routes with them
             eng.vpn.labels_withdrawn(released, time.monotonic())
-        log.info("restored %d VPN instance(s) and %d port(s) from %s (%d unclaimed label(s) released)",
-                 nv, npt, self.store.path, len(released))
+        log.info("restored %d VPN instance(s), %d port(s) and %d VRF neighbor(s) from %s "
+                 "(%d unclaimed label(s) released)", nv, npt, nn, self.store.path, len(released))
         try:
             self.save_state()
         except StoreError as e:
             log.error("%s", e)
-        return {"vpns": nv, "ports": npt}
+        return {"vpns": nv, "ports": npt, "neighbors": nn}
 
 
 __all__ = ["Conflict", "DurableOps", "NotFound", "StoreError", "check_spec", "normalise_spec", "same_rts",

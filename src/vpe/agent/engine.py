@@ -24,7 +24,7 @@ from ipaddress import IPv4Address, ip_address
 from typing import Any
 
 from ..bgp.speaker import Speaker
-from ..bgp.wire.constants import IPV4_LABELED
+from ..bgp.wire.constants import IPV4_LABELED, IPV6_LABELED
 from ..dataplane.channel import load_key
 from ..dataplane.driver import NextHop
 from ..policy import PolicyBook, PolicyError, Relabeler, RelabelKey, SwapChanges, parse_policy
@@ -97,10 +97,9 @@ class Engine:
             self.bridge.pmsi.originators = self.fib.underlays
         # Inter-AS option C: our loopback as labeled unicast, remote loopbacks into the FIB
         self.transport = (LabeledTransport(self.router, self.vpn, self.fib, self.underlay)
-                          if any(IPV4_LABELED in n.family_set() for n in cfg.neighbors) else None)
-        # PE-CE BGP (Inter-AS option A): the VRFs' own neighbors
-        self.pe_ce = (VrfPeering(run, self.router, self.bridge, self.vpn)
-                      if any(v.neighbors for v in cfg.vrfs) else None)
+                          if any({IPV4_LABELED, IPV6_LABELED} & n.family_set() for n in cfg.neighbors) else None)
+        # PE-CE BGP (Inter-AS option A): the VRFs' own neighbors (the API may add some)
+        self.pe_ce: VrfPeering | None = VrfPeering(run, self.router, self.bridge, self.vpn)
         if self.fib is not None:
             for x in self.port_sessions.local_sessions():
                 self.fib.set_session(x)
@@ -113,7 +112,8 @@ class Engine:
         self.chains = self.ops.chains = self._chains(cfg)
         self.view = AgentView(self.router, self.bridge, dp.driver, self.ops.specs,
                               neighbors={**{n.address: {"description": n.description} for n in cfg.neighbors},
-                                         **self._vrf_neighbor_views(run)})
+                                         **self._vrf_neighbor_views(run)},
+                              pe_ce=self.pe_ce)
         self.ops.restore()
         self.chains.restore()  # after the API's VPN instances: chains name them
         if self.transport is not None:  # after the restore, which frees the labels nobody claimed

@@ -81,6 +81,8 @@ class Speaker:
         self.peers: dict[str, Peer] = {}
         self._listeners: list[transport.Listener] = []
         self._tasks: set[asyncio.Task[Any]] = set()
+        #: between :meth:`start` and :meth:`stop`: a peer added now starts at once
+        self.running = False
 
     # -- configuration -------------------------------------------------------
 
@@ -93,9 +95,24 @@ class Speaker:
             if _same_version(lst.local_address, settings.address):
                 lst.add_peer(settings.address, settings.md5_password, gtsm=settings.gtsm_hops,
                              ttl=settings.ttl)
+        if self.running:
+            peer.start()
+        return peer
+
+    async def remove_peer(self, address: str) -> Peer:
+        """Stop the session to ``address`` with Cease / Peer De-configured (RFC 4486; its
+        handler sees the session go down first) and forget the neighbor (KeyError: none)."""
+        peer = self.peers[address]
+        await peer.stop(deconfigured=True)
+        for lst in self._listeners:
+            if address in lst.peers:
+                lst.remove_peer(address)
+        if self.peers.get(address) is peer:
+            del self.peers[address]
         return peer
 
     async def start(self) -> None:
+        self.running = True
         for addr in self.listen:
             lst = transport.Listener(addr, self.port, self._accept, freebind=addr in self.freebind)
             for p in self.peers.values():
@@ -109,6 +126,7 @@ class Speaker:
             p.start()
 
     async def stop(self) -> None:
+        self.running = False
         for lst in self._listeners:
             await lst.close()
         self._listeners.clear()
