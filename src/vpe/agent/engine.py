@@ -81,6 +81,7 @@ class Engine:
                               local_next_hops=self.fib.underlays() if isinstance(self.fib, ManyFibs) else ())
         if isinstance(self.fib, ManyFibs):
             self.vpn.exporter.endpoint_next_hop = self.fib.underlay_for
+            self.fib.bum_label = self.vpn.vrf_label
         # VRF neighbors reached through a port of their VRF: the speaker, the policies and
         # the PE-CE peering see them at their mapped addresses (vpe.agent.port_sessions)
         self.port_sessions = PortSessions(dp.session_prefix, dp.session_prefix6, cfg.bgp.port)
@@ -92,6 +93,8 @@ class Engine:
                              relabeler=Relabeler(self._hold_swap_label, self._release_swap_label),
                              on_swaps=self._swaps_changed)
         self.bridge = VpnBridge(self.router, self.vpn, self.fib, self.underlay)
+        if isinstance(self.fib, ManyFibs):  # an I-PMSI route per forwarder: remotes copy to each
+            self.bridge.pmsi.originators = self.fib.underlays
         # Inter-AS option C: our loopback as labeled unicast, remote loopbacks into the FIB
         self.transport = (LabeledTransport(self.router, self.vpn, self.fib, self.underlay)
                           if any({IPV4_LABELED, IPV6_LABELED} & n.family_set() for n in cfg.neighbors) else None)
@@ -104,7 +107,7 @@ class Engine:
         self.ops = DurableOps(self.bridge, store, config_vrfs={v.name for v in cfg.vrfs})
         self.ops.port_sessions = self.port_sessions
         #: attachment circuits of signalled endpoints, when this vPE is an external PE (R2.2)
-        self.circuits = Circuits()
+        self.circuits = Circuits(store)
         if store is not None and self.fib is not None:
             self.circuits.restore([str(d.get("ifname", "")) for d in store.ports().values()])
         self.chains = self.ops.chains = self._chains(cfg)
