@@ -149,7 +149,7 @@ def test_kill_and_restart_agent_loses_nothing(lab: Lab) -> None:
     labels_after = api(lab, "h2", "/v1/bgp/routes?family=vpnv4&peer=198.18.0.11")["routes"]
     assert sorted((r["prefix"], r["labels"]) for r in labels_after) == \
         sorted((r["prefix"], r["labels"]) for r in labels_before)
-    assert "restored 0 VPN instance(s) and 1 port(s)" in (h1_dir / "agent.log").read_text()
+    assert "restored 0 VPN instance(s), 1 port(s) and 0 VRF neighbor(s)" in (h1_dir / "agent.log").read_text()
     metrics = api(lab, "h1", "/metrics")
     assert "vpe_forwarder_up 1.0" in metrics and 'vpe_ports{vrf="blue"} 1.0' in metrics
     assert loss == 0, out
