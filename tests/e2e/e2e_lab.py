@@ -477,14 +477,21 @@ class RunningLab:
             shutil.rmtree(self.lab.state_dir, ignore_errors=True)
 
 
-def example_lab(example: str, tag: str, converge_timeout: float = 60.0) -> Iterator[RunningLab]:
+def example_lab(example: str, tag: str, converge_timeout: float = 60.0,
+                driver: str | None = None) -> Iterator[RunningLab]:
     """A module fixture's body for ``src/vpe/lab/examples/<example>.yaml``: skip without
-    root, build it under a fresh prefix, yield it converged, always tear it down."""
+    root, build it under a fresh prefix, yield it converged, always tear it down;
+    ``driver``: every host's dataplane driver (default: the file's)."""
     why = netns.ip_available()
     if why is not None:
         pytest.skip(f"e2e tests need root and `ip netns`: {why}")
+    if driver == "ebpf" and ebpf_missing() is not None:
+        pytest.skip(str(ebpf_missing()))
+    topo = load_topology(EXAMPLES / f"{example}.yaml")
+    if driver is not None:
+        topo = topo.with_driver(driver)
     p = new_prefix(tag)
-    lab = build.make_lab(load_topology(EXAMPLES / f"{example}.yaml"), p)
+    lab = build.make_lab(topo, p)
     running = RunningLab(lab, p)
     try:
         build.up(lab)

@@ -85,6 +85,8 @@ PUNT_REASONS = (
     "dhcp",
 )
 P_TOO_BIG = PUNT_REASONS.index("too-big")
+#: label stack work of the programs, by index (counters "ebpf" / "fast_path")
+FAST_COUNTERS = ("swapped", "retunnelled", "popped", "pushed")
 #: octets of a punted frame the programs copy at most (too-big: the ICMP quote)
 PUNT_MAX = 16384
 PUNT_QUOTE = 1400

@@ -149,6 +149,15 @@ enum {
 	P_MAX = 24,
 };
 
+/* label stack work done in the kernel (index into `fast_ctrs`; maps.py has the names) */
+enum {
+	F_SWAPPED = 0,  /* transit labeled-unicast swaps (option C at an ASBR) */
+	F_RETUNNELLED,  /* aggregate transit (R10.3) */
+	F_POPPED,       /* our loopback's label popped above a VPN label */
+	F_PUSHED,       /* packets sent with outer labels (option C at the ingress PE) */
+	F_MAX = 8,
+};
+
 struct punt_meta {
 	__u32 ifindex;
 	__u32 reason;
@@ -210,6 +219,8 @@ struct { __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); __uint(max_entries, P_MAX);
 	 __type(key, __u32); __type(value, __u64); } punts SEC(".maps");
 struct { __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); __uint(max_entries, 1);
 	 __type(key, __u32); __type(value, struct ul_ctr); } ul_ctrs SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); __uint(max_entries, F_MAX);
+	 __type(key, __u32); __type(value, __u64); } fast_ctrs SEC(".maps");
 struct { __uint(type, BPF_MAP_TYPE_PERF_EVENT_ARRAY);
 	 __uint(key_size, sizeof(__u32)); __uint(value_size, sizeof(__u32)); } punt_events SEC(".maps");
 
@@ -238,6 +249,13 @@ static __always_inline int neq(const __u8 *a, const __u8 *b, const int n)
 static __always_inline void count_drop(__u32 reason)
 {
 	__u64 *v = bpf_map_lookup_elem(&drops, &reason);
+	if (v)
+		*v += 1;
+}
+
+static __always_inline void count_fast(__u32 what)
+{
+	__u64 *v = bpf_map_lookup_elem(&fast_ctrs, &what);
 	if (v)
 		*v += 1;
 }
@@ -699,6 +717,8 @@ static __always_inline int to_gre4(struct __sk_buff *skb, struct nh_val *nh, int
 		return punt(skb, P_NESTED, 0);
 	if (ttl_dec(skb, 14 + 24 + sl, v6, ttl) || put_header(skb, c, nh, ttl - 1, 1, total, 0))
 		return broken();
+	if (sl > 4)
+		count_fast(F_PUSHED);
 	return send_encapsulated(c, vc, 4 + sl + total);
 }
 
@@ -717,6 +737,8 @@ static __always_inline int to_tunnel4(struct __sk_buff *skb, struct nh_val *nh, 
 	if (ttl_dec(skb, 14 + 28 + sl, v6, ttl) ||
 	    put_header(skb, c, nh, ttl - 1, 1, total, FLOW_PORT_MIN + (fh & 0x3FFF)))
 		return broken();
+	if (sl > 4)
+		count_fast(F_PUSHED);
 	return send_encapsulated(c, vc, 8 + sl + total);
 }
 
@@ -954,6 +976,7 @@ static __always_inline int swap_stack(struct __sk_buff *skb, struct cfg *c, stru
 		u->rx_packets += 1;
 		u->rx_bytes += ul_len;
 	}
+	count_fast(F_SWAPPED);
 	return send_encapsulated(c, 0, new_hdr - 20 + rest);
 }
 
@@ -993,6 +1016,7 @@ static __always_inline int retunnel(struct __sk_buff *skb, struct cfg *c, struct
 	}
 	if (vc)
 		vc->decapsulated += 1;
+	count_fast(F_RETUNNELLED);
 	return send_encapsulated(c, 0, new_hdr - 20 + total);
 }
 
@@ -1206,9 +1230,13 @@ int vpe_underlay(struct __sk_buff *skb)
 		oif = nh->ifindex;
 	}
 	int rc = decap_deliver(skb, l3hl + shim + 4 * depth, outer6, v6, oif, ttl, vc, inner_off);
-	if (rc == TC_ACT_REDIRECT && u) {
-		u->rx_packets += 1;
-		u->rx_bytes += ul_len;
+	if (rc == TC_ACT_REDIRECT) {
+		if (u) {
+			u->rx_packets += 1;
+			u->rx_bytes += ul_len;
+		}
+		if (depth > 1)
+			count_fast(F_POPPED);
 	}
 	return rc;
 }
