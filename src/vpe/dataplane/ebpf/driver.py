@@ -324,7 +324,9 @@ class EbpfDriver:
                 {"routed_local": 0, "encapsulated": 0, "decapsulated": 0, "replicated": 0, "drops": 0},
             )
             for f, v in zip(
-                ("routed_local", "encapsulated", "decapsulated", "replicated", "drops"), k, strict=True
+                ("routed_local", "encapsulated", "decapsulated", "replicated", "drops", "redirected"),
+                k,
+                strict=True,
             ):
                 vc[f] = vc.get(f, 0) + v
                 if f in fast:

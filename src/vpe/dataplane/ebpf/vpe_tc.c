@@ -113,7 +113,8 @@ struct nh_val {
 struct label_val { __u32 kind; __u32 vrf; __u32 ifindex; __u32 nh; };
 
 struct port_ctr { __u64 rx_packets, rx_bytes, tx_packets, tx_bytes, drops; };
-struct vrf_ctr { __u64 routed_local, encapsulated, decapsulated, replicated, drops; };
+/* redirected: re-tunnelled from the underlay (aggregate transit), as the pipeline counts it */
+struct vrf_ctr { __u64 routed_local, encapsulated, decapsulated, replicated, drops, redirected; };
 struct ul_ctr { __u64 rx_packets, rx_bytes, tx_packets, tx_bytes; };
 
 /* drop reasons (index into `drops`); maps.py has the names */
@@ -1014,8 +1015,10 @@ static __always_inline int retunnel(struct __sk_buff *skb, struct cfg *c, struct
 		u->rx_packets += 1;
 		u->rx_bytes += ul_len;
 	}
-	if (vc)
+	if (vc) {
 		vc->decapsulated += 1;
+		vc->redirected += 1;
+	}
 	count_fast(F_RETUNNELLED);
 	return send_encapsulated(c, 0, new_hdr - 20 + total);
 }
