@@ -480,8 +480,8 @@ class RunningLab:
 def example_lab(example: str, tag: str, converge_timeout: float = 60.0,
                 driver: str | None = None) -> Iterator[RunningLab]:
     """A module fixture's body for ``src/vpe/lab/examples/<example>.yaml``: skip without
-    root, build it under a fresh prefix, yield it converged, always tear it down;
-    ``driver``: every host's dataplane driver (default: the file's)."""
+    root, build it under a fresh prefix (every host on ``driver`` when given), yield it
+    converged, always tear it down."""
     why = netns.ip_available()
     if why is not None:
         pytest.skip(f"e2e tests need root and `ip netns`: {why}")

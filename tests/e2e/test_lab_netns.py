@@ -287,3 +287,19 @@ def test_up_refuses_a_namespace_it_did_not_create() -> None:
     finally:
         _cleanup_foreign(taken, proc)
         teardown_lab(prefix)
+
+
+def test_down_removes_the_cables_of_movable_vms() -> None:
+    from vpe.lab import move
+
+    prefix = new_prefix()
+    lab = build.make_lab(load_topology(TWO_HOSTS), prefix)
+    try:
+        build.up(lab, start_processes=False)
+        vm = lab.topology.vms[0]
+        cab = move.make_movable(lab, vm)
+        assert cab in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        vpe("lab", "down", "--prefix", prefix)
+        assert lab_namespaces(prefix) == []  # the cable (<prefix>-<vm>.c) went with the lab
+    finally:
+        teardown_lab(prefix)

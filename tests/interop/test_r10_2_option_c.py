@@ -134,3 +134,45 @@ def gobgp_view_lu(path: dict[str, Any]) -> dict[str, Any]:
     mp = next((a for a in path["attrs"] if a["type"] == 14), None)
     nh = mp["nexthop"] if mp else next(a for a in path["attrs"] if a["type"] == 3)["nexthop"]
     return {"labels": nlri.get("labels") or nlri.get("label"), "nexthop": nh}
+
+
+LOOPBACK6 = "2001:db8:ffff:50::1"
+REMOTE_PE6 = "2001:db8:ffff:51::9"
+
+
+async def test_r10_2_option_c_ipv6_labeled_unicast_loopbacks_gobgp(
+    spawn: Spawn, loopback: Callable[[], str], port: Callable[[], int], tmp_path: Path
+) -> None:
+    """PEs with IPv6 underlay addresses: the loopbacks travel as IPv6 labeled unicast (RFC 8277,
+    AFI 2 SAFI 4). vpe's /128 leaves with its label; the remote PE's /128 from the ASBR turns
+    VPN routes to that PE into two-label next hops toward the ASBR's IPv6 address."""
+    me, aa, ra = loopback(), loopback(), loopback()
+    ap, rp = port(), port()
+    asbr: GoBGP = await call(spawn, GoBGP, address=aa, port=ap, local_as=65001, router_id="198.18.51.40",
+                             neighbors=[Neighbor(me, 65000, 179, passive=True, families=("ipv6-labeled",))])
+    rr: GoBGP = await call(spawn, GoBGP, address=ra, port=rp, local_as=65001, router_id="198.18.51.50",
+                           neighbors=[Neighbor(me, 65000, 179, passive=True, families=("vpnv4",))])
+    await call(asbr.add_route, "ipv6-labeled", f"{REMOTE_PE6}/128", "7002", "nexthop", "2001:db8:ffff:51::40")
+    await call(rr.add_vpnv4, "203.0.113.0/24", "65001:9", "65000:9", 601, REMOTE_PE6)
+    cfg = engine_config(
+        LOOPBACK,
+        [EngineNeighbor(aa, ap, me, families=("ipv6-labeled-unicast",), remote_as=65001,
+                        import_policy="accept-all", export_policy="accept-all"),
+         EngineNeighbor(ra, rp, me, remote_as=65001, import_policy="accept-all", export_policy="vpn-unchanged",
+                        extra={"ebgp_multihop": 5})],
+        [EngineVrf("red", "65000:9", ["65000:9"], ["65000:9"], routes=[("192.0.2.0/25", "subnet")])],
+        underlay=LOOPBACK6, extra=POLICIES,
+    ).replace('driver = "none"', f'driver = "userspace"\nfib_socket = "{tmp_path / "fib.sock"}"')
+    async with running_engine(cfg) as engine:
+        await until(lambda: established(engine, aa, ra), 20, "vpe's sessions")
+        assert engine.transport is not None and engine.transport.label is not None
+        routes = await until_daemon(lambda: (asbr.rib("ipv6-labeled") or {}).get(f"{LOOPBACK6}/128"), 15,
+                                    "our IPv6 loopback at the ASBR")
+        assert gobgp_view_lu(routes[0]) == {"labels": [engine.transport.label], "nexthop": LOOPBACK6}
+        assert gobgp_as_path(routes[0]) == [65000]
+        pe_addr = ip_address(REMOTE_PE6)
+        await until(lambda: pe_addr in engine.transport.transport, 15, "the remote IPv6 loopback in vpe")  # type: ignore[union-attr]
+        via, lu_label = engine.transport.transport[pe_addr]
+        assert (str(via), lu_label) == ("2001:db8:ffff:51::40", 7002)
+        route = await until(lambda: fib_route(engine, "203.0.113.0/24"), 15, "the FIB route")
+        assert route.next_hops == (NextHop.remote(via, 601, route.next_hops[0].encap, outer=(7002,)),)

@@ -179,6 +179,28 @@ class VrfNeighborConfig(NeighborConfig):
     next_hop: str | None = None
     #: the next hop sent with IPv6 routes (none: IPv6 routes go only over an IPv6 session)
     next_hop6: str | None = None
+    #: how the session reaches the neighbor: "host", through this host's own network
+    #: stack; or "port", through a port of the VRF (the neighbor sits behind it and peers
+    #: with ``local_address``, a gateway address of the VRF; the forwarder carries the
+    #: session, see vpe.agent.port_sessions and docs/inter-as.md)
+    via: Literal["host", "port"] = "host"
+
+    @model_validator(mode="after")
+    def _via_port(self) -> VrfNeighborConfig:
+        if self.via != "port":
+            return self
+        if self.local_address is None:
+            raise ValueError(f"neighbor {self.address}: via = \"port\" needs local_address, the gateway "
+                             "address of the VRF the neighbor peers with")
+        if ipaddress.ip_address(self.local_address).version != ipaddress.ip_address(self.address).version:
+            raise ValueError(f"neighbor {self.address}: local_address {self.local_address} is not of its "
+                             "IP version")
+        if self.local_address == self.address:
+            raise ValueError(f"neighbor {self.address}: local_address is the neighbor's own address")
+        if self.md5_password is not None:
+            raise ValueError(f"neighbor {self.address}: md5_password cannot be used with via = \"port\" "
+                             "(the forwarder rewrites the addresses TCP-MD5 signs)")
+        return self
 
     @field_validator("families")
     @classmethod
@@ -529,6 +551,27 @@ class DataplaneConfig(_Strict):
     #: seconds between FIB channel keepalives; a forwarder silent for three
     #: intervals is taken for lost and resynchronised when it answers again
     fib_keepalive: float = Field(default=0.2, ge=0.05, le=10.0)
+    #: where the agent sees VRF neighbors reached through ports (``via = "port"``): the
+    #: first address is the agent's end, the others are mapped to the neighbors, on the
+    #: forwarder's local interface (vpe.agent.port_sessions); addresses of no other use
+    session_prefix: str = "169.254.179.0/24"
+    session_prefix6: str = "fd00:0:0:179::/64"
+
+    @field_validator("session_prefix", "session_prefix6")
+    @classmethod
+    def _session_prefix(cls, v: str, info: Any) -> str:
+        version = 6 if info.field_name.endswith("6") else 4
+        try:
+            net = ipaddress.ip_network(v)
+        except ValueError:
+            raise ValueError(f"{v!r} is not an IP prefix (like "
+                             f"{'fd00:0:0:179::/64' if version == 6 else '169.254.179.0/24'})") from None
+        if net.version != version:
+            raise ValueError(f"{v} is not an IPv{version} prefix")
+        if net.num_addresses < 4:
+            raise ValueError(f"{v} is too small: it needs room for the agent and a neighbor")
+        return str(net)
+
     #: several forwarders programmed by this agent (R2.4, docs/external-pe.md); when given,
     #: ``fib_socket`` is not used and ports name their forwarder (the first by default)
     forwarders: list[ForwarderConfig] = Field(default_factory=list)
@@ -651,13 +694,22 @@ def semantic_errors(cfg: AgentConfig) -> list[tuple[str, str]]:
     """(key, reason) of every cross-entry problem: duplicates, dangling leaks, shared RDs."""
     out: list[tuple[str, str]] = []
     seen: dict[str, int] = {}
+    in_vrf: set[tuple[str, str]] = set()
     for i, v in enumerate(cfg.vrfs):
         for j, vn in enumerate(v.neighbors):
             where = f"vrfs.{i}.neighbors.{j}"
-            if vn.address in seen or any(vn.address == m.address for m in cfg.neighbors):
+            if vn.via == "port":  # an address of the VRF: VRFs may overlap, one VRF may not
+                if (v.name, vn.address) in in_vrf:
+                    out.append((f"{where}.address", f"neighbor {vn.address} is configured twice in VRF {v.name}"))
+                in_vrf.add((v.name, vn.address))
+                if cfg.dataplane.driver == "none" and not cfg.dataplane.forwarders:
+                    out.append((f"{where}.via", f"neighbor {vn.address}: via = \"port\" needs a forwarder "
+                                                "(dataplane.driver is \"none\")"))
+            elif vn.address in seen or any(vn.address == m.address for m in cfg.neighbors):
                 out.append((f"{where}.address", f"neighbor {vn.address} is configured twice "
                                                  "(one speaker serves every neighbor, VRF or not)"))
-            seen.setdefault(vn.address, -1)
+            if vn.via != "port":
+                seen.setdefault(vn.address, -1)
             if vn.remote_as == cfg.bgp.local_as and vn.ebgp_multihop:
                 out.append((f"{where}.ebgp_multihop", f"neighbor {vn.address} is iBGP: ebgp_multihop "
                                                       "applies to eBGP only"))

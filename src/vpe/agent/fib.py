@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ..dataplane.driver import (
     Encap,
     LabelEntry,
+    LocalSession,
     NextHop,
     Port,
     Redirect,
@@ -125,6 +126,13 @@ class FibProgrammer:
 
     def remove_redirect(self, name: str) -> None:
         self.link.submit(self.resolver.remove_redirect(name))
+
+    def set_session(self, x: LocalSession) -> None:
+        """A VRF neighbor's session carried through a port (vpe.agent.port_sessions)."""
+        self.link.submit(self.resolver.set_session(x))
+
+    def remove_session(self, mapped: IPv4Address | IPv6Address) -> None:
+        self.link.submit(self.resolver.remove_session(mapped))
 
     # -- the link ---------------------------------------------------------------------
 

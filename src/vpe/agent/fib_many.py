@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from ..dataplane.driver import (
     Encap,
     LabelEntry,
+    LocalSession,
     NextHop,
     Port,
     ReplicationList,
@@ -148,6 +149,14 @@ class ManyFibs:
     def remove_redirect(self, name: str) -> None:
         for fib in self.fibs.values():
             fib.remove_redirect(name)
+
+    def set_session(self, x: LocalSession) -> None:
+        """VRF neighbors through ports are served by the first forwarder, whose local
+        interface the agent reaches (docs/inter-as.md)."""
+        self.primary.set_session(x)
+
+    def remove_session(self, mapped: IPAddress) -> None:
+        self.primary.remove_session(mapped)
 
     def encap_for(self, offered: tuple[int, ...]) -> Encap:
         return self.primary.encap_for(offered)

@@ -40,6 +40,7 @@ from ..dataplane.driver import (
     EcmpMode,
     Encap,
     LabelEntry,
+    LocalSession,
     NextHop,
     Peer,
     Port,
@@ -145,6 +146,8 @@ class FibResolver:
         #: per remote PE (a superset: checked against the latest change when used)
         self._remote: dict[RouteKey, VrfTableChange] = {}
         self._by_pe: dict[IPv4Address | IPv6Address, set[RouteKey]] = {}
+        #: PE-CE sessions through ports (vpe.agent.port_sessions), by mapped address
+        self.sessions: dict[IPv4Address | IPv6Address, LocalSession] = {}
 
     # -- changes -> batches ------------------------------------------------------
 
@@ -223,6 +226,18 @@ class FibResolver:
             return None
         kw = self._changes(changes, self._vpn)
         return Batch(**kw) if kw else None
+
+    def set_session(self, x: LocalSession) -> Batch | None:
+        """A VRF neighbor's session carried through a port (``x.mapped`` is its key)."""
+        if self.sessions.get(x.mapped) == x:
+            return None
+        self.sessions[x.mapped] = x
+        return Batch(add_sessions=(x,))
+
+    def remove_session(self, mapped: IPv4Address | IPv6Address) -> Batch | None:
+        if self.sessions.pop(mapped, None) is None:
+            return None
+        return Batch(remove_sessions=(mapped,))
 
     def set_redirect(self, r: Redirect) -> Batch | None:
         """Traffic of ``r.vrf`` matching ``r`` is looked up in ``r.target`` (service chains)."""
@@ -471,4 +486,5 @@ class FibResolver:
         return State(ports=tuple(self.ports.values()), routes=tuple(self.routes.values()),
                      labels=tuple(self.labels.values()), replication=tuple(self.replication.values()),
                      peers=tuple(Peer(ep) for ep in self._claim_refs),
-                     redirects=tuple(self.redirects[n] for n in sorted(self.redirects)))
+                     redirects=tuple(self.redirects[n] for n in sorted(self.redirects)),
+                     sessions=tuple(self.sessions[m] for m in sorted(self.sessions, key=str)))

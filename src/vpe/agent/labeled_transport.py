@@ -1,17 +1,18 @@
 """Labeled unicast (RFC 8277) as the transport of Inter-AS option C.
 
-Two duties, both only when some neighbor has the ``ipv4-labeled-unicast``
-family:
+Two duties, both only when some neighbor has the ``ipv4-labeled-unicast`` or
+``ipv6-labeled-unicast`` family:
 
 * **our loopback**: the agent's underlay address (its VPN next hop) is
-  originated as a /32 labeled-unicast route with a label of ours, so the
+  originated as a /32 (IPv6: /128) labeled-unicast route of its family with a
+  label of ours, so the
   ASBRs can carry it into the other AS. The label comes from the VPN label
   space (owner ``SwapLabel(our address, 3)``: "swap to implicit null toward
   ourselves", which is a pop) and the forwarder gets a ``pop`` entry for it:
   a packet arriving as [that label, VPN label, IP] loses the outer label and
   the VPN label decides, as for any other packet;
 * **remote PE loopbacks**: the best labeled-unicast path of every host
-  route (/32) becomes a FIB transport entry: VPN routes whose next hop is
+  route (/32, /128; either family) becomes a FIB transport entry: VPN routes whose next hop is
   that address are sent to the labeled-unicast next hop (the ASBR) with two
   labels, the labeled-unicast label outside and the VPN label inside
   (:meth:`~vpe.agent.fib_resolver.FibResolver.set_transport`).
@@ -29,8 +30,8 @@ from ipaddress import IPv4Address, IPv6Address
 from ..bgp.wire.attributes.as_path import AsPath
 from ..bgp.wire.attributes.base import PathAttributes
 from ..bgp.wire.attributes.origin import Origin, OriginType
-from ..bgp.wire.constants import IPV4_LABELED, Family
-from ..bgp.wire.nlri.labeled import IPv4LabeledPrefix
+from ..bgp.wire.constants import IPV4_LABELED, IPV6_LABELED, Family
+from ..bgp.wire.nlri.labeled import IPv4LabeledPrefix, IPv6LabeledPrefix
 from ..vpn.service import VpnService
 from .fib import FibProgrammer
 from .fib_many import ManyFibs
@@ -62,19 +63,21 @@ class LabeledTransport:
 
     def start(self) -> None:
         """Originate our loopback (once the router runs; the label survives restarts)."""
-        if not isinstance(self.underlay, IPv4Address):
-            log.warning("labeled unicast: the underlay address %s is not IPv4; the loopback route "
-                        "is not originated", self.underlay)
-            return
         self.label = self.vpn.hold_swap_label(str(self.underlay), IMPLICIT_NULL)
         if self.fib is not None:
             self.fib.set_pop(self.label)
-        nlri = IPv4LabeledPrefix.from_str(f"{self.underlay}/32", labels=(self.label,))
-        self.router.announce_local(IPV4_LABELED, _LOOPBACK_ATTRS, self.underlay, [nlri])
-        log.info("labeled unicast: our loopback %s/32 with label %d", self.underlay, self.label)
+        if isinstance(self.underlay, IPv4Address):
+            family, plen = IPV4_LABELED, 32
+            nlri: IPv4LabeledPrefix | IPv6LabeledPrefix = IPv4LabeledPrefix.from_str(
+                f"{self.underlay}/32", labels=(self.label,))
+        else:
+            family, plen = IPV6_LABELED, 128
+            nlri = IPv6LabeledPrefix.from_str(f"{self.underlay}/128", labels=(self.label,))
+        self.router.announce_local(family, _LOOPBACK_ATTRS, self.underlay, [nlri])
+        log.info("labeled unicast: our loopback %s/%d with label %d", self.underlay, plen, self.label)
 
     def _changed(self, family: Family, keys: Sequence[bytes]) -> None:
-        if family != IPV4_LABELED:
+        if family not in (IPV4_LABELED, IPV6_LABELED):
             return
         loc = self.router.rib.loc_rib(family)
         for key in keys:

@@ -70,13 +70,16 @@ class Router:
     def __init__(self, cfg: AgentConfig, *, next_hop: IPAddress, restarting: bool,
                  on_selection_done: Callable[[], None] = lambda: None,
                  policies: PolicyBook | None = None, relabeler: Relabeler | None = None,
-                 on_swaps: Callable[[SwapChanges], None] = lambda _: None) -> None:
+                 on_swaps: Callable[[SwapChanges], None] = lambda _: None,
+                 freebind: Sequence[str] = ()) -> None:
         bgp = cfg.bgp
         self.router_id = IPv4Address(bgp.router_id)
         self.local_as = bgp.local_as
         self.next_hop = next_hop
         cluster = IPv4Address(bgp.cluster_id) if bgp.cluster_id else self.router_id
-        self.speaker = Speaker(bgp.listen, bgp.port, handler=self)
+        # ``freebind``: addresses a forwarder puts on its local interface later (VRF
+        # neighbors reached through ports, vpe.agent.port_sessions)
+        self.speaker = Speaker(bgp.listen, bgp.port, handler=self, freebind=freebind)
         #: RFC 8212: eBGP neighbors without an import/export policy exchange no routes
         self.ebgp_requires_policy = bgp.ebgp_requires_policy
         self._allowas_in = {n.address: n.allowas_in for n in cfg.neighbors}

@@ -67,11 +67,16 @@ class Speaker:
     """Sessions to every neighbor, their listeners, and an ordered send queue per peer."""
 
     def __init__(
-        self, listen: Iterable[str] = (), port: int = 179, *, handler: SessionHandler
+        self, listen: Iterable[str] = (), port: int = 179, *, handler: SessionHandler,
+        freebind: Iterable[str] = (),
     ) -> None:
-        """``handler`` receives every session's events (up, down, UPDATE, ROUTE-REFRESH)."""
+        """``handler`` receives every session's events (up, down, UPDATE, ROUTE-REFRESH);
+        the ``freebind`` listen addresses may appear on the host only later."""
         self.handler = handler
-        self.listen = list(listen)
+        base = list(listen)
+        wild = {a for a in base if a in ("0.0.0.0", "::")}
+        self.freebind = {a for a in freebind if ("::" if ":" in a else "0.0.0.0") not in wild}
+        self.listen = base + sorted(a for a in self.freebind if a not in base)
         self.port = port
         self.peers: dict[str, Peer] = {}
         self._listeners: list[transport.Listener] = []
@@ -92,7 +97,7 @@ class Speaker:
 
     async def start(self) -> None:
         for addr in self.listen:
-            lst = transport.Listener(addr, self.port, self._accept)
+            lst = transport.Listener(addr, self.port, self._accept, freebind=addr in self.freebind)
             for p in self.peers.values():
                 if _same_version(addr, p.address):
                     lst.add_peer(p.address, p.settings.md5_password, gtsm=p.settings.gtsm_hops,

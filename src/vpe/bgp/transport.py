@@ -406,6 +406,11 @@ class _PeerEntry:
         self.ttl = ttl
 
 
+#: Linux socket options (not in the socket module): bind to an address not (yet) local
+_IP_FREEBIND = 15
+_IPV6_FREEBIND = 78
+
+
 class Listener:
     """One listening socket on ``local_addr``:``port`` that accepts only configured neighbors.
 
@@ -428,8 +433,12 @@ class Listener:
         *,
         gtsm: int | None = None,
         backlog: int = 64,
+        freebind: bool = False,
     ) -> None:
         self._ip = _parse_address(local_addr, "listen address")
+        #: bind even before the address exists on this host (IP_FREEBIND): an address a
+        #: forwarder puts on its local interface later (PE-CE sessions through ports)
+        self._freebind = freebind
         self._port = port
         self._on_accept = on_accept
         self._gtsm = gtsm
@@ -522,6 +531,11 @@ class Listener:
                 gtsm_sockopt(sock, self._gtsm)
             with contextlib.suppress(OSError):  # kernels before 4.2: IP_MINTTL alone
                 sock.setsockopt(socket.IPPROTO_TCP, TCP_SAVE_SYN, 1)
+            if self._freebind:
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_FREEBIND, 1)
+                else:
+                    sock.setsockopt(socket.IPPROTO_IP, _IP_FREEBIND, 1)
             bind_local(sock, self._ip, self._port)
             sock.listen(self._backlog)
         except BaseException:

@@ -512,6 +512,48 @@ class Redirect:
 
 
 @dataclass(frozen=True, slots=True)
+class LocalSession:
+    """A TCP session between the control plane and a host behind a VRF's port (PE-CE BGP
+    reached through the VRF: the CE peers with ``local``, a gateway address of the VRF).
+
+    The forwarder has one local interface toward the control plane's stack (a TUN
+    device, address ``host``). A TCP segment a port of ``vrf`` sends from ``peer`` to
+    ``local`` with port 179 at either end is written there as from ``mapped`` to
+    ``host`` (destination port 179 becomes ``listen_port``, where the control plane
+    listens); what the control plane sends to ``mapped`` leaves into the VRF as from
+    ``local`` to ``peer`` (source port ``listen_port`` becomes 179), routed like any
+    packet of the VRF. ``mapped`` is unique per forwarder: it is the session's key.
+    """
+
+    vrf: str
+    peer: IPAddress
+    local: IPAddress
+    mapped: IPAddress
+    host: IPAddress
+    listen_port: int = 179
+
+    def __post_init__(self) -> None:
+        for f in ("peer", "local", "mapped", "host"):
+            _set(self, f, _addr(getattr(self, f), f"local session {f}"))
+        if len({self.peer.version, self.local.version, self.mapped.version, self.host.version}) != 1:
+            raise DriverError(f"local session {self.mapped}: peer {self.peer}, local {self.local}, "
+                              f"mapped and host {self.host} must be of one IP version")
+        if self.mapped == self.host:
+            raise DriverError(f"local session {self.mapped}: mapped and host are one address")
+        if type(self.listen_port) is not int or not 1 <= self.listen_port <= 65535:
+            raise DriverError(f"local session {self.mapped}: listen_port {self.listen_port!r} "
+                              "is not 1..65535")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"vrf": self.vrf, "peer": str(self.peer), "local": str(self.local),
+                "mapped": str(self.mapped), "host": str(self.host), "listen_port": self.listen_port}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> LocalSession:
+        return cls(d["vrf"], d["peer"], d["local"], d["mapped"], d["host"], d.get("listen_port", 179))
+
+
+@dataclass(frozen=True, slots=True)
 class Batch:
     """A set of changes applied atomically: all of it, or (on error) none of it.
 
@@ -536,10 +578,14 @@ class Batch:
     up_endpoints: tuple[IPAddress, ...] = ()
     add_redirects: tuple[Redirect, ...] = ()
     remove_redirects: tuple[str, ...] = ()
+    #: control-plane sessions through a VRF's port (:class:`LocalSession`), removed by ``mapped``
+    add_sessions: tuple[LocalSession, ...] = ()
+    remove_sessions: tuple[IPAddress, ...] = ()
 
     def __post_init__(self) -> None:
         for f in self.__dataclass_fields__:
             _set(self, f, tuple(getattr(self, f)))
+        _set(self, "remove_sessions", tuple(_addr(p, "remove session") for p in self.remove_sessions))
         _set(
             self,
             "remove_routes",
@@ -568,6 +614,8 @@ class Batch:
             **({"up_endpoints": [str(p) for p in self.up_endpoints]} if self.up_endpoints else {}),
             "add_redirects": [r.to_json() for r in self.add_redirects],
             "remove_redirects": list(self.remove_redirects),
+            **({"add_sessions": [x.to_json() for x in self.add_sessions]} if self.add_sessions else {}),
+            **({"remove_sessions": [str(p) for p in self.remove_sessions]} if self.remove_sessions else {}),
         }
 
     @classmethod
@@ -590,6 +638,8 @@ class Batch:
                 up_endpoints=tuple(d.get("up_endpoints", ())),
                 add_redirects=tuple(Redirect.from_json(r) for r in d.get("add_redirects", ())),
                 remove_redirects=tuple(d.get("remove_redirects", ())),
+                add_sessions=tuple(LocalSession.from_json(x) for x in d.get("add_sessions", ())),
+                remove_sessions=tuple(d.get("remove_sessions", ())),
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise DriverError(f"batch: malformed ({type(exc).__name__}: {exc})") from None
@@ -607,6 +657,7 @@ class State:
     #: remote vPEs declared down (R11.2)
     down_endpoints: tuple[IPAddress, ...] = ()
     redirects: tuple[Redirect, ...] = ()
+    sessions: tuple[LocalSession, ...] = ()
 
     def __post_init__(self) -> None:
         for f in self.__dataclass_fields__:
@@ -622,6 +673,7 @@ class State:
             add_peers=self.peers,
             down_endpoints=self.down_endpoints,
             add_redirects=self.redirects,
+            add_sessions=self.sessions,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -633,6 +685,7 @@ class State:
             "peers": [p.to_json() for p in self.peers],
             **({"down_endpoints": [str(p) for p in self.down_endpoints]} if self.down_endpoints else {}),
             "redirects": [r.to_json() for r in self.redirects],
+            **({"sessions": [x.to_json() for x in self.sessions]} if self.sessions else {}),
         }
 
     @classmethod
@@ -646,6 +699,7 @@ class State:
                 peers=tuple(Peer.from_json(p) for p in d.get("peers", ())),
                 down_endpoints=tuple(d.get("down_endpoints", ())),
                 redirects=tuple(Redirect.from_json(r) for r in d.get("redirects", ())),
+                sessions=tuple(LocalSession.from_json(x) for x in d.get("sessions", ())),
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise DriverError(f"state: malformed ({type(exc).__name__}: {exc})") from None

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .configs import vrf_name
-from .layout import VM_IF, Lab, LabError
+from .layout import GATEWAY_MAC, VM_IF, Lab, LabError
 from .topology import VmConfig
 
 # -- VM attachment (pluggable) ----------------------------------------------------
@@ -114,6 +114,30 @@ def _record(lab: Lab, vm: VmConfig, rec: dict[str, Any]) -> Path:
             return path
     path.write_text(text)
     return path
+
+
+def link_records(lab: Lab) -> list[dict[str, Any]]:
+    """The two ports of every VRF-to-VRF link (Inter-AS option A), as VM-like records:
+    each end's endpoint is the other end (MAC: the other forwarder's gateway MAC), its
+    gateway this end's address, and any source may cross it."""
+    t = lab.topology
+    out = []
+    for ln in t.links:
+        for mine, other in (ln.ends, ln.ends[::-1]):
+            plen = mine.address.network.prefixlen
+            out.append({
+                "vm": f"ln-{ln.name}", "host": mine.host, "port": f"ln-{ln.name}",
+                "mac": GATEWAY_MAC, "ipv4": f"{other.address.ip}/{plen}", "gateway": str(mine.address.ip),
+                "ipv6": None, "gateway6": None, "allowed": ["0.0.0.0/0"],
+                "agent_socket": str(lab.node_dir(mine.host) / "vpe.sock"), "vrf": ln.vpn,
+            })
+    return out
+
+
+def attach_links(lab: Lab) -> None:
+    """Attach both ports of every link to their hosts' agents."""
+    for rec in link_records(lab):
+        _api_attach(rec)
 
 
 AttachHook = Callable[[Lab, VmConfig], object]

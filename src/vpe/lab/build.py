@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from . import netns, runner
-from .attach import AttachHook, attach_vm, record_vm, vm_record
+from .attach import AttachHook, attach_links, attach_vm, record_vm, vm_record
 from .configs import (
     agent_toml,
     forwarder_available,
@@ -68,7 +68,7 @@ from .processes import (
     forwarder_argv,
     route_reflector_processes,
 )
-from .topology import VmConfig, check_prefix
+from .topology import LinkConfig, VmConfig, check_prefix
 
 __all__ = [
     "AttachHook", "DownResult", "Lab", "LabError", "ProcessFactory", "STATE_ROOT", "UpResult",
@@ -117,6 +117,17 @@ def _owned(st: dict[str, Any] | None) -> Owned:
 def _ours(name: str, owned: Owned) -> bool:
     """Is ``name`` the very namespace this lab created (same name, same inode)?"""
     return name in owned and netns.netns_inode(name) == owned[name]
+
+
+def own_namespace(lab: Lab, ns: str) -> None:
+    """Record ``ns``, made outside ``up`` for this lab (a movable VM's cable), as the
+    lab's own: ``down`` removes it with the rest."""
+    ident = netns.netns_inode(ns)
+    if ident is None:
+        return
+    owned = _owned(_existing_state(lab.state_dir))
+    owned[ns] = ident
+    _write_owned(lab, owned)
 
 
 def _write_owned(lab: Lab, owned: Owned) -> None:
@@ -180,6 +191,16 @@ def _wire_vm(lab: Lab, vm: VmConfig) -> None:
         netns.default_route_set(vm_ns, str(gw6), VM_IF)
 
 
+def _wire_link(lab: Lab, ln: LinkConfig) -> None:
+    """A veth pair ``ln-<name>`` between the two hosts' namespaces (no addresses: each
+    end is a port of its forwarder)."""
+    (a, b), ifname = ln.ends, f"ln-{ln.name}"
+    netns.veth_add(lab.ns(a.host), ifname, lab.ns(b.host), ifname)
+    for end in ln.ends:
+        netns.sysctl_set(lab.ns(end.host), _iface_sysctls(ifname, ipv6=False))
+        netns.link_set(lab.ns(end.host), ifname)
+
+
 @dataclass(frozen=True, slots=True)
 class UpResult:
     lab: Lab
@@ -241,6 +262,8 @@ def up(
         _attach_underlay(lab, h.name, str(h.address), None if h.address6 is None else str(h.address6))
     for vm in t.vms:
         _wire_vm(lab, vm)
+    for ln in t.links:
+        _wire_link(lab, ln)
 
     started: list[runner.ProcessState] = []
     if start_processes:
@@ -260,6 +283,8 @@ def up(
         else:
             record_vm(lab, vm)  # no agent runs to attach to: record the intent only
         attached.append(vm.name)
+    if start_processes and t.links:
+        attach_links(lab)
     return UpResult(lab, created, pruned, started, attached)
 
 

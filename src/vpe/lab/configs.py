@@ -16,7 +16,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from .layout import AGENT_PORT, Lab, LabError
+from .layout import AGENT_PORT, SESSION_PREFIX, SESSION_PREFIX6, Lab, LabError
 from .topology import HostConfig, PeerConfig, VmConfig
 
 
@@ -109,6 +109,9 @@ def agent_toml(lab: Lab, host: HostConfig) -> str:
         f"driver = {_toml_str(t.driver_of(host) if forwarder_available() else 'none')}",
         f"underlay_address = {_toml_str(str(host.address))}",
         f"fib_socket = {_toml_str(str(forwarder_socket(lab, host)))}",
+        # VRF neighbors through ports: the agent's side of them, inside the host's namespace
+        f"session_prefix = {_toml_str(SESSION_PREFIX)}",
+        f"session_prefix6 = {_toml_str(SESSION_PREFIX6)}",
     ]
     if host.encapsulations:
         lines.append("encapsulations = [" + ", ".join(_toml_str(e) for e in host.encapsulations) + "]")
@@ -158,6 +161,44 @@ def agent_toml(lab: Lab, host: HostConfig) -> str:
                 f"prefix = {_toml_str(prefix)}",
                 f"summary_only = {'true' if summary_only else 'false'}",
             ]
+        for vm in t.vms_on(host.name):
+            if vm.bgp is None or vrf_name(vm) != vrf["name"]:
+                continue
+            for iface, gw, fam in ((vm.ipv4, vm.gateway_v4(), "ipv4-unicast"),
+                                   (vm.ipv6, vm.gateway_v6(), "ipv6-unicast")):
+                if iface is None:
+                    continue
+                lines += [
+                    "[[vrfs.neighbors]]",
+                    f"address = {_toml_str(str(iface.ip))}",
+                    f"remote_as = {vm.bgp.asn}",
+                    f"local_address = {_toml_str(str(gw))}",
+                    'via = "port"',
+                    f"families = [{_toml_str(fam)}]",
+                    "connect_retry = 2.0",
+                    f"description = {_toml_str(f'vm {vm.name}')}",
+                ]
+                for key in ("import_policy", "export_policy"):
+                    value = getattr(vm.bgp, key) or getattr(host, key)
+                    if value is not None:
+                        lines.append(f"{key} = {_toml_str(value)}")
+        for ln, mine, other in t.links_on(host.name):
+            if ln.vpn != vrf["name"]:
+                continue
+            lines += [
+                "[[vrfs.neighbors]]",
+                f"address = {_toml_str(str(other.address.ip))}",
+                f"remote_as = {t.asn_of(t.host(other.host))}",
+                f"local_address = {_toml_str(str(mine.address.ip))}",
+                'via = "port"',
+                'families = ["ipv4-unicast"]',
+                "connect_retry = 2.0",
+                f"description = {_toml_str(f'link {ln.name} to {other.host}')}",
+            ]
+            for key in ("import_policy", "export_policy"):
+                value = getattr(ln, key) or getattr(host, key)
+                if value is not None:
+                    lines.append(f"{key} = {_toml_str(value)}")
     return "\n".join(lines) + "\n"
 
 
@@ -206,6 +247,12 @@ def host_vrfs(lab: Lab, host: HostConfig) -> list[dict[str, Any]]:
         aggs = [(str(a.prefix), a.summary_only) for v in vpns for a in v.aggregates]
         out[name] = {"name": name, "rd": rd, "import": imp, "export": exp, "vpns": list(vm.vpns),
                      "label_mode": mode, "routes": routes, "aggregates": aggs}
+    for ln, _mine, _other in t.links_on(host.name):  # a link's VRF: its VPN's
+        if ln.vpn not in out:
+            v = t.vpn(ln.vpn)
+            out[ln.vpn] = {"name": ln.vpn, "rd": v.rd or "auto", "import": list(v.import_),
+                           "export": list(v.export), "vpns": [ln.vpn], "label_mode": v.label_mode,
+                           "routes": [], "aggregates": [(str(a.prefix), a.summary_only) for a in v.aggregates]}
     return list(out.values())
 
 

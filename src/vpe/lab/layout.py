@@ -20,6 +20,13 @@ BRIDGE = "br0"
 UNDERLAY_IF = "ul0"
 VM_IF = "eth0"
 AGENT_PORT = 179
+#: the MAC every forwarder answers for its gateways (the agent's default
+#: ``dataplane.gateway_mac``): a link's port sees the other forwarder behind it with it
+GATEWAY_MAC = "02:00:5e:00:00:01"
+#: where each host's agent sees VRF neighbors reached through ports (inside the host's
+#: namespace only; ../shared/TESTBED.md's underlay ranges)
+SESSION_PREFIX = "198.19.179.0/24"
+SESSION_PREFIX6 = "2001:db8:ffff:179::/64"
 #: how long ``up`` watches fresh processes for an immediate crash
 STARTUP_GRACE = 0.7
 

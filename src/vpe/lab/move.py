@@ -39,6 +39,7 @@ import httpx
 
 from . import netns
 from .attach import port_body, vm_record
+from .build import own_namespace
 from .layout import Lab, LabError
 from .topology import VmConfig
 
@@ -83,12 +84,13 @@ def is_movable(lab: Lab, vm: str) -> bool:
 def make_movable(lab: Lab, vm: VmConfig) -> str:
     """Put a cable between ``vm`` and its host. Call it before the VM is attached (the
     host's port is re-created); a VM that already has its cable is left alone.
-    Returns the cable namespace (the caller removes it with the lab's namespaces)."""
+    Returns the cable namespace (recorded as the lab's: ``down`` removes it)."""
     cab = cable_ns(lab, vm.name)
     if netns.netns_exists(cab):
         return cab
     host_ns, port = lab.ns(vm.host), port_ifname(vm.name)
     netns.netns_add(cab)
+    own_namespace(lab, cab)  # `vpe lab down` removes it
     netns.sysctl_set(cab, {"net/ipv6/conf/all/disable_ipv6": 1, "net/ipv6/conf/default/disable_ipv6": 1})
     # the VM's peer leaves the host for the cable, as vm0
     netns.run(["ip", "-n", host_ns, "link", "set", "dev", port, "down"])

@@ -359,6 +359,16 @@ def _tenant_interface(v: Any, kind: Any, version: int, ok: Any, ranges: str) -> 
     return i
 
 
+class VmBgpConfig(_Strict):
+    """A VM that speaks BGP with its VRF (PE-CE BGP through its port, docs/inter-as.md):
+    its host's VRF gets it as an eBGP neighbor per address family the VM has, peering
+    with the VM's gateway; the VM runs the BGP daemon (the lab does not start one)."""
+
+    asn: int = Field(ge=1, le=4294967295)
+    import_policy: str | None = None
+    export_policy: str | None = None
+
+
 class VmConfig(_Strict):
     """A VM: a namespace with ``eth0`` wired to its host's ``vm-<name>``."""
 
@@ -371,6 +381,8 @@ class VmConfig(_Strict):
     gateway6: IPv6Address | None = None
     #: further source prefixes the VM may send from (a routing VM; R13.1 allowed pairs)
     allowed: list[IPv4Network | IPv6Network] = Field(default_factory=list)
+    #: the VM is a BGP neighbor of its VRF (it announces its own routes)
+    bgp: VmBgpConfig | None = None
 
     @field_validator("name")
     @classmethod
@@ -455,6 +467,51 @@ class VmConfig(_Strict):
         return self.gateway6 or self.ipv6.network.network_address + 1
 
 
+class LinkEnd(_Strict):
+    """One end of a :class:`LinkConfig`: a port of ``host``'s VRF, with this end's address."""
+
+    host: str
+    #: this end's address (the gateway the other end peers with), with the link's prefix
+    address: IPv4Interface
+
+    @field_validator("address", mode="before")
+    @classmethod
+    def _a4(cls, v: Any) -> IPv4Interface:
+        return _tenant_interface(v, IPv4Interface, 4, _tenant_v4_ok, f"ranges ({_TENANT_TEXT})")
+
+
+class LinkConfig(_Strict):
+    """A point-to-point link between ports of two hosts' VRFs of one VPN, each end's
+    VRF peering with the other over BGP through it (PE-CE BGP, ``via = "port"``): two
+    ASBRs back to back, Inter-AS option A (docs/inter-as.md). The link is a veth pair
+    ``ln-<name>`` between the two host namespaces; each end is a port of its VRF whose
+    endpoint is the other end (any source may cross it: it carries the other AS's traffic)."""
+
+    name: str
+    vpn: str
+    ends: list[LinkEnd] = Field(min_length=2, max_length=2)
+    #: the policies of the VRF neighbors over the link (None: the host's)
+    import_policy: str | None = None
+    export_policy: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        v = _check_node_name(v)
+        if len(v) > 12:
+            raise ValueError(f"link name {v!r} is longer than 12 characters (interface ln-{v})")
+        return v
+
+    @model_validator(mode="after")
+    def _ends(self) -> LinkConfig:
+        a, b = self.ends
+        if a.host == b.host:
+            raise ValueError(f"link {self.name}: both ends on host {a.host}")
+        if a.address.network != b.address.network or a.address.ip == b.address.ip:
+            raise ValueError(f"link {self.name}: {a.address} and {b.address} are not two addresses of one subnet")
+        return self
+
+
 class Topology(_Strict):
     """A whole lab. Cross-references are checked here, each problem with its key."""
 
@@ -471,6 +528,8 @@ class Topology(_Strict):
     hosts: list[HostConfig] = Field(min_length=1)
     tenants: list[TenantConfig] = Field(default_factory=list)
     vms: list[VmConfig] = Field(default_factory=list)
+    #: VRF-to-VRF links between hosts (Inter-AS option A)
+    links: list[LinkConfig] = Field(default_factory=list)
     #: when set, each host's agent also serves its API on TCP at ``<host address>:<port>``
     #: (inside the host's namespace) with the lab's bearer token, in ``<state dir>/api.token``
     api_tcp_port: int | None = Field(default=None, ge=1, le=65535)
@@ -599,6 +658,27 @@ class Topology(_Strict):
                         yield f"vms[{i}].{fam}", f"{iface.ip} is already used by vm {other!r} in VPN {name!r}"
                     else:
                         taken[(name, iface.ip)] = vm.name
+        link_names: set[str] = set()
+        for i, ln in enumerate(self.links):
+            if ln.name in link_names:
+                yield f"links[{i}].name", f"duplicate link name {ln.name!r}"
+            link_names.add(ln.name)
+            if ln.vpn not in vpn_names:
+                yield f"links[{i}].vpn", f"unknown VPN {ln.vpn!r} for link {ln.name!r}"
+            for j, end in enumerate(ln.ends):
+                if end.host not in host_names:
+                    yield f"links[{i}].ends[{j}].host", f"unknown host {end.host!r} for link {ln.name!r}"
+
+    def links_on(self, host: str) -> list[tuple[LinkConfig, LinkEnd, LinkEnd]]:
+        """The links with an end on ``host``: (link, this end, the other end)."""
+        out = []
+        for ln in self.links:
+            a, b = ln.ends
+            if a.host == host:
+                out.append((ln, a, b))
+            elif b.host == host:
+                out.append((ln, b, a))
+        return out
 
     # -- lookups ---------------------------------------------------------
 

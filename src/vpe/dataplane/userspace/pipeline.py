@@ -53,6 +53,7 @@ from ..driver import (
     DriverError,
     IPAddress,
     LabelEntry,
+    LocalSession,
     NextHop,
     Peer,
     Port,
@@ -340,7 +341,23 @@ class ToUnderlay:
         return f"ToUnderlay({self.endpoint!r}, proto={self.proto})"
 
 
-Output = tuple[ToPort | ToUnderlay, bytes | bytearray]
+class ToLocal:
+    """Write the IP packet to the forwarder's local interface toward the control plane
+    (a TUN device): a PE-CE session reached through a VRF's port (:class:`LocalSession`)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "ToLocal()"
+
+
+#: the one local-interface target
+TO_LOCAL = ToLocal()
+
+Output = tuple[ToPort | ToUnderlay | ToLocal, bytes | bytearray]
+
+#: the BGP port: a local session carries only TCP with it at one end (RFC 4271)
+BGP_PORT = 179
 
 
 class PortCounters:
@@ -517,7 +534,8 @@ class _VrfRt:
 
 #: the Forwarder's tables, all replaced together by a full sync (and restored if it is refused)
 _TABLES = ("ports", "routes", "labels", "replication", "peers", "_prt", "_vrfs", "_adj_cache",
-           "_ep_refs", "_known", "_swaps", "redirects", "_eps", "_port_labels")
+           "_ep_refs", "_known", "_swaps", "redirects", "_eps", "_port_labels", "sessions",
+           "_sess_in")
 
 
 class Forwarder:
@@ -539,6 +557,8 @@ class Forwarder:
         self._port_counters: dict[str, PortCounters] = {}
         #: packets that left again through a label swap entry
         self.swapped = 0
+        #: packets to / from the control plane's local interface (PE-CE sessions)
+        self.local_io = {"to_local": 0, "from_local": 0}
 
     def _reset(self) -> None:
         self.ports: dict[str, Port] = {}
@@ -559,6 +579,10 @@ class Forwarder:
         self._port_labels: dict[str, int] = {}
         #: flow classifier redirects by name (service chains)
         self.redirects: dict[str, Redirect] = {}
+        #: control-plane sessions through a port, by mapped address, and by
+        #: (VRF, address length, peer address as an integer) for what the port sends
+        self.sessions: dict[IPAddress, LocalSession] = {}
+        self._sess_in: dict[tuple[str, int, int], LocalSession] = {}
 
     # ----------------------------------------------------------------- programming
 
@@ -581,6 +605,21 @@ class Forwarder:
             ifnames.pop(name, None)
         for p in batch.add_ports:
             ifnames[p.name] = p.ifname
+        sessions = dict(self.sessions)
+        for m in batch.remove_sessions:
+            sessions.pop(m, None)
+        for x in batch.add_sessions:
+            sessions[x.mapped] = x
+        hosts = {x.host for x in sessions.values()}
+        peers: dict[tuple[str, IPAddress], IPAddress] = {}
+        for x in sessions.values():
+            if x.mapped in hosts:
+                raise DriverError(f"local session {x.mapped}: the mapped address is the host "
+                                  "address of another session")
+            other = peers.setdefault((x.vrf, x.peer), x.mapped)
+            if other != x.mapped:
+                raise DriverError(f"local session {x.mapped}: VRF {x.vrf} peer {x.peer} already "
+                                  f"has session {other}")
         seen: dict[str, str] = {}
         for name, ifname in ifnames.items():
             if ifname in seen:
@@ -615,6 +654,16 @@ class Forwarder:
             touched.add(vrf)
         for peer in batch.remove_peers:
             self.peers.discard(peer)
+        for m in batch.remove_sessions:
+            old_s = self.sessions.pop(m, None)
+            if old_s is not None:
+                self._sess_in.pop(_sess_key(old_s), None)
+        for x in batch.add_sessions:
+            old_s = self.sessions.pop(x.mapped, None)
+            if old_s is not None:
+                self._sess_in.pop(_sess_key(old_s), None)
+            self.sessions[x.mapped] = x
+            self._sess_in[_sess_key(x)] = x
         for rname in batch.remove_redirects:
             old_r = self.redirects.pop(rname, None)
             if old_r is not None:
@@ -679,6 +728,7 @@ class Forwarder:
             peers=tuple(Peer(p) for p in sorted(self.peers, key=str)),
             down_endpoints=tuple(sorted((a for a, e in self._eps.items() if e.down), key=str)),
             redirects=tuple(self.redirects[n] for n in sorted(self.redirects)),
+            sessions=tuple(self.sessions[m] for m in sorted(self.sessions, key=str)),
         )
 
     def _endpoint(self, addr: IPAddress) -> _Endpoint:
@@ -822,6 +872,7 @@ class Forwarder:
             "drops": dict(self.drops),
             "underlay": dict(self.underlay),
             "swapped": self.swapped,
+            "local_sessions": dict(self.local_io),
         }
 
     def _drop(
@@ -1052,9 +1103,12 @@ class Forwarder:
     def _to_gateway(
         self, prt: _PortRt, pf: _PortFamily, fam: _Family, frame: Any, hl: int, total: int
     ) -> list[Output]:
-        """Answer ICMP echo to a gateway address; anything else to it is dropped."""
+        """Answer ICMP echo to a gateway address; a PE-CE session's TCP segment goes to
+        the control plane (:meth:`_to_local`); anything else to it is dropped."""
         ip = P.ETH_LEN
         off = ip + hl
+        if self._sess_in and frame[ip + fam.proto_off] == P.IPPROTO_TCP:
+            return self._to_local(prt, fam, frame, hl, total)
         if frame[ip + fam.proto_off] != fam.icmp_proto or total < hl + 8 or frame[off] != fam.echo:
             return self._drop("to-gateway", prt)
         alen = fam.addr_len
@@ -1070,6 +1124,66 @@ class Forwarder:
         )
         out: list[Output] = []
         self._tx(prt, pf.eth + pkt, out)
+        return out
+
+    def _to_local(self, prt: _PortRt, fam: _Family, frame: Any, hl: int, total: int) -> list[Output]:
+        """A TCP segment from a port to a gateway address: a :class:`LocalSession`'s (the
+        VRF's, from its peer, to its local address, port 179 at one end) is written to the
+        local interface from the mapped address to the control plane's; else dropped."""
+        ip = P.ETH_LEN
+        alen = fam.addr_len
+        if total < hl + 20:
+            return self._drop("to-gateway", prt)
+        src = int.from_bytes(frame[ip + fam.src_off : ip + fam.src_off + alen], "big")
+        x = self._sess_in.get((prt.port.vrf, alen, src))
+        if x is None or bytes(frame[ip + fam.dst_off : ip + fam.dst_off + alen]) != x.local.packed:
+            return self._drop("to-gateway", prt)
+        sport, dport = _HH.unpack_from(frame, ip + hl)
+        if BGP_PORT not in (sport, dport):
+            return self._drop("to-gateway", prt)
+        if dport == BGP_PORT:
+            dport = x.listen_port
+        pkt = _readdress(fam, frame[ip : ip + total], hl, x.mapped.packed, x.host.packed, sport, dport)
+        self.local_io["to_local"] += 1
+        return [(TO_LOCAL, pkt)]
+
+    def from_local(self, packet: bytes | bytearray | memoryview) -> list[Output]:
+        """An IP packet the control plane wrote to the local interface: a segment of a
+        :class:`LocalSession` (to its mapped address) leaves into its VRF as from the
+        session's local address to its peer, out of the port that holds the peer."""
+        n = len(packet)
+        version = packet[0] >> 4 if n else 0
+        if version == 4 and n >= 20:
+            fam: _Family = _V4
+            hl = (packet[0] & 0x0F) * 4
+            total = (packet[2] << 8) | packet[3]
+        elif version == 6 and n >= P.IPV6_LEN:
+            fam = _V6
+            hl = P.IPV6_LEN
+            total = P.IPV6_LEN + ((packet[4] << 8) | packet[5])
+        else:
+            return self._drop("local-bad-header")
+        if hl < 20 or total > n or total < hl + 20 or packet[fam.proto_off] != P.IPPROTO_TCP:
+            return self._drop("local-not-tcp")
+        alen = fam.addr_len
+        x = self.sessions.get(ipaddress.ip_address(bytes(packet[fam.dst_off : fam.dst_off + alen])))
+        if x is None or x.peer.version != version:
+            return self._drop("local-no-session")
+        sport, dport = _HH.unpack_from(packet, hl)
+        if sport == x.listen_port:
+            sport = BGP_PORT
+        vrf = self._vrfs.get(x.vrf)
+        entry = None if vrf is None else vrf.lpms[fam.idx].lookup(int(x.peer))
+        if entry is None:
+            return self._drop("local-no-route", None, vrf)
+        pkt = _readdress(fam, packet[:total], hl, x.local.packed, x.peer.packed, sport, dport)
+        adj = entry.adjs[0] if entry.fast else entry.pick(bytes(P.ETH_LEN) + pkt, P.ETH_LEN)[0]
+        op = self._prt.get(adj.port) if adj.is_local else None
+        if op is None:  # the peer sits behind a port of this forwarder, or nowhere
+            return self._drop("local-not-on-port", None, vrf)
+        self.local_io["from_local"] += 1
+        out: list[Output] = []
+        self._tx(op, op.fams[fam.idx].eth + pkt, out)
         return out
 
     def _icmp_error(
@@ -1365,6 +1479,33 @@ class Forwarder:
         out: list[Output] = []
         self._tx(prt, buf, out)
         return out
+
+
+def _sess_key(x: LocalSession) -> tuple[str, int, int]:
+    return (x.vrf, len(x.peer.packed), int(x.peer))
+
+
+def _readdress(fam: _Family, packet: Any, hl: int, src: bytes, dst: bytes, sport: int,
+               dport: int) -> bytearray:
+    """``packet`` (an IP packet carrying TCP) with new addresses and ports, its IPv4
+    header checksum and its TCP checksum computed anew (a few BGP segments a second:
+    simple beats incremental here)."""
+    pkt = bytearray(packet)
+    alen = fam.addr_len
+    pkt[fam.src_off : fam.src_off + alen] = src
+    pkt[fam.dst_off : fam.dst_off + alen] = dst
+    _HH.pack_into(pkt, hl, sport, dport)
+    pkt[hl + 16 : hl + 18] = b"\0\0"
+    seg = len(pkt) - hl
+    if fam.version == 4:
+        pkt[10:12] = b"\0\0"
+        _H.pack_into(pkt, 10, P.checksum(pkt[:hl]))
+        pseudo = P.pseudo_sum_v4(src, dst, P.IPPROTO_TCP, seg)
+    else:
+        pseudo = P.pseudo_sum_v6(src, dst, P.IPPROTO_TCP, seg)
+    total = pseudo + P.ones_sum(bytes(pkt[hl:]))
+    _H.pack_into(pkt, hl + 16, P.finish_checksum(total) or 0xFFFF)
+    return pkt
 
 
 def _encapsulate(

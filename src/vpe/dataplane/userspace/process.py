@@ -39,7 +39,8 @@ from ..errors import PortUnavailable
 from ..registry import DriverOptions
 from ..server import ChannelServer
 from . import packets as P
-from .pipeline import Forwarder, Output, ToPort, ToUnderlay
+from .local import LocalInterface
+from .pipeline import Forwarder, Output, ToLocal, ToPort, ToUnderlay
 from .ring import HDR as RING_HDR
 from .ring import PKTTYPE_OFF, RELEASE, TP_STATUS_USER, RxRing
 
@@ -244,6 +245,9 @@ class ForwarderProcess:
         #: emptied whenever ports or routes change
         self._senders: dict[object, Send] = {}
         self.use_ring = True
+        #: the TUN device toward the control plane (PE-CE sessions through ports)
+        self.local = LocalInterface()
+        self._local_fd: int | None = None
         for ip in ips:
             u = UnderlayIO(ip, underlay_if)
             self.underlay[ip.version] = u
@@ -295,9 +299,38 @@ class ForwarderProcess:
             reader = self._ring_reader(name, pio) if pio.ring else self._port_reader(name, pio)
             self.sel.register(pio.sock, selectors.EVENT_READ, reader)
 
+    def _sync_local(self, batch: Batch | None, state: State | None = None) -> None:
+        """The local interface as the sessions will be after ``batch`` (or ``state``):
+        set up before the forwarder changes, so a failure refuses the request."""
+        if state is not None:
+            sessions = {x.mapped: x for x in state.sessions}
+        else:
+            sessions = dict(self.forwarder.sessions)
+            for m in batch.remove_sessions if batch is not None else ():
+                sessions.pop(m, None)
+            for x in batch.add_sessions if batch is not None else ():
+                sessions[x.mapped] = x
+        self.local.sync(sessions.values())
+        if self.local.fd != self._local_fd:
+            if self._local_fd is not None:
+                with contextlib.suppress(KeyError, ValueError):
+                    self.sel.unregister(self._local_fd)
+            if self.local.fd is not None:
+                self.sel.register(self.local.fd, selectors.EVENT_READ, self._local_reader)
+            self._local_fd = self.local.fd
+
+    def _local_reader(self, _fd: object) -> None:
+        """Segments the control plane sends to PE-CE neighbors (a bounded number per turn)."""
+        for _ in range(64):
+            pkt = self.local.read()
+            if pkt is None:
+                return
+            self._send(self.forwarder.from_local(pkt))
+
     def sync(self, state: State) -> None:
         opened = self._open_ports(list(state.ports))
         try:
+            self._sync_local(None, state)
             self.forwarder.full_sync(state)
         except ValueError:  # a DriverError: nothing changed
             for pio in opened.values():
@@ -314,6 +347,13 @@ class ForwarderProcess:
     def apply(self, batch: Batch) -> None:
         self.forwarder.check(batch)
         opened = self._open_ports(list(batch.add_ports))
+        if batch.add_sessions or batch.remove_sessions:
+            try:
+                self._sync_local(batch)
+            except ValueError:
+                for pio in opened.values():
+                    pio.close()
+                raise
         self.forwarder.apply(batch)
         self._commit_ports(opened, set(self.forwarder.ports))
 
@@ -433,10 +473,12 @@ class ForwarderProcess:
 
         return read
 
-    def _sender(self, where: ToPort | ToUnderlay) -> Send:
+    def _sender(self, where: ToPort | ToUnderlay | ToLocal) -> Send:
         """Resolve (and cache) how to send to ``where``."""
         send: Send
-        if isinstance(where, ToPort):
+        if isinstance(where, ToLocal):
+            send = self.local.write
+        elif isinstance(where, ToPort):
             pio = self.port_socks.get(where.name)
             send = self._count("port-not-open") if pio is None else pio.sock.send
         else:
@@ -506,6 +548,11 @@ class ForwarderProcess:
         self.port_socks.clear()
         for s in self._connected.values():
             s.close()
+        if self._local_fd is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self.sel.unregister(self._local_fd)
+            self._local_fd = None
+        self.local.close()
         for u in self.underlay.values():
             for s in (u.udp_rx, u.gre):
                 with contextlib.suppress(KeyError, ValueError):
