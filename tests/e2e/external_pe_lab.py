@@ -67,6 +67,8 @@ class World:
         self.pre = "x22" + uuid.uuid4().hex[:5]
         self.ns = {n: f"{self.pre}{n}" for n in ("h1", "sw", "tor", "h2", "vm1", "vm2", "vm3")}
         self.procs: list[subprocess.Popen[bytes]] = []
+        #: node -> its agent process
+        self.agents: dict[str, subprocess.Popen[bytes]] = {}
 
     def x(self, node: str, *args: str, check: bool = True, timeout: float = 15.0) -> subprocess.CompletedProcess[str]:
         return sh("ip", "netns", "exec", self.ns[node], *args, check=check, timeout=timeout)
@@ -136,10 +138,31 @@ connect_retry = 1.0
 name = "red"
 route_targets = ["65000:26"]
 """)
-        with open(d / "agent.log", "wb") as log:
-            self.procs.append(subprocess.Popen(
+        self._start_agent(node, "wb")
+
+    def _start_agent(self, node: str, mode: str) -> None:
+        d = self.tmp / node
+        with open(d / "agent.log", mode) as log:
+            p = subprocess.Popen(
                 ["ip", "netns", "exec", self.ns[node], sys.executable, "-m", "vpe.cli.main", "agent", "-c",
-                 str(d / "agent.toml")], stdout=log, stderr=subprocess.STDOUT))
+                 str(d / "agent.toml")], stdout=log, stderr=subprocess.STDOUT)
+        self.procs.append(p)
+        self.agents[node] = p
+
+    def restart_agent(self, node: str, while_down: Any = None) -> None:
+        """Stop ``node``'s agent (its forwarder keeps running), call ``while_down()``, start
+        the agent again on the same state directory; back when it has its forwarder."""
+        p = self.agents[node]
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(5)
+        if while_down is not None:
+            while_down()
+        self._start_agent(node, "ab")
+        until(lambda: self.get(node, "/v1/fib").get("connected") is True, what=f"{node}'s agent up again")
 
     def build(self) -> None:
         for n in self.ns.values():

@@ -1,8 +1,8 @@
 """R10.2 Inter-AS option A end to end: back-to-back VRFs (src/vpe/lab/examples/inter-as-a.yaml).
 
-h1 (AS 65000) and h4 (AS 65001) are PEs with VMs red1 and red4 in VPN red; asbr1 and asbr2
-are vpe ASBRs whose VRFs red are joined by the link "ab" (a veth pair, a port of VRF red at
-each end). Each ASBR's VRF has the other as an eBGP neighbor reached through that port
+Two ASes of three vpe hosts each: h1 (AS 65000) and h4 (AS 65001) are PEs with VMs red1 and
+red4 in VPN red, rr1 and rr2 their ASes' route reflectors, asbr1 and asbr2 vpe ASBRs whose
+VRFs red are joined by the link "ab" (a veth pair, a port of VRF red at each end). Each ASBR's VRF has the other as an eBGP neighbor reached through that port
 (``via = "port"``): the session's TCP crosses both forwarders, which carry it to their
 agents. Ping and a TCP transfer work both ways; on the link the packets are plain IP (no
 label crosses the AS boundary) and the BGP session is seen between the two link addresses.
@@ -53,6 +53,9 @@ def test_r10_2_option_a_e2e_sessions_through_the_vrf_ports(option_a_lab: Running
     # on the ASBR, the other AS's VM is routed to the CE at the link's far end
     (on_a1,) = lab.api("asbr1", "/v1/vpns/red")["table"][f"{r4}/32"]
     assert on_a1["next_hop"] == A2, on_a1
+    # the PEs peer with their route reflector only; the reflectors carry the VPN routes
+    assert [n["address"] for n in lab.api("h1", "/v1/bgp/neighbors")] == [lab.underlay("rr1")]
+    assert [n["address"] for n in lab.api("h4", "/v1/bgp/neighbors")] == [lab.underlay("rr2")]
 
 
 def test_r10_2_option_a_e2e_ping_and_tcp_across_the_boundary(option_a_lab: RunningLab) -> None:

@@ -87,3 +87,39 @@ def test_r2_2_host_signals_endpoints_and_the_external_pe_serves_them(world: Worl
         drops = w.get("tor", "/v1/counters").get("drops")
         raise AssertionError((drops, w.x("vm1", "ip", "neigh").stdout, w.x("vm3", "ip", "neigh").stdout,
                               w.get("tor", "/v1/fib")["ports"], w.logs())) from None
+
+
+def test_r2_2_vxlan_circuits_come_back_after_a_pe_restart(world: World) -> None:
+    """The external PE's agent restarts: its VXLAN circuits come back from the stored state
+    - vx101, deleted while the agent was down, is made again; vx102, still there, is
+    taken as it is - traffic across them flows again, the endpoints' routes are advertised
+    again, and a withdrawal after the restart still removes the circuit's device."""
+    w = world
+    for vm in ("vm1", "vm3"):
+        status, body = _signal(w, vm)
+        assert status in (201, 409), body
+    w.restart_agent("tor", lambda: w.x("tor", "ip", "link", "del", "dev", "vx101"))
+    for vni in (101, 102):
+        link = w.x("tor", "ip", "-d", "link", "show", "dev", f"vx{vni}", check=False)
+        assert link.returncode == 0 and f"vxlan id {vni} remote {MGMT['h1']}" in link.stdout, (link, w.logs())
+    assert sorted(e["name"] for e in w.get("tor", "/v1/endpoints")) == ["vm1", "vm3"]
+
+    def reachable(vm: str, dst: str) -> bool:
+        return w.ping(vm, dst, count=1).returncode == 0
+
+    try:
+        # across both circuits (the PE routes between them) and to the internal vPE's VM
+        until(lambda: reachable("vm1", VMS["vm3"][0]), 20.0, "vm1 -> vm3 across the restored circuits")
+        until(lambda: reachable("vm2", VMS["vm1"][0]), 30.0, "vm2 (on h2) -> vm1 behind the PE")
+    except AssertionError as e:
+        raise AssertionError((str(e), w.get("tor", "/v1/counters").get("drops"), w.logs())) from None
+    # the restarted PE advertised the endpoints' routes again, and h2 holds them via the PE
+    until(lambda: w.get("tor", "/v1/bgp/neighbors")[0]["advertised"].get("vpnv4", 0) >= 2, 20.0,
+          "the PE's routes advertised again")
+    h2_table = w.get("h2", "/v1/vpns/red")["table"]
+    assert {f"{VMS[v][0]}/32" for v in ("vm1", "vm3")} <= set(h2_table), h2_table
+
+    # withdrawn after the restart: the port, and the circuit's device, go
+    assert w.withdraw("vm1") == 204
+    assert w.x("tor", "ip", "link", "show", "dev", "vx101", check=False).returncode != 0
+    assert [e["name"] for e in w.get("tor", "/v1/endpoints")] == ["vm3"]

@@ -93,3 +93,65 @@ def test_r2_4_forwarders_config_errors(tmp_path: Path) -> None:
         parse_config(BASE + tcp)
     with pytest.raises(ConfigError, match="driver is 'none'"):
         parse_config(BASE.replace('driver = "userspace"', 'driver = "none"') + FWS.format(d=tmp_path))
+
+
+def _members(fib: object, vrf: str) -> set[tuple[str, int | None]]:
+    rl = fib.replication.get(vrf)  # type: ignore[attr-defined]
+    return {(str(h.endpoint), h.label) for h in rl.members} if rl is not None else set()
+
+
+def test_r3_2_bum_between_forwarders_of_one_agent(tmp_path: Path) -> None:
+    """Each forwarder's replication list of a VRF holds the agent's other forwarders that
+    have ports in it (their underlay address, the VRF label they flood on) - replication
+    list members are the forwarder's trusted tunnel sources too (R13.2) - and follows the
+    ports as they come and go; a forwarder with ports of another VRF only is in that
+    VRF's lists only."""
+    h3_toml = f'[[dataplane.forwarders]]\nname = "h3"\nfib_socket = "{tmp_path}/h3.sock"\n' \
+        'underlay_address = "198.18.24.13"\n'
+    cfg = BASE + '[[vrfs]]\nname = "blue"\nroute_targets = ["65000:25"]\n' + FWS.format(d=tmp_path) + h3_toml
+    eng = Engine(parse_config(cfg))
+    fibs = eng.fib
+    assert isinstance(fibs, ManyFibs)
+    h1, h2, h3 = fibs.fibs["h1"], fibs.fibs["h2"], fibs.fibs["h3"]
+    red = eng.vpn.vrf_label("red")
+    assert red is not None
+    eng.ops.attach(_vm("a", "192.0.2.10", "h1"))
+    assert _members(h1, "red") == set()  # no other forwarder has a port of red
+    assert _members(h2, "red") == {("198.18.24.11", red)}
+    eng.ops.attach(_vm("b", "192.0.2.20", "h2"))
+    assert _members(h1, "red") == {("198.18.24.12", red)}
+    assert _members(h2, "red") == {("198.18.24.11", red)}
+    eng.ops.attach(_vm("c", "192.0.2.30", "h2"))  # a second port on h2: h2 still once
+    eng.ops.attach(Attachment("d", "vm-d", "blue", "02:00:00:00:24:0b", ("192.0.2.40/24",), (), forwarder="h3"))
+    assert _members(h1, "red") == {("198.18.24.12", red)}
+    assert _members(h3, "red") == {("198.18.24.11", red), ("198.18.24.12", red)}
+    # blue's port on h3 makes h3 a member of blue's lists only, with blue's label
+    blue = eng.vpn.vrf_label("blue")
+    assert blue is not None and blue != red
+    assert _members(h1, "blue") == _members(h2, "blue") == {("198.18.24.13", blue)}
+    assert _members(h3, "blue") == set()
+    # a remote vPE's I-PMSI route (what the bridge gives): every forwarder, with the siblings
+    fibs.set_replication("red", [NextHop.remote("198.18.24.99", 5000)])
+    assert _members(h1, "red") == {("198.18.24.12", red), ("198.18.24.99", 5000)}
+    fibs.set_replication("red", [])
+    eng.ops.detach("b")
+    assert _members(h1, "red") == {("198.18.24.12", red)}
+    eng.ops.detach("c")
+    assert _members(h1, "red") == set() and _members(h2, "red") == {("198.18.24.11", red)}
+
+
+def test_r3_2_an_i_pmsi_route_per_forwarder(tmp_path: Path) -> None:
+    """Remote vPEs send each forwarder of the agent its copy: one I-PMSI A-D route per
+    forwarder (its underlay address the originator and tunnel endpoint), the VRF's label."""
+    from vpe.agent.mvpn import replication_member
+    from vpe.bgp.wire.constants import IPV4_MCAST_VPN
+
+    eng = Engine(parse_config(BASE + FWS.format(d=tmp_path)))
+    assert isinstance(eng.fib, ManyFibs)
+    red = eng.vpn.vrf_label("red")
+    loc = eng.router.rib.loc_rib(IPV4_MCAST_VPN)
+    members = {replication_member(p, eng.fib.encap_for) for _k, p in loc.best_paths()}
+    assert {(str(m.endpoint), m.label) for m in members if m is not None} == {
+        ("198.18.24.11", red), ("198.18.24.12", red)}
+    eng.bridge.update_vrf("red", export_rts=[])  # exports nothing: both withdrawn
+    assert len(loc) == 0

@@ -111,6 +111,14 @@ def test_text_form_round_trips(value: bytes) -> None:
     assert hash(ec) == hash(parse_ext_community(str(ec)))
 
 
+def test_color_with_flags_round_trips_through_its_text() -> None:
+    ec = decode_ext_community(bytes.fromhex("030b000100000000"))  # color 0, flags 0x0001
+    assert str(ec) == "color:0:flags-0x0001"
+    assert parse_ext_community(str(ec)) == ec
+    with pytest.raises(ValueError, match="flags"):
+        parse_ext_community("color:5:flags-0x10000")
+
+
 def test_attribute_helpers() -> None:
     ecs = ExtendedCommunities.from_strs(
         ["target:65000:1", "encap:mpls-in-udp", "target:192.0.2.1:5"]

@@ -299,3 +299,37 @@ def test_show_odd_names_no_traceback(agent: str) -> None:
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 2, (args, r.returncode, r.stderr)
         assert "Traceback" not in r.stderr and r.stderr.startswith("error:"), (args, r.stderr)
+
+
+# -- VRF neighbors (PE-CE BGP) ---------------------------------------------------------------------
+
+
+def test_vpn_neighbor_add_list_show_del(agent: str) -> None:
+    assert vpe("vpn", "create", "cli-ce", "--rt", "65000:12", "--socket", agent)[0] == 0
+    code, out, err = vpe("vpn", "neighbor", "add", "cli-ce", "127.0.0.62", "--remote-as", "65009", "--passive",
+                         "--family", "ipv4-unicast", "--description", "tenant CE", "--set", "hold_time=30",
+                         "--json", "--socket", agent)
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["vpn"] == "cli-ce" and d["source"] == "api" and d["config"]["hold_time"] == 30
+    assert d["config"]["families"] == ["ipv4-unicast"] and d["description"] == "tenant CE"
+    code, out, _ = vpe("vpn", "neighbor", "list", "cli-ce", "--socket", agent)
+    assert code == 0 and "127.0.0.62" in out and "65009" in out
+    code, out, _ = vpe("vpn", "neighbor", "list", "cli-ce", "--json", "--socket", agent)
+    assert [n["address"] for n in json.loads(out)] == ["127.0.0.62"]
+    code, out, _ = vpe("vpn", "neighbor", "show", "cli-ce", "127.0.0.62", "--socket", agent)
+    assert code == 0 and "tenant CE" in out and "ipv4-unicast" in out
+    # invalid value: 422 -> 2 naming the field; unknown VPN: 404 -> 1; a bad address: 2 before sending
+    code, _, err = vpe("vpn", "neighbor", "add", "cli-ce", "127.0.0.62", "--set", "hold_time=2", "--socket", agent)
+    assert code == 2 and "hold_time" in err
+    code, _, err = vpe("vpn", "neighbor", "add", "nope", "127.0.0.62", "--remote-as", "1", "--socket", agent)
+    assert code == 1 and "no VPN instance" in err
+    code, _, err = vpe("vpn", "neighbor", "show", "cli-ce", "banana", "--socket", agent)
+    assert code == 2 and "address" in err
+    code, _, err = vpe("vpn", "delete", "cli-ce", "--socket", agent)
+    assert code == 1 and "BGP neighbors" in err
+    code, out, _ = vpe("vpn", "neighbor", "del", "cli-ce", "127.0.0.62", "--socket", agent)
+    assert code == 0 and "deleted" in out
+    code, _, err = vpe("vpn", "neighbor", "show", "cli-ce", "127.0.0.62", "--socket", agent)
+    assert code == 1 and "no neighbor" in err
+    assert vpe("vpn", "delete", "cli-ce", "--socket", agent)[0] == 0

@@ -127,3 +127,21 @@ def test_port_ring_and_forwarder_sockets_in_a_namespace() -> None:
         assert r.returncode == 0 and "OK" in r.stdout, r.stderr[-3000:]
     finally:
         subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10)
+
+
+def test_port_socket_of_a_device_made_again_is_replaced() -> None:
+    """An external PE's circuit deleted and made again under the same name (after a
+    restart) has another ifindex: the forwarder reopens its port; a device simply gone
+    keeps its socket (nothing to reopen yet)."""
+    import socket as _socket
+
+    from vpe.dataplane.userspace.process import PortIO, replaced
+
+    lo = _socket.if_nametoindex("lo")
+    s = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    try:
+        assert not replaced(PortIO("lo", 1500, s, None, True, lo))
+        assert replaced(PortIO("lo", 1500, s, None, True, lo + 1000))
+        assert not replaced(PortIO("gone-dev0", 1500, s, None, True, 7))
+    finally:
+        s.close()

@@ -352,3 +352,92 @@ def test_dataplane_driver_per_lab_and_host(tmp_path: Path, monkeypatch: pytest.M
     assert key == "driver" and "unknown dataplane driver 'kernel'" in msg
     key, msg = only(BASE.replace("hosts:", "driver: none\nhosts:"))
     assert "runs no forwarder" in msg
+
+
+# -- Inter-AS labs: hosts as route reflectors of their AS ---------------------
+
+PEERED = """
+hosts:
+  - {name: h1, address: 198.18.0.11, peers: [rr1]}
+  - name: rr1
+    address: 198.18.0.31
+    peers: [{host: h1, route_reflector_client: true}, asbr1]
+  - {name: asbr1, address: 198.18.0.21, peers: [rr1]}
+  - {name: h4, address: 198.18.0.14, asn: 65001}
+"""
+
+
+@pytest.mark.parametrize("option", ["b", "c"])
+def test_inter_as_examples_have_a_pe_rr_and_asbr_per_as(option: str, tmp_path: Path) -> None:
+    topo = load_topology(EXAMPLES / f"inter-as-{option}.yaml")
+    lab = build.make_lab(topo, "x1", tmp_path)
+    by_as: dict[int, list[str]] = {}
+    for h in topo.hosts:
+        by_as.setdefault(topo.asn_of(h), []).append(h.name)
+    assert by_as == {65000: ["h1", "rr1", "asbr1"], 65001: ["asbr2", "rr2", "h4"]}
+    cfg = {h.name: parse_config(build.agent_toml(lab, h)) for h in topo.hosts}
+    clients = {name: sorted(n.address for n in c.neighbors if n.route_reflector_client) for name, c in cfg.items()}
+    # only the reflectors have clients: the PE (and for option B the ASBR) of their own AS
+    if option == "b":
+        assert clients == {"h1": [], "rr1": ["198.18.0.11", "198.18.0.21"], "asbr1": [], "asbr2": [],
+                           "rr2": ["198.18.0.14", "198.18.0.22"], "h4": []}
+    else:
+        assert clients == {"h1": [], "rr1": ["198.18.0.11"], "asbr1": [], "asbr2": [], "rr2": ["198.18.0.14"],
+                           "h4": []}
+        # the VPN routes cross between the reflectors over multihop eBGP, next hop unchanged
+        (to_rr2,) = [n for n in cfg["rr1"].neighbors if n.address == "198.18.0.32"]
+        assert to_rr2.remote_as == 65001 and to_rr2.ebgp_multihop and to_rr2.export_policy == "vpn-unchanged"
+        assert to_rr2.families == ["vpnv4"]
+
+
+def test_route_reflector_client_is_written_on_the_reflectors_side(tmp_path: Path) -> None:
+    topo = parse_topology(PEERED)
+    lab = build.make_lab(topo, "x1", tmp_path)
+    rr = parse_config(build.agent_toml(lab, topo.host("rr1")))
+    assert {n.address: n.route_reflector_client for n in rr.neighbors} == {"198.18.0.11": True, "198.18.0.21": False}
+    h1 = parse_config(build.agent_toml(lab, topo.host("h1")))
+    assert [n.route_reflector_client for n in h1.neighbors] == [False]
+
+
+def test_route_reflector_client_must_be_ibgp() -> None:
+    text = PEERED.replace("{name: h1, address: 198.18.0.11,", "{name: h1, address: 198.18.0.11, asn: 65001,")
+    assert only(text) == (
+        "hosts[1].peers[0].route_reflector_client",
+        "'h1' is in AS 65001 and 'rr1' in AS 65000: a route reflector's clients are iBGP peers of its own AS",
+    )
+
+
+def test_route_reflector_clients_of_each_other() -> None:
+    text = PEERED.replace("peers: [rr1]}\n  - name: rr1", "peers: [{host: rr1, route_reflector_client: true}]}\n"
+                          "  - name: rr1")
+    assert problems(text) == [
+        ("hosts[0].peers[0].route_reflector_client",
+         "'rr1' also has 'h1' as its route reflector client: only the reflector's side of a session says so"),
+        ("hosts[1].peers[0].route_reflector_client",
+         "'h1' also has 'rr1' as its route reflector client: only the reflector's side of a session says so"),
+    ]
+
+
+def test_a_peer_must_list_this_host_back() -> None:
+    text = PEERED.replace("{name: asbr1, address: 198.18.0.21, peers: [rr1]}",
+                          "{name: asbr1, address: 198.18.0.21, peers: [h4]}")
+    assert problems(text) == [
+        ("hosts[1].peers[1]",
+         "host 'asbr1' does not list 'rr1' in its peers (a BGP session needs a neighbor at both ends)"),
+    ]  # h4 has no `peers`: it peers with every host (no route reflector here), asbr1 included
+
+
+def test_multihop_is_for_ebgp_peers_only() -> None:
+    text = PEERED.replace("peers: [rr1]}\n  - name: rr1", "peers: [{host: rr1, ebgp_multihop: 3}]}\n  - name: rr1")
+    assert only(text) == ("hosts[0].peers[0].ebgp_multihop",
+                          "'rr1' is in AS 65000 like 'h1': ebgp_multihop applies to eBGP only")
+
+
+def test_policies_named_by_a_host_or_peer_exist() -> None:
+    text = PEERED.replace("peers: [rr1]}\n  - name: rr1",
+                          "peers: [{host: rr1, import_policy: nope}], export_policy: gone,\n"
+                          "     policies: [{name: accept-all}]}\n  - name: rr1")
+    assert problems(text) == [
+        ("hosts[0].export_policy", "no policy named 'gone' in hosts[0].policies (accept-all)"),
+        ("hosts[0].peers[0].import_policy", "no policy named 'nope' in hosts[0].policies (accept-all)"),
+    ]

@@ -308,7 +308,8 @@ class VpnBridge:
             member = replication_member(self._pmsi[key][1], self.fib.encap_for)
             if member is not None:
                 members.append(member)
-        if members or name in self.fib.replication:
+        # several forwarders (R2.4): their copies to each other follow the VRF's label too
+        if members or name in self.fib.replication or isinstance(self.fib, ManyFibs):
             self.fib.set_replication(name, members)
 
     def _vrfs_changed(self, name: str) -> None:

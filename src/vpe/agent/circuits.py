@@ -20,6 +20,12 @@ in the agent's network namespace, which on an external PE is the
 forwarder's (agent and forwarder run on the same box). Errors name the
 field: ``interface`` (no such interface here), ``vlan`` (out of range),
 the sub-interface name when it is longer than an interface name may be.
+
+The circuits this PE made, and how (interface, VLAN or VNI and remote), are
+kept in the state store (``meta`` key ``circuits``): after a restart every
+stored port's circuit is made again before the ports are restored - taken
+as it is when its device is still there, created when it is gone - and is
+still this PE's to remove when its endpoint is withdrawn.
 """
 
 from __future__ import annotations
@@ -28,6 +34,12 @@ import logging
 import re
 import shutil
 import subprocess
+from typing import TYPE_CHECKING, Any
+
+from .store import StoreError
+
+if TYPE_CHECKING:
+    from .store import Store
 
 log = logging.getLogger("vpe.agent.circuits")
 
@@ -38,6 +50,8 @@ _VXLAN = re.compile(r"^vx(?P<vni>[1-9][0-9]{0,7})$")
 #: VXLAN network identifiers are 24 bits
 MAX_VNI = (1 << 24) - 1
 _TIMEOUT = 10.0
+#: the state store's ``meta`` key of the circuits this PE made
+META_KEY = "circuits"
 
 
 def circuit_ifname(interface: str, vlan: int) -> str:
@@ -77,11 +91,15 @@ def _ip(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 class Circuits:
-    """The VLAN sub-interfaces this PE created for signalled endpoints."""
+    """The circuit interfaces (VLAN sub-interfaces, VXLAN devices) this PE made for
+    signalled endpoints."""
 
-    def __init__(self) -> None:
-        #: sub-interface name -> (interface, vlan), created by us (removed with the endpoint)
-        self.created: dict[str, tuple[str, int]] = {}
+    def __init__(self, store: Store | None = None) -> None:
+        self.store = store
+        #: interface name -> how it was made ({"interface", "vlan"} or {"interface", "vni",
+        #: "remote"}): made by us, removed with the endpoint; kept in the state store
+        self.created: dict[str, dict[str, Any]] = {}
+        self._restoring = False
 
     @staticmethod
     def available() -> str | None:
@@ -97,6 +115,7 @@ class Circuits:
         toward ``remote`` over ``interface``), up; created when missing. (name, created now)."""
         if (vlan is None) == (vni is None):
             raise ValueError("vlan: give exactly one of vlan (an 802.1Q circuit) and vni (a VXLAN circuit)")
+        spec: dict[str, Any]
         if vni is not None:
             name = vxlan_ifname(vni)
             circuit_ifname(interface, 1)  # the interface name's rule
@@ -105,11 +124,13 @@ class Circuits:
             cmd = ["link", "add", name, "type", "vxlan", "id", str(vni), "remote", remote, "dstport", "4789",
                    "dev", interface]
             what = f"VXLAN {vni} toward {remote} over {interface!r}"
+            spec = {"interface": interface, "vni": vni, "remote": remote}
         else:
             assert vlan is not None
             name = circuit_ifname(interface, vlan)
             cmd = ["link", "add", "link", interface, "name", name, "type", "vlan", "id", str(vlan)]
             what = f"VLAN {vlan} on {interface!r}"
+            spec = {"interface": interface, "vlan": vlan}
         why = self.available()
         if why is not None:
             raise ValueError(f"interface: cannot make circuits: {why}")
@@ -122,7 +143,8 @@ class Circuits:
         if r.returncode != 0:
             raise ValueError(f"interface: {what} could not be made: {r.stderr.strip() or r.stdout.strip()}")
         _ip("link", "set", "dev", name, "up")
-        self.created[name] = (interface, vlan if vlan is not None else vni)  # type: ignore[assignment]
+        self.created[name] = spec
+        self._save()
         log.info("circuit %s made (%s)", name, what)
         return name, True
 
@@ -130,19 +152,71 @@ class Circuits:
         """Remove ``ifname`` if this PE made it (others are the operator's)."""
         if self.created.pop(ifname, None) is not None:
             _ip("link", "del", "dev", ifname)
+            self._save()
             log.info("circuit %s removed", ifname)
 
+    def _save(self) -> None:
+        if self.store is None or self._restoring:
+            return
+        try:
+            with self.store.transaction() as tx:
+                tx.put_meta(META_KEY, self.created)
+        except StoreError as e:  # then a restart does not make the circuit again
+            log.error("circuits: cannot record the circuits made: %s", e)
+
+    def _saved(self) -> dict[str, Any]:
+        if self.store is None:
+            return {}
+        try:
+            kept = self.store.meta(META_KEY)
+        except StoreError as e:
+            log.error("circuits: %s", e)
+            return {}
+        return kept if isinstance(kept, dict) else {}
+
     def restore(self, ifnames: list[str]) -> int:
-        """After a restart: the sub-interfaces of stored circuit ports again (their parents
-        still there). The number made."""
+        """After a restart: the circuit interfaces of the stored ports (``ifnames``) again,
+        before the ports are restored. One still there is taken as it is, one gone is
+        made again (a VXLAN circuit from how it was made, as stored; a VLAN one on its
+        parent interface). The number made."""
+        saved = self._saved()
         n = 0
-        for ifname in ifnames:
-            c = parse_circuit(ifname)  # (a VXLAN circuit is signalled again by its host)
-            if c is None or c[0] == "vxlan" or self.exists(ifname) or not self.exists(c[0]):
-                continue
-            try:
-                self.ensure(*c)
-                n += 1
-            except ValueError as e:
-                log.error("circuit %s not restored: %s", ifname, e)
+        self._restoring = True
+        try:
+            for ifname in ifnames:
+                c = parse_circuit(ifname)
+                if c is None:
+                    continue
+                spec = saved.get(ifname)
+                if not isinstance(spec, dict):
+                    spec = None
+                if c[0] == "vxlan":
+                    if spec is None or spec.get("vni") != c[1]:
+                        log.warning("circuit %s: how it was made is not stored; made again when its host "
+                                    "signals the endpoint again", ifname)
+                        continue
+                    args: tuple[Any, ...] = (str(spec.get("interface")),)
+                    kw: dict[str, Any] = {"vni": c[1], "remote": spec.get("remote")}
+                else:
+                    if spec is None and self.exists(ifname):
+                        continue  # not made by us (a state from before circuits were stored)
+                    args, kw = (c[0], c[1]), {}
+                try:
+                    name, made = self.ensure(*args, **kw)
+                except ValueError as e:
+                    log.error("circuit %s not restored: %s", ifname, e)
+                    continue
+                n += made
+                if spec is not None:
+                    self.created[name] = spec
+                if made or spec is not None:
+                    log.info("circuit %s restored (%s)", name, "made again" if made else "still there")
+            for ifname in set(saved) - set(ifnames):  # made, but its port never stored (a crash
+                if parse_circuit(ifname) is not None and self.exists(ifname):  # in between): ours to remove
+                    _ip("link", "del", "dev", ifname)
+                    log.info("circuit %s removed: no stored port uses it", ifname)
+        finally:
+            self._restoring = False
+        if self.created != saved:
+            self._save()
         return n

@@ -16,13 +16,21 @@ what cannot be known beforehand (an RD another VRF holds). Without a store
 At start, :meth:`DurableOps.restore` replays what the store holds: VPN
 instances created through the API (a VRF of the same name in the config
 file wins), then the attachments, reusing the labels and RDs saved with
-them (:class:`~vpe.vpn.service.VpnService` ``state=``).
+them (:class:`~vpe.vpn.service.VpnService` ``state=``), then the BGP neighbors
+of VRFs made through the API (their sessions start with the speaker).
+
+VRF neighbors (``/v1/vpns/{vpn}/neighbors``): a PUT or DELETE writes its row
+and commits first, then changes the live sessions (which cannot refuse what
+was checked before); a neighbor of the configuration file is read-only. A VPN
+instance with neighbors is not deleted (409) unless ``force`` is given, which
+removes its neighbors first.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import re
 import time
@@ -38,6 +46,8 @@ from ..vpn.route_target import parse_route_targets
 from ..vpn.vrf import parse_label_mode, prefix_key
 from .bridge import VpnBridge
 from .chains import ChainBook, ServiceRole
+from .config import VrfNeighborConfig
+from .port_sessions import PortSessions
 from .store import Store, StoreError, Transaction
 
 log = logging.getLogger("vpe.agent.state")
@@ -46,6 +56,11 @@ Undo = list[Callable[[], object]]
 
 #: names of VPN instances created through the API (as ``POST /v1/vpns`` checks them)
 _VPN_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def _addr_key(address: str) -> tuple[int, int]:
+    ip = ipaddress.ip_address(address)
+    return ip.version, int(ip)
 
 
 def _rt_texts(*lists: Any) -> list[str]:
@@ -146,6 +161,12 @@ def check_spec(spec: dict[str, Any]) -> None:
         seen.add(k)
 
 
+def _row_key(vpn: str, vn: VrfNeighborConfig) -> str:
+    """The stored row of a VRF neighbor: its address; for one reached through a port (an
+    address of its VRF, which another VRF may use too) ``address%vpn``."""
+    return f"{vn.address}%{vpn}" if vn.via == "port" else vn.address
+
+
 class DurableOps:
     """VPN and port operations of one VPN bridge, persisted in ``store`` (if any)."""
 
@@ -158,6 +179,13 @@ class DurableOps:
         self.specs: dict[str, dict[str, Any]] = {}
         #: services and chains (set by the engine)
         self.chains: ChainBook | None = None
+        #: VRF neighbors of the configuration file (read-only through the API)
+        self.config_neighbors = set(bridge.router.vrf_of)
+        #: VRF neighbors made through the API: address -> VPN instance
+        self.api_neighbors: dict[str, str] = {}
+        #: mapped addresses of VRF neighbors reached through ports (set by the engine)
+        self.port_sessions: PortSessions | None = None
+        self._neighbor_lock = asyncio.Lock()
 
     # -- the atomic frame ---------------------------------------------------------
 
@@ -288,6 +316,10 @@ class DurableOps:
         ports = [a.name for a in eng.attachments.by_vrf(name)]
         if ports and not force:
             raise Conflict(f"VPN instance {name!r} has attached ports: {', '.join(ports)}")
+        nbrs = self.vrf_neighbors_of(name)
+        if nbrs:  # the API's DELETE with force removes them first (delete_vpn_and_neighbors)
+            raise Conflict(f"VPN instance {name!r} has BGP neighbors: {', '.join(nbrs)} (delete them "
+                           f"first: DELETE /v1/vpns/{name}/neighbors/ADDRESS, or delete with force)")
         spec = self._spec_of(name)
         vrf = eng.vpn.vrf(name)
         rd, auto = str(vrf.rd), vrf.rd_auto
@@ -304,6 +336,19 @@ class DurableOps:
         log.info("VPN instance %s deleted%s", name,
                  f" with its ports {', '.join(ports)}" if ports else "", extra={"vrf": name})
         return ports
+
+    async def delete_vpn_and_neighbors(self, name: str, *, force: bool = False) -> list[str]:
+        """:meth:`delete_vpn`; with ``force`` its BGP neighbors are removed first (as by
+        :meth:`delete_vrf_neighbor`), then its ports detached and the VPN instance deleted."""
+        eng = self.bridge
+        if name not in eng.vpn.vrfs:
+            raise NotFound(f"no VPN instance {name!r}")
+        if name in self.config_vrfs:
+            raise Conflict(f"VPN instance {name!r} is defined in the configuration file: remove it there")
+        if force:
+            for address in self.vrf_neighbors_of(name):
+                await self.delete_vrf_neighbor(name, address)
+        return self.delete_vpn(name, force=force)
 
     def _readd(self, name: str, spec: dict[str, Any], rd: str, auto: bool) -> None:
         if auto:
@@ -404,7 +449,8 @@ class DurableOps:
             undo.append(lambda: eng.attach(a))
         log.info("port %s detached from VRF %s", name, a.vrf, extra={"vrf": a.vrf, "port": name})
         role = (self.specs.get(a.vrf, {}).get("service") or {}).get("role")
-        if role and not eng.attachments.by_vrf(a.vrf):  # a service instance's own VRF goes with it
+        if role and not eng.attachments.by_vrf(a.vrf) and not self.vrf_neighbors_of(a.vrf):
+            # a service instance's own VRF goes with it
             self.delete_vpn(a.vrf)
         return a
 
@@ -466,12 +512,155 @@ class DurableOps:
             eng.detach(a.name)
         eng.attach(a)
 
+    # -- VRF neighbors (PE-CE BGP, docs/api.md) ------------------------------------------
+
+    def vrf_neighbors_of(self, vpn: str) -> list[str]:
+        """Addresses of the BGP neighbors of VPN instance ``vpn`` (configuration file and API)."""
+        return sorted((a for a, v in self.bridge.router.vrf_of.items() if v == vpn), key=_addr_key)
+
+    def session_address(self, vpn: str, address: str) -> str:
+        """The speaker's address of ``vpn``'s neighbor at ``address``: for one reached through
+        a port (its address in the VRF), the mapped one; else ``address`` itself."""
+        pn = self.port_sessions.find(vpn, address) if self.port_sessions is not None else None
+        return pn.mapped if pn is not None else address
+
+    def _check_neighbor(self, vpn: str, vn: VrfNeighborConfig) -> None:
+        """Refuse what cannot become a neighbor of ``vpn`` (the model has checked the values)."""
+        router = self.bridge.router
+        if vpn not in self.bridge.vpn.vrfs:
+            raise NotFound(f"no VPN instance {vpn!r}")
+        addr = vn.address
+        if vn.via == "port":  # an address of the VRF: another VRF may have a CE at it too
+            if self.port_sessions is None or self.bridge.fib is None:
+                raise ValueError('via: "port" needs a forwarder (this agent has dataplane.driver "none")')
+            addr = self.session_address(vpn, addr)
+        if addr in self.config_neighbors:
+            raise Conflict(f"address: neighbor {addr} is defined in the configuration file: change it there")
+        other = router.vrf_of.get(addr)
+        if other is not None and other != vpn:
+            raise Conflict(f"address: {addr} is already a neighbor of VPN instance {other!r}")
+        if other is None and addr in router.peers and vn.via != "port":
+            raise Conflict(f"address: {addr} is already a neighbor of the global table "
+                           "(one speaker serves every neighbor, VRF or not)")
+        if vn.remote_as == router.local_as and vn.ebgp_multihop:
+            raise ValueError(f"ebgp_multihop: neighbor {addr} is iBGP (remote_as {vn.remote_as} is our AS): "
+                             "ebgp_multihop applies to eBGP only")
+        for key in ("import_policy", "export_policy"):
+            name = getattr(vn, key)
+            if name is not None and router.policies.get(name) is None:
+                raise ValueError(f"{key}: no policy named {name!r} (create it with PUT /v1/policies/{name})")
+
+    async def put_vrf_neighbor(self, vpn: str, vn: VrfNeighborConfig) -> bool:
+        """Create or replace a BGP neighbor of VPN instance ``vpn``, stored; True when created.
+        Replacing is delete + add: the session restarts with the new settings."""
+        async with self._neighbor_lock:
+            self._check_neighbor(vpn, vn)
+            router = self.bridge.router
+            key = _row_key(vpn, vn)
+            # the neighbor this one replaces: at this address of the VPN, either kind
+            pn = self.port_sessions.find(vpn, vn.address) if self.port_sessions is not None else None
+            old_sa = pn.mapped if pn is not None else (vn.address if router.vrf_of.get(vn.address) == vpn else None)
+            old_key = f"{vn.address}%{vpn}" if pn is not None else vn.address
+            old = old_sa is not None
+            if self.store is not None:  # nothing is applied before the row is committed
+                with self.store.transaction() as tx:
+                    if old and old_key != key:
+                        tx.delete_vrf_neighbor(old_key)
+                    tx.put_vrf_neighbor(key, vpn, vn.model_dump(mode="json"))
+            if old_sa is not None:
+                await self._remove_session(old_sa)
+            try:
+                self._add_neighbor(vpn, vn)
+            except (ValueError, OSError) as e:  # the kernel refused (an MD5 key): no row, no session
+                await self._drop_neighbor(vpn, vn)
+                raise ValueError(f"address: neighbor {vn.address} could not be added: {e}") from None
+        log.info("VPN instance %s: BGP neighbor %s (AS %s) %s", vpn, vn.address, vn.remote_as,
+                 "replaced" if old else "added", extra={"vrf": vpn, "peer": vn.address})
+        return not old
+
+    def _add_neighbor(self, vpn: str, vn: VrfNeighborConfig) -> None:
+        router = self.bridge.router
+        if vn.via == "port":  # the speaker talks to a mapped address; the forwarder carries it
+            assert self.port_sessions is not None and self.bridge.fib is not None
+            vn = self.port_sessions.map(vpn, vn)
+            pn = self.port_sessions.neighbors[vn.address]
+            self.bridge.fib.set_session(self.port_sessions.local_session(pn))
+            router.speaker.listen_also(str(vn.local_address))
+        router.policies.bind(vn.address, vn.import_policy, vn.export_policy)
+        router.add_vrf_neighbor(vpn, vn)
+        self.api_neighbors[vn.address] = vpn
+
+    async def _remove_session(self, address: str) -> None:
+        """The session to speaker address ``address`` gone (Cease / Peer De-configured), with
+        its policy binding and, for a neighbor reached through a port, its mapping."""
+        router = self.bridge.router
+        self.api_neighbors.pop(address, None)
+        if address in router.vrf_of:
+            await router.remove_vrf_neighbor(address)
+        elif address in router.peers:
+            await router.speaker.remove_peer(address)
+        router.policies.unbind(address)
+        gone = self.port_sessions.unmap(address) if self.port_sessions is not None else None
+        if gone is not None and self.bridge.fib is not None:
+            self.bridge.fib.remove_session(ipaddress.ip_address(address))
+
+    async def _drop_neighbor(self, vpn: str, vn: VrfNeighborConfig) -> None:
+        """Undo a neighbor half added: its row, its session, its policy binding."""
+        with contextlib.suppress(StoreError):
+            if self.store is not None:
+                with self.store.transaction() as tx:
+                    tx.delete_vrf_neighbor(_row_key(vpn, vn))
+        await self._remove_session(self.session_address(vpn, vn.address) if vn.via == "port" else vn.address)
+
+    async def delete_vrf_neighbor(self, vpn: str, address: str) -> None:
+        """Remove a BGP neighbor of ``vpn``: Cease / Peer De-configured, its routes leave the VRF."""
+        async with self._neighbor_lock:
+            router = self.bridge.router
+            if vpn not in self.bridge.vpn.vrfs:
+                raise NotFound(f"no VPN instance {vpn!r}")
+            sa = self.session_address(vpn, address)
+            if router.vrf_of.get(sa) != vpn:
+                raise NotFound(f"no neighbor {address} in VPN instance {vpn!r}")
+            if sa in self.config_neighbors:
+                raise Conflict(f"address: neighbor {address} is defined in the configuration file: "
+                               "remove it there")
+            if self.store is not None:
+                with self.store.transaction() as tx:
+                    pn = self.port_sessions.neighbors.get(sa) if self.port_sessions is not None else None
+                    tx.delete_vrf_neighbor(f"{pn.configured.address}%{vpn}" if pn is not None else address)
+            await self._remove_session(sa)
+        try:  # labels the neighbor's routes held
+            self.save_state()
+        except StoreError as e:
+            log.error("%s", e)
+        log.info("VPN instance %s: BGP neighbor %s removed", vpn, address, extra={"vrf": vpn, "peer": address})
+
+    def _restore_neighbors(self) -> int:
+        assert self.store is not None
+        n = 0
+        for address, d in self.store.vrf_neighbors().items():
+            try:
+                vpn = str(d["vpn"])
+                vn = VrfNeighborConfig.model_validate(d["neighbor"])
+                if _row_key(vpn, vn) != address:
+                    raise ValueError(f"its address {vn.address} is not its key")
+                self._check_neighbor(vpn, vn)
+                if self.session_address(vpn, vn.address) in self.bridge.router.vrf_of:
+                    raise ValueError(f"it is already a neighbor of VPN instance {vpn!r}")
+                self._add_neighbor(vpn, vn)
+            except (KeyError, ValueError, TypeError, LookupError) as e:
+                log.error("BGP neighbor %s from %s not restored: %s", address, self.store.path,
+                          str(e).replace("\n", "; "), extra={"peer": address})
+                continue
+            n += 1
+        return n
+
     # -- start-up --------------------------------------------------------------------------
 
     def restore(self) -> dict[str, int]:
         """Replay the store into the bridge (after the config-file VRFs). Counts restored."""
         if self.store is None:
-            return {"vpns": 0, "ports": 0}
+            return {"vpns": 0, "ports": 0, "neighbors": 0}
         eng = self.bridge
         nv = npt = 0
         for name, spec in self.store.vpns().items():
@@ -502,18 +691,19 @@ class DurableOps:
                           extra={"port": name})
                 continue
             npt += 1
+        nn = self._restore_neighbors()
         eng.vpn.rds.drop_preferred()  # RDs of VRFs not restored: their rows go
         released = eng.vpn.release_unclaimed_labels()
         if released:
             # never announced by this run, but peers may hold stale routes with them
             eng.vpn.labels_withdrawn(released, time.monotonic())
-        log.info("restored %d VPN instance(s) and %d port(s) from %s (%d unclaimed label(s) released)",
-                 nv, npt, self.store.path, len(released))
+        log.info("restored %d VPN instance(s), %d port(s) and %d VRF neighbor(s) from %s "
+                 "(%d unclaimed label(s) released)", nv, npt, nn, self.store.path, len(released))
         try:
             self.save_state()
         except StoreError as e:
             log.error("%s", e)
-        return {"vpns": nv, "ports": npt}
+        return {"vpns": nv, "ports": npt, "neighbors": nn}
 
 
 __all__ = ["Conflict", "DurableOps", "NotFound", "StoreError", "check_spec", "normalise_spec", "same_rts",

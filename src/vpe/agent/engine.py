@@ -81,6 +81,7 @@ class Engine:
                               local_next_hops=self.fib.underlays() if isinstance(self.fib, ManyFibs) else ())
         if isinstance(self.fib, ManyFibs):
             self.vpn.exporter.endpoint_next_hop = self.fib.underlay_for
+            self.fib.bum_label = self.vpn.vrf_label
         # VRF neighbors reached through a port of their VRF: the speaker, the policies and
         # the PE-CE peering see them at their mapped addresses (vpe.agent.port_sessions)
         self.port_sessions = PortSessions(dp.session_prefix, dp.session_prefix6, cfg.bgp.port)
@@ -92,41 +93,38 @@ class Engine:
                              relabeler=Relabeler(self._hold_swap_label, self._release_swap_label),
                              on_swaps=self._swaps_changed)
         self.bridge = VpnBridge(self.router, self.vpn, self.fib, self.underlay)
+        if isinstance(self.fib, ManyFibs):  # an I-PMSI route per forwarder: remotes copy to each
+            self.bridge.pmsi.originators = self.fib.underlays
         # Inter-AS option C: our loopback as labeled unicast, remote loopbacks into the FIB
         self.transport = (LabeledTransport(self.router, self.vpn, self.fib, self.underlay)
                           if any({IPV4_LABELED, IPV6_LABELED} & n.family_set() for n in cfg.neighbors) else None)
-        # PE-CE BGP (Inter-AS option A): the VRFs' own neighbors
-        self.pe_ce = (VrfPeering(run, self.router, self.bridge, self.vpn)
-                      if any(v.neighbors for v in cfg.vrfs) else None)
+        # PE-CE BGP (Inter-AS option A): the VRFs' own neighbors (the API may add some)
+        self.pe_ce: VrfPeering | None = VrfPeering(run, self.router, self.bridge, self.vpn)
         if self.fib is not None:
             for x in self.port_sessions.local_sessions():
                 self.fib.set_session(x)
         self._configure(cfg)
         self.ops = DurableOps(self.bridge, store, config_vrfs={v.name for v in cfg.vrfs})
+        self.ops.port_sessions = self.port_sessions
         #: attachment circuits of signalled endpoints, when this vPE is an external PE (R2.2)
-        self.circuits = Circuits()
+        self.circuits = Circuits(store)
         if store is not None and self.fib is not None:
             self.circuits.restore([str(d.get("ifname", "")) for d in store.ports().values()])
         self.chains = self.ops.chains = self._chains(cfg)
         self.view = AgentView(self.router, self.bridge, dp.driver, self.ops.specs,
                               neighbors={**{n.address: {"description": n.description} for n in cfg.neighbors},
-                                         **self._vrf_neighbor_views(run)})
+                                         **self._vrf_neighbor_views(run)},
+                              pe_ce=self.pe_ce, port_sessions=self.port_sessions)
         self.ops.restore()
         self.chains.restore()  # after the API's VPN instances: chains name them
         if self.transport is not None:  # after the restore, which frees the labels nobody claimed
             self.transport.start()
 
-    def _vrf_neighbor_views(self, run: AgentConfig) -> dict[str, dict[str, Any]]:
-        """What the neighbor list shows of VRF neighbors: the VRF, and for one reached
-        through a port its address in the VRF (the session's address is a mapped one)."""
-        out: dict[str, dict[str, Any]] = {}
-        for v in run.vrfs:
-            for n in v.neighbors:
-                pn = self.port_sessions.neighbors.get(n.address)
-                out[n.address] = {"description": n.description, "vrf": v.name,
-                                  "via": "port" if pn is not None else "host",
-                                  **({"vrf_address": pn.configured.address} if pn is not None else {})}
-        return out
+    @staticmethod
+    def _vrf_neighbor_views(run: AgentConfig) -> dict[str, dict[str, Any]]:
+        """The configuration file's descriptions of VRF neighbors (the view asks the port
+        sessions for the rest: ``via``, ``vrf_address``)."""
+        return {n.address: {"description": n.description, "vrf": v.name} for v in run.vrfs for n in v.neighbors}
 
     @staticmethod
     def _policy_book(cfg: AgentConfig, store: Store | None) -> PolicyBook:

@@ -16,11 +16,22 @@ are the forwarders' underlay addresses.
 use of a single :class:`FibProgrammer`: changes go to every forwarder (or to
 the port's), the state shown and counted is the first forwarder's plus a
 ``forwarders`` map, and "connected" means every forwarder is.
+
+Broadcast and multicast (R3.2) cross between the forwarders as between
+vPEs: each forwarder's replication list of a VRF holds, besides the remote
+vPEs of the VRF's imported I-PMSI routes, every *other* forwarder of the
+agent with a port in that VRF (its underlay address, the VRF's aggregate
+label: what the I-PMSI route of a vPE carries). A copy received on that
+label is flooded to the receiver's own ports of the VRF only, never sent on,
+and the members of a replication list are the forwarder's trusted tunnel
+sources (R13.2), so the siblings accept each other's copies. Remote vPEs
+send each forwarder its copy: the I-PMSI originator announces one route per
+forwarder (``PmsiOriginator.originators``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from ipaddress import IPv4Address, IPv6Address
 from typing import TYPE_CHECKING, Any
 
@@ -63,6 +74,14 @@ class ManyFibs:
         self.placement: dict[str, str] = {}
         for fib in fibs.values():
             fib.resolver.elsewhere = self.underlay_for
+        #: the label a forwarder floods a VRF's broadcast/multicast on (the VRF's aggregate
+        #: label, ``VpnService.vrf_label``; None: the VRF has none, no copies between forwarders)
+        self.bum_label: Callable[[str], int | None] | None = None
+        #: VRF -> the remote vPEs its copies go to (the bridge's, from I-PMSI routes)
+        self._remote_bum: dict[str, list[NextHop]] = {}
+        #: port name -> (forwarder, VRF); VRF -> forwarder -> its ports of the VRF
+        self._port_at: dict[str, tuple[str, str]] = {}
+        self._vrf_ports: dict[str, dict[str, int]] = {}
 
     # -- placement -------------------------------------------------------------------
 
@@ -99,15 +118,53 @@ class ManyFibs:
         fw = self.placement.get(a.name) or self.forwarder_of(a)
         self.placement[a.name] = fw
         self.fibs[fw].add_port(a)
+        if self._port_at.get(a.name) != (fw, a.vrf):
+            self._count_port(a.name)
+            self._port_at[a.name] = (fw, a.vrf)
+            per = self._vrf_ports.setdefault(a.vrf, {})
+            per[fw] = per.get(fw, 0) + 1
+            if per[fw] == 1:  # a forwarder new in the VRF: the siblings send it copies
+                self._replicate(a.vrf)
 
     def remove_port(self, name: str) -> None:
         fw = self.placement.get(name, self.default)
         self.fibs[fw].remove_port(name)
+        self._count_port(name)
+
+    def _count_port(self, name: str) -> None:
+        """Port ``name`` no longer counts in its VRF; the VRF's lists follow when its
+        forwarder had no other port there."""
+        at = self._port_at.pop(name, None)
+        if at is None:
+            return
+        fw, vrf = at
+        per = self._vrf_ports[vrf]
+        per[fw] -= 1
+        if not per[fw]:
+            del per[fw]
+            if not per:
+                del self._vrf_ports[vrf]
+            self._replicate(vrf)
 
     def set_replication(self, vrf: str, members: Iterable[NextHop]) -> None:
+        """The remote vPEs of ``vrf``'s broadcast/multicast (R3.2); each forwarder's list
+        adds the agent's other forwarders with ports in ``vrf``."""
         hops = list(members)
-        for fib in self.fibs.values():
-            fib.set_replication(vrf, [h for h in hops if h.endpoint != fib.underlay])
+        if hops:
+            self._remote_bum[vrf] = hops
+        else:
+            self._remote_bum.pop(vrf, None)
+        self._replicate(vrf)
+
+    def _replicate(self, vrf: str) -> None:
+        remote = self._remote_bum.get(vrf, [])
+        label = self.bum_label(vrf) if self.bum_label is not None else None
+        ours = set(self.underlays())  # never a remote member: copies between us are the siblings'
+        for name, fib in self.fibs.items():
+            siblings = [] if label is None else [
+                NextHop.remote(self.fibs[o].underlay, label, fib.encap_for(()))
+                for o in self._vrf_ports.get(vrf, ()) if o != name]
+            fib.set_replication(vrf, [h for h in remote if h.endpoint not in ours] + siblings)
 
     def vrf_changes(self, changes: Iterable[VrfTableChange], vpn: VpnService) -> None:
         changes = list(changes)

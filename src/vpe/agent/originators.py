@@ -13,7 +13,7 @@ withdraws the difference through the router's local-path calls.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
@@ -100,7 +100,11 @@ class PmsiOriginator:
 
     ``released(labels)`` is told the aggregate labels let go of, which may be
     reused only once the withdrawals are on the wire. A VRF change
-    (:meth:`vrf_changed`) rebuilds that VRF's route only.
+    (:meth:`vrf_changed`) rebuilds that VRF's route only. ``originators``
+    (one agent, several forwarders: R2.4) gives the addresses to originate
+    from - one route per forwarder, its underlay address as the originating
+    router and tunnel endpoint, so remote vPEs send each forwarder its copy;
+    unset, the one route carries ``next_hop``.
     """
 
     def __init__(self, router: Router, vpn: VpnService, next_hop: IPAddress,
@@ -109,7 +113,8 @@ class PmsiOriginator:
         self.vpn = vpn
         self.next_hop = next_hop
         self._released = released
-        self._sent: dict[str, tuple[Nlri, Any]] = {}  # VRF -> I-PMSI A-D route sent
+        self.originators: Callable[[], Iterable[IPAddress]] | None = None
+        self._sent: dict[str, list[tuple[Nlri, Any]]] = {}  # VRF -> I-PMSI A-D routes sent
         #: I-PMSI routes built so far (for tests of constant work)
         self.routes_built = 0
 
@@ -122,21 +127,25 @@ class PmsiOriginator:
         """VRF ``name`` came, went or changed its RD or export RTs."""
         vrf = self.vpn.vrfs.get(name)
         sent = self._sent.get(name)
-        want: tuple[Nlri, Any] | None = None
+        want: list[tuple[Nlri, Any]] = []
         if vrf is not None and vrf.export_rts:
             label = (self.vpn.hold_vrf_label(name, time.monotonic()) if sent is None
                      else self.vpn.vrf_label(name))
             assert label is not None
-            want = i_pmsi_route(vrf.rd, self.next_hop, label, vrf.export_rts,
-                                self.vpn.exporter.encapsulations)
-            self.routes_built += 1
+            for addr in self.originators() if self.originators is not None else (self.next_hop,):
+                want.append(i_pmsi_route(vrf.rd, addr, label, vrf.export_rts,
+                                         self.vpn.exporter.encapsulations))
+                self.routes_built += 1
         if sent is not None:
-            if want is None or want[0] != sent[0]:
-                self.router.withdraw_local(IPV4_MCAST_VPN, [sent[0]])
-            if want is None:
+            gone = [r[0] for r in sent if all(r[0] != w[0] for w in want)]
+            if gone:
+                self.router.withdraw_local(IPV4_MCAST_VPN, gone)
+            if not want:
                 del self._sent[name]
                 if vrf is not None:
                     self._released(self.vpn.release_vrf_label(name))
-        if want is not None and want != sent:
-            self.router.announce_local(IPV4_MCAST_VPN, want[1], self.next_hop, [want[0]])
+        for w in want:
+            if sent is None or w not in sent:
+                self.router.announce_local(IPV4_MCAST_VPN, w[1], self.next_hop, [w[0]])
+        if want:
             self._sent[name] = want

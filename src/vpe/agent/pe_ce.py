@@ -80,8 +80,8 @@ class VrfPeering:
         self.bridge = bridge
         self.vpn = vpn
         self.local_as = router.local_as
-        #: neighbor address -> its configuration
-        self.neighbors = {n.address: n for v in cfg.vrfs for n in v.neighbors}
+        #: neighbor address -> its configuration (the router's, which follows the API)
+        self.neighbors = router.vrf_neighbors
         #: (vrf, prefix) -> the neighbor whose route the VRF holds
         self.learned: dict[tuple[str, str], str] = {}
         #: (vrf, prefix) -> neighbor -> its candidate (next hop, AS_PATH)

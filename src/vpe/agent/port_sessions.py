@@ -87,6 +87,11 @@ class PortSessions:
     def unmap(self, mapped: str) -> PortNeighbor | None:
         return self.neighbors.pop(mapped, None)
 
+    def find(self, vrf: str, address: str) -> PortNeighbor | None:
+        """The neighbor of ``vrf`` at ``address`` in the VRF (None: none reached through a port)."""
+        return next((n for n in self.neighbors.values()
+                     if n.vrf == vrf and n.configured.address == address), None)
+
     def rewrite(self, cfg: AgentConfig) -> AgentConfig:
         """``cfg`` with every VRF neighbor reached through a port replaced by its session."""
         vrfs = [v.model_copy(update={"neighbors": [self.map(v.name, n) if n.via == "port" else n

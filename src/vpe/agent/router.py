@@ -39,7 +39,7 @@ from ..rib.adj_rib_out import AdjRibOut, OutPeer
 from ..rib.decision import DecisionOptions
 from ..rib.path import PeerInfo
 from ..rib.rib import Rib, RibChange
-from .config import AgentConfig
+from .config import AgentConfig, VrfNeighborConfig
 from .restart import GracefulRestartManager, restart_settings
 
 log = logging.getLogger("vpe.router")
@@ -86,12 +86,13 @@ class Router:
         #: VRF neighbors (PE-CE BGP, Inter-AS option A): address -> VRF; their sessions
         #: bypass the RIB and go to :attr:`ce` (vpe.agent.pe_ce)
         self.vrf_of: dict[str, str] = {}
+        #: their configurations (shared with :attr:`ce`: ``VrfPeering.neighbors``)
+        self.vrf_neighbors: dict[str, VrfNeighborConfig] = {}
         self.ce: CeHandler | None = None
+        self._bgp = bgp
         for v in cfg.vrfs:
             for vn in v.neighbors:
-                self.speaker.add_peer(settings_from_config(bgp, vn))
-                self.vrf_of[vn.address] = v.name
-                self._allowas_in[vn.address] = vn.allowas_in
+                self.add_vrf_neighbor(v.name, vn)
         for n in cfg.neighbors:
             self.speaker.add_peer(restart_settings(settings_from_config(bgp, n), restarting=restarting))
         addpath_send = any(a.mode != "receive" for n in cfg.neighbors for a in n.add_path)
@@ -149,6 +150,27 @@ class Router:
         """Run ``fn`` once every change made so far has been sent to the peers."""
         self._waiting.append(fn)
         self._schedule_flush()
+
+    # -- VRF neighbors (PE-CE BGP) --------------------------------------------------------
+
+    def add_vrf_neighbor(self, vrf: str, vn: VrfNeighborConfig) -> None:
+        """A BGP neighbor of VRF ``vrf``: its session starts now if the speaker runs
+        (ValueError: the address is a neighbor already)."""
+        self.speaker.add_peer(settings_from_config(self._bgp, vn))
+        self.vrf_of[vn.address] = vrf
+        self.vrf_neighbors[vn.address] = vn
+        self._allowas_in[vn.address] = vn.allowas_in
+
+    async def remove_vrf_neighbor(self, address: str) -> None:
+        """Remove a VRF's neighbor: Cease / Peer De-configured, its routes leave the VRF
+        as when the session drops (KeyError: no such VRF neighbor)."""
+        if address not in self.vrf_of:
+            raise KeyError(address)
+        await self.speaker.remove_peer(address)
+        del self.vrf_of[address]
+        self.vrf_neighbors.pop(address, None)
+        self._allowas_in.pop(address, None)
+        self._peer_info.pop(address, None)
 
     # -- life cycle ------------------------------------------------------------------
 

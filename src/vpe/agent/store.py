@@ -6,6 +6,7 @@ What a restarted agent must find again, and nothing it can relearn:
   config file, which stays authoritative for their names);
 * port attachments (the VMs plugged into VRFs);
 * routing policies created through the API (``vpe.policy`` plain-data form);
+* BGP neighbors of VRFs created through the API (``meta`` rows ``vrf-neighbor:ADDRESS``);
 * the VPN service's label and RD state, so the same VPN routes come back
   with the same labels and RDs and the forwarder's MPLS table and the peers'
   stale routes stay valid: one row per label (``labels``, keyed by the
@@ -364,6 +365,11 @@ class Store:
         rows = self._query("SELECT key, value FROM meta WHERE key LIKE ? ORDER BY rowid", (f"{kind}:%",))
         return {key.split(":", 1)[1]: _loads(self.path, value, f"meta[{key}]") for key, value in rows}
 
+    def vrf_neighbors(self) -> dict[str, dict[str, Any]]:
+        """VRF neighbors made through the API: address -> ``{"vpn", "neighbor"}`` (creation
+        order; kept as ``meta`` rows ``vrf-neighbor:ADDRESS``)."""
+        return self.chain_defs("vrf-neighbor")
+
     def service_state(self) -> dict[str, Any] | None:
         """The VPN service's saved label/RD state (``state=`` of
         :class:`~vpe.vpn.service.VpnService`: ``label_space``, ``label_rows``,
@@ -461,6 +467,13 @@ class Transaction:
 
     def delete_chain_def(self, kind: str, name: str) -> None:
         self._exec("DELETE FROM meta WHERE key = ?", (f"{kind}:{name}",))
+
+    def put_vrf_neighbor(self, address: str, vpn: str, neighbor: dict[str, Any]) -> None:
+        """A VRF neighbor made through the API (see :meth:`Store.vrf_neighbors`)."""
+        self.put_chain_def("vrf-neighbor", address, {"vpn": vpn, "neighbor": neighbor})
+
+    def delete_vrf_neighbor(self, address: str) -> None:
+        self.delete_chain_def("vrf-neighbor", address)
 
     def _exec_many(self, sql: str, args: list[tuple[Any, ...]]) -> None:
         if self.done:

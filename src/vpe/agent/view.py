@@ -15,7 +15,7 @@ from typing import Any
 
 from ..bgp.session import Peer
 from ..bgp.wire.attributes.base import PathAttributes
-from ..bgp.wire.constants import Family
+from ..bgp.wire.constants import IPV4_UNICAST, IPV6_UNICAST, Family
 from ..bgp.wire.nlri.base import Nlri
 from ..bgp.wire.nlri.rd import as_rd
 from ..rib.decision import best_path_reason
@@ -26,6 +26,8 @@ from ..vpn.service import VpnService
 from .bridge import VpnBridge
 from .fib import FibProgrammer
 from .fib_many import ManyFibs
+from .pe_ce import VrfPeering
+from .port_sessions import PortSessions
 from .restart import GracefulRestartManager
 from .router import Router
 
@@ -35,8 +37,13 @@ class AgentView:
 
     def __init__(self, router: Router, bridge: VpnBridge, driver: str,
                  descriptions: Mapping[str, Mapping[str, Any]],
-                 neighbors: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+                 neighbors: Mapping[str, Mapping[str, Any]] | None = None,
+                 pe_ce: VrfPeering | None = None, port_sessions: PortSessions | None = None) -> None:
         self._router = router
+        #: VRF neighbors reached through ports: their addresses in the VRF, as configured
+        self._ports = port_sessions
+        #: the VRFs' own neighbors' routes (PE-CE BGP): their prefix counts
+        self._pe_ce = pe_ce
         #: per neighbor address: what the configuration says that the session does not
         #: (``description``)
         self._neighbors = neighbors or {}
@@ -90,6 +97,8 @@ class AgentView:
 
     def _neighbor_json(self, addr: str, p: Peer, with_accepted: bool = True) -> dict[str, Any]:
         d = p.to_json()
+        if addr in self._router.vrf_of:
+            return self._vrf_neighbor_json(addr, p, d)
         a = ip_address(addr)
         rib, adj_out = self._router.rib, self._router.out
         conf = self._neighbors.get(addr, {})
@@ -117,6 +126,70 @@ class AgentView:
         d["prefixes"] = prefixes
         d["received"] = {f.name: len(adj) for f, adj in received.items()}
         d["advertised"] = {f.name: prefixes[f.name]["sent"] for f in sorted(sent_fams)}
+        return d
+
+    def _vrf_neighbor_json(self, addr: str, p: Peer, d: dict[str, Any]) -> dict[str, Any]:
+        """A VRF's neighbor: its routes go to the VRF, not the RIB; ``received``: the prefixes
+        it announces (after its import policy), ``accepted``: those the VRF holds from it,
+        ``sent``: the VRF's prefixes sent to it."""
+        vrf = self._router.vrf_of[addr]
+        conf = self._router.vrf_neighbors.get(addr)
+        known = self._neighbors.get(addr, {})  # the configuration file's description
+        d["vrf"] = vrf
+        d["description"] = known.get("description", conf.description if conf is not None else "")
+        pn = self._ports.neighbors.get(addr) if self._ports is not None else None
+        d["via"] = "port" if pn is not None else "host"
+        if pn is not None:  # the session's address is a mapped one; this is the CE's in the VRF
+            d["vrf_address"] = pn.configured.address
+        d["configured_families"] = sorted(f.name for f in p.settings.families)
+        d["passive"] = p.settings.passive
+        d["route_reflector_client"] = p.settings.route_reflector_client
+        ce = self._pe_ce
+        counts = ce.counts.get(addr, {}) if ce is not None else {}
+        held: dict[int, int] = {}
+        sent: dict[int, int] = {}
+        if ce is not None:
+            for (v, prefix), who in ce.learned.items():
+                if v == vrf and who == addr:
+                    ver = ip_network(prefix).version
+                    held[ver] = held.get(ver, 0) + 1
+            for prefix in ce.sent.get(addr, {}):
+                ver = ip_network(prefix).version
+                sent[ver] = sent.get(ver, 0) + 1
+        prefixes = {fam.name: {"received": counts.get(ver, 0), "accepted": held.get(ver, 0),
+                               "sent": sent.get(ver, 0)}
+                    for ver, fam in ((4, IPV4_UNICAST), (6, IPV6_UNICAST))
+                    if fam in p.settings.families}
+        d["prefixes"] = prefixes
+        d["received"] = {f: c["received"] for f, c in prefixes.items()}
+        d["advertised"] = {f: c["sent"] for f, c in prefixes.items()}
+        return d
+
+    def vrf_neighbors(self, vrf: str) -> list[dict[str, Any]]:
+        """The BGP neighbors of VRF ``vrf``: session status, prefix counts and configuration."""
+        out = []
+        for addr, v in self._router.vrf_of.items():
+            p = self._router.speaker.peers.get(addr)
+            if v == vrf and p is not None:
+                out.append(self.vrf_neighbor(addr, p))
+        out.sort(key=lambda d: (ip_address(d["address"]).version, int(ip_address(d["address"]))))
+        return out
+
+    def vrf_neighbor(self, address: str, peer: Peer | None = None) -> dict[str, Any]:
+        """One VRF neighbor as :meth:`vrf_neighbors` shows it (KeyError: not a VRF neighbor)."""
+        p = peer or self._router.speaker.peers[address]
+        vrf = self._router.vrf_of[address]
+        d = self._vrf_neighbor_json(address, p, p.to_json())
+        conf = self._router.vrf_neighbors.get(address)
+        pn = self._ports.neighbors.get(address) if self._ports is not None else None
+        if pn is not None:
+            conf = pn.configured  # as given, not as the speaker sees it
+        if conf is not None:
+            c = conf.model_dump(mode="json")
+            if c.get("md5_password") is not None:
+                c["md5_password"] = "(set)"  # never shown
+            d["config"] = c
+        d["vpn"] = vrf
         return d
 
     def neighbor(self, address: str) -> dict[str, Any] | None:

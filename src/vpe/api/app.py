@@ -7,7 +7,7 @@ half-applied: the VPN bridge and the state store change together or not at
 all (:mod:`vpe.agent.durable`). Lists are paginated with ``offset``/``limit``.
 Prometheus metrics are at ``/metrics``.
 
-One router per resource: :mod:`~vpe.api.bgp`, :mod:`~vpe.api.vpns`,
+One router per resource: :mod:`~vpe.api.bgp`, :mod:`~vpe.api.vpns` (and its :mod:`~vpe.api.vrf_neighbors`),
 :mod:`~vpe.api.ports`, :mod:`~vpe.api.dataplane`, :mod:`~vpe.api.policies`, and the web
 looking glass under ``/lg/`` (:mod:`~vpe.api.lg`, HTML). They read through the
 agent's :class:`~vpe.agent.view.AgentView` and change state only through
@@ -34,6 +34,7 @@ from .limits import MAX_BODY, BodyGuard, validation_handler
 from .policies import policies_router
 from .ports import ports_router
 from .vpns import vpns_router
+from .vrf_neighbors import vrf_neighbors_router
 
 
 def create_app(engine: Engine) -> FastAPI:
@@ -44,6 +45,7 @@ def create_app(engine: Engine) -> FastAPI:
     app.state.metrics = metrics
     app.include_router(bgp_router(engine.view, engine.router))
     app.include_router(vpns_router(engine.view, engine.ops))
+    app.include_router(vrf_neighbors_router(engine.view, engine.ops))
     app.include_router(ports_router(engine.view, engine.ops))
     app.include_router(endpoints_router(engine.view, engine.ops, engine.circuits))
     app.include_router(chains_router(engine.chains))

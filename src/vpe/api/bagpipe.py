@@ -542,7 +542,8 @@ class BagpipeCompat:
                     raise
                 return {"port": a.name, "ips": rest}
             stopped = False
-            if ep.vpn in self.owned and not self.view.vrf_json(ep.vpn)["ports"]:
+            if ep.vpn in self.owned and not self.view.vrf_json(ep.vpn)["ports"] \
+                    and not self.ops.vrf_neighbors_of(ep.vpn):  # BGP neighbors keep it
                 self.ops.delete_vpn(ep.vpn)
                 self._own(ep.vpn, False)
                 stopped = True

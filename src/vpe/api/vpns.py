@@ -44,7 +44,7 @@ def vpns_router(view: AgentView, ops: DurableOps) -> APIRouter:
     @api.delete("/{name}", status_code=204)
     async def delete_vpn(name: str, force: bool = False) -> None:
         try:
-            ops.delete_vpn(name, force=force)
+            await ops.delete_vpn_and_neighbors(name, force=force)
         except REFUSED as e:
             raise http_error(e) from None
 

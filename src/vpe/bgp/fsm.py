@@ -145,10 +145,12 @@ class ManualStart(Event):
 
 @dataclass(frozen=True, slots=True)
 class ManualStop(Event):
-    """Operator stop; ``communication`` goes in the Cease (RFC 9003)."""
+    """Operator stop; ``communication`` goes in the Cease (RFC 9003); ``deconfigured``:
+    the neighbor is being removed (Cease / Peer De-configured, RFC 4486) instead of shut down."""
 
     NUMBER = 2
     communication: str | None = None
+    deconfigured: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -576,9 +578,10 @@ class BgpFsm:
         note = None
         if self.state in (State.OPENSENT, State.OPENCONFIRM, State.ESTABLISHED):
             note = Notification.cease(
-                CeaseSubcode.ADMIN_SHUTDOWN, event.communication, "administratively stopped"
+                CeaseSubcode.PEER_DECONFIGURED if event.deconfigured else CeaseSubcode.ADMIN_SHUTDOWN,
+                event.communication, "neighbor de-configured" if event.deconfigured else "administratively stopped"
             )
-        reason = "administratively stopped"
+        reason = "neighbor de-configured" if event.deconfigured else "administratively stopped"
         if event.communication:
             reason += f': "{event.communication}"'
         self._fail(reason, send=note, counter="reset", restart=False)

@@ -168,6 +168,7 @@ class _ConnLost:
 @dataclass(slots=True)
 class _Stop:
     communication: str | None
+    deconfigured: bool = False
 
 
 @dataclass(slots=True)
@@ -268,14 +269,15 @@ class Peer:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name=f"bgp-{self.address}")
 
-    async def stop(self, communication: str | None = None) -> None:
-        """Send a Cease (Administrative Shutdown) if up, close, and end the task."""
+    async def stop(self, communication: str | None = None, *, deconfigured: bool = False) -> None:
+        """Send a Cease (Administrative Shutdown; Peer De-configured with ``deconfigured``)
+        if up, close, and end the task."""
         if self._task is None:
             return
         if self._restart_handle is not None:
             self._restart_handle.cancel()
             self._restart_handle = None
-        await self._events.put(_Stop(communication))
+        await self._events.put(_Stop(communication, deconfigured))
         with contextlib.suppress(asyncio.CancelledError, TimeoutError):
             await asyncio.wait_for(asyncio.shield(self._task), 5.0)
         self._task.cancel()
@@ -440,7 +442,7 @@ class Peer:
                         await self._perform(self.fsm.poll(self._clock()))
                         continue
                 if isinstance(ev, _Stop):
-                    await self._perform(self.fsm.handle(ManualStop(ev.communication), self._clock()))
+                    await self._perform(self.fsm.handle(ManualStop(ev.communication, ev.deconfigured), self._clock()))
                     return
                 if isinstance(ev, _Admin):
                     await self._on_admin(ev)

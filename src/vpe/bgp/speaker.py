@@ -81,6 +81,8 @@ class Speaker:
         self.peers: dict[str, Peer] = {}
         self._listeners: list[transport.Listener] = []
         self._tasks: set[asyncio.Task[Any]] = set()
+        #: between :meth:`start` and :meth:`stop`: a peer added now starts at once
+        self.running = False
 
     # -- configuration -------------------------------------------------------
 
@@ -93,22 +95,59 @@ class Speaker:
             if _same_version(lst.local_address, settings.address):
                 lst.add_peer(settings.address, settings.md5_password, gtsm=settings.gtsm_hops,
                              ttl=settings.ttl)
+        if self.running:
+            peer.start()
+        return peer
+
+    async def remove_peer(self, address: str) -> Peer:
+        """Stop the session to ``address`` with Cease / Peer De-configured (RFC 4486; its
+        handler sees the session go down first) and forget the neighbor (KeyError: none)."""
+        peer = self.peers[address]
+        await peer.stop(deconfigured=True)
+        for lst in self._listeners:
+            if address in lst.peers:
+                lst.remove_peer(address)
+        if self.peers.get(address) is peer:
+            del self.peers[address]
         return peer
 
     async def start(self) -> None:
+        self.running = True
         for addr in self.listen:
-            lst = transport.Listener(addr, self.port, self._accept, freebind=addr in self.freebind)
-            for p in self.peers.values():
-                if _same_version(addr, p.address):
-                    lst.add_peer(p.address, p.settings.md5_password, gtsm=p.settings.gtsm_hops,
-                                 ttl=p.settings.ttl)
-            await lst.start()
-            self._listeners.append(lst)
-            log.info("listening on %s port %d", addr, lst.port)
+            await self._listen(addr)
         for p in self.peers.values():
             p.start()
 
+    async def _listen(self, addr: str) -> None:
+        lst = transport.Listener(addr, self.port, self._accept, freebind=addr in self.freebind)
+        for p in self.peers.values():
+            if _same_version(addr, p.address):
+                lst.add_peer(p.address, p.settings.md5_password, gtsm=p.settings.gtsm_hops,
+                             ttl=p.settings.ttl)
+        await lst.start()
+        self._listeners.append(lst)
+        log.info("listening on %s port %d", addr, lst.port)
+
+    def listen_also(self, addr: str) -> None:
+        """Listen on ``addr`` too, bound before it is local (``IP_FREEBIND``): the agent's end
+        of sessions through ports; nothing when a listener already covers it. While the
+        speaker runs the listener starts in the background (a failure is logged)."""
+        wild = "::" if ":" in addr else "0.0.0.0"
+        if addr in self.listen or wild in self.listen:
+            return
+        self.freebind.add(addr)
+        self.listen.append(addr)
+        if self.running:
+            self._spawn(self._listen_logged(addr))
+
+    async def _listen_logged(self, addr: str) -> None:
+        try:
+            await self._listen(addr)
+        except OSError as e:
+            log.error("cannot listen on %s port %d: %s", addr, self.port, e.strerror or e)
+
     async def stop(self) -> None:
+        self.running = False
         for lst in self._listeners:
             await lst.close()
         self._listeners.clear()

@@ -31,6 +31,7 @@ from ..lab.cli import lab_app
 from ..vpn.errors import InvalidValue
 from ..vpn.names import check_name
 from . import bgp as bgp_cli
+from . import vrf_neighbors as vrf_neighbors_cli
 from .client import Target, TargetError, Unreachable, make_target
 from .output import console as plain_console
 from .output import fail
@@ -330,6 +331,9 @@ def vpn_list(socket: str = SocketOpt, as_json: bool = JsonOpt) -> None:
 def vpn_show(name: str, socket: str = SocketOpt, as_json: bool = JsonOpt) -> None:
     d = _get(socket, f"/v1/vpns/{_seg(name)}")
     print(json.dumps(d, indent=2)) if as_json else _print_vrf(d)
+
+
+vrf_neighbors_cli.register(vpn, _call, _seg, SocketOpt, JsonOpt)
 
 
 @vpn.command("delete")

@@ -135,6 +135,8 @@ def agent_toml(lab: Lab, host: HostConfig) -> str:
                 lines.append(f"{key} = {_toml_str(value)}")
         if spec is not None and spec.ebgp_multihop is not None:
             lines.append(f"ebgp_multihop = {spec.ebgp_multihop}")
+        if spec is not None and spec.route_reflector_client:
+            lines.append("route_reflector_client = true")
     for pol in host.policies:
         lines += ["", "[[policies]]", *(f"{k} = {_toml_value(v)}" for k, v in pol.items())]
     for vrf in host_vrfs(lab, host):

@@ -192,6 +192,9 @@ class PeerConfig(_Strict):
     import_policy: str | None = None
     export_policy: str | None = None
     ebgp_multihop: int | None = Field(default=None, ge=1, le=255)
+    #: this host reflects routes to and from that peer (RFC 4456): it is a route
+    #: reflector of its AS and the peer (same AS, iBGP) its client
+    route_reflector_client: bool = False
 
     @field_validator("families")
     @classmethod
@@ -623,6 +626,17 @@ class Topology(_Strict):
                 peer = p if isinstance(p, str) else p.host
                 if peer not in host_names or peer == h.name:
                     yield f"hosts[{i}].peers[{j}]", f"{peer!r} is not another host of this lab"
+        yield from self._peering_problems()
+        for i, h in enumerate(self.hosts):
+            policy_names = {str(p.get("name")) for p in h.policies}
+            uses = [(f"hosts[{i}].{k}", getattr(h, k)) for k in ("import_policy", "export_policy")]
+            uses += [(f"hosts[{i}].peers[{j}].{k}", getattr(p, k))
+                     for j, p in enumerate(h.peers or ()) if isinstance(p, PeerConfig)
+                     for k in ("import_policy", "export_policy")]
+            for key, ref in uses:
+                if ref is not None and ref not in policy_names:
+                    known = ", ".join(sorted(policy_names)) or "none"
+                    yield key, f"no policy named {ref!r} in hosts[{i}].policies ({known})"
         # (vpn, address) -> vm: the same address may appear in different VPNs
         # (overlapping tenants), never twice in one
         taken: dict[tuple[str, Any], str] = {}
@@ -679,6 +693,43 @@ class Topology(_Strict):
             elif b.host == host:
                 out.append((ln, b, a))
         return out
+
+    def _peering_problems(self) -> Iterable[tuple[str, str]]:
+        """Sessions given by ``peers``: both ends list each other (a BGP session needs a
+        neighbor on each side), and a route reflector client is an iBGP peer whose own
+        entry for the reflector does not claim the reverse."""
+        by_name = {h.name: h for h in self.hosts}
+        specs: dict[tuple[str, str], PeerConfig] = {}
+        for h in self.hosts:
+            for p in h.peers or ():
+                given = p if isinstance(p, PeerConfig) else PeerConfig(host=p)
+                if given.host in by_name and given.host != h.name:
+                    specs[(h.name, given.host)] = given
+        for i, h in enumerate(self.hosts):
+            for j, p in enumerate(h.peers or ()):
+                spec = specs.get((h.name, p if isinstance(p, str) else p.host))
+                if spec is None:
+                    continue
+                other = by_name[spec.host]
+                key = f"hosts[{i}].peers[{j}]"
+                if other.peers is not None and (other.name, h.name) not in specs:
+                    yield key, (f"host {other.name!r} does not list {h.name!r} in its peers "
+                                "(a BGP session needs a neighbor at both ends)")
+                mine, theirs = self.asn_of(h), self.asn_of(other)
+                if spec.ebgp_multihop is not None and mine == theirs:
+                    yield f"{key}.ebgp_multihop", (
+                        f"{other.name!r} is in AS {mine} like {h.name!r}: ebgp_multihop applies to eBGP only")
+                if not spec.route_reflector_client:
+                    continue
+                if mine != theirs:
+                    yield f"{key}.route_reflector_client", (
+                        f"{other.name!r} is in AS {theirs} and {h.name!r} in AS {mine}: a route "
+                        "reflector's clients are iBGP peers of its own AS")
+                back = specs.get((other.name, h.name))
+                if back is not None and back.route_reflector_client:
+                    yield f"{key}.route_reflector_client", (
+                        f"{other.name!r} also has {h.name!r} as its route reflector client: only "
+                        "the reflector's side of a session says so")
 
     # -- lookups ---------------------------------------------------------
 

@@ -37,7 +37,7 @@ from typing import Any
 from ..driver import Batch, Port, State
 from ..errors import DriverError, DriverFailure, PortUnavailable
 from ..registry import DriverOptions
-from ..userspace.process import ForwarderProcess, PortIO
+from ..userspace.process import ForwarderProcess, PortIO, replaced
 from . import build
 from . import libbpf as B
 from . import maps as M
@@ -54,10 +54,11 @@ def _send_only(ifname: str, mtu: int) -> PortIO:
     try:
         sock.bind((ifname, 0))
         sock.setblocking(False)
+        ifindex = socket.if_nametoindex(ifname)
     except OSError:
         sock.close()
         raise
-    return PortIO(ifname, mtu, sock, None, True)
+    return PortIO(ifname, mtu, sock, None, True, ifindex)
 
 
 class SlowPath(ForwarderProcess):
@@ -67,7 +68,7 @@ class SlowPath(ForwarderProcess):
         opened: dict[str, PortIO] = {}
         for p in ports:
             cur = self.port_socks.get(p.name)
-            if cur is None or cur.ifname != p.ifname or cur.mtu != p.mtu:
+            if cur is None or cur.ifname != p.ifname or cur.mtu != p.mtu or replaced(cur):
                 try:
                     opened[p.name] = _send_only(p.ifname, p.mtu)
                 except OSError as exc:

@@ -81,12 +81,16 @@ def open_port_socket(ifname: str) -> socket.socket:
 class PortIO:
     """The AF_PACKET socket of one port and, when the kernel allows it, its RX ring."""
 
-    __slots__ = ("ifname", "mtu", "sock", "ring", "ignores_outgoing")
+    __slots__ = ("ifname", "mtu", "sock", "ring", "ignores_outgoing", "ifindex")
 
     def __init__(
-        self, ifname: str, mtu: int, sock: socket.socket, ring: RxRing | None, ignores: bool
+        self, ifname: str, mtu: int, sock: socket.socket, ring: RxRing | None, ignores: bool,
+        ifindex: int = 0,
     ) -> None:
         self.ifname = ifname
+        #: the interface the socket is bound to (a device deleted and made again under the
+        #: same name - an external PE's circuit after a restart - has another one)
+        self.ifindex = ifindex
         self.mtu = mtu
         self.sock = sock
         self.ring = ring
@@ -96,6 +100,15 @@ class PortIO:
         if self.ring is not None:
             self.ring.close()
         self.sock.close()
+
+
+def replaced(pio: PortIO) -> bool:
+    """Is another device now under ``pio``'s interface name (deleted and made again)?
+    (A device simply gone keeps its socket: nothing to reopen yet.)"""
+    try:
+        return socket.if_nametoindex(pio.ifname) != pio.ifindex
+    except OSError:
+        return False
 
 
 def open_port(ifname: str, mtu: int = 1500, use_ring: bool = True) -> PortIO:
@@ -130,7 +143,7 @@ def open_port(ifname: str, mtu: int = 1500, use_ring: bool = True) -> PortIO:
             ring.close()
         sock.close()
         raise
-    return PortIO(ifname, mtu, sock, ring, ignores)
+    return PortIO(ifname, mtu, sock, ring, ignores, ifindex)
 
 
 class UnderlayIO:
@@ -279,7 +292,7 @@ class ForwarderProcess:
         try:
             for p in ports:
                 cur = self.port_socks.get(p.name)
-                if cur is None or cur.ifname != p.ifname or cur.mtu != p.mtu:
+                if cur is None or cur.ifname != p.ifname or cur.mtu != p.mtu or replaced(cur):
                     opened[p.name] = open_port(p.ifname, p.mtu, self.use_ring)
         except OSError as exc:
             for pio in opened.values():

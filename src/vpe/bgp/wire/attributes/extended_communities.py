@@ -336,10 +336,15 @@ class Color(ExtendedCommunity):
         t = text.strip()
         if t.lower().startswith("color:"):
             t = t[6:]
+        flags = "0"
+        if ":flags-" in t.lower():  # the form __str__ writes for non-zero flags
+            i = t.lower().index(":flags-")
+            t, flags = t[:i], t[i + 7:]
         try:
-            return cls(int(t))
+            return cls(int(t), int(flags, 0))
         except ValueError:
-            raise ValueError(f"color {text!r}: expected a number 0..{_MAX32}") from None
+            raise ValueError(f"color {text!r}: expected a number 0..{_MAX32} "
+                             "(optionally :flags-0xNNNN)") from None
 
     from_text = from_str
 
