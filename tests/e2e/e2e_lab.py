@@ -485,9 +485,13 @@ def example_lab(example: str, tag: str, converge_timeout: float = 60.0,
     why = netns.ip_available()
     if why is not None:
         pytest.skip(f"e2e tests need root and `ip netns`: {why}")
-    p = new_prefix(tag)
+    if driver == "ebpf" and ebpf_missing() is not None:
+        pytest.skip(str(ebpf_missing()))
     topo = load_topology(EXAMPLES / f"{example}.yaml")
-    lab = build.make_lab(topo if driver is None else topo.with_driver(driver), p)
+    if driver is not None:
+        topo = topo.with_driver(driver)
+    p = new_prefix(tag)
+    lab = build.make_lab(topo, p)
     running = RunningLab(lab, p)
     try:
         build.up(lab)

@@ -78,11 +78,27 @@ def fib() -> State:
         Route("red", "192.0.2.40/32", (NextHop.remote("2001:db8:ffff::2", 1040),)),
         # a VM that moved away to R4[2] (docs/mobility.md): local repair in the slow path
         Route("red", "192.0.2.50/32", (NextHop.remote(R4[2], 1050),), moved=True),
+        # Inter-AS option C (R10.2): label stacks pushed in the kernel, UDP and GRE, ECMP
+        Route("red", "192.0.2.60/32", (NextHop.remote(R4[3], 1060, outer=(7001,)),)),
+        Route("red", "192.0.2.61/32", (NextHop.remote(R4[1], 1061, "mpls-in-gre", outer=(7001, 7002)),)),
+        Route("red", "2001:db8:1::60/128", (NextHop.remote(R4[3], 1060, outer=(7001,)),)),
+        Route("red", "192.0.2.64/26", (NextHop.remote(R4[0], 2400, outer=(7010,)),
+                                       NextHop.remote(R4[1], 2401, "mpls-in-gre", outer=(7011,)))),
+        # more specific routes under an aggregate of ours (R10.3): re-tunnelled once
+        Route("red", "192.0.2.70/32", (NextHop.remote(R4[1], 1070),), transit=True),
+        Route("red", "192.0.2.71/32", (NextHop.remote(R4[3], 1071, "mpls-in-gre", outer=(7020,)),),
+              transit=True),
     ]  # fmt: skip
     return State(
         ports=(a, b),
         routes=tuple(routes),
-        labels=(LabelEntry(1001, "vrf", "red"), LabelEntry(1005, "port", "a")),
+        labels=(LabelEntry(1001, "vrf", "red"), LabelEntry(1005, "port", "a"),
+                # our loopback's labeled-unicast label, transit labeled-unicast swaps that
+                # grow (one more label), shrink (UDP -> GRE) and keep the stack's size
+                LabelEntry.pop(5000),
+                LabelEntry.swap(5001, NextHop.remote(R4[3], 7100, outer=(7101,))),
+                LabelEntry.swap(5002, NextHop.remote(R4[1], 7200, "mpls-in-gre")),
+                LabelEntry.swap(5003, NextHop.remote(R4[2], 7300))),
         peers=(Peer("198.18.0.9"),),
     )
 
@@ -125,14 +141,17 @@ def eth(src: str, pkt: bytes, dst: str = GW) -> bytes:
 
 
 def port_frames(rnd: random.Random) -> Iterator[tuple[str, bytes]]:
-    dsts4 = ["192.0.2.11", "192.0.2.20", "192.0.2.30", "192.0.2.40", "192.0.2.99", "192.0.2.1",
-             "192.0.2.255", "224.0.0.5", "255.255.255.255", "198.51.100.200"]  # fmt: skip
-    dsts6 = ["2001:db8:1::11", "2001:db8:1::20", "2001:db8:1::99", "2001:db8:1::1", "ff02::1"]
+    dsts4 = ["192.0.2.11", "192.0.2.20", "192.0.2.30", "192.0.2.40", "192.0.2.9", "192.0.2.1",
+             "192.0.2.255", "224.0.0.5", "255.255.255.255", "198.51.100.200",
+             "192.0.2.60", "192.0.2.61", "192.0.2.60", "192.0.2.61"]  # fmt: skip
+    dsts6 = ["2001:db8:1::11", "2001:db8:1::20", "2001:db8:1::99", "2001:db8:1::1", "ff02::1",
+             "2001:db8:1::60", "2001:db8:1::60"]  # fmt: skip
     for i in range(120):
         proto = rnd.choice((1, 6, 17))
         n = rnd.choice((0, 18, 200, 1300, 1372, 1380, 1440, 1460))
         ttl = rnd.choice((64, 64, 64, 2, 1))
-        d4 = rnd.choice([*dsts4, f"203.0.113.{rnd.randrange(1, 255)}", f"198.51.100.{rnd.randrange(1, 127)}"])
+        d4 = rnd.choice([*dsts4, f"203.0.113.{rnd.randrange(1, 255)}", f"198.51.100.{rnd.randrange(1, 127)}",
+                         f"192.0.2.{rnd.randrange(64, 128)}"])
         yield f"v4 #{i} {proto} {d4} {n} ttl {ttl}", eth(MAC_A, v4("192.0.2.10", d4, proto, rnd, n, ttl,
                                                                         df=rnd.random() < 0.8))
         d6 = rnd.choice([*dsts6, f"2001:db8:2::{rnd.randrange(1, 65535):x}"])
@@ -160,8 +179,12 @@ def port_frames(rnd: random.Random) -> Iterator[tuple[str, bytes]]:
                                dst="ff:ff:ff:ff:ff:ff")
 
 
-def tunnel(src: str, label: int, inner: bytes, bos: bool = True, gre: bool = False) -> bytes:
-    lse = struct.pack("!I", (label << 12) | (0x100 if bos else 0) | 63)
+def tunnel(src: str, label: int | list[int], inner: bytes, bos: bool = True, gre: bool = False,
+           ttl: int = 63) -> bytes:
+    """A tunnel frame from ``src``: one label, or a stack (outermost first, the last one bottom)."""
+    labels = label if isinstance(label, list) else [label]
+    lse = b"".join(struct.pack("!I", (x << 12) | (0x100 if bos and i == len(labels) - 1 else 0) | ttl)
+                   for i, x in enumerate(labels))
     if gre:
         shim, proto = struct.pack("!HH", 0, 0x8847), 47
     else:
@@ -188,9 +211,48 @@ def underlay_frames(rnd: random.Random) -> Iterator[tuple[str, bytes]]:
         yield f"moved #{i} ttl {ttl}", tunnel(R4[0], 1001, v4("192.0.2.20", "192.0.2.50", proto, rnd, 60, ttl))
         yield f"moved, back to its sender #{i}", tunnel(R4[2], 1001, v4("192.0.2.20", "192.0.2.50", proto, rnd, 60))
     yield "label stack", tunnel(R4[0], 1001, v4("192.0.2.20", "192.0.2.10", 17, rnd, 30), bos=False)
+    yield from stack_frames(rnd)
     yield "not ip", tunnel(R4[0], 1001, b"\x00" * 40)
     keyed = tunnel(R4[1], 1001, v4("192.0.2.30", "192.0.2.10", 17, rnd, 30), gre=True)
     yield "gre with a key", keyed[:34] + b"\x20\x00\x88\x47" + bytes(4) + keyed[38:]
+
+
+#: the new kernel paths of label stacks and aggregate transit, by the name prefix of their frames
+STACK_PATHS = ("pop", "swap", "transit")
+
+
+def stack_frames(rnd: random.Random) -> Iterator[tuple[str, bytes]]:
+    """Inter-AS option C (R10.2) and aggregate transit (R10.3) from the underlay."""
+    for i in range(16):
+        proto = rnd.choice((1, 6, 17))
+        ttl = rnd.choice((64, 64, 64, 2, 1))
+        gre = rnd.random() < 0.5
+        n = rnd.choice((10, 500, 1380))
+        d4 = rnd.choice(("192.0.2.10", "192.0.2.11", "192.0.2.20", "192.0.2.255"))
+        # our loopback's label above the VPN label: popped, the VPN label decides
+        yield f"pop vrf #{i} {d4} ttl {ttl}", tunnel(R4[0] if not gre else R4[1], [5000, 1001],
+                                                     v4("192.0.2.20", d4, proto, rnd, n, ttl), gre=gre)
+        yield f"pop v6 #{i}", tunnel(R4[0], [5000, 1001], v6("2001:db8:1::20", "2001:db8:1::11", proto, rnd, 64, ttl))
+        yield f"pop port #{i}", tunnel(R4[0], [5000, 1005], v4("192.0.2.20", "192.0.2.10", proto, rnd, 30, ttl))
+        yield f"pop ingress check #{i}", tunnel("198.18.0.9", [5000, 1005], v4("192.0.2.20", "192.0.2.10", proto,
+                                                                                rnd, 30))  # fmt: skip
+        yield f"pop unknown label #{i}", tunnel(R4[1], [5000, 77777], v4("192.0.2.20", "192.0.2.10", proto, rnd, 30))
+        yield f"pop twice #{i}", tunnel(R4[0], [5000, 5000, 1001], v4("192.0.2.20", "192.0.2.10", proto, rnd, 30))
+        # a transit labeled-unicast hop: the top label swapped, the VPN label travels on
+        lbl = rnd.choice((5001, 5002, 5003))
+        yield f"swap {lbl} #{i} gre {gre} ttl {ttl}", tunnel(
+            R4[0] if not gre else R4[1], [lbl, 1234], v4("192.0.2.20", "203.0.113.9", proto, rnd, n), gre=gre,
+            ttl=ttl)  # fmt: skip
+        yield f"swap deep #{i}", tunnel(R4[0], [5001, 1234, 1235], v6("2001:db8:1::20", "2001:db8:3::1", proto,
+                                                                       rnd, 40))  # fmt: skip
+        yield f"unknown top label #{i}", tunnel(R4[0], [6000, 1001], v4("192.0.2.20", "192.0.2.10", proto, rnd, 30))
+        # an aggregate's label, the more specific route on another vPE (R10.3)
+        d = rnd.choice(("192.0.2.70", "192.0.2.71"))
+        yield f"transit #{i} {d} ttl {ttl}", tunnel(R4[0], 1001, v4("192.0.2.20", d, proto, rnd, n, ttl), gre=gre)
+        yield f"transit pop #{i} {d}", tunnel(R4[2], [5000, 1001], v4("192.0.2.20", d, proto, rnd, 60))
+        yield f"transit back to its sender #{i}", tunnel(R4[1], 1001, v4("192.0.2.20", "192.0.2.70", proto, rnd, 60))
+    big = v4("192.0.2.20", "192.0.2.71", 17, random.Random(1), 1440)
+    yield "transit too big", tunnel(R4[0], 1001, big)
 
 
 def valid_ipv4_checksum(h: bytes) -> bool:
@@ -258,6 +320,7 @@ def test_ebpf_programs_match_the_userspace_pipeline(programs: dict[str, Any]) ->
     ref.full_sync(fib())
     rnd = random.Random(9)
     tally = {"redirect": 0, "drop": 0, "punt": 0, "to-stack": 0}
+    kernel_paths = dict.fromkeys(("push", *STACK_PATHS), 0)
     repaired = 0
     frames = [("port", w, f) for w, f in port_frames(rnd)] + [("underlay", w, f) for w, f in underlay_frames(rnd)]
     assert len(frames) >= 300
@@ -297,9 +360,20 @@ def test_ebpf_programs_match_the_userspace_pipeline(programs: dict[str, Any]) ->
                     # per-packet ECMP: both rotate, each over its own sequence
                     assert str(ipaddress.ip_address(outer[16:20])) in R4, what
                     assert out[34:36] == bytes(data)[0:2], what
+                elif what.startswith("swap") and where.proto == 17:
+                    # a transit swap keeps the entropy (UDP source port) it arrived with, or
+                    # takes the skb's hash; the userspace path hashes the payload itself
+                    assert outer[16:20] == ip(where.endpoint), f"{what}: endpoint differs"
+                    assert struct.unpack("!H", out[34:36])[0] >= P.FLOW_PORT_MIN, what
+                    assert out[36:] == bytes(data)[2:], f"{what}: UDP/MPLS/inner differ"
                 else:
                     assert outer[16:20] == ip(where.endpoint), f"{what}: endpoint differs"
                     assert out[34:] == bytes(data), f"{what}: UDP/MPLS/inner differ"
+                shim = 8 if where.proto == 17 else 4
+                if side == "port" and not struct.unpack("!I", out[34 + shim : 38 + shim])[0] & 0x100:
+                    kernel_paths["push"] += 1  # two or three labels pushed in the kernel
+            if side == "underlay" and what.startswith(STACK_PATHS):
+                kernel_paths[what.split()[0]] += 1
         elif rc == B.TC_ACT_SHOT and kdrops:
             tally["drop"] += 1
             assert not outs, f"{what}: kernel dropped ({kdrops}), userspace forwarded"
@@ -314,3 +388,5 @@ def test_ebpf_programs_match_the_userspace_pipeline(programs: dict[str, Any]) ->
     assert all(tally.values()), tally
     assert tally["redirect"] >= 100, tally
     assert repaired >= 20, repaired
+    # the label stack paths ran in the kernel (before: all of them took the userspace path)
+    assert kernel_paths["push"] >= 20 and all(v >= 5 for v in kernel_paths.values()), kernel_paths

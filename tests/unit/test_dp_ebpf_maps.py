@@ -66,8 +66,8 @@ def test_compile_writes_the_c_layouts() -> None:
     n, mode, nlocal, _ = M.NHG_VAL.unpack(t["nhgs"][M.U32.pack(nhg)])
     assert (n, mode, nlocal) == (1, 0, 0)
     (nh_id,) = M.U32.unpack(t["members"][M.MEMBER_KEY.pack(nhg, 0)])
-    kind, _ifx, word, max_inner, dst = M.NH_VAL.unpack(t["nhs"][M.U32.pack(nh_id)])
-    assert (kind, word >> 12, word & 0x100, max_inner) == (M.NH_UDP4, 1002, 0x100, 1500 - 32)
+    kind, _ifx, word, max_inner, dst, nout, *_ = M.NH_VAL.unpack(t["nhs"][M.U32.pack(nh_id)])
+    assert (kind, word >> 12, word & 0x100, max_inner, nout) == (M.NH_UDP4, 1002, 0x100, 1500 - 32, 0)
     assert dst[:4] == bytes([198, 18, 0, 2])
     # per-prefix ECMP: the prefix hash crc32(network, length) is the flow hash
     # the program ranks the group's seeds with (vpe.dataplane.nhg)

@@ -95,17 +95,24 @@ def test_r10_2_deep_stack_errors_are_named_drops() -> None:
     assert fwd.drops["mpls-short"] == 1
 
 
-def test_r10_2_ebpf_punts_deep_stacks_to_userspace() -> None:
-    """The tc program pushes one label; a next hop with outer labels gets a kind it does not
-    know (punted as "next-hop"), and a pop label is passed up like a swap label."""
+def test_r10_2_ebpf_compiles_label_stacks_for_the_tc_program() -> None:
+    """A next hop with outer labels is an ordinary tunnel next hop whose value carries them
+    (the tc program pushes the stack); a pop label is its own kind; a swap label names its
+    next hop (swapped in the kernel above other labels); max_inner counts every label."""
     st = forwarder().state()
+    swap = LabelEntry.swap(5001, NextHop.remote("198.18.0.41", 700, "mpls-in-gre", outer=(7002, 7003)))
     st = type(st)(ports=st.ports, routes=(*st.routes, Route("red", "203.0.113.128/25", (TWO,))),
-                  labels=(*st.labels, LabelEntry.pop(5000)), replication=st.replication, peers=st.peers)
-    ids = M.Ids()
-    t = M.compile_tables(st, ids, lambda p: {"vm1": 5, "vm2": 6}[p.name], 1500).tables
-    kinds = {M.NH_VAL.unpack(v)[0] for v in t["nhs"].values()}
-    assert M.NH_STACK in kinds
-    assert M.LABEL_VAL.unpack(t["labels"][M.U32.pack(5000)])[0] == M.LBL_SWAP
+                  labels=(*st.labels, LabelEntry.pop(5000), swap), replication=st.replication,
+                  peers=st.peers)  # fmt: skip
+    t = M.compile_tables(st, M.Ids(), lambda p: {"vm1": 5, "vm2": 6}[p.name], 1500).tables
+    nhs = {k: M.NH_VAL.unpack(v) for k, v in t["nhs"].items()}
+    two = next(v for v in nhs.values() if v[2] >> 12 == 600)
+    assert two[0] == M.NH_UDP4 and two[3] == 1500 - 20 - 8 - 8 and two[5:] == (1, 7001 << 12, 0)
+    assert M.LABEL_VAL.unpack(t["labels"][M.U32.pack(5000)])[0] == M.LBL_POP
+    kind, _vrf, _ifx, nid = M.LABEL_VAL.unpack(t["labels"][M.U32.pack(5001)])
+    assert kind == M.LBL_SWAP
+    assert nhs[M.U32.pack(nid)] == (M.NH_GRE4, 0, (700 << 12) | 0x100, 1500 - 20 - 4 - 12,
+                                     bytes([198, 18, 0, 41]).ljust(16, b"\0"), 2, 7002 << 12, 7003 << 12)
 
 
 # -- the FIB resolver: VPN next hops through labeled-unicast routes ------------------------------

@@ -44,7 +44,7 @@ from . import maps as M
 
 log = logging.getLogger("vpe.dataplane.ebpf")
 
-COUNTER_MAPS = ("port_ctrs", "vrf_ctrs", "drops", "punts", "ul_ctrs")
+COUNTER_MAPS = ("port_ctrs", "vrf_ctrs", "drops", "punts", "ul_ctrs", "fast_ctrs")
 PROGRAMS = ("vpe_port", "vpe_underlay")
 
 
@@ -325,7 +325,9 @@ class EbpfDriver:
                 {"routed_local": 0, "encapsulated": 0, "decapsulated": 0, "replicated": 0, "drops": 0},
             )
             for f, v in zip(
-                ("routed_local", "encapsulated", "decapsulated", "replicated", "drops"), k, strict=True
+                ("routed_local", "encapsulated", "decapsulated", "replicated", "drops", "redirected"),
+                k,
+                strict=True,
             ):
                 vc[f] = vc.get(f, 0) + v
                 if f in fast:
@@ -338,6 +340,11 @@ class EbpfDriver:
         if k:
             for f, v in zip(("rx_packets", "rx_bytes", "tx_packets", "tx_bytes"), k, strict=True):
                 c["underlay"][f] = c["underlay"].get(f, 0) + v
+        for idx, what in enumerate(M.FAST_COUNTERS):
+            k = self._percpu("fast_ctrs", idx)
+            fast[what] = k[0] if k else 0
+        # swaps and re-tunnels, as the userspace pipeline counts them (both paths)
+        c["swapped"] = c.get("swapped", 0) + fast["swapped"] + fast["retunnelled"]
         punts = {}
         for idx, reason in enumerate(M.PUNT_REASONS):
             k = self._percpu("punts", idx)

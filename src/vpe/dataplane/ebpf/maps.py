@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from .. import nhg as G
-from ..driver import MAX_NEXT_HOPS, IPAddress, NextHop, Port, Route, State
+from ..driver import MAX_NEXT_HOPS, MAX_OUTER_LABELS, IPAddress, NextHop, Port, Route, State
 from ..errors import ResourceExhausted
 
 # ------------------------------------------------------------- C layouts
@@ -38,19 +38,20 @@ RT_VAL = struct.Struct("<IIII")
 NHG_VAL = struct.Struct("<IIII")
 MEMBER_KEY = struct.Struct("<II")
 SEEDS_VAL = struct.Struct(f"<{MAX_NEXT_HOPS}I")
-NH_VAL = struct.Struct("<IIII16s")
+NH_VAL = struct.Struct("<IIII16sIII")
 LABEL_VAL = struct.Struct("<IIII")
-CTR5 = struct.Struct("<5Q")
+CTR6 = struct.Struct("<6Q")
 CTR4 = struct.Struct("<4Q")
 PUNT_META = struct.Struct("<IIII")
 ONE = b"\x01"
 
 PORT_F_PUNT_ALL = 1
 NH_LOCAL, NH_UDP4, NH_UDP6, NH_GRE4, NH_GRE6 = 1, 2, 3, 4, 5
-#: a next hop pushing more than one label (Inter-AS option C): the tc program does not
-#: know this kind and punts the packet ("next-hop") to the userspace pipeline, which pushes the stack
-NH_STACK = 6
-LBL_VRF, LBL_PORT, LBL_SWAP = 1, 2, 3
+#: labels a next hop pushes above its own (Inter-AS option C), at most: the tc program's MAX_OUTER
+MAX_OUTER = MAX_OUTER_LABELS
+LBL_VRF, LBL_PORT, LBL_SWAP, LBL_POP = 1, 2, 3, 4
+#: rt_val flags: a remote route covered by one of our aggregates (R10.3, re-tunnelled once)
+RT_F_TRANSIT = 1
 ECMP = {"per-flow": 0, "per-packet": 1, "per-prefix": 2}
 LOCAL_IDX = 0x80000000
 
@@ -84,6 +85,8 @@ PUNT_REASONS = (
     "dhcp",
 )
 P_TOO_BIG = PUNT_REASONS.index("too-big")
+#: label stack work of the programs, by index (counters "ebpf" / "fast_path")
+FAST_COUNTERS = ("swapped", "retunnelled", "popped", "pushed")
 #: octets of a punted frame the programs copy at most (too-big: the ICMP quote)
 PUNT_MAX = 16384
 PUNT_QUOTE = 1400
@@ -140,8 +143,8 @@ def ranked(
     return [nhs[i] for i in order], [G.seed(idents[i]) for i in order]
 
 
-def tunnel_overhead(encap: str, v6: bool) -> int:
-    return (40 if v6 else 20) + (8 if encap == "mpls-in-udp" else 4) + 4
+def tunnel_overhead(encap: str, v6: bool, labels: int = 1) -> int:
+    return (40 if v6 else 20) + (8 if encap == "mpls-in-udp" else 4) + 4 * labels
 
 
 @dataclass
@@ -254,19 +257,20 @@ def compile_tables(
             seen_nh.add(n)
             nh_keys.append(k)
             if nh.port is not None:
-                val = NH_VAL.pack(NH_LOCAL, ifx.get(nh.port, 0), 0, 0, b"\0" * 16)
+                val = NH_VAL.pack(NH_LOCAL, ifx.get(nh.port, 0), 0, 0, b"\0" * 16, 0, 0, 0)
             else:
                 assert nh.endpoint is not None and nh.label is not None
                 v6 = nh.endpoint.version == 6
-                if nh.outer:
-                    kind = NH_STACK
-                elif nh.encap == "mpls-in-udp":
+                if nh.encap == "mpls-in-udp":
                     kind = NH_UDP6 if v6 else NH_UDP4
                 else:
                     kind = NH_GRE6 if v6 else NH_GRE4
-                max_inner = underlay_mtu - tunnel_overhead(nh.encap, v6)
+                # outer labels (option C): pushed above the label, outermost first
+                outer = [x << 12 for x in nh.outer] + [0] * (MAX_OUTER - len(nh.outer))
+                max_inner = underlay_mtu - tunnel_overhead(nh.encap, v6, 1 + len(nh.outer))
                 val = NH_VAL.pack(
-                    kind, 0, (nh.label << 12) | 0x100, max_inner, _addr16(nh.endpoint)
+                    kind, 0, (nh.label << 12) | 0x100, max_inner, _addr16(nh.endpoint),
+                    len(nh.outer), *outer,
                 )
             t["nhs"][U32.pack(n)] = val
         return n
@@ -303,12 +307,11 @@ def compile_tables(
         g = group(r, r.next_hops, group(r, r.backup, 0) if r.backup else 0)
         vid = vrf_ids[r.vrf]
         net = r.prefix
-        val = RT_VAL.pack(g, prefix_hash(net), 0, 0)
+        val = RT_VAL.pack(g, prefix_hash(net), 0, RT_F_TRANSIT if r.transit else 0)
         if net.version == 4:
             t["routes4"][RT4_KEY.pack(32 + net.prefixlen, vid, net.network_address.packed)] = val
         else:
             t["routes6"][RT6_KEY.pack(32 + net.prefixlen, vid, net.network_address.packed)] = val
-    ids.retain(nh_keys, g_keys)
 
     # labels, and the vPEs allowed to send us tunnelled traffic (R13.2)
     peers: set[IPAddress] = {p.endpoint for p in state.peers}
@@ -325,13 +328,16 @@ def compile_tables(
                 t["labels"][U32.pack(e.label)] = LABEL_VAL.pack(LBL_SWAP, 0, 0, 0)
                 continue
             val = LABEL_VAL.pack(LBL_PORT, vrf_ids[port.vrf], ifx[port.name], 0)
-        elif e.kind == "pop":  # only ever above another label: deep stacks go to userspace
-            val = LABEL_VAL.pack(LBL_SWAP, 0, 0, 0)
+        elif e.kind == "pop":  # our loopback's labeled-unicast label: the next label decides
+            val = LABEL_VAL.pack(LBL_POP, 0, 0, 0)
         else:
             assert e.next_hop is not None and e.next_hop.endpoint is not None
             peers.add(e.next_hop.endpoint)
-            val = LABEL_VAL.pack(LBL_SWAP, 0, 0, 0)
+            # the program swaps it in place only above other labels (a transit labeled-unicast
+            # hop); a bottom-of-stack swap (option B) takes the userspace path
+            val = LABEL_VAL.pack(LBL_SWAP, 0, 0, nh_id(e.next_hop))
         t["labels"][U32.pack(e.label)] = val
+    ids.retain(nh_keys, g_keys)
     for ep in peers:
         t["peers"][addr_key(0, ep)] = ONE
     for ep in state.down_endpoints:

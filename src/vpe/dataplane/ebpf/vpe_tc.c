@@ -67,7 +67,9 @@ struct addr_key { __u32 id; __u32 fam; __u8 addr[16]; };
 struct rt4_key { __u32 plen; __u32 vrf; __u8 addr[4]; };
 struct rt6_key { __u32 plen; __u32 vrf; __u8 addr[16]; };
 /* phash: the prefix hash, the per-prefix mode's flow hash (vpe.dataplane.nhg) */
-struct rt_val { __u32 nhg; __u32 phash; __u32 rr; __u32 pad; };
+struct rt_val { __u32 nhg; __u32 phash; __u32 rr; __u32 flags; };
+/* a remote route covered by an aggregate of ours (R10.3): re-tunnelled once */
+#define RT_F_TRANSIT 1
 
 #define ECMP_PER_FLOW 0
 #define ECMP_PER_PACKET 1
@@ -89,22 +91,30 @@ struct seeds_val { __u32 s[MAX_MEMBERS]; };
 #define NH_GRE4 4
 #define NH_GRE6 5
 
+/* nout: label stack entries pushed above label_word (Inter-AS option C),
+ * out[] outermost first, without their TTL and bottom-of-stack bits */
+#define MAX_OUTER 2
 struct nh_val {
 	__u32 kind;
 	__u32 ifindex;
 	__u32 label_word;
 	__u32 max_inner;
 	__u8 dst[16];
+	__u32 nout;
+	__u32 out[MAX_OUTER];
 };
 
 #define LBL_VRF 1
 #define LBL_PORT 2
 #define LBL_SWAP 3
+#define LBL_POP 4
 
-struct label_val { __u32 kind; __u32 vrf; __u32 ifindex; __u32 pad; };
+/* nh: a swap label's next hop (id in nhs; 0: none) */
+struct label_val { __u32 kind; __u32 vrf; __u32 ifindex; __u32 nh; };
 
 struct port_ctr { __u64 rx_packets, rx_bytes, tx_packets, tx_bytes, drops; };
-struct vrf_ctr { __u64 routed_local, encapsulated, decapsulated, replicated, drops; };
+/* redirected: re-tunnelled from the underlay (aggregate transit), as the pipeline counts it */
+struct vrf_ctr { __u64 routed_local, encapsulated, decapsulated, replicated, drops, redirected; };
 struct ul_ctr { __u64 rx_packets, rx_bytes, tx_packets, tx_bytes; };
 
 /* drop reasons (index into `drops`); maps.py has the names */
@@ -138,6 +148,15 @@ enum {
 	P_NESTED,       /* the kernel refused the encapsulation (a packet decapsulated here before) */
 	P_DHCP,         /* DHCPv4 from the VM (UDP 68 -> 67): the slow path answers (R9.1) */
 	P_MAX = 24,
+};
+
+/* label stack work done in the kernel (index into `fast_ctrs`; maps.py has the names) */
+enum {
+	F_SWAPPED = 0,  /* transit labeled-unicast swaps (option C at an ASBR) */
+	F_RETUNNELLED,  /* aggregate transit (R10.3) */
+	F_POPPED,       /* our loopback's label popped above a VPN label */
+	F_PUSHED,       /* packets sent with outer labels (option C at the ingress PE) */
+	F_MAX = 8,
 };
 
 struct punt_meta {
@@ -201,6 +220,8 @@ struct { __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); __uint(max_entries, P_MAX);
 	 __type(key, __u32); __type(value, __u64); } punts SEC(".maps");
 struct { __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); __uint(max_entries, 1);
 	 __type(key, __u32); __type(value, struct ul_ctr); } ul_ctrs SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); __uint(max_entries, F_MAX);
+	 __type(key, __u32); __type(value, __u64); } fast_ctrs SEC(".maps");
 struct { __uint(type, BPF_MAP_TYPE_PERF_EVENT_ARRAY);
 	 __uint(key_size, sizeof(__u32)); __uint(value_size, sizeof(__u32)); } punt_events SEC(".maps");
 
@@ -229,6 +250,13 @@ static __always_inline int neq(const __u8 *a, const __u8 *b, const int n)
 static __always_inline void count_drop(__u32 reason)
 {
 	__u64 *v = bpf_map_lookup_elem(&drops, &reason);
+	if (v)
+		*v += 1;
+}
+
+static __always_inline void count_fast(__u32 what)
+{
+	__u64 *v = bpf_map_lookup_elem(&fast_ctrs, &what);
 	if (v)
 		*v += 1;
 }
@@ -543,19 +571,55 @@ static __always_inline int to_local_port(struct __sk_buff *skb, struct nh_val *n
 	return bpf_redirect(oif, 0);
 }
 
+/* the outer headers, room for the deepest label stack (MAX_OUTER + 1 entries):
+ * only the first 14 + 20 + 8 (or 4) + 4 * (nout + 1) octets are written */
 struct outer4 {
 	__u8 eth[14];
 	__u8 ip[20];
 	__be16 sport, dport, ulen, ucsum;
-	__be32 lse;
+	__u8 lse[4 * (MAX_OUTER + 1)];
 } __attribute__((packed));
 
 struct outer4gre {
 	__u8 eth[14];
 	__u8 ip[20];
 	__be16 flags, proto;
-	__be32 lse;
+	__u8 lse[4 * (MAX_OUTER + 1)];
 } __attribute__((packed));
+
+/* the label stack toward nh: its outer entries, then its label (bottom of
+ * stack when ``bos``, else more entries follow: a transit swap), all with TTL ``lttl`` */
+static __always_inline void put32(__u8 *p, __u32 v)
+{
+	/* octet by octet: the packed headers leave the entries unaligned on the stack */
+	p[0] = v >> 24;
+	p[1] = v >> 16;
+	p[2] = v >> 8;
+	p[3] = v;
+}
+
+static __always_inline void fill_stack(__u8 *lse, struct nh_val *nh, __u8 lttl, int bos)
+{
+	__u32 bottom = (bos ? nh->label_word : nh->label_word & ~0x100u) | lttl;
+	__u32 n = nh->nout;
+	if (n == 0) {
+		put32(lse, bottom);
+	} else if (n == 1) {
+		put32(lse, nh->out[0] | lttl);
+		put32(lse + 4, bottom);
+	} else {
+		put32(lse, nh->out[0] | lttl);
+		put32(lse + 4, nh->out[1] | lttl);
+		put32(lse + 8, bottom);
+	}
+}
+
+/* octets of the label stack toward nh (nout is at most MAX_OUTER: the compiler makes it so) */
+static __always_inline __u32 stack_len(struct nh_val *nh)
+{
+	__u32 n = nh->nout;
+	return 4 * ((n > MAX_OUTER ? MAX_OUTER : n) + 1);
+}
 
 /* Room for the outer headers after the MAC header. The ENCAP flags describe
  * the tunnel for GSO; the kernel refuses them on an skb that already carries
@@ -609,6 +673,32 @@ static __always_inline int send_encapsulated(struct cfg *c, struct vrf_ctr *vc, 
 	return bpf_redirect_neigh(c->ul_ifindex, 0, 0, 0);
 }
 
+/* the outer headers toward nh (IPv4, MPLS-in-UDP with source port ``sport`` or
+ * MPLS-in-GRE), its label stack (TTL ``lttl``; ``bos``: the bottom one), stored at
+ * the start of a packet whose room is made, ``after`` octets following the stack */
+static __always_inline int put_header(struct __sk_buff *skb, struct cfg *c, struct nh_val *nh, __u8 lttl,
+				      int bos, __u32 after, __u16 sport)
+{
+	__u32 sl = stack_len(nh);
+	if (nh->kind == NH_GRE4) {
+		struct outer4gre o = {};
+		o.eth[12] = 0x08;
+		outer_ip4(o.ip, c, nh, 20 + 4 + sl + after, IPPROTO_GRE_);
+		o.proto = bpf_htons(0x8847);
+		fill_stack(o.lse, nh, lttl, bos);
+		return bpf_skb_store_bytes(skb, 0, &o, 14 + 24 + sl, 0);
+	}
+	struct outer4 o = {};
+	/* the neighbour subsystem writes the MACs (bpf_redirect_neigh) */
+	o.eth[12] = 0x08;
+	outer_ip4(o.ip, c, nh, 20 + 8 + sl + after, IPPROTO_UDP);
+	o.sport = bpf_htons(sport);
+	o.dport = bpf_htons(MPLS_UDP_PORT);
+	o.ulen = bpf_htons(8 + sl + after);
+	fill_stack(o.lse, nh, lttl, bos);
+	return bpf_skb_store_bytes(skb, 0, &o, 14 + 28 + sl, 0);
+}
+
 /* MPLS-in-GRE (RFC 4023) over IPv4: GRE without optional fields, protocol 0x8847 */
 static __always_inline int to_gre4(struct __sk_buff *skb, struct nh_val *nh, int v6, __u8 ttl,
 				   __u32 total, struct vrf_ctr *vc)
@@ -617,21 +707,20 @@ static __always_inline int to_gre4(struct __sk_buff *skb, struct nh_val *nh, int
 	struct cfg *c = bpf_map_lookup_elem(&cfg, &zero);
 	if (!c || !c->has4)
 		return punt(skb, P_NEXT_HOP, 0);
-	struct outer4gre o = {};
-	o.eth[12] = 0x08;
-	outer_ip4(o.ip, c, nh, 20 + 8 + total, IPPROTO_GRE_);
-	o.proto = bpf_htons(0x8847);
-	o.lse = bpf_htonl(nh->label_word | (__u8)(ttl - 1));
+	__u32 sl = stack_len(nh);
+	/* the label stack plays the inner "MAC" header for GSO */
 	__u64 flags = BPF_F_ADJ_ROOM_FIXED_GSO | BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 |
-		      BPF_F_ADJ_ROOM_ENCAP_L4_GRE | BPF_F_ADJ_ROOM_ENCAP_L2(4);
+		      BPF_F_ADJ_ROOM_ENCAP_L4_GRE | BPF_F_ADJ_ROOM_ENCAP_L2(sl);
 	/* first the room: when the kernel refuses it (a packet that was itself
 	 * decapsulated by a program keeps the skb's encapsulation mark, and
 	 * bpf_skb_adjust_room does not nest), nothing has changed yet */
-	if (grow(skb, 28, flags))
+	if (grow(skb, 24 + sl, flags))
 		return punt(skb, P_NESTED, 0);
-	if (ttl_dec(skb, 14 + 28, v6, ttl) || bpf_skb_store_bytes(skb, 0, &o, sizeof(o), 0))
+	if (ttl_dec(skb, 14 + 24 + sl, v6, ttl) || put_header(skb, c, nh, ttl - 1, 1, total, 0))
 		return broken();
-	return send_encapsulated(c, vc, 8 + total);
+	if (sl > 4)
+		count_fast(F_PUSHED);
+	return send_encapsulated(c, vc, 4 + sl + total);
 }
 
 static __always_inline int to_tunnel4(struct __sk_buff *skb, struct nh_val *nh, int v6, __u8 ttl,
@@ -641,24 +730,17 @@ static __always_inline int to_tunnel4(struct __sk_buff *skb, struct nh_val *nh, 
 	struct cfg *c = bpf_map_lookup_elem(&cfg, &zero);
 	if (!c || !c->has4)
 		return punt(skb, P_NEXT_HOP, 0);
-	struct outer4 o = {};
-	/* the neighbour subsystem writes the MACs (bpf_redirect_neigh) */
-	o.eth[12] = 0x08;
-	o.eth[13] = 0x00;
-	__u16 tot = 20 + 12 + total;
-	outer_ip4(o.ip, c, nh, tot, IPPROTO_UDP);
-	o.sport = bpf_htons(FLOW_PORT_MIN + (fh & 0x3FFF));
-	o.dport = bpf_htons(MPLS_UDP_PORT);
-	o.ulen = bpf_htons(12 + total);
-	o.lse = bpf_htonl(nh->label_word | (__u8)(ttl - 1));
-
+	__u32 sl = stack_len(nh);
 	__u64 flags = BPF_F_ADJ_ROOM_FIXED_GSO | BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 |
-		      BPF_F_ADJ_ROOM_ENCAP_L4_UDP | BPF_F_ADJ_ROOM_ENCAP_L2(4);
-	if (grow(skb, 32, flags))
+		      BPF_F_ADJ_ROOM_ENCAP_L4_UDP | BPF_F_ADJ_ROOM_ENCAP_L2(sl);
+	if (grow(skb, 28 + sl, flags))
 		return punt(skb, P_NESTED, 0);
-	if (ttl_dec(skb, 14 + 32, v6, ttl) || bpf_skb_store_bytes(skb, 0, &o, sizeof(o), 0))
+	if (ttl_dec(skb, 14 + 28 + sl, v6, ttl) ||
+	    put_header(skb, c, nh, ttl - 1, 1, total, FLOW_PORT_MIN + (fh & 0x3FFF)))
 		return broken();
-	return send_encapsulated(c, vc, 12 + total);
+	if (sl > 4)
+		count_fast(F_PUSHED);
+	return send_encapsulated(c, vc, 8 + sl + total);
 }
 
 SEC("tc")
@@ -854,6 +936,93 @@ static __always_inline int decap_deliver(struct __sk_buff *skb, __u32 hdr, int o
 	return bpf_redirect(oif, 0);
 }
 
+/* the kernel re-tunnels toward IPv4 next hops only (MPLS-in-UDP, MPLS-in-GRE) */
+static __always_inline int tunnel4_nh(struct nh_val *nh)
+{
+	return (nh->kind == NH_UDP4 || nh->kind == NH_GRE4) && nh->nout <= MAX_OUTER;
+}
+
+/* A transit labeled-unicast hop (Inter-AS option C at an ASBR): the top label
+ * (``lse``, more below it) is swapped for the stack toward the swap entry's next
+ * hop, label TTL - 1; the rest of the stack and the packet travel on untouched.
+ * The outer headers are rewritten in place (the room grows or shrinks by the
+ * difference); the UDP source port (entropy) is kept, or from GRE the skb's hash.
+ * Whatever is not plain (IPv6 underlay, GSO, TTL expiring, too big) takes the
+ * userspace path, which does the same. */
+static __always_inline int swap_stack(struct __sk_buff *skb, struct cfg *c, struct label_val *lv,
+				      __u32 lse, int outer6, __u32 shim, __u16 sport, __u32 ul_len)
+{
+	__u8 ttl = lse & 0xff;
+	if (outer6 || ttl <= 1 || skb->gso_size)
+		return TC_ACT_OK;
+	__u32 nid = lv->nh;
+	struct nh_val *nh = bpf_map_lookup_elem(&nhs, &nid);
+	if (!nh || !tunnel4_nh(nh))
+		return TC_ACT_OK;
+	__u32 old_hdr = 20 + shim + 4;
+	__u32 rest = skb->len - 14 - old_hdr;
+	if (rest > nh->max_inner)
+		return TC_ACT_OK;
+	__u32 new_hdr = 20 + (nh->kind == NH_GRE4 ? 4 : 8) + stack_len(nh);
+	if (shim == 4)
+		sport = FLOW_PORT_MIN + (bpf_get_hash_recalc(skb) & 0x3FFF);
+	if (new_hdr != old_hdr &&
+	    bpf_skb_adjust_room(skb, (__s32)new_hdr - (__s32)old_hdr, BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_FIXED_GSO))
+		return TC_ACT_OK;
+	if (put_header(skb, c, nh, ttl - 1, 0, rest, sport))
+		return broken();
+	__u32 zero = 0;
+	struct ul_ctr *u = bpf_map_lookup_elem(&ul_ctrs, &zero);
+	if (u) {
+		u->rx_packets += 1;
+		u->rx_bytes += ul_len;
+	}
+	count_fast(F_SWAPPED);
+	return send_encapsulated(c, 0, new_hdr - 20 + rest);
+}
+
+/* Aggregate transit (R10.3): a packet that arrived on an aggregate's label and whose
+ * more specific route (flagged transit by the control plane) leads to another vPE
+ * leaves again toward it, once: the tunnel headers (``old_hdr`` octets after the
+ * MAC header) are replaced by the ones toward the route's next hop, inner TTL - 1.
+ * Not back to the vPE it came from (the userspace path drops that: a loop), and
+ * nothing unusual (IPv6 underlay, GSO, too big): those take the userspace path. */
+static __always_inline int retunnel(struct __sk_buff *skb, struct cfg *c, struct rt_val *rt, struct nhg_val *g,
+				    __u8 *in, void *end, __u32 total, int v6, __u8 ttl, const __u8 *src4,
+				    __u32 old_hdr, struct vrf_ctr *vc, __u32 ul_len)
+{
+	if (skb->gso_size)
+		return TC_ACT_OK;
+	__u32 fh = 0;
+	int have_fh = (g->n > 1 || g->backup) && g->mode == ECMP_PER_FLOW;
+	if (have_fh)
+		fh = v6 ? flow_hash6(in, end, total) : flow_hash4(in, end, total);
+	struct nh_val *nh = select_nh(rt, g, g->mode == ECMP_PER_PREFIX ? rt->phash : fh);
+	if (!nh || !tunnel4_nh(nh) || !neq(nh->dst, src4, 4) || total > nh->max_inner)
+		return TC_ACT_OK;
+	if (!have_fh && nh->kind == NH_UDP4)
+		fh = v6 ? flow_hash6(in, end, total) : flow_hash4(in, end, total);
+	__u32 new_hdr = 20 + (nh->kind == NH_GRE4 ? 4 : 8) + stack_len(nh);
+	if (new_hdr != old_hdr &&
+	    bpf_skb_adjust_room(skb, (__s32)new_hdr - (__s32)old_hdr, BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_FIXED_GSO))
+		return TC_ACT_OK;
+	if (ttl_dec(skb, 14 + new_hdr, v6, ttl) ||
+	    put_header(skb, c, nh, ttl - 1, 1, total, FLOW_PORT_MIN + (fh & 0x3FFF)))
+		return broken();
+	__u32 zero = 0;
+	struct ul_ctr *u = bpf_map_lookup_elem(&ul_ctrs, &zero);
+	if (u) {
+		u->rx_packets += 1;
+		u->rx_bytes += ul_len;
+	}
+	if (vc) {
+		vc->decapsulated += 1;
+		vc->redirected += 1;
+	}
+	count_fast(F_RETUNNELLED);
+	return send_encapsulated(c, 0, new_hdr - 20 + total);
+}
+
 SEC("tc")
 int vpe_underlay(struct __sk_buff *skb)
 {
@@ -929,10 +1098,30 @@ int vpe_underlay(struct __sk_buff *skb)
 		}
 		return TC_ACT_SHOT;
 	}
-	if (!(lse & 0x100))
-		return TC_ACT_OK;
+	struct label_val *lv;
+	__u32 depth = 1;
+	if (!(lse & 0x100)) {
+		/* a label stack (Inter-AS option C): our loopback's labeled-unicast label
+		 * is popped and the next one (the bottom) decides, a transit labeled-unicast
+		 * label is swapped; anything else takes the userspace path */
+		__u32 top = lse >> 12;
+		lv = bpf_map_lookup_elem(&labels, &top);
+		if (!lv)
+			return TC_ACT_OK;
+		if (lv->kind == LBL_SWAP)
+			return swap_stack(skb, c, lv, lse, outer6, shim, ((__u16)udp[0] << 8) | udp[1], ul_len);
+		if (lv->kind != LBL_POP)
+			return TC_ACT_OK;
+		__u8 *nx = udp + shim + 4;
+		if ((void *)(nx + 4) > end)
+			return TC_ACT_OK;
+		lse = ((__u32)nx[0] << 24) | ((__u32)nx[1] << 16) | ((__u32)nx[2] << 8) | nx[3];
+		if (!(lse & 0x100))
+			return TC_ACT_OK;
+		depth = 2;
+	}
 	__u32 label = lse >> 12;
-	struct label_val *lv = bpf_map_lookup_elem(&labels, &label);
+	lv = bpf_map_lookup_elem(&labels, &label);
 	if (!lv) {
 		count_drop(D_UNKNOWN_LABEL);
 		if (u) {
@@ -943,8 +1132,8 @@ int vpe_underlay(struct __sk_buff *skb)
 	}
 	if (lv->kind != LBL_VRF && lv->kind != LBL_PORT)
 		return TC_ACT_OK;
-	__u32 inner_off = 14 + l3hl + shim + 4;
-	__u8 *in = udp + shim + 4;
+	__u32 inner_off = 14 + l3hl + shim + 4 * depth;
+	__u8 *in = udp + shim + 4 * depth;
 	__u32 total, ttl;
 	int v6;
 	struct rt_val *rt;
@@ -1025,8 +1214,14 @@ int vpe_underlay(struct __sk_buff *skb)
 		if (!rt)
 			return TC_ACT_OK;
 		struct nhg_val *g = bpf_map_lookup_elem(&nhgs, &rt->nhg);
-		if (!g || g->nlocal == 0)
+		if (!g)
 			return TC_ACT_OK;
+		if (g->nlocal == 0) {
+			if (!(rt->flags & RT_F_TRANSIT) || outer6)
+				return TC_ACT_OK;
+			return retunnel(skb, c, rt, g, in, end, total, v6, ttl, pk.addr,
+					l3hl + shim + 4 * depth, vc, ul_len);
+		}
 		if (g->nlocal > 1)
 			fh = v6 ? flow_hash6(in, end, total) : flow_hash4(in, end, total);
 		__u32 *nid = pick_local(rt, g, fh);
@@ -1037,10 +1232,14 @@ int vpe_underlay(struct __sk_buff *skb)
 			return TC_ACT_OK;
 		oif = nh->ifindex;
 	}
-	int rc = decap_deliver(skb, l3hl + shim + 4, outer6, v6, oif, ttl, vc, inner_off);
-	if (rc == TC_ACT_REDIRECT && u) {
-		u->rx_packets += 1;
-		u->rx_bytes += ul_len;
+	int rc = decap_deliver(skb, l3hl + shim + 4 * depth, outer6, v6, oif, ttl, vc, inner_off);
+	if (rc == TC_ACT_REDIRECT) {
+		if (u) {
+			u->rx_packets += 1;
+			u->rx_bytes += ul_len;
+		}
+		if (depth > 1)
+			count_fast(F_POPPED);
 	}
 	return rc;
 }
