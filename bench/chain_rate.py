@@ -22,9 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -38,22 +36,7 @@ PORT = 5399
 
 
 def iperf(lab: RunningLab, client: str, server: str, dst: str, args: list[str], duration: int) -> dict[str, Any]:
-    srv = subprocess.Popen(["ip", "netns", "exec", lab.ns(server), "iperf3", "-s", "-1", "-B", dst, "-p", str(PORT)],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        time.sleep(0.4)
-        r = lab.run(client, "iperf3", "-c", dst, "-p", str(PORT), "-t", str(duration), "-J", *args,
-                    timeout=duration + 25)
-        data: dict[str, Any] = json.loads(r.stdout)
-        if "error" in data:
-            raise RuntimeError(f"iperf3 {args}: {data['error']}")
-        return data
-    finally:
-        try:
-            srv.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            srv.kill()
-            srv.wait(timeout=5)
+    return lab.iperf(client, server, dst, args, duration, PORT)
 
 
 def measure(lab: RunningLab, server: str, dst: str, runs: int, duration: int, rate: str) -> dict[str, float]:

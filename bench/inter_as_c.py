@@ -30,7 +30,6 @@ import contextlib
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -81,22 +80,7 @@ def wait_two_labels(lab: RunningLab, timeout: float = 30.0) -> None:
 
 
 def iperf(lab: RunningLab, dst: str, args: list[str], duration: int) -> dict[str, Any]:
-    srv = subprocess.Popen(["ip", "netns", "exec", lab.ns("red4"), "iperf3", "-s", "-1", "-B", dst, "-p", str(PORT)],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        time.sleep(0.4)
-        r = lab.run("red1", "iperf3", "-c", dst, "-p", str(PORT), "-t", str(duration), "-J", *args,
-                    timeout=duration + 25)
-        data: dict[str, Any] = json.loads(r.stdout)
-        if "error" in data:
-            raise RuntimeError(f"iperf3 {args}: {data['error']}")
-        return data
-    finally:
-        try:
-            srv.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            srv.kill()
-            srv.wait(timeout=5)
+    return lab.iperf("red1", "red4", dst, args, duration, PORT)
 
 
 def kernel(lab: RunningLab) -> dict[str, dict[str, Any]]:

@@ -377,6 +377,27 @@ class RunningLab:
     def send_frames(self, node: str, ifname: str, frames: Iterable[bytes]) -> None:
         self.py(node, SEND_FRAMES, ifname, *(f.hex() for f in frames))
 
+    def iperf(self, client: str, server: str, dst: str, args: list[str], duration: int,
+              port: int = 5399) -> dict[str, Any]:
+        """One iperf3 run from VM ``client`` to ``dst`` (an address of VM ``server``, where a
+        one-shot server listens); its JSON report (benchmarks)."""
+        srv = subprocess.Popen(["ip", "netns", "exec", self.ns(server), "iperf3", "-s", "-1", "-B", dst,
+                                "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(0.4)
+            r = self.run(client, "iperf3", "-c", dst, "-p", str(port), "-t", str(duration), "-J", *args,
+                         timeout=duration + 25)
+            data: dict[str, Any] = json.loads(r.stdout)
+            if "error" in data:
+                raise RuntimeError(f"iperf3 {args}: {data['error']}")
+            return data
+        finally:
+            try:
+                srv.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                srv.kill()
+                srv.wait(timeout=5)
+
     def tcp_transfer(self, src: str, dst: str, dst_ip: str, size: int, port: int = 5001) -> tuple[str, str]:
         """Send ``size`` random octets over TCP from VM ``src`` to ``dst_ip`` (VM ``dst``);
         the sha256 the sender computed and the one the receiver computed."""

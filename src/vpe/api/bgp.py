@@ -31,7 +31,7 @@ def _family(name: str) -> Family:
         raise HTTPException(422, f"family: {e}") from None
 
 
-def _address(text: str) -> str:
+def neighbor_address(text: str) -> str:
     """A neighbor address as the configuration holds it (IPv4-mapped IPv6 folded to IPv4)."""
     try:
         ip = ipaddress.ip_address(text)
@@ -62,7 +62,7 @@ def bgp_router(view: AgentView, router: Router) -> APIRouter:
 
     @api.get("/neighbors/{address}")
     async def neighbor(address: str) -> dict[str, Any]:
-        address = _address(address)
+        address = neighbor_address(address)
         n = view.neighbor(address)
         if n is None:
             raise _no_neighbor(address)
@@ -70,7 +70,7 @@ def bgp_router(view: AgentView, router: Router) -> APIRouter:
 
     def neighbor_routes(address: str, family: str,
                         read: Callable[[str, Family], list[dict[str, Any]]]) -> dict[str, Any]:
-        address = _address(address)
+        address = neighbor_address(address)
         fam = _family(family)
         try:
             rows = read(address, fam)
@@ -98,7 +98,7 @@ def bgp_router(view: AgentView, router: Router) -> APIRouter:
     ) -> dict[str, Any]:
         """Soft reset: inbound asks the neighbor to resend its routes (ROUTE-REFRESH,
         RFC 2918); outbound sends it the Adj-RIB-Out again, then End-of-RIB."""
-        address = _address(address)
+        address = neighbor_address(address)
         out: dict[str, Any] = {"neighbor": address, "direction": direction}
         try:
             if direction in ("in", "both"):
@@ -118,7 +118,7 @@ def bgp_router(view: AgentView, router: Router) -> APIRouter:
                                          description="shutdown communication sent in the Cease (RFC 9003)"),
     ) -> dict[str, Any]:
         """Administrative shutdown: Cease to the neighbor, then Idle until enabled."""
-        address = _address(address)
+        address = neighbor_address(address)
         try:
             router.shutdown(address, communication)
         except KeyError:
@@ -130,7 +130,7 @@ def bgp_router(view: AgentView, router: Router) -> APIRouter:
     @api.post("/neighbors/{address}/enable")
     async def enable(address: str) -> dict[str, Any]:
         """Undo a shutdown: the session starts again."""
-        address = _address(address)
+        address = neighbor_address(address)
         try:
             router.enable(address)
         except KeyError:
@@ -141,7 +141,7 @@ def bgp_router(view: AgentView, router: Router) -> APIRouter:
     async def reset(address: str) -> dict[str, Any]:
         """Hard reset: Cease / Administrative Reset, the neighbor's routes flushed,
         the session started again."""
-        address = _address(address)
+        address = neighbor_address(address)
         try:
             router.hard_reset(address)
         except KeyError:

@@ -11,7 +11,6 @@ neighbor of the configuration file is listed (``source: "config"``) but read-onl
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Response
@@ -21,18 +20,8 @@ from pydantic import ValidationError
 from ..agent.config import VrfNeighborConfig
 from ..agent.durable import DurableOps
 from ..agent.view import AgentView
+from .bgp import neighbor_address
 from .errors import REFUSED, http_error
-
-
-def _address(text: str) -> str:
-    """The neighbor address of the path, canonical (IPv4-mapped IPv6 folded to IPv4)."""
-    try:
-        ip = ipaddress.ip_address(text)
-    except ValueError:
-        raise HTTPException(422, f"address: {text!r} is not an IP address") from None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return str(ip.ipv4_mapped)
-    return str(ip)
 
 
 def vrf_neighbors_router(view: AgentView, ops: DurableOps) -> APIRouter:
@@ -57,7 +46,7 @@ def vrf_neighbors_router(view: AgentView, ops: DurableOps) -> APIRouter:
     @api.get("/{address}")
     async def neighbor(vpn: str, address: str) -> dict[str, Any]:
         need_vpn(vpn)
-        address = _address(address)
+        address = neighbor_address(address)
         sa = ops.session_address(vpn, address)  # a neighbor through a port: by its VRF address
         if sa not in ops.vrf_neighbors_of(vpn):
             raise HTTPException(404, f"no neighbor {address} in VPN instance {vpn!r}")
@@ -67,11 +56,11 @@ def vrf_neighbors_router(view: AgentView, ops: DurableOps) -> APIRouter:
     async def put_neighbor(vpn: str, address: str, response: Response,
                            body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
         """Create (201) or replace (200) the neighbor; replacing restarts its session."""
-        address = _address(address)
+        address = neighbor_address(address)
         given = body.get("address")
         if given is not None:
             try:
-                same = isinstance(given, str) and _address(given) == address
+                same = isinstance(given, str) and neighbor_address(given) == address
             except HTTPException:
                 same = False
             if not same:
@@ -91,7 +80,7 @@ def vrf_neighbors_router(view: AgentView, ops: DurableOps) -> APIRouter:
     @api.delete("/{address}", status_code=204)
     async def delete_neighbor(vpn: str, address: str) -> None:
         """Cease / Peer De-configured to the neighbor; its routes leave the VRF."""
-        address = _address(address)
+        address = neighbor_address(address)
         try:
             await ops.delete_vrf_neighbor(vpn, address)
         except REFUSED as e:
