@@ -16,6 +16,7 @@ import select
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -666,3 +667,36 @@ def mpls(label: int, ttl: int = 64) -> bytes:
 
 def delta(before: dict[str, int], after: dict[str, int], key: str) -> int:
     return after.get(key, 0) - before.get(key, 0)
+
+
+class Bird:
+    """BIRD (a real BGP daemon) running inside a lab node's namespace (a VM that speaks BGP
+    with its VRF: PE-CE sessions through its port); ``stop`` ends it and removes its files."""
+
+    def __init__(self, lab: RunningLab, node: str, config: str) -> None:
+        path = shutil.which("bird") or ("/usr/sbin/bird" if Path("/usr/sbin/bird").exists() else None)
+        if path is None:
+            pytest.skip("bird not installed: apt-get install bird2")
+        self.dir = Path(tempfile.mkdtemp(prefix="vpe-bird-"))
+        (self.dir / "bird.conf").write_text(config)
+        self.sock = str(self.dir / "bird.ctl")
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", lab.ns(node), path, "-f", "-c", str(self.dir / "bird.conf"), "-s", self.sock],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def birdc(self, cmd: str, timeout: float = 10.0) -> str:
+        birdc = shutil.which("birdc") or "/usr/sbin/birdc"
+        return subprocess.run([birdc, "-s", self.sock, *cmd.split()], capture_output=True, text=True,
+                              timeout=timeout).stdout
+
+    def established(self, proto: str) -> bool:
+        return "Established" in self.birdc(f"show protocols {proto}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -9,80 +9,40 @@ inside them, and ce1 learns the VPN's routes with our AS in their path. Both dri
 
 from __future__ import annotations
 
-import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from e2e_lab import DRIVERS, E2E, RunningLab, start_lab
+from e2e_lab import DRIVERS, E2E, Bird, RunningLab, start_lab
 
 pytestmark = [*E2E, pytest.mark.timeout(150)]
 
 BIRD_CONF = """
 router id 192.0.2.10;
 log stderr all;
-protocol device {{ }}
-protocol static s4 {{ ipv4; route 198.51.100.0/24 unreachable; }}
-protocol static s6 {{ ipv6; route 2001:db8:99::/48 unreachable; }}
-protocol bgp v4 {{
+protocol device { }
+protocol static s4 { ipv4; route 198.51.100.0/24 unreachable; }
+protocol static s6 { ipv6; route 2001:db8:99::/48 unreachable; }
+protocol bgp v4 {
   local 192.0.2.10 as 65010; neighbor 192.0.2.1 as 65000;
-  ipv4 {{ import all; export where source = RTS_STATIC; }};
-}}
-protocol bgp v6 {{
+  ipv4 { import all; export where source = RTS_STATIC; };
+}
+protocol bgp v6 {
   local 2001:db8:10::10 as 65010; neighbor 2001:db8:10::1 as 65000;
-  ipv6 {{ import all; export where source = RTS_STATIC; }};
-}}
+  ipv6 { import all; export where source = RTS_STATIC; };
+}
 """
 
 
-def _bird() -> str:
-    import shutil
-
-    path = shutil.which("bird") or ("/usr/sbin/bird" if Path("/usr/sbin/bird").exists() else None)
-    if path is None:
-        pytest.skip("bird not installed: apt-get install bird2")
-    return path
-
-
-class Ce:
-    """BIRD running inside the VM's namespace."""
-
-    def __init__(self, lab: RunningLab, vm: str) -> None:
-        self.ns = lab.ns(vm)
-        self.dir = Path(tempfile.mkdtemp(prefix="vpe-pece-"))
-        (self.dir / "bird.conf").write_text(BIRD_CONF.format())
-        self.sock = str(self.dir / "bird.ctl")
-        self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", self.ns, _bird(), "-f", "-c", str(self.dir / "bird.conf"), "-s", self.sock],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-
-    def birdc(self, cmd: str) -> str:
-        r = subprocess.run(["birdc", "-s", self.sock, *cmd.split()], capture_output=True, text=True, timeout=10)
-        return r.stdout
-
-    def established(self, proto: str) -> bool:
-        return "Established" in self.birdc(f"show protocols {proto}")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
-
-
 @pytest.fixture(scope="module", params=DRIVERS)
-def pece(request: pytest.FixtureRequest) -> Iterator[tuple[RunningLab, Ce]]:
+def pece(request: pytest.FixtureRequest) -> Iterator[tuple[RunningLab, Bird]]:
     lab = start_lab("pe_ce", driver=request.param)
     ce = None
     try:
         # what ce1 holds behind itself: an address in each prefix it announces
         lab.run("ce1", "ip", "addr", "add", "198.51.100.1/32", "dev", "lo", check=True)
         lab.run("ce1", "ip", "-6", "addr", "add", "2001:db8:99::1/128", "dev", "lo", check=True)
-        ce = Ce(lab, "ce1")
+        ce = Bird(lab, "ce1", BIRD_CONF)
         yield lab, ce
     finally:
         if ce is not None:
@@ -99,7 +59,7 @@ def _wait(cond, timeout: float, what: str) -> None:  # type: ignore[no-untyped-d
 
 
 def test_r10_2_pe_ce_vm_announces_its_prefixes_into_the_vpn_over_a_port_session(
-        pece: tuple[RunningLab, Ce]) -> None:
+        pece: tuple[RunningLab, Bird]) -> None:
     lab, ce = pece
     _wait(lambda: ce.established("v4") and ce.established("v6"), 40, "BIRD's sessions with the gateway up")
 
@@ -124,7 +84,7 @@ def test_r10_2_pe_ce_vm_announces_its_prefixes_into_the_vpn_over_a_port_session(
     assert c["to_local"] > 0 and c["from_local"] > 0, c
 
 
-def test_r10_2_pe_ce_vm_withdrawal_and_session_loss_leave_the_vpn(pece: tuple[RunningLab, Ce]) -> None:
+def test_r10_2_pe_ce_vm_withdrawal_and_session_loss_leave_the_vpn(pece: tuple[RunningLab, Bird]) -> None:
     lab, ce = pece
     _wait(lambda: "198.51.100.0/24" in lab.api("h2", "/v1/vpns/red")["table"], 40, "ce1's prefix at h2")
     ce.birdc("disable v4")

@@ -942,6 +942,18 @@ static __always_inline int tunnel4_nh(struct nh_val *nh)
 	return (nh->kind == NH_UDP4 || nh->kind == NH_GRE4) && nh->nout <= MAX_OUTER;
 }
 
+/* A tunnelled packet received from the underlay and sent on again by the kernel
+ * (transit swap, aggregate transit): the underlay's receive counters. */
+static __always_inline void count_ul_rx(__u32 ul_len)
+{
+	__u32 zero = 0;
+	struct ul_ctr *u = bpf_map_lookup_elem(&ul_ctrs, &zero);
+	if (u) {
+		u->rx_packets += 1;
+		u->rx_bytes += ul_len;
+	}
+}
+
 /* A transit labeled-unicast hop (Inter-AS option C at an ASBR): the top label
  * (``lse``, more below it) is swapped for the stack toward the swap entry's next
  * hop, label TTL - 1; the rest of the stack and the packet travel on untouched.
@@ -971,12 +983,7 @@ static __always_inline int swap_stack(struct __sk_buff *skb, struct cfg *c, stru
 		return TC_ACT_OK;
 	if (put_header(skb, c, nh, ttl - 1, 0, rest, sport))
 		return broken();
-	__u32 zero = 0;
-	struct ul_ctr *u = bpf_map_lookup_elem(&ul_ctrs, &zero);
-	if (u) {
-		u->rx_packets += 1;
-		u->rx_bytes += ul_len;
-	}
+	count_ul_rx(ul_len);
 	count_fast(F_SWAPPED);
 	return send_encapsulated(c, 0, new_hdr - 20 + rest);
 }
@@ -1009,12 +1016,7 @@ static __always_inline int retunnel(struct __sk_buff *skb, struct cfg *c, struct
 	if (ttl_dec(skb, 14 + new_hdr, v6, ttl) ||
 	    put_header(skb, c, nh, ttl - 1, 1, total, FLOW_PORT_MIN + (fh & 0x3FFF)))
 		return broken();
-	__u32 zero = 0;
-	struct ul_ctr *u = bpf_map_lookup_elem(&ul_ctrs, &zero);
-	if (u) {
-		u->rx_packets += 1;
-		u->rx_bytes += ul_len;
-	}
+	count_ul_rx(ul_len);
 	if (vc) {
 		vc->decapsulated += 1;
 		vc->redirected += 1;
