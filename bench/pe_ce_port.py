@@ -62,7 +62,7 @@ def v6_routes(lab: RunningLab, host: str) -> int:
     return 0
 
 
-def until(cond: Callable[[], bool], timeout: float, what: str) -> float:
+def until(cond: Callable[[], bool], timeout: float, what: str | Callable[[], str]) -> float:
     t0 = time.monotonic()
     while not cond():
         if time.monotonic() - t0 > timeout:
@@ -77,7 +77,8 @@ def one_run(lab: RunningLab, bird: Bird, n: int, base: dict[str, int]) -> dict[s
     bird.birdc("enable v6")
     established = until(lambda: bird.established("v6"), 60, "BIRD's session")
     in_vrf = until(lambda: v6_routes(lab, "h1") >= base["h1"] + n, 300, "the prefixes in h1's VRF")
-    until(lambda: v6_routes(lab, "h2") >= base["h2"] + n, 300, "the prefixes in h2's VRF")
+    until(lambda: v6_routes(lab, "h2") >= base["h2"] + n, 300,
+          f"the prefixes in h2's VRF (h1 {v6_routes(lab, 'h1')}, h2 {v6_routes(lab, 'h2')}, base {base})")
     total = time.monotonic() - t0
     after = lab.counters("h1")["local_sessions"]
     bird.birdc("disable v6")

@@ -199,3 +199,23 @@ async def test_md5_match_and_mismatch(caplog: pytest.LogCaptureFixture) -> None:
     finally:
         await a.stop()
         await b.stop()
+
+
+async def test_extended_messages_a_big_first_update_right_after_the_open() -> None:
+    """RFC 8654 between two vpe speakers: the initial table goes out at once in UPDATEs of up
+    to 65,535 octets. The receiver reads ahead of its session (the OPEN, the KEEPALIVE and
+    that UPDATE may arrive in one read): the negotiated limit must apply to the UPDATE, not
+    the 4,096 of before the OPEN. (It used to reset the session with Bad Message Length.)"""
+    a, b = _pair(_port())
+    v6 = [VPNv6Prefix.from_str(f"65000:1:2001:db8:99:{i:x}::/64", labels=(1000 + i,)) for i in range(600)]
+    a.announce(VPNV6, v6, _attrs(), "2001:db8:ffff::11")  # 600 x 20 octets: one 12 kB UPDATE
+    await a.start()
+    await b.start()
+    try:
+        await _until(lambda: len(b.received("127.0.0.11", VPNV6)) == 600)
+        peer = b.speaker.peers["127.0.0.11"]
+        assert peer.negotiated is not None and peer.negotiated.extended_message
+        assert peer.established and peer.counters["notifications_in"] == 0 and not peer.last_error
+    finally:
+        await a.stop()
+        await b.stop()

@@ -58,7 +58,15 @@ from .wire.capabilities import (
     Multiprotocol,
     RouteRefresh,
 )
-from .wire.constants import CeaseSubcode, ErrorCode, Family, MessageType
+from .wire.constants import (
+    HEADER_LEN,
+    MAX_EXTENDED_MESSAGE_LEN,
+    CeaseSubcode,
+    ErrorCode,
+    Family,
+    HeaderSubcode,
+    MessageType,
+)
 from .wire.context import DEFAULT_CONTEXT, CodecContext
 from .wire.errors import BGPError
 from .wire.header import MessageReader
@@ -495,6 +503,15 @@ class Peer:
     async def _on_message(self, msg_type: int, body: bytes) -> None:
         self.counters["messages_in"] += 1
         try:
+            # The reader frames ahead of the session (up to RFC 8654's 65,535 octets); the
+            # limit is the one negotiated by the OPEN before this message, checked here in
+            # order: 4,096 unless both sides announced extended messages.
+            limit = self.rx_ctx.max_message_len
+            if HEADER_LEN + len(body) > limit and msg_type not in (MessageType.OPEN, MessageType.KEEPALIVE):
+                raise BGPError(ErrorCode.MESSAGE_HEADER, HeaderSubcode.BAD_MESSAGE_LENGTH,
+                               (HEADER_LEN + len(body)).to_bytes(2, "big"),
+                               reason=f"{_type_name(msg_type)} message length {HEADER_LEN + len(body)} "
+                                      f"(allowed up to {limit}: extended messages not negotiated)")
             msg = decode_message(msg_type, body, self.rx_ctx)
         except BGPError as err:
             log.error(
@@ -586,7 +603,7 @@ class Peer:
         await self._on_message(*ev.first)
 
     async def _read_collision_open(self, ev: _Connected) -> None:
-        framer = MessageReader()
+        framer = MessageReader(MAX_EXTENDED_MESSAGE_LEN)  # the session checks the negotiated limit
         try:
             async with asyncio.timeout(10):
                 while True:
@@ -610,7 +627,7 @@ class Peer:
     def _attach(self, ev: _Connected) -> None:
         self._conn_id += 1
         self._writer = transport.BoundedWriter(ev.writer)
-        framer = ev.framer or MessageReader()
+        framer = ev.framer or MessageReader(MAX_EXTENDED_MESSAGE_LEN)
         self._reader_task = asyncio.get_running_loop().create_task(
             self._read_loop(self._conn_id, ev.reader, framer), name=f"bgp-read-{self.address}"
         )
