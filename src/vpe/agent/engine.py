@@ -124,7 +124,7 @@ class Engine:
     def _vrf_neighbor_views(run: AgentConfig) -> dict[str, dict[str, Any]]:
         """The configuration file's descriptions of VRF neighbors (the view asks the port
         sessions for the rest: ``via``, ``vrf_address``)."""
-        return {n.address: {"description": n.description, "vrf": v.name} for v in run.vrfs for n in v.neighbors}
+        return {n.address: {"description": n.description} for v in run.vrfs for n in v.neighbors}
 
     @staticmethod
     def _policy_book(cfg: AgentConfig, store: Store | None) -> PolicyBook:

@@ -20,6 +20,7 @@ unless ``next_hop`` says otherwise) and lists the forwarder's sessions.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 
@@ -69,7 +70,7 @@ class PortSessions:
         version = ip_address(vn.address).version
         net = self._nets[version]
         taken = {ip_address(m) for m in self.neighbors}
-        mapped = next((a for a in _hosts_from(net, 2) if a not in taken), None)
+        mapped = next((a for a in _hosts_from(net, 2) if a not in taken), None)  # lazily
         if mapped is None:
             raise SessionPrefixFull(f"VRF {vrf} neighbor {vn.address}: no address left in the session "
                                     f"prefix {net} (dataplane.session_prefix{'6' if version == 6 else ''})")
@@ -109,7 +110,8 @@ class PortSessions:
         return [self.local_session(n) for n in self.neighbors.values()]
 
 
-def _hosts_from(net: IPv4Network | IPv6Network, first: int) -> list[IPAddress]:
-    """Host addresses of ``net`` from offset ``first`` (at most 65,536 of them)."""
+def _hosts_from(net: IPv4Network | IPv6Network, first: int) -> Iterator[IPAddress]:
+    """Host addresses of ``net`` from offset ``first`` (at most 65,536 of them), one at a
+    time: the first free one is all :meth:`PortSessions.map` needs."""
     last = min(net.num_addresses - 2 if net.version == 4 else net.num_addresses - 1, first + 65535)
-    return [net.network_address + i for i in range(first, last + 1)]
+    return (net.network_address + i for i in range(first, last + 1))

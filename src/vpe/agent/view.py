@@ -103,9 +103,6 @@ class AgentView:
         rib, adj_out = self._router.rib, self._router.out
         conf = self._neighbors.get(addr, {})
         d["description"] = conf.get("description", "")
-        for key in ("vrf", "via", "vrf_address"):  # a VRF neighbor's (PE-CE BGP)
-            if key in conf:
-                d[key] = conf[key]
         d["configured_families"] = sorted(f.name for f in p.settings.families)
         d["passive"] = p.settings.passive
         d["route_reflector_client"] = p.settings.route_reflector_client

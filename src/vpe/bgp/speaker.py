@@ -73,16 +73,16 @@ class Speaker:
         """``handler`` receives every session's events (up, down, UPDATE, ROUTE-REFRESH);
         the ``freebind`` listen addresses may appear on the host only later."""
         self.handler = handler
-        base = list(listen)
-        wild = {a for a in base if a in ("0.0.0.0", "::")}
-        self.freebind = {a for a in freebind if ("::" if ":" in a else "0.0.0.0") not in wild}
-        self.listen = base + sorted(a for a in self.freebind if a not in base)
+        self.listen = list(listen)
+        self.freebind: set[str] = set()
         self.port = port
         self.peers: dict[str, Peer] = {}
         self._listeners: list[transport.Listener] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         #: between :meth:`start` and :meth:`stop`: a peer added now starts at once
         self.running = False
+        for addr in sorted(freebind):
+            self.listen_also(addr)
 
     # -- configuration -------------------------------------------------------
 
@@ -133,9 +133,11 @@ class Speaker:
         of sessions through ports; nothing when a listener already covers it. While the
         speaker runs the listener starts in the background (a failure is logged)."""
         wild = "::" if ":" in addr else "0.0.0.0"
-        if addr in self.listen or wild in self.listen:
+        if wild in self.listen:
             return
         self.freebind.add(addr)
+        if addr in self.listen:  # given as a listen address too: bound with IP_FREEBIND
+            return
         self.listen.append(addr)
         if self.running:
             self._spawn(self._listen_logged(addr))

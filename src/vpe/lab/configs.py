@@ -168,40 +168,36 @@ def agent_toml(lab: Lab, host: HostConfig) -> str:
                 continue
             for iface, gw, fam in ((vm.ipv4, vm.gateway_v4(), "ipv4-unicast"),
                                    (vm.ipv6, vm.gateway_v6(), "ipv6-unicast")):
-                if iface is None:
-                    continue
-                lines += [
-                    "[[vrfs.neighbors]]",
-                    f"address = {_toml_str(str(iface.ip))}",
-                    f"remote_as = {vm.bgp.asn}",
-                    f"local_address = {_toml_str(str(gw))}",
-                    'via = "port"',
-                    f"families = [{_toml_str(fam)}]",
-                    "connect_retry = 2.0",
-                    f"description = {_toml_str(f'vm {vm.name}')}",
-                ]
-                for key in ("import_policy", "export_policy"):
-                    value = getattr(vm.bgp, key) or getattr(host, key)
-                    if value is not None:
-                        lines.append(f"{key} = {_toml_str(value)}")
+                if iface is not None:
+                    lines += _port_neighbor(str(iface.ip), vm.bgp.asn, str(gw), fam, f"vm {vm.name}",
+                                            vm.bgp, host)
         for ln, mine, other in t.links_on(host.name):
-            if ln.vpn != vrf["name"]:
-                continue
-            lines += [
-                "[[vrfs.neighbors]]",
-                f"address = {_toml_str(str(other.address.ip))}",
-                f"remote_as = {t.asn_of(t.host(other.host))}",
-                f"local_address = {_toml_str(str(mine.address.ip))}",
-                'via = "port"',
-                'families = ["ipv4-unicast"]',
-                "connect_retry = 2.0",
-                f"description = {_toml_str(f'link {ln.name} to {other.host}')}",
-            ]
-            for key in ("import_policy", "export_policy"):
-                value = getattr(ln, key) or getattr(host, key)
-                if value is not None:
-                    lines.append(f"{key} = {_toml_str(value)}")
+            if ln.vpn == vrf["name"]:
+                lines += _port_neighbor(str(other.address.ip), t.asn_of(t.host(other.host)),
+                                        str(mine.address.ip), "ipv4-unicast",
+                                        f"link {ln.name} to {other.host}", ln, host)
     return "\n".join(lines) + "\n"
+
+
+def _port_neighbor(address: str, asn: int, local: str, family: str, description: str,
+                   spec: Any, host: HostConfig) -> list[str]:
+    """A ``[[vrfs.neighbors]]`` table reached through a port (a VM speaking BGP, a link's
+    far end); its policies are ``spec``'s, else the host's."""
+    lines = [
+        "[[vrfs.neighbors]]",
+        f"address = {_toml_str(address)}",
+        f"remote_as = {asn}",
+        f"local_address = {_toml_str(local)}",
+        'via = "port"',
+        f"families = [{_toml_str(family)}]",
+        "connect_retry = 2.0",
+        f"description = {_toml_str(description)}",
+    ]
+    for key in ("import_policy", "export_policy"):
+        value = getattr(spec, key) or getattr(host, key)
+        if value is not None:
+            lines.append(f"{key} = {_toml_str(value)}")
+    return lines
 
 
 def _toml_value(v: Any) -> str:

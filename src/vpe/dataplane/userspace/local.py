@@ -60,13 +60,11 @@ class LocalInterface:
         self.hosts: set[IPAddress] = set()
         self.routes: dict[IPAddress, IPAddress] = {}
 
-    def sync(self, sessions: Iterable[LocalSession]) -> bool:
-        """Make the device match ``sessions``; True when the device was opened or closed."""
+    def sync(self, sessions: Iterable[LocalSession]) -> None:
+        """Make the device (open or not), its addresses and its routes match ``sessions``."""
         want = {x.mapped: x.host for x in sessions}
-        opened = closed = False
         if want and self.fd is None:
             self._open()
-            opened = True
         for mapped in [m for m, h in self.routes.items() if want.get(m) != h]:
             self._quiet("route", "del", f"{mapped}/{_plen(mapped)}", "dev", self.name)
             del self.routes[mapped]
@@ -83,8 +81,6 @@ class LocalInterface:
                 self.routes[mapped] = host
         if not want and self.fd is not None:
             self.close()
-            closed = True
-        return opened or closed
 
     def _open(self) -> None:
         try:

@@ -605,11 +605,7 @@ class Forwarder:
             ifnames.pop(name, None)
         for p in batch.add_ports:
             ifnames[p.name] = p.ifname
-        sessions = dict(self.sessions)
-        for m in batch.remove_sessions:
-            sessions.pop(m, None)
-        for x in batch.add_sessions:
-            sessions[x.mapped] = x
+        sessions = self.sessions_after(batch)
         hosts = {x.host for x in sessions.values()}
         peers: dict[tuple[str, IPAddress], IPAddress] = {}
         for x in sessions.values():
@@ -627,6 +623,15 @@ class Forwarder:
                     f"port {name}: ifname {ifname!r} is already used by port {seen[ifname]}"
                 )
             seen[ifname] = name
+
+    def sessions_after(self, batch: Batch) -> dict[IPAddress, LocalSession]:
+        """The local sessions as they will be once ``batch`` is applied, by mapped address."""
+        sessions = dict(self.sessions)
+        for m in batch.remove_sessions:
+            sessions.pop(m, None)
+        for x in batch.add_sessions:
+            sessions[x.mapped] = x
+        return sessions
 
     def _check_nh(self, nh: NextHop, where: str) -> None:
         if nh.endpoint is not None and nh.endpoint.version not in self.underlay_families:

@@ -30,11 +30,11 @@ import logging
 import selectors
 import socket
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from ..driver import Batch, Port, State
+from ..driver import Batch, LocalSession, Port, State
 from ..errors import PortUnavailable
 from ..registry import DriverOptions
 from ..server import ChannelServer
@@ -312,18 +312,10 @@ class ForwarderProcess:
             reader = self._ring_reader(name, pio) if pio.ring else self._port_reader(name, pio)
             self.sel.register(pio.sock, selectors.EVENT_READ, reader)
 
-    def _sync_local(self, batch: Batch | None, state: State | None = None) -> None:
-        """The local interface as the sessions will be after ``batch`` (or ``state``):
-        set up before the forwarder changes, so a failure refuses the request."""
-        if state is not None:
-            sessions = {x.mapped: x for x in state.sessions}
-        else:
-            sessions = dict(self.forwarder.sessions)
-            for m in batch.remove_sessions if batch is not None else ():
-                sessions.pop(m, None)
-            for x in batch.add_sessions if batch is not None else ():
-                sessions[x.mapped] = x
-        self.local.sync(sessions.values())
+    def _sync_local(self, sessions: Iterable[LocalSession]) -> None:
+        """The local interface as ``sessions`` (those after the request) need it: set up
+        before the forwarder changes, so a failure refuses the request."""
+        self.local.sync(sessions)
         if self.local.fd != self._local_fd:
             if self._local_fd is not None:
                 with contextlib.suppress(KeyError, ValueError):
@@ -343,7 +335,7 @@ class ForwarderProcess:
     def sync(self, state: State) -> None:
         opened = self._open_ports(list(state.ports))
         try:
-            self._sync_local(None, state)
+            self._sync_local(state.sessions)
             self.forwarder.full_sync(state)
         except ValueError:  # a DriverError: nothing changed
             for pio in opened.values():
@@ -362,7 +354,7 @@ class ForwarderProcess:
         opened = self._open_ports(list(batch.add_ports))
         if batch.add_sessions or batch.remove_sessions:
             try:
-                self._sync_local(batch)
+                self._sync_local(self.forwarder.sessions_after(batch).values())
             except ValueError:
                 for pio in opened.values():
                     pio.close()
